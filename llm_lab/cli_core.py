@@ -1,0 +1,113 @@
+"""CLI: models, data, jobs and the worker."""
+import json
+
+from . import data, jobs, registry
+
+
+def register(subparsers) -> None:
+    models = subparsers.add_parser("models", help="list and inspect models").add_subparsers(dest="sub", metavar="SUB")
+    p = models.add_parser("list", help="list the models in the registry")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=models_list)
+    p = models.add_parser("show", help="load a model and print its card")
+    p.add_argument("name", help="registry name, folder path or Hub id")
+    p.add_argument("--head", choices=registry.HEADS)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=models_show)
+
+    ds = subparsers.add_parser("data", help="import and list datasets").add_subparsers(dest="sub", metavar="SUB")
+    p = ds.add_parser("import", help="import a CSV/TSV/JSON/JSONL/Parquet/TXT file")
+    p.add_argument("file")
+    p.add_argument("--name", help="dataset name (default: the file name)")
+    for role in data.ROLES:
+        p.add_argument(f"--{role.replace('_', '-')}-col", dest=role, help=f"column holding the {role}")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-chars", type=int)
+    p.add_argument("--keep-duplicates", action="store_true")
+    p.set_defaults(func=data_import)
+    p = ds.add_parser("list", help="list stored datasets")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=data_list)
+    p = ds.add_parser("delete", help="delete a dataset")
+    p.add_argument("name")
+    p.set_defaults(func=data_delete)
+
+    js = subparsers.add_parser("jobs", help="list, cancel and resume background jobs").add_subparsers(dest="sub", metavar="SUB")
+    p = js.add_parser("list")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=jobs_list)
+    for verb, fn in (("cancel", jobs.cancel), ("resume", jobs.resume)):
+        p = js.add_parser(verb)
+        p.add_argument("id")
+        p.set_defaults(func=lambda a, fn=fn, verb=verb: print(f"{a.id}: {fn(a.id)['status']}") or 0)
+    p = js.add_parser("show")
+    p.add_argument("id")
+    p.set_defaults(func=jobs_show)
+
+    p = subparsers.add_parser("worker", help="run the background worker (the dashboard starts one itself)")
+    p.set_defaults(func=lambda a: jobs.run_worker())
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(lines)
+
+
+def models_list(args) -> int:
+    rows = [e.as_dict() for e in registry.list_models()]
+    print(json.dumps(rows, indent=2, default=str) if args.json else _table(rows, ["name", "source", "task", "parent", "location"]))
+    return 0
+
+
+def models_show(args) -> int:
+    loaded = registry.load(args.name, head=args.head, device=args.device)
+    info = loaded.info()
+    for key, value in info.items():
+        print(f"{key:>14}: {value}")
+    if info["head_is_new"]:
+        print("note: the head is freshly initialised; its predictions mean nothing until it is trained.")
+    return 0
+
+
+def data_import(args) -> int:
+    from pathlib import Path
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"error: no such file: {path}")
+        return 1
+    roles = {r: getattr(args, r) for r in data.ROLES if getattr(args, r)}
+    recipe = data.Recipe(seed=args.seed, max_chars=args.max_chars, drop_duplicates=not args.keep_duplicates)
+    info = data.import_dataset(args.name or path.stem, path.name, path.read_bytes(), roles or None, recipe)
+    print(f"imported {info.name}: {info.rows} rows {info.splits}, roles {info.roles}, hash {info.content_hash[:12]}")
+    return 0
+
+
+def data_list(args) -> int:
+    rows = [{"name": d.name, "rows": d.rows, "roles": ",".join(f"{k}={v}" for k, v in d.roles.items()),
+             "labels": len(d.label_names or []), "hash": d.content_hash[:12]} for d in data.list_datasets()]
+    print(json.dumps(rows, indent=2) if args.json else _table(rows, ["name", "rows", "roles", "labels", "hash"]))
+    return 0
+
+
+def data_delete(args) -> int:
+    data.get(args.name)
+    data.delete(args.name)
+    print(f"deleted {args.name}")
+    return 0
+
+
+def jobs_list(args) -> int:
+    rows = [{"id": j["id"], "status": j["status"], "kind": j["kind"].split(":")[0].split(".")[-1],
+             "progress": f"{j['fraction']:.0%}", "title": j["title"], "message": j["message"][:60]} for j in jobs.list_jobs()]
+    print(json.dumps(rows, indent=2) if args.json else _table(rows, ["id", "status", "kind", "progress", "title", "message"]))
+    return 0
+
+
+def jobs_show(args) -> int:
+    job = jobs.get(args.id)
+    print(json.dumps({k: v for k, v in job.items()}, indent=2, default=str))
+    print("\n".join(jobs.logs(args.id, 30)))
+    return 0

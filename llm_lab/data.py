@@ -1,0 +1,423 @@
+"""Datasets: parse an upload, map columns to roles, clean, split, store with a content hash.
+
+Roles are what the rest of LLM Lab reads: `text`, `label`, `text_pair`, `prompt`,
+`reference`. A stored dataset is a Parquet file with one column per mapped role plus
+`id` and `split`, the original upload beside it, and a row in the store with its
+content hash, its column mapping and its cleaning recipe, so any result can name
+exactly what it was computed on.
+"""
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from . import paths, store
+from .errors import DataError
+
+ROLES = ("text", "label", "text_pair", "prompt", "reference")
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet",
+           ".txt": "text", ".text": "text"}
+DEMO_DIR = Path(__file__).parent / "demo_data"
+
+store.register_schema("datasets", [
+    """
+    CREATE TABLE datasets (
+        name TEXT PRIMARY KEY, created_at REAL NOT NULL, source_file TEXT NOT NULL,
+        content_hash TEXT NOT NULL, fingerprint TEXT NOT NULL, roles TEXT NOT NULL,
+        recipe TEXT NOT NULL, rows INTEGER NOT NULL, splits TEXT NOT NULL, label_names TEXT,
+        report TEXT, description TEXT DEFAULT '');
+    """,
+])
+
+
+def max_upload_bytes() -> int:
+    return int(float(os.environ.get("LLM_LAB_MAX_UPLOAD_MB", "200")) * 2**20)
+
+
+# ---------------------------------------------------------------- reading
+def read_table(filename: str, data: bytes) -> pd.DataFrame:
+    """Parse an uploaded file into a DataFrame, or raise DataError saying what is wrong."""
+    suffix = Path(filename).suffix.lower()
+    if suffix not in FORMATS:
+        raise DataError(f"{filename}: unsupported file type {suffix or '(none)'}. "
+                        f"Use one of {', '.join(sorted(FORMATS))}.")
+    fmt = FORMATS[suffix]
+    if len(data) > max_upload_bytes():
+        raise DataError(f"{filename} is {len(data) / 2**20:.1f} MB; the limit is "
+                        f"{max_upload_bytes() / 2**20:.0f} MB. Upload a sample, or raise LLM_LAB_MAX_UPLOAD_MB.")
+    if not data.strip():
+        raise DataError(f"{filename} is empty. Upload a file with a header row and at least one example.")
+    if fmt == "parquet":
+        return _read_parquet(filename, data)
+    if b"\x00" in data[:8192]:
+        raise DataError(f"{filename} looks like a binary file, not {fmt.upper()} text. "
+                        "Export it as UTF-8 CSV, JSON Lines or Parquet.")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{filename} is not UTF-8 text (byte 0x{data[exc.start]:02x} at position {exc.start}). "
+                        "Re-save it with UTF-8 encoding (in Excel: 'CSV UTF-8').") from exc
+    reader = {"csv": _read_delimited, "tsv": _read_delimited, "json": _read_json,
+              "jsonl": _read_json, "text": _read_lines}[fmt]
+    frame = reader(filename, text, fmt)
+    if frame.empty or len(frame.columns) == 0:
+        raise DataError(f"{filename} has no rows. It needs a header row and at least one example.")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if len(set(frame.columns)) != len(frame.columns):
+        raise DataError(f"{filename} has repeated column names: {list(frame.columns)}. Rename them.")
+    return frame
+
+
+def _read_delimited(filename: str, text: str, fmt: str) -> pd.DataFrame:
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # pandas only warns when the first data row is the ragged one
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(io.StringIO(text), sep="\t" if fmt == "tsv" else ",", dtype=object, index_col=False,
+                               keep_default_na=False, on_bad_lines="error", skip_blank_lines=True)
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+        match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        where = (f": line {match.group(2)} has {match.group(3)} fields, the header has {match.group(1)}"
+                 if match else "")
+        raise DataError(f"{filename}: a row has a different number of fields than the header{where}. "
+                        "Quote fields that contain the separator, or fix that row.") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{filename} has no header row and no data.") from exc
+
+
+def _read_json(filename: str, text: str, fmt: str) -> pd.DataFrame:
+    lines = fmt == "jsonl" or (not text.lstrip().startswith(("[", "{")) or _looks_like_jsonl(text))
+    try:
+        if lines:
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            records = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{filename} is not valid JSON{' Lines' if lines else ''}: {exc.msg} "
+                        f"at line {exc.lineno}, column {exc.colno}.") from exc
+    if isinstance(records, dict):
+        if all(isinstance(v, list) for v in records.values()) and len({len(v) for v in records.values()}) == 1:
+            return pd.DataFrame(records).astype(object)
+        raise DataError(f"{filename} holds a JSON object, not records. Give a list of objects "
+                        '([{"text": ..., "label": ...}, ...]) or one object per line (JSON Lines).')
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise DataError(f"{filename} is JSON but not records: every example must be an object such as "
+                        '{"text": "...", "label": "..."}.')
+    return pd.DataFrame.from_records(records).astype(object)
+
+
+def _looks_like_jsonl(text: str) -> bool:
+    lines = [l for l in text.splitlines() if l.strip()]
+    return len(lines) > 1 and all(l.strip().startswith("{") and l.strip().endswith("}") for l in lines[:5])
+
+
+def _read_lines(filename: str, text: str, fmt: str) -> pd.DataFrame:
+    return pd.DataFrame({"text": [line for line in text.splitlines() if line.strip()]}, dtype=object)
+
+
+def _read_parquet(filename: str, data: bytes) -> pd.DataFrame:
+    if not data.startswith(b"PAR1"):
+        raise DataError(f"{filename} is not a Parquet file (it lacks the PAR1 header). "
+                        "Check the file type, or upload CSV/JSON instead.")
+    try:
+        return pd.read_parquet(io.BytesIO(data))
+    except Exception as exc:
+        raise DataError(f"{filename} could not be read as Parquet: {exc}") from exc
+
+
+# ---------------------------------------------------------------- roles
+_ROLE_NAMES = {
+    "text": ("text", "sentence", "sentence1", "review", "content", "document", "body", "comment", "premise", "utterance"),
+    "label": ("label", "labels", "class", "category", "sentiment", "target", "y", "gold", "rating"),
+    "text_pair": ("text_pair", "sentence2", "hypothesis", "question2", "pair"),
+    "prompt": ("prompt", "question", "instruction", "query", "input", "source"),
+    "reference": ("reference", "answer", "output", "completion", "response", "expected", "ground_truth"),
+}
+
+
+def guess_roles(frame: pd.DataFrame) -> dict[str, str]:
+    """Guess which column plays which role, from names first, then from types."""
+    lower = {c.lower().strip(): c for c in frame.columns}
+    roles: dict[str, str] = {}
+    for role, names in _ROLE_NAMES.items():
+        for n in names:
+            if n in lower and lower[n] not in roles.values():
+                roles[role] = lower[n]
+                break
+    free = [c for c in frame.columns if c not in roles.values()]
+    if "text" not in roles and "prompt" not in roles and free:
+        lengths = {c: frame[c].astype(str).str.len().mean() for c in free}
+        roles["text"] = max(lengths, key=lengths.get)
+        free.remove(roles["text"])
+    if "label" not in roles and "text" in roles:
+        for c in free:
+            n = frame[c].nunique()
+            if 2 <= n <= min(50, max(2, len(frame) // 2)):
+                roles["label"] = c
+                break
+    return roles
+
+
+def apply_roles(frame: pd.DataFrame, roles: dict[str, str], filename: str = "the file") -> pd.DataFrame:
+    roles = {r: c for r, c in roles.items() if c}
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise DataError(f"Unknown role(s) {sorted(unknown)}; roles are {', '.join(ROLES)}.")
+    missing = {r: c for r, c in roles.items() if c not in frame.columns}
+    if missing:
+        raise DataError(f"{filename} has no column " + ", ".join(f"{c!r} (mapped to {r})" for r, c in missing.items())
+                        + f". Its columns are: {', '.join(map(str, frame.columns))}.")
+    if "text" not in roles and "prompt" not in roles:
+        raise DataError("Map a column to 'text' (or to 'prompt' for generation data): "
+                        "LLM Lab needs to know which column holds the text.")
+    return pd.DataFrame({role: frame[col].values for role, col in roles.items()})
+
+
+# ---------------------------------------------------------------- cleaning and splitting
+@dataclass
+class Recipe:
+    strip: bool = True
+    drop_empty: bool = True
+    drop_duplicates: bool = True
+    max_chars: int | None = None
+    train: float = 0.8
+    validation: float = 0.1
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _text_cols(frame):
+    return [c for c in ("text", "text_pair", "prompt", "reference") if c in frame.columns]
+
+
+def clean(frame: pd.DataFrame, recipe: Recipe) -> tuple[pd.DataFrame, dict]:
+    frame = frame.copy()
+    report = {"rows_in": len(frame), "empty_dropped": 0, "duplicates_dropped": 0, "truncated": 0}
+    cols = _text_cols(frame)
+    for c in cols + (["label"] if "label" in frame.columns else []):
+        frame[c] = frame[c].map(lambda v: "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v))
+        if recipe.strip:
+            frame[c] = frame[c].str.strip()
+    if recipe.drop_empty:
+        empty = (frame[cols] == "").all(axis=1) if cols else pd.Series(False, index=frame.index)
+        if "label" in frame.columns:
+            empty |= frame["label"] == ""
+        report["empty_dropped"] = int(empty.sum())
+        frame = frame[~empty]
+    if recipe.drop_duplicates:
+        dup = frame.duplicated(subset=cols or None)
+        report["duplicates_dropped"] = int(dup.sum())
+        frame = frame[~dup]
+    if recipe.max_chars:
+        for c in cols:
+            long = frame[c].str.len() > recipe.max_chars
+            report["truncated"] += int(long.sum())
+            frame[c] = frame[c].str.slice(0, recipe.max_chars)
+    report["rows_out"] = len(frame)
+    return frame.reset_index(drop=True), report
+
+
+def split(frame: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
+    """Deterministic train/validation/test split, stratified by label when every class allows it."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < recipe.train <= 1 or recipe.validation < 0 or recipe.train + recipe.validation > 1:
+        raise DataError("Split fractions must satisfy 0 < train ≤ 1 and train + validation ≤ 1.")
+    frame = frame.copy()
+    frame["split"] = "train"
+    rest = 1 - recipe.train
+    if rest <= 0 or len(frame) < 3:
+        return frame
+    labels = frame["label"] if "label" in frame.columns else None
+    stratify = labels if labels is not None and labels.value_counts().min() >= 2 else None
+    idx_train, idx_rest = _split_indices(frame.index, rest, recipe.seed, stratify, train_test_split)
+    frame.loc[idx_rest, "split"] = "test"
+    if recipe.validation > 0 and len(idx_rest) >= 2:
+        val_share = recipe.validation / rest
+        if val_share >= 1:
+            frame.loc[idx_rest, "split"] = "validation"
+        else:
+            sub = stratify.loc[idx_rest] if stratify is not None else None
+            if sub is not None and sub.value_counts().min() < 2:
+                sub = None
+            _, idx_val = _split_indices(idx_rest, val_share, recipe.seed, sub, train_test_split)
+            frame.loc[idx_val, "split"] = "validation"
+    return frame
+
+
+def _split_indices(index, share, seed, stratify, train_test_split):
+    try:
+        return train_test_split(list(index), test_size=share, random_state=seed, stratify=stratify)
+    except ValueError:  # too few rows per class for stratification at this size
+        return train_test_split(list(index), test_size=share, random_state=seed)
+
+
+# ---------------------------------------------------------------- storing
+@dataclass
+class DatasetInfo:
+    name: str
+    created_at: float
+    source_file: str
+    content_hash: str
+    fingerprint: str
+    roles: dict
+    recipe: dict
+    rows: int
+    splits: dict
+    label_names: list | None
+    report: dict = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def folder(self) -> Path:
+        return dataset_dir(self.name)
+
+
+def dataset_dir(name: str) -> Path:
+    return paths.subdir("datasets") / name
+
+
+def check_name(name: str) -> str:
+    name = (name or "").strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}", name):
+        raise DataError(f"Dataset name {name!r}: use 1-80 letters, digits, '.', '_' or '-', starting with a letter or digit.")
+    return name
+
+
+def prepare(filename: str, data: bytes, roles: dict | None = None, recipe: Recipe | None = None) -> tuple[pd.DataFrame, dict, dict]:
+    """Parse, map, clean and split without storing: what the page previews. Returns (frame, roles, report)."""
+    recipe = recipe or Recipe()
+    raw = read_table(filename, data)
+    roles = {r: c for r, c in (roles or guess_roles(raw)).items() if c}
+    frame = apply_roles(raw, roles, filename)
+    frame, report = clean(frame, recipe)
+    if frame.empty:
+        raise DataError(f"{filename}: no rows are left after cleaning ({report['empty_dropped']} empty, "
+                        f"{report['duplicates_dropped']} duplicates). Check the column mapping.")
+    if "label" in frame.columns and frame["label"].nunique() < 2:
+        only = frame["label"].iloc[0]
+        raise DataError(f"The label column {roles['label']!r} has a single class ({only!r}). A classifier needs "
+                        "at least two classes: map another column to 'label', or leave 'label' unmapped.")
+    frame = split(frame, recipe)
+    frame.insert(0, "id", range(len(frame)))
+    return frame, roles, report
+
+
+def import_dataset(name: str, filename: str, data: bytes, roles: dict | None = None,
+                   recipe: Recipe | None = None, description: str = "", replace: bool = False) -> DatasetInfo:
+    """Store a dataset whole, or not at all."""
+    name = check_name(name)
+    recipe = recipe or Recipe()
+    if store.query_one("SELECT name FROM datasets WHERE name=?", (name,)) and not replace:
+        raise DataError(f"A dataset named {name!r} exists already. Choose another name or delete it first.")
+    frame, roles, report = prepare(filename, data, roles, recipe)
+    content_hash = hashlib.sha256(data).hexdigest()
+    fingerprint = hashlib.sha256(json.dumps(
+        {"content": content_hash, "roles": roles, "recipe": recipe.as_dict()}, sort_keys=True).encode()).hexdigest()
+    labels = sorted(frame["label"].unique().tolist(), key=_natural) if "label" in frame.columns else None
+    info = DatasetInfo(name, store.now(), Path(filename).name, content_hash, fingerprint, roles, recipe.as_dict(),
+                       len(frame), frame["split"].value_counts().to_dict(), labels, report, description)
+    with store.atomic_dir(dataset_dir(name)) as tmp:
+        frame.to_parquet(tmp / "data.parquet", index=False)
+        (tmp / ("original" + Path(filename).suffix.lower())).write_bytes(data)
+        (tmp / "meta.json").write_text(json.dumps(asdict(info), indent=2, default=str))
+        with store.transaction() as conn:
+            conn.execute("DELETE FROM datasets WHERE name=?", (name,))
+            conn.execute("INSERT INTO datasets VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (
+                name, info.created_at, info.source_file, content_hash, fingerprint, store.to_json(roles),
+                store.to_json(info.recipe), info.rows, store.to_json(info.splits), store.to_json(labels),
+                store.to_json(report), description))
+    return info
+
+
+def _natural(value: str):
+    return (0, int(value)) if str(value).lstrip("-").isdigit() else (1, str(value))
+
+
+def _info(row: dict) -> DatasetInfo:
+    return DatasetInfo(row["name"], row["created_at"], row["source_file"], row["content_hash"], row["fingerprint"],
+                       store.from_json(row["roles"], {}), store.from_json(row["recipe"], {}), row["rows"],
+                       store.from_json(row["splits"], {}), store.from_json(row["label_names"]),
+                       store.from_json(row["report"], {}), row["description"] or "")
+
+
+def list_datasets() -> list[DatasetInfo]:
+    ensure_demos()
+    return [_info(r) for r in store.query("SELECT * FROM datasets ORDER BY created_at")]
+
+
+def get(name: str) -> DatasetInfo:
+    ensure_demos()
+    row = store.query_one("SELECT * FROM datasets WHERE name=?", (name,))
+    if row is None:
+        names = ", ".join(r["name"] for r in store.query("SELECT name FROM datasets")) or "none yet"
+        raise DataError(f"No dataset named {name!r}. Datasets here: {names}.")
+    return _info(row)
+
+
+def load_frame(name: str, split: str | None = None) -> pd.DataFrame:
+    """The stored rows (columns: id, split and the mapped roles), optionally one split."""
+    info = get(name)
+    frame = pd.read_parquet(info.folder / "data.parquet")
+    if split:
+        frame = frame[frame["split"] == split].reset_index(drop=True)
+    return frame
+
+
+def require(info: DatasetInfo, *roles: str) -> None:
+    """Raise a clear error when a dataset lacks roles a task needs."""
+    missing = [r for r in roles if r not in info.roles]
+    if missing:
+        raise DataError(f"Dataset {info.name!r} has no column mapped to {', '.join(missing)}; "
+                        f"it maps {', '.join(info.roles) or 'nothing'}. Re-import it with that column mapped.")
+
+
+def delete(name: str) -> None:
+    with store.transaction() as conn:
+        conn.execute("DELETE FROM datasets WHERE name=?", (name,))
+    shutil.rmtree(dataset_dir(name), ignore_errors=True)
+
+
+def profile(frame: pd.DataFrame) -> dict:
+    """Numbers the preview shows: rows, empties, duplicates, label counts, text lengths."""
+    cols = _text_cols(frame)
+    main = "text" if "text" in frame.columns else (cols[0] if cols else None)
+    lengths = frame[main].astype(str).str.len() if main else pd.Series(dtype=int)
+    return {
+        "rows": len(frame),
+        "empty_rows": int((frame[cols].astype(str).apply(lambda s: s.str.strip()) == "").all(axis=1).sum()) if cols else 0,
+        "duplicate_rows": int(frame.duplicated(subset=cols or None).sum()),
+        "label_counts": frame["label"].astype(str).value_counts().to_dict() if "label" in frame.columns else {},
+        "text_column": main,
+        "length_chars": {"min": int(lengths.min()), "median": float(lengths.median()), "max": int(lengths.max())} if len(lengths) else {},
+        "split_counts": frame["split"].value_counts().to_dict() if "split" in frame.columns else {},
+    }
+
+
+# ---------------------------------------------------------------- demo datasets
+def ensure_demos() -> None:
+    """Import the demo datasets shipped in llm_lab/demo_data once per home folder."""
+    marker = paths.home() / ".demos-imported"
+    if marker.exists() or not DEMO_DIR.exists():
+        return
+    for spec_file in sorted(DEMO_DIR.glob("*.json")):
+        spec = json.loads(spec_file.read_text())
+        data_file = DEMO_DIR / spec["file"]
+        if store.query_one("SELECT name FROM datasets WHERE name=?", (spec["name"],)):
+            continue
+        try:
+            import_dataset(spec["name"], data_file.name, data_file.read_bytes(), spec.get("roles"),
+                           Recipe(**spec.get("recipe", {})), spec.get("description", ""))
+        except DataError as exc:
+            if "exists already" not in str(exc):
+                raise
+    marker.touch()

