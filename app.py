@@ -1,23 +1,23 @@
 """LLM Lab: the router. Every page lives in pages/; the work is done in llm_lab/."""
 import streamlit as st
 
-st.set_page_config(page_title="LLM Lab", page_icon="🧪", layout="wide")
+st.set_page_config(page_title="LLM Lab", page_icon=":material/science:", layout="wide")
 
 PAGES = {
-    "": [st.Page("pages/home.py", title="Home", icon="🏠", default=True)],
+    "": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
     "Data and models": [
-        st.Page("pages/datasets.py", title="Datasets", icon="📄"),
-        st.Page("pages/models.py", title="Models", icon="🧠"),
-        st.Page("pages/train.py", title="Train", icon="🏋️"),
+        st.Page("pages/data.py", title="Datasets", url_path="datasets", icon=":material/table_chart:"),
+        st.Page("pages/models.py", title="Models", icon=":material/psychology:"),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     ],
     "Evaluate": [
-        st.Page("pages/benchmarks.py", title="Benchmarks", icon="🏆"),
-        st.Page("pages/compare.py", title="Compare", icon="⚖️"),
-        st.Page("pages/arena.py", title="Arena", icon="🥊"),
+        st.Page("pages/benchmarks.py", title="Benchmarks", icon=":material/leaderboard:"),
+        st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+        st.Page("pages/arena.py", title="Arena", icon=":material/sports_kabaddi:"),
     ],
     "Look inside": [
-        st.Page("pages/attention.py", title="Attention", icon="🔍"),
-        st.Page("pages/attributions.py", title="Attributions", icon="🎯"),
+        st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
+        st.Page("pages/attributions.py", title="Attributions", icon=":material/target:"),
     ],
 }
 

@@ -11,6 +11,10 @@ from .errors import LabError
 # Feature modules that add subcommands. A module listed here exposes `register(subparsers)`.
 COMMAND_MODULES = [
     "llm_lab.cli_core",
+    "llm_lab.cli_bench",
+    "llm_lab.cli_train",
+    "llm_lab.cli_compare",
+    "llm_lab.cli_explain",
 ]
 
 

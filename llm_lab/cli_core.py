@@ -1,5 +1,6 @@
 """CLI: models, data, jobs and the worker."""
 import json
+import sys
 
 from . import data, jobs, registry
 
@@ -49,9 +50,9 @@ def register(subparsers) -> None:
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:
-    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    widths = {c: max([len(c)] + [len(str(r.get(c) if r.get(c) is not None else "")) for r in rows]) for c in columns}
     lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
-    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    lines += ["  ".join(str(r.get(c) if r.get(c) is not None else "").ljust(widths[c]) for c in columns) for r in rows]
     return "\n".join(lines)
 
 
@@ -76,7 +77,7 @@ def data_import(args) -> int:
 
     path = Path(args.file)
     if not path.is_file():
-        print(f"error: no such file: {path}")
+        print(f"error: no such file: {path}", file=sys.stderr)
         return 1
     roles = {r: getattr(args, r) for r in data.ROLES if getattr(args, r)}
     recipe = data.Recipe(seed=args.seed, max_chars=args.max_chars, drop_duplicates=not args.keep_duplicates)

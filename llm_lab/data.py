@@ -6,6 +6,7 @@ Roles are what the rest of LLM Lab reads: `text`, `label`, `text_pair`, `prompt`
 content hash, its column mapping and its cleaning recipe, so any result can name
 exactly what it was computed on.
 """
+from __future__ import annotations
 import hashlib
 import io
 import json
@@ -15,7 +16,18 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pandas as pd
+
+
+class _Pandas:
+    """pandas, imported on first use: listing datasets (the home page) should not pay ~0.5 s for it."""
+
+    def __getattr__(self, name):
+        import pandas
+
+        return getattr(pandas, name)
+
+
+pd = _Pandas()
 
 from . import paths, store
 from .errors import DataError
@@ -40,6 +52,10 @@ def max_upload_bytes() -> int:
     return int(float(os.environ.get("LLM_LAB_MAX_UPLOAD_MB", "200")) * 2**20)
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.1f} KB"
+
+
 # ---------------------------------------------------------------- reading
 def read_table(filename: str, data: bytes) -> pd.DataFrame:
     """Parse an uploaded file into a DataFrame, or raise DataError saying what is wrong."""
@@ -49,12 +65,15 @@ def read_table(filename: str, data: bytes) -> pd.DataFrame:
                         f"Use one of {', '.join(sorted(FORMATS))}.")
     fmt = FORMATS[suffix]
     if len(data) > max_upload_bytes():
-        raise DataError(f"{filename} is {len(data) / 2**20:.1f} MB; the limit is "
-                        f"{max_upload_bytes() / 2**20:.0f} MB. Upload a sample, or raise LLM_LAB_MAX_UPLOAD_MB.")
+        raise DataError(f"{filename} is {_size(len(data))}; the limit is {_size(max_upload_bytes())}. "
+                        "Upload a sample, or raise LLM_LAB_MAX_UPLOAD_MB.")
     if not data.strip():
         raise DataError(f"{filename} is empty. Upload a file with a header row and at least one example.")
     if fmt == "parquet":
         return _read_parquet(filename, data)
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(f"{filename} is UTF-16 text; LLM Lab reads UTF-8. Re-save it with UTF-8 encoding "
+                        "(in Excel: 'CSV UTF-8').")
     if b"\x00" in data[:8192]:
         raise DataError(f"{filename} looks like a binary file, not {fmt.upper()} text. "
                         "Export it as UTF-8 CSV, JSON Lines or Parquet.")
@@ -80,8 +99,8 @@ def _read_delimited(filename: str, text: str, fmt: str) -> pd.DataFrame:
     try:
         with warnings.catch_warnings():  # pandas only warns when the first data row is the ragged one
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            return pd.read_csv(io.StringIO(text), sep="\t" if fmt == "tsv" else ",", dtype=object, index_col=False,
-                               keep_default_na=False, on_bad_lines="error", skip_blank_lines=True)
+            frame = pd.read_csv(io.StringIO(text), sep="\t" if fmt == "tsv" else ",", dtype=object, index_col=False,
+                                keep_default_na=False, on_bad_lines="error", skip_blank_lines=True)
     except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
         match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
         where = (f": line {match.group(2)} has {match.group(3)} fields, the header has {match.group(1)}"
@@ -90,6 +109,27 @@ def _read_delimited(filename: str, text: str, fmt: str) -> pd.DataFrame:
                         "Quote fields that contain the separator, or fix that row.") from exc
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{filename} has no header row and no data.") from exc
+    _check_short_rows(filename, text, fmt, frame)
+    return frame
+
+
+def _check_short_rows(filename: str, text: str, fmt: str, frame: pd.DataFrame) -> None:
+    """pandas fills a row with too FEW fields with "" silently; the csv module counts fields per row."""
+    import csv
+
+    if frame.empty or not (frame.iloc[:, -1] == "").any():
+        return
+    reader = csv.reader(io.StringIO(text), delimiter="\t" if fmt == "tsv" else ",")
+    width = None
+    for fields in reader:
+        if not fields:
+            continue
+        if width is None:
+            width = len(fields)
+        elif len(fields) < width:
+            raise DataError(f"{filename}: a row has a different number of fields than the header: line "
+                            f"{reader.line_num} has {len(fields)} fields, the header has {width}. "
+                            "Quote fields that contain the separator, or fix that row.")
 
 
 def _read_json(filename: str, text: str, fmt: str) -> pd.DataFrame:
@@ -129,7 +169,8 @@ def _read_parquet(filename: str, data: bytes) -> pd.DataFrame:
     try:
         return pd.read_parquet(io.BytesIO(data))
     except Exception as exc:
-        raise DataError(f"{filename} could not be read as Parquet: {exc}") from exc
+        raise DataError(f"{filename} could not be read as Parquet; it may be damaged or cut short, "
+                        f"so export it again. ({exc})") from exc
 
 
 # ---------------------------------------------------------------- roles
@@ -243,7 +284,7 @@ def split(frame: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
     frame.loc[idx_rest, "split"] = "test"
     if recipe.validation > 0 and len(idx_rest) >= 2:
         val_share = recipe.validation / rest
-        if val_share >= 1:
+        if val_share >= 1 - 1e-9:
             frame.loc[idx_rest, "split"] = "validation"
         else:
             sub = stratify.loc[idx_rest] if stratify is not None else None
@@ -255,10 +296,12 @@ def split(frame: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
 
 
 def _split_indices(index, share, seed, stratify, train_test_split):
+    index = list(index)  # a whole count, so float error (0.3/0.30000000000000004) never empties a side
+    n_test = min(len(index) - 1, max(1, round(share * len(index))))
     try:
-        return train_test_split(list(index), test_size=share, random_state=seed, stratify=stratify)
+        return train_test_split(index, test_size=n_test, random_state=seed, stratify=stratify)
     except ValueError:  # too few rows per class for stratification at this size
-        return train_test_split(list(index), test_size=share, random_state=seed)
+        return train_test_split(index, test_size=n_test, random_state=seed)
 
 
 # ---------------------------------------------------------------- storing
@@ -331,6 +374,8 @@ def import_dataset(name: str, filename: str, data: bytes, roles: dict | None = N
         (tmp / ("original" + Path(filename).suffix.lower())).write_bytes(data)
         (tmp / "meta.json").write_text(json.dumps(asdict(info), indent=2, default=str))
         with store.transaction() as conn:
+            if not replace and conn.execute("SELECT 1 FROM datasets WHERE name=?", (name,)).fetchone():
+                raise DataError(f"A dataset named {name!r} exists already. Choose another name or delete it first.")
             conn.execute("DELETE FROM datasets WHERE name=?", (name,))
             conn.execute("INSERT INTO datasets VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (
                 name, info.created_at, info.source_file, content_hash, fingerprint, store.to_json(roles),

@@ -1,10 +1,26 @@
-"""Pick the device and dtype: CUDA, then Apple MPS, then CPU; bf16 on CUDA."""
-import torch
+"""Pick the device and dtype: CUDA, then Apple MPS, then CPU; bf16 on CUDA.
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+torch is imported on first use, not with this module: the home page can say "CPU" for a
+CPU-only torch build without paying for the torch import.
+"""
+import importlib.metadata
+import os
+import sys
+
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+
+
+def __getattr__(name):
+    if name in ("DTYPES", "torch"):  # kept for callers that used the module attributes
+        import torch
+
+        return torch if name == "torch" else {n: getattr(torch, n) for n in DTYPE_NAMES}
+    raise AttributeError(name)
 
 
 def pick_device(override: str | None = None) -> str:
+    import torch
+
     if override and override != "auto":
         return override
     if torch.cuda.is_available():
@@ -14,16 +30,41 @@ def pick_device(override: str | None = None) -> str:
     return "cpu"
 
 
-def pick_dtype(device: str, override: str | None = None) -> torch.dtype:
+def pick_dtype(device: str, override: str | None = None):
+    import torch
+
     if override and override != "auto":
-        return DTYPES[override]
+        return getattr(torch, override) if override in DTYPE_NAMES else _bad_dtype(override)
     if device.startswith("cuda") and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
 
 
+def _bad_dtype(name: str):
+    from .errors import ModelError
+
+    raise ModelError(f"Unknown dtype {name!r}; choose auto, {', '.join(DTYPE_NAMES)}.")
+
+
+def _cpu_only_build() -> str | None:
+    """The torch version when it is a CPU-only build (no CUDA, no MPS possible), without importing torch."""
+    if "torch" in sys.modules or sys.platform == "darwin":
+        return None
+    try:
+        version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return version if version.endswith("+cpu") else None
+
+
 def describe() -> dict:
     """What the home page shows: the device a model would load on, by name."""
+    cpu_build = _cpu_only_build()
+    if cpu_build:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return {"device": "cpu", "name": "CPU", "memory_gb": None, "torch": cpu_build, "threads": cores}
+    import torch
+
     device = pick_device()
     info = {"device": device, "name": "CPU", "memory_gb": None, "torch": torch.__version__}
     if device == "cuda":

@@ -266,21 +266,58 @@ def worker_alive() -> bool:
         return False
 
 
+def _process_alive(pid) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    try:  # a killed worker started by this process stays a zombie until reaped: that is dead too
+        return Path(f"/proc/{int(pid)}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:  # no /proc (macOS)
+        return True
+
+
+_INTERRUPTED_MESSAGE = "The worker stopped while this job ran. Resume it to continue from its last checkpoint."
+
+
+def _mark_orphans_interrupted() -> None:
+    """Running jobs whose process is gone (killed worker, closed CLI) become interrupted."""
+    for row in store.query("SELECT id, worker_pid FROM jobs WHERE status=?", (RUNNING,)):
+        if not _process_alive(row["worker_pid"]):
+            store.execute("UPDATE jobs SET status=?, finished_at=?, message=? WHERE id=? AND status=?",
+                          (INTERRUPTED, store.now(), _INTERRUPTED_MESSAGE, row["id"], RUNNING))
+
+
 def reconcile() -> None:
-    """Mark running jobs as interrupted when no worker is alive to run them."""
-    if inline_mode():
-        return
-    running = store.query("SELECT id FROM jobs WHERE status=?", (RUNNING,))
-    if running and not worker_alive():
-        store.execute(
-            "UPDATE jobs SET status=?, finished_at=?, message=? WHERE status=?",
-            (INTERRUPTED, store.now(), "The worker stopped while this job ran. Resume it to continue "
-             "from its last checkpoint.", RUNNING))
+    """Mark running jobs as interrupted when the process that ran them has died.
+
+    Checked per job (its recorded pid), not per worker lock: a job run inline by a CLI or a
+    script in another process is alive although no worker holds the lock."""
+    _mark_orphans_interrupted()
+
+
+def _pid_path() -> Path:
+    return paths.home() / "worker.pid"
+
+
+def _serving_worker() -> bool:
+    """A live worker holds the lock. (A worker killed a moment ago may leave the lock held a little longer
+    by a forked child of it; that does not count: its pid file names a dead process.)"""
+    if not worker_alive():
+        return False
+    try:
+        return _process_alive(int(_pid_path().read_text()))
+    except (OSError, ValueError):
+        return True  # the lock is held by a worker that has not written its pid yet
 
 
 def ensure_worker() -> bool:
     """Start a worker process unless one is running. Returns True when one was started."""
-    if inline_mode() or worker_alive():
+    if inline_mode() or _serving_worker():
         return False
     log = open(paths.subdir("logs") / "worker.log", "ab")
     subprocess.Popen([sys.executable, "-m", "llm_lab", "worker"], stdout=log, stderr=subprocess.STDOUT,
@@ -295,15 +332,18 @@ def ensure_worker() -> bool:
 def run_worker() -> int:
     """The worker's main loop: hold the lock, mark orphans interrupted, consume the queue."""
     handle = open(_lock_path(), "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print("Another LLM Lab worker is already running for", paths.home())
-        return 0
-    store.execute(
-        "UPDATE jobs SET status=?, finished_at=?, message=? WHERE status=?",
-        (INTERRUPTED, store.now(), "The worker stopped while this job ran. Resume it to continue "
-         "from its last checkpoint.", RUNNING))
+    deadline = time.time() + 60
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if _serving_worker() or time.time() > deadline:  # a live worker, or a lock that is never let go
+                print("Another LLM Lab worker is already running for", paths.home())
+                return 0
+            time.sleep(0.2)  # the lock of a killed worker, still held by a child of it: wait for it
+    store.atomic_write_bytes(_pid_path(), str(os.getpid()).encode())
+    _mark_orphans_interrupted()
     print(f"LLM Lab worker {os.getpid()} serving {paths.home()}", flush=True)
     consumer = _huey()[0].create_consumer(workers=1, worker_type="thread", periodic=False,
                                        initial_delay=0.1, max_delay=0.5, check_worker_health=False)

@@ -2,6 +2,7 @@
 import numpy as np
 import torch
 
+from .cls_forward import classifier_logits
 from .registry import LoadedModel
 
 
@@ -17,7 +18,7 @@ def classify(loaded: LoadedModel, texts: list[str], batch_size: int = 32, max_le
     with loaded.lock:
         for batch in _batches(list(texts), batch_size):
             enc = loaded.tokenizer(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-            logits = loaded.model(**enc.to(loaded.device)).logits
+            logits = classifier_logits(loaded.model, **enc.to(loaded.device))
             out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(loaded.labels)))
 

@@ -6,6 +6,7 @@ tiny-gpt from this package), `local` (a folder in Hugging Face format), `hub`
 opened with one of three heads: `classifier`, `encoder` or `causal-lm`.
 Loaded models are cached per process and shared by every browser session.
 """
+import dataclasses
 import os
 import re
 import threading
@@ -107,7 +108,7 @@ def unregister(name: str) -> None:
     store.execute("DELETE FROM models WHERE name=?", (name,))
 
 
-def resolve(name: str) -> ModelEntry:
+def resolve(name: str, allow_bin: bool = False) -> ModelEntry:
     """A registry name, a local folder, or a Hub id, in that order."""
     name = (name or "").strip()
     if not name:
@@ -117,7 +118,7 @@ def resolve(name: str) -> ModelEntry:
             return entry
     path = Path(name).expanduser()
     if path.exists():
-        check_folder(path)
+        check_folder(path, allow_bin=allow_bin)
         return ModelEntry(path.name, "local", str(path.resolve()), _task_of(path))
     if re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", name) and not name.startswith((".", "/", "~")):
         return ModelEntry(name, "hub", name, "unknown")
@@ -139,8 +140,8 @@ def check_folder(path: Path, allow_bin: bool = False) -> None:
     if not has_safetensors and not (has_pickle and allow_bin):
         if has_pickle:
             raise ModelError(f"{path} has only pickled weights (.bin). LLM Lab loads safetensors by default, "
-                             "because unpickling a file can run code. Convert it with "
-                             "model.save_pretrained(folder, safe_serialization=True), or allow .bin "
+                             "because unpickling a file can run code. Convert it: load it once in Python and "
+                             "call model.save_pretrained(folder), which writes model.safetensors; or allow .bin "
                              "explicitly (loaded with weights_only=True).")
         raise ModelError(f"{path} has a config.json but no weights (*.safetensors).")
 
@@ -187,7 +188,7 @@ class LoadedModel:
         pick = lambda *names: next((getattr(text_cfg, n) for n in names if getattr(text_cfg, n, None)), None)
         return {
             "name": self.entry.name, "source": self.entry.source, "head": self.head,
-            "architecture": (cfg.architectures or [type(self.model).__name__])[0] if getattr(cfg, "architectures", None) else type(self.model).__name__,
+            "architecture": type(self.model).__name__,
             "model_type": cfg.model_type, "parameters": params,
             "layers": pick("num_hidden_layers", "n_layer", "num_layers"),
             "heads": pick("num_attention_heads", "n_head"),
@@ -214,7 +215,7 @@ def load(name: str, head: str | None = None, device: str | None = None, dtype: s
     """
     from .device import pick_device, pick_dtype
 
-    entry = resolve(name)
+    entry = resolve(name, allow_bin=allow_bin)
     head = head or ("encoder" if entry.task in ("encoder", "unknown") else entry.task)
     if head not in HEADS:
         raise ModelError(f"Unknown head {head!r}; choose one of {', '.join(HEADS)}.")
@@ -224,18 +225,23 @@ def load(name: str, head: str | None = None, device: str | None = None, dtype: s
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
-            return _cache[key]
+            return _named(_cache[key], entry)
         key_lock = _key_locks.setdefault(key, threading.Lock())
     with key_lock:  # two sessions asking at once load it once
         with _cache_lock:
             if key in _cache:
-                return _cache[key]
+                return _named(_cache[key], entry)
         loaded = _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust_remote_code, num_labels)
         with _cache_lock:
             _cache[key] = loaded
             while len(_cache) > MAX_CACHED:
                 _cache.popitem(last=False)
     return loaded
+
+
+def _named(loaded: LoadedModel, entry: ModelEntry) -> LoadedModel:
+    """The shared weights under the name the caller asked for (two names may point at one folder)."""
+    return loaded if loaded.entry.name == entry.name else dataclasses.replace(loaded, entry=entry)
 
 
 def forget(name: str | None = None) -> None:
@@ -286,8 +292,8 @@ def _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust
     if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
     missing = loading_info.get("missing_keys") or []
-    head_is_new = head != "encoder" and any(
-        k.split(".")[0] in ("classifier", "score", "lm_head", "pre_classifier") for k in missing)
+    base_prefix = getattr(model, "base_model_prefix", "")  # weights outside the base model are the head's
+    head_is_new = head != "encoder" and any(k.split(".")[0] != base_prefix for k in missing)
     model.to(device).eval()
     return LoadedModel(entry, head, model, tokenizer, device, str(torch_dtype).replace("torch.", ""),
                        head_is_new, attention, time.perf_counter() - start)

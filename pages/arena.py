@@ -1,4 +1,95 @@
+"""Arena: two models drawn from a pool answer the same prompt, names hidden until you vote; a leaderboard."""
+import time
+import uuid
+
+import pandas as pd
 import streamlit as st
 
-st.title("Arena")
-st.info("This page is being built (issue 6).")
+from llm_lab.compare import arena, figures
+from llm_lab.generation import GenerationSettings
+from ui import backend
+from ui.common import header, user_errors
+
+header(":material/sports_kabaddi: Arena", "Blind comparison: two models drawn at random from your pool answer the same prompt. Their names "
+       "stay hidden until you vote. Votes feed a Bradley–Terry leaderboard with bootstrap confidence intervals.")
+
+
+def voter_id() -> str:
+    """The signed-in user's e-mail when the dashboard has a login, else an anonymous id for this browser session."""
+    user = getattr(st, "user", None)
+    if user is not None and getattr(user, "is_logged_in", False):
+        return str(user.get("email") or user.get("sub") or user.get("name"))
+    if "a_voter" not in st.session_state:
+        st.session_state["a_voter"] = "anon-" + uuid.uuid4().hex[:12]
+    return st.session_state["a_voter"]
+
+
+def loader(name: str, head: str):
+    return backend.model(name, head=head)
+
+
+voter = voter_id()
+names = backend.model_names("causal-lm")
+if len(names) < 2:
+    st.info("The arena needs at least two causal LMs in the registry. Add one on the Models page or train one.")
+pool = st.multiselect("Pool (each battle draws two of these)", names, default=names, key="a_pool")
+prompt = st.text_area("Prompt", "def fibonacci(n):", key="a_prompt")
+with st.expander("Generation settings"):
+    s1, s2, s3 = st.columns(3)
+    max_new = s1.number_input("Max new tokens", 1, 1024, 48, key="a_max")
+    sampling = s2.toggle("Sample (instead of greedy)", key="a_sample")
+    temp = s3.slider("Temperature", 0.05, 2.0, 0.8, 0.05, key="a_temp", disabled=not sampling)
+
+if st.button("New battle", icon=":material/casino:", type="primary", key="a_new", disabled=len(pool) < 2):
+    with user_errors(), st.spinner("Both models are answering…"):
+        settings = GenerationSettings(max_new_tokens=int(max_new), do_sample=sampling, temperature=temp,
+                                      seed=None if sampling else 0)
+        st.session_state["a_battle"] = arena.new_battle(pool, prompt, settings, creator=voter, loader=loader)["id"]
+
+battle_id = st.session_state.get("a_battle")
+if battle_id:
+    with user_errors():
+        battle = arena.get_battle(battle_id)
+        voted = battle["vote"] is not None
+        st.markdown(f"> {battle['prompt']}")
+        for col, side in zip(st.columns(2), ("a", "b")):
+            name = f" — {battle['model_' + side]}" if voted else ""
+            col.markdown(f"#### Model {side.upper()}{name}")
+            col.code(battle["output_" + side] or "(empty answer)", language=None, wrap_lines=True)
+        if not voted:
+            st.markdown("**Which answer is better?**")
+            for col, (choice, label) in zip(st.columns(4), arena.VOTES.items()):
+                if col.button(label, key=f"a_vote_{choice}", use_container_width=True):
+                    arena.vote(battle_id, choice, voter)
+                    st.rerun()
+        else:
+            st.success(f"Vote recorded: **{arena.VOTES[battle['vote']]}**. Model A was **{battle['model_a']}**, "
+                       f"model B was **{battle['model_b']}**. Start a new battle to vote again.")
+
+st.divider()
+st.subheader("Leaderboard")
+only_pool = st.toggle("Only battles between models of the pool", key="a_only_pool")
+with user_errors():
+    votes = arena.votes(pool if only_pool else None)
+    if not votes:
+        st.info("No votes yet. Start a battle above and vote.")
+    else:
+        t0 = time.perf_counter()
+        board = arena.leaderboard(pool if only_pool else None, rounds=1000)
+        took = time.perf_counter() - t0
+        frame = pd.DataFrame([{
+            "rank": r["rank"], "model": r["model"], "rating": round(r["rating"]),
+            "95% CI": f"{r['ci_low'] - r['rating']:+.0f} / {r['ci_high'] - r['rating']:+.0f}",
+            "battles": r["battles"], "wins": r["wins"], "ties": r["ties"], "losses": r["losses"],
+            "both bad": r["both_bad"], "win rate": f"{r['win_rate']:.0%}"} for r in board])
+        st.dataframe(frame, hide_index=True, key="a_board")
+        st.caption(f"{len(votes)} votes · Bradley–Terry ratings on the Elo scale (mean 1000), ties and "
+                   f"'both bad' count half a win each · 1000 bootstrap resamples · computed in {took * 1000:.0f} ms")
+        battles = [(v["model_a"], v["model_b"], v["vote"]) for v in votes]
+        t1, t2, t3 = st.tabs(["Ratings", "Win rates", "Battle counts"])
+        t1.plotly_chart(figures.leaderboard(board), key="a_fig_board")
+        t2.plotly_chart(figures.win_rate_heatmap(battles), key="a_fig_win")
+        t3.plotly_chart(figures.battle_counts(battles), key="a_fig_counts")
+        mine = sum(v["voter"] == voter for v in votes)
+        st.caption(f"You ({'signed in as ' + voter if not voter.startswith('anon-') else 'anonymous'}) cast {mine} "
+                   "of these votes.")

@@ -1,4 +1,177 @@
+"""Attributions: which tokens drove a prediction or a generated token (Captum), and how faithful that is.
+
+Query parameters: model, dataset, example (row id), text — links from Benchmarks and Compare land here.
+"""
 import streamlit as st
 
-st.title("Attributions")
-st.info("This page is being built (issue 5).")
+from llm_lab.explain import attributions as attr_mod
+from llm_lab.explain import faithfulness, figures, specs
+from llm_lab.explain.generation import attribute_generation
+from llm_lab.explain.jobs import KIND as DATASET_JOB
+from ui import backend, job_panel
+from ui.common import header, user_errors
+from ui.explain import PNG_NOTE, attribution_block, generation_block
+
+header(":material/target: Attributions", "Token attributions for a classifier (2–4 methods or 2 models side by side, with "
+                       "faithfulness) and for each token a causal LM generates. " + PNG_NOTE)
+
+qp = st.query_params
+entries = {e["name"]: e for e in backend.model_entries()}
+cls_models = [n for n, e in entries.items() if e["task"] in ("classifier", "encoder", "unknown")]
+lm_models = [n for n, e in entries.items() if e["task"] == "causal-lm"]
+
+
+def example_text() -> tuple[str, str | None]:
+    text = qp.get("text") or "A wonderful, warm film with a clever script, though the ending drags."
+    if qp.get("dataset") and qp.get("example"):
+        with user_errors():
+            info = next((d for d in backend.datasets() if d.name == qp["dataset"]), None)
+            if info is None:
+                st.warning(f"Dataset {qp['dataset']!r} not found; using the default text.")
+                return text, None
+            frame = backend.dataset_frame(info.name, info.fingerprint)
+            row = frame[frame["id"].astype(str) == str(qp["example"])]
+            if row.empty:
+                st.warning(f"No row with id {qp['example']!r} in {info.name}; using the default text.")
+            else:
+                return str(row.iloc[0]["text"]), str(row.iloc[0].get("label", "")) or None
+    return text, None
+
+
+default_mode = 1 if qp.get("model") in lm_models else 0
+mode = st.radio("What to explain", ["Classification", "Generation", "Dataset (background job)"],
+                index=default_mode, horizontal=True, key="attr_mode")
+
+if mode == "Classification":
+    if not cls_models:
+        st.warning("No encoder or classifier models in the registry.")
+        st.stop()
+    text, gold = example_text()
+    c1, c2 = st.columns([1, 2])
+    name = c1.selectbox("Model", cls_models, index=cls_models.index(qp["model"]) if qp.get("model") in cls_models else 0,
+                        key="attr_model")
+    other = c1.selectbox("Compare with model (optional)", ["—"] + [m for m in cls_models if m != name],
+                         key="attr_model2")
+    text = c2.text_area("Text", text, height=100, key="attr_text")
+    if gold:
+        c2.caption(f"Gold label of this example: **{gold}**")
+    loaded = None
+    with user_errors():
+        loaded = backend.model(name, head="classifier")
+    if loaded is None:
+        st.stop()
+    if loaded.head_is_new:
+        st.warning(f"{name}'s classifier head is new (random) until you fine-tune it: attributions explain an "
+                   "untrained head.", icon=":material/science:")
+    methods = specs.compatible_methods(loaded, specs.CLASSIFICATION_METHODS)
+    by_name = {m.name: m for m in methods}
+    c3, c4, c5 = st.columns([3, 1, 1])
+    picked = c3.multiselect("Methods (1–4; two models: the first method is used)", list(by_name),
+                            default=list(by_name)[:2], max_selections=4, key="attr_methods")
+    target = c4.selectbox("Target class", ["predicted"] + loaded.labels, key="attr_target")
+    baseline = c5.selectbox("Baseline", ["pad", "mask", "zero"], key="attr_baseline",
+                            help="The 'absent' input for IG, DeepLift and the perturbation methods; special "
+                                 "tokens stay. Perturbation methods take pad or mask.")
+    with st.expander("Settings"):
+        s1, s2 = st.columns(2)
+        n_steps = s1.slider("IG steps", 8, 200, 50, key="attr_steps")
+        n_samples = s2.slider("LIME / KernelSHAP samples", 50, 1000, 200, step=50, key="attr_samples")
+    if st.button("Explain", type="primary", key="attr_run", disabled=not picked):
+        runs = [(name, by_name[p].key) for p in picked]
+        if other != "—" and picked:
+            runs = [(name, by_name[picked[0]].key), (other, by_name[picked[0]].key)]
+        results = []
+        with user_errors(), st.spinner("Attributing…"):
+            for model_name, key in runs:
+                lm = backend.model(model_name, head="classifier")
+                tgt = None if target == "predicted" else lm.labels.index(target) if target in lm.labels else None
+                spec = specs.get_method(key)
+                base = baseline if baseline in spec.baselines else "pad"
+                a = attr_mod.attribute(lm, text, key, target=tgt, baseline=base, n_steps=n_steps, n_samples=n_samples)
+                a.model = model_name  # the registry shares one loaded copy between names of one folder
+                results.append((a.to_dict(), faithfulness.for_attribution(lm, a)))
+            st.session_state["attr_results"] = results
+    results = st.session_state.get("attr_results") or []
+    if results:
+        cols = st.columns(len(results))
+        for i, (col, (a, f)) in enumerate(zip(cols, results)):
+            with col:
+                attribution_block(a, f, key=str(i))
+        rows = [{"method": f"{a['model']} · {a['method_name']}", "comprehensiveness": f["comprehensiveness"],
+                 "sufficiency": f["sufficiency"]} for a, f in results]
+        st.plotly_chart(figures.faithfulness_bar(rows), width="stretch", key="attr_faith")
+        st.success(f"Most faithful here (comprehensiveness − sufficiency): **{faithfulness.most_faithful(rows)}**. "
+                   "Run the dataset job for an answer over many examples.")
+
+elif mode == "Generation":
+    if not lm_models:
+        st.warning("No causal language model in the registry (tiny-gpt appears once it is built).")
+        st.stop()
+    c1, c2 = st.columns([1, 2])
+    name = c1.selectbox("Causal LM", lm_models, index=lm_models.index(qp["model"]) if qp.get("model") in lm_models else 0,
+                        key="gen_model")
+    prompt = c2.text_area("Prompt", qp.get("text") or "A list in Python is", height=80, key="gen_prompt")
+    with user_errors():
+        loaded = backend.model(name, head="causal-lm")
+        methods = {m.name: m.key for m in specs.compatible_methods(loaded, specs.GENERATION_METHODS)}
+        c3, c4, c5 = st.columns([3, 1, 1])
+        method = c3.selectbox("Method", list(methods), key="gen_method")
+        max_new = c4.number_input("New tokens", 1, 128, 12, key="gen_new")
+        n_steps = c5.number_input("IG steps", 4, 100, 20, key="gen_steps")
+        target = st.text_input("Target continuation (optional; empty: the model's greedy output)", key="gen_target")
+        if st.button("Generate and attribute", type="primary", key="gen_run"):
+            with st.spinner("Attributing each generated token…"):
+                g = attribute_generation(loaded, prompt, int(max_new), methods[method], target=target or None,
+                                         n_steps=int(n_steps))
+            st.session_state["gen_result"] = g.to_dict()
+    if st.session_state.get("gen_result"):
+        generation_block(st.session_state["gen_result"], key="g")
+
+else:
+    names = backend.dataset_names("text")
+    if not names or not cls_models:
+        st.info("Import a dataset with a text column (Datasets page) to attribute a sample of it.")
+        st.stop()
+    results = backend.classification_results()
+    source = st.radio("Examples", ["A sample of a dataset", "The errors of a benchmark result"], horizontal=True,
+                      key="ds_source", help="Benchmark results come from classification tasks on the Benchmarks page.")
+    all_methods = {m.name: m.key for m in specs.CLASSIFICATION_METHODS.values()}
+    params: dict = {}
+    if source == "A sample of a dataset":
+        c1, c2, c3 = st.columns(3)
+        model = c1.selectbox("Model", cls_models, key="ds_model")
+        dataset = c2.selectbox("Dataset", names, index=names.index(qp["dataset"]) if qp.get("dataset") in names else 0,
+                               key="ds_dataset")
+        n = c3.number_input("Examples", 4, 2000, 32, key="ds_n")
+        params, title = {"model": model, "dataset": dataset}, f"Attributions: {model} on {dataset} ({int(n)} examples)"
+    elif not results:
+        st.info("No finished classification benchmark yet. Run a suite with a classification task on the "
+                "Benchmarks page, then come back to attribute the examples it got wrong.")
+    else:
+        labels = {f"{r['model']} · {r['suite']}/{r['task']} · {r['headline'].get('name')} "
+                  f"{r['headline'].get('value', float('nan')):.3f}": r for r in results}
+        c1, c2 = st.columns([3, 1])
+        picked_result = labels[c1.selectbox("Benchmark result", list(labels), key="ds_result")]
+        n = c2.number_input("At most", 4, 2000, 64, key="ds_n_err")
+        params = {"bench_result": picked_result["key"]}
+        title = f"Attributions: errors of {picked_result['model']} on {picked_result['suite']}/{picked_result['task']}"
+    picked = st.multiselect("Methods", list(all_methods), default=list(all_methods)[:3], key="ds_methods")
+    if st.button("Start job", type="primary", key="ds_run", disabled=not (picked and params)):
+        with user_errors():
+            job_id = backend.submit_job(DATASET_JOB, {**params, "n": int(n), "methods": [all_methods[p] for p in picked]},
+                                        title)
+            job_panel.remember("attr_job", job_id)
+
+    def show_result(job):
+        res = job.get("result")
+        if job["status"] != "succeeded" or not res:
+            return
+        st.plotly_chart(figures.faithfulness_bar(res["faithfulness"]), width="stretch", key="ds_faith")
+        st.success(f"Most faithful method for {res['model']} on this {res.get('source', 'sample')} "
+                   f"({res['n']} examples): **{res['most_faithful']}**")
+        for method, agg in res["class_tokens"].items():
+            st.markdown(f"**{method}**")
+            st.plotly_chart(figures.class_tokens_bar(agg), width="stretch", key=f"ds_cls_{method}")
+
+    if job_panel.current("attr_job"):
+        job_panel.show(job_panel.current("attr_job"), extra=show_result, key="attr_job")

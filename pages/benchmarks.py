@@ -1,4 +1,162 @@
+"""Benchmarks: run a suite on models in the background, then a leaderboard, charts, drill-down and exports."""
+import json
+
+import pandas as pd
 import streamlit as st
 
-st.title("Benchmarks")
-st.info("This page is being built (issue 4).")
+from llm_lab.bench import cache, figures, job, leaderboard, report, suite as suites
+from llm_lab.bench.suite import TASK_TYPES
+from ui import backend, job_panel
+from ui.common import header, user_errors
+
+header(":material/leaderboard: Benchmarks", "Pick models and a suite of declared tasks; the run goes on in the background (cached "
+       "and resumable). Compare models on a leaderboard with 95% intervals, then look at the examples.")
+JOB_KEY = "bench_job"
+
+# ---------------------------------------------------------------- what to run
+c1, c2 = st.columns([1, 1])
+models = c1.multiselect("Models", backend.model_names(), default=[n for n in backend.model_names()[:1]],
+                        key="b_models", help="Registry models; the suite tells which head each task needs.")
+source = c2.radio("Suite", ["Built-in or saved", "Upload YAML", "Build one"], horizontal=True, key="b_source")
+suite_text = None
+with user_errors():
+    if source == "Built-in or saved":
+        available = suites.list_suites()
+        names = [s["name"] for s in available]
+        pick = c2.selectbox("Suite", names, key="b_suite", index=names.index("demo-classifier") if "demo-classifier" in names else 0,
+                            format_func=lambda n: f"{n} ({next(s['source'] for s in available if s['name'] == n)})")
+        if pick:
+            suite_text = open(next(s["path"] for s in available if s["name"] == pick)).read()
+    elif source == "Upload YAML":
+        up = c2.file_uploader("Suite YAML", type=["yaml", "yml"], key="b_upload")
+        if up is not None:
+            suite_text = up.getvalue().decode("utf-8", errors="replace")
+            suites.parse(suite_text, "uploaded", up.name)
+            if c2.button("Save this suite", key="b_save_upload"):
+                st.success(f"Saved suite {suites.save(suite_text).name!r}.")
+    else:
+        tasks = st.session_state.setdefault("b_built", [])
+        with st.form("b_builder", clear_on_submit=False):
+            f1, f2, f3 = st.columns(3)
+            name = f1.text_input("Suite name", "my-suite", key="b_name")
+            ttype = f2.selectbox("Task type", list(TASK_TYPES), key="b_type")
+            dataset = f3.selectbox("Dataset", [d.name for d in backend.datasets()], key="b_dataset")
+            g1, g2, g3 = st.columns(3)
+            metric_choice = g1.multiselect("Metrics", list(TASK_TYPES[ttype][2]), list(TASK_TYPES[ttype][3]), key="b_metrics")
+            limit = g2.number_input("Examples (0 = all)", 0, 100_000, 200, key="b_limit")
+            prompt = g3.text_input("Prompt template (optional)", "", key="b_prompt", help="e.g. Review: {text}")
+            choices = st.text_input("Choices (multiple choice, comma separated)", "", key="b_choices")
+            if st.form_submit_button("Add task"):
+                task = {"name": f"{dataset}-{ttype}-{len(tasks) + 1}", "type": ttype, "dataset": dataset}
+                if metric_choice:
+                    task["metrics"] = metric_choice
+                if limit:
+                    task["limit"] = int(limit)
+                if prompt:
+                    task["prompt"] = prompt
+                if choices.strip():
+                    task["choices"] = [c.strip() for c in choices.split(",") if c.strip()]
+                tasks.append(task)
+        if tasks:
+            suite_text = suites.to_yaml(name, tasks)
+            suites.parse(suite_text, "built", "the suite you built")
+            b1, b2 = st.columns(2)
+            if b1.button("Save suite", key="b_save_built"):
+                st.success(f"Saved suite {suites.save(suite_text).name!r}.")
+            if b2.button("Clear tasks", key="b_clear"):
+                st.session_state["b_built"] = []
+                st.rerun()
+    if suite_text:
+        parsed = suites.parse(suite_text, "selected", "the suite")
+        with st.expander(f"Suite {parsed.name} v{parsed.version}: {len(parsed.tasks)} tasks — {parsed.description}"):
+            st.dataframe(pd.DataFrame([{"task": t.name, "type": t.type, "dataset": t.dataset, "split": t.split or "all",
+                                        "limit": str(t.limit or "all"), "metrics": ", ".join(t.metrics)} for t in parsed.tasks]),
+                         hide_index=True)
+            st.code(suite_text, language="yaml")
+
+r1, r2, r3 = st.columns([1, 1, 2])
+use_cache = r1.checkbox("Use cached results", True, key="b_cache", help="Finished tasks are reused (same model, "
+                        "dataset, task and settings); unfinished ones resume where they stopped.")
+limit = r3.number_input("Examples per task (0 = as the suite says)", 0, 1_000_000, 0, key="b_limit_run",
+                        help="A quick look: cap every task at this many examples.")
+if r2.button("Run benchmark", type="primary", disabled=not (models and suite_text), key="b_run"):
+    with user_errors():
+        job_panel.remember(JOB_KEY, job.submit(suite_text, models, use_cache, limit=int(limit) or None))
+
+job_id = job_panel.current(JOB_KEY)
+if job_id:
+    job_panel.show(job_id, key="bench")
+
+# ---------------------------------------------------------------- which results
+st.divider()
+runs = cache.runs()
+if not runs:
+    st.info("No benchmark results yet: pick models and a suite above and press **Run benchmark**.")
+    st.stop()
+labels = {r["id"]: f"{r['id']} — {r['suite']} on {', '.join(r['models'])}" for r in runs}
+default = job_id if job_id in labels else runs[0]["id"]
+run_id = st.selectbox("Results of run", list(labels), index=list(labels).index(default), format_func=labels.get,
+                      key="b_run_pick")
+keys = next(r["keys"] for r in runs if r["id"] == run_id)
+results = leaderboard.full_results(keys)
+summaries = [{k: v for k, v in r.items() if k != "per_example"} for r in results]
+
+st.subheader("Leaderboard")
+wide = leaderboard.wide_table(summaries)
+value_cols = [c for c in wide.columns if c.endswith("(value)")]
+s1, s2 = st.columns([2, 1])
+sort_by = s1.selectbox("Sort by", value_cols, key="b_sort", format_func=lambda c: c.replace(" (value)", ""))
+low_first = any(w in sort_by for w in ("perplexity", "latency", "memory"))
+shown = wide.sort_values(sort_by, ascending=low_first, na_position="last") if sort_by else wide
+st.dataframe(shown[[c for c in wide.columns if c not in value_cols]], hide_index=True, width="stretch")
+st.caption("Cells: headline metric ± half-width of its 95% bootstrap interval (speed: min–max over repeats). "
+           "Perplexity and latency: lower is better.")
+for r in results:
+    if r["status"] != "ok":
+        st.error(f"**{r['model']} / {r['task']}**: {r['error']}", icon=":material/warning:")
+notes = [f"**{r['model']} / {r['task']}**: {n}" for r in results for n in r.get("notes") or []]
+if notes:
+    with st.expander(f"Notes ({len(notes)})"):
+        st.markdown("\n".join(f"- {n}" for n in notes))
+
+tabs = st.tabs(["Per task", "Quality vs latency", "Confusion matrix", "F1 per class"])
+tabs[0].plotly_chart(figures.task_bars(summaries), key="b_fig_bars")
+tabs[1].plotly_chart(figures.accuracy_latency(summaries), key="b_fig_scatter")
+cls = [r for r in results if r["type"] == "classification" and r["status"] == "ok"]
+if cls:
+    which = tabs[2].selectbox("Result", range(len(cls)), format_func=lambda i: f"{cls[i]['model']} / {cls[i]['task']}",
+                              key="b_cm_pick")
+    tabs[2].plotly_chart(figures.confusion(cls[which]), key="b_fig_cm")
+    fig = figures.per_class_f1(results, cls[which]["task"])
+    if fig is not None:
+        tabs[3].plotly_chart(fig, key="b_fig_f1")
+else:
+    tabs[2].info("No classification results in this run.")
+
+# ---------------------------------------------------------------- drill-down
+st.subheader("Examples")
+task_names = list(dict.fromkeys(r["task"] for r in results if r["status"] == "ok" and r.get("per_example")))
+if task_names:
+    d1, d2 = st.columns([1, 2])
+    task = d1.selectbox("Task", task_names, key="b_dd_task")
+    show = d2.radio("Show", ["all", "errors", "disagreements"], horizontal=True, key="b_dd_show",
+                    help="errors: some model is wrong; disagreements: the models' predictions differ")
+    table = leaderboard.drilldown(results, task, show)
+    links = {c: st.column_config.LinkColumn(c, display_text="open ↗") for c in table.columns if c.endswith("attributions")}
+    st.caption(f"{len(table)} examples. 'open ↗' shows the example on the Attributions page.")
+    if table.empty and show != "all":
+        st.info("Nothing to show: errors need a task with right/wrong answers; disagreements need the "
+                "predictions of two or more models.")
+    st.dataframe(table, hide_index=True, column_config=links, width="stretch", height=360)
+
+# ---------------------------------------------------------------- export and reproducibility
+e1, e2, e3 = st.columns(3)
+e1.download_button("Download CSV", leaderboard.export_csv(summaries), f"{run_id}.csv", "text/csv", key="b_csv")
+e2.download_button("Download JSON", leaderboard.export_json(results), f"{run_id}.json", "application/json", key="b_json")
+if e3.button("Build HTML report", key="b_html_build"):
+    st.session_state["b_html"] = (run_id, report.html_report(results, f"Benchmark {labels[run_id]}"))
+if st.session_state.get("b_html", (None,))[0] == run_id:
+    e3.download_button("Download HTML report", st.session_state["b_html"][1], f"{run_id}.html", "text/html", key="b_html")
+with st.expander("Reproducibility: fingerprints, versions, seeds"):
+    st.code(json.dumps({f"{r['model']} / {r['task']}": r.get("repro") for r in results if r["status"] == "ok"},
+                       indent=1, default=str), language="json")

@@ -1,4 +1,230 @@
+"""Compare: 2-4 models side by side on typed inputs or a dataset sample; saved comparisons reopen by link."""
 import streamlit as st
 
-st.title("Compare")
-st.info("This page is being built (issue 6).")
+from llm_lab.compare import diff, figures, live, runs, saved, tables
+from llm_lab.compare import jobs as compare_jobs
+from llm_lab.generation import GenerationSettings
+from ui import backend, job_panel
+from ui.common import header, user_errors
+
+header(":material/compare: Compare", "Run two to four models on the same prompts or texts: outputs side by side, their numbers, "
+       "word-level differences, and a table you can filter, sort, export and share by link.")
+KINDS = {"generation": "Generation (causal LMs)", "classification": "Classification"}
+
+
+def loader(name: str, head: str):
+    return backend.model(name, head=head)
+
+
+def settings_form() -> GenerationSettings:
+    with st.expander("Generation settings (shared by all models)"):
+        c = st.columns(4)
+        mode = c[0].radio("Decoding", ["greedy", "sampling"], horizontal=True, key="c_mode")
+        max_new = c[1].number_input("Max new tokens", 1, 2048, 32, key="c_max")
+        rep = c[2].number_input("Repetition penalty", 0.5, 3.0, 1.0, 0.05, key="c_rep", help="1 = none")
+        seed = c[3].number_input("Seed", 0, 2**31 - 1, 0, key="c_seed")
+        c = st.columns(4)
+        greedy = mode == "greedy"
+        temp = c[0].slider("Temperature", 0.05, 2.0, 0.8, 0.05, disabled=greedy, key="c_temp")
+        top_p = c[1].slider("Top-p", 0.05, 1.0, 0.95, 0.05, disabled=greedy, key="c_top_p")
+        top_k = c[2].number_input("Top-k (0 = off)", 0, 5000, 50, disabled=greedy, key="c_top_k")
+        stops = c[3].text_input("Stop strings", "", key="c_stop", help="Separate with |; \\n is a newline.")
+    return GenerationSettings(do_sample=not greedy, temperature=temp, top_p=top_p, top_k=int(top_k),
+                              max_new_tokens=int(max_new), repetition_penalty=rep, seed=int(seed),
+                              stop=live.parse_stops(stops))
+
+
+def stream_run(models: list[str], inputs: list[dict], settings: GenerationSettings) -> dict:
+    """Each prompt: one column per model, its answer streamed in as it is generated."""
+    results, errors = {m: [] for m in models}, {}
+    for row in inputs:
+        st.markdown(f"**{row['id']}.** {row['text']}")
+        for col, m in zip(st.columns(len(models)), models):
+            with col:
+                st.caption(m)
+                if m in errors:
+                    st.error(errors[m])
+                    continue
+                sink = {}
+                try:
+                    st.write_stream(live.pieces(loader, m, row["text"], settings, sink))
+                    results[m].append(sink["result"])
+                    st.caption(live.stats_line(sink["result"]))
+                except Exception as exc:  # one model failing: its column says why, the others go on
+                    errors[m] = live.failure(exc)
+                    st.error(errors[m])
+    return live.collect(models, inputs, results, errors, settings)
+
+
+def model_cards(comp: dict) -> None:
+    gen = comp["kind"] == "generation"
+    for col, m in zip(st.columns(len(comp["models"])), comp["models"]):
+        s = comp["summary"][m]
+        col.markdown(f"**{m}**")
+        if "error" in s:
+            col.error(s["error"])
+            continue
+        if gen:
+            col.metric("tokens / s", f"{s['tokens_per_s']:.1f}", help="new tokens over the model's whole run time")
+            col.metric("mean log-prob", "–" if s["mean_logprob"] is None else f"{s['mean_logprob']:.3f}")
+            if "bleu" in s:
+                col.caption(f"vs reference: exact match {s['exact_match']:.0%} · BLEU {s['bleu']:.1f} · "
+                            f"ROUGE-L {s['rougeL']:.3f}")
+            if s["truncated"]:
+                col.warning(f"{s['truncated']} prompt(s) cut from the left to fit the context.")
+        else:
+            if "accuracy" in s:
+                col.metric("accuracy (gold labels)", f"{s['accuracy']:.1%}")
+            col.metric("mean confidence", f"{s['mean_prob']:.1%}")
+            if s["head_is_new"]:
+                col.warning("Its classification head is untrained (random): fine-tune it on the Train page.")
+
+
+def results_table(comp: dict) -> None:
+    gen = comp["kind"] == "generation"
+    f1, f2, f3 = st.columns([2, 1, 1])
+    search = f1.text_input("Show rows containing", key="c_search")
+    only = f2.toggle("Only disagreements", key="c_disagree", disabled=gen)
+    details = f3.toggle("Numbers per output", key="c_details", disabled=not gen)
+    frame = tables.filter_rows(tables.table(comp, details), search, only)
+    config = {}
+    if not gen:
+        src = comp.get("source") or {}
+        for m in comp["models"]:
+            if not comp["outputs"][m]["error"]:
+                frame[f"{m} · explain"] = [runs.attribution_link(m, t, src.get("dataset"), i)
+                                           for t, i in zip(frame["input"], frame["id"])]
+                config[f"{m} · explain"] = st.column_config.LinkColumn(display_text="attributions ↗")
+    st.dataframe(tables.highlight_disagreements(frame), hide_index=True, column_config=config, key="c_table")
+    st.caption(f"{len(frame)} of {len(comp['inputs'])} rows" + ("" if gen else "; rows where the models disagree "
+               "are tinted") + ". Click a column header to sort.")
+    d1, d2, d3, _ = st.columns([1, 1, 1, 3])
+    d1.download_button("CSV", tables.to_csv(frame), f"comparison-{comp['id']}.csv", "text/csv", on_click="ignore")
+    d2.download_button("JSON", tables.to_json(comp), f"comparison-{comp['id']}.json", "application/json", on_click="ignore")
+    d3.download_button("HTML", tables.to_html(comp), f"comparison-{comp['id']}.html", "text/html", on_click="ignore")
+
+
+def one_input(comp: dict) -> None:
+    inputs, models = comp["inputs"], comp["models"]
+    ok = [m for m in models if not comp["outputs"][m]["error"]]
+    i = st.selectbox("Look at one input", range(len(inputs)), key="c_row",
+                     format_func=lambda k: f"{inputs[k]['id']}: {inputs[k]['text'][:90]}")
+    st.markdown(f"> {inputs[i]['text']}")
+    if inputs[i].get("reference") or inputs[i].get("label"):
+        st.caption(f"Reference: {inputs[i].get('reference') or inputs[i].get('label')}")
+    if comp["kind"] == "classification":
+        if ok:
+            st.plotly_chart(figures.class_probabilities(comp, i), key="c_probs")
+        for col, m in zip(st.columns(len(ok) or 1), ok):
+            row = comp["outputs"][m]["rows"][i]
+            col.markdown(f"**{m}**: {row['label']} ({row['prob']:.1%})")
+            col.link_button("Why? Attributions ↗", runs.attribution_link(m, inputs[i]["text"]))
+        return
+    for col, m in zip(st.columns(len(models)), models):
+        col.markdown(f"**{m}**")
+        if m not in ok:
+            col.error(comp["outputs"][m]["error"])
+            continue
+        row = comp["outputs"][m]["rows"][i]
+        col.code(row["text"] or "(empty)", language=None, wrap_lines=True)
+        col.caption(f"{row['new_tokens']} tokens · {row['latency_s']:.2f}s · {row['tokens_per_s']:.1f} tok/s · "
+                    f"logprob {row['mean_logprob'] if row['mean_logprob'] is None else round(row['mean_logprob'], 3)}"
+                    f" · {row['stop_reason']}" + (f" · ⚠ {row['note']}" if row["note"] else ""))
+    if len(ok) >= 2:
+        st.markdown("**Word-level differences**")
+        a1, a2 = st.columns(2)
+        ma = a1.selectbox("From", ok, index=0, key="c_diff_a")
+        mb = a2.selectbox("To", ok, index=1, key="c_diff_b")
+        ta, tb = comp["outputs"][ma]["rows"][i]["text"], comp["outputs"][mb]["rows"][i]["text"]
+        left, right = diff.side_by_side_html(ta, tb)
+        a1.html(diff.STYLE + left)
+        a2.html(diff.STYLE + right)
+        st.caption(f"{diff.similarity(ta, tb):.0%} of the words in common. Struck through: only in {ma}; "
+                   f"green: only in {mb}.")
+
+
+def show(comp: dict) -> None:
+    st.divider()
+    st.subheader(comp.get("title", "Comparison"))
+    st.caption(f"Comparison `{comp['id']}` · share this page's address (it ends in ?comparison={comp['id']}) "
+               "to reopen it.")
+    model_cards(comp)
+    ok = [m for m in comp["models"] if not comp["outputs"][m]["error"]]
+    if comp["kind"] == "generation" and ok:
+        st.plotly_chart(figures.generation_summary(comp), key="c_summary")
+    elif len(ok) >= 2:
+        agree = comp["agreement"]
+        st.metric("all models agree on", f"{agree['rate']:.0%} of the inputs")
+        b1, b2 = st.columns(2)
+        ma = b1.selectbox("Rows: model", ok, index=0, key="c_conf_a")
+        mb = b2.selectbox("Columns: model", ok, index=1, key="c_conf_b")
+        st.plotly_chart(figures.confusion_between(runs.confusion_between(comp, ma, mb)), key="c_conf")
+    results_table(comp)
+    one_input(comp)
+
+
+# ---------------------------------------------------------------- new comparison
+with user_errors():
+    kind = st.radio("What to compare", list(KINDS), format_func=KINDS.get, horizontal=True, key="c_kind")
+    gen = kind == "generation"
+    names = backend.model_names("causal-lm" if gen else "classifier")
+    if len(names) < 2:
+        st.info("Fewer than two models of this kind are registered. Add one on the Models page (a local folder "
+                "or a Hub id), fine-tune one on the Train page, or type a folder path below.")
+    models = st.multiselect("Models (two to four)", names, default=names[:2], max_selections=4, key="c_models",
+                            accept_new_options=True)
+    source = st.radio("Inputs", ["Type them", "Rows of a dataset"], horizontal=True, key="c_source")
+    settings = settings_form() if gen else None
+    if source == "Type them":
+        t1, t2 = st.columns(2)
+        example = "def fibonacci(n):\nThe built-in function len()" if gen else "I loved it\nBroke after one day"
+        texts = t1.text_area("One prompt per line" if gen else "One text per line", example, key="c_texts")
+        refs = t2.text_area("References, one per line (optional)" if gen else "Gold labels, one per line (optional)",
+                            key="c_refs", help="Line k belongs to input k; leave a line empty for none.")
+        if st.button("Compare", type="primary", key="c_run"):
+            lines = [l for l in texts.splitlines() if l.strip()]
+            golds = refs.splitlines() + [""] * len(lines)
+            inputs = runs.make_inputs(lines, references=golds[:len(lines)] if gen else None,
+                                      labels=None if gen else golds[:len(lines)])
+            models = runs.check_models(models)
+            if gen:
+                comp = stream_run(models, inputs, settings)
+            else:
+                with st.spinner("Classifying…"):
+                    comp = runs.run("classification", models, inputs, loader=loader)
+            st.query_params["comparison"] = saved.save(comp)
+            st.rerun()
+    else:
+        roles = ("prompt",) if gen else ("text",)
+        ds_names = sorted(set(backend.dataset_names(*roles)) | (set(backend.dataset_names("text")) if gen else set()))
+        d1, d2, d3 = st.columns([2, 1, 1])
+        dataset = d1.selectbox("Dataset", ds_names, key="c_dataset")
+        splits = next((list(d.splits) for d in backend.datasets() if d.name == dataset), [])
+        split = d2.selectbox("Split", ["all"] + splits, key="c_split")
+        limit = d3.number_input("Rows (random sample)", 1, 5000, 32, key="c_limit")
+        if st.button("Run as a background job", type="primary", key="c_job", disabled=not dataset):
+            job_id = compare_jobs.submit(kind, runs.check_models(models), dataset, None if split == "all" else split,
+                                         int(limit), settings=settings.as_dict() if settings else None)
+            job_panel.remember("compare_job", job_id)
+
+job_id = job_panel.current("compare_job")
+if job_id:
+    def open_result(job):
+        if job["status"] == "succeeded" and job["result"]:
+            cid = job["result"]["comparison_id"]
+            if st.query_params.get("comparison") != cid and st.button("Show the results", key=f"c_open_{job_id}"):
+                st.query_params["comparison"] = cid
+                st.rerun()
+    job_panel.show(job_id, extra=open_result, key="compare")
+
+with st.expander("Saved comparisons"):
+    rows = saved.list_saved()
+    if not rows:
+        st.caption("None yet: every comparison you run is saved here.")
+    for r in rows[:30]:
+        st.markdown(f"[{r['title']}](/compare?comparison={r['id']}) · `{r['id']}`")
+
+cid = st.query_params.get("comparison")
+if cid:
+    with user_errors():
+        show(saved.get(cid))

@@ -26,6 +26,8 @@ def lab_home(tmp_path, monkeypatch):
     monkeypatch.setenv("LLM_LAB_HOME", str(home))
     monkeypatch.setenv("LLM_LAB_JOBS_INLINE", "1")
     store.reset_connections()
+    if "streamlit" in sys.modules:  # AppTests share the process: don't serve lists cached from another home
+        sys.modules["streamlit"].cache_data.clear()
     yield home
     store.reset_connections()
 
@@ -107,7 +109,20 @@ def lab_server(tmp_path_factory):
 
 
 def _stop_worker(home: Path) -> None:
-    subprocess.run(["pkill", "-f", "llm_lab worker"], check=False)
+    """Stop the worker of this home only (other test runs may have workers of their own)."""
+    import signal
+
+    pids = subprocess.run(["pgrep", "-f", "llm_lab worker"], capture_output=True, text=True).stdout.split()
+    for pid in pids:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"LLM_LAB_HOME={home}".encode() in environ:
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except OSError:
+                pass
 
 
 def _outdir() -> Path:

@@ -71,11 +71,14 @@ def test_real_worker_cancel_interrupt_and_resume(monkeypatch):
     jobs.resume(third)  # starts a new worker
     job = _wait_for(lambda: (j := jobs.get(third))["status"] == "succeeded" and j)
     assert job["result"]["started_at_step"] == reached
-    os.kill(_wait_for(lambda: _worker_pid()), signal.SIGTERM)
+    os.kill(job["worker_pid"], signal.SIGTERM)  # the worker this test started, not another test's
 
 
-def _worker_pid():
-    import subprocess
-
-    out = subprocess.run(["pgrep", "-f", "llm_lab worker"], capture_output=True, text=True).stdout.split()
-    return int(out[0]) if out else None
+def test_reconcile_leaves_a_live_inline_job_alone_and_marks_a_dead_one():
+    alive = jobs.submit("llm_lab.jobs:count", {"steps": 1, "delay": 0}, "alive")
+    dead = jobs.submit("llm_lab.jobs:count", {"steps": 1, "delay": 0}, "dead")
+    jobs.store.execute("UPDATE jobs SET status='running', worker_pid=? WHERE id=?", (os.getpid(), alive))
+    jobs.store.execute("UPDATE jobs SET status='running', worker_pid=? WHERE id=?", (2**22 + 12345, dead))
+    jobs.reconcile()
+    assert jobs.get(alive)["status"] == "running"
+    assert jobs.get(dead)["status"] == "interrupted"

@@ -6,7 +6,7 @@ a page rerun does not hit the store many times.
 """
 import streamlit as st
 
-from llm_lab import data, device, jobs, registry
+from llm_lab import data, jobs, registry
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -42,8 +42,18 @@ def dataset_frame(name: str, fingerprint: str, split: str | None = None):
     return data.load_frame(name, split)
 
 
+@st.cache_data(ttl=3, show_spinner=False)
+def classification_results() -> list[dict]:
+    """Summaries of finished classification benchmark results, newest first (for "attribute the errors")."""
+    from llm_lab.bench import cache
+
+    return [s for s in reversed(cache.summaries()) if s.get("type") == "classification" and s.get("status") == "ok"]
+
+
 @st.cache_data(show_spinner=False)
 def device_info() -> dict:
+    from llm_lab import device  # torch is imported only when needed
+
     return device.describe()
 
 

@@ -12,7 +12,7 @@ def user_errors():
     try:
         yield
     except LabError as exc:
-        st.error(str(exc), icon="⚠️")
+        st.error(str(exc), icon=":material/error:")
 
 
 def header(title: str, caption: str) -> None:

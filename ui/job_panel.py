@@ -8,7 +8,9 @@ import streamlit as st
 
 from llm_lab import jobs
 
-ICONS = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌", "cancelled": "🛑", "interrupted": "⚡"}
+ICONS = {"queued": ":material/hourglass_empty:", "running": ":material/directions_run:",
+         "succeeded": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:",
+         "interrupted": ":material/bolt:"}
 
 
 def remember(key: str, job_id: str) -> None:

@@ -1,0 +1,90 @@
+"""Plotly figures for the leaderboard (pages only `st.plotly_chart` them). Plotly is imported lazily."""
+from __future__ import annotations
+
+from .leaderboard import long_table
+
+
+def task_bars(summaries: list[dict]):
+    """Grouped bars: one panel per task (each with its own scale), one bar per model, error bars from
+    the headline interval."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    long = long_table(summaries)
+    long = long[long["status"] == "ok"]
+    tasks = list(dict.fromkeys(long["task"])) or ["(no results)"]
+    titles = [f"{t} ({next(iter(long[long['task'] == t]['metric']), '')})" for t in tasks]
+    fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=titles, horizontal_spacing=0.08)
+    palette = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D"]
+    models = list(dict.fromkeys(long["model"]))
+    shown = set()
+    for col, task in enumerate(tasks, start=1):
+        sub = long[long["task"] == task]
+        for m_i, model in enumerate(models):
+            row = sub[sub["model"] == model]
+            if row.empty:
+                continue
+            v, lo, hi = row["value"].iloc[0], row["low"].iloc[0], row["high"].iloc[0]
+            err = dict(type="data", array=[hi - v if hi is not None and v is not None else 0],
+                       arrayminus=[v - lo if lo is not None and v is not None else 0], visible=True)
+            fig.add_trace(go.Bar(name=model, x=[model], y=[v], error_y=err, legendgroup=model, showlegend=model not in shown,
+                                 marker_color=palette[m_i % len(palette)]), row=1, col=col)
+            shown.add(model)
+    fig.update_layout(title="Headline metric per task (error bars: 95% bootstrap interval; speed: min–max)",
+                      legend_title="model", height=420, margin=dict(t=90, b=40), bargap=0.3)
+    return fig
+
+
+def accuracy_latency(summaries: list[dict]):
+    """Scatter: each model's quality (first classification-like task) against its speed."""
+    import plotly.graph_objects as go
+
+    long = long_table(summaries)
+    ok = long[long["status"] == "ok"]
+    quality = ok[ok["type"].isin(["classification", "multiple_choice", "generation"])]
+    speed = {s["model"]: s for s in summaries if s["type"] == "speed" and s["status"] == "ok"}
+    fig = go.Figure()
+    for model in dict.fromkeys(quality["model"]):
+        q = quality[quality["model"] == model].iloc[0]
+        s = speed.get(model)
+        if s:
+            x, xlabel = s["metrics"].get("latency_p50_ms"), "latency p50 (ms per example)"
+        else:
+            row = next(x for x in summaries if x["key"] == q["key"])
+            x, xlabel = 1000 / max(row.get("stats", {}).get("examples_per_s") or 1e-9, 1e-9), "ms per example (batched)"
+        fig.add_scatter(x=[x], y=[q["value"]], mode="markers+text", text=[model], textposition="top center",
+                        name=model, marker=dict(size=14))
+        fig.update_xaxes(title=xlabel)
+    metric = quality["metric"].iloc[0] if len(quality) else "quality"
+    fig.update_layout(title=f"{metric} against latency (up and left is better)", yaxis_title=metric, height=420,
+                      showlegend=False)
+    return fig
+
+
+def confusion(result: dict):
+    """Heat map of one classification result's confusion matrix (rows true, columns predicted)."""
+    import plotly.graph_objects as go
+
+    cm = (result.get("details") or {}).get("confusion_matrix")
+    if not cm:
+        return None
+    fig = go.Figure(go.Heatmap(z=cm["matrix"], x=cm["labels"], y=cm["labels"], colorscale="Blues",
+                               text=cm["matrix"], texttemplate="%{text}", hovertemplate="true %{y}<br>predicted %{x}"
+                               "<br>%{z} examples<extra></extra>"))
+    fig.update_layout(title=f"Confusion matrix — {result['model']} / {result['task']}", xaxis_title="predicted",
+                      yaxis_title="true", yaxis_autorange="reversed", height=380)
+    return fig
+
+
+def per_class_f1(results: list[dict], task: str):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for r in results:
+        per = (r.get("details") or {}).get("f1_per_class")
+        if r["task"] == task and per:
+            fig.add_bar(name=r["model"], x=list(per), y=list(per.values()))
+    if not fig.data:
+        return None
+    fig.update_layout(barmode="group", title=f"F1 per class — {task}", yaxis_title="F1", yaxis_range=[0, 1], height=380)
+    return fig

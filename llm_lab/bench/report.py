@@ -1,0 +1,35 @@
+"""A self-contained HTML report: leaderboard, charts (plotly.js inlined, no CDN) and reproducibility data."""
+from __future__ import annotations
+
+import html
+import json
+import time
+
+from . import figures
+from .leaderboard import long_table, wide_table
+
+
+def html_report(results: list[dict], title: str = "LLM Lab benchmark report") -> str:
+    summaries = [{k: v for k, v in r.items() if k != "per_example"} for r in results]
+    wide = wide_table(summaries)
+    table = wide[[c for c in wide.columns if not c.endswith("(value)")]].to_html(index=False, border=0) if not wide.empty else ""
+    charts = [figures.task_bars(summaries), figures.accuracy_latency(summaries)]
+    for r in results:
+        if r["status"] == "ok" and r["type"] == "classification":
+            charts.append(figures.confusion(r))
+    for task in dict.fromkeys(r["task"] for r in results if r["type"] == "classification"):
+        charts.append(figures.per_class_f1(results, task))
+    parts = []
+    for i, fig in enumerate(c for c in charts if c is not None):
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))  # plotly.js inline once
+    errors = "".join(f"<li><b>{html.escape(r['model'])} / {html.escape(r['task'])}</b>: {html.escape(str(r['error']))}</li>"
+                     for r in results if r["status"] != "ok")
+    repro = {f"{r['model']} / {r['task']}": r.get("repro", {}) for r in results if r["status"] == "ok"}
+    details = long_table(summaries).drop(columns=["key"]).to_html(index=False, border=0, na_rep="")
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse}}
+td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}} pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style>
+</head><body><h1>{html.escape(title)}</h1><p>Generated {time.strftime('%Y-%m-%d %H:%M:%S')} by LLM Lab.</p>
+<h2>Leaderboard</h2>{table}{'<h2>Errors</h2><ul>' + errors + '</ul>' if errors else ''}
+<h2>Charts</h2>{''.join(parts)}<h2>All results</h2>{details}
+<h2>Reproducibility</h2><pre>{html.escape(json.dumps(repro, indent=1, default=str))}</pre></body></html>"""

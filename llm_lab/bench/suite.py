@@ -1,0 +1,284 @@
+"""A benchmark suite is a YAML file: a name, a version and a list of declared tasks.
+
+    name: my-suite
+    version: 1
+    tasks:
+      - name: sentiment            # unique in the suite
+        type: classification       # classification | language_modeling | generation | multiple_choice | speed
+        dataset: demo-reviews      # a dataset in the store (demo-* are built in)
+        split: test                # optional: one split; default every row
+        columns: {text: text, label: label}   # task role -> dataset column
+        prompt: "Review: {text}"   # optional template over the task roles
+        metrics: [accuracy, f1]
+        limit: 200                 # optional: first N rows (in id order)
+
+Parsing keeps each node's line, so an invalid file gets a message naming the line and the field.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import LabError
+
+BUILTIN_DIR = Path(__file__).parent / "suites"
+TASK_TYPES = {
+    # type: (roles it needs, roles it may use, metrics it can compute, default metrics, headline)
+    "classification": (("text", "label"), ("text_pair",),
+                       ("accuracy", "f1", "precision", "recall", "roc_auc", "confusion_matrix"),
+                       ("accuracy", "f1", "precision", "recall", "roc_auc", "confusion_matrix"), "accuracy"),
+    "language_modeling": (("text",), (), ("perplexity",), ("perplexity",), "perplexity"),
+    "generation": (("prompt", "reference"), (), ("exact_match", "bleu", "chrf", "rouge"),
+                   ("exact_match", "chrf", "rouge"), "exact_match"),
+    "multiple_choice": (("text", "label"), ("choices",), ("accuracy", "f1"), ("accuracy", "f1"), "accuracy"),
+    "speed": (("text",), (), (), (), "examples_per_s"),
+}
+TASK_FIELDS = {"name", "type", "dataset", "split", "columns", "prompt", "metrics", "limit", "max_length", "stride",
+               "batch_size", "generation", "choices", "choices_sep", "label_map", "seed", "description", "repeats"}
+SUITE_FIELDS = {"name", "version", "description", "tasks"}
+LOWER_IS_BETTER = {"perplexity", "bits_per_byte", "latency_p50_ms", "latency_p95_ms", "peak_memory_mb"}
+
+
+class SuiteError(LabError):
+    pass
+
+
+@dataclass
+class TaskSpec:
+    name: str
+    type: str
+    dataset: str
+    columns: dict = field(default_factory=dict)
+    split: str | None = None
+    prompt: str | None = None
+    metrics: list = field(default_factory=list)
+    limit: int | None = None
+    max_length: int | None = None
+    stride: int | None = None
+    batch_size: int | None = None
+    generation: dict = field(default_factory=dict)
+    choices: list | None = None
+    choices_sep: str = "|"
+    label_map: dict = field(default_factory=dict)
+    seed: int = 0
+    description: str = ""
+    repeats: int = 3
+    line: int = 0
+
+    @property
+    def headline(self) -> str:
+        return TASK_TYPES[self.type][4]
+
+    def definition(self) -> dict:
+        out = asdict(self)
+        out.pop("line")
+        out.pop("description")
+        return out
+
+    def definition_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.definition(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def column(self, role: str) -> str:
+        return self.columns.get(role, role)
+
+
+@dataclass
+class Suite:
+    name: str
+    version: str
+    tasks: list[TaskSpec]
+    description: str = ""
+    source: str = "builtin"
+    text: str = ""
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------- parsing with line numbers
+def _plain(node, lines: dict, path: tuple):
+    import yaml
+
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            out[key] = _plain(value_node, lines, path + (key,))
+            lines[path + (key,)] = key_node.start_mark.line + 1
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_plain(item, lines, path + (i,)) for i, item in enumerate(node.value)]
+    return yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:str" else node.value
+
+
+def parse(text: str, source: str = "uploaded", origin: str = "the suite") -> Suite:
+    """Parse and validate suite YAML; raise SuiteError naming the line and the field on any problem."""
+    import yaml
+
+    if not (text or "").strip():
+        raise SuiteError(f"{origin} is empty. A suite needs a name and a list of tasks.")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        raise SuiteError(f"{origin} is not valid YAML ({where}): {getattr(exc, 'problem', exc)}.") from exc
+    lines: dict = {}
+    raw = _plain(root, lines, ()) if root is not None else None
+    if not isinstance(raw, dict):
+        raise SuiteError(f"{origin}, line 1: the top level must be a mapping with `name` and `tasks`.")
+
+    def fail(path: tuple, message: str):
+        line = lines.get(path) or lines.get(path[:-1]) or 1
+        field_name = ".".join(str(p) for p in path) or "(top level)"
+        raise SuiteError(f"{origin}, line {line}, field `{field_name}`: {message}")
+
+    for key in raw:
+        if key not in SUITE_FIELDS:
+            fail((key,), f"unknown field; a suite has {', '.join(sorted(SUITE_FIELDS))}.")
+    name = raw.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}", name):
+        fail(("name",), "a suite needs a name of letters, digits, '.', '_' or '-'.")
+    tasks = raw.get("tasks")
+    if not isinstance(tasks, list) or not tasks:
+        fail(("tasks",), "`tasks` must be a non-empty list of tasks.")
+    specs, seen = [], set()
+    for i, task in enumerate(tasks):
+        specs.append(_task(task, i, fail, seen))
+    return Suite(name, str(raw.get("version", 1)), specs, str(raw.get("description", "")), source, text)
+
+
+def _task(task, i: int, fail, seen: set) -> TaskSpec:
+    from .. import metrics
+
+    base = ("tasks", i)
+    if not isinstance(task, dict):
+        fail(base, "each task must be a mapping with name, type, dataset, ...")
+    for key in task:
+        if key not in TASK_FIELDS:
+            fail(base + (key,), f"unknown task field; task fields are {', '.join(sorted(TASK_FIELDS))}.")
+    for key in ("name", "type", "dataset"):
+        if not isinstance(task.get(key), str) or not task[key].strip():
+            fail(base + (key,), f"every task needs a `{key}` (text).")
+    if task["name"] in seen:
+        fail(base + ("name",), f"task name {task['name']!r} is used twice; names must be unique.")
+    seen.add(task["name"])
+    if task["type"] not in TASK_TYPES:
+        fail(base + ("type",), f"unknown task type {task['type']!r}; use one of {', '.join(TASK_TYPES)}.")
+    needs, optional, allowed, default_metrics, _ = TASK_TYPES[task["type"]]
+    columns = task.get("columns", {}) or {}
+    if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
+        fail(base + ("columns",), "`columns` maps task roles to dataset columns, e.g. {text: text, label: label}.")
+    for role in columns:
+        if role not in needs + optional:
+            fail(base + ("columns", role), f"role {role!r} is not used by a {task['type']} task; "
+                                          f"it uses {', '.join(needs + optional)}.")
+    metric_list = task.get("metrics", list(default_metrics))
+    if not isinstance(metric_list, list):
+        fail(base + ("metrics",), "`metrics` must be a list, e.g. [accuracy, f1].")
+    for j, m in enumerate(metric_list):
+        try:
+            key = metrics.canonical(str(m))
+        except LabError:
+            key = None
+        if key not in allowed:
+            fail(base + ("metrics", j), f"metric {m!r} does not apply to a {task['type']} task; "
+                                        f"choose from {', '.join(allowed) or 'none (speed tasks measure time)'}.")
+    for key in ("limit", "max_length", "stride", "batch_size", "repeats"):
+        value = task.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            fail(base + (key,), f"`{key}` must be a whole number of at least 1.")
+    prompt = task.get("prompt")
+    if prompt is not None:
+        if not isinstance(prompt, str):
+            fail(base + ("prompt",), "`prompt` must be text with {role} placeholders.")
+        fields = set(re.findall(r"{(\w+)}", prompt))
+        unknown = fields - set(needs + optional)
+        if unknown:
+            fail(base + ("prompt",), f"placeholder(s) {', '.join('{' + f + '}' for f in sorted(unknown))} are not "
+                                     f"roles of this task ({', '.join(needs)}).")
+    gen = task.get("generation", {}) or {}
+    if not isinstance(gen, dict):
+        fail(base + ("generation",), "`generation` must be a mapping such as {max_new_tokens: 32}.")
+    if gen:
+        from ..generation import GenerationSettings
+
+        known = set(GenerationSettings.__dataclass_fields__)
+        for key in gen:
+            if key not in known:
+                fail(base + ("generation", key), f"unknown generation setting; use {', '.join(sorted(known))}.")
+        try:
+            GenerationSettings.from_dict(gen)
+        except LabError as exc:
+            fail(base + ("generation",), str(exc))
+    choices = task.get("choices")
+    if task["type"] == "multiple_choice":
+        if choices is None and "choices" not in columns:
+            fail(base + ("choices",), "a multiple_choice task needs `choices: [a, b, ...]` or a `choices` column.")
+        if choices is not None and (not isinstance(choices, list) or len(choices) < 2):
+            fail(base + ("choices",), "`choices` must be a list of at least two options.")
+    label_map = task.get("label_map", {}) or {}
+    if not isinstance(label_map, dict):
+        fail(base + ("label_map",), "`label_map` maps dataset labels to model labels, e.g. {pos: POSITIVE}.")
+    return TaskSpec(
+        name=task["name"], type=task["type"], dataset=task["dataset"], columns={str(k): v for k, v in columns.items()},
+        split=task.get("split"), prompt=prompt, metrics=[metrics.canonical(str(m)) for m in metric_list],
+        limit=task.get("limit"), max_length=task.get("max_length"), stride=task.get("stride"),
+        batch_size=task.get("batch_size"), generation=dict(gen), choices=[str(c) for c in choices] if choices else None,
+        choices_sep=str(task.get("choices_sep", "|")), label_map={str(k): str(v) for k, v in label_map.items()},
+        seed=int(task.get("seed", 0)), description=str(task.get("description", "")), repeats=int(task.get("repeats", 3)),
+        line=0)
+
+
+# ---------------------------------------------------------------- finding suites
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+
+
+def user_dir() -> Path:
+    from .. import paths
+
+    return paths.subdir("suites")
+
+
+def list_suites() -> list[dict]:
+    """Built-in and saved suites: [{name, source, path}]."""
+    out = [{"name": p.stem, "source": "builtin", "path": str(p)} for p in sorted(BUILTIN_DIR.glob("*.yaml"))]
+    out += [{"name": p.stem, "source": "saved", "path": str(p)} for p in sorted(user_dir().glob("*.yaml"))]
+    return out
+
+
+def load(name_or_path: str) -> Suite:
+    """A built-in or saved suite by name, or a YAML file by path."""
+    for item in list_suites():
+        if item["name"] == name_or_path:
+            return parse(Path(item["path"]).read_text(), item["source"], f"suite {item['name']!r}")
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return parse(path.read_text(), "file", str(path))
+    names = ", ".join(s["name"] for s in list_suites())
+    raise SuiteError(f"No suite named {name_or_path!r}. Suites here: {names}; or give the path of a YAML file.")
+
+
+def save(text: str) -> Suite:
+    """Validate an uploaded or built suite and keep it under LLM_LAB_HOME/suites/<name>.yaml."""
+    from .. import store
+
+    suite = parse(text, "saved")
+    if suite.name in builtin_names():
+        raise SuiteError(f"{suite.name!r} is the name of a built-in suite; give yours another name.")
+    store.atomic_write_bytes(user_dir() / f"{suite.name}.yaml", text.encode())
+    suite.source = "saved"
+    return suite
+
+
+def to_yaml(name: str, tasks: list[dict], version: int = 1, description: str = "") -> str:
+    """YAML text for a suite built in the page (validated by `parse` before use)."""
+    import yaml
+
+    body = {"name": name, "version": version, "description": description, "tasks": tasks}
+    return yaml.safe_dump(body, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,68 @@
+"""Generation: prompt -> completion with llm_lab.generation, scored against the reference column."""
+from __future__ import annotations
+
+import numpy as np
+
+from ... import metrics
+from ...generation import GenerationSettings, generate
+from .common import TaskError, headline, render, short
+
+HEAD = "causal-lm"
+CHUNK = 16  # prompts per call, so progress and partial outputs are saved as the run goes
+
+
+def run(state) -> dict:
+    spec, loaded, frame = state.spec, state.loaded, state.frame
+    prompts = render(spec.prompt, frame, "prompt")
+    refs = frame["reference"].astype(str).tolist()
+    settings = GenerationSettings.from_dict({"seed": spec.seed, **spec.generation})
+    todo = state.partial.missing(len(prompts))
+    done = len(prompts) - len(todo)
+    with loaded.lock:
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start:start + CHUNK]
+            results = generate(loaded, [prompts[i] for i in chunk], settings)
+            state.partial.add(chunk, [{"text": r.text.strip(), "new_tokens": r.new_tokens, "latency_s": r.latency_s,
+                                       "tokens_per_s": r.tokens_per_s, "truncated": r.truncated,
+                                       "stop_reason": r.stop_reason} for r in results])
+            done += len(chunk)
+            state.progress(done, len(prompts), f"{done}/{len(prompts)} prompts")
+    outs = [state.partial.outputs[i] for i in range(len(prompts))]
+    texts = [o["text"] for o in outs]
+    empty = sum(1 for t in texts if not t)
+    if empty == len(texts):
+        raise TaskError(f"{loaded.entry.name} produced no text for any of the {len(texts)} prompts (it stopped at once, "
+                        "e.g. on an end-of-text token or a stop string). Check the prompt template and stop strings.")
+    if empty:
+        state.notes.append(f"{empty} of {len(texts)} generations are empty; they count as wrong.")
+    values, per = {}, {}
+    for name in spec.metrics:
+        out = metrics.compute(name, texts, refs, **({"ignore_case": True, "ignore_punctuation": True}
+                                                     if name == "exact_match" else {}))
+        if name == "rouge":
+            values.update({k: out[k] for k in ("rouge1", "rouge2", "rougeL")})
+            per["rougeL"] = out["rougeL_per_example"]
+        else:
+            values[name] = out[name]
+            if name == "exact_match":
+                per["exact_match"] = out["matches"]
+    head_name = spec.metrics[0] if spec.metrics else "exact_match"
+    if head_name == "rouge":
+        head_name = "rougeL"
+    if head_name == "exact_match":
+        ci = metrics.bootstrap_ci("mean", per["exact_match"], seed=spec.seed)
+    elif head_name == "rougeL":
+        ci = metrics.bootstrap_ci("mean", per["rougeL"], seed=spec.seed)
+    elif head_name == "bleu":
+        ci = metrics.bootstrap_ci("bleu", texts, refs, seed=spec.seed)
+    else:
+        ci = None
+    tokens = sum(o["new_tokens"] for o in outs)
+    state.stats["tokens"] = tokens
+    state.stats["mean_latency_s"] = float(np.mean([o["latency_s"] for o in outs]))
+    rows = [{"id": int(frame["id"].iloc[i]), "text": short(prompts[i]), "label": refs[i], "prediction": texts[i],
+             "correct": bool(per["exact_match"][i]) if "exact_match" in per else None,
+             "rougeL": round(per["rougeL"][i], 4) if "rougeL" in per else None,
+             "new_tokens": outs[i]["new_tokens"], "truncated": outs[i]["truncated"]} for i in range(len(prompts))]
+    return {"metrics": values, "details": {"generation": settings.as_dict()}, "headline": headline(head_name, values, ci),
+            "per_example": rows}

@@ -1,0 +1,67 @@
+"""Language modelling: perplexity and bits per byte of a causal LM on a text column.
+
+Each text is scored the way lm-evaluation-harness scores `loglikelihood_rolling`: a start token
+(BOS, else EOS) is put in front so every token of the text is predicted; texts longer than the
+window are cut into windows that predict `stride` new tokens each (default: the whole window,
+lm-eval's disjoint windows), with the tokens before them as context (sliding window).
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from ... import metrics
+from .common import TaskError, headline, short
+from .lm_scoring import prefix_token, score_requests
+
+HEAD = "causal-lm"
+
+
+def windows(ids: list[int], prefix: int, context: int, stride: int) -> list[tuple[list[int], list[int], int]]:
+    tokens = [prefix] + list(ids)
+    out, a = [], 1
+    while a < len(tokens):
+        b = min(a + stride, len(tokens))
+        s = max(0, b - 1 - context)
+        out.append((tokens[s:b - 1], tokens[s + 1:b], b - a))
+        a = b
+    return out
+
+
+def run(state) -> dict:
+    spec, loaded, frame = state.spec, state.loaded, state.frame
+    tok = loaded.tokenizer
+    texts = frame["text"].astype(str).tolist()
+    context = state.max_length
+    stride = min(spec.stride or context, context)
+    prefix = prefix_token(tok)
+    encoded = tok(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+    requests, owner = [], []
+    for i, ids in enumerate(encoded):
+        for w in windows(ids, prefix, context, stride):
+            requests.append(w)
+            owner.append(i)
+    if not requests:
+        raise TaskError("None of the texts has any tokens to score.")
+    state.stats["windows"] = len(requests)
+    state.stats["tokens"] = int(sum(r[2] for r in requests))
+    scored = score_requests(state, requests)
+    per_text = [[] for _ in texts]
+    for i, lps in zip(owner, scored):
+        per_text[i].extend(lps)
+    num_bytes = [len(t.encode("utf-8")) for t in texts]
+    words = [len(re.split(r"\s+", t.strip())) if t.strip() else 0 for t in texts]
+    out = metrics.compute("perplexity", per_text, num_bytes=num_bytes)
+    total_ll = sum(sum(x) for x in per_text)
+    values = {"perplexity": out["perplexity"], "bits_per_byte": out["bits_per_byte"],
+              "byte_perplexity": math.exp(-total_ll / sum(num_bytes)),
+              "word_perplexity": math.exp(-total_ll / max(1, sum(words))), "nll": out["nll"], "tokens": out["tokens"]}
+    ci = metrics.bootstrap_ci("perplexity", per_text, seed=spec.seed)
+    rows = [{"id": int(frame["id"].iloc[i]), "text": short(texts[i]), "tokens": len(per_text[i]),
+             "nll": round(-float(np.sum(per_text[i])), 4),
+             "perplexity": round(float(out["perplexities"][i]), 4) if out["perplexities"][i] is not None else None}
+            for i in range(len(texts))]
+    return {"metrics": values, "details": {"context": context, "stride": stride},
+            "headline": headline("perplexity", values, ci, lower_is_better=True), "per_example": rows}

@@ -1,0 +1,59 @@
+"""CLI: `python -m llm_lab bench --suite NAME --model A --model B --out results.json` (runs inline)."""
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="run a benchmark suite and print the leaderboard")
+    p.add_argument("--suite", help="a built-in or saved suite name, or a YAML file")
+    p.add_argument("--model", action="append", default=[], help="a model (repeat for several)")
+    p.add_argument("--out", help="write the results (with per-example predictions) as JSON")
+    p.add_argument("--csv", help="write the leaderboard rows as CSV")
+    p.add_argument("--html", help="write a self-contained HTML report")
+    p.add_argument("--no-cache", action="store_true", help="recompute tasks that have a cached result")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best there is)")
+    p.add_argument("--batch-size", type=int, default=None, help="starting batch size (halved on out-of-memory)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many examples per task (a quick look)")
+    p.add_argument("--list", action="store_true", help="list the suites and exit")
+    p.set_defaults(func=bench)
+
+
+def bench(args) -> int:
+    from .bench import leaderboard, runner, suite as suites
+
+    if args.list:
+        for s in suites.list_suites():
+            print(f"{s['name']:<24} {s['source']:<8} {s['path']}")
+        return 0
+    if not args.suite or not args.model:
+        print("error: give --suite and at least one --model (see --list for suites)", file=sys.stderr)
+        return 2
+    suite = suites.load(args.suite)
+
+    import time
+
+    last = [0.0]
+
+    def progress(done, total, message="", **_):
+        if sys.stderr.isatty():
+            print(f"\r[{done / max(total, 1):6.1%}] {message[:100]:<100}", end="", file=sys.stderr, flush=True)
+        elif time.time() - last[0] > 10:  # in CI logs: a line every 10 s
+            last[0] = time.time()
+            print(f"[{done / max(total, 1):6.1%}] {message[:100]}", file=sys.stderr, flush=True)
+
+    results = runner.run_suite(suite, args.model, use_cache=not args.no_cache, device=args.device,
+                               batch_size=args.batch_size, progress=progress, run_id=time.strftime("cli-%Y%m%d-%H%M%S"), limit=args.limit,
+                               log=lambda line: print("\n" + line.splitlines()[0], file=sys.stderr))
+    print(file=sys.stderr)
+    summaries = [{k: v for k, v in r.items() if k != "per_example"} for r in results]
+    print(leaderboard.text_table(summaries))
+    if args.out:
+        Path(args.out).write_bytes(leaderboard.export_json(results))
+        print(f"wrote {args.out}", file=sys.stderr)
+    if args.csv:
+        Path(args.csv).write_bytes(leaderboard.export_csv(summaries))
+    if args.html:
+        from .bench.report import html_report
+
+        Path(args.html).write_text(html_report(results, f"{suite.name} on {', '.join(args.model)}"))
+    return 1 if any(r["status"] != "ok" for r in results) else 0

@@ -1,0 +1,223 @@
+"""Comparison runs: 2-4 models on the same inputs, generation or classification.
+
+A comparison is a plain dict (saved as JSON, see `saved`):
+
+    {"kind": "generation" | "classification", "models": [...], "settings": {...}, "source": {...},
+     "inputs": [{"id", "text", "reference"?, "label"?}],
+     "outputs": {model: {"error": str | None, "rows": [...], "info": {...}, "wall_s": float}},
+     "summary": {model: {...}}, "agreement": {...}  (classification)}
+
+Generation rows hold the `GenerationResult` fields plus reference metrics (exact match, BLEU,
+ROUGE via `llm_lab.metrics`) when the input has a reference. Classification rows hold the
+predicted label, its probability and all class probabilities. A model that fails keeps
+its error in `outputs[model]["error"]`; the other models' outputs are kept.
+"""
+import time
+import urllib.parse
+
+from ..errors import JobCancelled, LabError
+
+KINDS = ("generation", "classification")
+MAX_MODELS = 4
+
+
+def check_models(models: list[str]) -> list[str]:
+    models = list(dict.fromkeys(m.strip() for m in models if m and m.strip()))
+    if not 2 <= len(models) <= MAX_MODELS:
+        raise LabError(f"Pick two to {MAX_MODELS} different models to compare (got {len(models)}).")
+    return models
+
+
+def make_inputs(texts: list[str], references: list[str | None] | None = None, labels=None, ids=None) -> list[dict]:
+    """Inputs from typed texts (one per line) or dataset columns; empty texts are refused."""
+    from ..generation import check_prompts
+
+    texts = check_prompts([t for t in texts])
+    out = []
+    for i, text in enumerate(texts):
+        row = {"id": str(ids[i]) if ids is not None else str(i + 1), "text": text}
+        if references is not None and references[i] not in (None, ""):
+            row["reference"] = str(references[i])
+        if labels is not None and labels[i] not in (None, ""):
+            row["label"] = str(labels[i])
+        out.append(row)
+    return out
+
+
+def _load(name: str, head: str):
+    from ..registry import load
+
+    return load(name, head=head)
+
+
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, LabError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def run(kind: str, models: list[str], inputs: list[dict], settings=None, progress=None, loader=None,
+        source: dict | None = None) -> dict:
+    """Run every model on every input (batched per model) and return the comparison dict.
+
+    `progress(done, total, message)` is called as work finishes (done/total count model x input).
+    """
+    from ..generation import GenerationSettings
+
+    if kind not in KINDS:
+        raise LabError(f"Unknown comparison kind {kind!r}; use one of {', '.join(KINDS)}.")
+    models = check_models(models)
+    if not inputs:
+        raise LabError("Nothing to compare: give at least one input.")
+    loader = loader or _load
+    settings = settings or GenerationSettings()
+    texts = [row["text"] for row in inputs]
+    n, total = len(inputs), len(models) * len(inputs)
+    outputs = {}
+    for mi, name in enumerate(models):
+        report = (lambda done, _t, mi=mi, name=name: progress(mi * n + done, total, f"{name}: {done}/{n}")) \
+            if progress else None
+        start = time.perf_counter()
+        try:
+            if kind == "generation":
+                from ..generation import generate
+
+                loaded = loader(name, "causal-lm")
+                start = time.perf_counter()  # run time, not load time
+                rows = [r.as_dict() for r in generate(loaded, texts, settings, progress=report)]
+            else:
+                loaded = loader(name, "classifier")
+                start = time.perf_counter()
+                rows = classify_rows(loaded, texts, report)
+            outputs[name] = {"error": None, "rows": rows, "wall_s": time.perf_counter() - start,
+                             "info": _info(loaded)}
+        except JobCancelled:
+            raise
+        except Exception as exc:  # one model failing must not lose the others
+            outputs[name] = {"error": _failure(exc), "rows": [], "wall_s": time.perf_counter() - start, "info": {}}
+        if progress:
+            progress((mi + 1) * n, total, f"{name} done")
+    return assemble(kind, models, inputs, outputs, settings.as_dict() if kind == "generation" else {}, source)
+
+
+def _info(loaded) -> dict:
+    return {"device": loaded.device, "dtype": loaded.dtype, "head_is_new": loaded.head_is_new,
+            "source": loaded.entry.source, "location": loaded.entry.location}
+
+
+def classify_rows(loaded, texts: list[str], report=None, batch_size: int = 32) -> list[dict]:
+    from ..predict import classify
+
+    labels = loaded.labels or [str(i) for i in range(loaded.model.config.num_labels)]
+    rows = []
+    for start in range(0, len(texts), batch_size):
+        probs = classify(loaded, texts[start:start + batch_size], batch_size=batch_size)
+        for p in probs:
+            k = int(p.argmax())
+            rows.append({"label": labels[k], "prob": float(p[k]),
+                         "probs": {labels[j]: float(p[j]) for j in range(len(labels))}})
+        if report:
+            report(len(rows), len(texts))
+    return rows
+
+
+def assemble(kind: str, models: list[str], inputs: list[dict], outputs: dict, settings: dict | None = None,
+             source: dict | None = None) -> dict:
+    """Build the comparison dict from per-model outputs and add reference metrics / agreement."""
+    comparison = {"kind": kind, "models": list(models), "inputs": inputs, "outputs": outputs,
+                  "settings": settings or {}, "source": source or {"type": "typed"}, "created_at": time.time()}
+    if kind == "generation":
+        add_reference_metrics(comparison)
+    else:
+        comparison["agreement"] = agreement(comparison)
+    comparison["summary"] = summary(comparison)
+    return comparison
+
+
+def add_reference_metrics(comparison: dict) -> None:
+    """Per row: exact_match, bleu, rouge1, rougeL against the input's reference (when it has one)."""
+    from .. import metrics
+
+    refs = [row.get("reference") for row in comparison["inputs"]]
+    have = [i for i, r in enumerate(refs) if r is not None]
+    if not have:
+        return
+    for name, out in comparison["outputs"].items():
+        if out["error"]:
+            continue
+        preds = [out["rows"][i]["text"] for i in have]
+        gold = [refs[i] for i in have]
+        em = metrics.compute("exact_match", preds, gold)["matches"]
+        rouge = metrics.compute("rouge", preds, gold)
+        for k, i in enumerate(have):
+            row = out["rows"][i]
+            row["exact_match"] = float(em[k])
+            row["bleu"] = float(metrics.compute("bleu", [preds[k]], [gold[k]])["bleu"])
+            row["rouge1"] = float(rouge["rouge1_per_example"][k])
+            row["rougeL"] = float(rouge["rougeL_per_example"][k])
+        out["corpus"] = {"exact_match": float(sum(em) / len(em)),
+                         "bleu": float(metrics.compute("bleu", preds, gold)["bleu"]),
+                         "rouge1": float(rouge["rouge1"]), "rougeL": float(rouge["rougeL"]),
+                         "references": len(have)}
+
+
+def agreement(comparison: dict) -> dict:
+    """Which rows all (working) models label the same, pairwise agreement and model-vs-model tables."""
+    ok = [m for m in comparison["models"] if not comparison["outputs"][m]["error"]]
+    n = len(comparison["inputs"])
+    labels = {m: [r["label"] for r in comparison["outputs"][m]["rows"]] for m in ok}
+    agree = [len({labels[m][i] for m in ok}) <= 1 for i in range(n)] if ok else [True] * n
+    pairwise = {}
+    for i, a in enumerate(ok):
+        for b in ok[i + 1:]:
+            same = sum(x == y for x, y in zip(labels[a], labels[b]))
+            pairwise[f"{a} | {b}"] = same / n if n else 1.0
+    return {"models": ok, "rows": agree, "rate": sum(agree) / n if n else 1.0, "pairwise": pairwise}
+
+
+def confusion_between(comparison: dict, model_a: str, model_b: str):
+    """A table: rows = model_a's labels, columns = model_b's labels, cells = number of inputs."""
+    import pandas as pd
+
+    a = [r["label"] for r in comparison["outputs"][model_a]["rows"]]
+    b = [r["label"] for r in comparison["outputs"][model_b]["rows"]]
+    table = pd.crosstab(pd.Series(a, name=model_a), pd.Series(b, name=model_b))
+    return table
+
+
+def summary(comparison: dict) -> dict:
+    """Per model: the numbers shown above the table."""
+    from .. import metrics
+
+    out = {}
+    for name in comparison["models"]:
+        o = comparison["outputs"][name]
+        if o["error"]:
+            out[name] = {"error": o["error"]}
+            continue
+        rows = o["rows"]
+        if comparison["kind"] == "generation":
+            tokens = sum(r["new_tokens"] for r in rows)
+            lps = [r["mean_logprob"] for r in rows if r["mean_logprob"] is not None]
+            s = {"outputs": len(rows), "new_tokens": tokens, "wall_s": o["wall_s"],
+                 "tokens_per_s": tokens / o["wall_s"] if o["wall_s"] else 0.0,
+                 "mean_latency_s": sum(r["latency_s"] for r in rows) / len(rows) if rows else 0.0,
+                 "mean_logprob": sum(lps) / len(lps) if lps else None,
+                 "truncated": sum(r["truncated"] for r in rows)}
+            s.update(o.get("corpus") or {})
+        else:
+            s = {"outputs": len(rows), "mean_prob": sum(r["prob"] for r in rows) / len(rows) if rows else 0.0,
+                 "wall_s": o["wall_s"], "head_is_new": o["info"].get("head_is_new", False)}
+            gold = [row.get("label") for row in comparison["inputs"]]
+            if rows and all(g is not None for g in gold):
+                s["accuracy"] = float(metrics.compute("accuracy", [r["label"] for r in rows], gold)["accuracy"])
+        out[name] = s
+    return out
+
+
+def attribution_link(model: str, text: str, dataset: str | None = None, example: str | None = None) -> str:
+    """A link to the Attributions page for one input (it reads model, text, dataset, example)."""
+    params = {"model": model, "text": text}
+    if dataset and example is not None:
+        params.update(dataset=dataset, example=str(example))
+    return "/attributions?" + urllib.parse.urlencode(params)

@@ -1,0 +1,207 @@
+"""Attribute each generated token of a causal LM to the prompt and to earlier generated tokens.
+
+Three ways, same output shape (a token × token matrix, rows = generated tokens, columns = prompt
+tokens followed by generated tokens; NaN where a column is not before the row's token):
+- `gen_ig` (ours): layer IG on the token embeddings of the log-probability of every generated
+  token, all output tokens in one batched Captum call (rows of the batch = output tokens × steps),
+  chunked by the prefix each output token needs. Attributes to earlier generated tokens too, unless
+  `include_generated=False`, which reproduces Captum's LLMGradientAttribution exactly.
+- `gen_captum_ig`: Captum's `LLMGradientAttribution(LayerIntegratedGradients)`: one run per
+  output token, prompt tokens only.
+- `gen_ablation`: Captum's `LLMAttribution(FeatureAblation)`: prompt tokens only.
+"""
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import ModelError
+from . import specs, text as textmod
+from .attributions import input_grads_only, release
+
+
+@dataclass
+class GenerationAttribution:
+    model: str
+    method: str
+    method_name: str
+    prompt_tokens: list[str]
+    output_tokens: list[str]
+    matrix: list[list[float | None]]   # (outputs, prompt + outputs); None where not attributable
+    output_logprobs: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    prompt: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def array(self) -> np.ndarray:
+        return np.array([[np.nan if v is None else v for v in row] for row in self.matrix], dtype=float)
+
+    def top_prompt_tokens(self, k: int = 3) -> list[dict]:
+        arr = self.array()[:, :len(self.prompt_tokens)]
+        rows = []
+        for i, tok in enumerate(self.output_tokens):
+            order = np.argsort(-np.nan_to_num(arr[i], nan=-np.inf))[:k]
+            rows.append({"position": i, "output token": tok,
+                         **{f"top {r + 1}": f"{self.prompt_tokens[j]!r} ({arr[i, j]:+.3f})" for r, j in enumerate(order)}})
+        return rows
+
+
+def _generate(loaded, ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    tok = loaded.tokenizer
+    with torch.inference_mode():
+        out = loaded.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                    max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+                                    eos_token_id=None)
+    return out[0, ids.shape[1]:]
+
+
+def attribute_generation(loaded, prompt: str, max_new_tokens: int = 16, method: str = "gen_ig",
+                         target: str | None = None, n_steps: int = 20, baseline: str = "pad",
+                         include_generated: bool = True, chunk_tokens: int = 8,
+                         token_budget: int = 32768) -> GenerationAttribution:
+    spec = specs.get_method(method)
+    specs.require(loaded, spec)
+    if spec.key not in specs.GENERATION_METHODS:
+        raise ModelError(f"{spec.name} explains a classifier; use attribute() for it.")
+    limit = textmod.max_length(loaded)
+    if max_new_tokens < 1:
+        raise ModelError("Generate at least one token to attribute.")
+    enc = textmod.encode(loaded, prompt, cap=max(1, limit - max_new_tokens))
+    notes = list(enc.notes)
+    start = time.perf_counter()
+    with loaded.lock, input_grads_only(loaded):
+        try:
+            if target:
+                gen = torch.tensor(loaded.tokenizer(target, add_special_tokens=False)["input_ids"][:max_new_tokens],
+                                   device=loaded.device)
+                if len(gen) == 0:
+                    raise ModelError("The target text produced no tokens.")
+            else:
+                gen = _generate(loaded, enc.input_ids, max_new_tokens)
+            if spec.key == "gen_ig":
+                matrix, logprobs = _ours(loaded, enc, gen, n_steps, baseline, include_generated, chunk_tokens,
+                                         token_budget)
+            elif spec.key == "gen_captum_ig":
+                matrix, logprobs = _captum_ig(loaded, enc, gen, n_steps, baseline)
+            else:
+                matrix, logprobs = _captum_ablation(loaded, enc, gen, baseline)
+        finally:
+            release(loaded)
+    p = enc.input_ids.shape[1]
+    full = np.full((len(gen), p + len(gen)), np.nan)
+    full[:, :matrix.shape[1]] = matrix
+    for i in range(len(gen)):
+        full[i, p + i:] = np.nan
+    out_tokens = textmod.readable(loaded.tokenizer, gen.tolist())
+    rows = [[None if np.isnan(v) else float(v) for v in row] for row in full]
+    return GenerationAttribution(loaded.entry.name, spec.key, spec.name, enc.tokens, out_tokens, rows,
+                                 [float(x) for x in logprobs], notes, time.perf_counter() - start, prompt)
+
+
+class _TokenLogProb(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs_embeds, positions, tokens):
+        width = inputs_embeds.shape[1]
+        if _keeps_logits(self.model):  # the LM head only where a token is scored, not at every position
+            keep = int(width - positions.min())
+            logits = self.model(inputs_embeds=inputs_embeds, logits_to_keep=keep).logits
+            positions = positions - (width - logits.shape[1])
+        else:
+            logits = self.model(inputs_embeds=inputs_embeds).logits
+        rows = torch.arange(logits.shape[0], device=logits.device)
+        picked = torch.log_softmax(logits[rows, positions].float(), dim=-1)
+        return picked[rows, tokens]
+
+
+def _keeps_logits(model) -> bool:
+    import inspect
+
+    return "logits_to_keep" in inspect.signature(type(model).forward).parameters
+
+
+def _ours(loaded, enc, gen, n_steps, baseline, include_generated, chunk_tokens, token_budget):
+    from captum.attr import IntegratedGradients
+
+    p, g = enc.input_ids.shape[1], len(gen)
+    seq = torch.cat([enc.input_ids[0], gen]).unsqueeze(0)
+    emb = loaded.model.get_input_embeddings()
+    base_id = textmod.baseline_token_id(loaded, baseline)
+    base = seq.clone()
+    base[0, :p][~torch.tensor(enc.special, device=seq.device)] = base_id
+    if include_generated:
+        base[0, p:] = base_id
+    fwd = _TokenLogProb(loaded.model)
+    ig = IntegratedGradients(fwd)
+    matrix = np.zeros((g, p + g))
+    with torch.no_grad():
+        x_all, b_all = emb(seq), emb(base)
+        logits = loaded.model(input_ids=seq).logits[0].float()
+        logprobs = torch.log_softmax(logits[p - 1:p - 1 + g], -1)[torch.arange(g), gen].cpu().numpy()
+        if baseline == "zero":
+            b_all = torch.where(base.unsqueeze(-1) == seq.unsqueeze(-1), x_all, torch.zeros_like(x_all))
+    for lo in range(0, g, chunk_tokens):
+        hi = min(g, lo + chunk_tokens)
+        width = p + hi - 1                      # the longest prefix this chunk needs
+        n = hi - lo
+        x = x_all[:, :width].expand(n, -1, -1)
+        b = b_all[:, :width].expand(n, -1, -1)
+        positions = torch.arange(p - 1 + lo, p - 1 + hi, device=seq.device)
+        ibs = max(n, token_budget // max(width, 1))
+        attr = ig.attribute(x, baselines=b, additional_forward_args=(positions, gen[lo:hi]), n_steps=n_steps,
+                            internal_batch_size=ibs)
+        matrix[lo:hi, :width] = attr.sum(-1).detach().float().cpu().numpy()
+    return matrix, logprobs
+
+
+def _captum_ig(loaded, enc, gen, n_steps, baseline):
+    from captum.attr import LayerIntegratedGradients, LLMGradientAttribution, TextTokenInput
+
+    inp = _token_input(loaded, enc, baseline)
+    llm = LLMGradientAttribution(LayerIntegratedGradients(loaded.model, loaded.model.get_input_embeddings()),
+                                 loaded.tokenizer)
+    res = llm.attribute(inp, target=gen, n_steps=n_steps)
+    return res.token_attr.float().cpu().numpy(), _logprobs(loaded, enc, gen)
+
+
+def _captum_ablation(loaded, enc, gen, baseline):
+    from captum.attr import FeatureAblation, LLMAttribution
+
+    inp = _token_input(loaded, enc, baseline)
+    llm = LLMAttribution(FeatureAblation(loaded.model), loaded.tokenizer)
+    with torch.no_grad():
+        res = llm.attribute(inp, target=gen, forward_in_tokens=False)
+    return res.token_attr.float().cpu().numpy(), _logprobs(loaded, enc, gen)
+
+
+def _token_input(loaded, enc, baseline):
+    """A Captum TextTokenInput over exactly our (possibly truncated) prompt ids."""
+    from captum.attr import TextTokenInput
+
+    inp = TextTokenInput("x", loaded.tokenizer, baselines=textmod.baseline_token_id(loaded, baseline))
+    ids = enc.input_ids.cpu()
+    special = torch.tensor([enc.special])
+    inp.inp_tensor = ids
+    if special.any():
+        inp.itp_mask = ~special
+        inp.itp_tensor = ids[~special].unsqueeze(0)
+    else:
+        inp.itp_mask = None
+        inp.itp_tensor = ids
+    inp.values = list(np.array(enc.tokens)[~special[0].numpy()]) if special.any() else list(enc.tokens)
+    inp.n_itp_features = len(inp.values)
+    return inp
+
+
+def _logprobs(loaded, enc, gen):
+    seq = torch.cat([enc.input_ids[0], gen]).unsqueeze(0)
+    p = enc.input_ids.shape[1]
+    with torch.no_grad():
+        logits = loaded.model(input_ids=seq).logits[0].float()
+    return torch.log_softmax(logits[p - 1:p - 1 + len(gen)], -1)[torch.arange(len(gen)), gen].cpu().numpy()

@@ -1,0 +1,85 @@
+"""Tokenising for explanations: truncation with a note, readable tokens, baseline token ids."""
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import LabError
+
+
+class InputError(LabError):
+    pass
+
+
+@dataclass
+class Encoded:
+    input_ids: torch.Tensor          # (1, T) on the model's device
+    tokens: list[str]                # readable token strings
+    special: list[bool]              # True for [CLS]/[SEP]/BOS … (kept in baselines)
+    notes: list[str] = field(default_factory=list)
+    truncated: bool = False
+    original_length: int = 0
+
+
+def max_length(loaded, cap: int | None = None) -> int:
+    cfg = loaded.model.config
+    text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    limit = getattr(text_cfg, "max_position_embeddings", None) or getattr(text_cfg, "n_positions", None) or 512
+    tok_limit = getattr(loaded.tokenizer, "model_max_length", None)
+    if tok_limit and tok_limit < 10**6:
+        limit = min(limit, tok_limit)
+    return min(limit, cap) if cap else limit
+
+
+def readable(tokenizer, ids: list[int]) -> list[str]:
+    """Token strings a person can read: 'Ġword' → ' word', '##ing' stays (WordPiece convention)."""
+    out = []
+    for tok in tokenizer.convert_ids_to_tokens(ids):
+        tok = str(tok)
+        if tok.startswith("Ġ") or tok.startswith("▁"):
+            tok = " " + tok[1:]
+        tok = tok.replace("Ċ", "\\n").replace("ĉ", "\\t")
+        out.append(tok)
+    return out
+
+
+def encode(loaded, text: str, cap: int | None = None, add_special_tokens: bool = True) -> Encoded:
+    if text is None or not str(text).strip():
+        raise InputError("The text is empty: type or pick some text to explain.")
+    tok = loaded.tokenizer
+    limit = max_length(loaded, cap)
+    full = tok(str(text), add_special_tokens=add_special_tokens)["input_ids"]
+    notes = []
+    truncated = len(full) > limit
+    if truncated:
+        enc = tok(str(text), add_special_tokens=add_special_tokens, truncation=True, max_length=limit)
+        ids = enc["input_ids"]
+        notes.append(f"The text has {len(full)} tokens; the model takes at most {limit}, so only the first "
+                     f"{len(ids)} tokens are used.")
+    else:
+        ids = full
+    if not ids:
+        raise InputError("The text produced no tokens for this model's tokenizer.")
+    special_ids = set(tok.all_special_ids or [])
+    specials = [i in special_ids for i in ids] if add_special_tokens else [False] * len(ids)
+    return Encoded(torch.tensor([ids], device=loaded.device), readable(tok, ids), specials, notes, truncated, len(full))
+
+
+def baseline_token_id(loaded, kind: str) -> int:
+    tok = loaded.tokenizer
+    if kind == "mask":
+        if tok.mask_token_id is None:
+            raise InputError(f"{loaded.entry.name}'s tokenizer has no [MASK] token; use the pad baseline.")
+        return tok.mask_token_id
+    if kind in ("pad", "zero"):
+        for cand in (tok.pad_token_id, tok.unk_token_id, tok.eos_token_id, 0):
+            if cand is not None:
+                return cand
+    raise InputError(f"Unknown baseline {kind!r}: choose pad, mask or zero.")
+
+
+def baseline_ids(loaded, enc: Encoded, kind: str) -> torch.Tensor:
+    """The input with every non-special token replaced by the baseline token."""
+    base = enc.input_ids.clone()
+    keep = torch.tensor([enc.special], device=base.device)
+    base[~keep] = baseline_token_id(loaded, kind)
+    return base

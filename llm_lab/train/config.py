@@ -1,0 +1,184 @@
+"""What a training run is: one `TrainConfig`, stored as the job's params.
+
+The same config drives the dashboard, the CLI (`python -m llm_lab train …`) and
+`accelerate launch -m llm_lab.train …`, and it is written into the model card
+with the command that reproduces the run (`to_cli`).
+"""
+import re
+import shlex
+import time
+from dataclasses import asdict, dataclass, field, fields
+
+from ..errors import LabError
+
+TASKS = {
+    "classify": "Text classifier (fine-tune an encoder)",
+    "causal-lm": "Causal LM fine-tuning (full or LoRA)",
+    "pretrain": "Pretrain a small GPT-2 from scratch",
+}
+
+# GPT-2 sizes for pretraining. Parameters ≈ vocab·d + positions·d + 12·layers·d².
+PRESETS = {
+    "1M": dict(vocab_size=2048, n_embd=128, n_layer=3, n_head=4, n_positions=256),
+    "3M": dict(vocab_size=4096, n_embd=192, n_layer=4, n_head=6, n_positions=256),
+    "10M": dict(vocab_size=8192, n_embd=320, n_layer=6, n_head=8, n_positions=256),
+    "30M": dict(vocab_size=16384, n_embd=512, n_layer=8, n_head=8, n_positions=512),
+}
+# The built-in tiny-gpt recipe: the 3M preset, trained for ~10 minutes on a 2-core CPU.
+TINY_GPT = dict(preset="3M", epochs=8.0, batch_size=16, learning_rate=2e-3, warmup=0.05,
+                weight_decay=0.1, scheduler="cosine", seed=0, eval_fraction=0.05)
+
+
+class ConfigError(LabError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    task: str = "classify"
+    name: str = ""                    # registry name of the result ("" → made up from base and time)
+    model: str = "minilm"             # base model (classify, causal-lm); ignored by pretrain
+    dataset: str = ""                 # dataset name; for pretrain "" means the pydoc corpus
+    text_col: str = "text"            # role to read text from (text | prompt …)
+    label_col: str = "label"
+    pair_col: str = ""                # optional text_pair role for classification
+    lm_format: str = "auto"           # causal-lm: auto | text | prompt-completion
+    # hyperparameters
+    epochs: float = 3.0
+    max_steps: int = -1
+    batch_size: int = 16
+    grad_accum: int = 1
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup: float = 0.1               # fraction of steps (<1) or a step count (≥1)
+    scheduler: str = "linear"
+    max_length: int = 128
+    eval_fraction: float = 0.1        # held out from train when the dataset has no validation split
+    early_stopping: int = 0           # patience in evaluations; 0 = off
+    save_steps: int = 0               # checkpoint every N steps; 0 = twice an epoch
+    logging_steps: int = 0            # 0 = about 50 points per run
+    seed: int = 0
+    precision: str = "auto"           # auto (bf16 on CUDA) | bf16 | fp16 | fp32
+    device: str = "auto"              # auto | cpu | cuda
+    # LoRA (causal-lm)
+    lora: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: list = field(default_factory=list)   # [] → the architecture's default
+    # pretraining
+    preset: str = "3M"
+    arch: dict = field(default_factory=dict)           # overrides of the preset
+    # output
+    out: str = ""                     # write the model here instead of registering it (built-ins)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(f"Unknown training setting(s): {', '.join(sorted(unknown))}.")
+        return cls(**values)
+
+    def architecture(self) -> dict:
+        """The GPT-2 shape for pretraining: the preset with the user's edits."""
+        if self.preset not in PRESETS:
+            raise ConfigError(f"Unknown size preset {self.preset!r}; choose one of {', '.join(PRESETS)}.")
+        arch = dict(PRESETS[self.preset], **(self.arch or {}))
+        if arch["n_embd"] % arch["n_head"]:
+            raise ConfigError(f"n_embd ({arch['n_embd']}) must be divisible by n_head ({arch['n_head']}).")
+        return arch
+
+    def validate(self) -> "TrainConfig":
+        if self.task not in TASKS:
+            raise ConfigError(f"Unknown task {self.task!r}; choose one of {', '.join(TASKS)}.")
+        if self.task != "pretrain" and not self.dataset:
+            raise ConfigError("Pick a dataset to train on (import one on the Datasets page).")
+        checks = [(self.batch_size >= 1, "batch size must be at least 1"),
+                  (self.grad_accum >= 1, "gradient accumulation must be at least 1"),
+                  (self.learning_rate > 0, "the learning rate must be positive"),
+                  (self.epochs > 0 or self.max_steps > 0, "train for more than 0 epochs or steps"),
+                  (0 <= self.eval_fraction < 0.9, "the held-out fraction must be in [0, 0.9)"),
+                  (self.max_length >= 8, "the maximum length must be at least 8 tokens"),
+                  (self.scheduler in ("linear", "cosine", "constant", "constant_with_warmup"),
+                   "scheduler must be linear, cosine, constant or constant_with_warmup"),
+                  (self.precision in ("auto", "bf16", "fp16", "fp32"), "precision must be auto, bf16, fp16 or fp32"),
+                  (self.lm_format in ("auto", "text", "prompt-completion"),
+                   "the causal-LM format must be auto, text or prompt-completion"),
+                  (not self.lora or self.lora_r >= 1, "LoRA rank must be at least 1")]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message[0].upper() + message[1:] + ".")
+        if self.task == "pretrain":
+            self.architecture()
+        if self.name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", self.name):
+            raise ConfigError(f"Model name {self.name!r}: use letters, digits, '.', '_' or '-'.")
+        return self
+
+    def default_name(self) -> str:
+        base = "gpt-" + self.preset if self.task == "pretrain" else re.sub(r"[^A-Za-z0-9._-]", "-", self.model)[-40:]
+        return f"{base}-{self.task}-{time.strftime('%m%d-%H%M%S')}"
+
+    def relevant(self) -> dict:
+        """The settings that matter for this task (what the model card lists)."""
+        skip = {"name", "out"}
+        if self.task != "classify":
+            skip |= {"label_col", "pair_col"}
+        if self.task != "causal-lm":
+            skip |= {"lm_format", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_targets"}
+        elif not self.lora:
+            skip |= {"lora_r", "lora_alpha", "lora_dropout", "lora_targets"}
+        if self.task == "pretrain":
+            skip |= {"model", "max_length"} | ({"text_col"} if not self.dataset else set())
+        else:
+            skip |= {"preset", "arch"}
+        return {k: v for k, v in self.as_dict().items() if k not in skip}
+
+    def title(self) -> str:
+        what = {"classify": "classifier", "causal-lm": "LoRA LM" if self.lora else "LM", "pretrain": "pretrain"}[self.task]
+        source = self.dataset or "pydoc"
+        base = f"GPT-2 {self.preset}" if self.task == "pretrain" else self.model
+        return f"Train {what}: {base} on {source} → {self.name or '(auto name)'}"
+
+    def to_cli(self) -> str:
+        """The command line that runs this config again."""
+        default = TrainConfig(task=self.task, **task_defaults(self.task))
+        words = ["python", "-m", "llm_lab", "train", self.task]
+        for f in fields(self):
+            value, base = getattr(self, f.name), getattr(default, f.name)
+            if f.name == "task" or value == base or (f.name == "name" and not value):
+                continue
+            flag = "--data" if f.name == "dataset" else "--" + f.name.replace("_", "-")
+            if isinstance(value, bool):
+                words.append(flag if value else "--no-" + f.name.replace("_", "-"))
+            elif isinstance(value, list):
+                words += [flag, ",".join(map(str, value))]
+            elif isinstance(value, dict):
+                words += [flag, ",".join(f"{k}={v}" for k, v in value.items())]
+            elif f.name == "out":
+                words += [flag, _short_path(value)]
+            else:
+                words += [flag, str(value)]
+        return " ".join(shlex.quote(w) for w in words)
+
+
+def _short_path(path: str) -> str:
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        return str(Path(path).resolve().relative_to(repo))
+    except ValueError:
+        return path
+
+
+def task_defaults(task: str) -> dict:
+    """Hyperparameters that work for each task (the page and CLI start from these)."""
+    if task == "classify":
+        return dict(epochs=3.0, batch_size=16, learning_rate=5e-5, max_length=128, warmup=0.1)
+    if task == "causal-lm":
+        return dict(model="tiny-gpt", epochs=2.0, batch_size=8, learning_rate=5e-5, max_length=256, warmup=0.05)
+    return dict(TINY_GPT, max_length=256)

@@ -1,0 +1,206 @@
+"""Turn a stored dataset (or the pydoc corpus) into tokenized train/eval sets, or say why not.
+
+Checks done here, before any model is loaded: the mapped columns exist, a label
+column has at least two classes, and there are enough rows to train and hold some out.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .. import data
+from ..errors import DataError
+from .config import TrainConfig
+
+MIN_TRAIN_ROWS = 4
+
+
+class ListDataset:
+    """A list of feature dicts that Trainer can index (no `datasets` dependency)."""
+
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
+
+@dataclass
+class Prepared:
+    train: ListDataset
+    eval: ListDataset | None
+    labels: list[str] | None
+    tokens_per_sample: float       # mean non-pad tokens a training example feeds the model
+    info: dict                     # dataset name, fingerprint, row counts (recorded in the model card)
+
+
+def _frames(cfg: TrainConfig, roles: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
+    info = data.get(cfg.dataset)
+    data.require(info, *roles)
+    frame = data.load_frame(cfg.dataset)
+    for role in roles:  # drop rows whose needed columns are empty
+        frame = frame[frame[role].astype(str).str.strip() != ""]
+    train = frame[frame["split"] == "train"]
+    val = frame[frame["split"] == "validation"]
+    if val.empty and cfg.eval_fraction > 0:
+        n_eval = int(round(len(train) * cfg.eval_fraction))
+        if len(train) - n_eval < MIN_TRAIN_ROWS or n_eval < 1:
+            raise DataError(
+                f"Dataset {cfg.dataset!r} has {len(train)} training rows: too few to train and hold "
+                f"{cfg.eval_fraction:.0%} out for evaluation (need at least {MIN_TRAIN_ROWS + 1}). "
+                "Import more rows, or set the held-out fraction to 0.")
+        held = train.sample(n=n_eval, random_state=cfg.seed).index
+        val, train = train.loc[held], train.drop(held)
+    if len(train) < MIN_TRAIN_ROWS:
+        raise DataError(f"Dataset {cfg.dataset!r} has only {len(train)} training row(s); training needs at "
+                        f"least {MIN_TRAIN_ROWS}. Import more rows or change its split.")
+    meta = {"dataset": info.name, "fingerprint": info.fingerprint, "content_hash": info.content_hash,
+            "train_rows": len(train), "eval_rows": len(val)}
+    return train.reset_index(drop=True), (val.reset_index(drop=True) if len(val) else None), meta
+
+
+def label_names(cfg: TrainConfig, train: pd.DataFrame) -> list[str]:
+    present = train[cfg.label_col].astype(str)
+    if present.nunique() < 2:
+        raise DataError(f"The label column of {cfg.dataset!r} has a single class ({present.iloc[0]!r}) in the "
+                        "training rows. A classifier needs at least two classes.")
+    stored = data.get(cfg.dataset).label_names or []
+    names = [str(n) for n in stored] or sorted(present.unique(), key=data._natural)
+    return names + sorted(set(present) - set(names), key=data._natural)
+
+
+def classification(cfg: TrainConfig, tokenizer) -> Prepared:
+    roles = (cfg.text_col, cfg.label_col) + ((cfg.pair_col,) if cfg.pair_col else ())
+    train, val, meta = _frames(cfg, roles)
+    names = label_names(cfg, train)
+    index = {n: i for i, n in enumerate(names)}
+
+    def encode(frame):
+        if frame is None:
+            return None
+        pair = frame[cfg.pair_col].astype(str).tolist() if cfg.pair_col else None
+        enc = tokenizer(frame[cfg.text_col].astype(str).tolist(), pair, truncation=True, max_length=cfg.max_length)
+        labels = [index.get(str(v), -1) for v in frame[cfg.label_col]]
+        rows = [{"input_ids": ids, "attention_mask": mask, "labels": y}
+                for ids, mask, y in zip(enc["input_ids"], enc["attention_mask"], labels) if y >= 0]
+        return ListDataset(rows)
+
+    train_ds, eval_ds = encode(train), encode(val)
+    return Prepared(train_ds, eval_ds, names, _mean_len(train_ds), meta)
+
+
+def lm_format(cfg: TrainConfig) -> str:
+    if cfg.lm_format != "auto":
+        return cfg.lm_format
+    roles = data.get(cfg.dataset).roles
+    return "prompt-completion" if "prompt" in roles and "reference" in roles else "text"
+
+
+def causal(cfg: TrainConfig, tokenizer) -> Prepared:
+    """A text column, or prompt/completion pairs with the loss on the completion only."""
+    fmt = lm_format(cfg)
+    roles = ("prompt", "reference") if fmt == "prompt-completion" else (cfg.text_col,)
+    train, val, meta = _frames(cfg, roles)
+    eos = tokenizer.eos_token_id
+    meta["format"] = fmt
+
+    def encode(frame):
+        if frame is None:
+            return None
+        rows = []
+        if fmt == "text":
+            for ids in tokenizer(frame[cfg.text_col].astype(str).tolist())["input_ids"]:
+                ids = (ids + ([eos] if eos is not None else []))[:cfg.max_length]
+                if len(ids) >= 2:
+                    rows.append({"input_ids": ids, "labels": list(ids)})
+        else:
+            prompts = tokenizer(frame["prompt"].astype(str).tolist())["input_ids"]
+            completions = tokenizer([" " + str(c).lstrip() for c in frame["reference"]])["input_ids"]
+            for p, c in zip(prompts, completions):
+                c = c + ([eos] if eos is not None else [])
+                p = p[-max(1, cfg.max_length - len(c)):] if len(p) + len(c) > cfg.max_length else p
+                ids = (p + c)[:cfg.max_length]
+                labels = ([-100] * len(p) + c)[:cfg.max_length]
+                if any(l != -100 for l in labels[1:]):
+                    rows.append({"input_ids": ids, "labels": labels})
+        return ListDataset(rows)
+
+    train_ds, eval_ds = encode(train), encode(val)
+    if len(train_ds) < MIN_TRAIN_ROWS:
+        raise DataError(f"Only {len(train_ds)} usable training rows in {cfg.dataset!r} after tokenizing "
+                        f"(texts must give at least 2 tokens). Check the {', '.join(roles)} column(s).")
+    return Prepared(train_ds, eval_ds if eval_ds else None, None, _mean_len(train_ds), meta)
+
+
+def pretrain_texts(cfg: TrainConfig) -> tuple[list[str], dict]:
+    if not cfg.dataset:
+        from ..tiny import pydoc_corpus
+
+        texts = pydoc_corpus()
+        return texts, {"dataset": "pydoc", "fingerprint": _text_hash(texts), "train_rows": len(texts)}
+    info = data.get(cfg.dataset)
+    data.require(info, cfg.text_col)
+    frame = data.load_frame(cfg.dataset)
+    texts = [t for t in frame[cfg.text_col].astype(str) if t.strip()]
+    return texts, {"dataset": info.name, "fingerprint": info.fingerprint, "content_hash": info.content_hash,
+                   "train_rows": len(texts)}
+
+
+def pretrain_blocks(cfg: TrainConfig, texts: list[str], tokenizer, block: int, meta: dict) -> Prepared:
+    """Concatenate the corpus (documents separated by EOS) and cut it into fixed-length blocks."""
+    stream: list[int] = []
+    for ids in tokenizer(texts)["input_ids"]:
+        stream += ids + [tokenizer.eos_token_id]
+    n_blocks = len(stream) // block
+    if n_blocks < MIN_TRAIN_ROWS + 1:
+        raise DataError(f"The corpus gives {len(stream)} tokens, only {n_blocks} block(s) of {block}: too little "
+                        "to pretrain on. Use a larger dataset or a shorter context (n_positions).")
+    arr = np.asarray(stream[: n_blocks * block], dtype=np.int64).reshape(n_blocks, block)
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(n_blocks)
+    n_eval = max(1, int(round(n_blocks * cfg.eval_fraction))) if cfg.eval_fraction > 0 else 0
+    to_rows = lambda idx: ListDataset([{"input_ids": arr[i].tolist(), "labels": arr[i].tolist()} for i in sorted(idx)])
+    meta = dict(meta, tokens=len(stream), blocks=n_blocks, train_rows=n_blocks - n_eval, eval_rows=n_eval)
+    return Prepared(to_rows(order[n_eval:]), to_rows(order[:n_eval]) if n_eval else None, None, float(block), meta)
+
+
+def _mean_len(ds: ListDataset | None) -> float:
+    if not ds or not len(ds):
+        return 0.0
+    return float(np.mean([len(r["input_ids"]) for r in ds.rows]))
+
+
+def _text_hash(texts: list[str]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+class CausalCollator:
+    """Right-pads input_ids (pad id) and labels (-100) to the longest row of the batch."""
+
+    def __init__(self, pad_id: int, multiple_of: int = 8):
+        self.pad_id, self.multiple_of = pad_id, multiple_of
+
+    def __call__(self, rows: list[dict]) -> dict:
+        import torch
+
+        longest = max(len(r["input_ids"]) for r in rows)
+        if self.multiple_of:
+            longest = -(-longest // self.multiple_of) * self.multiple_of
+        ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), longest), -100, dtype=torch.long)
+        mask = torch.zeros((len(rows), longest), dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            ids[i, :n] = torch.tensor(r["input_ids"])
+            labels[i, :n] = torch.tensor(r["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}

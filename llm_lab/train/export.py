@@ -1,0 +1,110 @@
+"""Save a trained model whole (store.atomic_dir), write its model card, then register it; zip export.
+
+The registry row is written only after the folder is complete, so no half-written
+model is ever listed. LoRA runs are merged into the base weights (the registry loads
+full models); the adapter is kept beside them in `adapter/`.
+"""
+import io
+import json
+import time
+import zipfile
+from pathlib import Path
+
+from .. import paths, registry, store
+from ..errors import ModelError
+from .config import TrainConfig
+
+TASK_HEAD = {"classify": "classifier", "causal-lm": "causal-lm", "pretrain": "causal-lm"}
+
+
+def check_name_free(name: str) -> None:
+    if any(e.name == name for e in registry.list_models()):
+        raise ModelError(f"A model named {name!r} exists already; choose another name.")
+
+
+def finish(cfg: TrainConfig, trained, job_id: str | None) -> dict:
+    name = cfg.name or cfg.default_name()
+    folder = Path(cfg.out).expanduser().resolve() if cfg.out else paths.subdir("models") / name
+    if not cfg.out:
+        check_name_free(name)
+    model = trained.model
+    adapter = None
+    if cfg.lora and hasattr(model, "merge_and_unload"):
+        adapter = model
+        model = model.merge_and_unload()
+    meta = {"dataset": trained.prepared.info, "hyperparameters": cfg.as_dict(), "metrics": trained.metrics,
+            "train": trained.stats, "job_id": job_id, "command": cfg.to_cli()}
+    with store.atomic_dir(folder) as tmp:
+        if adapter is not None:
+            adapter.save_pretrained(tmp / "adapter")
+        model.save_pretrained(tmp, safe_serialization=True)
+        trained.tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(model_card(name, cfg, trained, job_id))
+        (tmp / "llm_lab_training.json").write_text(json.dumps(meta, indent=2, default=str))
+        registry.check_folder(tmp)
+    if cfg.out:
+        return {"model": name, "folder": str(folder), "registered": False, **_summary(trained)}
+    try:
+        registry.register(registry.ModelEntry(
+            name, "trained", str(folder), TASK_HEAD[cfg.task],
+            parent=None if cfg.task == "pretrain" else cfg.model, labels=trained.prepared.labels, meta=meta))
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)  # registered or nothing
+        raise
+    registry.forget(name)
+    return {"model": name, "folder": str(folder), "registered": True, **_summary(trained)}
+
+
+def _summary(trained) -> dict:
+    return {"metrics": trained.metrics, "stats": trained.stats}
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def model_card(name: str, cfg: TrainConfig, trained, job_id: str | None) -> str:
+    info = trained.prepared.info
+    base = f"GPT-2 `{cfg.preset}` from scratch ({_fmt(trained.stats.get('parameters'))} parameters)" \
+        if cfg.task == "pretrain" else f"`{cfg.model}`"
+    what = {"classify": "text classifier", "causal-lm": "causal language model", "pretrain": "causal language model"}[cfg.task]
+    lines = [f"# {name}", "", f"A {what} trained by LLM Lab on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
+             "| | |", "|---|---|", f"| task | {cfg.task} |", f"| base | {base} |",
+             f"| data | `{info.get('dataset')}` (fingerprint `{str(info.get('fingerprint', ''))[:16]}`), "
+             f"{info.get('train_rows')} train / {info.get('eval_rows', 0)} eval rows |"]
+    if cfg.task == "pretrain":
+        arch = cfg.architecture()
+        lines.append("| architecture | " + ", ".join(f"{k}={v}" for k, v in arch.items())
+                     + f"; byte-level BPE trained with `tokenizers` on the same corpus ({info.get('tokens')} tokens) |")
+    if cfg.lora:
+        lines.append(f"| LoRA | r={cfg.lora_r}, alpha={cfg.lora_alpha}, targets={cfg.lora_targets or 'default'}; "
+                     "merged into the weights, adapter in `adapter/` |")
+    if trained.prepared.labels:
+        lines.append(f"| labels | {', '.join(map(str, trained.prepared.labels))} |")
+    if job_id:
+        lines.append(f"| job | `{job_id}` |")
+    lines += ["", "## Results", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(trained.metrics.items())]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in trained.stats.items()]
+    lines += ["", "## Recipe", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in cfg.relevant().items()]
+    lines += ["", "## Reproduce", "", "```bash", cfg.to_cli() + (f" --name {name}" if not cfg.name else ""), "```", "",
+              "Runs the same code path (`llm_lab.train`) as the dashboard's Train page; with a fixed seed the "
+              "result is reproducible on the same hardware and library versions.", ""]
+    return "\n".join(lines)
+
+
+def zip_bytes(name: str) -> bytes:
+    """The model's Hugging Face folder as a zip (for the download button and the CLI)."""
+    entry = registry.resolve(name)
+    folder = Path(entry.location)
+    if not folder.is_dir():
+        raise ModelError(f"{name} is not a local model folder; nothing to zip.")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, f"{name}/{path.relative_to(folder)}")
+    return buffer.getvalue()

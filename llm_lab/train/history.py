@@ -1,0 +1,35 @@
+"""Past training runs: the jobs of kind llm_lab.train:run with their curves, as plain data."""
+import pandas as pd
+
+from .. import jobs
+
+CURVES = ("train_loss", "eval_loss", "lr")
+
+
+def runs(limit: int = 200) -> list[dict]:
+    """Every training job, newest first, flattened for a table."""
+    rows = []
+    for job in jobs.list_jobs("llm_lab.train:", limit=limit):
+        p, result = job["params"], job["result"] or {}
+        metrics = result.get("metrics") or {}
+        rows.append({
+            "id": job["id"], "status": job["status"], "task": p.get("task"), "name": result.get("model") or p.get("name"),
+            "base": f"GPT-2 {p.get('preset')}" if p.get("task") == "pretrain" else p.get("model"),
+            "dataset": p.get("dataset") or ("pydoc" if p.get("task") == "pretrain" else ""),
+            "epochs": p.get("epochs"), "lr": p.get("learning_rate"), "batch": p.get("batch_size"),
+            **{k.removeprefix("eval_"): round(v, 4) for k, v in metrics.items() if k != "eval_epoch"},
+            "created": pd.to_datetime(job["created_at"], unit="s").strftime("%Y-%m-%d %H:%M"),
+            "title": job["title"],
+        })
+    return rows
+
+
+def curves(job_id: str) -> pd.DataFrame:
+    """Long table step, name, value of one run's metric curves (epoch kept as its own series)."""
+    frame = pd.DataFrame(jobs.metrics(job_id), columns=["step", "name", "value", "at"])
+    return frame.drop(columns=["at"])
+
+
+def eval_metric_names(frame: pd.DataFrame) -> list[str]:
+    names = sorted(set(frame["name"]) - {"eval_loss"})
+    return [n for n in names if n.startswith("eval_") and not n.endswith("epoch")]

@@ -1,0 +1,161 @@
+"""Memory and time before starting: parameters, a rough activation size, steps × step time.
+
+Step time comes from a past run of the same model, task, device and batch when there
+is one ("measured"), otherwise from the training FLOPs (6·N per token plus attention)
+divided by this device's measured matmul speed at a typical small-model efficiency.
+Rough by design: it tells 10 seconds from 10 minutes and 1 GB from 40 GB.
+"""
+import math
+import time
+from functools import lru_cache
+
+from .. import data, jobs
+from .config import TrainConfig
+
+TRAIN_EFFICIENCY = {"cpu": 0.35, "cuda": 0.25, "mps": 0.25}  # achieved / matmul peak, small models
+CHARS_PER_TOKEN = 4.2
+
+
+def _meta_model(cfg: TrainConfig, n_labels: int):
+    """The model skeleton on the meta device: shapes without memory or weights."""
+    import torch
+    import transformers
+
+    from .modeling import _source
+
+    transformers.logging.set_verbosity_error()
+    with torch.device("meta"):
+        if cfg.task == "pretrain":
+            arch = cfg.architecture()
+            config = transformers.GPT2Config(**{k: arch[k] for k in ("vocab_size", "n_embd", "n_layer", "n_head", "n_positions")})
+            return transformers.GPT2LMHeadModel(config)
+        _, source, kwargs = _source(cfg.model)
+        config = transformers.AutoConfig.from_pretrained(source, **kwargs)
+        if cfg.task == "classify":
+            config.num_labels = max(2, n_labels)
+            return transformers.AutoModelForSequenceClassification.from_config(config)
+        return transformers.AutoModelForCausalLM.from_config(config)
+
+
+def _shape(model) -> dict:
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    get = lambda *names: next((getattr(cfg, n) for n in names if getattr(cfg, n, None)), 0)
+    return {"layers": get("num_hidden_layers", "n_layer"), "hidden": get("hidden_size", "n_embd"),
+            "heads": get("num_attention_heads", "n_head") or 1, "vocab": get("vocab_size")}
+
+
+def _lora_trainable(model, cfg: TrainConfig) -> int:
+    from .modeling import lora_targets
+
+    targets = set(lora_targets(model, cfg))
+    total = 0
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in targets and hasattr(module, "weight") and module.weight is not None:
+            out_f, in_f = module.weight.shape[:2]
+            total += cfg.lora_r * (in_f + out_f)
+    return total
+
+
+def _rows_and_length(cfg: TrainConfig) -> tuple[int, float]:
+    if cfg.task == "pretrain":
+        if cfg.dataset:
+            frame = data.load_frame(cfg.dataset)
+            chars = frame[cfg.text_col].astype(str).str.len().sum()
+        else:
+            from ..tiny import pydoc_corpus
+
+            chars = sum(len(t) for t in pydoc_corpus())
+        block = cfg.architecture()["n_positions"]
+        blocks = int(chars / CHARS_PER_TOKEN / block)
+        return max(1, int(blocks * (1 - cfg.eval_fraction))), float(block)
+    frame = data.load_frame(cfg.dataset)
+    train = frame[frame["split"] == "train"]
+    rows = len(train) if (frame["split"] == "validation").any() else int(len(train) * (1 - cfg.eval_fraction))
+    col = "prompt" if cfg.task == "causal-lm" and "prompt" in train.columns and cfg.lm_format != "text" else cfg.text_col
+    chars = train[col].astype(str).str.len().head(500).mean() if len(train) and col in train.columns else 0
+    if col == "prompt" and "reference" in train.columns:
+        chars += train["reference"].astype(str).str.len().head(500).mean()
+    return max(1, rows), float(min(cfg.max_length, chars / CHARS_PER_TOKEN + 2))
+
+
+@lru_cache(maxsize=4)
+def device_flops(device: str) -> float:
+    """Measured matmul FLOP/s of this device (a quarter-second probe, cached)."""
+    import torch
+
+    n = 2048 if device == "cuda" else 1024
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < 0.25:
+        for _ in range(2):
+            a @ b
+        reps += 2
+        if device == "cuda":
+            torch.cuda.synchronize()
+    return 2 * n ** 3 * reps / (time.perf_counter() - start)
+
+
+def _measured_rate(cfg: TrainConfig, device: str) -> float | None:
+    for job in jobs.list_jobs("llm_lab.train:", limit=50):
+        p, res = job["params"], job["result"] or {}
+        stats = res.get("stats") or {}
+        if (job["status"] == "succeeded" and p.get("task") == cfg.task and p.get("model") == cfg.model
+                and p.get("batch_size") == cfg.batch_size and p.get("max_length") == cfg.max_length
+                and p.get("preset") == cfg.preset and p.get("lora") == cfg.lora and stats.get("device") == device
+                and stats.get("samples_per_s")):
+            return float(stats["samples_per_s"])
+    return None
+
+
+def estimate(cfg: TrainConfig) -> dict:
+    from ..device import pick_device
+
+    cfg.validate()
+    device = "cpu" if cfg.device == "cpu" else pick_device(None if cfg.device == "auto" else cfg.device)
+    labels = len(data.get(cfg.dataset).label_names or []) if cfg.task == "classify" else 0
+    model = _meta_model(cfg, labels)
+    params = sum(p.numel() for p in model.parameters())
+    trainable = _lora_trainable(model, cfg) if cfg.lora and cfg.task == "causal-lm" else params
+    shape = _shape(model)
+    rows, tokens = _rows_and_length(cfg)
+    seq = max(1, int(tokens))
+    half = device == "cuda" and cfg.precision != "fp32"
+    act_bytes = 2 if half else 4
+    b, h, L, a = cfg.batch_size, shape["hidden"], shape["layers"], shape["heads"]
+    # per layer: ~17·s·b·h values plus 2.5·a·s²·b attention values kept for backward (Korthikanti et al.)
+    activations = L * b * seq * (17 * h + 2.5 * a * seq) * act_bytes
+    if cfg.task != "classify":
+        activations += 3 * b * seq * shape["vocab"] * 4  # logits, softmax and their gradient in fp32
+    weights = params * 4
+    optimizer = trainable * (4 + 8)  # gradients + Adam's two moments, fp32
+    total = weights + optimizer + activations
+    samples_per_step = cfg.batch_size * cfg.grad_accum
+    steps_per_epoch = max(1, math.ceil(rows / cfg.batch_size) // cfg.grad_accum)
+    steps = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    rate = _measured_rate(cfg, device)
+    if rate:
+        step_s, basis = samples_per_step / rate, "measured in an earlier run with these settings"
+    else:
+        flops_per_token = 6 * trainable + 2 * (params - trainable) + 12 * L * seq * h
+        if cfg.lora:
+            flops_per_token += 2 * params  # backward through frozen weights for the activations
+        flops = flops_per_token * seq * samples_per_step
+        step_s = flops / (device_flops(device) * TRAIN_EFFICIENCY.get(device, 0.3))
+        basis = f"assumed from FLOPs and this {device}'s measured matmul speed"
+    return {"device": device, "parameters": params, "trainable_parameters": trainable, "train_rows": rows,
+            "tokens_per_example": round(float(tokens), 1), "steps": steps, "steps_per_epoch": steps_per_epoch,
+            "step_seconds": step_s, "seconds": steps * step_s, "time_basis": basis,
+            "memory_mb": {"weights": weights / 2**20, "gradients_and_optimizer": optimizer / 2**20,
+                          "activations": activations / 2**20, "total": total / 2**20}}
+
+
+def describe(est: dict) -> str:
+    """One line for the page and CLI."""
+    secs = est["seconds"]
+    when = f"{secs:.0f} s" if secs < 120 else f"{secs / 60:.1f} min" if secs < 7200 else f"{secs / 3600:.1f} h"
+    return (f"{est['parameters'] / 1e6:.1f}M parameters ({est['trainable_parameters'] / 1e6:.2f}M trained) · "
+            f"about {est['memory_mb']['total'] / 1024:.2f} GB on {est['device']} · {est['steps']} steps × "
+            f"{est['step_seconds']:.2f} s ≈ {when} ({est['time_basis']})")

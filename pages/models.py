@@ -1,0 +1,127 @@
+"""Models: pick from the registry or type a folder path / Hub id, see its card, and try it."""
+import pandas as pd
+import streamlit as st
+
+from llm_lab import figures_data, predict, registry
+from ui import backend
+from ui.common import header, user_errors
+
+header(":material/psychology: Models", "Open a model from the registry, a local Hugging Face folder or a Hub id, with the head you "
+       "need: a classifier, an encoder for embeddings, or a causal LM for generation.")
+
+HEAD_HELP = {"classifier": "classifier (labels)", "encoder": "encoder (embeddings)", "causal-lm": "causal LM (text)"}
+params = st.query_params
+
+# ---------------------------------------------------------------- registry
+with user_errors():
+    entries = backend.model_entries()
+    with st.expander(f"Registry ({len(entries)} model{'s' if len(entries) != 1 else ''})", expanded=False):
+        st.dataframe(pd.DataFrame([{
+            "name": e["name"], "source": e["source"], "task": e["task"], "parent": e["parent"] or "",
+            "description": e["description"], "location": e["location"]} for e in entries]), hide_index=True)
+
+# ---------------------------------------------------------------- choose
+names = [e["name"] for e in entries]
+from_url = params.get("model")
+c1, c2 = st.columns([2, 1])
+source = c1.radio("Source", ["Registry", "Folder or Hub id"], horizontal=True, key="m_source",
+                  index=1 if from_url and from_url not in names else 0)
+if source == "Registry":
+    chosen = c1.selectbox("Model", names, key="m_name",
+                          index=names.index(from_url) if from_url in names else 0) if names else None
+else:
+    chosen = c1.text_input("Folder path or Hub id", from_url if from_url not in names else "",
+                           placeholder="/path/to/model-folder  or  org/model-name", key="m_path").strip()
+entry = next((e for e in entries if e["name"] == chosen), None)
+default_head = params.get("head") or (entry["task"] if entry and entry["task"] in registry.HEADS else "encoder")
+head = c2.selectbox("Head", registry.HEADS, index=registry.HEADS.index(default_head)
+                    if default_head in registry.HEADS else 1, format_func=lambda h: HEAD_HELP[h], key="m_head",
+                    help="classifier: predicts one of its labels · encoder: sentence embeddings · "
+                         "causal LM: generates text (Compare and Arena pages)")
+with st.expander("Device, dtype and safety"):
+    a1, a2, a3 = st.columns(3)
+    device = a1.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="m_device",
+                          help="auto: CUDA, then Apple MPS, then CPU")
+    dtype = a2.selectbox("Dtype", ["auto", "float32", "bfloat16", "float16"], key="m_dtype",
+                         help="auto: bfloat16 on CUDA, float32 elsewhere")
+    trust = a3.checkbox("Trust remote code", False, key="m_trust",
+                        help="Runs Python code shipped with a Hub model. Only enable it for models you trust.")
+    if trust:
+        st.warning("Remote code runs with your permissions on this machine. Enable it only for a model you trust.")
+
+wanted = {"model": chosen, "head": head}
+if st.button("Load model", type="primary", disabled=not chosen, key="m_load"):
+    st.session_state["m_loaded"] = dict(wanted, device=device, dtype=dtype, trust=trust)
+    params["model"], params["head"] = chosen, head
+elif from_url and "m_loaded" not in st.session_state:  # a shared link or a refresh: load what it names
+    st.session_state["m_loaded"] = dict(wanted, device=device, dtype=dtype, trust=trust)
+
+spec = st.session_state.get("m_loaded")
+if not spec:
+    st.info("Pick a model and press **Load model**. The built-in **minilm** loads in a few seconds on a CPU.")
+    st.stop()
+
+if (spec["model"], spec["head"]) != (chosen, head):
+    st.caption(f"Showing **{spec['model']}** ({spec['head']}); press **Load model** to open your new choice.")
+
+# ---------------------------------------------------------------- card
+loaded = None
+with user_errors():
+    with st.spinner(f"Loading {spec['model']} as {spec['head']}…"):
+        loaded = backend.model(spec["model"], head=spec["head"], device_override=spec["device"],
+                               dtype=spec["dtype"], trust_remote_code=spec["trust"])
+if loaded is None:
+    st.stop()
+info = loaded.info()
+st.subheader(f"{info['name']} · {info['architecture']}")
+if loaded.entry.description:
+    st.caption(loaded.entry.description)
+if info["head_is_new"]:
+    st.warning(f"The {info['head']} head of this model is freshly initialised: its predictions mean nothing "
+               "until it is fine-tuned (Train page). Embeddings from the encoder are meaningful.", icon=":material/warning:")
+m = st.columns(6)
+m[0].metric("Parameters", f"{info['parameters'] / 1e6:.1f} M")
+m[1].metric("Layers", info["layers"] or "—")
+m[2].metric("Heads", info["heads"] or "—")
+m[3].metric("Hidden size", info["hidden_size"] or "—")
+m[4].metric("Vocabulary", f"{info['vocab_size']:,}" if info["vocab_size"] else "—")
+m[5].metric("Max positions", info["max_positions"] or "—")
+m = st.columns(6)
+m[0].metric("Device", info["device"].upper())
+m[1].metric("Dtype", info["dtype"])
+m[2].metric("Memory", f"{info['memory_mb']:.0f} MB")
+m[3].metric("Load time", f"{info['load_seconds']:.1f} s", help="time of the first load in this server; "
+            "later sessions share the loaded model")
+m[4].metric("Source", info["source"])
+m[5].metric("Labels", len(info["labels"]) or "—")
+if info["labels"]:
+    st.caption("Labels: " + ", ".join(map(str, info["labels"])))
+
+# ---------------------------------------------------------------- try it
+st.subheader("Try it")
+if loaded.head == "causal-lm":
+    st.info("This is a causal LM: generate text with it on the Compare and Arena pages.")
+    st.page_link("pages/compare.py", label="Compare outputs", icon=":material/compare:")
+    st.stop()
+tabs = st.tabs(["Classify", "Embed and compare"] if loaded.head == "classifier" else ["Embed and compare"])
+if loaded.head == "classifier":
+    with tabs[0]:
+        text = st.text_area("Sentence", "The battery lasts all day and the screen is gorgeous.", key="m_cls_text")
+        if st.button("Classify", key="m_classify") and text.strip():
+            probs = predict.classify(loaded, [text])[0]
+            labels = loaded.labels or [str(i) for i in range(len(probs))]
+            best = int(probs.argmax())
+            st.markdown(f"Prediction: **{labels[best]}** ({probs[best]:.1%})"
+                        + (" · the head is untrained, so this is noise" if loaded.head_is_new else ""))
+            st.plotly_chart(figures_data.probabilities(labels, probs), key="m_probs")
+with tabs[-1]:
+    e1, e2 = st.columns(2)
+    first = e1.text_area("First sentence", "A cat is sleeping on the sofa.", key="m_emb_a")
+    second = e2.text_area("Second sentence", "A kitten naps on the couch.", key="m_emb_b")
+    if st.button("Embed and compare", key="m_embed") and first.strip() and second.strip():
+        vectors = predict.embed(loaded, [first, second])
+        similarity = predict.cosine(vectors[0], vectors[1])
+        st.metric("Cosine similarity", f"{similarity:.3f}",
+                  help="1 = same direction, 0 = unrelated, negative = opposite (mean-pooled embeddings)")
+        st.progress(max(0.0, min(1.0, similarity)))
+        st.caption(f"Each sentence becomes a vector of {vectors.shape[1]} numbers.")

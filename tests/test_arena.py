@@ -1,0 +1,167 @@
+"""Arena: Bradley–Terry ratings (against hand-computed cases and scikit-learn), bootstrap, battles and votes."""
+import math
+import random
+
+import numpy as np
+import pytest
+
+from llm_lab import generation as G
+from llm_lab import registry
+from llm_lab.compare import arena, rating
+from llm_lab.errors import LabError
+
+
+def elo_gap(p: float) -> float:
+    """Rating gap at which the stronger side wins with probability p."""
+    return 400 * math.log10(p / (1 - p))
+
+
+# ---------------------------------------------------------------- ratings
+def test_two_models_hand_computed():
+    # A beats B 3 times out of 4: the MLE win probability is 3/4, a gap of 400*log10(3) = 190.85 points
+    r = rating.bradley_terry([("A", "B", "a")] * 2 + [("B", "A", "b")] + [("A", "B", "b")], l2=0)
+    assert r["A"] - r["B"] == pytest.approx(elo_gap(0.75), abs=1e-6)
+    assert r["A"] + r["B"] == pytest.approx(2000)  # centred on 1000
+
+
+def test_ties_count_half():
+    # 1 win + 2 ties for A = 2 wins for A, 1 for B -> p = 2/3
+    with_ties = rating.bradley_terry([("A", "B", "a"), ("A", "B", "tie"), ("B", "A", "tie")], l2=0)
+    assert with_ties["A"] - with_ties["B"] == pytest.approx(elo_gap(2 / 3), abs=1e-6)
+    only_ties = rating.bradley_terry([("A", "B", "tie"), ("A", "B", "both_bad")], l2=0)
+    assert only_ties["A"] == pytest.approx(only_ties["B"])
+
+
+def test_three_models_transitive_case():
+    # A beats B 2:1 and B beats C 2:1 with no A-C games: the MLE gaps are log-odds ln 2 each
+    battles = [("A", "B", "a")] * 2 + [("A", "B", "b")] + [("B", "C", "a")] * 2 + [("B", "C", "b")]
+    r = rating.bradley_terry(battles, l2=0)
+    assert r["A"] - r["B"] == pytest.approx(elo_gap(2 / 3), abs=1e-6)
+    assert r["B"] - r["C"] == pytest.approx(elo_gap(2 / 3), abs=1e-6)
+
+
+def _random_battles(n=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    models, strength = list("ABCDEF"), np.linspace(-1.2, 1.2, 6)
+    out = []
+    for _ in range(n):
+        i, j = rng.choice(6, 2, replace=False)
+        p = 1 / (1 + np.exp(-(strength[i] - strength[j])))
+        out.append((models[i], models[j], "tie" if rng.random() < 0.15 else ("a" if rng.random() < p else "b")))
+    return out
+
+
+def test_matches_sklearn_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+
+    battles = _random_battles()
+    models, a, b, s = rating.encode(battles)
+    X = np.zeros((len(s), len(models)))
+    X[np.arange(len(s)), a], X[np.arange(len(s)), b] = 1, -1
+    # ties as two half-weighted games, one won by each side
+    Xd, y, w = np.vstack([X, X]), np.r_[np.ones(len(s)), np.zeros(len(s))], np.r_[s, 1 - s]
+    lam = 0.3
+    coef = LogisticRegression(fit_intercept=False, C=1 / lam, tol=1e-12, max_iter=10_000).fit(Xd, y, sample_weight=w).coef_[0]
+    ours = rating.fit_strengths(rating.win_matrix(a, b, s, len(models)), l2=lam)
+    assert ours == pytest.approx(coef - coef.mean(), abs=1e-5)
+    elo = rating.bradley_terry(battles, l2=lam)
+    assert [elo[m] for m in models] == pytest.approx((1000 + 400 / math.log(10) * (coef - coef.mean())).tolist(), abs=1e-3)
+    # the fitted order recovers the true strengths
+    assert sorted(elo, key=elo.get) == list("ABCDEF")
+
+
+def test_bootstrap_and_leaderboard():
+    battles = _random_battles(2000)
+    models, samples = rating.bootstrap(battles, rounds=400, seed=1)
+    assert samples.shape == (400, 6)
+    _, again = rating.bootstrap(battles, rounds=400, seed=1)
+    assert np.array_equal(samples, again)  # seeded: reproducible
+    board = rating.leaderboard(battles, rounds=400)
+    assert [r["model"] for r in board] == list("FEDCBA")
+    for row in board:
+        assert row["ci_low"] < row["rating"] < row["ci_high"]
+        assert row["wins"] + row["ties"] + row["losses"] == row["battles"]
+    assert sum(r["battles"] for r in board) == 2 * len(battles)
+    assert board[0]["rank"] == 1
+    names, rate, counts = rating.pair_matrices(battles)
+    off = ~np.eye(len(names), dtype=bool)
+    assert np.allclose((rate + rate.T)[off], 1) and np.isnan(np.diag(rate)).all()
+    assert counts.sum() == 2 * len(battles)
+
+
+def test_bootstrap_resample_is_a_real_resample():
+    """The multinomial-count bootstrap fits exactly what refitting a resampled battle list gives."""
+    battles = _random_battles(300, seed=3)
+    models, a, b, s = rating.encode(battles)
+    rng = np.random.default_rng(0)
+    pick = rng.integers(0, len(battles), len(battles))
+    direct = rating.bradley_terry([battles[i] for i in pick], models=models)
+    counts = np.bincount(pick, minlength=len(battles)).astype(float)
+    weighted = rating.to_elo(rating.fit_strengths(rating.win_matrix(a, b, s, len(models), weights=counts)))
+    assert [direct[m] for m in models] == pytest.approx(weighted.tolist(), abs=1e-6)
+
+
+# ---------------------------------------------------------------- battles and votes
+@pytest.fixture
+def pool(tiny_gpt2, tmp_path):
+    """Two registered causal LMs (the same weights under two names) and one registered classifier."""
+    from llm_lab.registry import ModelEntry
+
+    registry.register(ModelEntry("arena-a", "local", str(tiny_gpt2), "causal-lm"))
+    registry.register(ModelEntry("arena-b", "local", str(tiny_gpt2), "causal-lm"))
+    return ["arena-a", "arena-b"]
+
+
+def test_draw_pair():
+    with pytest.raises(LabError, match="at least two"):
+        arena.draw_pair(["x", "x"])
+    rng = random.Random(0)
+    pairs = {arena.draw_pair(["x", "y", "z"], rng) for _ in range(100)}
+    assert all(a != b for a, b in pairs) and len(pairs) == 6  # every ordered pair appears
+
+
+def test_battle_vote_once(pool):
+    settings = G.GenerationSettings(max_new_tokens=5)
+    battle = arena.new_battle(pool, "def foo(x):", settings, creator="anon-1", rng=random.Random(1))
+    assert {battle["model_a"], battle["model_b"]} == set(pool)
+    assert battle["output_a"] == battle["output_b"]  # same weights, greedy: same answer
+    stored = arena.get_battle(battle["id"])
+    assert stored["vote"] is None and stored["prompt"] == "def foo(x):"
+    with pytest.raises(LabError, match="Unknown vote"):
+        arena.vote(battle["id"], "A!!", "anon-1")
+    revealed = arena.vote(battle["id"], "a", "anon-1")
+    assert revealed["vote"] == "a" and revealed["voter"] == "anon-1"
+    with pytest.raises(LabError, match="voted on already"):
+        arena.vote(battle["id"], "b", "someone-else")
+    assert arena.get_battle(battle["id"])["vote"] == "a"  # the first vote stands
+    with pytest.raises(LabError, match="No arena battle"):
+        arena.vote("missing", "a", "anon-1")
+    with pytest.raises(LabError, match="empty"):
+        arena.new_battle(pool, "   ", settings)
+
+
+def test_leaderboard_from_votes(pool):
+    settings = G.GenerationSettings(max_new_tokens=2)
+    rng = random.Random(5)
+    expected = []
+    for choice in ["a", "b", "a", "tie", "both_bad", "a"]:
+        battle = arena.new_battle(pool, "x = 1", settings, rng=rng)
+        arena.vote(battle["id"], choice, "user@example.com")
+        expected.append((battle["model_a"], battle["model_b"], choice))
+    rows = arena.votes()
+    assert [(r["model_a"], r["model_b"], r["vote"]) for r in rows] == expected
+    board = arena.leaderboard(rounds=200)
+    direct = rating.bradley_terry(expected)
+    assert {r["model"]: r["rating"] for r in board} == pytest.approx(direct)
+    assert sum(r["both_bad"] for r in board) == 2  # one both-bad vote, counted for both models
+    assert arena.leaderboard(pool=["arena-a", "other"]) == []
+
+
+def test_failing_model_drops_battle(pool, tiny_bert):
+    from llm_lab.registry import ModelEntry
+
+    registry.register(ModelEntry("arena-clf", "local", str(tiny_bert), "classifier"))
+    with pytest.raises(LabError, match="could not answer"):
+        for seed in range(20):  # until the classifier is drawn
+            arena.new_battle(["arena-a", "arena-clf"], "hi", G.GenerationSettings(max_new_tokens=2),
+                             rng=random.Random(seed))

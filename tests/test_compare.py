@@ -1,0 +1,204 @@
+"""Compare: word diff, comparison runs (generation / classification), metrics, saving, exports, the job."""
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from llm_lab import generation as G
+from llm_lab import jobs, predict, registry
+from llm_lab.compare import diff, live, runs, saved, tables
+from llm_lab.compare import jobs as compare_jobs
+from llm_lab.errors import LabError
+
+PROMPTS = ["def foo(x):", "The built-in function", "Return the value of the attribute named"]
+
+
+def _perturbed(src, dst, head_cls):
+    """A second model: the same architecture and tokenizer, different weights."""
+    model = head_cls.from_pretrained(src)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    model.save_pretrained(dst)
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(src).save_pretrained(dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def gpt_b(tiny_gpt2, tmp_path_factory):
+    from transformers import GPT2LMHeadModel
+
+    return _perturbed(tiny_gpt2, tmp_path_factory.mktemp("m") / "gpt-b", GPT2LMHeadModel)
+
+
+@pytest.fixture(scope="module")
+def bert_b(tiny_bert, tmp_path_factory):
+    from transformers import BertForSequenceClassification
+
+    return _perturbed(tiny_bert, tmp_path_factory.mktemp("m") / "bert-b", BertForSequenceClassification)
+
+
+# ---------------------------------------------------------------- diff
+def test_word_diff_ops_and_html():
+    ops = diff.word_ops("the cat sat on the mat", "the dog sat on the mat")
+    assert [o for o in ops if o[0] != "equal"] == [("replace", "cat ", "dog ")]
+    assert "".join(a for _, a, _ in ops) == "the cat sat on the mat"
+    assert "".join(b for _, _, b in ops) == "the dog sat on the mat"
+    ops = diff.word_ops("a b c", "a c d")
+    assert ops == [("equal", "a ", "a "), ("delete", "b ", ""), ("equal", "c", "c "), ("insert", "", "d")]
+    assert "".join(b for _, _, b in ops) == "a c d"
+    left, right = diff.side_by_side_html("keep <b>old</b> x", "keep <i>new</i> x")
+    assert "<del>&lt;b&gt;old&lt;/b&gt;</del>" in left and "<ins>&lt;i&gt;new&lt;/i&gt;</ins>" in right
+    assert "<b>" not in left and "<i>" not in right  # escaped, never raw HTML from model outputs
+    inline = diff.inline_html("one two three", "one 2 three")
+    assert inline.count("<del>") == 1 and inline.count("<ins>") == 1 and inline.endswith(">one <del>two</del> <ins>2</ins> three</div>")
+    assert diff.similarity("a b c d", "a b c d") == 1.0
+    assert diff.similarity("a b c d", "a  b\nc d") == 1.0  # whitespace does not count
+    assert diff.similarity("a b c d", "a b x y") == pytest.approx(0.5)  # 2*2 matches / 8 words
+    assert diff.similarity("", "") == 1.0
+
+
+# ---------------------------------------------------------------- generation comparisons
+def test_generation_comparison_and_metrics(tiny_gpt2, gpt_b):
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    settings = G.GenerationSettings(max_new_tokens=8)
+    a_single = [G.generate(registry.load(str(tiny_gpt2), head="causal-lm"), [p], settings)[0] for p in PROMPTS]
+    # the first reference is model A's own output (exact match 1), the others are unrelated
+    refs = [a_single[0].text, "the answer is forty two", "Paris"]
+    inputs = runs.make_inputs(PROMPTS, references=refs)
+    comp = runs.run("generation", [str(tiny_gpt2), str(gpt_b), "no-such-model-xyz"], inputs, settings)
+    a, b, bad = (comp["outputs"][m] for m in comp["models"])
+    assert bad["error"] and not bad["rows"] and "no-such-model-xyz" in bad["error"]
+    assert a["error"] is None and b["error"] is None
+    assert [r["text"] for r in a["rows"]] == [r.text for r in a_single]  # batched run = single prompts
+    assert [r["text"] for r in a["rows"]] != [r["text"] for r in b["rows"]]
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"])
+    for out in (a, b):
+        for row, ref in zip(out["rows"], refs):
+            assert row["exact_match"] == float(row["text"].strip() == ref.strip())
+            assert row["bleu"] == pytest.approx(sacrebleu.corpus_bleu([row["text"]], [[ref]]).score, abs=1e-6)
+            assert row["rougeL"] == pytest.approx(scorer.score(ref, row["text"])["rougeL"].fmeasure, abs=1e-6)
+        assert out["corpus"]["exact_match"] == pytest.approx(np.mean([r["exact_match"] for r in out["rows"]]))
+    assert a["rows"][0]["exact_match"] == 1.0
+    s = comp["summary"][str(tiny_gpt2)]
+    assert s["new_tokens"] == sum(r["new_tokens"] for r in a["rows"]) and s["tokens_per_s"] > 0
+    assert "error" in comp["summary"]["no-such-model-xyz"]
+    frame = tables.table(comp, details=True)
+    assert list(frame["input"]) == PROMPTS and list(frame["reference"]) == refs
+    assert frame["no-such-model-xyz"].str.startswith("⚠ error").all()
+    assert f"{tiny_gpt2} · bleu" in frame.columns
+
+
+def test_streamed_collect_equals_batched(tiny_gpt2, gpt_b):
+    settings = G.GenerationSettings(max_new_tokens=6)
+    models = [str(tiny_gpt2), str(gpt_b)]
+    inputs = runs.make_inputs(PROMPTS[:2])
+    loader = lambda name, head: registry.load(name, head=head)
+    results, errors = {m: [] for m in models}, {}
+    for row in inputs:
+        for m in models:
+            sink = {}
+            text = "".join(live.pieces(loader, m, row["text"], settings, sink))
+            assert text == sink["result"].text
+            results[m].append(sink["result"])
+    streamed = live.collect(models, inputs, results, errors, settings)
+    batched = runs.run("generation", models, inputs, settings)
+    for m in models:
+        assert [r["text"] for r in streamed["outputs"][m]["rows"]] == [r["text"] for r in batched["outputs"][m]["rows"]]
+    assert "tok/s" in live.stats_line(results[models[0]][0])
+
+
+def test_bad_inputs(tiny_gpt2, tiny_bert):
+    with pytest.raises(LabError, match="two to 4"):
+        runs.check_models([str(tiny_gpt2)])
+    with pytest.raises(LabError, match="two to 4"):
+        runs.check_models(["a", "b", "c", "d", "e"])
+    with pytest.raises(LabError, match="empty"):
+        runs.make_inputs(["ok", "  "])
+    # a classifier chosen for generation: its column says so, the other model still answers
+    comp = runs.run("generation", [str(tiny_gpt2), str(tiny_bert)], runs.make_inputs(["hello"]),
+                    G.GenerationSettings(max_new_tokens=3))
+    assert comp["outputs"][str(tiny_gpt2)]["error"] is None
+    assert "not a language model" in comp["outputs"][str(tiny_bert)]["error"]
+    assert comp["outputs"][str(tiny_gpt2)]["rows"][0]["new_tokens"] == 3
+
+
+# ---------------------------------------------------------------- classification comparisons
+def test_classification_comparison(tiny_bert, bert_b):
+    texts = ["great product", "terrible", "it is fine I guess", "would buy again", "broke after a day", "meh"]
+    gold = ["positive", "negative", "positive", "positive", "negative", "negative"]
+    models = [str(tiny_bert), str(bert_b)]
+    comp = runs.run("classification", models, runs.make_inputs(texts, labels=gold))
+    direct = {m: predict.classify(registry.load(m, head="classifier"), texts) for m in models}
+    names = registry.load(models[0], head="classifier").labels
+    for m in models:
+        rows = comp["outputs"][m]["rows"]
+        assert [r["label"] for r in rows] == [names[k] for k in direct[m].argmax(1)]
+        assert [r["prob"] for r in rows] == pytest.approx(direct[m].max(1).tolist(), abs=1e-6)
+        assert sum(rows[0]["probs"].values()) == pytest.approx(1.0, abs=1e-5)
+        acc = np.mean([names[k] == g for k, g in zip(direct[m].argmax(1), gold)])
+        assert comp["summary"][m]["accuracy"] == pytest.approx(acc)
+    agree = [names[i] == names[j] for i, j in zip(direct[models[0]].argmax(1), direct[models[1]].argmax(1))]
+    assert comp["agreement"]["rows"] == agree
+    assert comp["agreement"]["rate"] == pytest.approx(np.mean(agree))
+    table = runs.confusion_between(comp, *models)
+    assert table.values.sum() == len(texts)
+    assert np.trace(table.reindex(index=names, columns=names, fill_value=0).values) == sum(agree)
+    frame = tables.table(comp)
+    assert list(frame["agree"]) == agree
+    only = tables.filter_rows(frame, disagreements_only=True)
+    assert len(only) == len(texts) - sum(agree)
+    assert list(tables.filter_rows(frame, search="BROKE")["input"]) == ["broke after a day"]
+    link = runs.attribution_link(models[0], "great product & more")
+    assert link.startswith("/attributions?") and "text=great+product+%26+more" in link
+
+
+# ---------------------------------------------------------------- saving, exports, the job
+def test_save_reopen_and_exports(tiny_bert, bert_b):
+    comp = runs.run("classification", [str(tiny_bert), str(bert_b)],
+                    runs.make_inputs(["<script>alert(1)</script> nice", "bad"], labels=["positive", "negative"]))
+    cid = saved.save(comp)
+    again = saved.get(cid)
+    assert again["id"] == cid and again["inputs"] == comp["inputs"]
+    assert again["outputs"][str(tiny_bert)]["rows"] == comp["outputs"][str(tiny_bert)]["rows"]
+    assert [r["id"] for r in saved.list_saved()] == [cid]
+    with pytest.raises(LabError, match="No saved comparison"):
+        saved.get("nope")
+    frame = tables.table(again)
+    back = pd.read_csv(io.BytesIO(tables.to_csv(frame)))
+    assert list(back["input"]) == list(frame["input"]) and list(back[str(tiny_bert)]) == list(frame[str(tiny_bert)])
+    assert json.loads(tables.to_json(again))["id"] == cid
+    page = tables.to_html(again).decode()
+    assert "&lt;script&gt;" in page and "<script>alert" not in page
+
+
+def test_html_export_has_diffs(tiny_gpt2, gpt_b):
+    comp = runs.run("generation", [str(tiny_gpt2), str(gpt_b)], runs.make_inputs(PROMPTS[:2]),
+                    G.GenerationSettings(max_new_tokens=5))
+    page = tables.to_html(comp).decode()
+    assert page.count('class="llm-diff"') == 2
+
+
+def test_dataset_job(tiny_gpt2, gpt_b):
+    job_id = compare_jobs.submit("generation", [str(tiny_gpt2), str(gpt_b)], "demo-prompts", None, limit=5,
+                                 settings={"max_new_tokens": 4})
+    job = jobs.get(job_id)
+    assert job["status"] == "succeeded", job["error"]
+    comp = saved.get(job["result"]["comparison_id"])
+    assert len(comp["inputs"]) == 5 and all("reference" in r for r in comp["inputs"])
+    assert comp["settings"]["max_new_tokens"] == 4
+    assert all(len(o["rows"]) == 5 and o["rows"][0]["new_tokens"] <= 4 for o in comp["outputs"].values())
+    assert job["done"] == job["total"]
+    # the sample is reproducible: same seed, same rows
+    again = compare_jobs.sample_inputs("demo-prompts", "generation", None, 5, 0)
+    assert [r["id"] for r in again] == [r["id"] for r in comp["inputs"]]
+    with pytest.raises(LabError):
+        compare_jobs.submit("generation", [str(tiny_gpt2), str(gpt_b)], "no-such-dataset", None, 5)

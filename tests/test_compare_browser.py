@@ -1,0 +1,108 @@
+"""Real browser: compare two models on two prompts, then cast an arena vote."""
+import re
+import uuid
+
+import pytest
+
+from llm_lab import registry, store
+from llm_lab.errors import ModelError
+from llm_lab.registry import ModelEntry
+from tests.conftest import assert_no_exception_box, open_page, screenshot, wait_idle
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def server_models(lab_server, tiny_gpt2, monkeypatch):
+    """Two causal LMs registered in the shared server's home under names no other test uses.
+
+    There is at most one built-in causal LM (tiny-gpt), so the pair is registered: the first points at
+    the built-in tiny-gpt folder when it exists, the other at the tiny test GPT-2.
+    """
+    monkeypatch.setenv("LLM_LAB_HOME", str(lab_server["home"]))
+    store.reset_connections()
+    tag = uuid.uuid4().hex[:6]
+    builtin = [e.location for e in registry.builtin_models() if e.task == "causal-lm"]
+    names = [f"cmpalpha{tag}", f"cmpbeta{tag}"]
+    for name, location in zip(names, (builtin or [str(tiny_gpt2)])[:1] + [str(tiny_gpt2)]):
+        try:
+            registry.register(ModelEntry(name, "local", location, "causal-lm"))
+        except ModelError:  # a built-in folder still being written
+            registry.register(ModelEntry(name, "local", str(tiny_gpt2), "causal-lm"))
+    yield names
+    store.reset_connections()
+
+
+def pick(page, label: str, names: list[str]) -> None:
+    """Set a multiselect to exactly `names` (again, if a rerun that was under way put the old value back)."""
+    box = page.locator("[data-testid='stMultiSelect']").filter(has_text=label)
+    tags = box.locator("[data-testid='stMultiSelectTagsContainer']")
+    chosen = []
+    for _ in range(3):
+        clear = box.locator("[aria-label='Clear all']")
+        if clear.count():
+            clear.first.click()
+            wait_idle(page)
+        for name in names:
+            box.locator("input[role='combobox']").click()
+            box.locator("input[role='combobox']").fill(name)
+            page.keyboard.press("Enter")
+            wait_idle(page)
+        page.keyboard.press("Escape")
+        wait_idle(page)
+        page.wait_for_timeout(300)
+        chosen = [t.strip() for t in tags.inner_text().splitlines() if t.strip()]
+        if sorted(chosen) == sorted(names):
+            return
+    raise AssertionError(f"the picker shows {chosen}, not {names}")
+
+
+def test_compare_two_models_then_vote(page, lab_server, server_models):
+    a, b = server_models
+    page.wait_for_timeout(3500)  # the model list is cached for 3 s
+    open_page(page, lab_server, "compare")
+    pick(page, "Models (two to four)", [a, b])
+    prompts = page.locator("textarea").first
+    prompts.fill("def add(a, b):\nThe list type")
+    page.get_by_text("References, one per line").click()  # blur: the text area sends its value
+    wait_idle(page)
+    page.get_by_role("button", name="Compare", exact=True).click()
+    page.wait_for_url(re.compile(r"comparison=\w+"), timeout=120_000)
+    wait_idle(page)
+    page.get_by_text("Word-level differences", exact=True).wait_for(timeout=60_000)
+    assert_no_exception_box(page)
+    body = page.locator("[data-testid='stMain']").inner_text()
+    assert "on 2 typed inputs" in body and a in body and b in body
+    assert "tokens / s" in body and "mean log-prob" in body
+    screenshot(page, "compare-two-models")
+    cid = re.search(r"comparison=(\w+)", page.url).group(1)
+    from llm_lab.compare import saved
+
+    comp = saved.get(cid)
+    assert sorted(comp["models"]) == sorted([a, b]) and [r["text"] for r in comp["inputs"]] == ["def add(a, b):", "The list type"]
+    assert all(not comp["outputs"][m]["error"] and len(comp["outputs"][m]["rows"]) == 2 for m in (a, b))
+
+    # the arena: a blind battle between the two, one vote
+    open_page(page, lab_server, "arena")
+    pick(page, "Pool", [a, b])
+    page.get_by_role("button", name="New battle").click()
+    page.get_by_text("Which answer is better?", exact=True).wait_for(timeout=120_000)
+    wait_idle(page)
+    main = page.locator("[data-testid='stMain']").inner_text()
+    assert "Model A" in main and "Model B" in main
+    pool_box = page.locator("[data-testid='stMultiSelect']").inner_text()
+    assert main.count(a) == pool_box.count(a)  # the names appear only in the pool picker, not by the answers
+    screenshot(page, "arena-battle")
+    page.get_by_role("button", name="B is better").click()
+    page.locator("[data-testid='stAlertContentSuccess']").wait_for(timeout=60_000)
+    wait_idle(page)
+    assert_no_exception_box(page)
+    revealed = page.locator("[data-testid='stAlertContentSuccess']").inner_text()
+    assert a in revealed and b in revealed
+    page.get_by_text("Leaderboard", exact=True).wait_for()
+    assert page.get_by_role("button", name="B is better").count() == 0  # the battle cannot be voted twice
+    screenshot(page, "arena-voted")
+    from llm_lab.compare import arena
+
+    mine = [v for v in arena.votes() if {v["model_a"], v["model_b"]} == {a, b} and v["vote"] == "b"]
+    assert mine and mine[-1]["voter"].startswith("anon-")

@@ -1,0 +1,267 @@
+"""Attributions, generation attribution, faithfulness and the dataset job (tiny models, CPU)."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from llm_lab import registry
+from llm_lab.errors import LabError, ModelError
+from llm_lab.explain import attributions as A
+from llm_lab.explain import batching, faithfulness, generation, html, specs
+from llm_lab.explain import text as textmod
+
+ALL = list(specs.CLASSIFICATION_METHODS)
+
+
+# ---------------------------------------------------------------- a model whose output depends on one token
+class Planted(torch.nn.Module):
+    """logit(pos) = 4·Σ_t relu(e_t[0]) − 1: only the planted token has e[0] > 0."""
+
+    def __init__(self, vocab: int, planted: int, dim: int = 8):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.emb = torch.nn.Embedding(vocab, dim)
+        with torch.no_grad():
+            self.emb.weight.copy_(torch.randn(vocab, dim, generator=g) * 0.1)
+            self.emb.weight[:, 0] = -0.2
+            self.emb.weight[planted, 0] = 1.0
+        self.relu = torch.nn.ReLU()
+        self.config = SimpleNamespace(id2label={0: "negative", 1: "positive"}, max_position_embeddings=128)
+
+    def get_input_embeddings(self):
+        return self.emb
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, **_):
+        e = self.emb(input_ids) if inputs_embeds is None else inputs_embeds
+        mask = torch.ones(e.shape[:2]) if attention_mask is None else attention_mask.float()
+        s = (self.relu(e[..., 0]) * mask).sum(-1)
+        return SimpleNamespace(logits=torch.stack([torch.zeros_like(s), 4 * s - 1], -1))
+
+
+@pytest.fixture(scope="module")
+def planted():
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(registry.minilm_dir())
+    pid = tok.convert_tokens_to_ids("banana")
+    entry = registry.ModelEntry("planted", "local", "-", "classifier")
+    return registry.LoadedModel(entry, "classifier", Planted(tok.vocab_size, pid).eval(), tok, "cpu", "float32",
+                                False, False, 0.0)
+
+
+@pytest.fixture(scope="module")
+def bert(tiny_bert):
+    return registry.load(str(tiny_bert), head="classifier")
+
+
+@pytest.fixture(scope="module")
+def gpt(tiny_gpt2):
+    return registry.load(str(tiny_gpt2), head="causal-lm")
+
+
+PLANTED_TEXT = "we walked along the river and saw a banana near the old stone bridge today"
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_every_method_ranks_the_planted_token_first(planted, method):
+    a = A.attribute(planted, PLANTED_TEXT, method, target=1, baseline="pad", n_samples=300)
+    assert a.top(1)[0][1] == "banana", (method, a.top(3))
+    assert a.target_label == "positive"
+
+
+def test_ig_completeness_on_a_transformer(bert):
+    for baseline in ("pad", "mask", "zero"):
+        a = A.attribute(bert, "a remarkably good and moving film", "ig", baseline=baseline, n_steps=64)
+        diff = a.f_input - a.f_baseline
+        total = sum(a.scores)
+        # completeness: sum = f(x) − f(b) within 5%, or the convergence delta accounts for the gap
+        assert abs(total - diff) <= 0.05 * abs(diff) + 1e-6 or abs(abs(total - diff) - abs(a.delta)) < 1e-5
+        assert abs(total - diff - a.delta) < 1e-5  # delta is exactly what is missing
+
+
+def test_ig_completeness_exact_on_planted(planted):
+    a = A.attribute(planted, PLANTED_TEXT, "ig", target=1, n_steps=100)
+    p_x = torch.softmax(torch.tensor([0.0, 3.0]), 0)[1].item()     # s = 1 → logit 3
+    p_b = torch.softmax(torch.tensor([0.0, -1.0]), 0)[1].item()    # s = 0 → logit −1
+    assert a.f_input == pytest.approx(p_x, abs=1e-6) and a.f_baseline == pytest.approx(p_b, abs=1e-6)
+    assert sum(a.scores) == pytest.approx(p_x - p_b, rel=0.01)
+
+
+def test_target_defaults_to_predicted_and_can_be_chosen(bert):
+    a = A.attribute(bert, "fine", "saliency")
+    assert a.target == int(np.argmax(a.probs))
+    b = A.attribute(bert, "fine", "input_x_gradient", target=1 - a.target)
+    assert b.target == 1 - a.target and b.target_label == bert.labels[b.target]
+    with pytest.raises(ModelError, match="does not exist"):
+        A.attribute(bert, "fine", "saliency", target=7)
+
+
+def test_bad_input(bert, gpt):
+    with pytest.raises(LabError, match="empty"):
+        A.attribute(bert, "   ", "ig")
+    long = " ".join(["word"] * 400)
+    a = A.attribute(bert, long, "saliency")
+    assert len(a.tokens) == 128 and a.notes and "only the first 128" in a.notes[0]
+    with pytest.raises(ModelError, match="classifier head"):
+        A.attribute(gpt, "hello", "ig")
+    with pytest.raises(ModelError, match="causal language model"):
+        generation.attribute_generation(bert, "hello", 2, "gen_ig")
+    with pytest.raises(ModelError, match="baseline"):
+        A.attribute(bert, "hello", "ablation", baseline="zero")
+
+
+def test_compatible_methods_follow_the_model(bert, gpt):
+    assert {m.key for m in specs.compatible_methods(bert)} == set(specs.CLASSIFICATION_METHODS)
+    assert {m.key for m in specs.compatible_methods(gpt)} == set(specs.GENERATION_METHODS)
+
+
+def test_repeated_calls_do_not_grow_memory(bert):
+    import psutil
+
+    proc = psutil.Process()
+    for _ in range(3):
+        A.attribute(bert, "warm up the allocator with a sentence", "ig", n_steps=32)
+    tensors_before = sum(1 for o in __import__("gc").get_objects() if torch.is_tensor(o))
+    rss_before = proc.memory_info().rss
+    for _ in range(8):
+        A.attribute(bert, "warm up the allocator with a sentence", "ig", n_steps=32)
+    tensors_after = sum(1 for o in __import__("gc").get_objects() if torch.is_tensor(o))
+    assert tensors_after - tensors_before <= 2
+    assert proc.memory_info().rss - rss_before < 30 * 2**20
+    assert all(p.grad is None for p in bert.model.parameters())
+
+
+def test_batched_ig_matches_a_plain_captum_loop(bert):
+    texts = ["short one", "a somewhat longer sentence about a film", "ok", "the plot of this movie was " * 3]
+    for strategy in ("loop", "bucket"):
+        ours = batching.layer_ig_many(bert, texts, n_steps=20, strategy=strategy)
+        ref = batching.captum_loop(bert, texts, ours.targets, n_steps=20)
+        assert batching.max_relative_difference(ours.scores, ref) < 1e-3, strategy
+
+
+# ---------------------------------------------------------------- faithfulness
+def test_faithfulness_on_a_constructed_case():
+    # p(target) = 0.1 + 0.8·[token 7 present]; token 7 is the only one that matters
+    def predict(batch):
+        p = np.array([0.1 + 0.8 * (7 in ids) for ids in batch])
+        return np.stack([1 - p, p], 1)
+
+    ids = [101, 5, 7, 9, 11, 13, 15, 17, 19, 21, 102]
+    special = [True] + [False] * 9 + [True]
+    good = [0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0]       # ranks 7 first
+    bad = [0, 5, 0, 4, 3, 2, 1, 0.5, 0.4, 0.3, 0]  # ranks 7 last
+    g = faithfulness.aopc(predict, ids, good, special, 1)
+    b = faithfulness.aopc(predict, ids, bad, special, 1)
+    assert g["comprehensiveness"] == pytest.approx(0.8)  # deleting the top-k always removes token 7
+    assert g["sufficiency"] == pytest.approx(0.0)        # keeping the top-k always keeps it
+    # bad ranking: 9 candidates, top-k for 10..50% = 1,2,3,4,5 tokens: never includes token 7
+    assert b["comprehensiveness"] == pytest.approx(0.0)
+    assert b["sufficiency"] == pytest.approx(0.8)
+    rows = [{"method": "good", **g}, {"method": "bad", **b}]
+    assert faithfulness.most_faithful(rows) == "good"
+
+
+def test_faithfulness_for_planted_model(planted):
+    ig = A.attribute(planted, PLANTED_TEXT, "ig", target=1)
+    f = faithfulness.for_attribution(planted, ig)
+    p_x = torch.softmax(torch.tensor([0.0, 3.0]), 0)[1].item()
+    p_none = torch.softmax(torch.tensor([0.0, -1.0]), 0)[1].item()
+    assert f["comprehensiveness"] == pytest.approx(p_x - p_none, abs=1e-5)
+    assert f["sufficiency"] == pytest.approx(0.0, abs=1e-5)
+
+
+# ---------------------------------------------------------------- generation
+def test_generation_ours_matches_captum_llm_gradient_attribution(gpt):
+    prompt = "The object is a list of"
+    ours = generation.attribute_generation(gpt, prompt, 5, "gen_ig", n_steps=16, include_generated=False)
+    ref = generation.attribute_generation(gpt, prompt, 5, "gen_captum_ig", n_steps=16)
+    p = len(ours.prompt_tokens)
+    a, b = ours.array()[:, :p], ref.array()[:, :p]
+    assert ours.output_tokens == ref.output_tokens
+    assert np.abs(a - b).max() <= 1e-3 * np.abs(b).max() + 1e-7
+
+
+def test_generation_attributes_earlier_generated_tokens(gpt):
+    g = generation.attribute_generation(gpt, "Return the value", 4, "gen_ig", n_steps=8)
+    arr = g.array()
+    p = len(g.prompt_tokens)
+    assert arr.shape == (4, p + 4)
+    assert np.isfinite(arr[3, :p + 3]).all() and np.isnan(arr[3, p + 3:]).all()
+    assert np.isnan(arr[0, p:]).all()
+    # completeness per output token: sum ≈ logp(x) − logp(baseline) (checked against a direct forward)
+    seq = torch.tensor([textmod.encode(gpt, "Return the value").input_ids[0].tolist()])
+    assert len(g.top_prompt_tokens(2)) == 4
+    abl = generation.attribute_generation(gpt, "Return the value", 4, "gen_ablation")
+    assert abl.array().shape == arr.shape and np.isfinite(abl.array()[:, :p]).all()
+
+
+def test_generation_with_a_given_target(gpt):
+    g = generation.attribute_generation(gpt, "def f(x):", 3, "gen_ig", target=" return x", n_steps=4)
+    assert "".join(g.output_tokens).startswith(" return")
+
+
+# ---------------------------------------------------------------- display and the job
+def test_colored_html_is_self_contained_and_diverging():
+    out = html.document([html.colored_tokens(["<b>", "good", "bad"], [0.0, 1.0, -0.5], "t")])
+    assert "<script" not in out and "http" not in out and "&lt;b&gt;" in out
+    assert "rgba(34,139,34,1.000)" in out and "rgba(220,20,60,0.500)" in out
+
+
+def test_dataset_job_aggregates_per_class(tiny_bert, lab_home):
+    from llm_lab import data, jobs, registry as reg
+
+    rows = "text,label\n" + "\n".join(f"{'great' if i % 2 else 'awful'} film number {i},{'pos' if i % 2 else 'neg'}"
+                                      for i in range(12))
+    data.import_dataset("tiny-reviews", "r.csv", rows.encode())
+    reg.register(reg.ModelEntry("tb", "local", str(tiny_bert), "classifier"))
+    job_id = jobs.submit("llm_lab.explain.jobs:attribute_dataset",
+                         {"model": "tb", "dataset": "tiny-reviews", "n": 6, "methods": ["ig", "ablation"],
+                          "n_steps": 8}, "test")
+    job = jobs.wait(job_id)
+    assert job["status"] == "succeeded", job["error"]
+    res = job["result"]
+    assert {r["method"] for r in res["faithfulness"]} == {"ig", "ablation"}
+    assert res["most_faithful"] in ("ig", "ablation")
+    for cls, toks in res["class_tokens"]["ig"].items():
+        assert toks == sorted(toks, key=lambda r: -r["mean"])
+
+
+def test_dataset_job_over_the_errors_of_a_benchmark_result(tiny_bert, lab_home):
+    from llm_lab import data, jobs, registry as reg
+    from llm_lab.bench import runner, suite as suites
+    from llm_lab.explain.jobs import benchmark_errors
+
+    rows = "text,label\n" + "\n".join(f"{'great' if i % 2 else 'awful'} film number {i},{'positive' if i % 2 else 'negative'}"
+                                      for i in range(12))
+    data.import_dataset("err-reviews", "r.csv", rows.encode(), recipe=data.Recipe(train=1.0, validation=0.0))
+    reg.register(reg.ModelEntry("tb-err", "local", str(tiny_bert), "classifier"))
+    suite = suites.parse("name: e\ntasks:\n  - name: sent\n    type: classification\n    dataset: err-reviews\n", "t")
+    (result,) = runner.run_suite(suite, ["tb-err"])
+    assert result["status"] == "ok", result["error"]
+    wrong = sorted(str(r["id"]) for r in result["per_example"] if not r["correct"])
+    assert wrong, "the random head should get some of 12 examples wrong"
+    assert sorted(benchmark_errors(result["key"])["ids"]) == wrong
+    job = jobs.wait(jobs.submit("llm_lab.explain.jobs:attribute_dataset",
+                                {"bench_result": result["key"], "n": 50, "methods": ["saliency"]}, "errors"))
+    assert job["status"] == "succeeded", job["error"]
+    assert job["result"]["model"] == "tb-err" and job["result"]["n"] == len(wrong)
+    assert job["result"]["source"] == "errors of e/sent"
+    done = [l for l in (lab_home / "jobs" / job["id"] / "results.jsonl").read_text().splitlines() if l]
+    assert sorted(__import__("json").loads(l)["id"] for l in done) == wrong
+    with pytest.raises(Exception, match="No finished benchmark result"):
+        benchmark_errors("nope")
+
+
+def test_cli_attribute_and_attention(tiny_bert, capsys):
+    import json
+
+    from llm_lab import cli
+
+    assert cli.main(["explain", "attribute", str(tiny_bert), "a fine film", "--method", "saliency", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["method"] == "saliency" and len(out["scores"]) == len(out["tokens"]) == 5
+    assert "comprehensiveness" in out["faithfulness"]
+    assert cli.main(["explain", "attention", str(tiny_bert), "a fine film"]) == 0
+    assert capsys.readouterr().out.count("bits") == 2 * 2
+    assert cli.main(["explain", "attribute", str(tiny_bert), "  "]) == 1

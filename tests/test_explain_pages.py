@@ -1,0 +1,110 @@
+"""AppTest for the Attributions page: classification side by side, two models, generation, dataset job, links."""
+import json
+
+import pytest
+
+from tests.conftest import app_test, no_exceptions
+from llm_lab import data, registry
+
+
+@pytest.fixture
+def models(tiny_bert, tiny_gpt2):
+    registry.register(registry.ModelEntry("tb-page", "local", str(tiny_bert), "classifier"))
+    registry.register(registry.ModelEntry("tb-page-2", "local", str(tiny_bert), "classifier"))
+    registry.register(registry.ModelEntry("tg-page", "local", str(tiny_gpt2), "causal-lm"))
+
+
+def test_classification_methods_side_by_side(models):
+    at = app_test("pages/attributions.py")
+    at.query_params["model"] = "tb-page"
+    at.query_params["text"] = "a dull and boring plot"
+    at.run()
+    no_exceptions(at)
+    assert at.text_area(key="attr_text").value == "a dull and boring plot"
+    at.multiselect(key="attr_methods").set_value(["Integrated Gradients (layer IG on embeddings)", "Feature Ablation",
+                                                   "KernelSHAP"])
+    at.button(key="attr_run").click().run()
+    no_exceptions(at)
+    assert not at.error
+    bars = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert sum("Top tokens" in (b["layout"].get("title", {}).get("text") or "") for b in bars) == 3
+    assert any("Most faithful" in s.value for s in at.success)
+    assert any("Convergence delta" in c.value for c in at.caption)
+
+
+def test_two_models_side_by_side_and_bad_input(models):
+    at = app_test("pages/attributions.py").run()
+    at.selectbox(key="attr_model").set_value("tb-page")
+    at.selectbox(key="attr_model2").set_value("tb-page-2")
+    at.multiselect(key="attr_methods").set_value(["Saliency"])
+    at.button(key="attr_run").click().run()
+    no_exceptions(at)
+    titles = [m.value for m in at.markdown if m.value.startswith("**Saliency**")]
+    assert titles == ["**Saliency** · tb-page", "**Saliency** · tb-page-2"]
+    at.text_area(key="attr_text").set_value("   ")
+    at.button(key="attr_run").click().run()
+    no_exceptions(at)
+    assert any("empty" in e.value for e in at.error)
+
+
+def test_generation_mode(models):
+    at = app_test("pages/attributions.py")
+    at.query_params["model"] = "tg-page"
+    at.run()
+    no_exceptions(at)
+    assert at.radio(key="attr_mode").value == "Generation"
+    at.number_input(key="gen_new").set_value(3)
+    at.number_input(key="gen_steps").set_value(4)
+    at.button(key="gen_run").click().run()
+    no_exceptions(at)
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    heat = [s for s in specs if s["data"][0]["type"] == "heatmap"]
+    assert heat and len(heat[0]["data"][0]["y"]) == 3
+
+
+def test_dataset_example_link_and_job(models):
+    rows = "text,label\n" + "\n".join(f"review {i} was {'great' if i % 2 else 'bad'},{'pos' if i % 2 else 'neg'}"
+                                      for i in range(8))
+    info = data.import_dataset("page-reviews", "r.csv", rows.encode())
+    frame = data.load_frame("page-reviews")
+    row = frame.iloc[3]
+    at = app_test("pages/attributions.py")
+    at.query_params.update({"model": "tb-page", "dataset": "page-reviews", "example": str(row["id"])})
+    at.run()
+    no_exceptions(at)
+    assert at.text_area(key="attr_text").value == row["text"]
+    at.radio(key="attr_mode").set_value("Dataset (background job)").run()
+    at.number_input(key="ds_n").set_value(4)
+    at.multiselect(key="ds_methods").set_value(["Saliency", "Feature Ablation"])
+    at.button(key="ds_run").click().run()  # jobs run inline in tests
+    no_exceptions(at)
+    assert any("Most faithful method" in s.value for s in at.success)
+
+
+def test_dataset_mode_attributes_the_errors_of_a_benchmark_result(models):
+    from llm_lab.bench import runner, suite as suites
+
+    at = app_test("pages/attributions.py")
+    at.run()
+    at.radio(key="attr_mode").set_value("Dataset (background job)").run()
+    at.radio(key="ds_source").set_value("The errors of a benchmark result").run()
+    no_exceptions(at)
+    assert any("No finished classification benchmark" in i.value for i in at.info)
+
+    rows = "text,label\n" + "\n".join(f"review {i} was {'great' if i % 2 else 'bad'},{'positive' if i % 2 else 'negative'}"
+                                      for i in range(10))
+    data.import_dataset("bench-reviews", "r.csv", rows.encode(), recipe=data.Recipe(train=1.0, validation=0.0))
+    suite = suites.parse("name: pg\ntasks:\n  - name: sent\n    type: classification\n    dataset: bench-reviews\n", "t")
+    (result,) = runner.run_suite(suite, ["tb-page"])
+    errors = sum(not r["correct"] for r in result["per_example"])
+    assert errors > 0
+    __import__("streamlit").cache_data.clear()  # lists are cached for 3 s; the test does not wait
+    at = app_test("pages/attributions.py")
+    at.run()
+    at.radio(key="attr_mode").set_value("Dataset (background job)").run()
+    at.radio(key="ds_source").set_value("The errors of a benchmark result").run()
+    assert at.selectbox(key="ds_result").value.startswith("tb-page · pg/sent")
+    at.multiselect(key="ds_methods").set_value(["Saliency"])
+    at.button(key="ds_run").click().run()
+    no_exceptions(at)
+    assert any(f"errors of pg/sent ({errors} examples)" in s.value for s in at.success), [s.value for s in at.success]

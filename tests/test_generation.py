@@ -1,0 +1,128 @@
+"""llm_lab.generation: batched = single-prompt under greedy, log-probabilities, stop strings, truncation."""
+import pytest
+import torch
+
+from llm_lab import generation as G
+from llm_lab import registry
+from llm_lab.errors import LabError, ModelError
+
+PROMPTS = ["def foo(x):", "The built-in function", "a", "Return the value of the attribute named by the string",
+           "class", "If the object is a module, the"]
+
+
+@pytest.fixture
+def lm(tiny_gpt2):
+    return registry.load(str(tiny_gpt2), head="causal-lm")
+
+
+def test_greedy_batched_equals_single(lm):
+    settings = G.GenerationSettings(max_new_tokens=12, batch_size=4)
+    batched = G.generate(lm, PROMPTS, settings)
+    assert [r.prompt for r in batched] == PROMPTS  # prompt order kept despite length bucketing
+    for prompt, res in zip(PROMPTS, batched):
+        single = G.generate(lm, [prompt], settings)[0]
+        assert res.token_ids == single.token_ids
+        assert res.text == single.text
+        assert res.mean_logprob == pytest.approx(single.mean_logprob, abs=1e-4)
+        assert res.new_tokens == 12 and res.stop_reason == "max_new_tokens"
+        assert res.latency_s > 0 and res.tokens_per_s == pytest.approx(res.new_tokens / res.latency_s)
+
+
+def test_padding_side_restored(lm):
+    lm.tokenizer.padding_side = "right"
+    G.generate(lm, PROMPTS[:2], G.GenerationSettings(max_new_tokens=2))
+    assert lm.tokenizer.padding_side == "right"
+
+
+def test_mean_logprob_matches_forward_pass(lm):
+    res = G.generate(lm, PROMPTS[:3], G.GenerationSettings(max_new_tokens=8))
+    for r in res:
+        prompt_ids = lm.tokenizer(r.prompt)["input_ids"]
+        ids = torch.tensor([prompt_ids + r.token_ids])
+        with torch.no_grad():
+            logp = torch.log_softmax(lm.model(ids).logits.float(), -1)[0]
+        n = len(prompt_ids)
+        direct = [logp[n - 1 + j, t].item() for j, t in enumerate(r.token_ids)]
+        assert r.mean_logprob == pytest.approx(sum(direct) / len(direct), abs=1e-4)
+        assert r.mean_logprob < 0
+
+
+def test_logprob_ignores_temperature(lm):
+    """Sampling at a low temperature is (almost) greedy; the log-probability is the model's, not the tempered one."""
+    greedy = G.generate(lm, PROMPTS[:1], G.GenerationSettings(max_new_tokens=6))[0]
+    cold = G.generate(lm, PROMPTS[:1], G.GenerationSettings(max_new_tokens=6, do_sample=True, temperature=1e-4))[0]
+    assert cold.token_ids == greedy.token_ids
+    assert cold.mean_logprob == pytest.approx(greedy.mean_logprob, abs=1e-4)
+
+
+def test_sampling_seed_reproducible(lm):
+    s = G.GenerationSettings(max_new_tokens=10, do_sample=True, temperature=1.5, top_k=50, top_p=0.95, seed=7)
+    a = G.generate(lm, PROMPTS[:3], s)
+    b = G.generate(lm, PROMPTS[:3], s)
+    assert [r.token_ids for r in a] == [r.token_ids for r in b]
+    c = G.generate(lm, PROMPTS[:3], G.GenerationSettings(**{**s.as_dict(), "seed": 8}))
+    assert [r.token_ids for r in a] != [r.token_ids for r in c]
+
+
+def test_stop_strings(lm):
+    plain = G.generate(lm, PROMPTS, G.GenerationSettings(max_new_tokens=16))
+    # a stop string taken from the middle of one output: that output ends right before it
+    target = next(r for r in plain if len(r.text.strip()) > 6)
+    stop = target.text[4:7]
+    assert stop and stop in target.text
+    stopped = G.generate(lm, PROMPTS, G.GenerationSettings(max_new_tokens=16, stop=[stop]))
+    for before, after in zip(plain, stopped):
+        if stop in before.text:
+            assert after.text == before.text[:before.text.index(stop)]
+            assert after.stop_reason == "stop_string"
+            assert after.new_tokens <= before.new_tokens
+            assert after.token_ids == before.token_ids[:after.new_tokens]
+        else:
+            assert after.text == before.text and after.stop_reason == before.stop_reason
+    # streaming stops at the same place
+    pieces = list(G.stream(lm, target.prompt, G.GenerationSettings(max_new_tokens=16, stop=[stop])))
+    final = pieces[-1]
+    assert "".join(pieces[:-1]) == final.text == target.text[:target.text.index(stop)]
+
+
+def test_stream_equals_batched(lm):
+    settings = G.GenerationSettings(max_new_tokens=10)
+    pieces = list(G.stream(lm, PROMPTS[1], settings))
+    final = pieces[-1]
+    assert isinstance(final, G.GenerationResult) and all(isinstance(p, str) for p in pieces[:-1])
+    assert len(pieces) > 2  # it really streamed in pieces
+    batched = G.generate(lm, PROMPTS[:2], settings)[1]
+    assert "".join(pieces[:-1]) == final.text == batched.text
+    assert final.mean_logprob == pytest.approx(batched.mean_logprob, abs=1e-4)
+
+
+def test_long_prompt_truncated_from_left(lm):
+    context = G.context_length(lm)
+    assert context == 128
+    long_prompt = " ".join(f"word{i}" for i in range(400))
+    res = G.generate(lm, [long_prompt, "short"], G.GenerationSettings(max_new_tokens=8))
+    assert res[0].truncated and "cut from the left" in res[0].note
+    assert res[0].prompt_tokens == context - 8
+    assert not res[1].truncated and res[1].note == ""
+    # what was kept is the end of the prompt: same output as generating from the kept tail
+    tail_ids = lm.tokenizer(long_prompt)["input_ids"][-(context - 8):]
+    tail = lm.tokenizer.decode(tail_ids)
+    assert lm.tokenizer(tail)["input_ids"] == tail_ids
+    assert G.generate(lm, [tail], G.GenerationSettings(max_new_tokens=8))[0].token_ids == res[0].token_ids
+
+
+def test_bad_input(lm, tiny_bert):
+    with pytest.raises(LabError, match="empty"):
+        G.generate(lm, ["fine", "   "], G.GenerationSettings(max_new_tokens=2))
+    with pytest.raises(LabError, match="No prompts"):
+        G.generate(lm, [], G.GenerationSettings())
+    clf = registry.load(str(tiny_bert), head="classifier")
+    with pytest.raises(ModelError, match="cannot generate"):
+        G.generate(clf, ["hello"], G.GenerationSettings())
+    bert_as_lm = registry.load(str(tiny_bert), head="causal-lm")  # loads (BertLMHeadModel) but never learnt to generate
+    with pytest.raises(ModelError, match="not a language model"):
+        G.generate(bert_as_lm, ["hello"], G.GenerationSettings())
+    with pytest.raises(LabError):
+        G.GenerationSettings(max_new_tokens=0)
+    with pytest.raises(LabError):
+        G.GenerationSettings(do_sample=True, temperature=0)

@@ -1,0 +1,168 @@
+"""AppTest for Home, Datasets and Models, run through app.py's navigation (st.page_link needs it)."""
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llm_lab import data, predict, registry
+from tests.conftest import app_test, no_exceptions
+
+BAD = Path(__file__).parent / "bad_files"
+DEMO = Path(data.__file__).parent / "demo_data"
+
+
+def _open(page: str):
+    at = app_test("app.py").run()
+    no_exceptions(at)
+    if page != "pages/home.py":
+        at.switch_page(page).run()
+        no_exceptions(at)
+    return at
+
+
+def _metrics(at) -> dict:
+    """label -> value of the first metric with that label (the stored-dataset block repeats labels)."""
+    return {m.label: m.value for m in reversed(list(at.metric))}
+
+
+def _by_label(elements, label: str):
+    return next(e for e in elements if e.label == label)
+
+
+def _figure(at, index: int) -> dict:
+    return json.loads(at.get("plotly_chart")[index].proto.spec)
+
+
+def test_home_shows_device_counts_and_links():
+    at = _open("pages/home.py")
+    metrics = _metrics(at)
+    assert metrics["Device"] == "CPU"
+    assert metrics["Models"] == str(len(registry.list_models()))
+    assert metrics["Datasets"] == str(len(data.list_datasets())) == "3"
+    links = {link.proto.page for link in at.get("page_link")}
+    for page in ("datasets", "models", "train", "benchmarks", "compare", "arena", "attention", "attributions"):
+        assert any(page in link for link in links), (page, links)
+    assert "Quick start" in [s.value for s in at.subheader]
+
+
+def test_datasets_upload_preview_and_save():
+    at = _open("pages/data.py")
+    raw = (DEMO / "reviews.csv").read_bytes()
+    at.file_uploader(key="ds_upload").set_value(("shop reviews.csv", raw, "text/csv")).run()
+    no_exceptions(at)
+    assert not at.error, [e.value for e in at.error]
+    roles = {sb.label: sb.value for sb in at.selectbox if sb.label in data.ROLES}
+    assert roles == {"text": "review", "label": "sentiment", "text_pair": "(none)", "prompt": "(none)",
+                     "reference": "(none)"}
+    metrics = _metrics(at)
+    assert metrics["Rows"] == "143" and metrics["Duplicates dropped"] == "2"
+    labels = _figure(at, 0)
+    counts = {}
+    for trace in labels["data"]:
+        for x, y in zip(trace["x"], trace["y"]):
+            counts[x] = counts.get(x, 0) + y
+    frame, _, _ = data.prepare("r.csv", raw)
+    assert counts == frame["label"].value_counts().to_dict()
+    assert _by_label(at.text_input, "Name").value == "shop-reviews"
+
+    at.button(key="ds_save").click().run()
+    no_exceptions(at)
+    assert at.success and "Saved **shop-reviews**" in at.success[0].value
+    info = data.get("shop-reviews")
+    assert info.content_hash == hashlib.sha256(raw).hexdigest() and info.rows == 143
+    assert at.selectbox(key="ds_pick").value == "shop-reviews"
+    table = at.dataframe[-2].value if len(at.dataframe) > 2 else at.dataframe[0].value
+    assert "shop-reviews" in table.to_string()
+
+
+def test_datasets_changed_mapping_and_split_reach_the_saved_dataset():
+    at = _open("pages/data.py")
+    raw = b"body,stars,extra\n" + b"".join(f"text {i},{'ab'[i % 2]},{i}\n".encode() for i in range(40))
+    at.file_uploader(key="ds_upload").set_value(("t.csv", raw, "text/csv")).run()
+    assert _by_label(at.selectbox, "text").value == "body"
+    _by_label(at.selectbox, "label").set_value("stars")
+    at.slider(key="ds_train").set_value(0.5).run()
+    at.button(key="ds_save").click().run()
+    no_exceptions(at)
+    info = data.get("t")
+    assert info.roles == {"text": "body", "label": "stars"} and info.splits["train"] == 20
+    assert info.recipe["train"] == 0.5
+
+
+@pytest.mark.parametrize("filename,fragment", [
+    ("latin1.csv", "not UTF-8"), ("ragged_long_row.csv", "line 3 has 4 fields"),
+    ("one_class.csv", "single class"), ("empty.csv", "is empty"), ("spreadsheet.xlsx", "unsupported file type")])
+def test_datasets_bad_upload_shows_its_message(filename, fragment):
+    at = _open("pages/data.py")
+    at.file_uploader(key="ds_upload").set_value((filename, (BAD / filename).read_bytes(), "text/csv")).run()
+    no_exceptions(at)
+    assert any(fragment in e.value for e in at.error), [e.value for e in at.error]
+    assert not any(b.key == "ds_save" for b in at.button)
+    assert [d.name for d in data.list_datasets()] == ["demo-docs", "demo-prompts", "demo-reviews"]
+
+
+def test_datasets_delete_needs_confirmation():
+    data.import_dataset("to-delete", "t.csv", b"text,label\na,x\nb,y\nc,x\nd,y\n")
+    at = _open("pages/data.py")
+    at.selectbox(key="ds_pick").set_value("to-delete").run()
+    assert at.button(key="ds_delete_to-delete").disabled
+    at.checkbox(key="ds_sure_to-delete").check().run()
+    at.button(key="ds_delete_to-delete").click().run()
+    no_exceptions(at)
+    assert "to-delete" not in [d.name for d in data.list_datasets()]
+    assert not data.dataset_dir("to-delete").exists()
+
+
+def test_models_minilm_card_and_embedding():
+    at = _open("pages/models.py")
+    assert at.info and "Load model" in at.info[0].value
+    at.button(key="m_load").click().run()
+    no_exceptions(at)
+    metrics = _metrics(at)
+    assert (metrics["Layers"], metrics["Heads"], metrics["Hidden size"]) == ("6", "12", "384")
+    assert metrics["Parameters"] == "22.7 M" and metrics["Device"] == "CPU"
+    assert not at.warning  # an encoder has no new head
+    a, b = "The parcel arrived two days late.", "Delivery was delayed by a couple of days."
+    at.text_area(key="m_emb_a").set_value(a)
+    at.text_area(key="m_emb_b").set_value(b)
+    at.button(key="m_embed").click().run()
+    no_exceptions(at)
+    vectors = predict.embed(registry.load("minilm"), [a, b])
+    assert _metrics(at)["Cosine similarity"] == f"{predict.cosine(vectors[0], vectors[1]):.3f}"
+    assert at.query_params["model"] in ("minilm", ["minilm"])  # a refresh or shared link reloads it
+
+
+def test_models_classifier_from_folder_with_probabilities(tiny_bert):
+    at = _open("pages/models.py")
+    at.radio(key="m_source").set_value("Folder or Hub id").run()
+    at.text_input(key="m_path").set_value(str(tiny_bert)).run()
+    assert at.selectbox(key="m_head").value == "encoder"
+    at.selectbox(key="m_head").set_value("classifier")
+    at.button(key="m_load").click().run()
+    no_exceptions(at)
+    assert "negative, positive" in " ".join(c.value for c in at.caption)
+    text = "Not bad at all."
+    at.text_area(key="m_cls_text").set_value(text)
+    at.button(key="m_classify").click().run()
+    no_exceptions(at)
+    fig = _figure(at, 0)["data"][0]
+    shown = dict(zip(fig["y"], fig["x"]))
+    expected = predict.classify(registry.load(str(tiny_bert), head="classifier"), [text])[0]
+    assert shown["negative"] == pytest.approx(expected[0], abs=1e-6)
+    assert shown["positive"] == pytest.approx(expected[1], abs=1e-6)
+    assert sum(shown.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_models_new_head_warning_and_bad_folder(tmp_path):
+    at = _open("pages/models.py")
+    at.selectbox(key="m_head").set_value("classifier")
+    at.button(key="m_load").click().run()
+    no_exceptions(at)
+    assert any("freshly initialised" in w.value for w in at.warning)
+    at.radio(key="m_source").set_value("Folder or Hub id").run()
+    at.text_input(key="m_path").set_value(str(tmp_path)).run()
+    at.button(key="m_load").click().run()
+    no_exceptions(at)
+    assert any("config.json is missing" in e.value for e in at.error)

@@ -1,0 +1,220 @@
+"""Model registry: built-in MiniLM, local folders, refusals, heads, labels, device/dtype, the Hub path."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from llm_lab import predict, registry
+from llm_lab.device import pick_device, pick_dtype
+from llm_lab.errors import ModelError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def minilm():
+    return registry.load("minilm")  # loaded once per process: the registry caches it
+
+
+def _direct_embeddings(texts):
+    """Sentence embeddings computed straight with transformers (mean pooling + L2 norm, as sentence-transformers)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(registry.minilm_dir())
+    model = AutoModel.from_pretrained(registry.minilm_dir()).eval()
+    enc = tok(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**enc).last_hidden_state
+    mask = enc["attention_mask"].unsqueeze(-1).float()
+    pooled = (hidden * mask).sum(1) / mask.sum(1)
+    return torch.nn.functional.normalize(pooled, dim=-1).numpy()
+
+
+def test_minilm_is_listed_and_loads_as_encoder(minilm):
+    entries = {e.name: e for e in registry.list_models()}
+    assert entries["minilm"].source == "builtin" and entries["minilm"].task == "encoder"
+    assert (Path(entries["minilm"].location) / "model.safetensors").exists()
+    info = minilm.info()
+    assert (info["layers"], info["heads"], info["hidden_size"], info["vocab_size"]) == (6, 12, 384, 30522)
+    assert info["parameters"] == sum(p.numel() for p in minilm.model.parameters())
+    assert 21e6 < info["parameters"] < 24e6
+    assert info["memory_mb"] == pytest.approx(info["parameters"] * 4 / 2**20, rel=0.02)
+    assert info["device"] == "cpu" and info["dtype"] == "float32" and not info["head_is_new"]
+
+
+def test_minilm_embedding_matches_a_direct_transformers_computation(minilm):
+    texts = ["A cat is sleeping on the sofa.", "A kitten naps on the couch.",
+             "The central bank raised interest rates by half a point."]
+    ours = predict.embed(minilm, texts)
+    direct = _direct_embeddings(texts)
+    np.testing.assert_allclose(ours, direct, atol=1e-5)
+    same = predict.cosine(ours[0], ours[1])
+    assert same == pytest.approx(float(direct[0] @ direct[1]), abs=1e-5)
+    assert same > predict.cosine(ours[0], ours[2]) + 0.3  # pretrained: the paraphrase is far closer
+
+
+def test_model_is_loaded_once_and_shared_across_threads():
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(registry.load("minilm", head="encoder")))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(r) for r in results}) == 1
+
+
+def test_minilm_as_classifier_has_a_new_head():
+    loaded = registry.load("minilm", head="classifier", num_labels=3)
+    assert loaded.head_is_new
+    assert loaded.labels == ["LABEL_0", "LABEL_1", "LABEL_2"]
+    probs = predict.classify(loaded, ["good", "bad"])
+    assert probs.shape == (2, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_bert_as_causal_lm_says_its_head_is_new():
+    assert registry.load("minilm", head="causal-lm").head_is_new
+
+
+def test_tiny_folder_classifier_keeps_its_labels(tiny_bert):
+    entry = registry.resolve(str(tiny_bert))
+    assert entry.source == "local" and entry.task == "classifier"
+    loaded = registry.load(str(tiny_bert))
+    assert loaded.head == "classifier" and not loaded.head_is_new
+    assert loaded.labels == ["negative", "positive"] and loaded.info()["labels"] == ["negative", "positive"]
+    # probabilities equal a softmax over logits computed directly with transformers
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert).eval()
+    texts = ["fine", "not good at all, sadly"]
+    with torch.no_grad():
+        expected = torch.softmax(model(**tok(texts, padding=True, return_tensors="pt")).logits, -1).numpy()
+    np.testing.assert_allclose(predict.classify(loaded, texts), expected, atol=1e-5)
+
+
+def test_tiny_gpt2_heads(tiny_gpt2):
+    lm = registry.load(str(tiny_gpt2))
+    assert lm.head == "causal-lm" and not lm.head_is_new
+    assert lm.tokenizer.pad_token is not None
+    assert registry.load(str(tiny_gpt2), head="classifier").head_is_new
+    assert predict.embed(lm, ["def f(x):", "return x"]).shape == (2, 32)
+
+
+def test_folder_that_is_not_a_model(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ModelError, match="config.json is missing"):
+        registry.load(str(tmp_path))
+    with pytest.raises(ModelError, match="is not a folder"):
+        registry.check_folder(tmp_path / "notes.txt")
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ModelError, match="no weights"):
+        registry.load(str(tmp_path))
+    (tmp_path / "config.json").write_text("{not json")
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        registry.load(str(tmp_path))
+
+
+def test_bin_only_folder_is_refused_unless_allowed(tiny_bert, tmp_path):
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_bert, folder)
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ModelError, match=r"only pickled weights \(\.bin\)"):
+        registry.load(str(folder))
+    loaded = registry.load(str(folder), allow_bin=True)  # explicit opt-in, loaded with weights_only=True
+    assert loaded.labels == ["negative", "positive"] and not loaded.head_is_new
+
+
+def test_unknown_head_and_unknown_name():
+    with pytest.raises(ModelError, match="Unknown head"):
+        registry.load("minilm", head="seq2seq")
+    with pytest.raises(ModelError, match="neither a model in the registry"):
+        registry.resolve("./no/such/folder")
+    with pytest.raises(ModelError, match="No model given"):
+        registry.resolve("  ")
+
+
+def test_register_a_trained_model(tiny_bert):
+    entry = registry.register(registry.ModelEntry("my-clf", "trained", str(tiny_bert), "classifier",
+                                                  parent="minilm", labels=["negative", "positive"],
+                                                  meta={"dataset": "demo-reviews"}))
+    assert entry.created_at and entry.created_at <= time.time()
+    listed = {e.name: e for e in registry.list_models()}["my-clf"]
+    assert (listed.parent, listed.labels, listed.meta) == ("minilm", ["negative", "positive"], {"dataset": "demo-reviews"})
+    assert registry.load("my-clf").labels == ["negative", "positive"]
+    with pytest.raises(ModelError, match="exists already"):
+        registry.register(registry.ModelEntry("my-clf", "trained", str(tiny_bert), "classifier"))
+    with pytest.raises(ModelError, match="built-in model name"):
+        registry.register(registry.ModelEntry("minilm", "trained", str(tiny_bert), "classifier"))
+    with pytest.raises(ModelError, match="use letters"):
+        registry.register(registry.ModelEntry("bad name!", "trained", str(tiny_bert), "classifier"))
+    registry.unregister("my-clf")
+    assert "my-clf" not in [e.name for e in registry.list_models()]
+
+
+def test_two_names_for_one_folder_share_weights_but_keep_their_names(tiny_bert):
+    for name in ("first-name", "second-name"):
+        registry.register(registry.ModelEntry(name, "local", str(tiny_bert), "classifier"))
+    first, second = registry.load("first-name"), registry.load("second-name")
+    assert first.model is second.model  # loaded once
+    assert (first.info()["name"], second.info()["name"]) == ("first-name", "second-name")
+
+
+def test_device_and_dtype_pick(monkeypatch):
+    assert pick_device() == ("cuda" if torch.cuda.is_available() else pick_device("auto"))
+    assert pick_device("cpu") == "cpu"
+    assert pick_dtype("cpu") == torch.float32
+    assert pick_dtype("cpu", "bfloat16") == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert pick_device() == "cuda" and pick_dtype("cuda") == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device() == "mps" and pick_dtype("mps") == torch.float32
+
+
+def test_dtype_override_loads_bfloat16(tiny_bert):
+    loaded = registry.load(str(tiny_bert), dtype="bfloat16")
+    assert loaded.dtype == "bfloat16"
+    assert next(loaded.model.parameters()).dtype == torch.bfloat16
+    assert predict.classify(loaded, ["ok"]).shape == (1, 2)  # probabilities come back as float32
+
+
+def test_hub_id_offline_names_local_models():
+    with pytest.raises(ModelError, match=r"HF_HUB_OFFLINE=1.*built-in model \(minilm"):
+        registry.load("some-org/some-model")
+
+
+def test_hub_unreachable_fails_fast_with_a_message(lab_home):
+    """The real Hub code path in a fresh process with HF_HUB_OFFLINE unset (this machine has no internet)."""
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(LLM_LAB_HOME=str(lab_home), LLM_LAB_HUB_TIMEOUT="5", HF_HOME=str(lab_home / "hf"))
+    code = ("import time; t = time.perf_counter()\n"
+            "from llm_lab import registry\n"
+            "try:\n    registry.load('some-org/some-model')\nexcept registry.ModelError as e:\n    print(e)\n"
+            "print(f'seconds={time.perf_counter() - t:.2f}')")
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    wall = time.perf_counter() - start
+    assert out.returncode == 0, out.stderr
+    message = out.stdout
+    assert "'some-org/some-model'" in message
+    assert "cannot be reached" in message or "does not exist on the Hugging Face Hub" in message, message
+    assert "minilm" in message and "local model folder" in message
+    record = ROOT / "test-output" / "hub_unreachable.json"
+    record.parent.mkdir(exist_ok=True)
+    record.write_text(json.dumps({"message": message.splitlines()[0], "process_wall_seconds": round(wall, 2),
+                                  "in_process": message.splitlines()[-1]}, indent=2))
+    print(f"Hub unreachable: {wall:.2f} s for the whole process ({message.splitlines()[-1]})")

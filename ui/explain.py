@@ -1,0 +1,67 @@
+"""Streamlit pieces for the Attributions page (rendering only; numbers come from llm_lab.explain)."""
+import json
+
+import pandas as pd
+import streamlit as st
+
+from llm_lab.explain import figures, html
+
+
+def attribution_block(attr: dict, faith: dict | None, key: str) -> None:
+    """One method's result: coloured text + legend, delta, top-token bar, numbers, exports."""
+    from llm_lab.explain.attributions import Attribution
+
+    a = Attribution(**attr)
+    st.markdown(f"**{a.method_name}** · {a.model}")
+    st.caption(f"target **{a.target_label}** (p = {a.f_input:.3f}) · {a.seconds:.2f} s"
+               + (f" · baseline {a.baseline}" if a.baseline else ""))
+    for note in a.notes:
+        st.warning(note, icon=":material/content_cut:")
+    fragment = html.colored_tokens(a.tokens, a.scores, skip=a.special)
+    st.html(fragment)
+    if a.delta is not None:
+        total = sum(a.scores)
+        explained = (f"f(x) − f(baseline) = {a.f_input - a.f_baseline:+.4f}, sum of attributions = {total:+.4f}"
+                     if a.f_baseline is not None else f"sum of attributions = {total:+.4f}")
+        st.caption(f"Convergence delta {a.delta:+.2e} ({explained}). A delta small against that difference "
+                   "means the integral converged; raise the steps otherwise.")
+    if faith:
+        m1, m2 = st.columns(2)
+        m1.metric("Comprehensiveness ↑", f"{faith['comprehensiveness']:.3f}")
+        m2.metric("Sufficiency ↓", f"{faith['sufficiency']:.3f}")
+    st.plotly_chart(figures.top_tokens_bar(a), width="stretch", key=f"bar-{key}")
+    with st.expander("Numbers"):
+        st.dataframe(pd.DataFrame({"token": a.tokens, "score": a.scores, "special": a.special}), width="stretch")
+    d1, d2 = st.columns(2)
+    d1.download_button("JSON", json.dumps({**attr, "faithfulness": faith}, indent=1), f"{a.model}-{a.method}.json",
+                       "application/json", key=f"json-{key}")
+    d2.download_button("HTML", html.document([html.colored_tokens(a.tokens, a.scores, a.method_name, skip=a.special)],
+                                             f"{a.model} · {a.method_name}"),
+                       f"{a.model}-{a.method}.html", "text/html", key=f"html-{key}")
+
+
+def generation_block(gen: dict, key: str) -> None:
+    from llm_lab.explain.generation import GenerationAttribution
+
+    g = GenerationAttribution(**gen)
+    st.caption(f"{g.method_name} · {len(g.output_tokens)} generated tokens · {g.seconds:.2f} s")
+    for note in g.notes:
+        st.warning(note, icon=":material/content_cut:")
+    st.markdown("**Output:** " + "".join(g.output_tokens).replace("\n", " "))
+    st.plotly_chart(figures.generation_heatmap(g), width="stretch", key=f"gen-{key}")
+    st.markdown("**Top contributing prompt tokens per output token**")
+    st.dataframe(pd.DataFrame(g.top_prompt_tokens(3)), hide_index=True, width="stretch")
+    arr = g.array()
+    with st.expander("Numbers"):
+        st.dataframe(pd.DataFrame(arr, index=[f"{i}:{t}" for i, t in enumerate(g.output_tokens)],
+                                  columns=[f"{i}:{t}" for i, t in enumerate(g.prompt_tokens + g.output_tokens)]))
+    frags = [html.colored_tokens(g.prompt_tokens + g.output_tokens[:i], arr[i, :len(g.prompt_tokens) + i],
+                                 f"→ {t!r}") for i, t in enumerate(g.output_tokens)]
+    d1, d2 = st.columns(2)
+    d1.download_button("JSON", json.dumps(gen, indent=1), "generation-attribution.json", "application/json",
+                       key=f"gjson-{key}")
+    d2.download_button("HTML", html.document(frags, f"{g.model} · {g.method_name}"), "generation-attribution.html",
+                       "text/html", key=f"ghtml-{key}")
+
+
+PNG_NOTE = "PNG of any chart: the camera icon in the chart's toolbar (top right, on hover)."
