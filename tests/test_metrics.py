@@ -148,6 +148,18 @@ def test_bootstrap_f1_equals_a_loop_over_sklearn():
     assert ci["low"] < ci["value"] < ci["high"]
 
 
+def test_bootstrap_exact_match_uses_the_module_normalisation():
+    preds = ["Paris", " paris ", "Rome!", "Oslo", "bern"] * 6
+    refs = ["Paris", "Paris", "rome", "Oslo", "Berne"] * 6
+    opts = {"ignore_case": True, "ignore_punctuation": True}
+    ci = metrics.bootstrap_ci("exact_match", preds, refs, n_resamples=300, seed=1, **opts)
+    hits = np.array([p.strip().lower().strip("!") == r.lower() for p, r in zip(preds, refs)], dtype=float)
+    assert ci["value"] == pytest.approx(hits.mean()) == pytest.approx(metrics.compute("exact_match", preds, refs, **opts)["exact_match"])
+    idx = np.random.default_rng(1).integers(0, len(preds), size=(300, len(preds)))
+    low, high = np.quantile(hits[idx].mean(axis=1), [0.025, 0.975])
+    assert ci["low"] == pytest.approx(low) and ci["high"] == pytest.approx(high) and low < high
+
+
 def test_bootstrap_accuracy_perplexity_bleu():
     acc = metrics.bootstrap_ci("accuracy", PREDS, REFS, n_resamples=2000)
     p = skm.accuracy_score(REFS, PREDS)

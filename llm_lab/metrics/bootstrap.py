@@ -90,34 +90,14 @@ def _bleu_value(sums: np.ndarray) -> np.ndarray:
     return np.where(correct.sum(axis=1) > 0, score, 0.0)
 
 
-def normalise(texts, strip=True, ignore_case=False, ignore_punctuation=False, ignore_numbers=False, regexes_to_ignore=None):
-    """The exact_match module's normalisation (kept in step with modules/exact_match)."""
-    import re
-    import string
-
-    out = []
-    for text in texts:
-        text = "" if text is None else str(text)
-        for pattern in regexes_to_ignore or []:
-            text = re.sub(pattern, "", text)
-        if ignore_case:
-            text = text.lower()
-        if ignore_punctuation:
-            text = text.translate(str.maketrans("", "", string.punctuation))
-        if ignore_numbers:
-            text = text.translate(str.maketrans("", "", string.digits))
-        if strip:
-            text = text.strip()
-        out.append(text)
-    return out
-
-
 def _stats_and_value(name, predictions, references, **kw):
     if name in ("accuracy", "exact_match", "mean"):
         if name == "accuracy":
             values = (np.asarray(predictions) == np.asarray(references)).astype(float)
         elif name == "exact_match":
-            values = (np.array(normalise(predictions, **kw), dtype=object) == np.array(normalise(references, **kw), dtype=object)).astype(float)
+            from . import compute  # the module's own normalisation decides what a match is
+
+            values = np.asarray(compute("exact_match", predictions, references, **kw)["matches"], dtype=float)
         else:  # per-example scores given as predictions
             values = np.asarray(predictions, dtype=float)
         stats = np.stack([values, np.ones_like(values)], axis=1)
