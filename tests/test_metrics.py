@@ -177,3 +177,14 @@ def test_bootstrap_accuracy_perplexity_bleu():
     vec = metrics.bootstrap.resampled_sums(metrics.bootstrap._bleu_stats(HYPS * 5, GOLD * 5), 300, 0)
     np.testing.assert_allclose(metrics.bootstrap._bleu_value(vec)[:40], loop, rtol=1e-9, atol=1e-9)
     assert metrics.bootstrap_ci("chrf", HYPS, GOLD) is None
+
+
+def test_modules_load_without_evaluate_and_leave_no_stand_ins_behind():
+    """The GPU image has no evaluate/datasets: the same module code runs on stand-ins that do not linger."""
+    import sys
+
+    before = {name: sys.modules.get(name) for name in ("evaluate", "datasets")}
+    f1 = metrics._load_without_evaluate("f1")
+    assert {name: sys.modules.get(name) for name in ("evaluate", "datasets")} == before
+    out = f1.compute(predictions=PREDS.tolist(), references=REFS.tolist(), average="macro")
+    assert out["f1"] == pytest.approx(skm.f1_score(REFS, PREDS, average="macro"))

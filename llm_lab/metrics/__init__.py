@@ -98,28 +98,36 @@ def compute(name: str, predictions, references=None, **kw) -> dict:
 
 
 def _load_without_evaluate(key: str):
-    """Import a module file with minimal stand-ins for `evaluate` and `datasets` (GPU box only)."""
+    """Import a module file with minimal stand-ins for `evaluate` and `datasets` (GPU box only).
+
+    The stand-ins sit in sys.modules only while the file executes, so a later real import is unaffected.
+    """
     import importlib.util
     import sys
     import types
 
-    if not hasattr(sys.modules.get("evaluate"), "Metric"):
-        shim = types.ModuleType("evaluate")
+    evaluate_shim = types.ModuleType("evaluate")
 
-        class Metric:
-            def compute(self, **kw):
-                return self._compute(**kw)
+    class Metric:
+        def compute(self, **kw):
+            return self._compute(**kw)
 
-        shim.Metric = Metric
-        shim.MetricInfo = lambda **kw: kw
-        sys.modules["evaluate"] = shim
-    if not hasattr(sys.modules.get("datasets"), "Features"):
-        ds = types.ModuleType("datasets")
-        ds.Features = ds.Value = ds.Sequence = lambda *a, **k: None
-        sys.modules["datasets"] = ds
-    spec = importlib.util.spec_from_file_location(f"llm_lab_metric_{key}", MODULES_DIR / key / f"{key}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    cls = next(v for v in vars(mod).values() if isinstance(v, type) and issubclass(v, sys.modules["evaluate"].Metric)
-               and v is not sys.modules["evaluate"].Metric)
+    evaluate_shim.Metric = Metric
+    evaluate_shim.MetricInfo = lambda **kw: kw
+    datasets_shim = types.ModuleType("datasets")
+    datasets_shim.Features = datasets_shim.Value = datasets_shim.Sequence = lambda *a, **k: None
+    shims = {"evaluate": evaluate_shim, "datasets": datasets_shim}
+    saved = {name: sys.modules.get(name) for name in shims}
+    sys.modules.update(shims)
+    try:
+        spec = importlib.util.spec_from_file_location(f"llm_lab_metric_{key}", MODULES_DIR / key / f"{key}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        for name, previous in saved.items():
+            if previous is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = previous
+    cls = next(v for v in vars(mod).values() if isinstance(v, type) and issubclass(v, Metric) and v is not Metric)
     return cls()
