@@ -1,12 +1,12 @@
 """Job lifecycle: inline runs, and a real worker process that is cancelled, killed and resumed."""
 import os
 import signal
-import time
 
 import pytest
 
 from llm_lab import jobs
 from llm_lab.errors import JobError
+from tests.conftest import wait_for
 
 
 def test_inline_job_runs_to_success_and_records_curves():
@@ -41,35 +41,25 @@ def test_resume_continues_from_checkpoint():
     assert job["result"] == {"counted": 6, "started_at_step": 3}
 
 
-def _wait_for(predicate, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out")
-
-
 def test_real_worker_cancel_interrupt_and_resume(monkeypatch):
     monkeypatch.setenv("LLM_LAB_JOBS_INLINE", "0")
     first = jobs.submit("llm_lab.jobs:count", {"steps": 200, "delay": 0.05}, "long")
     queued = jobs.submit("llm_lab.jobs:count", {"steps": 3, "delay": 0}, "waits in the queue")
     assert jobs.worker_alive()
-    _wait_for(lambda: jobs.get(first)["done"] >= 3)
+    wait_for(lambda: jobs.get(first)["done"] >= 3)
     assert jobs.get(queued)["status"] == "queued"  # one job at a time
     jobs.cancel(first)
-    assert _wait_for(lambda: jobs.get(first)["status"] == "cancelled")
-    assert _wait_for(lambda: jobs.get(queued)["status"] == "succeeded")
+    assert wait_for(lambda: jobs.get(first)["status"] == "cancelled")
+    assert wait_for(lambda: jobs.get(queued)["status"] == "succeeded")
 
     third = jobs.submit("llm_lab.jobs:count", {"steps": 200, "delay": 0.05}, "killed midway")
-    _wait_for(lambda: jobs.get(third)["done"] >= 5)
+    wait_for(lambda: jobs.get(third)["done"] >= 5)
     os.kill(jobs.get(third)["worker_pid"], signal.SIGKILL)
-    assert _wait_for(lambda: jobs.get(third)["status"] == "interrupted")
+    assert wait_for(lambda: jobs.get(third)["status"] == "interrupted")
     reached = int((jobs.paths.home() / "jobs" / third / "checkpoint.txt").read_text())
     jobs.store.execute("UPDATE jobs SET params=? WHERE id=?", ('{"steps": %d, "delay": 0}' % (reached + 5), third))
     jobs.resume(third)  # starts a new worker
-    job = _wait_for(lambda: (j := jobs.get(third))["status"] == "succeeded" and j)
+    job = wait_for(lambda: (j := jobs.get(third))["status"] == "succeeded" and j)
     assert job["result"]["started_at_step"] == reached
     os.kill(job["worker_pid"], signal.SIGTERM)  # the worker this test started, not another test's
 

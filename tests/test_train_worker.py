@@ -1,24 +1,14 @@
 """Training through the real worker process: progress in the store, cancel, a killed worker, resume."""
 import os
 import signal
-import time
 
 import pytest
 
 from llm_lab import jobs, paths, registry
 from llm_lab.train import TrainConfig, runner, submit
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def _wait_for(predicate, timeout=180):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def config(name: str, steps: int) -> TrainConfig:
@@ -32,22 +22,22 @@ def test_worker_cancel_kill_and_resume_a_training_job(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     # cancel: the callback checks between steps; the checkpoints stay for a resume
     first = submit(config("to-cancel", 2000))
-    job = _wait_for(lambda: (j := jobs.get(first))["done"] >= 3 and j)
+    job = wait_for(lambda: (j := jobs.get(first))["done"] >= 3 and j)
     assert job["status"] == "running" and job["stats"]["step"] >= 3 and "loss" in job["message"]
     jobs.cancel(first)
-    assert _wait_for(lambda: jobs.get(first)["status"] == "cancelled")
+    assert wait_for(lambda: jobs.get(first)["status"] == "cancelled")
     assert "to-cancel" not in [e.name for e in registry.list_models()]
 
     # kill the worker mid-run: the job turns interrupted, resumes from its last checkpoint and finishes
     second = submit(config("survivor", 60))
-    _wait_for(lambda: jobs.get(second)["done"] >= 10)
+    wait_for(lambda: jobs.get(second)["done"] >= 10)
     os.kill(jobs.get(second)["worker_pid"], signal.SIGKILL)
-    assert _wait_for(lambda: jobs.get(second)["status"] == "interrupted")
+    assert wait_for(lambda: jobs.get(second)["status"] == "interrupted")
     saved = runner.checkpoints(paths.home() / "jobs" / second / "checkpoints")
     assert saved, "a checkpoint every 4 steps was written before the kill"
     at = int(saved[0].name.split("-")[1])
     jobs.resume(second)  # starts a new worker
-    job = _wait_for(lambda: (j := jobs.get(second))["status"] not in jobs.ACTIVE and j)
+    job = wait_for(lambda: (j := jobs.get(second))["status"] not in jobs.ACTIVE and j)
     assert job["status"] == "succeeded", job["error"]
     assert any(f"Resuming from checkpoint-{at}" in line for line in jobs.logs(second, 400))
     steps = [m["step"] for m in jobs.metrics(second) if m["name"] == "train_loss"]
