@@ -63,12 +63,12 @@ with tab_head:
     if view in ("Heat map", "Both"):
         fig, note = figs.head_heatmap(matrix, result.tokens, f"Layer {layer}, head {head_i}")
         if note:
-            st.info(note, icon="ℹ️")
+            st.info(note, icon=":material/info:")
         st.plotly_chart(fig, width="stretch", key="att_head_fig")
     if view in ("Lines", "Both"):
         fig, note = figs.lines_view(matrix, result.tokens, f"Layer {layer}, head {head_i}: lines (weight ≥ 0.05)")
         if note:
-            st.info(note, icon="ℹ️")
+            st.info(note, icon=":material/info:")
         st.plotly_chart(fig, width="stretch", key="att_lines_fig")
 
 with tab_model:
@@ -76,7 +76,7 @@ with tab_model:
                "or pick it with the selectors in the Head view tab.")
     fig, note = bundle["grid"]
     if note:
-        st.info(note, icon="ℹ️")
+        st.info(note, icon=":material/info:")
     st.plotly_chart(fig, width="stretch", key="att_grid", on_select="rerun", selection_mode="points")
     layer, head_i = st.session_state.get("att_layer", 0), st.session_state.get("att_head", 0)
     fig, _ = figs.head_heatmap(result.attentions[layer, head_i], result.tokens, f"Selected: layer {layer}, head {head_i}")
@@ -87,7 +87,7 @@ with tab_rollout:
                "residual stream, multiplied through all layers. Row i: which input tokens output position i draws on.")
     fig, note = figs.rollout_heatmap(bundle["rollout"], result.tokens)
     if note:
-        st.info(note, icon="ℹ️")
+        st.info(note, icon=":material/info:")
     st.plotly_chart(fig, width="stretch", key="att_rollout_fig")
 
 with tab_types:

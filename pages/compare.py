@@ -171,16 +171,16 @@ with user_errors():
     if len(names) < 2:
         st.info("Fewer than two models of this kind are registered. Add one on the Models page (a local folder "
                 "or a Hub id), fine-tune one on the Train page, or type a folder path below.")
-    models = st.multiselect("Models (two to four)", names, default=names[:2], max_selections=4, key="c_models",
+    models = st.multiselect("Models (two to four)", names, default=names[:2], max_selections=4, key=f"c_models_{kind}",
                             accept_new_options=True)
     source = st.radio("Inputs", ["Type them", "Rows of a dataset"], horizontal=True, key="c_source")
     settings = settings_form() if gen else None
     if source == "Type them":
         t1, t2 = st.columns(2)
         example = "def fibonacci(n):\nThe built-in function len()" if gen else "I loved it\nBroke after one day"
-        texts = t1.text_area("One prompt per line" if gen else "One text per line", example, key="c_texts")
+        texts = t1.text_area("One prompt per line" if gen else "One text per line", example, key=f"c_texts_{kind}")
         refs = t2.text_area("References, one per line (optional)" if gen else "Gold labels, one per line (optional)",
-                            key="c_refs", help="Line k belongs to input k; leave a line empty for none.")
+                            key=f"c_refs_{kind}", help="Line k belongs to input k; leave a line empty for none.")
         if st.button("Compare", type="primary", key="c_run"):
             lines = [l for l in texts.splitlines() if l.strip()]
             golds = refs.splitlines() + [""] * len(lines)

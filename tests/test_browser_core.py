@@ -12,6 +12,13 @@ def _tall(page):
     page.set_viewport_size({"width": 1400, "height": 2400})  # Streamlit scrolls inside the page: show it all
 
 
+def _upload(page, path) -> None:
+    """Drop a file on the page's uploader the way a person does: click it and pick the file."""
+    with page.expect_file_chooser() as chooser:
+        page.locator("[data-testid='stFileUploaderDropzone']").click()
+    chooser.value.set_files(str(path))
+
+
 @pytest.mark.parametrize("path", PAGES)
 def test_every_page_renders_without_exception(page, lab_server, path):
     _tall(page)
@@ -75,9 +82,7 @@ def test_upload_csv_on_datasets_page_and_save(page, lab_server, tmp_path, monkey
     csv.write_text("\n".join(rows) + "\n")
     _tall(page)
     open_page(page, lab_server, "datasets")
-    with page.expect_file_chooser() as chooser:
-        page.locator("[data-testid='stFileUploaderDropzone']").click()
-    chooser.value.set_files(str(csv))
+    _upload(page, csv)
     page.get_by_text("Column roles").wait_for()
     wait_idle(page)
     assert_no_exception_box(page)
@@ -106,9 +111,7 @@ def test_bad_upload_shows_a_message_not_a_traceback(page, lab_server, tmp_path):
     bad = tmp_path / "browser_core_latin1.csv"
     bad.write_bytes("text,label\ncafé crème,good\n".encode("latin-1"))
     open_page(page, lab_server, "datasets")
-    with page.expect_file_chooser() as chooser:
-        page.locator("[data-testid='stFileUploaderDropzone']").click()
-    chooser.value.set_files(str(bad))
+    _upload(page, bad)
     page.get_by_text("is not UTF-8 text").wait_for()
     wait_idle(page)
     assert_no_exception_box(page)

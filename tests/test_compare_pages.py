@@ -27,9 +27,9 @@ def _texts(at) -> str:
 def test_compare_typed_generation(models):
     at = app_test("pages/compare.py").run()
     no_exceptions(at)
-    at.multiselect(key="c_models").set_value(["page-lm-a", "page-lm-b"])
-    at.text_area(key="c_texts").set_value("def foo(x):\nclass Bar")
-    at.text_area(key="c_refs").set_value("return x\n")
+    at.multiselect(key="c_models_generation").set_value(["page-lm-a", "page-lm-b"])
+    at.text_area(key="c_texts_generation").set_value("def foo(x):\nclass Bar")
+    at.text_area(key="c_refs_generation").set_value("return x\n")
     at.button(key="c_run").click().run()
     no_exceptions(at)
     cid = at.query_params["comparison"]
@@ -43,12 +43,24 @@ def test_compare_typed_generation(models):
     assert "100% of the words in common" in _texts(at)  # same weights under two names: same outputs
 
 
+def test_switching_kind_offers_that_kinds_models_and_examples(models):
+    at = app_test("pages/compare.py").run()
+    assert set(at.multiselect(key="c_models_generation").value) <= {"page-lm-a", "page-lm-b", "tiny-gpt"}
+    at.radio(key="c_kind").set_value("classification").run()
+    no_exceptions(at)
+    chosen = at.multiselect(key="c_models_classification").value
+    assert chosen and not set(chosen) & {"page-lm-a", "page-lm-b", "tiny-gpt"}
+    assert "def fibonacci" not in at.text_area(key="c_texts_classification").value
+    at.radio(key="c_kind").set_value("generation").run()
+    assert "def fibonacci" in at.text_area(key="c_texts_generation").value
+
+
 def test_compare_reopens_by_link_and_classification(models):
     at = app_test("pages/compare.py").run()
     at.radio(key="c_kind").set_value("classification").run()
-    at.multiselect(key="c_models").set_value(["page-clf-a", "page-clf-b"])
-    at.text_area(key="c_texts").set_value("great\nawful\nfine")
-    at.text_area(key="c_refs").set_value("positive\nnegative\npositive")
+    at.multiselect(key="c_models_classification").set_value(["page-clf-a", "page-clf-b"])
+    at.text_area(key="c_texts_classification").set_value("great\nawful\nfine")
+    at.text_area(key="c_refs_classification").set_value("positive\nnegative\npositive")
     at.button(key="c_run").click().run()
     no_exceptions(at)
     cid = saved.list_saved()[0]["id"]
@@ -70,8 +82,8 @@ def test_compare_reopens_by_link_and_classification(models):
 
 def test_compare_dataset_job_and_bad_input(models):
     at = app_test("pages/compare.py").run()
-    at.multiselect(key="c_models").set_value(["page-lm-a", "page-lm-b"])
-    at.text_area(key="c_texts").set_value("   \n")
+    at.multiselect(key="c_models_generation").set_value(["page-lm-a", "page-lm-b"])
+    at.text_area(key="c_texts_generation").set_value("   \n")
     at.button(key="c_run").click().run()
     no_exceptions(at)
     assert any("No prompts" in e.value for e in at.error)
