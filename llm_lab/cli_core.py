@@ -58,7 +58,7 @@ def _table(rows: list[dict], columns: list[str]) -> str:
 
 def models_list(args) -> int:
     rows = [e.as_dict() for e in registry.list_models()]
-    print(json.dumps(rows, indent=2, default=str) if args.json else _table(rows, ["name", "source", "task", "parent", "location"]))
+    print(json.dumps(rows, indent=2, default=str) if args.json else _table(rows, ["name", "source", "head", "parent", "location"]))
     return 0
 
 

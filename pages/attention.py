@@ -2,6 +2,7 @@
 import streamlit as st
 
 from llm_lab.explain import attention as att
+from llm_lab.explain import specs
 from llm_lab.explain import attention_figures as figs
 from ui import backend
 from ui.common import header, user_errors
@@ -10,15 +11,14 @@ header(":material/visibility: Attention", "Where each token looks, per layer and
                     "weights can be returned; long inputs are pooled to at most 128 tokens per side in the views.")
 
 DEFAULT = "The quick brown fox jumps over the lazy dog because it was bored."
-entries = {e["name"]: e for e in backend.model_entries()}
-if not entries:
+names = backend.model_names(specs.ATTENTION_NEEDS)
+if not names:
     st.warning("No models in the registry. Add one on the Models page.")
     st.stop()
-names = list(entries)
 qp_model = st.query_params.get("model")
 c1, c2 = st.columns([1, 3])
 name = c1.selectbox("Model", names, index=names.index(qp_model) if qp_model in names else 0, key="att_model")
-head = {"causal-lm": "causal-lm", "classifier": "classifier"}.get(entries[name]["task"], "encoder")
+head = backend.head_for(name, specs.ATTENTION_NEEDS)
 c1.caption(f"opened as **{head}** with eager attention")
 text = c2.text_area("Text", st.query_params.get("text", DEFAULT), height=90, key="att_text")
 

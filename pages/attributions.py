@@ -16,9 +16,8 @@ header(":material/target: Attributions", "Token attributions for a classifier (2
                        "faithfulness) and for each token a causal LM generates. " + PNG_NOTE)
 
 qp = st.query_params
-entries = {e["name"]: e for e in backend.model_entries()}
-cls_models = [n for n, e in entries.items() if e["task"] in ("classifier", "encoder", "unknown")]
-lm_models = [n for n, e in entries.items() if e["task"] == "causal-lm"]
+cls_models = backend.model_names(specs.CLASSIFICATION_NEEDS)
+lm_models = backend.model_names(specs.GENERATION_NEEDS)
 
 
 def example_text() -> tuple[str, str | None]:
@@ -57,7 +56,7 @@ if mode == "Classification":
         c2.caption(f"Gold label of this example: **{gold}**")
     loaded = None
     with user_errors():
-        loaded = backend.model(name, head="classifier")
+        loaded = backend.model(name, head=specs.CLASSIFICATION_NEEDS.head)
     if loaded is None:
         st.stop()
     if loaded.head_is_new:
@@ -83,7 +82,7 @@ if mode == "Classification":
         results = []
         with user_errors(), st.spinner("Attributing…"):
             for model_name, key in runs:
-                lm = backend.model(model_name, head="classifier")
+                lm = backend.model(model_name, head=specs.CLASSIFICATION_NEEDS.head)
                 tgt = None if target == "predicted" else lm.labels.index(target) if target in lm.labels else None
                 spec = specs.get_method(key)
                 base = baseline if baseline in spec.baselines else "pad"
@@ -112,7 +111,7 @@ elif mode == "Generation":
                         key="gen_model")
     prompt = c2.text_area("Prompt", qp.get("text") or "A list in Python is", height=80, key="gen_prompt")
     with user_errors():
-        loaded = backend.model(name, head="causal-lm")
+        loaded = backend.model(name, head=specs.GENERATION_NEEDS.head)
         methods = {m.name: m.key for m in specs.compatible_methods(loaded, specs.GENERATION_METHODS)}
         c3, c4, c5 = st.columns([3, 1, 1])
         method = c3.selectbox("Method", list(methods), key="gen_method")

@@ -167,7 +167,7 @@ def show(comp: dict) -> None:
 with user_errors():
     kind = st.radio("What to compare", list(KINDS), format_func=KINDS.get, horizontal=True, key="c_kind")
     gen = kind == "generation"
-    names = backend.model_names("causal-lm" if gen else "classifier")
+    names = backend.model_names(runs.NEEDS[kind])
     if len(names) < 2:
         st.info("Fewer than two models of this kind are registered. Add one on the Models page (a local folder "
                 "or a Hub id), fine-tune one on the Train page, or type a folder path below.")

@@ -24,7 +24,7 @@ with user_errors():
     c1.metric("Device", dev["device"].upper(), help="Models load here unless you pick another device on the Models page.")
     c1.caption(f"{where} · torch {dev['torch']}")
     c2.metric("Models", len(models))
-    c2.caption(", ".join(m["name"] for m in models[:4]) + (" …" if len(models) > 4 else ""))
+    c2.caption(", ".join(m.name for m in models[:4]) + (" …" if len(models) > 4 else ""))
     c3.metric("Datasets", len(sets))
     c3.caption(", ".join(d.name for d in sets[:4]) + (" …" if len(sets) > 4 else ""))
 

@@ -2,7 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from llm_lab import figures_data, predict, registry
+from llm_lab import capabilities, figures_data, predict
 from ui import backend
 from ui.common import header, user_errors
 
@@ -17,11 +17,11 @@ with user_errors():
     entries = backend.model_entries()
     with st.expander(f"Registry ({len(entries)} model{'s' if len(entries) != 1 else ''})", expanded=False):
         st.dataframe(pd.DataFrame([{
-            "name": e["name"], "source": e["source"], "task": e["task"], "parent": e["parent"] or "",
-            "description": e["description"], "location": e["location"]} for e in entries]), hide_index=True)
+            "name": e.name, "source": e.source, "head": e.head, "parent": e.parent or "",
+            "description": e.description, "location": e.location} for e in entries]), hide_index=True)
 
 # ---------------------------------------------------------------- choose
-names = [e["name"] for e in entries]
+names = [e.name for e in entries]
 from_url = params.get("model")
 c1, c2 = st.columns([2, 1])
 source = c1.radio("Source", ["Registry", "Folder or Hub id"], horizontal=True, key="m_source",
@@ -32,10 +32,10 @@ if source == "Registry":
 else:
     chosen = c1.text_input("Folder path or Hub id", from_url if from_url not in names else "",
                            placeholder="/path/to/model-folder  or  org/model-name", key="m_path").strip()
-entry = next((e for e in entries if e["name"] == chosen), None)
-default_head = params.get("head") or (entry["task"] if entry and entry["task"] in registry.HEADS else "encoder")
-head = c2.selectbox("Head", registry.HEADS, index=registry.HEADS.index(default_head)
-                    if default_head in registry.HEADS else 1, format_func=lambda h: HEAD_HELP[h], key="m_head",
+entry = next((e for e in entries if e.name == chosen), None)
+default_head = params.get("head") or (capabilities.default_head(entry) if entry else "encoder")
+head = c2.selectbox("Head", capabilities.HEADS, index=capabilities.HEADS.index(default_head)
+                    if default_head in capabilities.HEADS else 1, format_func=lambda h: HEAD_HELP[h], key="m_head",
                     help="classifier: predicts one of its labels · encoder: sentence embeddings · "
                          "causal LM: generates text (Compare and Arena pages)")
 with st.expander("Device, dtype and safety"):

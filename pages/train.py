@@ -52,7 +52,7 @@ with new_tab, user_errors():
         chosen = c2.selectbox("Corpus", names, key="t_corpus")
         values["dataset"] = "" if chosen == names[0] else chosen
     else:
-        models = backend.model_names("classifier" if task == "classify" else "causal-lm")
+        models = backend.model_names(train.NEEDS[task])
         want = defaults.get("model", "minilm")
         values["model"] = c1.selectbox("Base model", models, index=models.index(want) if want in models else 0,
                                        key=f"t_model_{task}")

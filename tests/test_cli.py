@@ -21,7 +21,7 @@ def test_models_list_and_show(lab_home):
     out = cli("models", "list", home=lab_home)
     assert out.returncode == 0, out.stderr
     header, *rows = out.stdout.splitlines()
-    assert header.split()[:3] == ["NAME", "SOURCE", "TASK"]
+    assert header.split()[:3] == ["NAME", "SOURCE", "HEAD"]
     assert any(r.split()[:3] == ["minilm", "builtin", "encoder"] for r in rows)
     listed = json.loads(cli("models", "list", "--json", home=lab_home).stdout)
     assert "minilm" in [m["name"] for m in listed]

@@ -22,7 +22,7 @@ def server_models(lab_server, tiny_gpt2, monkeypatch):
     monkeypatch.setenv("LLM_LAB_HOME", str(lab_server["home"]))
     store.reset_connections()
     tag = uuid.uuid4().hex[:6]
-    builtin = [e.location for e in registry.builtin_models() if e.task == "causal-lm"]
+    builtin = [e.location for e in registry.builtin_models() if e.head == "causal-lm"]
     names = [f"cmpalpha{tag}", f"cmpbeta{tag}"]
     for name, location in zip(names, (builtin or [str(tiny_gpt2)])[:1] + [str(tiny_gpt2)]):
         try:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from llm_lab import registry
+from llm_lab import capabilities, registry
 from llm_lab.errors import LabError, ModelError
 from llm_lab.explain import attributions as A
 from llm_lab.explain import batching, faithfulness, generation, html, specs
@@ -46,8 +46,9 @@ def planted():
     tok = AutoTokenizer.from_pretrained(registry.minilm_dir())
     pid = tok.convert_tokens_to_ids("banana")
     entry = registry.ModelEntry("planted", "local", "-", "classifier")
-    return registry.LoadedModel(entry, "classifier", Planted(tok.vocab_size, pid).eval(), tok, "cpu", "float32",
-                                False, False, 0.0)
+    model = Planted(tok.vocab_size, pid).eval()
+    caps = capabilities.of_model(model, tok, "classifier", entry.head, head_is_new=False, attention=False)
+    return registry.LoadedModel(entry, model, tok, "cpu", "float32", caps, 0.0)
 
 
 @pytest.fixture(scope="module")

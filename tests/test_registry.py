@@ -40,7 +40,7 @@ def _direct_embeddings(texts):
 
 def test_minilm_is_listed_and_loads_as_encoder(minilm):
     entries = {e.name: e for e in registry.list_models()}
-    assert entries["minilm"].source == "builtin" and entries["minilm"].task == "encoder"
+    assert entries["minilm"].source == "builtin" and entries["minilm"].head == "encoder"
     assert (Path(entries["minilm"].location) / "model.safetensors").exists()
     info = minilm.info()
     assert (info["layers"], info["heads"], info["hidden_size"], info["vocab_size"]) == (6, 12, 384, 30522)
@@ -86,7 +86,7 @@ def test_bert_as_causal_lm_says_its_head_is_new():
 
 def test_tiny_folder_classifier_keeps_its_labels(tiny_bert):
     entry = registry.resolve(str(tiny_bert))
-    assert entry.source == "local" and entry.task == "classifier"
+    assert entry.source == "local" and entry.head == "classifier"
     loaded = registry.load(str(tiny_bert))
     assert loaded.head == "classifier" and not loaded.head_is_new
     assert loaded.labels == ["negative", "positive"] and loaded.info()["labels"] == ["negative", "positive"]

@@ -6,7 +6,7 @@ a page rerun does not hit the store many times.
 """
 import streamlit as st
 
-from llm_lab import data, jobs, registry
+from llm_lab import capabilities, data, jobs, registry
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -17,15 +17,20 @@ def model(name: str, head: str | None = None, attention: bool = False, device_ov
 
 
 @st.cache_data(ttl=3, show_spinner=False)
-def model_entries() -> list[dict]:
-    return [e.as_dict() for e in registry.list_models()]
+def model_entries() -> list:
+    """The registry's entries (ModelEntry records)."""
+    return registry.list_models()
 
 
-def model_names(task: str | None = None) -> list[str]:
-    """Registry names, optionally only those made for `task` (encoders count as classifiers)."""
-    ok = {"classifier": ("classifier", "encoder"), "encoder": ("classifier", "encoder"),
-          "causal-lm": ("causal-lm",)}.get(task or "", None)
-    return [e["name"] for e in model_entries() if ok is None or e["task"] in ok]
+def model_names(needs=None) -> list[str]:
+    """Registry names, optionally only those that can meet `needs` (a capabilities.Needs)."""
+    return [e.name for e in model_entries() if needs is None or capabilities.entry_fits(needs, e)]
+
+
+def head_for(name: str, needs=None) -> str:
+    """The head to open a registry model (or a typed folder / Hub id) with for `needs`."""
+    entry = next((e for e in model_entries() if e.name == name), None) or registry.resolve(name)
+    return capabilities.head_for(needs or capabilities.needs("Opening a model"), entry)
 
 
 @st.cache_data(ttl=3, show_spinner=False)

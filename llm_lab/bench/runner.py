@@ -9,16 +9,14 @@ import hashlib
 import time
 import traceback
 
+from .. import capabilities as caps
 from .. import data, registry
-from ..errors import JobCancelled, LabError
+from ..errors import JobCancelled, LabError, ModelError
 from . import cache, fingerprint
 from .batching import default_batch_size
 from .suite import LOWER_IS_BETTER, Suite, TaskSpec
 from .tasks import module
 from .tasks.common import TaskError, TaskState
-
-CAUSAL_TASKS = ("language_modeling", "generation", "multiple_choice")
-
 
 def task_frame(spec: TaskSpec):
     """The rows a task scores (id + its roles, in id order), or a TaskError saying what is missing."""
@@ -51,28 +49,37 @@ def task_frame(spec: TaskSpec):
     return info, out
 
 
+# What each task type needs from a model; `capabilities` decides and words the refusal.
+TASK_NEEDS = {
+    "classification": caps.needs("A classification task", caps.CLASSIFIER,
+                                 hint="Score a causal LM with a multiple_choice task, or fine-tune a classifier first."),
+    "language_modeling": caps.needs("A language_modeling task", caps.CAUSAL_LM),
+    "generation": caps.needs("A generation task", caps.CAUSAL_LM),
+    "multiple_choice": caps.needs("A multiple_choice task", caps.CAUSAL_LM),
+    "speed": caps.needs("A speed task"),
+}
+
+
 def load_for(spec: TaskSpec, model_name: str, frame, device: str | None, dtype: str | None):
     """Open the model with the head the task needs; a clear TaskError when it has none."""
     import torch
 
     entry = registry.resolve(model_name)
-    task = entry.task
-    if spec.type in CAUSAL_TASKS:
-        if task in ("classifier", "encoder"):
-            raise TaskError(f"{model_name} is {'a classifier' if task == 'classifier' else 'an encoder'}: it has no "
-                            f"language-model head, and a {spec.type} task needs a causal LM (e.g. tiny-gpt).")
-        return registry.load(model_name, head="causal-lm", device=device, dtype=dtype)
-    if spec.type == "classification":
-        if task == "causal-lm":
-            raise TaskError(f"{model_name} is a causal LM without a sequence-classification head. Score it with a "
-                            "multiple_choice task, or fine-tune a classifier first.")
-        num_labels = None
-        if task != "classifier":  # an encoder: a new head sized to the dataset's labels, seeded
-            num_labels = int(frame["label"].astype(str).nunique())
-            torch.manual_seed(spec.seed)
-        return registry.load(model_name, head="classifier", device=device, dtype=dtype, num_labels=num_labels)
-    head = {"classifier": "classifier", "causal-lm": "causal-lm"}.get(task, "encoder")
-    return registry.load(model_name, head=head, device=device, dtype=dtype)
+    needs = TASK_NEEDS[spec.type]
+    try:
+        head = caps.require_entry(needs, entry)
+    except ModelError as exc:
+        raise TaskError(str(exc)) from exc
+    num_labels = None
+    if head == "classifier" and entry.head != "classifier":  # a new head sized to the dataset's labels, seeded
+        num_labels = int(frame["label"].astype(str).nunique())
+        torch.manual_seed(spec.seed)
+    loaded = registry.load(model_name, head=head, device=device, dtype=dtype, num_labels=num_labels)
+    try:
+        caps.require(needs, loaded)
+    except ModelError as exc:
+        raise TaskError(str(exc)) from exc
+    return loaded
 
 
 def result_key(model_fp: str, dataset_fp: str, spec: TaskSpec, settings: dict) -> str:

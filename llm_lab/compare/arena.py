@@ -9,6 +9,7 @@ import random
 import sqlite3
 import uuid
 
+from .. import capabilities as caps
 from .. import store
 from ..errors import LabError
 from . import rating
@@ -56,7 +57,7 @@ def new_battle(pool: list[str], prompt: str, settings=None, creator: str = "", r
     outputs, stats = {}, {}
     for side, name in (("a", model_a), ("b", model_b)):
         try:
-            res = generate(loader(name, "causal-lm"), [prompt], settings)[0]
+            res = generate(loader(name, caps.GENERATE.head), [prompt], settings)[0]
         except LabError as exc:  # the names stay hidden: say which side failed
             raise ArenaError(f"Model {side.upper()} could not answer, so this battle was dropped "
                              f"(its name stays hidden): {exc}") from exc

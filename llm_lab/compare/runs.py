@@ -15,9 +15,12 @@ its error in `outputs[model]["error"]`; the other models' outputs are kept.
 import time
 import urllib.parse
 
+from .. import capabilities as caps
 from ..errors import JobCancelled, LabError
 
 KINDS = ("generation", "classification")
+# What each kind of comparison needs from a model (the pickers list only models that fit)
+NEEDS = {"generation": caps.GENERATE, "classification": caps.CLASSIFY}
 MAX_MODELS = 4
 
 
@@ -79,15 +82,14 @@ def run(kind: str, models: list[str], inputs: list[dict], settings=None, progres
             if progress else None
         start = time.perf_counter()
         try:
+            loaded = loader(name, NEEDS[kind].head)
+            caps.require(NEEDS[kind], loaded)
+            start = time.perf_counter()  # run time, not load time
             if kind == "generation":
                 from ..generation import generate
 
-                loaded = loader(name, "causal-lm")
-                start = time.perf_counter()  # run time, not load time
                 rows = [r.as_dict() for r in generate(loaded, texts, settings, progress=report)]
             else:
-                loaded = loader(name, "classifier")
-                start = time.perf_counter()
                 rows = classify_rows(loaded, texts, report)
             outputs[name] = {"error": None, "rows": rows, "wall_s": time.perf_counter() - start,
                              "info": _info(loaded)}

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import data, registry, store
 from ..errors import DataError
-from . import attributions, faithfulness
+from . import attributions, faithfulness, specs
 
 KIND = "llm_lab.explain.jobs:attribute_dataset"
 
@@ -55,7 +55,7 @@ def attribute_dataset(ctx, model: str | None = None, dataset: str | None = None,
         raise DataError(f"{dataset} has no rows{' in split ' + split if split else ''}"
                         f"{' with the ids of the benchmark errors (was the dataset replaced?)' if errors else ''}.")
     sample = frame.sample(n=min(n, len(frame)), random_state=seed) if len(frame) > n else frame
-    loaded = registry.load(model, head="classifier")
+    loaded = registry.load_for(specs.CLASSIFICATION_NEEDS, model)
     path = ctx.workdir / "results.jsonl"
     done = [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if ctx.resume and path.exists() else []
     if not ctx.resume and path.exists():

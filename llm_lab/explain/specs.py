@@ -1,17 +1,14 @@
-"""LIT-style specs: what a loaded model offers and what each interpreter needs.
+"""What each attribution method needs from a model (LIT-style specs).
 
-A method declares `needs` (a set of capabilities); `capabilities(loaded)` says what the
-model has; the pages list only `compatible_methods(loaded)`.
+A method declares its `needs` (capability names from `llm_lab.capabilities`); the loaded
+model carries what it offers; the pages list only `compatible_methods(loaded)`, and
+`require` raises the same message as every other feature.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from .. import capabilities as caps
+from ..capabilities import ATTENTION, CAUSAL_LM, CLASSIFIER, GRADIENTS
 from ..errors import ModelError
-
-# capability names
-CLASSIFIER = "classifier-head"      # logits over labels
-CAUSAL_LM = "causal-lm"             # next-token logits, .generate
-GRADIENTS = "gradients"             # a differentiable torch model with an input-embedding layer
-ATTENTION = "attention-weights"     # eager attention: returns attention probabilities
 
 
 @dataclass(frozen=True)
@@ -19,15 +16,19 @@ class MethodSpec:
     key: str
     name: str
     needs: frozenset
-    kind: str                       # "gradient" | "perturbation"
+    family: str                     # "gradient" | "perturbation"
     baseline: bool = False          # takes a baseline choice (pad / mask / zero embeddings)
     signed: bool = True             # scores can be negative
     description: str = ""
     baselines: tuple = ("pad", "mask", "zero")
 
+    @property
+    def requirements(self) -> caps.Needs:
+        return caps.needs(self.name, *self.needs)
 
-def _m(key, name, needs, kind, baseline=False, signed=True, description="", baselines=("pad", "mask", "zero")):
-    return MethodSpec(key, name, frozenset(needs), kind, baseline, signed, description, baselines)
+
+def _m(key, name, needs, family, baseline=False, signed=True, description="", baselines=("pad", "mask", "zero")):
+    return MethodSpec(key, name, frozenset(needs), family, baseline, signed, description, baselines)
 
 
 CLASSIFICATION_METHODS = {m.key: m for m in [
@@ -66,44 +67,20 @@ GENERATION_METHODS = {m.key: m for m in [
                    "cache; prompt tokens only."),
 ]}
 
-ATTENTION_VIEWS = {m.key: m for m in [
-    _m("attention", "Attention views", {ATTENTION}, "attention"),
-]}
-
-
-def capabilities(loaded) -> set[str]:
-    caps = set()
-    if loaded.head == "classifier":
-        caps.add(CLASSIFIER)
-    if loaded.head == "causal-lm":
-        caps.add(CAUSAL_LM)
-    model = loaded.model
-    try:
-        if model.get_input_embeddings() is not None:
-            caps.add(GRADIENTS)
-    except (AttributeError, NotImplementedError):
-        pass
-    impl = getattr(model.config, "_attn_implementation", None)
-    if loaded.attention or impl == "eager":
-        caps.add(ATTENTION)
-    return caps
+# What the pickers ask of a model before any method is chosen (each method then checks its own needs).
+CLASSIFICATION_NEEDS = caps.needs("Classification attributions", CLASSIFIER, GRADIENTS)
+GENERATION_NEEDS = caps.needs("Generation attributions", CAUSAL_LM)
+# The attention views need only attention weights, whatever the head.
+ATTENTION_NEEDS = caps.needs("The attention views", ATTENTION)
 
 
 def compatible_methods(loaded, table: dict | None = None) -> list[MethodSpec]:
-    caps = capabilities(loaded)
     table = table if table is not None else {**CLASSIFICATION_METHODS, **GENERATION_METHODS}
-    return [m for m in table.values() if m.needs <= caps]
+    return [m for m in table.values() if caps.compatible(m.requirements, loaded)]
 
 
 def require(loaded, method: MethodSpec) -> None:
-    missing = method.needs - capabilities(loaded)
-    if missing:
-        what = {CLASSIFIER: "a classifier head (open the model as a classifier)",
-                CAUSAL_LM: "a causal language model (a GPT-style model opened as causal-lm)",
-                GRADIENTS: "gradients through an input-embedding layer",
-                ATTENTION: "attention weights (eager attention)"}
-        raise ModelError(f"{method.name} does not apply to {loaded.entry.name} opened as {loaded.head}: it needs "
-                         + ", ".join(what[m] for m in sorted(missing)) + ".")
+    caps.require(method.requirements, loaded)
 
 
 def get_method(key: str) -> MethodSpec:

@@ -11,7 +11,7 @@ runner (Trainer, OOM/NaN/disk-full handling), export (atomic save, model card, r
 zip), history (past runs), figures (plotly curves), job (the job functions).
 Importing this package does not import torch.
 """
-from .config import PRESETS, TASKS, TINY_GPT, TrainConfig, task_defaults  # noqa: F401
+from .config import NEEDS, PRESETS, TASKS, TINY_GPT, TrainConfig, task_defaults  # noqa: F401
 from .job import run  # noqa: F401  the job function the worker calls
 
 JOB_KIND = "llm_lab.train:run"

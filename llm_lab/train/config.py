@@ -9,12 +9,20 @@ import shlex
 import time
 from dataclasses import asdict, dataclass, field, fields
 
+from .. import capabilities as caps
 from ..errors import LabError
 
 TASKS = {
     "classify": "Text classifier (fine-tune an encoder)",
     "causal-lm": "Causal LM fine-tuning (full or LoRA)",
     "pretrain": "Pretrain a small GPT-2 from scratch",
+}
+
+# What each training recipe needs from its base model (pretraining starts from nothing).
+NEEDS = {
+    "classify": caps.needs("Fine-tuning a classifier", caps.CLASSIFIER, hint="Pick an encoder such as minilm."),
+    "causal-lm": caps.needs("Causal-LM fine-tuning", caps.CAUSAL_LM, hint="Pick a causal LM such as tiny-gpt, or pretrain one."),
+    "pretrain": caps.needs("Pretraining"),
 }
 
 # GPT-2 sizes for pretraining. Parameters ≈ vocab·d + positions·d + 12·layers·d².

@@ -4,9 +4,9 @@ Models are loaded fresh (not from the registry's shared cache): training changes
 """
 from pathlib import Path
 
-from .. import registry
+from .. import capabilities, registry
 from ..errors import ModelError
-from .config import TrainConfig
+from .config import NEEDS, TrainConfig
 
 ENCODER_ONLY = {"bert", "roberta", "distilbert", "electra", "deberta", "deberta-v2", "albert", "xlm-roberta",
                 "mpnet", "camembert", "modernbert"}
@@ -40,6 +40,7 @@ def classifier(cfg: TrainConfig, labels: list[str]):
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     entry, source, kwargs = _source(cfg.model)
+    capabilities.require_entry(NEEDS[cfg.task], entry)
     config = AutoConfig.from_pretrained(source, **kwargs)
     if type(config) not in AutoModelForSequenceClassification._model_mapping:
         raise ModelError(f"{cfg.model} ({config.model_type}) has no sequence-classification head in transformers; "
@@ -62,6 +63,7 @@ def causal_lm(cfg: TrainConfig):
     if config.model_type in ENCODER_ONLY or type(config) not in AutoModelForCausalLM._model_mapping:
         raise ModelError(f"{cfg.model} is an encoder ({config.model_type}) without a causal language-model head: "
                          "it cannot continue text. Pick a causal LM such as tiny-gpt, or pretrain one.")
+    capabilities.require_entry(NEEDS[cfg.task], entry)
     transformers.logging.set_verbosity_error()
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     if cfg.lora:

@@ -1,0 +1,200 @@
+"""What a model can do, decided once; what each feature needs; one check between them.
+
+In the way of LIT's specs: a loaded model carries `Capabilities`, computed once by the registry
+at load time; a feature (a benchmark task type, an attribution method, the attention views,
+Compare, Arena, a training recipe, a CLI command) declares `Needs`; `compatible(needs, model)`
+decides, and `require(needs, model)` raises the one message every feature shows.
+
+Before a model is loaded, pickers ask `entry_fits(needs, entry)`: can this registry entry be
+opened so that it meets the needs? `head_for(needs, entry)` says with which head.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import ModelError
+
+# ---------------------------------------------------------------- capability names
+CLASSIFIER = "classifier"           # logits over named labels
+TRAINED_HEAD = "trained-head"       # the head's weights were trained, not freshly initialised
+CAUSAL_LM = "causal-lm"             # next-token logits and .generate, trained to write text
+ENCODER = "encoder"                 # hidden states (mean-pooled sentence embeddings)
+GRADIENTS = "gradients"             # a differentiable torch model with an input-embedding layer
+ATTENTION = "attention-weights"     # eager attention: returns attention probabilities
+
+DESCRIPTIONS = {
+    CLASSIFIER: "a classifier head (an encoder gets a new one when opened as a classifier; a causal LM without "
+                "a sequence-classification head cannot classify)",
+    TRAINED_HEAD: "a trained head (fine-tune the model first: its head is new)",
+    CAUSAL_LM: "a causal language model such as tiny-gpt (this one is not a language model: it has no "
+               "language-model head trained to write, so it cannot generate text)",
+    ENCODER: "an encoder (hidden states)",
+    GRADIENTS: "gradients through an input-embedding layer",
+    ATTENTION: "attention weights (eager attention)",
+}
+
+# The heads a model can be opened with; a registry entry records the one it was made for.
+HEADS = ("classifier", "encoder", "causal-lm")
+HEAD_PROVIDES = {"classifier": CLASSIFIER, "encoder": ENCODER, "causal-lm": CAUSAL_LM}
+DEFAULT_CONTEXT = 512   # when neither the config nor the tokenizer names a sane limit
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What one loaded model offers. Made once by `of_model` when the registry loads it."""
+    head: str
+    provides: frozenset
+    labels: tuple = ()
+    head_is_new: bool = False
+    max_context: int = DEFAULT_CONTEXT
+
+    def has(self, *names: str) -> bool:
+        return set(names) <= self.provides
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a feature needs from a model, and the name it goes by in messages."""
+    what: str
+    caps: frozenset = field(default_factory=frozenset)
+    hint: str = ""          # what to do instead, added to the message
+
+
+    @property
+    def head(self) -> str | None:
+        """The head these needs imply (None: any head will do, the entry's default)."""
+        if CAUSAL_LM in self.caps:
+            return "causal-lm"
+        if CLASSIFIER in self.caps or TRAINED_HEAD in self.caps:
+            return "classifier"
+        return None
+
+
+def needs(what: str, *caps: str, hint: str = "") -> Needs:
+    unknown = set(caps) - set(DESCRIPTIONS)
+    if unknown:
+        raise ValueError(f"unknown capabilities {sorted(unknown)}")
+    return Needs(what, frozenset(caps), hint)
+
+
+# Needs shared by several features (Compare, Arena, generation, the benchmark's causal tasks).
+GENERATE = needs("Text generation", CAUSAL_LM,
+                 hint="Pick a causal LM (e.g. tiny-gpt or a GPT-2 style model), or compare it as a classifier.")
+CLASSIFY = needs("Classification", CLASSIFIER)
+
+
+# ---------------------------------------------------------------- registry entries (before loading)
+def entry_heads(entry_head: str) -> tuple[str, ...]:
+    """The heads an entry made for `entry_head` can be opened with, its default first.
+
+    An encoder opens as a classifier with a new head (to fine-tune or benchmark); a classifier
+    opens as an encoder for embeddings; a causal LM opens as an encoder for its hidden states.
+    A folder or Hub id whose head is not known yet may be anything."""
+    return {"classifier": ("classifier", "encoder"),
+            "encoder": ("encoder", "classifier"),
+            "causal-lm": ("causal-lm", "encoder")}.get(entry_head, ("encoder", "classifier", "causal-lm"))
+
+
+def default_head(entry) -> str:
+    """The one rule for the head a registry entry opens with when nobody asks for another."""
+    return entry_heads(entry.head)[0]
+
+
+def _entry_provides(entry_head: str, head: str) -> frozenset:
+    caps = {HEAD_PROVIDES[head], GRADIENTS, ATTENTION}
+    if head == "classifier" and entry_head == "classifier":
+        caps.add(TRAINED_HEAD)
+    if head == "causal-lm" and entry_head not in ("causal-lm", "unknown"):
+        caps.discard(CAUSAL_LM)  # an encoder with an LM head bolted on was never trained to write
+    return frozenset(caps)
+
+
+def head_for(needs_: Needs, entry) -> str:
+    """The head to open `entry` with so it meets `needs_` (its default head when any will do)."""
+    for head in entry_heads(entry.head):
+        if needs_.caps <= _entry_provides(entry.head, head) and (needs_.head in (None, head)):
+            return head
+    return needs_.head or default_head(entry)
+
+
+def entry_fits(needs_: Needs, entry) -> bool:
+    """Can this registry entry be opened so that it meets `needs_`? (Pickers list only these.)"""
+    return any(needs_.caps <= _entry_provides(entry.head, h) for h in entry_heads(entry.head))
+
+
+# ---------------------------------------------------------------- loaded models
+def of_model(model, tokenizer, head: str, entry_head: str, head_is_new: bool, attention: bool) -> Capabilities:
+    """What a freshly loaded model can do. Called once, by the registry."""
+    caps = {HEAD_PROVIDES[head]}
+    if head == "causal-lm" and (entry_head not in ("causal-lm", "unknown")
+                                or not getattr(model, "can_generate", lambda: False)()):
+        caps.discard(CAUSAL_LM)
+    if head == "classifier" and not head_is_new:
+        caps.add(TRAINED_HEAD)
+    try:
+        if model.get_input_embeddings() is not None:
+            caps.add(GRADIENTS)
+    except (AttributeError, NotImplementedError):
+        pass
+    if attention or getattr(model.config, "_attn_implementation", None) == "eager":
+        caps.add(ATTENTION)
+    labels = ()
+    if head == "classifier":
+        id2label = getattr(model.config, "id2label", None) or {}
+        labels = tuple(id2label[i] for i in sorted(id2label))
+    return Capabilities(head, frozenset(caps), labels, head_is_new, context_length(model, tokenizer))
+
+
+def context_length(model, tokenizer=None) -> int:
+    """The longest input the model takes: the config's positions, else a sane tokenizer limit, else 512."""
+    cfg = model.config
+    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    for name in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and value > 0:
+            if getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta", "camembert") and name == "max_position_embeddings":
+                return value - 2  # RoBERTa reserves two positions for the padding offset
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 1_000_000:
+        return limit
+    return DEFAULT_CONTEXT
+
+
+def _caps_of(model) -> Capabilities:
+    caps = getattr(model, "capabilities", None)
+    if not isinstance(caps, Capabilities):
+        raise TypeError(f"{type(model).__name__} carries no Capabilities: load it with llm_lab.registry.load")
+    return caps
+
+
+def missing(needs_: Needs, model) -> set[str]:
+    return set(needs_.caps - _caps_of(model).provides)
+
+
+def compatible(needs_: Needs, model) -> bool:
+    """The one check: does this loaded model offer everything `needs_` asks for?"""
+    return not missing(needs_, model)
+
+
+def require(needs_: Needs, model) -> None:
+    """Raise the one message every feature shows when a model does not fit."""
+    lacking = missing(needs_, model)
+    if lacking:
+        name = getattr(getattr(model, "entry", None), "name", "this model")
+        raise ModelError(message(needs_, name, _caps_of(model).head, lacking))
+
+
+def message(needs_: Needs, name: str, head: str, lacking) -> str:
+    """The one wording of "this model does not fit this feature"."""
+    text = (f"{needs_.what} does not apply to {name} opened as {head}: it needs "
+            + ", ".join(DESCRIPTIONS[c] for c in sorted(lacking)) + ".")
+    return f"{text} {needs_.hint}" if needs_.hint else text
+
+
+def require_entry(needs_: Needs, entry) -> str:
+    """Before loading: the head to open `entry` with for `needs_`, or the same message as `require`."""
+    if not entry_fits(needs_, entry):
+        head = default_head(entry)
+        raise ModelError(message(needs_, entry.name, head, needs_.caps - _entry_provides(entry.head, head)))
+    return head_for(needs_, entry)
