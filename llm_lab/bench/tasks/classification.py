@@ -7,7 +7,8 @@ import torch
 from ... import metrics
 from ...cls_forward import classifier_logits
 from ..batching import pad, run_batched
-from .common import TaskError, headline, map_labels, natural_key, render, short
+from ...text_utils import natural_key
+from .common import TaskError, headline, map_labels, render, short
 
 HEAD = "classifier"
 

@@ -48,11 +48,6 @@ def render(template: str | None, frame, default_role: str) -> list[str]:
     return out
 
 
-def natural_key(value) -> tuple:
-    s = str(value)
-    return (0, int(s), "") if s.lstrip("-").isdigit() else (1, 0, s)
-
-
 def map_labels(dataset_labels: list[str], model_labels: list[str], label_map: dict, head_is_new: bool,
                model_name: str) -> tuple[dict, str]:
     """dataset label -> index of the model's output; and a note when the mapping is not by name."""

@@ -35,8 +35,8 @@ def register(subparsers) -> None:
 
 
 def attribute(args) -> int:
-    from . import registry
-    from .explain import attributions, faithfulness
+    from .. import registry
+    from . import attributions, faithfulness
 
     loaded = registry.load(args.model, head="classifier")
     a = attributions.attribute(loaded, args.text, args.method, target=args.target, baseline=args.baseline,
@@ -56,8 +56,8 @@ def attribute(args) -> int:
 
 
 def generation(args) -> int:
-    from . import registry
-    from .explain.generation import attribute_generation
+    from .. import registry
+    from .generation import attribute_generation
 
     g = attribute_generation(registry.load(args.model, head="causal-lm"), args.prompt, args.new_tokens, args.method)
     if args.json:
@@ -69,8 +69,8 @@ def generation(args) -> int:
 
 
 def attention(args) -> int:
-    from . import registry
-    from .explain import attention as att
+    from .. import registry
+    from . import attention as att
 
     entry = registry.resolve(args.model)
     head = "causal-lm" if entry.task == "causal-lm" else "encoder"
@@ -81,8 +81,8 @@ def attention(args) -> int:
 
 
 def dataset(args) -> int:
-    from . import jobs
-    from .explain.jobs import KIND
+    from .. import jobs
+    from .jobs import KIND
 
     job_id = jobs.submit(KIND, {"model": args.model, "dataset": args.dataset, "methods": args.methods, "n": args.n},
                          f"Attributions: {args.model} on {args.dataset}")
