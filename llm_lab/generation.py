@@ -16,7 +16,6 @@ import torch
 
 from .errors import LabError, ModelError
 
-STOP_REASONS = ("eos", "stop_string", "max_new_tokens", "context")
 _LOGIT_BUDGET_BYTES = 512 * 2**20  # raw logits kept during one batch (batch x steps x vocab x 4 bytes)
 
 

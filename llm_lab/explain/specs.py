@@ -66,10 +66,6 @@ GENERATION_METHODS = {m.key: m for m in [
                    "cache; prompt tokens only."),
 ]}
 
-ATTENTION_VIEWS = {m.key: m for m in [
-    _m("attention", "Attention views", {ATTENTION}, "attention"),
-]}
-
 
 def capabilities(loaded) -> set[str]:
     caps = set()

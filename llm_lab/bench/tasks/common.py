@@ -4,8 +4,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ...errors import LabError
 
 
@@ -89,7 +87,3 @@ def headline(name: str, values: dict, ci: dict | None, lower_is_better: bool = F
 def short(text, n: int = 300) -> str:
     text = str(text)
     return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def as_list(array) -> list:
-    return np.asarray(array).tolist()
