@@ -1,6 +1,8 @@
 """`python -m llm_lab …`: each feature module adds its own subcommands with `register(subparsers)`.
 
 A handler returns the exit code. A LabError prints its message to stderr and exits 1.
+The root's own commands (models, data, jobs, worker) live in core_cli; each feature package
+(bench, train, compare, explain) owns its `cli.py`. `table` is the text table every CLI prints.
 """
 import argparse
 import importlib
@@ -10,12 +12,20 @@ from .errors import LabError
 
 # Feature modules that add subcommands. A module listed here exposes `register(subparsers)`.
 COMMAND_MODULES = [
-    "llm_lab.cli_core",
-    "llm_lab.cli_bench",
-    "llm_lab.cli_train",
-    "llm_lab.cli_compare",
-    "llm_lab.cli_explain",
+    "llm_lab.core_cli",
+    "llm_lab.bench.cli",
+    "llm_lab.train.cli",
+    "llm_lab.compare.cli",
+    "llm_lab.explain.cli",
 ]
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    """A plain-text table: upper-case headers, columns padded to their widest cell, None shown empty."""
+    widths = {c: max([len(c)] + [len(str(r.get(c) if r.get(c) is not None else "")) for r in rows]) for c in columns}
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(r.get(c) if r.get(c) is not None else "").ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:

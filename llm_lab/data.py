@@ -31,6 +31,7 @@ pd = _Pandas()
 
 from . import paths, store
 from .errors import DataError
+from .text_utils import natural_key
 
 ROLES = ("text", "label", "text_pair", "prompt", "reference")
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet",
@@ -366,7 +367,7 @@ def import_dataset(name: str, filename: str, data: bytes, roles: dict | None = N
     content_hash = hashlib.sha256(data).hexdigest()
     fingerprint = hashlib.sha256(json.dumps(
         {"content": content_hash, "roles": roles, "recipe": recipe.as_dict()}, sort_keys=True).encode()).hexdigest()
-    labels = sorted(frame["label"].unique().tolist(), key=_natural) if "label" in frame.columns else None
+    labels = sorted(frame["label"].unique().tolist(), key=natural_key) if "label" in frame.columns else None
     info = DatasetInfo(name, store.now(), Path(filename).name, content_hash, fingerprint, roles, recipe.as_dict(),
                        len(frame), frame["split"].value_counts().to_dict(), labels, report, description)
     with store.atomic_dir(dataset_dir(name)) as tmp:
@@ -382,10 +383,6 @@ def import_dataset(name: str, filename: str, data: bytes, roles: dict | None = N
                 store.to_json(info.recipe), info.rows, store.to_json(info.splits), store.to_json(labels),
                 store.to_json(report), description))
     return info
-
-
-def _natural(value: str):
-    return (0, int(value)) if str(value).lstrip("-").isdigit() else (1, str(value))
 
 
 def _info(row: dict) -> DatasetInfo:

@@ -10,14 +10,6 @@ import sys
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
 
 
-def __getattr__(name):
-    if name in ("DTYPES", "torch"):  # kept for callers that used the module attributes
-        import torch
-
-        return torch if name == "torch" else {n: getattr(torch, n) for n in DTYPE_NAMES}
-    raise AttributeError(name)
-
-
 def pick_device(override: str | None = None) -> str:
     import torch
 

@@ -17,7 +17,6 @@ import torch
 from . import capabilities as caps
 from .errors import LabError, ModelError
 
-STOP_REASONS = ("eos", "stop_string", "max_new_tokens", "context")
 _LOGIT_BUDGET_BYTES = 512 * 2**20  # raw logits kept during one batch (batch x steps x vocab x 4 bytes)
 
 

@@ -1,7 +1,7 @@
 """Background jobs: a huey queue in SQLite, one worker process, state in the store.
 
 A job is a function `fn(ctx: JobContext, **params) -> dict | None` named by its
-import path ("llm_lab.train.jobs:run"). `submit` records it as queued and puts
+import path ("llm_lab.train:run"). `submit` records it as queued and puts
 its id on the queue; the worker (`python -m llm_lab worker`, started on demand by
 `ensure_worker`) runs one job at a time, so one GPU is never shared by two jobs.
 Progress, metric curves and log lines go to the store, where any page, browser
@@ -131,6 +131,11 @@ def resume(job_id: str) -> dict:
 def metrics(job_id: str) -> list[dict]:
     """Rows of {step, name, value, at} for the job's curves, in step order."""
     return store.query("SELECT step, name, value, at FROM job_metrics WHERE job_id=? ORDER BY step, at", (job_id,))
+
+
+def drop_metrics_after(job_id: str, step: float) -> None:
+    """Forget the job's curve points after `step` (a resumed run recomputes them from its checkpoint)."""
+    store.execute("DELETE FROM job_metrics WHERE job_id=? AND step>?", (job_id, step))
 
 
 def logs(job_id: str, last: int = 200) -> list[str]:
@@ -284,20 +289,15 @@ def _process_alive(pid) -> bool:
 _INTERRUPTED_MESSAGE = "The worker stopped while this job ran. Resume it to continue from its last checkpoint."
 
 
-def _mark_orphans_interrupted() -> None:
-    """Running jobs whose process is gone (killed worker, closed CLI) become interrupted."""
+def reconcile() -> None:
+    """Running jobs whose process is gone (killed worker, closed CLI) become interrupted.
+
+    Checked per job (its recorded pid), not per worker lock: a job run inline by a CLI or a
+    script in another process is alive although no worker holds the lock."""
     for row in store.query("SELECT id, worker_pid FROM jobs WHERE status=?", (RUNNING,)):
         if not _process_alive(row["worker_pid"]):
             store.execute("UPDATE jobs SET status=?, finished_at=?, message=? WHERE id=? AND status=?",
                           (INTERRUPTED, store.now(), _INTERRUPTED_MESSAGE, row["id"], RUNNING))
-
-
-def reconcile() -> None:
-    """Mark running jobs as interrupted when the process that ran them has died.
-
-    Checked per job (its recorded pid), not per worker lock: a job run inline by a CLI or a
-    script in another process is alive although no worker holds the lock."""
-    _mark_orphans_interrupted()
 
 
 def _pid_path() -> Path:
@@ -343,7 +343,7 @@ def run_worker() -> int:
                 return 0
             time.sleep(0.2)  # the lock of a killed worker, still held by a child of it: wait for it
     store.atomic_write_bytes(_pid_path(), str(os.getpid()).encode())
-    _mark_orphans_interrupted()
+    reconcile()
     print(f"LLM Lab worker {os.getpid()} serving {paths.home()}", flush=True)
     consumer = _huey()[0].create_consumer(workers=1, worker_type="thread", periodic=False,
                                        initial_delay=0.1, max_delay=0.5, check_worker_health=False)

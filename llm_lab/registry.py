@@ -288,7 +288,7 @@ def _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust
     source = entry.location
     common = {"trust_remote_code": trust_remote_code}
     if entry.source == "hub":
-        source = _hub_source(entry.location, common)
+        source = hub_source(entry.location, common)
     else:
         check_folder(Path(source), allow_bin=allow_bin)
         common["local_files_only"] = True
@@ -322,7 +322,7 @@ def _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust
                        time.perf_counter() - start)
 
 
-def _hub_source(repo_id: str, common: dict) -> str:
+def hub_source(repo_id: str, common: dict) -> str:
     """Use the local Hub cache when it has the model; otherwise check the Hub answers, quickly."""
     from huggingface_hub import snapshot_download
 

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from llm_lab import capabilities
-from llm_lab.compare import arena, figures
+from llm_lab.compare import arena, plots
 from llm_lab.generation import GenerationSettings
 from ui import backend
 from ui.common import header, user_errors
@@ -88,9 +88,9 @@ with user_errors():
                    f"'both bad' count half a win each · 1000 bootstrap resamples · computed in {took * 1000:.0f} ms")
         battles = [(v["model_a"], v["model_b"], v["vote"]) for v in votes]
         t1, t2, t3 = st.tabs(["Ratings", "Win rates", "Battle counts"])
-        t1.plotly_chart(figures.leaderboard(board), key="a_fig_board")
-        t2.plotly_chart(figures.win_rate_heatmap(battles), key="a_fig_win")
-        t3.plotly_chart(figures.battle_counts(battles), key="a_fig_counts")
+        t1.plotly_chart(plots.leaderboard(board), key="a_fig_board")
+        t2.plotly_chart(plots.win_rate_heatmap(battles), key="a_fig_win")
+        t3.plotly_chart(plots.battle_counts(battles), key="a_fig_counts")
         mine = sum(v["voter"] == voter for v in votes)
         st.caption(f"You ({'signed in as ' + voter if not voter.startswith('anon-') else 'anonymous'}) cast {mine} "
                    "of these votes.")

@@ -3,7 +3,7 @@ import streamlit as st
 
 from llm_lab.explain import attention as att
 from llm_lab.explain import specs
-from llm_lab.explain import attention_figures as figs
+from llm_lab.explain import attention_plots as figs
 from ui import backend
 from ui.common import header, user_errors
 

@@ -5,7 +5,7 @@ Query parameters: model, dataset, example (row id), text — links from Benchmar
 import streamlit as st
 
 from llm_lab.explain import attributions as attr_mod
-from llm_lab.explain import faithfulness, figures, specs
+from llm_lab.explain import faithfulness, plots, specs
 from llm_lab.explain.generation import attribute_generation
 from llm_lab.explain.jobs import KIND as DATASET_JOB
 from ui import backend, job_panel
@@ -98,7 +98,7 @@ if mode == "Classification":
                 attribution_block(a, f, key=str(i))
         rows = [{"method": f"{a['model']} · {a['method_name']}", "comprehensiveness": f["comprehensiveness"],
                  "sufficiency": f["sufficiency"]} for a, f in results]
-        st.plotly_chart(figures.faithfulness_bar(rows), width="stretch", key="attr_faith")
+        st.plotly_chart(plots.faithfulness_bar(rows), width="stretch", key="attr_faith")
         st.success(f"Most faithful here (comprehensiveness − sufficiency): **{faithfulness.most_faithful(rows)}**. "
                    "Run the dataset job for an answer over many examples.")
 
@@ -165,12 +165,12 @@ else:
         res = job.get("result")
         if job["status"] != "succeeded" or not res:
             return
-        st.plotly_chart(figures.faithfulness_bar(res["faithfulness"]), width="stretch", key="ds_faith")
+        st.plotly_chart(plots.faithfulness_bar(res["faithfulness"]), width="stretch", key="ds_faith")
         st.success(f"Most faithful method for {res['model']} on this {res.get('source', 'sample')} "
                    f"({res['n']} examples): **{res['most_faithful']}**")
         for method, agg in res["class_tokens"].items():
             st.markdown(f"**{method}**")
-            st.plotly_chart(figures.class_tokens_bar(agg), width="stretch", key=f"ds_cls_{method}")
+            st.plotly_chart(plots.class_tokens_bar(agg), width="stretch", key=f"ds_cls_{method}")
 
     if job_panel.current("attr_job"):
         job_panel.show(job_panel.current("attr_job"), extra=show_result, key="attr_job")

@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from llm_lab.bench import cache, figures, job, leaderboard, report, suite as suites
+from llm_lab.bench import cache, job, leaderboard, plots, report, suite as suites
 from llm_lab.bench.suite import TASK_TYPES
 from ui import backend, job_panel
 from ui.common import header, user_errors
@@ -120,14 +120,14 @@ if notes:
         st.markdown("\n".join(f"- {n}" for n in notes))
 
 tabs = st.tabs(["Per task", "Quality vs latency", "Confusion matrix", "F1 per class"])
-tabs[0].plotly_chart(figures.task_bars(summaries), key="b_fig_bars")
-tabs[1].plotly_chart(figures.accuracy_latency(summaries), key="b_fig_scatter")
+tabs[0].plotly_chart(plots.task_bars(summaries), key="b_fig_bars")
+tabs[1].plotly_chart(plots.accuracy_latency(summaries), key="b_fig_scatter")
 cls = [r for r in results if r["type"] == "classification" and r["status"] == "ok"]
 if cls:
     which = tabs[2].selectbox("Result", range(len(cls)), format_func=lambda i: f"{cls[i]['model']} / {cls[i]['task']}",
                               key="b_cm_pick")
-    tabs[2].plotly_chart(figures.confusion(cls[which]), key="b_fig_cm")
-    fig = figures.per_class_f1(results, cls[which]["task"])
+    tabs[2].plotly_chart(plots.confusion(cls[which]), key="b_fig_cm")
+    fig = plots.per_class_f1(results, cls[which]["task"])
     if fig is not None:
         tabs[3].plotly_chart(fig, key="b_fig_f1")
 else:

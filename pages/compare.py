@@ -1,7 +1,7 @@
 """Compare: 2-4 models side by side on typed inputs or a dataset sample; saved comparisons reopen by link."""
 import streamlit as st
 
-from llm_lab.compare import diff, figures, live, runs, saved, tables
+from llm_lab.compare import diff, live, plots, runs, saved, tables
 from llm_lab.compare import jobs as compare_jobs
 from llm_lab.generation import GenerationSettings
 from ui import backend, job_panel
@@ -114,7 +114,7 @@ def one_input(comp: dict) -> None:
         st.caption(f"Reference: {inputs[i].get('reference') or inputs[i].get('label')}")
     if comp["kind"] == "classification":
         if ok:
-            st.plotly_chart(figures.class_probabilities(comp, i), key="c_probs")
+            st.plotly_chart(plots.class_probabilities(comp, i), key="c_probs")
         for col, m in zip(st.columns(len(ok) or 1), ok):
             row = comp["outputs"][m]["rows"][i]
             col.markdown(f"**{m}**: {row['label']} ({row['prob']:.1%})")
@@ -151,14 +151,14 @@ def show(comp: dict) -> None:
     model_cards(comp)
     ok = [m for m in comp["models"] if not comp["outputs"][m]["error"]]
     if comp["kind"] == "generation" and ok:
-        st.plotly_chart(figures.generation_summary(comp), key="c_summary")
+        st.plotly_chart(plots.generation_summary(comp), key="c_summary")
     elif len(ok) >= 2:
         agree = comp["agreement"]
         st.metric("all models agree on", f"{agree['rate']:.0%} of the inputs")
         b1, b2 = st.columns(2)
         ma = b1.selectbox("Rows: model", ok, index=0, key="c_conf_a")
         mb = b2.selectbox("Columns: model", ok, index=1, key="c_conf_b")
-        st.plotly_chart(figures.confusion_between(runs.confusion_between(comp, ma, mb)), key="c_conf")
+        st.plotly_chart(plots.confusion_between(runs.confusion_between(comp, ma, mb)), key="c_conf")
     results_table(comp)
     one_input(comp)
 

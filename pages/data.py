@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from llm_lab import data, figures_data
+from llm_lab import data, data_plots
 from ui import backend
 from ui.common import header, user_errors
 
@@ -44,10 +44,10 @@ def _profile_block(frame: pd.DataFrame, report: dict | None = None, key: str = "
                        help=f"min {lengths['min']}, max {lengths['max']} characters in {prof['text_column']!r}")
     left, right = st.columns(2)
     if prof["label_counts"]:
-        left.plotly_chart(figures_data.label_distribution(frame), key=f"labels-{key}")
+        left.plotly_chart(data_plots.label_distribution(frame), key=f"labels-{key}")
     if prof["text_column"]:
         (right if prof["label_counts"] else left).plotly_chart(
-            figures_data.length_histogram(frame, prof["text_column"]), key=f"lengths-{key}")
+            data_plots.length_histogram(frame, prof["text_column"]), key=f"lengths-{key}")
 
 
 # ---------------------------------------------------------------- upload

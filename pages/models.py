@@ -2,7 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from llm_lab import capabilities, figures_data, predict
+from llm_lab import capabilities, data_plots, predict
 from ui import backend
 from ui.common import header, user_errors
 
@@ -113,7 +113,7 @@ if loaded.head == "classifier":
             best = int(probs.argmax())
             st.markdown(f"Prediction: **{labels[best]}** ({probs[best]:.1%})"
                         + (" · the head is untrained, so this is noise" if loaded.head_is_new else ""))
-            st.plotly_chart(figures_data.probabilities(labels, probs), key="m_probs")
+            st.plotly_chart(data_plots.probabilities(labels, probs), key="m_probs")
 with tabs[-1]:
     e1, e2 = st.columns(2)
     first = e1.text_area("First sentence", "A cat is sleeping on the sofa.", key="m_emb_a")

@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from llm_lab import train
-from llm_lab.train import export, figures, history, resources
+from llm_lab.train import export, history, plots, resources
 from ui import backend, job_panel
 from ui.common import header, user_errors
 
@@ -25,7 +25,7 @@ def cached_zip(name: str, folder: str) -> bytes:
 def finished(job: dict) -> None:
     """The live curves, and once done, where the model went and its download."""
     frame = history.curves(job["id"])
-    st.plotly_chart(figures.run_curves(frame), key=f"curves-{job['id']}")
+    st.plotly_chart(plots.run_curves(frame), key=f"curves-{job['id']}")
     result = job["result"] or {}
     if job["status"] == "succeeded" and result.get("model"):
         shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4g}" for k, v in (result.get("metrics") or {}).items())
@@ -149,7 +149,7 @@ with history_tab, user_errors():
         st.dataframe(table.drop(columns=["title"]), hide_index=True, key="t_hist_table")
         labels = {r["id"]: f"{r['name']} · {r['status']} · {r['id']}" for r in runs}
         one = st.selectbox("Curves of run", list(labels), format_func=labels.get, key="t_hist_one")
-        st.plotly_chart(figures.run_curves(history.curves(one), labels[one]), key="t_hist_curves")
+        st.plotly_chart(plots.run_curves(history.curves(one), labels[one]), key="t_hist_curves")
         if st.button("Open in the live panel", key="t_hist_open"):
             job_panel.remember(KEY, one)
             st.rerun()
@@ -162,4 +162,4 @@ with history_tab, user_errors():
         by = o3.radio("x axis", ["step", "epoch"], horizontal=True, key="t_hist_by")
         if pair:
             frames = {labels[i].split(" · ")[0] + f" ({i[-6:]})": history.curves(i) for i in pair}
-            st.plotly_chart(figures.overlay(frames, metric, by), key="t_hist_overlay")
+            st.plotly_chart(plots.overlay(frames, metric, by), key="t_hist_overlay")

@@ -9,7 +9,7 @@ from tests.conftest import app_test, no_exceptions
 from llm_lab import registry
 from llm_lab.errors import ModelError
 from llm_lab.explain import attention as att
-from llm_lab.explain import attention_figures as figs
+from llm_lab.explain import attention_plots as figs
 
 
 @pytest.mark.parametrize("fixture,head", [("tiny_bert", "classifier"), ("tiny_gpt2", "causal-lm")])

@@ -294,7 +294,7 @@ def test_direct_entry_point_builds_distributed_arguments():
     """`accelerate launch`/torchrun run llm_lab.train's main; under a 2-process environment its
     TrainingArguments carry the world size and DDP settings (the multi-GPU path constructs)."""
     from llm_lab.train.__main__ import build_parser
-    from llm_lab.cli_train import config_from_args
+    from llm_lab.train.cli import config_from_args
 
     args = build_parser().parse_args(["classify", "--model", "minilm", "--data", "reviews", "--epochs", "1",
                                       "--batch-size", "32", "--precision", "bf16"])

@@ -4,7 +4,7 @@ import shlex
 import zipfile
 
 from llm_lab import cli, data, registry
-from llm_lab.cli_train import config_from_args
+from llm_lab.train.cli import config_from_args
 from llm_lab.train import TrainConfig
 from tests.test_train import sentiment_csv
 

@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from llm_lab.explain import figures, html
+from llm_lab.explain import html, plots
 
 
 def attribution_block(attr: dict, faith: dict | None, key: str) -> None:
@@ -29,7 +29,7 @@ def attribution_block(attr: dict, faith: dict | None, key: str) -> None:
         m1, m2 = st.columns(2)
         m1.metric("Comprehensiveness ↑", f"{faith['comprehensiveness']:.3f}")
         m2.metric("Sufficiency ↓", f"{faith['sufficiency']:.3f}")
-    st.plotly_chart(figures.top_tokens_bar(a), width="stretch", key=f"bar-{key}")
+    st.plotly_chart(plots.top_tokens_bar(a), width="stretch", key=f"bar-{key}")
     with st.expander("Numbers"):
         st.dataframe(pd.DataFrame({"token": a.tokens, "score": a.scores, "special": a.special}), width="stretch")
     d1, d2 = st.columns(2)
@@ -48,7 +48,7 @@ def generation_block(gen: dict, key: str) -> None:
     for note in g.notes:
         st.warning(note, icon=":material/content_cut:")
     st.markdown("**Output:** " + "".join(g.output_tokens).replace("\n", " "))
-    st.plotly_chart(figures.generation_heatmap(g), width="stretch", key=f"gen-{key}")
+    st.plotly_chart(plots.generation_heatmap(g), width="stretch", key=f"gen-{key}")
     st.markdown("**Top contributing prompt tokens per output token**")
     st.dataframe(pd.DataFrame(g.top_prompt_tokens(3)), hide_index=True, width="stretch")
     arr = g.array()

@@ -6,5 +6,6 @@
 Files: suite.py (YAML, validation), batching.py (length buckets, auto batch size), fingerprint.py
 (model fingerprint, environment), cache.py (results and partial progress in the store), tasks/ (one
 module per task type), runner.py (runs a suite), job.py (the background job), leaderboard.py
-(tables, drill-down, export), figures.py and report.py (plotly charts, the HTML report).
+(tables, drill-down, export), plots.py and report.py (plotly charts, the HTML report), cli.py (`python -m
+llm_lab bench`).
 """

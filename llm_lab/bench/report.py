@@ -5,7 +5,7 @@ import html
 import json
 import time
 
-from . import figures
+from . import plots
 from .leaderboard import long_table, wide_table
 
 
@@ -13,12 +13,12 @@ def html_report(results: list[dict], title: str = "LLM Lab benchmark report") ->
     summaries = [{k: v for k, v in r.items() if k != "per_example"} for r in results]
     wide = wide_table(summaries)
     table = wide[[c for c in wide.columns if not c.endswith("(value)")]].to_html(index=False, border=0) if not wide.empty else ""
-    charts = [figures.task_bars(summaries), figures.accuracy_latency(summaries)]
+    charts = [plots.task_bars(summaries), plots.accuracy_latency(summaries)]
     for r in results:
         if r["status"] == "ok" and r["type"] == "classification":
-            charts.append(figures.confusion(r))
+            charts.append(plots.confusion(r))
     for task in dict.fromkeys(r["task"] for r in results if r["type"] == "classification"):
-        charts.append(figures.per_class_f1(results, task))
+        charts.append(plots.per_class_f1(results, task))
     parts = []
     for i, fig in enumerate(c for c in charts if c is not None):
         parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))  # plotly.js inline once

@@ -7,5 +7,6 @@
 - `diff`: word-level differences highlighted in HTML
 - `arena`: blind battles, votes (one per battle), leaderboard
 - `rating`: Bradley–Terry (Elo scale) ratings with a vectorised bootstrap
-- `figures`: plotly figures (imported only by pages)
+- `plots`: plotly figures (imported only by pages)
+- `cli`: the `compare` and `arena` commands
 """

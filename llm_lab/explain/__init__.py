@@ -10,6 +10,7 @@ One idea per module:
 - generation: per-generated-token attribution for causal LMs (ours batched, Captum's LLM classes).
 - faithfulness: comprehensiveness and sufficiency (AOPC).
 - jobs: dataset-wide attribution + faithfulness as a background job.
-- figures, attention_figures, html: plotly figures and the self-contained coloured-text HTML.
-Nothing here imports streamlit; plotly is imported only by the figure modules.
+- plots, attention_plots, html: plotly figures and the self-contained coloured-text HTML.
+- cli: the `python -m llm_lab explain …` commands.
+Nothing here imports streamlit; plotly is imported only inside the plot functions.
 """

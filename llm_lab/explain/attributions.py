@@ -53,7 +53,7 @@ class Attribution:
 
 
 # ---------------------------------------------------------------- forward functions
-def _prob_forward(model, cls_only: bool = True):
+def prob_forward(model, cls_only: bool = True):
     """Probabilities from token ids; `cls_only=False` is the model's own full forward (the baselines)."""
     def forward(input_ids, attention_mask=None):
         if attention_mask is None:
@@ -195,11 +195,11 @@ def _ig(loaded, enc, target, baseline, n_steps=50, **_):
             f_b = float(EmbedForward(loaded.model)(b)[0, target])
     else:
         base = textmod.baseline_ids(loaded, enc, baseline)
-        lig = LayerIntegratedGradients(_prob_forward(loaded.model), _embeddings(loaded))
+        lig = LayerIntegratedGradients(prob_forward(loaded.model), _embeddings(loaded))
         attr, delta = lig.attribute(enc.input_ids, baselines=base, target=target, n_steps=n_steps,
                                     internal_batch_size=n_steps, return_convergence_delta=True)
         with torch.no_grad():
-            f_b = float(_prob_forward(loaded.model)(base)[0, target])
+            f_b = float(prob_forward(loaded.model)(base)[0, target])
     return attr.sum(-1)[0].detach().cpu().numpy(), float(delta.reshape(-1)[0]), f_b
 
 
@@ -243,7 +243,7 @@ def _ablation(loaded, enc, target, baseline, ppe=PERTURBATIONS_PER_EVAL, **_):
     from captum.attr import FeatureAblation
 
     base, mask = _perturb_common(loaded, enc, baseline)
-    attr = FeatureAblation(_prob_forward(loaded.model)).attribute(
+    attr = FeatureAblation(prob_forward(loaded.model)).attribute(
         enc.input_ids, baselines=base, target=target, feature_mask=mask, perturbations_per_eval=ppe)
     return attr[0].float().cpu().numpy(), None, None
 
@@ -254,7 +254,7 @@ def _occlusion(loaded, enc, target, baseline, ppe=PERTURBATIONS_PER_EVAL, **_):
 
     base, _mask = _perturb_common(loaded, enc, baseline)
     window = min(3, enc.input_ids.shape[1])
-    attr = Occlusion(_prob_forward(loaded.model)).attribute(
+    attr = Occlusion(prob_forward(loaded.model)).attribute(
         enc.input_ids, sliding_window_shapes=(window,), strides=(1,), baselines=base, target=target,
         perturbations_per_eval=ppe)
     return attr[0].float().cpu().numpy(), None, None
@@ -272,7 +272,7 @@ def _lime(loaded, enc, target, baseline, n_samples=200, ppe=PERTURBATIONS_PER_EV
     from captum.attr import Lime
 
     base, mask = _perturb_common(loaded, enc, baseline)
-    lime = Lime(_prob_forward(loaded.model), interpretable_model=SkLearnRidge(alpha=0.01),
+    lime = Lime(prob_forward(loaded.model), interpretable_model=SkLearnRidge(alpha=0.01),
                 similarity_func=_similarity)
     attr = lime.attribute(enc.input_ids, baselines=base, target=target, feature_mask=mask,
                           n_samples=n_samples, perturbations_per_eval=ppe)
@@ -284,7 +284,7 @@ def _kernel_shap(loaded, enc, target, baseline, n_samples=200, ppe=PERTURBATIONS
     from captum.attr import KernelShap
 
     base, mask = _perturb_common(loaded, enc, baseline)
-    attr = KernelShap(_prob_forward(loaded.model)).attribute(
+    attr = KernelShap(prob_forward(loaded.model)).attribute(
         enc.input_ids, baselines=base, target=target, feature_mask=mask, n_samples=n_samples,
         perturbations_per_eval=ppe)
     return attr[0].float().cpu().numpy(), None, None

@@ -120,9 +120,9 @@ def captum_loop(loaded, texts: list[str], targets: list[int], n_steps: int = 50,
     """The baseline: a plain per-example Captum LayerIntegratedGradients loop."""
     from captum.attr import LayerIntegratedGradients
 
-    from .attributions import _prob_forward
+    from .attributions import prob_forward
 
-    lig = LayerIntegratedGradients(_prob_forward(loaded.model, cls_only=False), loaded.model.get_input_embeddings())
+    lig = LayerIntegratedGradients(prob_forward(loaded.model, cls_only=False), loaded.model.get_input_embeddings())
     out = []
     for text, target in zip(texts, targets):
         enc = textmod.encode(loaded, text, cap=max_tokens)

@@ -40,10 +40,6 @@ def canonical(name: str) -> str:
     return key
 
 
-def module_path(name: str) -> Path:
-    return MODULES_DIR / canonical(name)
-
-
 def load(name: str):
     """The evaluate module for `name`, loaded once per process from its local folder."""
     key = canonical(name)

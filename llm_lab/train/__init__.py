@@ -8,7 +8,7 @@
 Modules, one idea each: config (what a run is), data_prep (dataset → tokenized sets),
 modeling (base model, LoRA, GPT-2 from scratch), callback (Trainer → JobContext), resources
 runner (Trainer, OOM/NaN/disk-full handling), export (atomic save, model card, registry,
-zip), history (past runs), figures (plotly curves), job (the job functions).
+zip), history (past runs), plots (plotly curves), job (the job functions), cli (`python -m llm_lab train`).
 Importing this package does not import torch.
 """
 from .config import NEEDS, PRESETS, TASKS, TINY_GPT, TrainConfig, task_defaults  # noqa: F401

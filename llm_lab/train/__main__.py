@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from ..cli_train import HELP, add_train_arguments, config_from_args
+from .cli import HELP, add_train_arguments, config_from_args
 from ..errors import LabError
 
 

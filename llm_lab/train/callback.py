@@ -12,16 +12,13 @@ from transformers import TrainerCallback
 
 
 class ConsoleReporter:
-    """Reporter for runs outside the job system (accelerate launch / torchrun)."""
-
-    def __init__(self):
-        self.curves: list[tuple[float, dict]] = []
+    """Reporter for runs outside the job system (accelerate launch / torchrun): the log lines are the curves."""
 
     def progress(self, done, total, message="", force=False, **stats):
         print(f"\r{message}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
 
     def metric(self, step, **values):
-        self.curves.append((step, values))
+        pass
 
     def log(self, line):
         print(line, file=sys.stderr, flush=True)
@@ -35,7 +32,6 @@ class JobReporterCallback(TrainerCallback):
         self.tokens_per_sample = tokens_per_sample
         self.last_loss: float | None = None
         self.nan_step: int | None = None
-        self.last_good_save: int | None = None
         self._t0 = None
         self._step0 = 0
 
@@ -116,8 +112,6 @@ class JobReporterCallback(TrainerCallback):
         return control
 
     def on_save(self, args, state, control, **kwargs):
-        if self.nan_step is None:
-            self.last_good_save = state.global_step
-            if state.is_world_process_zero:
-                self.reporter.log(f"checkpoint saved at step {state.global_step}")
+        if self.nan_step is None and state.is_world_process_zero:
+            self.reporter.log(f"checkpoint saved at step {state.global_step}")
         return control

@@ -10,6 +10,7 @@ import pandas as pd
 
 from .. import data
 from ..errors import DataError
+from ..text_utils import natural_key
 from .config import TrainConfig
 
 MIN_TRAIN_ROWS = 4
@@ -68,8 +69,8 @@ def label_names(cfg: TrainConfig, train: pd.DataFrame) -> list[str]:
         raise DataError(f"The label column of {cfg.dataset!r} has a single class ({present.iloc[0]!r}) in the "
                         "training rows. A classifier needs at least two classes.")
     stored = data.get(cfg.dataset).label_names or []
-    names = [str(n) for n in stored] or sorted(present.unique(), key=data._natural)
-    return names + sorted(set(present) - set(names), key=data._natural)
+    names = [str(n) for n in stored] or sorted(present.unique(), key=natural_key)
+    return names + sorted(set(present) - set(names), key=natural_key)
 
 
 def classification(cfg: TrainConfig, tokenizer) -> Prepared:

@@ -3,8 +3,6 @@ import pandas as pd
 
 from .. import jobs
 
-CURVES = ("train_loss", "eval_loss", "lr")
-
 
 def runs(limit: int = 200) -> list[dict]:
     """Every training job, newest first, flattened for a table."""

@@ -7,7 +7,7 @@ code path, with a console reporter, one model saved by the main process.
 """
 import shutil
 
-from .. import paths, store
+from .. import jobs, paths
 from . import export, runner
 from .config import TrainConfig
 
@@ -18,7 +18,7 @@ def run(ctx, **params) -> dict:
         found = runner.checkpoints(ctx.workdir / "checkpoints")
         step = int(found[0].name.split("-")[1]) if found else 0
         # curves after the checkpoint are recomputed by the resumed run
-        store.execute("DELETE FROM job_metrics WHERE job_id=? AND step>?", (ctx.id, step))
+        jobs.drop_metrics_after(ctx.id, step)
     ctx.progress(0, 1, "Preparing data and model…", force=True)
     trained = runner.train(cfg, ctx, ctx.workdir, resume=ctx.resume)
     steps = trained.stats["steps"]

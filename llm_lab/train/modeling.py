@@ -13,12 +13,14 @@ ENCODER_ONLY = {"bert", "roberta", "distilbert", "electra", "deberta", "deberta-
 LORA_FALLBACK = ["q_proj", "v_proj", "c_attn", "query", "value", "query_key_value", "Wqkv"]
 
 
-def _source(name: str) -> tuple[registry.ModelEntry, str, dict]:
+def model_source(name: str) -> tuple[registry.ModelEntry, str, dict]:
+    """The registry entry, the folder to load from (a Hub model: its local snapshot) and the
+    `from_pretrained` keyword arguments."""
     entry = registry.resolve(name)
     kwargs = {"local_files_only": True} if entry.source != "hub" else {}
     if entry.source == "hub":
         kwargs = {}
-        source = registry._hub_source(entry.location, {})
+        source = registry.hub_source(entry.location, {})
     else:
         registry.check_folder(Path(entry.location))
         source = entry.location
@@ -28,7 +30,7 @@ def _source(name: str) -> tuple[registry.ModelEntry, str, dict]:
 def tokenizer_for(name: str):
     from transformers import AutoTokenizer
 
-    _, source, kwargs = _source(name)
+    _, source, kwargs = model_source(name)
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -39,7 +41,7 @@ def classifier(cfg: TrainConfig, labels: list[str]):
     import transformers
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    entry, source, kwargs = _source(cfg.model)
+    entry, source, kwargs = model_source(cfg.model)
     capabilities.require_entry(NEEDS[cfg.task], entry)
     config = AutoConfig.from_pretrained(source, **kwargs)
     if type(config) not in AutoModelForSequenceClassification._model_mapping:
@@ -58,7 +60,7 @@ def causal_lm(cfg: TrainConfig):
     import transformers
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    entry, source, kwargs = _source(cfg.model)
+    entry, source, kwargs = model_source(cfg.model)
     config = AutoConfig.from_pretrained(source, **kwargs)
     if config.model_type in ENCODER_ONLY or type(config) not in AutoModelForCausalLM._model_mapping:
         raise ModelError(f"{cfg.model} is an encoder ({config.model_type}) without a causal language-model head: "

@@ -21,7 +21,7 @@ def _meta_model(cfg: TrainConfig, n_labels: int):
     import torch
     import transformers
 
-    from .modeling import _source
+    from .modeling import model_source
 
     transformers.logging.set_verbosity_error()
     with torch.device("meta"):
@@ -29,7 +29,7 @@ def _meta_model(cfg: TrainConfig, n_labels: int):
             arch = cfg.architecture()
             config = transformers.GPT2Config(**{k: arch[k] for k in ("vocab_size", "n_embd", "n_layer", "n_head", "n_positions")})
             return transformers.GPT2LMHeadModel(config)
-        _, source, kwargs = _source(cfg.model)
+        _, source, kwargs = model_source(cfg.model)
         config = transformers.AutoConfig.from_pretrained(source, **kwargs)
         if cfg.task == "classify":
             config.num_labels = max(2, n_labels)

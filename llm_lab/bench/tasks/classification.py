@@ -6,10 +6,9 @@ import torch
 
 from ... import metrics
 from ...cls_forward import classifier_logits
+from ...text_utils import natural_key
 from ..batching import pad, run_batched
-from .common import TaskError, headline, map_labels, natural_key, render, short
-
-HEAD = "classifier"
+from .common import TaskError, headline, map_labels, render, short
 
 
 def tokenize(tokenizer, texts: list[str], pairs: list[str] | None, max_length: int) -> dict:

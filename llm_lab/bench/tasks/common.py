@@ -4,8 +4,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ...errors import LabError
 
 
@@ -46,11 +44,6 @@ def render(template: str | None, frame, default_role: str) -> list[str]:
             text = text.replace("{" + f + "}", columns[f][i])
         out.append(text)
     return out
-
-
-def natural_key(value) -> tuple:
-    s = str(value)
-    return (0, int(s), "") if s.lstrip("-").isdigit() else (1, 0, s)
 
 
 def map_labels(dataset_labels: list[str], model_labels: list[str], label_map: dict, head_is_new: bool,
@@ -94,7 +87,3 @@ def headline(name: str, values: dict, ci: dict | None, lower_is_better: bool = F
 def short(text, n: int = 300) -> str:
     text = str(text)
     return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def as_list(array) -> list:
-    return np.asarray(array).tolist()

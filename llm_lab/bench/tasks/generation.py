@@ -7,7 +7,6 @@ from ... import metrics
 from ...generation import GenerationSettings, generate
 from .common import TaskError, headline, render, short
 
-HEAD = "causal-lm"
 CHUNK = 16  # prompts per call, so progress and partial outputs are saved as the run goes
 
 

@@ -16,8 +16,6 @@ from ... import metrics
 from .common import TaskError, headline, short
 from .lm_scoring import prefix_token, score_requests
 
-HEAD = "causal-lm"
-
 
 def windows(ids: list[int], prefix: int, context: int, stride: int) -> list[tuple[list[int], list[int], int]]:
     tokens = [prefix] + list(ids)

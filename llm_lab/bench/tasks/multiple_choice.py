@@ -11,8 +11,6 @@ from ... import metrics
 from .common import TaskError, headline, render, short
 from .lm_scoring import prefix_token, score_requests
 
-HEAD = "causal-lm"
-
 
 def run(state) -> dict:
     spec, loaded, frame = state.spec, state.loaded, state.frame

@@ -11,8 +11,6 @@ import torch
 from ..batching import pad, run_batched
 from .common import headline, render
 
-HEAD = None  # whatever head the model has
-
 
 def _sync(device):
     if str(device).startswith("cuda"):

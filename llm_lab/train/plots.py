@@ -1,9 +1,8 @@
 """Plotly figures for training curves: one run's panel, and two runs overlaid."""
 import pandas as pd
 
+from ..plotting import GREY, color, layout
 from .history import eval_metric_names
-
-COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 
 
 def _series(frame: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -22,20 +21,19 @@ def run_curves(frame: pd.DataFrame, title: str = ""):
                            showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     train, ev = _series(frame, "train_loss"), _series(frame, "eval_loss")
     fig.add_trace(go.Scatter(x=train["step"], y=train["value"], name="train loss", mode="lines",
-                             line={"color": COLORS[0]}), row=1, col=1)
+                             line={"color": color(0)}), row=1, col=1)
     fig.add_trace(go.Scatter(x=ev["step"], y=ev["value"], name="eval loss", mode="lines+markers",
-                             line={"color": COLORS[1]}), row=1, col=1)
+                             line={"color": color(1)}), row=1, col=1)
     for i, name in enumerate(eval_metric_names(frame)):
         s = _series(frame, name)
         fig.add_trace(go.Scatter(x=s["step"], y=s["value"], name=name.removeprefix("eval_"), mode="lines+markers",
-                                 line={"color": COLORS[(i + 2) % len(COLORS)]}), row=2, col=1)
+                                 line={"color": color(i + 2)}), row=2, col=1)
     lr = _series(frame, "lr")
     fig.add_trace(go.Scatter(x=lr["step"], y=lr["value"], name="learning rate", mode="lines",
-                             line={"color": "#7f7f7f"}), row=3, col=1)
+                             line={"color": GREY}), row=3, col=1)
     fig.update_xaxes(title_text="step", row=3, col=1)
-    fig.update_layout(height=620, title=title or None, margin={"l": 50, "r": 20, "t": 60 if title else 40, "b": 40},
-                      legend={"orientation": "h", "y": -0.12}, uirevision="keep")
-    return fig
+    return layout(fig, title, 620, legend={"orientation": "h", "y": -0.12},
+                  margin={"l": 50, "r": 20, "t": 60 if title else 40, "b": 40}, uirevision="keep")
 
 
 def overlay(frames: dict[str, pd.DataFrame], metric: str = "train_loss", by: str = "step"):
@@ -50,7 +48,6 @@ def overlay(frames: dict[str, pd.DataFrame], metric: str = "train_loss", by: str
             epochs = _series(frame, "epoch").set_index("step")["value"]
             x = s["step"].map(epochs)
         fig.add_trace(go.Scatter(x=x, y=s["value"], name=label, mode="lines+markers" if "eval" in metric else "lines",
-                                 line={"color": COLORS[i % len(COLORS)]}))
-    fig.update_layout(height=420, xaxis_title=by, yaxis_title=metric.replace("_", " "),
-                      margin={"l": 50, "r": 20, "t": 30, "b": 40}, legend={"orientation": "h", "y": -0.2})
-    return fig
+                                 line={"color": color(i)}))
+    return layout(fig, "", 420, legend="below", margin={"l": 50, "r": 20, "t": 30, "b": 40}, xaxis_title=by,
+                  yaxis_title=metric.replace("_", " "))

@@ -1,21 +1,29 @@
-"""Plotly figures for the attention page. Every matrix is capped before it goes to the browser."""
-import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+"""Plotly figures for the attention page. Every matrix is capped before it goes to the browser.
+Plotly is imported lazily."""
+from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..plotting import COLORS, SEQUENTIAL, layout, rgba
 from .attention import MAX_VIEW_TOKENS, cap
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 LINES_MAX_TOKENS = 64
 
 
 def head_heatmap(matrix: np.ndarray, tokens: list[str], title: str = "") -> tuple[go.Figure, str]:
+    import plotly.graph_objects as go
+
     m, labels, note = cap(matrix, tokens, MAX_VIEW_TOKENS)
     ticks = [f"{i}:{t}" for i, t in enumerate(labels)] if not note else labels
-    fig = go.Figure(go.Heatmap(z=m, x=ticks, y=ticks, colorscale="Blues", zmin=0, zmax=float(m.max() or 1),
+    fig = go.Figure(go.Heatmap(z=m, x=ticks, y=ticks, colorscale=SEQUENTIAL, zmin=0, zmax=float(m.max() or 1),
                                hovertemplate="from %{y}<br>to %{x}<br>attention %{z:.3f}<extra></extra>"))
-    fig.update_layout(title=title, height=min(900, 260 + 9 * len(labels)), margin=dict(l=10, r=10, t=40, b=10),
-                      xaxis=dict(title="attends to (key)", tickangle=-60), yaxis=dict(title="token (query)",
-                                                                                       autorange="reversed"))
+    layout(fig, title, min(900, 260 + 9 * len(labels)), margin={"t": 40},
+           xaxis=dict(title="attends to (key)", tickangle=-60), yaxis=dict(title="token (query)", autorange="reversed"))
     return fig, note
 
 
@@ -23,6 +31,8 @@ def lines_view(matrix: np.ndarray, tokens: list[str], title: str = "", min_weigh
     """bertviz-style: source tokens left, targets right, line width/opacity = attention.
 
     Lines are grouped into five weight bands (one trace each), so even 64×64 pairs draw fast."""
+    import plotly.graph_objects as go
+
     m, labels, note = cap(matrix, tokens, LINES_MAX_TOKENS)
     n = len(labels)
     y = -np.arange(n)
@@ -37,19 +47,21 @@ def lines_view(matrix: np.ndarray, tokens: list[str], title: str = "", min_weigh
         if xs:
             mid = (lo + min(hi, 1)) / 2
             fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", name=f"{lo:.2f}–{min(hi, 1):.2f}",
-                                     line=dict(width=1 + 6 * mid, color=f"rgba(31,119,180,{0.25 + 0.7 * mid:.2f})")))
+                                     line=dict(width=1 + 6 * mid, color=rgba(COLORS[0], 0.25 + 0.7 * mid))))
     fig.add_trace(go.Scatter(x=[0] * n, y=y, mode="text", text=labels, textposition="middle left",
                              showlegend=False, hoverinfo="skip"))
     fig.add_trace(go.Scatter(x=[1] * n, y=y, mode="text", text=labels, textposition="middle right",
                              showlegend=False, hoverinfo="skip"))
-    fig.update_layout(title=title, height=max(300, 22 * n + 80), xaxis=dict(visible=False, range=[-0.6, 1.6]),
-                      yaxis=dict(visible=False), legend=dict(title="attention"), margin=dict(l=10, r=10, t=40, b=10))
+    layout(fig, title, max(300, 22 * n + 80), legend=dict(title="attention"), margin={"t": 40},
+           xaxis=dict(visible=False, range=[-0.6, 1.6]), yaxis=dict(visible=False))
     return fig, note
 
 
 def model_view(attentions: np.ndarray, tokens: list[str], cell: int = 16) -> tuple[go.Figure, str]:
     """All layers × heads as small tiles in one heat map, plus a clickable marker per tile
     (customdata = [layer, head]) so a selection opens the tile in the head view."""
+    import plotly.graph_objects as go
+
     layers, heads, t, _ = attentions.shape
     size = min(cell, t)
     gap = 1
@@ -60,7 +72,7 @@ def model_view(attentions: np.ndarray, tokens: list[str], cell: int = 16) -> tup
             m, _, note = cap(attentions[l, h], tokens, size)
             m = m / max(float(m.max()), 1e-9)
             canvas[l * (size + gap):l * (size + gap) + m.shape[0], h * (size + gap):h * (size + gap) + m.shape[1]] = m
-    fig = go.Figure(go.Heatmap(z=canvas, colorscale="Blues", showscale=False, hoverinfo="skip"))
+    fig = go.Figure(go.Heatmap(z=canvas, colorscale=SEQUENTIAL, showscale=False, hoverinfo="skip"))
     cx, cy, data = [], [], []
     for l in range(layers):
         for h in range(heads):
@@ -70,12 +82,11 @@ def model_view(attentions: np.ndarray, tokens: list[str], cell: int = 16) -> tup
     fig.add_trace(go.Scatter(x=cx, y=cy, mode="markers", customdata=data, showlegend=False,
                              marker=dict(size=max(8, 40 - 2 * heads), color="rgba(0,0,0,0.01)", symbol="square"),
                              hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<extra>click to open</extra>"))
-    fig.update_layout(height=90 + layers * 60, margin=dict(l=40, r=10, t=30, b=10), clickmode="event+select",
-                      dragmode=False,
-                      xaxis=dict(tickvals=[h * (size + gap) + size / 2 for h in range(heads)],
-                                 ticktext=[f"H{h}" for h in range(heads)], side="top", showgrid=False),
-                      yaxis=dict(tickvals=[l * (size + gap) + size / 2 for l in range(layers)],
-                                 ticktext=[f"L{l}" for l in range(layers)], autorange="reversed", showgrid=False))
+    layout(fig, "", 90 + layers * 60, margin={"l": 40, "t": 30}, clickmode="event+select", dragmode=False,
+           xaxis=dict(tickvals=[h * (size + gap) + size / 2 for h in range(heads)],
+                      ticktext=[f"H{h}" for h in range(heads)], side="top", showgrid=False),
+           yaxis=dict(tickvals=[l * (size + gap) + size / 2 for l in range(layers)],
+                      ticktext=[f"L{l}" for l in range(layers)], autorange="reversed", showgrid=False))
     if note:
         note = f"Each tile pools tokens into at most {size}×{size} cells and is scaled to its own maximum."
     return fig, note
@@ -86,9 +97,12 @@ def rollout_heatmap(matrix: np.ndarray, tokens: list[str]) -> tuple[go.Figure, s
 
 
 def head_summary_figure(summary: dict[str, np.ndarray]) -> go.Figure:
-    names = [("entropy", "entropy (bits)", "Viridis"), ("first", "to first token ([CLS]/BOS)", "Blues"),
-             ("last", "to last token ([SEP])", "Blues"),
-             ("previous", "to previous token", "Blues"), ("self", "to itself", "Blues")]
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    names = [("entropy", "entropy (bits)", "Viridis"), ("first", "to first token ([CLS]/BOS)", SEQUENTIAL),
+             ("last", "to last token ([SEP])", SEQUENTIAL),
+             ("previous", "to previous token", SEQUENTIAL), ("self", "to itself", SEQUENTIAL)]
     fig = make_subplots(1, len(names), subplot_titles=[n[1] for n in names], horizontal_spacing=0.06)
     for k, (key, label, scale) in enumerate(names):
         z = summary[key]
@@ -97,5 +111,4 @@ def head_summary_figure(summary: dict[str, np.ndarray]) -> go.Figure:
                                  x=[f"H{h}" for h in range(z.shape[1])], y=[f"L{l}" for l in range(z.shape[0])],
                                  hovertemplate=f"%{{y}} %{{x}}<br>{label}: %{{z:.3f}}<extra></extra>"), 1, k + 1)
         fig.update_yaxes(autorange="reversed", row=1, col=k + 1)
-    fig.update_layout(height=140 + 22 * summary["entropy"].shape[0], margin=dict(l=10, r=10, t=40, b=10))
-    return fig
+    return layout(fig, "", 140 + 22 * summary["entropy"].shape[0], margin={"t": 40})

@@ -1,8 +1,9 @@
-"""CLI: models, data, jobs and the worker."""
+"""CLI: the root modules' commands: models (registry), data, jobs and the worker."""
 import json
 import sys
 
 from . import data, jobs, registry
+from .cli import table
 
 
 def register(subparsers) -> None:
@@ -49,16 +50,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=lambda a: jobs.run_worker())
 
 
-def _table(rows: list[dict], columns: list[str]) -> str:
-    widths = {c: max([len(c)] + [len(str(r.get(c) if r.get(c) is not None else "")) for r in rows]) for c in columns}
-    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
-    lines += ["  ".join(str(r.get(c) if r.get(c) is not None else "").ljust(widths[c]) for c in columns) for r in rows]
-    return "\n".join(lines)
-
-
 def models_list(args) -> int:
     rows = [e.as_dict() for e in registry.list_models()]
-    print(json.dumps(rows, indent=2, default=str) if args.json else _table(rows, ["name", "source", "head", "parent", "location"]))
+    print(json.dumps(rows, indent=2, default=str) if args.json else table(rows, ["name", "source", "head", "parent", "location"]))
     return 0
 
 
@@ -89,7 +83,7 @@ def data_import(args) -> int:
 def data_list(args) -> int:
     rows = [{"name": d.name, "rows": d.rows, "roles": ",".join(f"{k}={v}" for k, v in d.roles.items()),
              "labels": len(d.label_names or []), "hash": d.content_hash[:12]} for d in data.list_datasets()]
-    print(json.dumps(rows, indent=2) if args.json else _table(rows, ["name", "rows", "roles", "labels", "hash"]))
+    print(json.dumps(rows, indent=2) if args.json else table(rows, ["name", "rows", "roles", "labels", "hash"]))
     return 0
 
 
@@ -103,7 +97,7 @@ def data_delete(args) -> int:
 def jobs_list(args) -> int:
     rows = [{"id": j["id"], "status": j["status"], "kind": j["kind"].split(":")[0].split(".")[-1],
              "progress": f"{j['fraction']:.0%}", "title": j["title"], "message": j["message"][:60]} for j in jobs.list_jobs()]
-    print(json.dumps(rows, indent=2) if args.json else _table(rows, ["id", "status", "kind", "progress", "title", "message"]))
+    print(json.dumps(rows, indent=2) if args.json else table(rows, ["id", "status", "kind", "progress", "title", "message"]))
     return 0
 
 

@@ -23,7 +23,7 @@ def flag(name: str) -> str:
 
 
 def add_train_arguments(parser, task: str) -> None:
-    from .train.config import PRESETS, TrainConfig, task_defaults
+    from .config import PRESETS, TrainConfig, task_defaults
 
     defaults = TrainConfig(task=task, **task_defaults(task))
     for f in fields(TrainConfig):
@@ -42,7 +42,7 @@ def add_train_arguments(parser, task: str) -> None:
 
 
 def config_from_args(args, task: str):
-    from .train.config import TrainConfig, task_defaults
+    from .config import TrainConfig, task_defaults
 
     values = dict(task_defaults(task))
     for f in fields(TrainConfig):
@@ -76,14 +76,14 @@ def register(subparsers) -> None:
 
 
 def train_command(args, task: str) -> int:
-    from . import train
+    from .. import train
 
     cfg = config_from_args(args, task)
     if args.estimate:
         print(json.dumps(train.estimate(cfg), indent=2))
         return 0
     if args.inline:  # no job record: this process trains and prints its progress
-        from .train.job import run_direct
+        from .job import run_direct
 
         result = run_direct(cfg, resume=args.resume)
         print(json.dumps(result, indent=2, default=str))
@@ -103,7 +103,7 @@ def train_command(args, task: str) -> int:
 
 
 def wait_with_progress(job_id: str) -> dict:
-    from . import jobs
+    from .. import jobs
 
     try:
         while True:
@@ -122,8 +122,8 @@ def wait_with_progress(job_id: str) -> dict:
 
 
 def export_command(args) -> int:
-    from .store import atomic_write_bytes
-    from .train.export import zip_bytes
+    from ..store import atomic_write_bytes
+    from .export import zip_bytes
 
     out = Path(args.out or f"{args.name}.zip")
     atomic_write_bytes(out, zip_bytes(args.name))

@@ -19,7 +19,7 @@ def register(subparsers) -> None:
 
 
 def bench(args) -> int:
-    from .bench import leaderboard, runner, suite as suites
+    from . import leaderboard, runner, suite as suites
 
     if args.list:
         for s in suites.list_suites():
@@ -53,7 +53,7 @@ def bench(args) -> int:
     if args.csv:
         Path(args.csv).write_bytes(leaderboard.export_csv(summaries))
     if args.html:
-        from .bench.report import html_report
+        from .report import html_report
 
         Path(args.html).write_text(html_report(results, f"{suite.name} on {', '.join(args.model)}"))
     return 1 if any(r["status"] != "ok" for r in results) else 0

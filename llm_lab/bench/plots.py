@@ -1,6 +1,7 @@
 """Plotly figures for the leaderboard (pages only `st.plotly_chart` them). Plotly is imported lazily."""
 from __future__ import annotations
 
+from ..plotting import SEQUENTIAL, color, layout
 from .leaderboard import long_table
 
 
@@ -15,7 +16,6 @@ def task_bars(summaries: list[dict]):
     tasks = list(dict.fromkeys(long["task"])) or ["(no results)"]
     titles = [f"{t} ({next(iter(long[long['task'] == t]['metric']), '')})" for t in tasks]
     fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=titles, horizontal_spacing=0.08)
-    palette = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D"]
     models = list(dict.fromkeys(long["model"]))
     shown = set()
     for col, task in enumerate(tasks, start=1):
@@ -28,11 +28,10 @@ def task_bars(summaries: list[dict]):
             err = dict(type="data", array=[hi - v if hi is not None and v is not None else 0],
                        arrayminus=[v - lo if lo is not None and v is not None else 0], visible=True)
             fig.add_trace(go.Bar(name=model, x=[model], y=[v], error_y=err, legendgroup=model, showlegend=model not in shown,
-                                 marker_color=palette[m_i % len(palette)]), row=1, col=col)
+                                 marker_color=color(m_i)), row=1, col=col)
             shown.add(model)
-    fig.update_layout(title="Headline metric per task (error bars: 95% bootstrap interval; speed: min–max)",
-                      legend_title="model", height=420, margin=dict(t=90, b=40), bargap=0.3)
-    return fig
+    return layout(fig, "Headline metric per task (error bars: 95% bootstrap interval; speed: min–max)", 420,
+                  margin={"t": 90, "b": 40}, legend_title="model", bargap=0.3)
 
 
 def accuracy_latency(summaries: list[dict]):
@@ -56,9 +55,7 @@ def accuracy_latency(summaries: list[dict]):
                         name=model, marker=dict(size=14))
         fig.update_xaxes(title=xlabel)
     metric = quality["metric"].iloc[0] if len(quality) else "quality"
-    fig.update_layout(title=f"{metric} against latency (up and left is better)", yaxis_title=metric, height=420,
-                      showlegend=False)
-    return fig
+    return layout(fig, f"{metric} against latency (up and left is better)", 420, legend=False, yaxis_title=metric)
 
 
 def confusion(result: dict):
@@ -68,12 +65,11 @@ def confusion(result: dict):
     cm = (result.get("details") or {}).get("confusion_matrix")
     if not cm:
         return None
-    fig = go.Figure(go.Heatmap(z=cm["matrix"], x=cm["labels"], y=cm["labels"], colorscale="Blues",
+    fig = go.Figure(go.Heatmap(z=cm["matrix"], x=cm["labels"], y=cm["labels"], colorscale=SEQUENTIAL,
                                text=cm["matrix"], texttemplate="%{text}", hovertemplate="true %{y}<br>predicted %{x}"
                                "<br>%{z} examples<extra></extra>"))
-    fig.update_layout(title=f"Confusion matrix — {result['model']} / {result['task']}", xaxis_title="predicted",
-                      yaxis_title="true", yaxis_autorange="reversed", height=380)
-    return fig
+    return layout(fig, f"Confusion matrix — {result['model']} / {result['task']}", 380, xaxis_title="predicted",
+                  yaxis_title="true", yaxis_autorange="reversed")
 
 
 def per_class_f1(results: list[dict], task: str):
@@ -86,5 +82,4 @@ def per_class_f1(results: list[dict], task: str):
             fig.add_bar(name=r["model"], x=list(per), y=list(per.values()))
     if not fig.data:
         return None
-    fig.update_layout(barmode="group", title=f"F1 per class — {task}", yaxis_title="F1", yaxis_range=[0, 1], height=380)
-    return fig
+    return layout(fig, f"F1 per class — {task}", 380, barmode="group", yaxis_title="F1", yaxis_range=[0, 1])

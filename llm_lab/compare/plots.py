@@ -1,31 +1,37 @@
-"""Plotly figures for Compare and Arena (pages only st.plotly_chart them)."""
-import numpy as np
-import plotly.graph_objects as go
+"""Plotly figures for Compare and Arena (pages only st.plotly_chart them). Plotly is imported lazily."""
+from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..plotting import COLORS, SEQUENTIAL, layout
 from . import rating
 
-
-def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=50, b=10), template="plotly_white")
-    return fig
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 
 def leaderboard(rows: list[dict]) -> go.Figure:
     """Ratings with their bootstrap confidence intervals, best on top."""
+    import plotly.graph_objects as go
+
     rows = sorted(rows, key=lambda r: r["rating"])
     fig = go.Figure(go.Scatter(
         x=[r["rating"] for r in rows], y=[r["model"] for r in rows], mode="markers",
-        marker=dict(size=11, color="#4c78a8"),
+        marker=dict(size=11, color=COLORS[0]),
         error_x=dict(type="data", symmetric=False, array=[r["ci_high"] - r["rating"] for r in rows],
                      arrayminus=[r["rating"] - r["ci_low"] for r in rows]),
         customdata=[[r["battles"], r["ci_low"], r["ci_high"]] for r in rows],
         hovertemplate="%{y}: %{x:.0f} (95%% CI %{customdata[1]:.0f}–%{customdata[2]:.0f}), "
                       "%{customdata[0]} battles<extra></extra>"))
     fig.update_xaxes(title="Bradley–Terry rating (Elo scale)")
-    return _layout(fig, "Ratings with 95% bootstrap intervals", 120 + 40 * len(rows))
+    return layout(fig, "Ratings with 95% bootstrap intervals", 120 + 40 * len(rows))
 
 
 def win_rate_heatmap(battles) -> go.Figure:
+    import plotly.graph_objects as go
+
     models, rate, counts = rating.pair_matrices(battles)
     text = [[("" if np.isnan(rate[i, j]) else f"{rate[i, j]:.0%}<br>n={int(counts[i, j])}") for j in range(len(models))]
             for i in range(len(models))]
@@ -34,20 +40,24 @@ def win_rate_heatmap(battles) -> go.Figure:
                                colorbar=dict(title="row wins")))
     fig.update_xaxes(title="opponent")
     fig.update_yaxes(title="model", autorange="reversed")
-    return _layout(fig, "Win rate of the row model against the column model (ties count half)",
-                   160 + 50 * len(models))
+    return layout(fig, "Win rate of the row model against the column model (ties count half)",
+                  160 + 50 * len(models))
 
 
 def battle_counts(battles) -> go.Figure:
+    import plotly.graph_objects as go
+
     models, _, counts = rating.pair_matrices(battles)
-    fig = go.Figure(go.Heatmap(z=counts, x=models, y=models, colorscale="Blues", texttemplate="%{z:.0f}",
+    fig = go.Figure(go.Heatmap(z=counts, x=models, y=models, colorscale=SEQUENTIAL, texttemplate="%{z:.0f}",
                                hovertemplate="%{y} vs %{x}: %{z:.0f} battles<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, "Battles per pair", 160 + 50 * len(models))
+    return layout(fig, "Battles per pair", 160 + 50 * len(models))
 
 
 def class_probabilities(comparison: dict, row: int) -> go.Figure:
     """Grouped bars: each model's class probabilities for one input."""
+    import plotly.graph_objects as go
+
     fig = go.Figure()
     for name in comparison["models"]:
         out = comparison["outputs"][name]
@@ -57,16 +67,17 @@ def class_probabilities(comparison: dict, row: int) -> go.Figure:
         fig.add_bar(name=name, x=list(probs), y=list(probs.values()),
                     hovertemplate=name + " %{x}: %{y:.3f}<extra></extra>")
     fig.update_yaxes(range=[0, 1], title="probability")
-    fig.update_layout(barmode="group")
-    return _layout(fig, f"Class probabilities for input {comparison['inputs'][row]['id']}", 300)
+    return layout(fig, f"Class probabilities for input {comparison['inputs'][row]['id']}", 300, barmode="group")
 
 
 def confusion_between(table) -> go.Figure:
+    import plotly.graph_objects as go
+
     fig = go.Figure(go.Heatmap(z=table.values, x=[str(c) for c in table.columns], y=[str(i) for i in table.index],
-                               colorscale="Blues", texttemplate="%{z}"))
+                               colorscale=SEQUENTIAL, texttemplate="%{z}"))
     fig.update_xaxes(title=table.columns.name)
     fig.update_yaxes(title=table.index.name, autorange="reversed")
-    return _layout(fig, "Inputs by the label each model gave", 300)
+    return layout(fig, "Inputs by the label each model gave", 300)
 
 
 def generation_summary(comparison: dict) -> go.Figure:
@@ -77,4 +88,4 @@ def generation_summary(comparison: dict) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("tokens / s (whole run)", "mean log-probability of outputs"))
     fig.add_bar(x=ok, y=[comparison["summary"][m]["tokens_per_s"] for m in ok], row=1, col=1, showlegend=False)
     fig.add_bar(x=ok, y=[comparison["summary"][m]["mean_logprob"] for m in ok], row=1, col=2, showlegend=False)
-    return _layout(fig, "", 300)
+    return layout(fig, "", 300)

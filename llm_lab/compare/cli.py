@@ -3,7 +3,7 @@ import json
 import sys
 from pathlib import Path
 
-from .cli_core import _table
+from ..cli import table
 
 
 def register(subparsers) -> None:
@@ -42,9 +42,9 @@ def register(subparsers) -> None:
 
 
 def compare_run(args) -> int:
-    from .compare import jobs as compare_jobs
-    from .compare import runs, saved
-    from .generation import GenerationSettings
+    from . import jobs as compare_jobs
+    from . import runs, saved
+    from ..generation import GenerationSettings
 
     settings = GenerationSettings(do_sample=args.sample, temperature=args.temperature, top_p=args.top_p,
                                   top_k=args.top_k, max_new_tokens=args.max_new_tokens,
@@ -76,19 +76,19 @@ def _print_summary(comp: dict) -> None:
         rows.append(row)
     cols = ["model"] + [c for c in ("tokens_per_s", "mean_logprob", "exact_match", "bleu", "rougeL", "accuracy",
                                     "mean_prob") if any(c in r for r in rows)] + ["error"]
-    print(_table(rows, cols))
+    print(table(rows, cols))
 
 
 def compare_list(args) -> int:
-    from .compare import saved
+    from . import saved
 
     rows = saved.list_saved()
-    print(_table([dict(r, models=", ".join(r["models"])) for r in rows], ["id", "kind", "n_inputs", "models"]))
+    print(table([dict(r, models=", ".join(r["models"])) for r in rows], ["id", "kind", "n_inputs", "models"]))
     return 0
 
 
 def compare_show(args) -> int:
-    from .compare import saved, tables
+    from . import saved, tables
 
     comp = saved.get(args.id)
     frame = tables.table(comp, details=True)
@@ -105,7 +105,7 @@ def compare_show(args) -> int:
 
 
 def arena_leaderboard(args) -> int:
-    from .compare import arena
+    from . import arena
 
     board = arena.leaderboard(rounds=args.rounds)
     if args.json:
@@ -113,7 +113,7 @@ def arena_leaderboard(args) -> int:
     elif not board:
         print("No arena votes yet.")
     else:
-        print(_table([{k: (round(v) if k in ("rating", "ci_low", "ci_high") else v) for k, v in r.items()}
+        print(table([{k: (round(v) if k in ("rating", "ci_low", "ci_high") else v) for k, v in r.items()}
                       for r in board], ["rank", "model", "rating", "ci_low", "ci_high", "battles", "wins", "ties",
                                         "losses", "both_bad"]))
     return 0

@@ -35,8 +35,8 @@ def register(subparsers) -> None:
 
 
 def attribute(args) -> int:
-    from . import registry
-    from .explain import attributions, faithfulness, specs
+    from .. import registry
+    from . import attributions, faithfulness, specs
 
     loaded = registry.load_for(specs.get_method(args.method).requirements, args.model)
     a = attributions.attribute(loaded, args.text, args.method, target=args.target, baseline=args.baseline,
@@ -56,9 +56,9 @@ def attribute(args) -> int:
 
 
 def generation(args) -> int:
-    from . import registry
-    from .explain import specs
-    from .explain.generation import attribute_generation
+    from .. import registry
+    from . import specs
+    from .generation import attribute_generation
 
     g = attribute_generation(registry.load_for(specs.get_method(args.method).requirements, args.model), args.prompt, args.new_tokens, args.method)
     if args.json:
@@ -70,9 +70,9 @@ def generation(args) -> int:
 
 
 def attention(args) -> int:
-    from . import registry
-    from .explain import attention as att
-    from .explain import specs
+    from .. import registry
+    from . import attention as att
+    from . import specs
 
     res = att.compute(registry.load_for(specs.ATTENTION_NEEDS, args.model, attention=True), args.text)
     for row in att.head_types(att.head_summary(res.attentions)):
@@ -81,8 +81,8 @@ def attention(args) -> int:
 
 
 def dataset(args) -> int:
-    from . import jobs
-    from .explain.jobs import KIND
+    from .. import jobs
+    from .jobs import KIND
 
     job_id = jobs.submit(KIND, {"model": args.model, "dataset": args.dataset, "methods": args.methods, "n": args.n},
                          f"Attributions: {args.model} on {args.dataset}")

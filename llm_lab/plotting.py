@@ -1,0 +1,45 @@
+"""One look for every plotly figure: the colours and `layout` (title, height, margins, legend).
+
+Every `plots` module builds its figure and finishes it with `layout(fig, title, height, …)`.
+Plotly is not imported here, and the plot modules import it inside their functions: a page
+that draws no figure does not pay for it at start-up.
+"""
+COLORS = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D"]
+MUTED = "#b4c7dc"  # the other bars next to a highlighted COLORS[0] one
+GREY = "#7f7f7f"
+POSITIVE, NEGATIVE = "rgb(34,139,34)", "rgb(220,20,60)"  # attribution signs
+DIVERGING = [[0, NEGATIVE], [0.5, "rgb(255,255,255)"], [1, POSITIVE]]
+SEQUENTIAL = "Blues"  # heat maps of counts, probabilities and attention
+
+MARGIN = {"l": 10, "r": 10, "t": 50, "b": 10}
+LEGENDS = {
+    "top": {"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom", "traceorder": "normal"},
+    "below": {"orientation": "h", "y": -0.2},
+}
+
+
+def color(i: int) -> str:
+    """The i-th colour of the palette (it repeats)."""
+    return COLORS[i % len(COLORS)]
+
+
+def rgba(hex_color: str, alpha: float) -> str:
+    """'#4C78A8', 0.5 -> 'rgba(76,120,168,0.50)'."""
+    r, g, b = (int(hex_color.lstrip("#")[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha:.2f})"
+
+
+def layout(fig, title: str = "", height: int = 360, legend=None, margin: dict | None = None, **more):
+    """Give `fig` the common look and return it.
+
+    legend: None keeps plotly's default, False hides it, "top" (above the plot, right-aligned) or
+    "below" (under the x axis) places a horizontal legend, a dict is the legend's own settings
+    (plotly still hides a legend of one trace unless `showlegend=True` is given).
+    margin: the sides that differ from MARGIN. `more` goes to `fig.update_layout` as it is."""
+    settings = {"title": title or None, "height": height, "margin": {**MARGIN, **(margin or {})}, "colorway": COLORS}
+    if legend is False:
+        settings["showlegend"] = False
+    elif legend is not None:
+        settings["legend"] = LEGENDS[legend] if isinstance(legend, str) else legend
+    fig.update_layout(**settings, **more)
+    return fig
