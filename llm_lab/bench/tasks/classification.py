@@ -6,7 +6,7 @@ import torch
 
 from ... import metrics
 from ...cls_forward import classifier_logits
-from ..batching import pad, run_batched
+from ...batching import pad, run_batched
 from .common import TaskError, headline, map_labels, natural_key, render, short
 
 HEAD = "classifier"
