@@ -36,7 +36,6 @@ DESCRIPTIONS = {
 # The heads a model can be opened with; a registry entry records the one it was made for.
 HEADS = ("classifier", "encoder", "causal-lm")
 HEAD_PROVIDES = {"classifier": CLASSIFIER, "encoder": ENCODER, "causal-lm": CAUSAL_LM}
-DEFAULT_CONTEXT = 512   # when neither the config nor the tokenizer names a sane limit
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class Capabilities:
     provides: frozenset
     labels: tuple = ()
     head_is_new: bool = False
-    max_context: int = DEFAULT_CONTEXT
+    max_context: int = 512
 
     def has(self, *names: str) -> bool:
         return set(names) <= self.provides
@@ -142,23 +141,9 @@ def of_model(model, tokenizer, head: str, entry_head: str, head_is_new: bool, at
     if head == "classifier":
         id2label = getattr(model.config, "id2label", None) or {}
         labels = tuple(id2label[i] for i in sorted(id2label))
+    from .batching import context_length
+
     return Capabilities(head, frozenset(caps), labels, head_is_new, context_length(model, tokenizer))
-
-
-def context_length(model, tokenizer=None) -> int:
-    """The longest input the model takes: the config's positions, else a sane tokenizer limit, else 512."""
-    cfg = model.config
-    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-    for name in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length"):
-        value = getattr(cfg, name, None)
-        if isinstance(value, int) and value > 0:
-            if getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta", "camembert") and name == "max_position_embeddings":
-                return value - 2  # RoBERTa reserves two positions for the padding offset
-            return value
-    limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(limit, int) and 0 < limit < 1_000_000:
-        return limit
-    return DEFAULT_CONTEXT
 
 
 def _caps_of(model) -> Capabilities:

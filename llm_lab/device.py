@@ -1,8 +1,10 @@
-"""Pick the device and dtype: CUDA, then Apple MPS, then CPU; bf16 on CUDA.
+"""Pick the device and dtype: CUDA, then Apple MPS, then CPU; bf16 on CUDA. Tell out-of-memory
+errors apart (`is_out_of_memory`) and give memory back after one (`free_memory`).
 
 torch is imported on first use, not with this module: the home page can say "CPU" for a
 CPU-only torch build without paying for the torch import.
 """
+import gc
 import importlib.metadata
 import os
 import sys
@@ -30,6 +32,28 @@ def pick_dtype(device: str, override: str | None = None):
     if device.startswith("cuda") and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for an out-of-memory error of any device.
+
+    `torch.OutOfMemoryError` (alias `torch.cuda.OutOfMemoryError`) and its subclasses, told by
+    class name so torch need not be imported, and any error whose message says "out of memory"
+    (CUDA errors raised as RuntimeError, "MPS backend out of memory", cuDNN/cuBLAS allocation
+    failures).
+    """
+    if any("OutOfMemory" in cls.__name__ for cls in type(exc).__mro__):
+        return True
+    return "out of memory" in str(exc).lower()
+
+
+def free_memory(device: str | None = None) -> None:
+    """Collect garbage and return cached CUDA memory (for `device` "cuda…", or None: whenever CUDA is in use)."""
+    gc.collect()
+    if device is None or str(device).startswith("cuda"):
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def _bad_dtype(name: str):

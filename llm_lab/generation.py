@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from . import capabilities as caps
+from .batching import context_length, length_buckets, pad
 from .errors import LabError, ModelError
 
 _LOGIT_BUDGET_BYTES = 512 * 2**20  # raw logits kept during one batch (batch x steps x vocab x 4 bytes)
@@ -95,22 +96,11 @@ def check_prompts(prompts) -> list[str]:
     return prompts
 
 
-def context_length(loaded) -> int:
-    cfg = loaded.model.config
-    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-    for name in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length"):
-        value = getattr(cfg, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    limit = getattr(loaded.tokenizer, "model_max_length", None)
-    return int(limit) if isinstance(limit, int) and 0 < limit < 1_000_000 else 2048
-
-
 # ---------------------------------------------------------------- encoding
 def _encode(loaded, prompts: list[str], settings: GenerationSettings):
     """Token ids per prompt, cut from the left to fit the context; returns (ids, notes, max_new)."""
     tok = loaded.tokenizer
-    context = context_length(loaded)
+    context = context_length(loaded.model, loaded.tokenizer)
     max_new = settings.max_new_tokens
     notes = [""] * len(prompts)
     if max_new >= context:
@@ -132,16 +122,6 @@ def _encode(loaded, prompts: list[str], settings: GenerationSettings):
         encoded.append(ids)
         truncated.append(cut)
     return encoded, truncated, notes, max_new
-
-
-def _pad_left(batch_ids: list[list[int]], pad_id: int, device: str):
-    width = max(len(ids) for ids in batch_ids)
-    input_ids = torch.full((len(batch_ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch_ids), width), dtype=torch.long)
-    for row, ids in enumerate(batch_ids):
-        input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-        mask[row, width - len(ids):] = 1
-    return input_ids.to(device), mask.to(device)
 
 
 class _StopStrings:
@@ -245,21 +225,21 @@ def generate(loaded, prompts, settings: GenerationSettings | None = None, progre
         raise ModelError(f"{loaded.entry.name}'s tokenizer has neither a padding nor an end-of-sequence token; "
                          "batched generation needs one.")
     encoded, truncated, notes, max_new = _encode(loaded, prompts, settings)
-    context = context_length(loaded)
+    context = context_length(loaded.model, loaded.tokenizer)
     vocab = getattr(loaded.model.config.get_text_config() if hasattr(loaded.model.config, "get_text_config")
                     else loaded.model.config, "vocab_size", 50_000) or 50_000
     batch_size = max(1, min(settings.batch_size, _LOGIT_BUDGET_BYTES // max(1, max_new * vocab * 4)))
     # similar lengths together: less padding; results are put back in prompt order
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    batches = length_buckets([len(ids) for ids in encoded], batch_size)
     results: list[GenerationResult | None] = [None] * len(prompts)
     with loaded.lock:
         old_side = getattr(tok, "padding_side", "right")
         tok.padding_side = "left"
         try:
             _seed(settings.seed)
-            for start in range(0, len(order), batch_size):
-                idx = order[start:start + batch_size]
-                input_ids, mask = _pad_left([encoded[i] for i in idx], tok.pad_token_id, loaded.device)
+            done = 0
+            for idx in batches:
+                input_ids, mask = pad([encoded[i] for i in idx], tok.pad_token_id, "left", loaded.device)
                 width = input_ids.shape[1]
                 kwargs = _gen_kwargs(loaded, settings, max_new, width)
                 t0 = time.perf_counter()
@@ -275,8 +255,9 @@ def generate(loaded, prompts, settings: GenerationSettings | None = None, progre
                 for row, i in enumerate(idx):
                     results[i] = _finish(loaded, settings, prompts[i], new[row], lps[row], latency, truncated[i],
                                          notes[i], len(encoded[i]), max_new, context)
+                done += len(idx)
                 if progress:
-                    progress(min(start + batch_size, len(order)), len(order))
+                    progress(done, len(prompts))
         finally:
             tok.padding_side = old_side
     return results
@@ -295,7 +276,7 @@ def stream(loaded, prompt: str, settings: GenerationSettings | None = None, time
     prompt = check_prompts([prompt])[0]
     tok = loaded.tokenizer
     encoded, truncated, notes, max_new = _encode(loaded, [prompt], settings)
-    context = context_length(loaded)
+    context = context_length(loaded.model, loaded.tokenizer)
     streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True, timeout=timeout)
     box: dict = {}
 
@@ -303,7 +284,7 @@ def stream(loaded, prompt: str, settings: GenerationSettings | None = None, time
         try:
             with torch.inference_mode(), loaded.lock:
                 _seed(settings.seed)
-                input_ids, mask = _pad_left(encoded, tok.pad_token_id, loaded.device)
+                input_ids, mask = pad(encoded, tok.pad_token_id, "left", loaded.device)
                 kwargs = _gen_kwargs(loaded, settings, max_new, input_ids.shape[1])
                 t0 = time.perf_counter()
                 out = loaded.model.generate(input_ids=input_ids, attention_mask=mask, streamer=streamer, **kwargs)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import paths, store
-from .errors import JobCancelled, JobError, LabError
+from .errors import JobCancelled, JobError, LabError, failure_message
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = (
     "queued", "running", "succeeded", "failed", "cancelled", "interrupted")
@@ -246,13 +246,7 @@ def execute_job(job_id: str) -> None:
 
 
 def _explain(exc: Exception) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    if "out of memory" in str(exc).lower():
-        return ("The device ran out of memory. Try a smaller batch size or a shorter maximum length, "
-                f"or free the GPU. ({text})")
-    if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
-        return f"The disk is full: free space under {paths.home()} and resume the job. ({text})"
-    return f"Unexpected error, see the job log. {text}"
+    return failure_message(exc, disk_folder=paths.home(), unexpected="Unexpected error, see the job log. ")
 
 
 # ---------------------------------------------------------------- the worker

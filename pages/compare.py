@@ -3,6 +3,8 @@ import streamlit as st
 
 from llm_lab.compare import diff, live, plots, runs, saved, tables
 from llm_lab.compare import jobs as compare_jobs
+from llm_lab.errors import failure_message
+from llm_lab.explain.links import attribution_link
 from llm_lab.generation import GenerationSettings
 from ui import backend, job_panel
 from ui.common import header, user_errors
@@ -51,7 +53,7 @@ def stream_run(models: list[str], inputs: list[dict], settings: GenerationSettin
                     results[m].append(sink["result"])
                     st.caption(live.stats_line(sink["result"]))
                 except Exception as exc:  # one model failing: its column says why, the others go on
-                    errors[m] = live.failure(exc)
+                    errors[m] = failure_message(exc)
                     st.error(errors[m])
     return live.collect(models, inputs, results, errors, settings)
 
@@ -92,7 +94,7 @@ def results_table(comp: dict) -> None:
         src = comp.get("source") or {}
         for m in comp["models"]:
             if not comp["outputs"][m]["error"]:
-                frame[f"{m} · explain"] = [runs.attribution_link(m, t, src.get("dataset"), i)
+                frame[f"{m} · explain"] = [attribution_link(m, t, src.get("dataset"), i)
                                            for t, i in zip(frame["input"], frame["id"])]
                 config[f"{m} · explain"] = st.column_config.LinkColumn(display_text="attributions ↗")
     st.dataframe(tables.highlight_disagreements(frame), hide_index=True, column_config=config, key="c_table")
@@ -118,7 +120,7 @@ def one_input(comp: dict) -> None:
         for col, m in zip(st.columns(len(ok) or 1), ok):
             row = comp["outputs"][m]["rows"][i]
             col.markdown(f"**{m}**: {row['label']} ({row['prob']:.1%})")
-            col.link_button("Why? Attributions ↗", runs.attribution_link(m, inputs[i]["text"]))
+            col.link_button("Why? Attributions ↗", attribution_link(m, inputs[i]["text"]))
         return
     for col, m in zip(st.columns(len(models)), models):
         col.markdown(f"**{m}**")

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from llm_lab import data, jobs
-from llm_lab.bench import batching, cache, leaderboard, runner, suite as suites
+from llm_lab import batching, data, jobs
+from llm_lab.bench import cache, leaderboard, runner, suite as suites
 from llm_lab.errors import JobCancelled
+from llm_lab.explain.links import attribution_link
 from tests.conftest import ROOT
 
 REVIEWS = [("great product, works perfectly", "positive"), ("terrible, it broke after a day", "negative"),
@@ -320,7 +321,7 @@ def test_job_leaderboard_drilldown_and_exports(tiny_bert, binary_reviews):
     errors = leaderboard.drilldown(results, "sent", "errors")
     model_col = f"{tiny_bert}: correct"
     assert not errors[model_col].any() and len(errors) == sum(not r["correct"] for r in results[0]["per_example"])
-    link = errors.filter(like="attributions").iloc[0, 0] if len(errors) else leaderboard.attribution_link("m", "d", 3)
+    link = errors.filter(like="attributions").iloc[0, 0] if len(errors) else attribution_link("m", dataset="d", example=3)
     assert link.startswith("/attributions?model=") and "example=" in link
     csv = leaderboard.export_csv(results).decode()
     assert csv.splitlines()[0].startswith("model,task,type,status,metric,value,low,high")

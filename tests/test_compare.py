@@ -12,6 +12,7 @@ from llm_lab import jobs, predict, registry
 from llm_lab.compare import diff, live, runs, saved, tables
 from llm_lab.compare import jobs as compare_jobs
 from llm_lab.errors import LabError
+from llm_lab.explain.links import attribution_link
 
 PROMPTS = ["def foo(x):", "The built-in function", "Return the value of the attribute named"]
 
@@ -157,7 +158,7 @@ def test_classification_comparison(tiny_bert, bert_b):
     only = tables.filter_rows(frame, disagreements_only=True)
     assert len(only) == len(texts) - sum(agree)
     assert list(tables.filter_rows(frame, search="BROKE")["input"]) == ["broke after a day"]
-    link = runs.attribution_link(models[0], "great product & more")
+    link = attribution_link(models[0], "great product & more")
     assert link.startswith("/attributions?") and "text=great+product+%26+more" in link
 
 

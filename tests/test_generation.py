@@ -4,6 +4,7 @@ import torch
 
 from llm_lab import generation as G
 from llm_lab import registry
+from llm_lab.batching import context_length
 from llm_lab.errors import LabError, ModelError
 
 PROMPTS = ["def foo(x):", "The built-in function", "a", "Return the value of the attribute named by the string",
@@ -97,7 +98,7 @@ def test_stream_equals_batched(lm):
 
 
 def test_long_prompt_truncated_from_left(lm):
-    context = G.context_length(lm)
+    context = context_length(lm.model, lm.tokenizer)
     assert context == 128
     long_prompt = " ".join(f"word{i}" for i in range(400))
     res = G.generate(lm, [long_prompt, "short"], G.GenerationSettings(max_new_tokens=8))

@@ -3,7 +3,7 @@
     from llm_lab.bench import runner, suite
     results = runner.run_suite(suite.load("demo-classifier"), ["minilm"])
 
-Files: suite.py (YAML, validation), batching.py (length buckets, auto batch size), fingerprint.py
+Files: suite.py (YAML, validation), fingerprint.py
 (model fingerprint, environment), cache.py (results and partial progress in the store), tasks/ (one
 module per task type), runner.py (runs a suite), job.py (the background job), leaderboard.py
 (tables, drill-down, export), plots.py and report.py (plotly charts, the HTML report), cli.py (`python -m

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode
 
 import pandas as pd
 
+from ..explain.links import attribution_link
 from . import cache
 
 
@@ -64,10 +64,6 @@ def text_table(summaries: list[dict]) -> str:
     return "\n".join(lines + (["", "errors:"] + errors if errors else []))
 
 
-def attribution_link(model: str, dataset: str, example_id) -> str:
-    return "/attributions?" + urlencode({"model": model, "dataset": dataset, "example": int(example_id)})
-
-
 def drilldown(results: list[dict], task: str, show: str = "all") -> pd.DataFrame:
     """Per-example rows of one task across models: show "all", "errors" (any model wrong) or
     "disagreements" (models predict differently). Each model gets prediction, correct and a link."""
@@ -81,7 +77,8 @@ def drilldown(results: list[dict], task: str, show: str = "all") -> pd.DataFrame
         keep = [c for c in ("id", "text", "label") if c in frame.columns]
         cols = {c: f"{r['model']}: {c}" for c in frame.columns if c not in keep}
         part = frame.rename(columns=cols)
-        part[f"{r['model']}: attributions"] = [attribution_link(r["model"], dataset, i) for i in frame["id"]]
+        part[f"{r['model']}: attributions"] = [attribution_link(r["model"], dataset=dataset, example=i)
+                                                   for i in frame["id"]]
         base = part if base is None else base.merge(part.drop(columns=[c for c in ("text", "label") if c in part]),
                                                     on="id", how="outer")
     pred_cols = [c for c in base.columns if c.endswith(": prediction")]

@@ -11,12 +11,17 @@ import traceback
 
 from .. import capabilities as caps
 from .. import data, registry
-from ..errors import JobCancelled, LabError, ModelError
+from ..errors import JobCancelled, LabError, ModelError, failure_message
 from . import cache, fingerprint
-from .batching import default_batch_size
 from .suite import LOWER_IS_BETTER, Suite, TaskSpec
 from .tasks import module
 from .tasks.common import TaskError, TaskState
+
+def default_batch_size(device: str, requested: int | None = None) -> int:
+    if requested:
+        return int(requested)
+    return 128 if str(device).startswith("cuda") else 32
+
 
 def task_frame(spec: TaskSpec):
     """The rows a task scores (id + its roles, in id order), or a TaskError saying what is missing."""
@@ -187,9 +192,8 @@ def run_suite(suite: Suite, models: list[str], *, use_cache: bool = True, device
             cache.put(result)
             log(f"{label}: error — {exc}")
         except Exception as exc:  # a bug or the machine: this task fails, the suite goes on
-            message = f"{type(exc).__name__}: {exc}"
-            if "out of memory" in str(exc).lower():
-                message = f"Out of memory even with batch size 1: use a shorter max_length or a smaller model. ({message})"
+            message = failure_message(exc, oom_advice="Out of memory even with batch size 1: use a shorter "
+                                                      "max_length or a smaller model.")
             result = _error_result(suite, spec, model, message)
             cache.put(result)
             log(f"{label}: failed — {message}\n{traceback.format_exc()}")

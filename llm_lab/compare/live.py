@@ -4,7 +4,6 @@ The page iterates `pieces(...)` with `st.write_stream`; the final `GenerationRes
 `sink["result"]`. `collect(...)` turns what was streamed (and each model's error) into the same
 comparison dict a batched run gives.
 """
-from ..errors import LabError
 from . import runs
 
 
@@ -18,10 +17,6 @@ def pieces(loader, model: str, prompt: str, settings, sink: dict):
             yield piece
         else:
             sink["result"] = piece
-
-
-def failure(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, LabError) else f"{type(exc).__name__}: {exc}"
 
 
 def stats_line(result) -> str:

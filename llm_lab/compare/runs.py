@@ -13,10 +13,9 @@ predicted label, its probability and all class probabilities. A model that fails
 its error in `outputs[model]["error"]`; the other models' outputs are kept.
 """
 import time
-import urllib.parse
 
 from .. import capabilities as caps
-from ..errors import JobCancelled, LabError
+from ..errors import JobCancelled, LabError, failure_message
 
 KINDS = ("generation", "classification")
 # What each kind of comparison needs from a model (the pickers list only models that fit)
@@ -51,12 +50,6 @@ def _load(name: str, head: str):
     from ..registry import load
 
     return load(name, head=head)
-
-
-def _failure(exc: BaseException) -> str:
-    if isinstance(exc, LabError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
 
 
 def run(kind: str, models: list[str], inputs: list[dict], settings=None, progress=None, loader=None,
@@ -96,7 +89,7 @@ def run(kind: str, models: list[str], inputs: list[dict], settings=None, progres
         except JobCancelled:
             raise
         except Exception as exc:  # one model failing must not lose the others
-            outputs[name] = {"error": _failure(exc), "rows": [], "wall_s": time.perf_counter() - start, "info": {}}
+            outputs[name] = {"error": failure_message(exc), "rows": [], "wall_s": time.perf_counter() - start, "info": {}}
         if progress:
             progress((mi + 1) * n, total, f"{name} done")
     return assemble(kind, models, inputs, outputs, settings.as_dict() if kind == "generation" else {}, source)
@@ -215,11 +208,3 @@ def summary(comparison: dict) -> dict:
                 s["accuracy"] = float(metrics.compute("accuracy", [r["label"] for r in rows], gold)["accuracy"])
         out[name] = s
     return out
-
-
-def attribution_link(model: str, text: str, dataset: str | None = None, example: str | None = None) -> str:
-    """A link to the Attributions page for one input (it reads model, text, dataset, example)."""
-    params = {"model": model, "text": text}
-    if dataset and example is not None:
-        params.update(dataset=dataset, example=str(example))
-    return "/attributions?" + urllib.parse.urlencode(params)

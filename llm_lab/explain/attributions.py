@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from ..batching import pad
 from ..cls_forward import classifier_logits
 from ..errors import ModelError
 from . import specs, text as textmod
@@ -82,18 +83,12 @@ class EmbedForward(torch.nn.Module):
 
 def predict_proba_ids(loaded, ids_list: list[list[int]], batch_size: int = 64) -> np.ndarray:
     """Class probabilities for already-tokenised inputs (right-padded per batch)."""
-    pad = loaded.tokenizer.pad_token_id or 0
+    pad_id = loaded.tokenizer.pad_token_id or 0
     out = []
     with torch.inference_mode():
         for start in range(0, len(ids_list), batch_size):
-            chunk = ids_list[start:start + batch_size]
-            width = max(1, max(len(x) for x in chunk))
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for i, x in enumerate(chunk):
-                ids[i, :len(x)] = torch.tensor(x, dtype=torch.long)
-                mask[i, :len(x)] = 1
-            logits = classifier_logits(loaded.model, input_ids=ids.to(loaded.device), attention_mask=mask.to(loaded.device))
+            ids, mask = pad(ids_list[start:start + batch_size], pad_id, device=loaded.device)
+            logits = classifier_logits(loaded.model, input_ids=ids, attention_mask=mask)
             out.append(torch.softmax(logits.float(), -1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0))
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..batching import length_buckets, pad
 from . import text as textmod
 from .attributions import EmbedForward, input_grads_only, release
 
@@ -70,27 +71,15 @@ def layer_ig_many(loaded, texts: list[str], targets: list[int] | None = None, n_
                     if progress:
                         progress(i + 1, len(texts))
             else:
-                pad = loaded.tokenizer.pad_token_id or 0
-                order = sorted(range(len(encs)), key=lambda i: encs[i].input_ids.shape[1])
+                pad_id = loaded.tokenizer.pad_token_id or 0
+                lengths = [enc.input_ids.shape[1] for enc in encs]
                 done = 0
-                while done < len(order):
-                    # a bucket: as many texts as fit the token budget at this padded length
-                    width = encs[order[done]].input_ids.shape[1]
-                    group = []
-                    for i in order[done:]:
-                        w = max(width, encs[i].input_ids.shape[1])
-                        if group and (len(group) + 1) * w * n_steps > token_budget * 8:
-                            break
-                        group.append(i)
-                        width = w
-                    ids = torch.full((len(group), width), pad, dtype=torch.long, device=loaded.device)
-                    base = ids.clone()
-                    mask = torch.zeros_like(ids)
-                    for row, i in enumerate(group):
-                        n = encs[i].input_ids.shape[1]
-                        ids[row, :n] = encs[i].input_ids[0]
-                        base[row, :n] = textmod.baseline_ids(loaded, encs[i], baseline)[0]
-                        mask[row, :n] = 1
+                # a bucket: as many texts as fit the token budget (x n_steps interpolations) at its padded length
+                for group in length_buckets(lengths, token_budget=max(1, token_budget * 8 // n_steps)):
+                    width = max(lengths[i] for i in group)
+                    ids, mask = pad([encs[i].input_ids[0].tolist() for i in group], pad_id, device=loaded.device)
+                    base, _ = pad([textmod.baseline_ids(loaded, encs[i], baseline)[0].tolist() for i in group], pad_id,
+                                  device=loaded.device)
                     with torch.no_grad():
                         x, b = emb(ids), emb(base)
                         pred = fwd(x, mask).argmax(-1).tolist()

@@ -3,6 +3,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..batching import context_length
 from ..errors import LabError
 
 
@@ -21,12 +22,8 @@ class Encoded:
 
 
 def max_length(loaded, cap: int | None = None) -> int:
-    cfg = loaded.model.config
-    text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-    limit = getattr(text_cfg, "max_position_embeddings", None) or getattr(text_cfg, "n_positions", None) or 512
-    tok_limit = getattr(loaded.tokenizer, "model_max_length", None)
-    if tok_limit and tok_limit < 10**6:
-        limit = min(limit, tok_limit)
+    """The model's context length (`llm_lab.batching.context_length`), at most `cap`."""
+    limit = context_length(loaded.model, loaded.tokenizer)
     return min(limit, cap) if cap else limit
 
 

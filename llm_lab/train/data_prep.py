@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .. import data
+from ..batching import pad
 from ..errors import DataError
 from ..text_utils import natural_key
 from .config import TrainConfig
@@ -191,17 +192,6 @@ class CausalCollator:
         self.pad_id, self.multiple_of = pad_id, multiple_of
 
     def __call__(self, rows: list[dict]) -> dict:
-        import torch
-
-        longest = max(len(r["input_ids"]) for r in rows)
-        if self.multiple_of:
-            longest = -(-longest // self.multiple_of) * self.multiple_of
-        ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), longest), -100, dtype=torch.long)
-        mask = torch.zeros((len(rows), longest), dtype=torch.long)
-        for i, r in enumerate(rows):
-            n = len(r["input_ids"])
-            ids[i, :n] = torch.tensor(r["input_ids"])
-            labels[i, :n] = torch.tensor(r["labels"])
-            mask[i, :n] = 1
+        ids, mask = pad([r["input_ids"] for r in rows], self.pad_id, multiple_of=self.multiple_of)
+        labels, _ = pad([r["labels"] for r in rows], -100, multiple_of=self.multiple_of)
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}

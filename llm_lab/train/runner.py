@@ -3,7 +3,6 @@
 `train(cfg, reporter, workdir, resume)` returns a `Trained` (model, tokenizer, metrics);
 saving and registering the result is `export.finish`'s job.
 """
-import gc
 import json
 import math
 import re
@@ -12,7 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import LabError, ModelError
+from ..device import free_memory, is_out_of_memory, pick_device, pick_dtype
+from ..errors import LabError, ModelError, disk_full_message, is_disk_full
 from . import data_prep, modeling, task_metrics
 from .config import TrainConfig
 
@@ -85,10 +85,11 @@ def training_args(cfg: TrainConfig, output_dir: Path, n_train: int, has_eval: bo
     from transformers import TrainingArguments
 
     batch_size, grad_accum = batch_size or cfg.batch_size, grad_accum or cfg.grad_accum
-    cuda = cfg.device != "cpu" and torch.cuda.is_available()
+    device = train_device(cfg)
+    cuda = device == "cuda"
     precision = cfg.precision
-    if precision == "auto":
-        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+    if precision == "auto":  # bf16 where llm_lab.device picks it (CUDA with bf16); fp16 mixed precision on older GPUs
+        precision = "bf16" if pick_dtype(device) == torch.bfloat16 else "fp16" if cuda else "fp32"
     if precision in ("bf16", "fp16") and not cuda:
         precision = "fp32"  # mixed precision training needs a GPU here
     sched = schedule(cfg, n_train, batch_size, grad_accum, _world_size())
@@ -100,7 +101,7 @@ def training_args(cfg: TrainConfig, output_dir: Path, n_train: int, has_eval: bo
         weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup, lr_scheduler_type=cfg.scheduler,
         bf16=precision == "bf16", fp16=precision == "fp16",
         tf32=True if cuda and torch.cuda.get_device_capability()[0] >= 8 else None,
-        use_cpu=cfg.device == "cpu" or not cuda and not _mps(),
+        use_cpu=device == "cpu",
         eval_strategy="epoch" if has_eval else "no", save_strategy="steps", save_steps=sched["save_steps"],
         save_total_limit=2, logging_strategy="steps", logging_steps=sched["logging_steps"],
         logging_nan_inf_filter=False, metric_for_best_model=best if has_eval else None,
@@ -108,6 +109,12 @@ def training_args(cfg: TrainConfig, output_dir: Path, n_train: int, has_eval: bo
         seed=cfg.seed, data_seed=cfg.seed, report_to="none", disable_tqdm=True,
         remove_unused_columns=False, label_names=["labels"], dataloader_num_workers=0,
         dataloader_pin_memory=cuda, save_only_model=False, ddp_find_unused_parameters=False)
+
+
+def train_device(cfg: TrainConfig) -> str:
+    """"cpu" when asked for; otherwise what `llm_lab.device.pick_device` finds (CUDA, then MPS, then
+    CPU), so `device: cuda` on a machine without a GPU trains where it can instead of failing."""
+    return "cpu" if cfg.device == "cpu" else pick_device()
 
 
 def _world_size() -> int:
@@ -120,12 +127,6 @@ def _rank() -> int:
     import os
 
     return int(os.environ.get("RANK", "0"))
-
-
-def _mps() -> bool:
-    import torch
-
-    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -146,16 +147,6 @@ def checkpoints(folder: Path) -> list[Path]:
 
 
 # ---------------------------------------------------------------- the run
-def is_oom(exc: BaseException) -> bool:
-    import torch
-
-    return isinstance(exc, torch.OutOfMemoryError) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
-
-
-def _disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and getattr(exc, "errno", None) == 28 or "No space left" in str(exc)
-
-
 def train(cfg: TrainConfig, reporter, workdir: Path, resume: bool = False, build_trainer=None) -> Trained:
     """Train to the end, retrying out-of-memory with half the batch and twice the accumulation."""
     import torch
@@ -205,15 +196,12 @@ def train(cfg: TrainConfig, reporter, workdir: Path, resume: bool = False, build
             output = trainer.train(resume_from_checkpoint=ckpt)
             break
         except BaseException as exc:
-            if _disk_full(exc):
-                raise TrainingError(f"The disk is full: free space under {workdir.parent} and resume the job; "
-                                    f"it continues from its last checkpoint. ({exc})") from exc
-            if not is_oom(exc):
+            if is_disk_full(exc):
+                raise TrainingError(disk_full_message(workdir.parent, exc, "it continues from its last checkpoint")) from exc
+            if not is_out_of_memory(exc):
                 raise
             del trainer, model
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            free_memory()
             if batch == 1:
                 raise TrainingError(
                     "Out of memory even with a batch of 1. Lower the maximum length (now "

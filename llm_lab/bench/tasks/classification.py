@@ -6,8 +6,8 @@ import torch
 
 from ... import metrics
 from ...cls_forward import classifier_logits
+from ...batching import pad, run_batched
 from ...text_utils import natural_key
-from ..batching import pad, run_batched
 from .common import TaskError, headline, map_labels, render, short
 
 

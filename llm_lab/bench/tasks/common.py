@@ -25,9 +25,9 @@ class TaskState:
 
     @property
     def max_length(self) -> int:
-        from ...generation import context_length
+        from ...batching import context_length
 
-        limit = context_length(self.loaded)
+        limit = context_length(self.loaded.model, self.loaded.tokenizer)
         return min(self.spec.max_length or limit, limit)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..batching import pad, run_batched
+from ...batching import pad, run_batched
 
 
 def score_requests(state, requests: list[tuple[list[int], list[int], int]], label: str = "windows") -> list[list[float]]:

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import torch
 
-from ..batching import pad, run_batched
+from ...batching import pad, run_batched
 from .common import headline, render
 
 
