@@ -89,13 +89,13 @@ def main() -> int:
     t0 = time.perf_counter()
     (res,) = runner.run_suite(suite, [args.model], use_cache=False, batch_size=args.batch_size, device=args.device)
     ours_s = time.perf_counter() - t0
-    assert res["status"] == "ok", res["error"]
+    assert res.status == "ok", res.error
 
     names = loaded.labels
     base_probs = np.array([[next(d["score"] for d in out if d["label"] == lab) for lab in names] for out in base_out])
-    ours_pred = [r["prediction"] for r in sorted(res["per_example"], key=lambda r: r["id"])]
-    ours_conf = np.array([r["confidence"] for r in sorted(res["per_example"], key=lambda r: r["id"])])
-    shown = res["labels"]  # our names for the model's outputs (dataset labels where they map)
+    ours_pred = [r["prediction"] for r in sorted(res.per_example, key=lambda r: r["id"])]
+    ours_conf = np.array([r["confidence"] for r in sorted(res.per_example, key=lambda r: r["id"])])
+    shown = res.labels  # our names for the model's outputs (dataset labels where they map)
     same_pred = float(np.mean([shown[i] == p for i, p in zip(base_probs.argmax(1), ours_pred)]))
     max_diff = float(np.abs(base_probs.max(1) - ours_conf).max())
     figures = {"examples": n, "pipeline_s": round(base_s, 3), "ours_s": round(ours_s, 3),

@@ -71,8 +71,8 @@ def run_ours(model: str, items: list[str], batch_size: int) -> tuple[dict, float
     t0 = time.perf_counter()
     (res,) = runner.run_suite(suite, [model], use_cache=False, device="cpu")
     seconds = time.perf_counter() - t0
-    assert res["status"] == "ok", res["error"]
-    return res["metrics"], seconds
+    assert res.status == "ok", res.error
+    return res.metrics, seconds
 
 
 def main() -> int:

@@ -147,13 +147,14 @@ else:
         st.info("No finished classification benchmark yet. Run a suite with a classification task on the "
                 "Benchmarks page, then come back to attribute the examples it got wrong.")
     else:
-        labels = {f"{r['model']} · {r['suite']}/{r['task']} · {r['headline'].get('name')} "
-                  f"{r['headline'].get('value', float('nan')):.3f}": r for r in results}
+        labels = {f"{r.model} · {r.suite}/{r.task} · {r.headline.name if r.headline else None} "
+                  f"{r.headline.value if r.headline and r.headline.value is not None else float('nan'):.3f}": r
+                  for r in results}
         c1, c2 = st.columns([3, 1])
         picked_result = labels[c1.selectbox("Benchmark result", list(labels), key="ds_result")]
         n = c2.number_input("At most", 4, 2000, 64, key="ds_n_err")
-        params = {"bench_result": picked_result["key"]}
-        title = f"Attributions: errors of {picked_result['model']} on {picked_result['suite']}/{picked_result['task']}"
+        params = {"bench_result": picked_result.key}
+        title = f"Attributions: errors of {picked_result.model} on {picked_result.suite}/{picked_result.task}"
     picked = st.multiselect("Methods", list(all_methods), default=list(all_methods)[:3], key="ds_methods")
     if st.button("Start job", type="primary", key="ds_run", disabled=not (picked and params)):
         with user_errors():

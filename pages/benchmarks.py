@@ -42,7 +42,8 @@ with user_errors():
             ttype = f2.selectbox("Task type", list(TASK_TYPES), key="b_type")
             dataset = f3.selectbox("Dataset", [d.name for d in backend.datasets()], key="b_dataset")
             g1, g2, g3 = st.columns(3)
-            metric_choice = g1.multiselect("Metrics", list(TASK_TYPES[ttype][2]), list(TASK_TYPES[ttype][3]), key="b_metrics")
+            metric_choice = g1.multiselect("Metrics", list(TASK_TYPES[ttype].metrics), list(TASK_TYPES[ttype].default_metrics),
+                                           key="b_metrics")
             limit = g2.number_input("Examples (0 = all)", 0, 100_000, 200, key="b_limit")
             prompt = g3.text_input("Prompt template (optional)", "", key="b_prompt", help="e.g. Review: {text}")
             choices = st.text_input("Choices (multiple choice, comma separated)", "", key="b_choices")
@@ -99,22 +100,24 @@ run_id = st.selectbox("Results of run", list(labels), index=list(labels).index(d
                       key="b_run_pick")
 keys = next(r["keys"] for r in runs if r["id"] == run_id)
 results = leaderboard.full_results(keys)
-summaries = [{k: v for k, v in r.items() if k != "per_example"} for r in results]
+summaries = [r.summary() for r in results]
 
 st.subheader("Leaderboard")
 wide = leaderboard.wide_table(summaries)
 value_cols = [c for c in wide.columns if c.endswith("(value)")]
 s1, s2 = st.columns([2, 1])
 sort_by = s1.selectbox("Sort by", value_cols, key="b_sort", format_func=lambda c: c.replace(" (value)", ""))
-low_first = any(w in sort_by for w in ("perplexity", "latency", "memory"))
+low_first = sort_by is not None and not leaderboard.higher_is_better(summaries).get(sort_by, True)
 shown = wide.sort_values(sort_by, ascending=low_first, na_position="last") if sort_by else wide
 st.dataframe(shown[[c for c in wide.columns if c not in value_cols]], hide_index=True, width="stretch")
+lower_better = list(dict.fromkeys(r.headline.name for r in results if r.headline and r.headline.lower_is_better))
 st.caption("Cells: headline metric ± half-width of its 95% bootstrap interval (speed: min–max over repeats). "
-           "Perplexity and latency: lower is better.")
+           + (f"Lower is better for {', '.join(lower_better)}; higher for the others." if lower_better
+              else "Higher is better."))
 for r in results:
-    if r["status"] != "ok":
-        st.error(f"**{r['model']} / {r['task']}**: {r['error']}", icon=":material/warning:")
-notes = [f"**{r['model']} / {r['task']}**: {n}" for r in results for n in r.get("notes") or []]
+    if not r.ok:
+        st.error(f"**{r.label}**: {r.error}", icon=":material/warning:")
+notes = [f"**{r.label}**: {n}" for r in results for n in r.notes or []]
 if notes:
     with st.expander(f"Notes ({len(notes)})"):
         st.markdown("\n".join(f"- {n}" for n in notes))
@@ -122,12 +125,11 @@ if notes:
 tabs = st.tabs(["Per task", "Quality vs latency", "Confusion matrix", "F1 per class"])
 tabs[0].plotly_chart(plots.task_bars(summaries), key="b_fig_bars")
 tabs[1].plotly_chart(plots.accuracy_latency(summaries), key="b_fig_scatter")
-cls = [r for r in results if r["type"] == "classification" and r["status"] == "ok"]
+cls = [r for r in results if r.type == "classification" and r.ok]
 if cls:
-    which = tabs[2].selectbox("Result", range(len(cls)), format_func=lambda i: f"{cls[i]['model']} / {cls[i]['task']}",
-                              key="b_cm_pick")
+    which = tabs[2].selectbox("Result", range(len(cls)), format_func=lambda i: cls[i].label, key="b_cm_pick")
     tabs[2].plotly_chart(plots.confusion(cls[which]), key="b_fig_cm")
-    fig = plots.per_class_f1(results, cls[which]["task"])
+    fig = plots.per_class_f1(results, cls[which].task)
     if fig is not None:
         tabs[3].plotly_chart(fig, key="b_fig_f1")
 else:
@@ -135,7 +137,7 @@ else:
 
 # ---------------------------------------------------------------- drill-down
 st.subheader("Examples")
-task_names = list(dict.fromkeys(r["task"] for r in results if r["status"] == "ok" and r.get("per_example")))
+task_names = list(dict.fromkeys(r.task for r in results if r.ok and r.per_example))
 if task_names:
     d1, d2 = st.columns([1, 2])
     task = d1.selectbox("Task", task_names, key="b_dd_task")
@@ -158,5 +160,5 @@ if e3.button("Build HTML report", key="b_html_build"):
 if st.session_state.get("b_html", (None,))[0] == run_id:
     e3.download_button("Download HTML report", st.session_state["b_html"][1], f"{run_id}.html", "text/html", key="b_html")
 with st.expander("Reproducibility: fingerprints, versions, seeds"):
-    st.code(json.dumps({f"{r['model']} / {r['task']}": r.get("repro") for r in results if r["status"] == "ok"},
+    st.code(json.dumps({r.label: r.repro.to_dict() if r.repro else None for r in results if r.ok},
                        indent=1, default=str), language="json")

@@ -36,7 +36,7 @@ def settings_form() -> GenerationSettings:
                               stop=live.parse_stops(stops))
 
 
-def stream_run(models: list[str], inputs: list[dict], settings: GenerationSettings) -> dict:
+def stream_run(models: list[str], inputs: list[dict], settings: GenerationSettings) -> runs.Comparison:
     """Each prompt: one column per model, its answer streamed in as it is generated."""
     results, errors = {m: [] for m in models}, {}
     for row in inputs:
@@ -58,10 +58,10 @@ def stream_run(models: list[str], inputs: list[dict], settings: GenerationSettin
     return live.collect(models, inputs, results, errors, settings)
 
 
-def model_cards(comp: dict) -> None:
-    gen = comp["kind"] == "generation"
-    for col, m in zip(st.columns(len(comp["models"])), comp["models"]):
-        s = comp["summary"][m]
+def model_cards(comp: runs.Comparison) -> None:
+    gen = comp.kind == "generation"
+    for col, m in zip(st.columns(len(comp.models)), comp.models):
+        s = comp.summary[m]
         col.markdown(f"**{m}**")
         if "error" in s:
             col.error(s["error"])
@@ -82,8 +82,8 @@ def model_cards(comp: dict) -> None:
                 col.warning("Its classification head is untrained (random): fine-tune it on the Train page.")
 
 
-def results_table(comp: dict) -> None:
-    gen = comp["kind"] == "generation"
+def results_table(comp: runs.Comparison) -> None:
+    gen = comp.kind == "generation"
     f1, f2, f3 = st.columns([2, 1, 1])
     search = f1.text_input("Show rows containing", key="c_search")
     only = f2.toggle("Only disagreements", key="c_disagree", disabled=gen)
@@ -91,43 +91,43 @@ def results_table(comp: dict) -> None:
     frame = tables.filter_rows(tables.table(comp, details), search, only)
     config = {}
     if not gen:
-        src = comp.get("source") or {}
-        for m in comp["models"]:
-            if not comp["outputs"][m]["error"]:
+        src = comp.source or {}
+        for m in comp.models:
+            if not comp.outputs[m].error:
                 frame[f"{m} · explain"] = [attribution_link(m, t, src.get("dataset"), i)
                                            for t, i in zip(frame["input"], frame["id"])]
                 config[f"{m} · explain"] = st.column_config.LinkColumn(display_text="attributions ↗")
     st.dataframe(tables.highlight_disagreements(frame), hide_index=True, column_config=config, key="c_table")
-    st.caption(f"{len(frame)} of {len(comp['inputs'])} rows" + ("" if gen else "; rows where the models disagree "
+    st.caption(f"{len(frame)} of {len(comp.inputs)} rows" + ("" if gen else "; rows where the models disagree "
                "are tinted") + ". Click a column header to sort.")
     d1, d2, d3, _ = st.columns([1, 1, 1, 3])
-    d1.download_button("CSV", tables.to_csv(frame), f"comparison-{comp['id']}.csv", "text/csv", on_click="ignore")
-    d2.download_button("JSON", tables.to_json(comp), f"comparison-{comp['id']}.json", "application/json", on_click="ignore")
-    d3.download_button("HTML", tables.to_html(comp), f"comparison-{comp['id']}.html", "text/html", on_click="ignore")
+    d1.download_button("CSV", tables.to_csv(frame), f"comparison-{comp.id}.csv", "text/csv", on_click="ignore")
+    d2.download_button("JSON", tables.to_json(comp), f"comparison-{comp.id}.json", "application/json", on_click="ignore")
+    d3.download_button("HTML", tables.to_html(comp), f"comparison-{comp.id}.html", "text/html", on_click="ignore")
 
 
-def one_input(comp: dict) -> None:
-    inputs, models = comp["inputs"], comp["models"]
-    ok = [m for m in models if not comp["outputs"][m]["error"]]
+def one_input(comp: runs.Comparison) -> None:
+    inputs, models = comp.inputs, comp.models
+    ok = [m for m in models if not comp.outputs[m].error]
     i = st.selectbox("Look at one input", range(len(inputs)), key="c_row",
                      format_func=lambda k: f"{inputs[k]['id']}: {inputs[k]['text'][:90]}")
     st.markdown(f"> {inputs[i]['text']}")
     if inputs[i].get("reference") or inputs[i].get("label"):
         st.caption(f"Reference: {inputs[i].get('reference') or inputs[i].get('label')}")
-    if comp["kind"] == "classification":
+    if comp.kind == "classification":
         if ok:
             st.plotly_chart(plots.class_probabilities(comp, i), key="c_probs")
         for col, m in zip(st.columns(len(ok) or 1), ok):
-            row = comp["outputs"][m]["rows"][i]
+            row = comp.outputs[m].rows[i]
             col.markdown(f"**{m}**: {row['label']} ({row['prob']:.1%})")
             col.link_button("Why? Attributions ↗", attribution_link(m, inputs[i]["text"]))
         return
     for col, m in zip(st.columns(len(models)), models):
         col.markdown(f"**{m}**")
         if m not in ok:
-            col.error(comp["outputs"][m]["error"])
+            col.error(comp.outputs[m].error)
             continue
-        row = comp["outputs"][m]["rows"][i]
+        row = comp.outputs[m].rows[i]
         col.code(row["text"] or "(empty)", language=None, wrap_lines=True)
         col.caption(f"{row['new_tokens']} tokens · {row['latency_s']:.2f}s · {row['tokens_per_s']:.1f} tok/s · "
                     f"logprob {row['mean_logprob'] if row['mean_logprob'] is None else round(row['mean_logprob'], 3)}"
@@ -137,7 +137,7 @@ def one_input(comp: dict) -> None:
         a1, a2 = st.columns(2)
         ma = a1.selectbox("From", ok, index=0, key="c_diff_a")
         mb = a2.selectbox("To", ok, index=1, key="c_diff_b")
-        ta, tb = comp["outputs"][ma]["rows"][i]["text"], comp["outputs"][mb]["rows"][i]["text"]
+        ta, tb = comp.outputs[ma].rows[i]["text"], comp.outputs[mb].rows[i]["text"]
         left, right = diff.side_by_side_html(ta, tb)
         a1.html(diff.STYLE + left)
         a2.html(diff.STYLE + right)
@@ -145,18 +145,18 @@ def one_input(comp: dict) -> None:
                    f"green: only in {mb}.")
 
 
-def show(comp: dict) -> None:
+def show(comp: runs.Comparison) -> None:
     st.divider()
-    st.subheader(comp.get("title", "Comparison"))
-    st.caption(f"Comparison `{comp['id']}` · share this page's address (it ends in ?comparison={comp['id']}) "
+    st.subheader(comp.title or "Comparison")
+    st.caption(f"Comparison `{comp.id}` · share this page's address (it ends in ?comparison={comp.id}) "
                "to reopen it.")
     model_cards(comp)
-    ok = [m for m in comp["models"] if not comp["outputs"][m]["error"]]
-    if comp["kind"] == "generation" and ok:
+    ok = comp.ok_models()
+    if comp.kind == "generation" and ok:
         st.plotly_chart(plots.generation_summary(comp), key="c_summary")
     elif len(ok) >= 2:
-        agree = comp["agreement"]
-        st.metric("all models agree on", f"{agree['rate']:.0%} of the inputs")
+        agree = comp.agreement
+        st.metric("all models agree on", f"{agree.rate:.0%} of the inputs")
         b1, b2 = st.columns(2)
         ma = b1.selectbox("Rows: model", ok, index=0, key="c_conf_a")
         mb = b2.selectbox("Columns: model", ok, index=1, key="c_conf_b")

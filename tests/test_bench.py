@@ -118,35 +118,35 @@ def test_classification_matches_direct_forward_for_every_batch_size(tiny_bert, b
     outputs = []
     for bs in (1, 3, 32):
         (res,) = runner.run_suite(s, [str(tiny_bert)], use_cache=False, batch_size=bs)
-        assert res["status"] == "ok", res["error"]
-        rows = res["per_example"]
+        assert res.status == "ok", res.error
+        rows = res.per_example
         conf = np.array([r["confidence"] for r in rows])
         np.testing.assert_allclose(conf, expected.max(axis=1), atol=2e-4)
         labels = ["negative", "positive"]
         assert [r["prediction"] for r in rows] == [labels[i] for i in expected.argmax(axis=1)]
         outputs.append(res)
     for other in outputs[1:]:
-        assert other["metrics"] == pytest.approx(outputs[0]["metrics"], abs=1e-9)
+        assert other.metrics == pytest.approx(outputs[0].metrics, abs=1e-9)
     res = outputs[0]
     truth = [l for _, l in REVIEWS]
-    preds = [r["prediction"] for r in res["per_example"]]
-    assert res["metrics"]["accuracy"] == pytest.approx(np.mean([p == t for p, t in zip(preds, truth)]))
-    h = res["headline"]
-    assert h["name"] == "accuracy" and h["low"] <= h["value"] <= h["high"]
-    repro = res["repro"]
-    assert repro["dataset_hash"] == data.get(binary_reviews).content_hash
-    assert len(repro["model_fingerprint"]) == 20 and repro["environment"]["packages"]["torch"]
-    assert repro["seed"] == 0 and repro["suite_version"] == "1"
+    preds = [r["prediction"] for r in res.per_example]
+    assert res.metrics["accuracy"] == pytest.approx(np.mean([p == t for p, t in zip(preds, truth)]))
+    h = res.headline
+    assert h.name == "accuracy" and h.low <= h.value <= h.high and h.higher_is_better
+    repro = res.repro
+    assert repro.dataset_hash == data.get(binary_reviews).content_hash
+    assert len(repro.model_fingerprint) == 20 and repro.environment["packages"]["torch"]
+    assert repro.seed == 0 and repro.suite_version == "1"
 
 
 def test_cache_hit_and_new_key_on_changed_task(tiny_bert, binary_reviews):
     s = cls_suite(binary_reviews)
     (first,) = runner.run_suite(s, [str(tiny_bert)])
     (again,) = runner.run_suite(s, [str(tiny_bert)])
-    assert not first["cached"] and again["cached"] and again["key"] == first["key"]
-    assert again["per_example"] == first["per_example"]
+    assert not first.cached and again.cached and again.key == first.key
+    assert again.per_example == first.per_example
     (other,) = runner.run_suite(cls_suite(binary_reviews, limit=5), [str(tiny_bert)])
-    assert other["key"] != first["key"] and not other["cached"] and len(other["per_example"]) == 5
+    assert other.key != first.key and not other.cached and len(other.per_example) == 5
 
 
 def test_interrupted_run_resumes_where_it_stopped(tiny_bert, binary_reviews):
@@ -163,10 +163,10 @@ def test_interrupted_run_resumes_where_it_stopped(tiny_bert, binary_reviews):
     partial_files = list(cache.partial_dir().glob("*.json"))
     assert len(partial_files) == 1 and len(json.loads(partial_files[0].read_text())) == 4
     (resumed,) = runner.run_suite(s, [str(tiny_bert)])
-    assert resumed["stats"]["resumed_outputs"] == 4
+    assert resumed.stats["resumed_outputs"] == 4
     assert not list(cache.partial_dir().glob("*.json"))
     (fresh,) = runner.run_suite(s, [str(tiny_bert)], use_cache=False)
-    assert [r["confidence"] for r in resumed["per_example"]] == pytest.approx([r["confidence"] for r in fresh["per_example"]], abs=1e-5)
+    assert [r["confidence"] for r in resumed.per_example] == pytest.approx([r["confidence"] for r in fresh.per_example], abs=1e-5)
 
 
 def test_auto_batch_size_halves_on_out_of_memory():
@@ -199,15 +199,15 @@ tasks:
   - {{name: missing-dataset, type: speed, dataset: nope}}
 """
     results = runner.run_suite(_suite(text), [str(tiny_bert)])
-    by = {r["task"]: r for r in results}
-    assert by["ok"]["status"] == "ok"
-    assert "'neutral'" in by["unknown-labels"]["error"] and "label_map" in by["unknown-labels"]["error"]
-    assert "has no label (column 'label')" in by["no-column"]["error"]
-    assert "no rows in split 'test'" in by["empty-split"]["error"]
-    assert "no language-model head" in by["no-lm-head"]["error"]
-    assert "No dataset named 'nope'" in by["missing-dataset"]["error"]
+    by = {r.task: r for r in results}
+    assert by["ok"].status == "ok"
+    assert "'neutral'" in by["unknown-labels"].error and "label_map" in by["unknown-labels"].error
+    assert "has no label (column 'label')" in by["no-column"].error
+    assert "no rows in split 'test'" in by["empty-split"].error
+    assert "no language-model head" in by["no-lm-head"].error
+    assert "No dataset named 'nope'" in by["missing-dataset"].error
     (gpt_cls,) = runner.run_suite(cls_suite(binary_reviews), [str(tiny_gpt2)])
-    assert "causal LM without a sequence-classification head" in gpt_cls["error"]
+    assert "causal LM without a sequence-classification head" in gpt_cls.error
     table = leaderboard.text_table(results)
     assert "errors:" in table and "unknown-labels" in table
 
@@ -222,7 +222,7 @@ def test_empty_generation_is_an_error_for_that_task(tiny_gpt2, monkeypatch):
     monkeypatch.setattr(gen_task, "generate", silent)
     s = _suite("name: g\ntasks:\n  - {name: answers, type: generation, dataset: demo-prompts, limit: 3}\n")
     (res,) = runner.run_suite(s, [str(tiny_gpt2)])
-    assert res["status"] == "error" and "produced no text for any of the 3 prompts" in res["error"]
+    assert res.status == "error" and "produced no text for any of the 3 prompts" in res.error
 
 
 # ---------------------------------------------------------------- causal LM tasks
@@ -244,18 +244,18 @@ def test_perplexity_matches_direct_computation_and_batch_size(tiny_gpt2, docs):
     values = []
     for bs in (1, 4):
         (res,) = runner.run_suite(s, [str(tiny_gpt2)], use_cache=False, batch_size=bs)
-        assert res["status"] == "ok", res["error"]
-        values.append(res["metrics"]["perplexity"])
+        assert res.status == "ok", res.error
+        values.append(res.metrics["perplexity"])
     assert values[0] == pytest.approx(expected, rel=1e-4) and values[1] == pytest.approx(expected, rel=1e-4)
     nbytes = sum(len(d.encode()) for d in DOCS)
-    assert res["metrics"]["bits_per_byte"] == pytest.approx(-np.concatenate(per_text).sum() / math.log(2) / nbytes, rel=1e-4)
+    assert res.metrics["bits_per_byte"] == pytest.approx(-np.concatenate(per_text).sum() / math.log(2) / nbytes, rel=1e-4)
     # windows shorter than the long text: disjoint windows (lm-eval's scheme) and a sliding window
     short = _suite(f"name: lm\ntasks:\n  - {{name: ppl, type: language_modeling, dataset: {docs}, max_length: 16}}\n")
     slide = _suite(f"name: lm\ntasks:\n  - {{name: ppl, type: language_modeling, dataset: {docs}, max_length: 16, stride: 4}}\n")
     (a,) = runner.run_suite(short, [str(tiny_gpt2)])
     (b,) = runner.run_suite(slide, [str(tiny_gpt2)])
-    assert a["metrics"]["tokens"] == b["metrics"]["tokens"] == len(np.concatenate(per_text))
-    assert a["metrics"]["perplexity"] != pytest.approx(expected, rel=1e-6)  # less context per token than one pass
+    assert a.metrics["tokens"] == b.metrics["tokens"] == len(np.concatenate(per_text))
+    assert a.metrics["perplexity"] != pytest.approx(expected, rel=1e-6)  # less context per token than one pass
 
 
 def test_lm_windows_score_every_token_once():
@@ -287,8 +287,8 @@ tasks:
     metrics: [exact_match, chrf]
 """)
     mc, gen = runner.run_suite(s, [str(tiny_gpt2)])
-    assert mc["status"] == "ok" and gen["status"] == "ok", (mc["error"], gen["error"])
-    row = mc["per_example"][0]
+    assert mc.status == "ok" and gen.status == "ok", (mc.error, gen.error)
+    row = mc.per_example[0]
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_gpt2)
@@ -299,9 +299,97 @@ tasks:
         logp = torch.log_softmax(model(torch.tensor([ctx + cont])).logits[0], -1)
     direct = sum(float(logp[len(ctx) - 1 + k, c]) for k, c in enumerate(cont))
     assert row["loglik"]["positive"] == pytest.approx(direct, abs=1e-3)
-    preds = [r["prediction"] for r in mc["per_example"]]
-    assert mc["metrics"]["accuracy"] == pytest.approx(np.mean([p == l for p, (_, l) in zip(preds, REVIEWS)]))
-    assert len(gen["per_example"]) == 4 and "chrf" in gen["metrics"]
+    preds = [r["prediction"] for r in mc.per_example]
+    assert mc.metrics["accuracy"] == pytest.approx(np.mean([p == l for p, (_, l) in zip(preds, REVIEWS)]))
+    assert len(gen.per_example) == 4 and "chrf" in gen.metrics
+
+
+# ---------------------------------------------------------------- typed results and their JSON
+OLD_OK = {  # a result as the runner stored it before TaskResult: plain dict, headline with lower_is_better
+    "key": "abc123", "model": "m", "suite": "s", "suite_version": "1", "suite_digest": "d1", "task": "ppl",
+    "type": "language_modeling", "status": "ok", "error": None, "metrics": {"perplexity": 12.5, "tokens": 40},
+    "details": {"context": 64, "stride": 64},
+    "headline": {"name": "perplexity", "value": 12.5, "low": 11.0, "high": 14.0, "lower_is_better": True,
+                 "confidence": 0.95, "n_resamples": 1000},
+    "per_example": [{"id": 1, "text": "a", "tokens": 4, "nll": 9.1, "perplexity": 9.8}], "labels": None,
+    "notes": ["a note"], "stats": {"examples": 1, "seconds": 0.1, "examples_per_s": 10.0, "resumed_outputs": 0},
+    "seconds": 0.1, "created_at": 1700000000.0, "cached": False,
+    "repro": {"model": "m", "model_source": "local", "model_location": "/x", "model_fingerprint": "f" * 20,
+              "head": "causal-lm", "head_is_new": False, "dataset": "docs", "dataset_hash": "h", "dataset_fingerprint": "fp",
+              "split": None, "rows": 1, "task_definition": {"name": "ppl"}, "task_hash": "th", "suite": "s",
+              "suite_version": "1", "suite_digest": "d1", "seed": 0, "settings": {"device": "cpu", "dtype": "float32"},
+              "environment": {"packages": {"torch": "2"}}},
+}
+OLD_ERROR = {"key": "err-1", "model": "m", "suite": "s", "suite_version": "1", "task": "cls", "type": "classification",
+             "status": "error", "error": "no head", "metrics": {}, "headline": {}, "per_example": [], "notes": [],
+             "created_at": 1700000001.0, "cached": False}
+
+
+def _store_old(result: dict) -> None:
+    """Write a result the way the old cache.put did (file + row with the summary dict)."""
+    from llm_lab import store
+
+    store.atomic_write_bytes(cache.results_dir() / f"{result['key']}.json", json.dumps(result).encode())
+    head = result.get("headline") or {}
+    summary = {k: v for k, v in result.items() if k != "per_example"}
+    store.execute("INSERT OR REPLACE INTO bench_results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                  (result["key"], result["model"], result["suite"], result["task"], result["type"], result["status"],
+                   head.get("name"), head.get("value"), head.get("low"), head.get("high"), result.get("error"),
+                   result["created_at"], result.get("seconds"), store.to_json(summary)))
+
+
+def test_task_result_json_round_trip():
+    from llm_lab.bench.result import Headline, TaskResult
+
+    r = TaskResult.from_dict(OLD_OK)
+    assert r.headline == Headline("perplexity", 12.5, 11.0, 14.0, False, 0.95, 1000) and r.headline.lower_is_better
+    assert r.repro.dataset == "docs" and r.repro.environment["packages"]["torch"] == "2" and r.ok
+    again = TaskResult.from_dict(json.loads(json.dumps(r.to_dict())))
+    assert again == r
+    assert "per_example" not in r.to_dict(per_example=False) and r.summary().per_example == []
+    err = TaskResult.from_dict(OLD_ERROR)
+    assert err.headline is None and err.repro is None and not err.ok and err.error == "no head"
+    assert TaskResult.from_dict(json.loads(json.dumps(err.to_dict()))) == err
+    # keys a later version adds are kept and written back
+    newer = TaskResult.from_dict(dict(OLD_OK, something_new={"x": 1}))
+    assert newer.extra == {"something_new": {"x": 1}} and newer.to_dict()["something_new"] == {"x": 1}
+    # a headline stored without any direction gets it from the metrics table
+    assert not Headline.from_dict({"name": "latency_p50_ms", "value": 3.0}).higher_is_better
+    assert Headline.from_dict({"name": "accuracy", "value": 0.5}).higher_is_better
+
+
+def test_old_stored_results_still_load():
+    _store_old(OLD_OK)
+    _store_old(OLD_ERROR)
+    hit = cache.get("abc123")
+    assert hit.metrics["perplexity"] == 12.5 and hit.headline.lower_is_better and len(hit.per_example) == 1
+    assert cache.get("err-1") is None  # errors are never served from the cache
+    full = leaderboard.full_results(["abc123", "err-1"])
+    assert [r.status for r in full] == ["ok", "error"] and full[1].headline is None
+    summaries = cache.summaries(["abc123", "err-1"])
+    assert summaries[0].per_example == [] and summaries[0].repro.model_fingerprint == "f" * 20
+    long = leaderboard.long_table(summaries)
+    assert list(long["lower_is_better"]) == [True, False] and long["value"].iloc[0] == 12.5
+    assert leaderboard.higher_is_better(summaries) == {"ppl · perplexity (value)": False, "cls (value)": True}
+    assert "errors:" in leaderboard.text_table(summaries)
+    # stored again by this version, it reads back the same
+    cache.put(hit)
+    assert cache.get("abc123") == hit and cache.summaries(["abc123"])[0] == hit.summary()
+
+
+def test_task_types_and_metric_directions():
+    from llm_lab import metrics
+    from llm_lab.bench.suite import TASK_TYPES
+
+    assert TASK_TYPES["classification"].needs == ("text", "label") and TASK_TYPES["classification"].headline == "accuracy"
+    assert TASK_TYPES["generation"].default_metrics == ("exact_match", "chrf", "rouge")
+    assert {n for n, t in TASK_TYPES.items() if t.model_needs.head == "causal-lm"} == {"language_modeling", "generation",
+                                                                                  "multiple_choice"}
+    assert all(name == t.name for name, t in TASK_TYPES.items())
+    with pytest.raises(Exception):
+        TASK_TYPES["speed"].headline = "x"  # frozen
+    assert not metrics.higher_is_better("perplexity") and not metrics.higher_is_better("peak_memory_mb")
+    assert metrics.higher_is_better("accuracy") and metrics.higher_is_better("examples_per_s")
 
 
 # ---------------------------------------------------------------- job, leaderboard, export, CLI
@@ -320,7 +408,7 @@ def test_job_leaderboard_drilldown_and_exports(tiny_bert, binary_reviews):
     assert wide.shape[0] == 1 and any("sent" in c for c in wide.columns)
     errors = leaderboard.drilldown(results, "sent", "errors")
     model_col = f"{tiny_bert}: correct"
-    assert not errors[model_col].any() and len(errors) == sum(not r["correct"] for r in results[0]["per_example"])
+    assert not errors[model_col].any() and len(errors) == sum(not r["correct"] for r in results[0].per_example)
     link = errors.filter(like="attributions").iloc[0, 0] if len(errors) else attribution_link("m", dataset="d", example=3)
     assert link.startswith("/attributions?model=") and "example=" in link
     csv = leaderboard.export_csv(results).decode()
@@ -370,6 +458,6 @@ def test_benchmarks_page_runs_a_suite_and_shows_results(tiny_bert, binary_review
     charts = at.get("plotly_chart")
     assert len(charts) >= 2
     spec = json.loads(charts[0].proto.spec)
-    assert spec["data"][0]["y"][0] == pytest.approx(leaderboard.full_results(job.keys_of(jobs.get(job_id)))[0]["metrics"]["accuracy"])
+    assert spec["data"][0]["y"][0] == pytest.approx(leaderboard.full_results(job.keys_of(jobs.get(job_id)))[0].metrics["accuracy"])
     at.radio(key="b_dd_show").set_value("errors").run()
     no_exceptions(at)

@@ -3,7 +3,7 @@ import pytest
 
 from llm_lab import capabilities as caps
 from llm_lab import registry
-from llm_lab.bench import runner
+from llm_lab.bench.suite import TASK_TYPES
 from llm_lab.compare import runs
 from llm_lab.errors import ModelError
 from llm_lab.explain import specs
@@ -58,15 +58,13 @@ def test_one_message_for_a_mismatch_everywhere(tiny_bert):
         assert text.startswith(f"{what} does not apply to {tiny_bert.name} opened as classifier: it needs a causal language model")
     # before loading, the same wording
     with pytest.raises(ModelError, match="A generation task does not apply to m opened as encoder: it needs a causal"):
-        caps.require_entry(runner.TASK_NEEDS["generation"], entry("encoder"))
+        caps.require_entry(TASK_TYPES["generation"].model_needs, entry("encoder"))
     with pytest.raises(ModelError, match="Fine-tuning a classifier does not apply to g opened as causal-lm: it needs a classifier head"):
         caps.require_entry(train_config.NEEDS["classify"], entry("causal-lm", "g"))
 
 
 def test_every_feature_declares_its_needs():
-    from llm_lab.bench.suite import TASK_TYPES
-
-    assert set(runner.TASK_NEEDS) == set(TASK_TYPES)
+    assert all(isinstance(t.model_needs, caps.Needs) for t in TASK_TYPES.values())
     assert set(runs.NEEDS) == set(runs.KINDS)
     assert set(train_config.NEEDS) == set(train_config.TASKS)
     for method in {**specs.CLASSIFICATION_METHODS, **specs.GENERATION_METHODS}.values():

@@ -65,6 +65,46 @@ def test_word_diff_ops_and_html():
     assert diff.similarity("", "") == 1.0
 
 
+# ---------------------------------------------------------------- the Comparison and its JSON
+OLD_SAVED = {  # a classification comparison as saved (plain dict) before the Comparison class
+    "kind": "classification", "models": ["a", "b"], "settings": {}, "source": {"type": "typed"},
+    "created_at": 1700000000.0, "id": "old1", "title": "classification: a vs b on 2 typed inputs",
+    "inputs": [{"id": "1", "text": "good", "label": "positive"}, {"id": "2", "text": "bad", "label": "negative"}],
+    "outputs": {"a": {"error": None, "rows": [{"label": "positive", "prob": 0.9, "probs": {"negative": 0.1, "positive": 0.9}},
+                                              {"label": "positive", "prob": 0.6, "probs": {"negative": 0.4, "positive": 0.6}}],
+                      "wall_s": 0.5, "info": {"device": "cpu", "head_is_new": False}},
+                "b": {"error": None, "rows": [{"label": "positive", "prob": 0.8, "probs": {"negative": 0.2, "positive": 0.8}},
+                                              {"label": "negative", "prob": 0.7, "probs": {"negative": 0.7, "positive": 0.3}}],
+                      "wall_s": 0.4, "info": {}}},
+    "agreement": {"models": ["a", "b"], "rows": [True, False], "rate": 0.5, "pairwise": {"a | b": 0.5}},
+    "summary": {"a": {"outputs": 2, "mean_prob": 0.75, "wall_s": 0.5, "head_is_new": False, "accuracy": 0.5},
+                "b": {"outputs": 2, "mean_prob": 0.75, "wall_s": 0.4, "head_is_new": False, "accuracy": 1.0}},
+}
+
+
+def test_comparison_json_round_trip_and_old_saved_files_load():
+    from llm_lab import paths, store
+
+    comp = runs.Comparison.from_dict(OLD_SAVED)
+    assert comp.to_dict() == OLD_SAVED  # the saved format is unchanged
+    assert comp.agreement.rate == 0.5 and comp.outputs["b"].rows[1]["label"] == "negative" and comp.ok_models() == ["a", "b"]
+    assert runs.Comparison.from_dict(json.loads(json.dumps(comp.to_dict()))) == comp
+    gen = runs.assemble("generation", ["x", "y"], runs.make_inputs(["hi"]),
+                        {"x": runs.ModelOutput("failed", [], 0.0, {}), "y": runs.ModelOutput("also failed", [], 0.0, {})})
+    back = runs.Comparison.from_dict(json.loads(json.dumps(gen.to_dict())))
+    assert back == gen and back.agreement is None and "agreement" not in gen.to_dict() and back.ok_models() == []
+    # a file saved the old way (the dict itself) reopens by id, and saving it again keeps its format
+    path = paths.subdir("comparisons") / "old1.json"
+    path.write_text(json.dumps(OLD_SAVED))
+    store.execute("INSERT INTO comparisons VALUES (?,?,?,?,?,?,?,?,?)",
+                  ("old1", 1700000000.0, "classification", OLD_SAVED["title"], store.to_json(["a", "b"]), 2,
+                   store.to_json({"type": "typed"}), None, str(path)))
+    old = saved.get("old1")
+    assert old == comp and old.title == OLD_SAVED["title"]
+    assert list(tables.table(old)["agree"]) == [True, False]
+    assert saved.save(old) == "old1" and json.loads(path.read_text()) == OLD_SAVED
+
+
 # ---------------------------------------------------------------- generation comparisons
 def test_generation_comparison_and_metrics(tiny_gpt2, gpt_b):
     import sacrebleu
@@ -76,22 +116,22 @@ def test_generation_comparison_and_metrics(tiny_gpt2, gpt_b):
     refs = [a_single[0].text, "the answer is forty two", "Paris"]
     inputs = runs.make_inputs(PROMPTS, references=refs)
     comp = runs.run("generation", [str(tiny_gpt2), str(gpt_b), "no-such-model-xyz"], inputs, settings)
-    a, b, bad = (comp["outputs"][m] for m in comp["models"])
-    assert bad["error"] and not bad["rows"] and "no-such-model-xyz" in bad["error"]
-    assert a["error"] is None and b["error"] is None
-    assert [r["text"] for r in a["rows"]] == [r.text for r in a_single]  # batched run = single prompts
-    assert [r["text"] for r in a["rows"]] != [r["text"] for r in b["rows"]]
+    a, b, bad = (comp.outputs[m] for m in comp.models)
+    assert bad.error and not bad.rows and "no-such-model-xyz" in bad.error
+    assert a.error is None and b.error is None
+    assert [r["text"] for r in a.rows] == [r.text for r in a_single]  # batched run = single prompts
+    assert [r["text"] for r in a.rows] != [r["text"] for r in b.rows]
     scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"])
     for out in (a, b):
-        for row, ref in zip(out["rows"], refs):
+        for row, ref in zip(out.rows, refs):
             assert row["exact_match"] == float(row["text"].strip() == ref.strip())
             assert row["bleu"] == pytest.approx(sacrebleu.corpus_bleu([row["text"]], [[ref]]).score, abs=1e-6)
             assert row["rougeL"] == pytest.approx(scorer.score(ref, row["text"])["rougeL"].fmeasure, abs=1e-6)
-        assert out["corpus"]["exact_match"] == pytest.approx(np.mean([r["exact_match"] for r in out["rows"]]))
-    assert a["rows"][0]["exact_match"] == 1.0
-    s = comp["summary"][str(tiny_gpt2)]
-    assert s["new_tokens"] == sum(r["new_tokens"] for r in a["rows"]) and s["tokens_per_s"] > 0
-    assert "error" in comp["summary"]["no-such-model-xyz"]
+        assert out.corpus["exact_match"] == pytest.approx(np.mean([r["exact_match"] for r in out.rows]))
+    assert a.rows[0]["exact_match"] == 1.0
+    s = comp.summary[str(tiny_gpt2)]
+    assert s["new_tokens"] == sum(r["new_tokens"] for r in a.rows) and s["tokens_per_s"] > 0
+    assert "error" in comp.summary["no-such-model-xyz"]
     frame = tables.table(comp, details=True)
     assert list(frame["input"]) == PROMPTS and list(frame["reference"]) == refs
     assert frame["no-such-model-xyz"].str.startswith("⚠ error").all()
@@ -113,7 +153,7 @@ def test_streamed_collect_equals_batched(tiny_gpt2, gpt_b):
     streamed = live.collect(models, inputs, results, errors, settings)
     batched = runs.run("generation", models, inputs, settings)
     for m in models:
-        assert [r["text"] for r in streamed["outputs"][m]["rows"]] == [r["text"] for r in batched["outputs"][m]["rows"]]
+        assert [r["text"] for r in streamed.outputs[m].rows] == [r["text"] for r in batched.outputs[m].rows]
     assert "tok/s" in live.stats_line(results[models[0]][0])
 
 
@@ -127,9 +167,9 @@ def test_bad_inputs(tiny_gpt2, tiny_bert):
     # a classifier chosen for generation: its column says so, the other model still answers
     comp = runs.run("generation", [str(tiny_gpt2), str(tiny_bert)], runs.make_inputs(["hello"]),
                     G.GenerationSettings(max_new_tokens=3))
-    assert comp["outputs"][str(tiny_gpt2)]["error"] is None
-    assert "not a language model" in comp["outputs"][str(tiny_bert)]["error"]
-    assert comp["outputs"][str(tiny_gpt2)]["rows"][0]["new_tokens"] == 3
+    assert comp.outputs[str(tiny_gpt2)].error is None
+    assert "not a language model" in comp.outputs[str(tiny_bert)].error
+    assert comp.outputs[str(tiny_gpt2)].rows[0]["new_tokens"] == 3
 
 
 # ---------------------------------------------------------------- classification comparisons
@@ -141,15 +181,15 @@ def test_classification_comparison(tiny_bert, bert_b):
     direct = {m: predict.classify(registry.load(m, head="classifier"), texts) for m in models}
     names = registry.load(models[0], head="classifier").labels
     for m in models:
-        rows = comp["outputs"][m]["rows"]
+        rows = comp.outputs[m].rows
         assert [r["label"] for r in rows] == [names[k] for k in direct[m].argmax(1)]
         assert [r["prob"] for r in rows] == pytest.approx(direct[m].max(1).tolist(), abs=1e-6)
         assert sum(rows[0]["probs"].values()) == pytest.approx(1.0, abs=1e-5)
         acc = np.mean([names[k] == g for k, g in zip(direct[m].argmax(1), gold)])
-        assert comp["summary"][m]["accuracy"] == pytest.approx(acc)
+        assert comp.summary[m]["accuracy"] == pytest.approx(acc)
     agree = [names[i] == names[j] for i, j in zip(direct[models[0]].argmax(1), direct[models[1]].argmax(1))]
-    assert comp["agreement"]["rows"] == agree
-    assert comp["agreement"]["rate"] == pytest.approx(np.mean(agree))
+    assert comp.agreement.rows == agree
+    assert comp.agreement.rate == pytest.approx(np.mean(agree))
     table = runs.confusion_between(comp, *models)
     assert table.values.sum() == len(texts)
     assert np.trace(table.reindex(index=names, columns=names, fill_value=0).values) == sum(agree)
@@ -168,8 +208,8 @@ def test_save_reopen_and_exports(tiny_bert, bert_b):
                     runs.make_inputs(["<script>alert(1)</script> nice", "bad"], labels=["positive", "negative"]))
     cid = saved.save(comp)
     again = saved.get(cid)
-    assert again["id"] == cid and again["inputs"] == comp["inputs"]
-    assert again["outputs"][str(tiny_bert)]["rows"] == comp["outputs"][str(tiny_bert)]["rows"]
+    assert again.id == cid and again.inputs == comp.inputs
+    assert again.outputs[str(tiny_bert)].rows == comp.outputs[str(tiny_bert)].rows
     assert [r["id"] for r in saved.list_saved()] == [cid]
     with pytest.raises(LabError, match="No saved comparison"):
         saved.get("nope")
@@ -194,12 +234,12 @@ def test_dataset_job(tiny_gpt2, gpt_b):
     job = jobs.get(job_id)
     assert job["status"] == "succeeded", job["error"]
     comp = saved.get(job["result"]["comparison_id"])
-    assert len(comp["inputs"]) == 5 and all("reference" in r for r in comp["inputs"])
-    assert comp["settings"]["max_new_tokens"] == 4
-    assert all(len(o["rows"]) == 5 and o["rows"][0]["new_tokens"] <= 4 for o in comp["outputs"].values())
+    assert len(comp.inputs) == 5 and all("reference" in r for r in comp.inputs)
+    assert comp.settings["max_new_tokens"] == 4
+    assert all(len(o.rows) == 5 and o.rows[0]["new_tokens"] <= 4 for o in comp.outputs.values())
     assert job["done"] == job["total"]
     # the sample is reproducible: same seed, same rows
     again = compare_jobs.sample_inputs("demo-prompts", "generation", None, 5, 0)
-    assert [r["id"] for r in again] == [r["id"] for r in comp["inputs"]]
+    assert [r["id"] for r in again] == [r["id"] for r in comp.inputs]
     with pytest.raises(LabError):
         compare_jobs.submit("generation", [str(tiny_gpt2), str(gpt_b)], "no-such-dataset", None, 5)

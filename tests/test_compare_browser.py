@@ -79,8 +79,8 @@ def test_compare_two_models_then_vote(page, lab_server, server_models):
     from llm_lab.compare import saved
 
     comp = saved.get(cid)
-    assert sorted(comp["models"]) == sorted([a, b]) and [r["text"] for r in comp["inputs"]] == ["def add(a, b):", "The list type"]
-    assert all(not comp["outputs"][m]["error"] and len(comp["outputs"][m]["rows"]) == 2 for m in (a, b))
+    assert sorted(comp.models) == sorted([a, b]) and [r["text"] for r in comp.inputs] == ["def add(a, b):", "The list type"]
+    assert all(not comp.outputs[m].error and len(comp.outputs[m].rows) == 2 for m in (a, b))
 
     # the arena: a blind battle between the two, one vote
     open_page(page, lab_server, "arena")

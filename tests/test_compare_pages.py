@@ -35,10 +35,10 @@ def test_compare_typed_generation(models):
     cid = at.query_params["comparison"]
     cid = cid[0] if isinstance(cid, list) else cid
     comp = saved.get(cid)
-    assert comp["models"] == ["page-lm-a", "page-lm-b"] and len(comp["inputs"]) == 2
-    assert comp["inputs"][0]["reference"] == "return x" and "reference" not in comp["inputs"][1]
-    assert comp["outputs"]["page-lm-a"]["rows"][0]["text"] == comp["outputs"]["page-lm-b"]["rows"][0]["text"]
-    assert "bleu" in comp["outputs"]["page-lm-a"]["rows"][0]
+    assert comp.models == ["page-lm-a", "page-lm-b"] and len(comp.inputs) == 2
+    assert comp.inputs[0]["reference"] == "return x" and "reference" not in comp.inputs[1]
+    assert comp.outputs["page-lm-a"].rows[0]["text"] == comp.outputs["page-lm-b"].rows[0]["text"]
+    assert "bleu" in comp.outputs["page-lm-a"].rows[0]
     assert at.dataframe and "Word-level differences" in _texts(at)
     assert "100% of the words in common" in _texts(at)  # same weights under two names: same outputs
 

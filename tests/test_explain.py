@@ -239,12 +239,12 @@ def test_dataset_job_over_the_errors_of_a_benchmark_result(tiny_bert, lab_home):
     reg.register(reg.ModelEntry("tb-err", "local", str(tiny_bert), "classifier"))
     suite = suites.parse("name: e\ntasks:\n  - name: sent\n    type: classification\n    dataset: err-reviews\n", "t")
     (result,) = runner.run_suite(suite, ["tb-err"])
-    assert result["status"] == "ok", result["error"]
-    wrong = sorted(str(r["id"]) for r in result["per_example"] if not r["correct"])
+    assert result.status == "ok", result.error
+    wrong = sorted(str(r["id"]) for r in result.per_example if not r["correct"])
     assert wrong, "the random head should get some of 12 examples wrong"
-    assert sorted(benchmark_errors(result["key"])["ids"]) == wrong
+    assert sorted(benchmark_errors(result.key)["ids"]) == wrong
     job = jobs.wait(jobs.submit("llm_lab.explain.jobs:attribute_dataset",
-                                {"bench_result": result["key"], "n": 50, "methods": ["saliency"]}, "errors"))
+                                {"bench_result": result.key, "n": 50, "methods": ["saliency"]}, "errors"))
     assert job["status"] == "succeeded", job["error"]
     assert job["result"]["model"] == "tb-err" and job["result"]["n"] == len(wrong)
     assert job["result"]["source"] == "errors of e/sent"

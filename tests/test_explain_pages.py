@@ -96,7 +96,7 @@ def test_dataset_mode_attributes_the_errors_of_a_benchmark_result(models):
     data.import_dataset("bench-reviews", "r.csv", rows.encode(), recipe=data.Recipe(train=1.0, validation=0.0))
     suite = suites.parse("name: pg\ntasks:\n  - name: sent\n    type: classification\n    dataset: bench-reviews\n", "t")
     (result,) = runner.run_suite(suite, ["tb-page"])
-    errors = sum(not r["correct"] for r in result["per_example"])
+    errors = sum(not r["correct"] for r in result.per_example)
     assert errors > 0
     __import__("streamlit").cache_data.clear()  # lists are cached for 3 s; the test does not wait
     at = app_test("pages/attributions.py")

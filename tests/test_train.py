@@ -283,6 +283,32 @@ def test_name_taken_and_bad_settings_are_refused_before_queueing(tiny_bert):
     assert jobs.list_jobs() == []
 
 
+def test_job_params_round_trip_and_old_params_still_read(monkeypatch):
+    from llm_lab.train import history, resources
+
+    cfg = TrainConfig(task="causal-lm", model="tiny-gpt", dataset="docs", lora=True, lora_targets=["c_attn"],
+                      batch_size=4, max_length=64, arch={"n_layer": 2})
+    assert TrainConfig.from_params(cfg.to_params()) == cfg
+    assert TrainConfig.from_params(__import__("json").loads(__import__("json").dumps(cfg.to_params()))) == cfg
+    # params stored by another version: an unknown setting is dropped, a missing one takes its default
+    old = TrainConfig.from_params({"task": "pretrain", "preset": "1M", "retired_setting": 1})
+    assert old == TrainConfig(task="pretrain", preset="1M")
+    with pytest.raises(LabError, match="Unknown training setting"):
+        TrainConfig.from_dict({"retired_setting": 1})  # what the worker runs stays strict
+    job = {"id": "j1", "status": "succeeded", "params": dict(cfg.to_params(), retired_setting=1), "title": "t",
+           "created_at": 1700000000.0, "result": {"model": "lm-1", "metrics": {"eval_loss": 1.23456},
+                                                   "stats": {"device": "cpu", "samples_per_s": 8.0}}}
+    pretrain = {"id": "j2", "status": "failed", "params": {"task": "pretrain", "preset": "1M"}, "title": "p",
+                "created_at": 1700000000.0, "result": None}
+    monkeypatch.setattr(jobs, "list_jobs", lambda *a, **k: [job, pretrain])
+    row, pre = history.runs()
+    assert (row["task"], row["name"], row["base"], row["dataset"], row["batch"], row["loss"]) == \
+        ("causal-lm", "lm-1", "tiny-gpt", "docs", 4, 1.2346)
+    assert (pre["base"], pre["dataset"], pre["epochs"]) == ("GPT-2 1M", "pydoc", 3.0)
+    assert resources._measured_rate(cfg, "cpu") == 8.0
+    assert resources._measured_rate(TrainConfig.from_params(dict(cfg.to_params(), batch_size=8)), "cpu") is None
+
+
 def test_checkpoint_and_log_cadence():
     sched = runner.schedule(TrainConfig(epochs=3, logging_steps=4, save_steps=5), n_train=100, batch_size=8,
                             grad_accum=1)

@@ -48,11 +48,11 @@ def dataset_frame(name: str, fingerprint: str, split: str | None = None):
 
 
 @st.cache_data(ttl=3, show_spinner=False)
-def classification_results() -> list[dict]:
+def classification_results() -> list:
     """Summaries of finished classification benchmark results, newest first (for "attribute the errors")."""
     from llm_lab.bench import cache
 
-    return [s for s in reversed(cache.summaries()) if s.get("type") == "classification" and s.get("status") == "ok"]
+    return [s for s in reversed(cache.summaries()) if s.type == "classification" and s.ok]
 
 
 @st.cache_data(show_spinner=False)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from .. import paths, store
+from .result import TaskResult
 
 store.register_schema("bench", [
     """
@@ -29,34 +30,33 @@ def partial_dir() -> Path:
     return paths.subdir("bench", "partial")
 
 
-def get(key: str) -> dict | None:
+def get(key: str) -> TaskResult | None:
     """A finished result (with per-example rows), or None."""
     row = store.query_one("SELECT key FROM bench_results WHERE key=? AND status='ok'", (key,))
     path = results_dir() / f"{key}.json"
     if row is None or not path.exists():
         return None
-    return json.loads(path.read_text())
+    return TaskResult.from_dict(json.loads(path.read_text()))
 
 
-def put(result: dict) -> None:
+def put(result: TaskResult) -> None:
     """Store a result: the full JSON (per-example rows included) in a file, the summary in the store.
 
     Errors are stored too (so the leaderboard can show them) but are never served from the cache."""
-    key = result["key"]
-    store.atomic_write_bytes(results_dir() / f"{key}.json", json.dumps(result, default=str).encode())
-    head = result.get("headline") or {}
-    summary = {k: v for k, v in result.items() if k not in ("per_example",)}
+    key = result.key
+    store.atomic_write_bytes(results_dir() / f"{key}.json", json.dumps(result.to_dict(), default=str).encode())
+    head = result.headline
     store.execute(
         "INSERT OR REPLACE INTO bench_results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (key, result["model"], result["suite"], result["task"], result["type"], result["status"], head.get("name"),
-         head.get("value"), head.get("low"), head.get("high"), result.get("error"), result.get("created_at", time.time()),
-         result.get("seconds"), store.to_json(summary)))
+        (key, result.model, result.suite, result.task, result.type, result.status, head and head.name,
+         head and head.value, head and head.low, head and head.high, result.error, result.created_at or time.time(),
+         result.seconds, store.to_json(result.to_dict(per_example=False))))
     clear_partial(key)
 
 
-def load_result(key: str) -> dict | None:
+def load_result(key: str) -> TaskResult | None:
     path = results_dir() / f"{key}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return TaskResult.from_dict(json.loads(path.read_text())) if path.exists() else None
 
 
 def record_run(run_id: str, suite: str, models: list[str], keys: list[str]) -> None:
@@ -71,7 +71,8 @@ def runs(limit: int = 50) -> list[dict]:
     return rows
 
 
-def summaries(keys: list[str] | None = None, suite: str | None = None) -> list[dict]:
+def summaries(keys: list[str] | None = None, suite: str | None = None) -> list[TaskResult]:
+    """Stored results without their per-example rows."""
     if keys is not None:
         if not keys:
             return []
@@ -81,7 +82,7 @@ def summaries(keys: list[str] | None = None, suite: str | None = None) -> list[d
         rows = store.query("SELECT summary FROM bench_results WHERE suite=? ORDER BY created_at", (suite,))
     else:
         rows = store.query("SELECT summary FROM bench_results ORDER BY created_at")
-    return [store.from_json(r["summary"]) for r in rows]
+    return [TaskResult.from_dict(store.from_json(r["summary"])) for r in rows]
 
 
 class Partial:

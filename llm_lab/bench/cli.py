@@ -45,7 +45,7 @@ def bench(args) -> int:
                                batch_size=args.batch_size, progress=progress, run_id=time.strftime("cli-%Y%m%d-%H%M%S"), limit=args.limit,
                                log=lambda line: print("\n" + line.splitlines()[0], file=sys.stderr))
     print(file=sys.stderr)
-    summaries = [{k: v for k, v in r.items() if k != "per_example"} for r in results]
+    summaries = [r.summary() for r in results]
     print(leaderboard.text_table(summaries))
     if args.out:
         Path(args.out).write_bytes(leaderboard.export_json(results))
@@ -56,4 +56,4 @@ def bench(args) -> int:
         from .report import html_report
 
         Path(args.html).write_text(html_report(results, f"{suite.name} on {', '.join(args.model)}"))
-    return 1 if any(r["status"] != "ok" for r in results) else 0
+    return 1 if any(not r.ok for r in results) else 0

@@ -14,8 +14,8 @@ def run(ctx, suite_text: str, models: list[str], use_cache: bool = True, device:
         ctx.log("Resuming: finished tasks come from the cache, unfinished ones from their saved outputs.")
     results = runner.run_suite(suite, models, use_cache=use_cache, device=device, batch_size=batch_size,
                                progress=ctx.progress, log=ctx.log, run_id=ctx.id, limit=limit)
-    failed = [f"{r['model']} / {r['task']}: {r['error']}" for r in results if r["status"] != "ok"]
-    return {"suite": suite.name, "models": models, "keys": [r["key"] for r in results],
+    failed = [f"{r.label}: {r.error}" for r in results if not r.ok]
+    return {"suite": suite.name, "models": models, "keys": [r.key for r in results],
             "ok": len(results) - len(failed), "failed": failed}
 
 

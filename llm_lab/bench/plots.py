@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from ..plotting import SEQUENTIAL, color, layout
 from .leaderboard import long_table
+from .result import TaskResult
 
 
-def task_bars(summaries: list[dict]):
+def task_bars(summaries: list[TaskResult]):
     """Grouped bars: one panel per task (each with its own scale), one bar per model, error bars from
     the headline interval."""
     import plotly.graph_objects as go
@@ -34,23 +35,23 @@ def task_bars(summaries: list[dict]):
                   margin={"t": 90, "b": 40}, legend_title="model", bargap=0.3)
 
 
-def accuracy_latency(summaries: list[dict]):
+def accuracy_latency(summaries: list[TaskResult]):
     """Scatter: each model's quality (first classification-like task) against its speed."""
     import plotly.graph_objects as go
 
     long = long_table(summaries)
     ok = long[long["status"] == "ok"]
     quality = ok[ok["type"].isin(["classification", "multiple_choice", "generation"])]
-    speed = {s["model"]: s for s in summaries if s["type"] == "speed" and s["status"] == "ok"}
+    speed = {s.model: s for s in summaries if s.type == "speed" and s.ok}
     fig = go.Figure()
     for model in dict.fromkeys(quality["model"]):
         q = quality[quality["model"] == model].iloc[0]
         s = speed.get(model)
         if s:
-            x, xlabel = s["metrics"].get("latency_p50_ms"), "latency p50 (ms per example)"
+            x, xlabel = s.metrics.get("latency_p50_ms"), "latency p50 (ms per example)"
         else:
-            row = next(x for x in summaries if x["key"] == q["key"])
-            x, xlabel = 1000 / max(row.get("stats", {}).get("examples_per_s") or 1e-9, 1e-9), "ms per example (batched)"
+            row = next(x for x in summaries if x.key == q["key"])
+            x, xlabel = 1000 / max(row.stats.get("examples_per_s") or 1e-9, 1e-9), "ms per example (batched)"
         fig.add_scatter(x=[x], y=[q["value"]], mode="markers+text", text=[model], textposition="top center",
                         name=model, marker=dict(size=14))
         fig.update_xaxes(title=xlabel)
@@ -58,28 +59,28 @@ def accuracy_latency(summaries: list[dict]):
     return layout(fig, f"{metric} against latency (up and left is better)", 420, legend=False, yaxis_title=metric)
 
 
-def confusion(result: dict):
+def confusion(result: TaskResult):
     """Heat map of one classification result's confusion matrix (rows true, columns predicted)."""
     import plotly.graph_objects as go
 
-    cm = (result.get("details") or {}).get("confusion_matrix")
+    cm = (result.details or {}).get("confusion_matrix")
     if not cm:
         return None
     fig = go.Figure(go.Heatmap(z=cm["matrix"], x=cm["labels"], y=cm["labels"], colorscale=SEQUENTIAL,
                                text=cm["matrix"], texttemplate="%{text}", hovertemplate="true %{y}<br>predicted %{x}"
                                "<br>%{z} examples<extra></extra>"))
-    return layout(fig, f"Confusion matrix — {result['model']} / {result['task']}", 380, xaxis_title="predicted",
+    return layout(fig, f"Confusion matrix — {result.model} / {result.task}", 380, xaxis_title="predicted",
                   yaxis_title="true", yaxis_autorange="reversed")
 
 
-def per_class_f1(results: list[dict], task: str):
+def per_class_f1(results: list[TaskResult], task: str):
     import plotly.graph_objects as go
 
     fig = go.Figure()
     for r in results:
-        per = (r.get("details") or {}).get("f1_per_class")
-        if r["task"] == task and per:
-            fig.add_bar(name=r["model"], x=list(per), y=list(per.values()))
+        per = (r.details or {}).get("f1_per_class")
+        if r.task == task and per:
+            fig.add_bar(name=r.model, x=list(per), y=list(per.values()))
     if not fig.data:
         return None
     return layout(fig, f"F1 per class — {task}", 380, barmode="group", yaxis_title="F1", yaxis_range=[0, 1])

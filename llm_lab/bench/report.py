@@ -7,24 +7,25 @@ import time
 
 from . import plots
 from .leaderboard import long_table, wide_table
+from .result import TaskResult
 
 
-def html_report(results: list[dict], title: str = "LLM Lab benchmark report") -> str:
-    summaries = [{k: v for k, v in r.items() if k != "per_example"} for r in results]
+def html_report(results: list[TaskResult], title: str = "LLM Lab benchmark report") -> str:
+    summaries = [r.summary() for r in results]
     wide = wide_table(summaries)
     table = wide[[c for c in wide.columns if not c.endswith("(value)")]].to_html(index=False, border=0) if not wide.empty else ""
     charts = [plots.task_bars(summaries), plots.accuracy_latency(summaries)]
     for r in results:
-        if r["status"] == "ok" and r["type"] == "classification":
+        if r.ok and r.type == "classification":
             charts.append(plots.confusion(r))
-    for task in dict.fromkeys(r["task"] for r in results if r["type"] == "classification"):
+    for task in dict.fromkeys(r.task for r in results if r.type == "classification"):
         charts.append(plots.per_class_f1(results, task))
     parts = []
     for i, fig in enumerate(c for c in charts if c is not None):
         parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))  # plotly.js inline once
-    errors = "".join(f"<li><b>{html.escape(r['model'])} / {html.escape(r['task'])}</b>: {html.escape(str(r['error']))}</li>"
-                     for r in results if r["status"] != "ok")
-    repro = {f"{r['model']} / {r['task']}": r.get("repro", {}) for r in results if r["status"] == "ok"}
+    errors = "".join(f"<li><b>{html.escape(r.model)} / {html.escape(r.task)}</b>: {html.escape(str(r.error))}</li>"
+                     for r in results if not r.ok)
+    repro = {r.label: r.repro.to_dict() if r.repro else {} for r in results if r.ok}
     details = long_table(summaries).drop(columns=["key"]).to_html(index=False, border=0, na_rep="")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse}}

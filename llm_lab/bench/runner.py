@@ -13,9 +13,11 @@ from .. import capabilities as caps
 from .. import data, registry
 from ..errors import JobCancelled, LabError, ModelError, failure_message
 from . import cache, fingerprint
-from .suite import LOWER_IS_BETTER, Suite, TaskSpec
+from .result import Repro, TaskResult
+from .suite import TASK_TYPES, Suite, TaskSpec
 from .tasks import module
 from .tasks.common import TaskError, TaskState
+
 
 def default_batch_size(device: str, requested: int | None = None) -> int:
     if requested:
@@ -25,11 +27,9 @@ def default_batch_size(device: str, requested: int | None = None) -> int:
 
 def task_frame(spec: TaskSpec):
     """The rows a task scores (id + its roles, in id order), or a TaskError saying what is missing."""
-    from .suite import TASK_TYPES
-
     info = data.get(spec.dataset)
     frame = data.load_frame(spec.dataset, spec.split)
-    needs, optional = TASK_TYPES[spec.type][0], TASK_TYPES[spec.type][1]
+    needs, optional = TASK_TYPES[spec.type].roles_needed, TASK_TYPES[spec.type].optional
     if spec.type == "multiple_choice" and spec.choices:
         needs = tuple(r for r in needs)
     missing = [f"{role} (column {spec.column(role)!r})" for role in needs if spec.column(role) not in frame.columns]
@@ -54,23 +54,12 @@ def task_frame(spec: TaskSpec):
     return info, out
 
 
-# What each task type needs from a model; `capabilities` decides and words the refusal.
-TASK_NEEDS = {
-    "classification": caps.needs("A classification task", caps.CLASSIFIER,
-                                 hint="Score a causal LM with a multiple_choice task, or fine-tune a classifier first."),
-    "language_modeling": caps.needs("A language_modeling task", caps.CAUSAL_LM),
-    "generation": caps.needs("A generation task", caps.CAUSAL_LM),
-    "multiple_choice": caps.needs("A multiple_choice task", caps.CAUSAL_LM),
-    "speed": caps.needs("A speed task"),
-}
-
-
 def load_for(spec: TaskSpec, model_name: str, frame, device: str | None, dtype: str | None):
     """Open the model with the head the task needs; a clear TaskError when it has none."""
     import torch
 
     entry = registry.resolve(model_name)
-    needs = TASK_NEEDS[spec.type]
+    needs = TASK_TYPES[spec.type].model_needs
     try:
         head = caps.require_entry(needs, entry)
     except ModelError as exc:
@@ -92,15 +81,14 @@ def result_key(model_fp: str, dataset_fp: str, spec: TaskSpec, settings: dict) -
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def _error_result(suite: Suite, spec: TaskSpec, model: str, message: str) -> dict:
+def _error_result(suite: Suite, spec: TaskSpec, model: str, message: str) -> TaskResult:
     key = "err-" + hashlib.sha256(f"{suite.name}|{model}|{spec.name}|{time.time()}".encode()).hexdigest()[:20]
-    return {"key": key, "model": model, "suite": suite.name, "suite_version": suite.version, "task": spec.name,
-            "type": spec.type, "status": "error", "error": message, "metrics": {}, "headline": {},
-            "per_example": [], "notes": [], "created_at": time.time(), "cached": False}
+    return TaskResult(key=key, model=model, suite=suite.name, suite_version=suite.version, task=spec.name,
+                      type=spec.type, status="error", error=message, created_at=time.time())
 
 
 def run_task(suite: Suite, spec: TaskSpec, model_name: str, *, use_cache: bool = True, device: str | None = None,
-             dtype: str | None = None, batch_size: int | None = None, progress=None, log=None) -> dict:
+             dtype: str | None = None, batch_size: int | None = None, progress=None, log=None) -> TaskResult:
     progress = progress or (lambda done, total, message="": None)
     t_start = time.time()
     info, frame = task_frame(spec)
@@ -109,7 +97,7 @@ def run_task(suite: Suite, spec: TaskSpec, model_name: str, *, use_cache: bool =
     settings = {"device": loaded.device, "dtype": loaded.dtype}
     key = result_key(model_fp, info.fingerprint, spec, settings)
     if use_cache and (hit := cache.get(key)):
-        hit["cached"] = True
+        hit.cached = True
         progress(len(frame), len(frame), "from cache")
         return hit
     partial = cache.Partial(key)
@@ -126,26 +114,23 @@ def run_task(suite: Suite, spec: TaskSpec, model_name: str, *, use_cache: bool =
         partial.flush()  # keep what was done so a rerun resumes from here
         raise
     seconds = time.time() - t_start
-    head = out["headline"]
-    head["lower_is_better"] = head.get("name") in LOWER_IS_BETTER
-    result = {
-        "key": key, "model": model_name, "suite": suite.name, "suite_version": suite.version,
-        "suite_digest": suite.digest(), "task": spec.name, "type": spec.type, "status": "ok", "error": None,
-        "metrics": out["metrics"], "details": out.get("details", {}), "headline": head,
-        "per_example": out["per_example"], "labels": out.get("labels"), "notes": state.notes,
-        "stats": dict(state.stats, examples=len(frame), seconds=round(seconds, 3),
-                      examples_per_s=round(len(frame) / max(seconds, 1e-9), 2), resumed_outputs=partial.resumed),
-        "seconds": seconds, "created_at": time.time(), "cached": False,
-        "repro": {
-            "model": model_name, "model_source": loaded.entry.source, "model_location": loaded.entry.location,
-            "model_fingerprint": model_fp, "head": loaded.head, "head_is_new": loaded.head_is_new,
-            "dataset": spec.dataset, "dataset_hash": info.content_hash, "dataset_fingerprint": info.fingerprint,
-            "split": spec.split, "rows": len(frame), "task_definition": spec.definition(),
-            "task_hash": spec.definition_hash(), "suite": suite.name, "suite_version": suite.version,
-            "suite_digest": suite.digest(), "seed": spec.seed, "settings": settings,
-            "environment": fingerprint.environment(loaded.device),
-        },
-    }
+    result = TaskResult(
+        key=key, model=model_name, suite=suite.name, suite_version=suite.version, suite_digest=suite.digest(),
+        task=spec.name, type=spec.type, status="ok", error=None, metrics=out["metrics"],
+        details=out.get("details", {}), headline=out["headline"], per_example=out["per_example"],
+        labels=out.get("labels"), notes=state.notes,
+        stats=dict(state.stats, examples=len(frame), seconds=round(seconds, 3),
+                   examples_per_s=round(len(frame) / max(seconds, 1e-9), 2), resumed_outputs=partial.resumed),
+        seconds=seconds, created_at=time.time(), cached=False,
+        repro=Repro(
+            model=model_name, model_source=loaded.entry.source, model_location=loaded.entry.location,
+            model_fingerprint=model_fp, head=loaded.head, head_is_new=loaded.head_is_new,
+            dataset=spec.dataset, dataset_hash=info.content_hash, dataset_fingerprint=info.fingerprint,
+            split=spec.split, rows=len(frame), task_definition=spec.definition(),
+            task_hash=spec.definition_hash(), suite=suite.name, suite_version=suite.version,
+            suite_digest=suite.digest(), seed=spec.seed, settings=settings,
+            environment=fingerprint.environment(loaded.device)),
+    )
     cache.put(result)
     return result
 
@@ -156,7 +141,7 @@ def plan(suite: Suite, models: list[str]) -> list[tuple[str, TaskSpec]]:
 
 def run_suite(suite: Suite, models: list[str], *, use_cache: bool = True, device: str | None = None,
               dtype: str | None = None, batch_size: int | None = None, progress=None, log=None,
-              run_id: str | None = None, limit: int | None = None) -> list[dict]:
+              run_id: str | None = None, limit: int | None = None) -> list[TaskResult]:
     """Every task of `suite` on every model; returns one result per (model, task), errors included.
 
     `limit` caps the examples of every task (a quick look). `progress(done, total, message, **stats)`
@@ -183,8 +168,9 @@ def run_suite(suite: Suite, models: list[str], *, use_cache: bool = True, device
         try:
             result = run_task(suite, spec, model, use_cache=use_cache, device=device, dtype=dtype,
                               batch_size=batch_size, progress=task_progress, log=log)
-            log(f"{label}: {'cached' if result['cached'] else 'done'} — {result['headline'].get('name')} = "
-                f"{result['headline'].get('value')}")
+            head = result.headline
+            log(f"{label}: {'cached' if result.cached else 'done'} — {head.name if head else None} = "
+                f"{head.value if head else None}")
         except (JobCancelled, KeyboardInterrupt):
             raise
         except LabError as exc:
@@ -201,5 +187,5 @@ def run_suite(suite: Suite, models: list[str], *, use_cache: bool = True, device
     if progress:
         progress(len(pairs), len(pairs), "done", force=True)
     if run_id:
-        cache.record_run(run_id, suite.name, models, [r["key"] for r in results])
+        cache.record_run(run_id, suite.name, models, [r.key for r in results])
     return results

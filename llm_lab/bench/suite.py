@@ -22,24 +22,45 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .. import capabilities as caps
 from ..errors import LabError
 
 BUILTIN_DIR = Path(__file__).parent / "suites"
-TASK_TYPES = {
-    # type: (roles it needs, roles it may use, metrics it can compute, default metrics, headline)
-    "classification": (("text", "label"), ("text_pair",),
-                       ("accuracy", "f1", "precision", "recall", "roc_auc", "confusion_matrix"),
-                       ("accuracy", "f1", "precision", "recall", "roc_auc", "confusion_matrix"), "accuracy"),
-    "language_modeling": (("text",), (), ("perplexity",), ("perplexity",), "perplexity"),
-    "generation": (("prompt", "reference"), (), ("exact_match", "bleu", "chrf", "rouge"),
-                   ("exact_match", "chrf", "rouge"), "exact_match"),
-    "multiple_choice": (("text", "label"), ("choices",), ("accuracy", "f1"), ("accuracy", "f1"), "accuracy"),
-    "speed": (("text",), (), (), (), "examples_per_s"),
-}
+
+
+@dataclass(frozen=True)
+class TaskType:
+    """What a task type needs and computes."""
+
+    name: str
+    roles_needed: tuple[str, ...]       # dataset roles it needs
+    optional: tuple[str, ...]           # roles it may use
+    metrics: tuple[str, ...]            # metrics it can compute
+    default_metrics: tuple[str, ...]    # metrics when the task names none
+    headline: str                       # the headline metric when the task's metrics do not pick one
+    model_needs: caps.Needs             # what it needs from a model (llm_lab.capabilities decides)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return self.roles_needed + self.optional
+
+
+_CLASSIFICATION_METRICS = ("accuracy", "f1", "precision", "recall", "roc_auc", "confusion_matrix")
+TASK_TYPES = {t.name: t for t in (
+    TaskType("classification", ("text", "label"), ("text_pair",), _CLASSIFICATION_METRICS, _CLASSIFICATION_METRICS,
+             "accuracy", caps.needs("A classification task", caps.CLASSIFIER, hint="Score a causal LM with a "
+                                    "multiple_choice task, or fine-tune a classifier first.")),
+    TaskType("language_modeling", ("text",), (), ("perplexity",), ("perplexity",), "perplexity",
+             caps.needs("A language_modeling task", caps.CAUSAL_LM)),
+    TaskType("generation", ("prompt", "reference"), (), ("exact_match", "bleu", "chrf", "rouge"),
+             ("exact_match", "chrf", "rouge"), "exact_match", caps.needs("A generation task", caps.CAUSAL_LM)),
+    TaskType("multiple_choice", ("text", "label"), ("choices",), ("accuracy", "f1"), ("accuracy", "f1"), "accuracy",
+             caps.needs("A multiple_choice task", caps.CAUSAL_LM)),
+    TaskType("speed", ("text",), (), (), (), "examples_per_s", caps.needs("A speed task")),
+)}
 TASK_FIELDS = {"name", "type", "dataset", "split", "columns", "prompt", "metrics", "limit", "max_length", "stride",
                "batch_size", "generation", "choices", "choices_sep", "label_map", "seed", "description", "repeats"}
 SUITE_FIELDS = {"name", "version", "description", "tasks"}
-LOWER_IS_BETTER = {"perplexity", "bits_per_byte", "latency_p50_ms", "latency_p95_ms", "peak_memory_mb"}
 
 
 class SuiteError(LabError):
@@ -70,7 +91,7 @@ class TaskSpec:
 
     @property
     def headline(self) -> str:
-        return TASK_TYPES[self.type][4]
+        return TASK_TYPES[self.type].headline
 
     def definition(self) -> dict:
         out = asdict(self)
@@ -169,7 +190,8 @@ def _task(task, i: int, fail, seen: set) -> TaskSpec:
     seen.add(task["name"])
     if task["type"] not in TASK_TYPES:
         fail(base + ("type",), f"unknown task type {task['type']!r}; use one of {', '.join(TASK_TYPES)}.")
-    needs, optional, allowed, default_metrics, _ = TASK_TYPES[task["type"]]
+    task_type = TASK_TYPES[task["type"]]
+    needs, optional, allowed, default_metrics = task_type.roles_needed, task_type.optional, task_type.metrics, task_type.default_metrics
     columns = task.get("columns", {}) or {}
     if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
         fail(base + ("columns",), "`columns` maps task roles to dataset columns, e.g. {text: text, label: label}.")

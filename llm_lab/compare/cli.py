@@ -64,12 +64,12 @@ def compare_run(args) -> int:
     cid = saved.save(comp)
     _print_summary(comp)
     print(f"saved as comparison {cid} (python -m llm_lab compare show {cid}; Compare page: ?comparison={cid})")
-    return 1 if all(o["error"] for o in comp["outputs"].values()) else 0
+    return 1 if all(o.error for o in comp.outputs.values()) else 0
 
 
-def _print_summary(comp: dict) -> None:
+def _print_summary(comp) -> None:
     rows = []
-    for m, s in comp["summary"].items():
+    for m, s in comp.summary.items():
         row = {"model": m}
         row.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items() if k != "error"})
         row["error"] = s.get("error", "")
@@ -98,7 +98,7 @@ def compare_show(args) -> int:
             Path(getattr(args, flag)).write_bytes(data())
             print(f"wrote {getattr(args, flag)}")
     if not (args.csv or args.json or args.html):
-        print(comp.get("title", ""))
+        print(comp.title or "")
         _print_summary(comp)
         print(frame.to_string(max_colwidth=40))
     return 0

@@ -56,10 +56,10 @@ def run_comparison(ctx, kind: str, models: list[str], dataset: str, split: str |
     comparison = runs.run(kind, models, inputs, gen_settings, progress=progress,
                           source={"type": "dataset", "dataset": dataset, "split": split, "limit": limit, "seed": seed,
                                   "fingerprint": data.get(dataset).fingerprint})
-    for name, out in comparison["outputs"].items():
-        ctx.log(f"{name}: " + (f"failed: {out['error']}" if out["error"] else f"{len(out['rows'])} outputs "
-                                                                              f"in {out['wall_s']:.1f}s"))
+    for name, out in comparison.outputs.items():
+        ctx.log(f"{name}: " + (f"failed: {out.error}" if out.error else f"{len(out.rows)} outputs "
+                                                                      f"in {out.wall_s:.1f}s"))
     cid = saved.save(comparison, job_id=ctx.id)
     ctx.progress(1, 1, "Saved as comparison " + cid, force=True)
     return {"comparison_id": cid, "inputs": len(inputs),
-            "failed": [m for m, o in comparison["outputs"].items() if o["error"]]}
+            "failed": [m for m, o in comparison.outputs.items() if o.error]}

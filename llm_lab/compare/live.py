@@ -2,7 +2,7 @@
 
 The page iterates `pieces(...)` with `st.write_stream`; the final `GenerationResult` lands in
 `sink["result"]`. `collect(...)` turns what was streamed (and each model's error) into the same
-comparison dict a batched run gives.
+`Comparison` a batched run gives.
 """
 from . import runs
 
@@ -26,15 +26,15 @@ def stats_line(result) -> str:
     return line + (f" · ⚠ {result.note}" if result.note else "")
 
 
-def collect(models: list[str], inputs: list[dict], results: dict, errors: dict, settings) -> dict:
+def collect(models: list[str], inputs: list[dict], results: dict, errors: dict, settings) -> runs.Comparison:
     """results: {model: [GenerationResult per input]}; errors: {model: message}."""
     outputs = {}
     for m in models:
         if m in errors or len(results.get(m, [])) != len(inputs):
-            outputs[m] = {"error": errors.get(m, "No output."), "rows": [], "wall_s": 0.0, "info": {}}
+            outputs[m] = runs.ModelOutput(errors.get(m, "No output."), [], 0.0, {})
         else:
             rows = [r.as_dict() for r in results[m]]
-            outputs[m] = {"error": None, "rows": rows, "wall_s": sum(r["latency_s"] for r in rows), "info": {}}
+            outputs[m] = runs.ModelOutput(None, rows, sum(r["latency_s"] for r in rows), {})
     return runs.assemble("generation", models, inputs, outputs, settings.as_dict(), {"type": "typed", "streamed": True})
 
 

@@ -54,20 +54,20 @@ def battle_counts(battles) -> go.Figure:
     return layout(fig, "Battles per pair", 160 + 50 * len(models))
 
 
-def class_probabilities(comparison: dict, row: int) -> go.Figure:
-    """Grouped bars: each model's class probabilities for one input."""
+def class_probabilities(comparison, row: int) -> go.Figure:
+    """Grouped bars: each model's class probabilities for one input (`comparison`: a runs.Comparison)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for name in comparison["models"]:
-        out = comparison["outputs"][name]
-        if out["error"]:
+    for name in comparison.models:
+        out = comparison.outputs[name]
+        if out.error:
             continue
-        probs = out["rows"][row]["probs"]
+        probs = out.rows[row]["probs"]
         fig.add_bar(name=name, x=list(probs), y=list(probs.values()),
                     hovertemplate=name + " %{x}: %{y:.3f}<extra></extra>")
     fig.update_yaxes(range=[0, 1], title="probability")
-    return layout(fig, f"Class probabilities for input {comparison['inputs'][row]['id']}", 300, barmode="group")
+    return layout(fig, f"Class probabilities for input {comparison.inputs[row]['id']}", 300, barmode="group")
 
 
 def confusion_between(table) -> go.Figure:
@@ -80,12 +80,12 @@ def confusion_between(table) -> go.Figure:
     return layout(fig, "Inputs by the label each model gave", 300)
 
 
-def generation_summary(comparison: dict) -> go.Figure:
+def generation_summary(comparison) -> go.Figure:
     """Tokens/s and mean log-probability per model, side by side."""
     from plotly.subplots import make_subplots
 
-    ok = [m for m in comparison["models"] if "error" not in comparison["summary"].get(m, {"error": 1})]
+    ok = [m for m in comparison.models if "error" not in comparison.summary.get(m, {"error": 1})]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("tokens / s (whole run)", "mean log-probability of outputs"))
-    fig.add_bar(x=ok, y=[comparison["summary"][m]["tokens_per_s"] for m in ok], row=1, col=1, showlegend=False)
-    fig.add_bar(x=ok, y=[comparison["summary"][m]["mean_logprob"] for m in ok], row=1, col=2, showlegend=False)
+    fig.add_bar(x=ok, y=[comparison.summary[m]["tokens_per_s"] for m in ok], row=1, col=1, showlegend=False)
+    fig.add_bar(x=ok, y=[comparison.summary[m]["mean_logprob"] for m in ok], row=1, col=2, showlegend=False)
     return layout(fig, "", 300)

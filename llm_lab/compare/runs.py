@@ -1,18 +1,19 @@
 """Comparison runs: 2-4 models on the same inputs, generation or classification.
 
-A comparison is a plain dict (saved as JSON, see `saved`):
+A comparison is a `Comparison` (saved as JSON with `to_dict`, read back with `from_dict`, see `saved`):
 
-    {"kind": "generation" | "classification", "models": [...], "settings": {...}, "source": {...},
-     "inputs": [{"id", "text", "reference"?, "label"?}],
-     "outputs": {model: {"error": str | None, "rows": [...], "info": {...}, "wall_s": float}},
-     "summary": {model: {...}}, "agreement": {...}  (classification)}
+    Comparison(kind="generation" | "classification", models=[...], settings={...}, source={...},
+               inputs=[{"id", "text", "reference"?, "label"?}],
+               outputs={model: ModelOutput(error, rows, wall_s, info, corpus)},
+               summary={model: {...}}, agreement=Agreement(...) (classification), id, title)
 
 Generation rows hold the `GenerationResult` fields plus reference metrics (exact match, BLEU,
 ROUGE via `llm_lab.metrics`) when the input has a reference. Classification rows hold the
 predicted label, its probability and all class probabilities. A model that fails keeps
-its error in `outputs[model]["error"]`; the other models' outputs are kept.
+its error in `outputs[model].error`; the other models' outputs are kept.
 """
 import time
+from dataclasses import asdict, dataclass, field, fields
 
 from .. import capabilities as caps
 from ..errors import JobCancelled, LabError, failure_message
@@ -21,6 +22,84 @@ KINDS = ("generation", "classification")
 # What each kind of comparison needs from a model (the pickers list only models that fit)
 NEEDS = {"generation": caps.GENERATE, "classification": caps.CLASSIFY}
 MAX_MODELS = 4
+
+
+@dataclass
+class ModelOutput:
+    """One model's side of a comparison: its rows (one per input), or the error that stopped it."""
+
+    error: str | None = None
+    rows: list = field(default_factory=list)
+    wall_s: float = 0.0
+    info: dict = field(default_factory=dict)
+    corpus: dict | None = None      # generation with references: exact_match, bleu, rouge1, rougeL over all rows
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelOutput":
+        return cls(**{k: v for k, v in values.items() if k in {f.name for f in fields(cls)}})
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        if out["corpus"] is None:
+            out.pop("corpus")
+        return out
+
+
+@dataclass
+class Agreement:
+    """Classification: which rows all working models label the same, and pairwise agreement."""
+
+    models: list = field(default_factory=list)
+    rows: list = field(default_factory=list)
+    rate: float = 1.0
+    pairwise: dict = field(default_factory=dict)
+
+
+@dataclass
+class Comparison:
+    kind: str
+    models: list
+    inputs: list
+    outputs: dict                   # model -> ModelOutput
+    settings: dict = field(default_factory=dict)
+    source: dict = field(default_factory=lambda: {"type": "typed"})
+    created_at: float = 0.0
+    summary: dict = field(default_factory=dict)     # model -> the numbers shown above the table
+    agreement: Agreement | None = None
+    id: str | None = None
+    title: str | None = None
+    extra: dict = field(default_factory=dict)       # saved keys this version does not know (kept, written back)
+
+    def ok_models(self) -> list[str]:
+        return [m for m in self.models if self.outputs[m].ok]
+
+    def to_dict(self) -> dict:
+        out = {"kind": self.kind, "models": list(self.models), "inputs": self.inputs,
+               "outputs": {m: o.to_dict() for m, o in self.outputs.items()}, "settings": self.settings,
+               "source": self.source, "created_at": self.created_at, "summary": self.summary}
+        if self.agreement is not None:
+            out["agreement"] = asdict(self.agreement)
+        for key in ("id", "title"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return {**self.extra, **out}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Comparison":
+        """A comparison from its JSON (also those saved as plain dicts before this class existed)."""
+        names = {f.name for f in fields(cls)} - {"extra"}
+        known = {k: v for k, v in values.items() if k in names}
+        known["outputs"] = {m: ModelOutput.from_dict(o) for m, o in (values.get("outputs") or {}).items()}
+        if values.get("agreement") is not None:
+            known["agreement"] = Agreement(**values["agreement"])
+        for key in ("settings", "source", "summary"):
+            if known.get(key) is None:
+                known.pop(key, None)
+        return cls(**known, extra={k: v for k, v in values.items() if k not in names})
 
 
 def check_models(models: list[str]) -> list[str]:
@@ -53,8 +132,8 @@ def _load(name: str, head: str):
 
 
 def run(kind: str, models: list[str], inputs: list[dict], settings=None, progress=None, loader=None,
-        source: dict | None = None) -> dict:
-    """Run every model on every input (batched per model) and return the comparison dict.
+        source: dict | None = None) -> Comparison:
+    """Run every model on every input (batched per model) and return the comparison.
 
     `progress(done, total, message)` is called as work finishes (done/total count model x input).
     """
@@ -84,12 +163,11 @@ def run(kind: str, models: list[str], inputs: list[dict], settings=None, progres
                 rows = [r.as_dict() for r in generate(loaded, texts, settings, progress=report)]
             else:
                 rows = classify_rows(loaded, texts, report)
-            outputs[name] = {"error": None, "rows": rows, "wall_s": time.perf_counter() - start,
-                             "info": _info(loaded)}
+            outputs[name] = ModelOutput(None, rows, time.perf_counter() - start, _info(loaded))
         except JobCancelled:
             raise
         except Exception as exc:  # one model failing must not lose the others
-            outputs[name] = {"error": failure_message(exc), "rows": [], "wall_s": time.perf_counter() - start, "info": {}}
+            outputs[name] = ModelOutput(failure_message(exc), [], time.perf_counter() - start, {})
         if progress:
             progress((mi + 1) * n, total, f"{name} done")
     return assemble(kind, models, inputs, outputs, settings.as_dict() if kind == "generation" else {}, source)
@@ -116,94 +194,94 @@ def classify_rows(loaded, texts: list[str], report=None, batch_size: int = 32) -
     return rows
 
 
-def assemble(kind: str, models: list[str], inputs: list[dict], outputs: dict, settings: dict | None = None,
-             source: dict | None = None) -> dict:
-    """Build the comparison dict from per-model outputs and add reference metrics / agreement."""
-    comparison = {"kind": kind, "models": list(models), "inputs": inputs, "outputs": outputs,
-                  "settings": settings or {}, "source": source or {"type": "typed"}, "created_at": time.time()}
+def assemble(kind: str, models: list[str], inputs: list[dict], outputs: dict[str, ModelOutput],
+             settings: dict | None = None, source: dict | None = None) -> Comparison:
+    """Build the comparison from per-model outputs and add reference metrics / agreement."""
+    comparison = Comparison(kind=kind, models=list(models), inputs=inputs, outputs=outputs, settings=settings or {},
+                            source=source or {"type": "typed"}, created_at=time.time())
     if kind == "generation":
         add_reference_metrics(comparison)
     else:
-        comparison["agreement"] = agreement(comparison)
-    comparison["summary"] = summary(comparison)
+        comparison.agreement = agreement(comparison)
+    comparison.summary = summary(comparison)
     return comparison
 
 
-def add_reference_metrics(comparison: dict) -> None:
+def add_reference_metrics(comparison: Comparison) -> None:
     """Per row: exact_match, bleu, rouge1, rougeL against the input's reference (when it has one)."""
     from .. import metrics
 
-    refs = [row.get("reference") for row in comparison["inputs"]]
+    refs = [row.get("reference") for row in comparison.inputs]
     have = [i for i, r in enumerate(refs) if r is not None]
     if not have:
         return
-    for name, out in comparison["outputs"].items():
-        if out["error"]:
+    for name, out in comparison.outputs.items():
+        if out.error:
             continue
-        preds = [out["rows"][i]["text"] for i in have]
+        preds = [out.rows[i]["text"] for i in have]
         gold = [refs[i] for i in have]
         em = metrics.compute("exact_match", preds, gold)["matches"]
         rouge = metrics.compute("rouge", preds, gold)
         for k, i in enumerate(have):
-            row = out["rows"][i]
+            row = out.rows[i]
             row["exact_match"] = float(em[k])
             row["bleu"] = float(metrics.compute("bleu", [preds[k]], [gold[k]])["bleu"])
             row["rouge1"] = float(rouge["rouge1_per_example"][k])
             row["rougeL"] = float(rouge["rougeL_per_example"][k])
-        out["corpus"] = {"exact_match": float(sum(em) / len(em)),
+        out.corpus = {"exact_match": float(sum(em) / len(em)),
                          "bleu": float(metrics.compute("bleu", preds, gold)["bleu"]),
                          "rouge1": float(rouge["rouge1"]), "rougeL": float(rouge["rougeL"]),
                          "references": len(have)}
 
 
-def agreement(comparison: dict) -> dict:
+def agreement(comparison: Comparison) -> Agreement:
     """Which rows all (working) models label the same, pairwise agreement and model-vs-model tables."""
-    ok = [m for m in comparison["models"] if not comparison["outputs"][m]["error"]]
-    n = len(comparison["inputs"])
-    labels = {m: [r["label"] for r in comparison["outputs"][m]["rows"]] for m in ok}
+    ok = comparison.ok_models()
+    n = len(comparison.inputs)
+    labels = {m: [r["label"] for r in comparison.outputs[m].rows] for m in ok}
     agree = [len({labels[m][i] for m in ok}) <= 1 for i in range(n)] if ok else [True] * n
     pairwise = {}
     for i, a in enumerate(ok):
         for b in ok[i + 1:]:
             same = sum(x == y for x, y in zip(labels[a], labels[b]))
             pairwise[f"{a} | {b}"] = same / n if n else 1.0
-    return {"models": ok, "rows": agree, "rate": sum(agree) / n if n else 1.0, "pairwise": pairwise}
+    return Agreement(models=ok, rows=agree, rate=sum(agree) / n if n else 1.0, pairwise=pairwise)
 
 
-def confusion_between(comparison: dict, model_a: str, model_b: str):
+def confusion_between(comparison: Comparison, model_a: str, model_b: str):
     """A table: rows = model_a's labels, columns = model_b's labels, cells = number of inputs."""
     import pandas as pd
 
-    a = [r["label"] for r in comparison["outputs"][model_a]["rows"]]
-    b = [r["label"] for r in comparison["outputs"][model_b]["rows"]]
+    a = [r["label"] for r in comparison.outputs[model_a].rows]
+    b = [r["label"] for r in comparison.outputs[model_b].rows]
     table = pd.crosstab(pd.Series(a, name=model_a), pd.Series(b, name=model_b))
     return table
 
 
-def summary(comparison: dict) -> dict:
+def summary(comparison: Comparison) -> dict:
     """Per model: the numbers shown above the table."""
     from .. import metrics
 
     out = {}
-    for name in comparison["models"]:
-        o = comparison["outputs"][name]
-        if o["error"]:
-            out[name] = {"error": o["error"]}
+    for name in comparison.models:
+        o = comparison.outputs[name]
+        if o.error:
+            out[name] = {"error": o.error}
             continue
-        rows = o["rows"]
-        if comparison["kind"] == "generation":
+        rows = o.rows
+        if comparison.kind == "generation":
             tokens = sum(r["new_tokens"] for r in rows)
             lps = [r["mean_logprob"] for r in rows if r["mean_logprob"] is not None]
-            s = {"outputs": len(rows), "new_tokens": tokens, "wall_s": o["wall_s"],
-                 "tokens_per_s": tokens / o["wall_s"] if o["wall_s"] else 0.0,
+            s = {"outputs": len(rows), "new_tokens": tokens, "wall_s": o.wall_s,
+                 "tokens_per_s": tokens / o.wall_s if o.wall_s else 0.0,
                  "mean_latency_s": sum(r["latency_s"] for r in rows) / len(rows) if rows else 0.0,
                  "mean_logprob": sum(lps) / len(lps) if lps else None,
                  "truncated": sum(r["truncated"] for r in rows)}
-            s.update(o.get("corpus") or {})
+            s.update(o.corpus or {})
         else:
             s = {"outputs": len(rows), "mean_prob": sum(r["prob"] for r in rows) / len(rows) if rows else 0.0,
-                 "wall_s": o["wall_s"], "head_is_new": o["info"].get("head_is_new", False)}
-            gold = [row.get("label") for row in comparison["inputs"]]
+                 "wall_s": o.wall_s, "head_is_new": o.info.get("head_is_new", False)}
+            gold = [row.get("label") for row in comparison.inputs]
             if rows and all(g is not None for g in gold):
                 s["accuracy"] = float(metrics.compute("accuracy", [r["label"] for r in rows], gold)["accuracy"])
         out[name] = s

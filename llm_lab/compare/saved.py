@@ -7,6 +7,7 @@ import uuid
 
 from .. import paths, store
 from ..errors import LabError
+from .runs import Comparison
 
 store.register_schema("comparisons", [
     """
@@ -21,28 +22,28 @@ class ComparisonNotFound(LabError):
     pass
 
 
-def _title(comparison: dict) -> str:
-    src = comparison.get("source") or {}
+def _title(comparison: Comparison) -> str:
+    src = comparison.source or {}
     where = f"{src.get('dataset')} ({src.get('split') or 'all'})" if src.get("dataset") else "typed inputs"
-    return f"{comparison['kind']}: {' vs '.join(comparison['models'])} on {len(comparison['inputs'])} {where}"
+    return f"{comparison.kind}: {' vs '.join(comparison.models)} on {len(comparison.inputs)} {where}"
 
 
-def save(comparison: dict, job_id: str | None = None, title: str | None = None) -> str:
-    """Store a comparison and return its id (also written into the dict as `id`)."""
-    cid = comparison.get("id") or uuid.uuid4().hex[:10]
-    comparison["id"] = cid
-    comparison["title"] = title or comparison.get("title") or _title(comparison)
+def save(comparison: Comparison, job_id: str | None = None, title: str | None = None) -> str:
+    """Store a comparison and return its id (also set as its `id`)."""
+    cid = comparison.id or uuid.uuid4().hex[:10]
+    comparison.id = cid
+    comparison.title = title or comparison.title or _title(comparison)
     path = paths.subdir("comparisons") / f"{cid}.json"
-    store.atomic_write_bytes(path, json.dumps(comparison, default=str).encode())
+    store.atomic_write_bytes(path, json.dumps(comparison.to_dict(), default=str).encode())
     store.execute(
         "INSERT OR REPLACE INTO comparisons VALUES (?,?,?,?,?,?,?,?,?)",
-        (cid, comparison.get("created_at") or store.now(), comparison["kind"], comparison["title"],
-         store.to_json(comparison["models"]), len(comparison["inputs"]), store.to_json(comparison.get("source")),
+        (cid, comparison.created_at or store.now(), comparison.kind, comparison.title,
+         store.to_json(comparison.models), len(comparison.inputs), store.to_json(comparison.source),
          job_id, str(path)))
     return cid
 
 
-def get(comparison_id: str) -> dict:
+def get(comparison_id: str) -> Comparison:
     cid = (comparison_id or "").strip()
     row = store.query_one("SELECT path FROM comparisons WHERE id=?", (cid,))
     if row is None:
@@ -50,8 +51,8 @@ def get(comparison_id: str) -> dict:
                                  "a link from another LLM Lab installation does not work here.")
     try:
         with open(row["path"], encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError) as exc:
+            return Comparison.from_dict(json.load(handle))
+    except (OSError, ValueError, TypeError) as exc:
         raise ComparisonNotFound(f"Comparison {cid}'s file {row['path']} cannot be read ({exc}).") from exc
 
 

@@ -20,17 +20,17 @@ def benchmark_errors(result_key: str) -> dict:
     from ..bench import cache
 
     result = cache.load_result(result_key)
-    if result is None or result.get("status") != "ok":
+    if result is None or not result.ok:
         raise DataError(f"No finished benchmark result {result_key!r}. Run the suite on the Benchmarks page first.")
-    if result.get("type") != "classification":
-        raise DataError(f"{result['task']} is a {result['type']} task; only classification results have errors "
+    if result.type != "classification":
+        raise DataError(f"{result.task} is a {result.type} task; only classification results have errors "
                         "to attribute.")
-    ids = [str(r["id"]) for r in result.get("per_example", []) if not r.get("correct", True)]
+    ids = [str(r["id"]) for r in result.per_example if not r.get("correct", True)]
     if not ids:
-        raise DataError(f"{result['model']} made no errors on {result['task']}: nothing to attribute.")
-    repro = result.get("repro", {})
-    return {"model": result["model"], "dataset": repro.get("dataset"), "split": repro.get("split"), "ids": ids,
-            "task": result["task"], "suite": result.get("suite")}
+        raise DataError(f"{result.model} made no errors on {result.task}: nothing to attribute.")
+    repro = result.repro
+    return {"model": result.model, "dataset": repro.dataset if repro else None, "split": repro.split if repro else None,
+            "ids": ids, "task": result.task, "suite": result.suite}
 
 
 def attribute_dataset(ctx, model: str | None = None, dataset: str | None = None, methods: list[str] | None = None,

@@ -25,6 +25,17 @@ METRICS = (
 ALIASES = {"sacrebleu": "bleu", "chrF": "chrf", "chrf++": "chrf", "auc": "roc_auc", "em": "exact_match", "ppl": "perplexity"}
 # Metrics on class labels: string labels are mapped to integers before they reach the module.
 LABEL_METRICS = {"accuracy", "precision", "recall", "f1", "confusion_matrix"}
+# Which way is better, for every number a task reports (metric modules and the values tasks compute
+# beside them: bits per byte, speed). Anything not listed here is higher-is-better.
+LOWER_IS_BETTER = frozenset({
+    "perplexity", "bits_per_byte", "byte_perplexity", "word_perplexity", "nll",
+    "latency_p50_ms", "latency_p95_ms", "peak_memory_mb", "load_seconds",
+})
+
+
+def higher_is_better(name: str | None) -> bool:
+    """Whether a larger value of metric `name` is better (perplexity, latency, memory: no)."""
+    return name not in LOWER_IS_BETTER
 
 _cache: dict[str, object] = {}
 _locks: dict[str, threading.Lock] = {}

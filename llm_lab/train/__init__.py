@@ -31,7 +31,7 @@ def submit(cfg: TrainConfig) -> str:
 
         data.get(cfg.dataset)        # fail now for an unknown dataset
         registry.resolve(cfg.model)  # …or an unknown model
-    return jobs.submit(JOB_KIND, cfg.as_dict(), cfg.title())
+    return jobs.submit(JOB_KIND, cfg.to_params(), cfg.title())
 
 
 def estimate(cfg: TrainConfig) -> dict:

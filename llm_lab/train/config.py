@@ -91,6 +91,17 @@ class TrainConfig:
             raise ConfigError(f"Unknown training setting(s): {', '.join(sorted(unknown))}.")
         return cls(**values)
 
+    def to_params(self) -> dict:
+        """The job's params (what `submit` stores and the worker passes back to `run`)."""
+        return self.as_dict()
+
+    @classmethod
+    def from_params(cls, params: dict | None) -> "TrainConfig":
+        """The config of a stored training job. Lenient, unlike `from_dict`: settings this version does not
+        know are dropped and missing ones take their defaults, so jobs stored by older versions still read."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (params or {}).items() if k in known})
+
     def architecture(self) -> dict:
         """The GPT-2 shape for pretraining: the preset with the user's edits."""
         if self.preset not in PRESETS:

@@ -2,19 +2,20 @@
 import pandas as pd
 
 from .. import jobs
+from .config import TrainConfig
 
 
 def runs(limit: int = 200) -> list[dict]:
     """Every training job, newest first, flattened for a table."""
     rows = []
     for job in jobs.list_jobs("llm_lab.train:", limit=limit):
-        p, result = job["params"], job["result"] or {}
+        cfg, result = TrainConfig.from_params(job["params"]), job["result"] or {}
         metrics = result.get("metrics") or {}
         rows.append({
-            "id": job["id"], "status": job["status"], "task": p.get("task"), "name": result.get("model") or p.get("name"),
-            "base": f"GPT-2 {p.get('preset')}" if p.get("task") == "pretrain" else p.get("model"),
-            "dataset": p.get("dataset") or ("pydoc" if p.get("task") == "pretrain" else ""),
-            "epochs": p.get("epochs"), "lr": p.get("learning_rate"), "batch": p.get("batch_size"),
+            "id": job["id"], "status": job["status"], "task": cfg.task, "name": result.get("model") or cfg.name,
+            "base": f"GPT-2 {cfg.preset}" if cfg.task == "pretrain" else cfg.model,
+            "dataset": cfg.dataset or ("pydoc" if cfg.task == "pretrain" else ""),
+            "epochs": cfg.epochs, "lr": cfg.learning_rate, "batch": cfg.batch_size,
             **{k.removeprefix("eval_"): round(v, 4) for k, v in metrics.items() if k != "eval_epoch"},
             "created": pd.to_datetime(job["created_at"], unit="s").strftime("%Y-%m-%d %H:%M"),
             "title": job["title"],

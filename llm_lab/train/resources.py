@@ -100,11 +100,11 @@ def device_flops(device: str) -> float:
 
 def _measured_rate(cfg: TrainConfig, device: str) -> float | None:
     for job in jobs.list_jobs("llm_lab.train:", limit=50):
-        p, res = job["params"], job["result"] or {}
+        past, res = TrainConfig.from_params(job["params"]), job["result"] or {}
         stats = res.get("stats") or {}
-        if (job["status"] == "succeeded" and p.get("task") == cfg.task and p.get("model") == cfg.model
-                and p.get("batch_size") == cfg.batch_size and p.get("max_length") == cfg.max_length
-                and p.get("preset") == cfg.preset and p.get("lora") == cfg.lora and stats.get("device") == device
+        if (job["status"] == "succeeded" and past.task == cfg.task and past.model == cfg.model
+                and past.batch_size == cfg.batch_size and past.max_length == cfg.max_length
+                and past.preset == cfg.preset and past.lora == cfg.lora and stats.get("device") == device
                 and stats.get("samples_per_s")):
             return float(stats["samples_per_s"])
     return None

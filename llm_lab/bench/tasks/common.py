@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ...errors import LabError
+from ..result import Headline
 
 
 class TaskError(LabError):
@@ -77,10 +78,13 @@ def map_labels(dataset_labels: list[str], model_labels: list[str], label_map: di
         "or fine-tune the model on this dataset.")
 
 
-def headline(name: str, values: dict, ci: dict | None, lower_is_better: bool = False) -> dict:
-    out = {"name": name, "value": values.get(name), "low": None, "high": None, "lower_is_better": lower_is_better}
+def headline(name: str, values: dict, ci: dict | None) -> Headline:
+    """The task's headline metric with its interval; which way is better comes from the metrics table."""
+    from ... import metrics
+
+    out = Headline(name, values.get(name), higher_is_better=metrics.higher_is_better(name))
     if ci:
-        out.update(low=ci["low"], high=ci["high"], confidence=ci["confidence"], n_resamples=ci["n_resamples"])
+        out = replace(out, low=ci["low"], high=ci["high"], confidence=ci["confidence"], n_resamples=ci["n_resamples"])
     return out
 
 

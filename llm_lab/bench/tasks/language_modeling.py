@@ -62,4 +62,4 @@ def run(state) -> dict:
              "perplexity": round(float(out["perplexities"][i]), 4) if out["perplexities"][i] is not None else None}
             for i in range(len(texts))]
     return {"metrics": values, "details": {"context": context, "stride": stride},
-            "headline": headline("perplexity", values, ci, lower_is_better=True), "per_example": rows}
+            "headline": headline("perplexity", values, ci), "per_example": rows}
