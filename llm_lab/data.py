@@ -29,7 +29,8 @@ class _Pandas:
 
 pd = _Pandas()
 
-from . import paths, store
+from . import access, paths, store
+from .access import LOCAL, SYSTEM, Actor, scope
 from .errors import DataError
 from .text_utils import natural_key
 
@@ -46,6 +47,7 @@ store.register_schema("datasets", [
         recipe TEXT NOT NULL, rows INTEGER NOT NULL, splits TEXT NOT NULL, label_names TEXT,
         report TEXT, description TEXT DEFAULT '');
     """,
+    access.owned_columns("datasets"),
 ])
 
 
@@ -356,12 +358,13 @@ def prepare(filename: str, data: bytes, roles: dict | None = None, recipe: Recip
     return frame, roles, report
 
 
-def import_dataset(name: str, filename: str, data: bytes, roles: dict | None = None,
+def import_dataset(actor: Actor, name: str, filename: str, data: bytes, roles: dict | None = None,
                    recipe: Recipe | None = None, description: str = "", replace: bool = False) -> DatasetInfo:
-    """Store a dataset whole, or not at all."""
+    """Store a dataset whole, or not at all, in the actor's workspace."""
+    actor.require("write", "upload datasets")
     name = check_name(name)
     recipe = recipe or Recipe()
-    if store.query_one("SELECT name FROM datasets WHERE name=?", (name,)) and not replace:
+    if scope(actor).one("datasets", "name=?", (name,)) and not replace:
         raise DataError(f"A dataset named {name!r} exists already. Choose another name or delete it first.")
     frame, roles, report = prepare(filename, data, roles, recipe)
     content_hash = hashlib.sha256(data).hexdigest()
@@ -375,13 +378,15 @@ def import_dataset(name: str, filename: str, data: bytes, roles: dict | None = N
         (tmp / ("original" + Path(filename).suffix.lower())).write_bytes(data)
         (tmp / "meta.json").write_text(json.dumps(asdict(info), indent=2, default=str))
         with store.transaction() as conn:
-            if not replace and conn.execute("SELECT 1 FROM datasets WHERE name=?", (name,)).fetchone():
+            if not replace and scope(actor).one("datasets", "name=?", (name,)):
                 raise DataError(f"A dataset named {name!r} exists already. Choose another name or delete it first.")
-            conn.execute("DELETE FROM datasets WHERE name=?", (name,))
-            conn.execute("INSERT INTO datasets VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (
-                name, info.created_at, info.source_file, content_hash, fingerprint, store.to_json(roles),
-                store.to_json(info.recipe), info.rows, store.to_json(info.splits), store.to_json(labels),
-                store.to_json(report), description))
+            if replace:
+                scope(actor).delete("datasets", "name=?", (name,), conn=conn)
+            scope(actor).insert("datasets", dict(
+                name=name, created_at=info.created_at, source_file=info.source_file, content_hash=content_hash,
+                fingerprint=fingerprint, roles=store.to_json(roles), recipe=store.to_json(info.recipe),
+                rows=info.rows, splits=store.to_json(info.splits), label_names=store.to_json(labels),
+                report=store.to_json(report), description=description), conn=conn)
     return info
 
 
@@ -392,23 +397,23 @@ def _info(row: dict) -> DatasetInfo:
                        store.from_json(row["report"], {}), row["description"] or "")
 
 
-def list_datasets() -> list[DatasetInfo]:
+def list_datasets(actor: Actor) -> list[DatasetInfo]:
     ensure_demos()
-    return [_info(r) for r in store.query("SELECT * FROM datasets ORDER BY created_at")]
+    return [_info(r) for r in scope(actor).select("datasets", order="created_at")]
 
 
-def get(name: str) -> DatasetInfo:
+def get(actor: Actor, name: str) -> DatasetInfo:
     ensure_demos()
-    row = store.query_one("SELECT * FROM datasets WHERE name=?", (name,))
+    row = scope(actor).one("datasets", "name=?", (name,))
     if row is None:
-        names = ", ".join(r["name"] for r in store.query("SELECT name FROM datasets")) or "none yet"
+        names = ", ".join(r["name"] for r in scope(actor).select("datasets", columns="name")) or "none yet"
         raise DataError(f"No dataset named {name!r}. Datasets here: {names}.")
     return _info(row)
 
 
-def load_frame(name: str, split: str | None = None) -> pd.DataFrame:
+def load_frame(actor: Actor, name: str, split: str | None = None) -> pd.DataFrame:
     """The stored rows (columns: id, split and the mapped roles), optionally one split."""
-    info = get(name)
+    info = get(actor, name)
     frame = pd.read_parquet(info.folder / "data.parquet")
     if split:
         frame = frame[frame["split"] == split].reset_index(drop=True)
@@ -423,9 +428,12 @@ def require(info: DatasetInfo, *roles: str) -> None:
                         f"it maps {', '.join(info.roles) or 'nothing'}. Re-import it with that column mapped.")
 
 
-def delete(name: str) -> None:
+def delete(actor: Actor, name: str) -> None:
+    get(actor, name)  # "no dataset named …" for a name the actor cannot see
     with store.transaction() as conn:
-        conn.execute("DELETE FROM datasets WHERE name=?", (name,))
+        if not scope(actor).delete("datasets", "name=?", (name,), conn=conn):
+            raise access.PermissionDenied(f"{actor.user} may not delete dataset {name!r}: only its creator or an "
+                                          "admin can.")
     shutil.rmtree(dataset_dir(name), ignore_errors=True)
 
 
@@ -454,10 +462,10 @@ def ensure_demos() -> None:
     for spec_file in sorted(DEMO_DIR.glob("*.json")):
         spec = json.loads(spec_file.read_text())
         data_file = DEMO_DIR / spec["file"]
-        if store.query_one("SELECT name FROM datasets WHERE name=?", (spec["name"],)):
+        if scope(SYSTEM).one("datasets", "name=?", (spec["name"],)):
             continue
         try:
-            import_dataset(spec["name"], data_file.name, data_file.read_bytes(), spec.get("roles"),
+            import_dataset(LOCAL, spec["name"], data_file.name, data_file.read_bytes(), spec.get("roles"),
                            Recipe(**spec.get("recipe", {})), spec.get("description", ""))
         except DataError as exc:
             if "exists already" not in str(exc):

@@ -14,14 +14,14 @@ import importlib
 import os
 import subprocess
 import sys
-import threading
 import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import paths, store
+from . import access, paths, store
+from .access import LOCAL, SYSTEM, Actor, scope
 from .errors import JobCancelled, JobError, LabError, failure_message
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = (
@@ -44,6 +44,9 @@ store.register_schema("jobs", [
     CREATE TABLE job_logs (job_id TEXT NOT NULL, at REAL NOT NULL, line TEXT NOT NULL);
     CREATE INDEX job_logs_job ON job_logs(job_id, at);
     """,
+    # "kind" meant three things in LLM Lab; for a job it is the function that runs it
+    "ALTER TABLE jobs RENAME COLUMN kind TO fn",
+    access.owned_columns("jobs") + ";ALTER TABLE jobs ADD COLUMN actor TEXT",
 ])
 
 
@@ -76,78 +79,84 @@ def _enqueue(job_id: str) -> None:
 
 
 # ---------------------------------------------------------------- public API
-def submit(kind: str, params: dict, title: str) -> str:
-    """Queue a job and return its id. `kind` is "module:function"."""
-    _resolve(kind)  # fail now, in the caller, if the kind does not exist
+def submit(actor: Actor, fn: str, params: dict, title: str) -> str:
+    """Queue a job in the actor's workspace and return its id. `fn` is "module:function"."""
+    actor.require("run", "start jobs")
+    _resolve(fn)  # fail now, in the caller, if the function does not exist
     job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    store.execute(
-        "INSERT INTO jobs (id, kind, title, params, status, created_at, updated_at) VALUES (?,?,?,?,?,?,?)",
-        (job_id, kind, title, store.to_json(params), QUEUED, store.now(), store.now()),
-    )
+    scope(actor).insert("jobs", dict(id=job_id, fn=fn, title=title, params=store.to_json(params), status=QUEUED,
+                                     created_at=store.now(), updated_at=store.now(),
+                                     actor=store.to_json(actor.to_dict())), action="run")
     _enqueue(job_id)
     return job_id
 
 
-def get(job_id: str) -> dict:
+def get(actor: Actor, job_id: str) -> dict:
     reconcile()
-    row = store.query_one("SELECT * FROM jobs WHERE id=?", (job_id,))
+    row = scope(actor).one("jobs", "id=?", (job_id,))
     if row is None:
         raise JobError(f"No job with id {job_id!r}. `python -m llm_lab jobs list` shows the jobs there are.")
     return _decode(row)
 
 
-def list_jobs(kind_prefix: str = "", limit: int = 200) -> list[dict]:
+def list_jobs(actor: Actor, fn_prefix: str = "", limit: int = 200) -> list[dict]:
     reconcile()
-    rows = store.query(
-        "SELECT * FROM jobs WHERE kind LIKE ? ORDER BY created_at DESC LIMIT ?", (kind_prefix + "%", limit))
+    rows = scope(actor).select("jobs", "fn LIKE ?", (fn_prefix + "%",), order="created_at DESC", limit=limit)
     return [_decode(r) for r in rows]
 
 
-def cancel(job_id: str) -> dict:
-    job = get(job_id)
+def _change(actor: Actor, job_id: str, values: dict, conn) -> None:
+    if not scope(actor).update("jobs", values, "id=?", (job_id,), action="run", conn=conn):
+        raise access.PermissionDenied(f"{actor.user} may not change job {job_id}: only the user who started it "
+                                      "or an admin can.")
+
+
+def cancel(actor: Actor, job_id: str) -> dict:
+    job = get(actor, job_id)
     with store.transaction() as conn:
         if job["status"] == QUEUED:
-            conn.execute("UPDATE jobs SET status=?, finished_at=?, message=? WHERE id=?",
-                         (CANCELLED, store.now(), "Cancelled before it started.", job_id))
+            _change(actor, job_id, dict(status=CANCELLED, finished_at=store.now(),
+                                        message="Cancelled before it started."), conn)
         elif job["status"] == RUNNING:
-            conn.execute("UPDATE jobs SET cancel_requested=1, message=? WHERE id=?",
-                         ("Cancelling…", job_id))
+            _change(actor, job_id, dict(cancel_requested=1, message="Cancelling…"), conn)
         else:
             raise JobError(f"Job {job_id} is {job['status']}; only queued or running jobs can be cancelled.")
-    return get(job_id)
+    return get(actor, job_id)
 
 
-def resume(job_id: str) -> dict:
-    job = get(job_id)
+def resume(actor: Actor, job_id: str) -> dict:
+    job = get(actor, job_id)
     if job["status"] not in RESUMABLE:
         raise JobError(f"Job {job_id} is {job['status']}; only {', '.join(RESUMABLE)} jobs can be resumed.")
-    store.execute(
-        "UPDATE jobs SET status=?, cancel_requested=0, error=NULL, finished_at=NULL, updated_at=?, "
-        "message='Queued to resume.' WHERE id=?", (QUEUED, store.now(), job_id))
+    with store.transaction() as conn:
+        _change(actor, job_id, dict(status=QUEUED, cancel_requested=0, error=None, finished_at=None,
+                                    updated_at=store.now(), message="Queued to resume."), conn)
     _enqueue(job_id)
-    return get(job_id)
+    return get(actor, job_id)
 
 
-def metrics(job_id: str) -> list[dict]:
+def metrics(actor: Actor, job_id: str) -> list[dict]:
     """Rows of {step, name, value, at} for the job's curves, in step order."""
+    get(actor, job_id)  # the job must be visible to the actor; its curves are keyed by its id
     return store.query("SELECT step, name, value, at FROM job_metrics WHERE job_id=? ORDER BY step, at", (job_id,))
 
 
-def drop_metrics_after(job_id: str, step: float) -> None:
-    """Forget the job's curve points after `step` (a resumed run recomputes them from its checkpoint)."""
-    store.execute("DELETE FROM job_metrics WHERE job_id=? AND step>?", (job_id, step))
-
-
-def logs(job_id: str, last: int = 200) -> list[str]:
+def logs(actor: Actor, job_id: str, last: int = 200) -> list[str]:
+    get(actor, job_id)
     rows = store.query("SELECT line FROM job_logs WHERE job_id=? ORDER BY at DESC, rowid DESC LIMIT ?", (job_id, last))
     return [r["line"] for r in reversed(rows)]
 
 
-def wait(job_id: str, timeout: float = 600, poll: float = 0.2) -> dict:
+def drop_metrics_after(job_id: str, step: float) -> None:
+    """Inside a job: forget its curve points after `step` (a resumed run recomputes them from its checkpoint)."""
+    store.execute("DELETE FROM job_metrics WHERE job_id=? AND step>?", (job_id, step))
+
+
+def wait(actor: Actor, job_id: str, timeout: float = 600, poll: float = 0.2) -> dict:
     """Block until the job leaves queued/running (for the CLI and tests)."""
     deadline = time.time() + timeout
     while True:
-        job = get(job_id)
+        job = get(actor, job_id)
         if job["status"] not in ACTIVE:
             return job
         if time.time() > deadline:
@@ -163,12 +172,12 @@ def _decode(row: dict) -> dict:
     return row
 
 
-def _resolve(kind: str):
-    module_name, _, func_name = kind.partition(":")
+def _resolve(fn: str):
+    module_name, _, func_name = fn.partition(":")
     try:
         return getattr(importlib.import_module(module_name), func_name)
     except (ImportError, AttributeError) as exc:
-        raise JobError(f"Unknown job kind {kind!r}: {exc}") from exc
+        raise JobError(f"Unknown job kind {fn!r}: {exc}") from exc
 
 
 # ---------------------------------------------------------------- inside a job
@@ -177,6 +186,7 @@ class JobContext:
     id: str
     params: dict
     resume: bool = False
+    actor: Actor = LOCAL            # who submitted the job: the job acts with their rights
     _last_write: float = field(default=0.0, repr=False)
 
     @property
@@ -184,7 +194,7 @@ class JobContext:
         return paths.subdir("jobs", self.id)
 
     def cancelled(self) -> bool:
-        row = store.query_one("SELECT cancel_requested FROM jobs WHERE id=?", (self.id,))
+        row = scope(SYSTEM).one("jobs", "id=?", (self.id,), columns="cancel_requested")
         return bool(row and row["cancel_requested"])
 
     def check_cancelled(self) -> None:
@@ -197,9 +207,8 @@ class JobContext:
         if not force and done < total and t - self._last_write < 0.2:
             return
         self._last_write = t
-        store.execute(
-            "UPDATE jobs SET done=?, total=?, message=?, stats=?, updated_at=? WHERE id=?",
-            (done, total, message, store.to_json(stats), t, self.id))
+        scope(SYSTEM).update("jobs", dict(done=done, total=total, message=message, stats=store.to_json(stats),
+                                          updated_at=t), "id=?", (self.id,))
         self.check_cancelled()
 
     def metric(self, step: float, **values: float) -> None:
@@ -215,20 +224,20 @@ class JobContext:
 def execute_job(job_id: str) -> None:
     """Run one queued job to a final state. Called by the worker (or inline)."""
     with store.transaction() as conn:
-        row = conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        row = scope(SYSTEM).one("jobs", "id=?", (job_id,))
         if row is None or row["status"] != QUEUED:
             return  # cancelled while queued, or already picked up
         resumed = row["attempts"] > 0
-        conn.execute(
-            "UPDATE jobs SET status=?, started_at=COALESCE(started_at, ?), updated_at=?, worker_pid=?, "
-            "attempts=attempts+1, message=? WHERE id=?",
-            (RUNNING, store.now(), store.now(), os.getpid(), "Starting…", job_id))
+        scope(SYSTEM).update("jobs", dict(status=RUNNING, started_at=row["started_at"] or store.now(),
+                                          updated_at=store.now(), worker_pid=os.getpid(),
+                                          attempts=row["attempts"] + 1, message="Starting…"),
+                             "id=?", (job_id,), conn=conn)
     params = store.from_json(row["params"], {})
-    ctx = JobContext(id=job_id, params=params, resume=resumed)
-    ctx.log(("Resuming" if resumed else "Starting") + f" {row['kind']} (pid {os.getpid()})")
+    ctx = JobContext(id=job_id, params=params, resume=resumed, actor=Actor.from_dict(store.from_json(row["actor"])))
+    ctx.log(("Resuming" if resumed else "Starting") + f" {row['fn']} (pid {os.getpid()})")
     status, error, result = SUCCEEDED, None, None
     try:
-        result = _resolve(row["kind"])(ctx, **params)
+        result = _resolve(row["fn"])(ctx, **params)
         message = "Done."
     except JobCancelled:
         status, message = CANCELLED, "Cancelled by the user."
@@ -239,10 +248,9 @@ def execute_job(job_id: str) -> None:
         message = error
         ctx.log(traceback.format_exc())
     ctx.log(f"{status}: {message}")
-    store.execute(
-        "UPDATE jobs SET status=?, error=?, result=?, message=?, finished_at=?, updated_at=? WHERE id=?",
-        (status, error, store.to_json(result) if result is not None else None, message,
-         store.now(), store.now(), job_id))
+    scope(SYSTEM).update("jobs", dict(status=status, error=error, message=message, finished_at=store.now(),
+                                      result=store.to_json(result) if result is not None else None,
+                                      updated_at=store.now()), "id=?", (job_id,))
 
 
 def _explain(exc: Exception) -> str:
@@ -288,10 +296,10 @@ def reconcile() -> None:
 
     Checked per job (its recorded pid), not per worker lock: a job run inline by a CLI or a
     script in another process is alive although no worker holds the lock."""
-    for row in store.query("SELECT id, worker_pid FROM jobs WHERE status=?", (RUNNING,)):
+    for row in scope(SYSTEM).select("jobs", "status=?", (RUNNING,), columns="id, worker_pid"):
         if not _process_alive(row["worker_pid"]):
-            store.execute("UPDATE jobs SET status=?, finished_at=?, message=? WHERE id=? AND status=?",
-                          (INTERRUPTED, store.now(), _INTERRUPTED_MESSAGE, row["id"], RUNNING))
+            scope(SYSTEM).update("jobs", dict(status=INTERRUPTED, finished_at=store.now(),
+                                              message=_INTERRUPTED_MESSAGE), "id=? AND status=?", (row["id"], RUNNING))
 
 
 def _pid_path() -> Path:

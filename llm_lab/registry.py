@@ -16,7 +16,8 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import capabilities, store
+from . import access, capabilities, store
+from .access import Actor, scope
 from .capabilities import HEADS, Capabilities
 from .errors import ModelError
 
@@ -30,6 +31,7 @@ store.register_schema("models", [
     """,
     # "task" meant three things in LLM Lab; for a model it is the head it was made for
     "ALTER TABLE models RENAME COLUMN task TO head",
+    access.owned_columns("models"),
 ])
 
 
@@ -77,8 +79,9 @@ def builtin_models() -> list[ModelEntry]:
     return entries
 
 
-def list_models() -> list[ModelEntry]:
-    rows = store.query("SELECT * FROM models ORDER BY created_at DESC")
+def list_models(actor: Actor) -> list[ModelEntry]:
+    """The built-in models and the models in the actor's workspaces, newest first."""
+    rows = scope(actor).select("models", order="created_at DESC")
     return builtin_models() + [_entry(row) for row in rows]
 
 
@@ -87,8 +90,9 @@ def _entry(row: dict) -> ModelEntry:
                       row["created_at"], store.from_json(row["labels"]), store.from_json(row["meta"], {}))
 
 
-def register(entry: ModelEntry) -> ModelEntry:
-    """Record a model folder (trained or added by the user). The folder must already be complete."""
+def register(actor: Actor, entry: ModelEntry) -> ModelEntry:
+    """Record a model folder (trained or added by the user) in the actor's workspace. The folder must be complete."""
+    actor.require("write", "register models")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", entry.name):
         raise ModelError(f"Model name {entry.name!r}: use letters, digits, '.', '_' or '-' (at most 100).")
     if any(b.name == entry.name for b in builtin_models()):
@@ -97,9 +101,9 @@ def register(entry: ModelEntry) -> ModelEntry:
         check_folder(Path(entry.location))
     entry.created_at = entry.created_at or store.now()
     try:
-        store.execute("INSERT INTO models VALUES (?,?,?,?,?,?,?,?)", (
-            entry.name, entry.source, entry.location, entry.head, entry.parent, entry.created_at,
-            store.to_json(entry.labels), store.to_json(entry.meta)))
+        scope(actor).insert("models", dict(
+            name=entry.name, source=entry.source, location=entry.location, head=entry.head, parent=entry.parent,
+            created_at=entry.created_at, labels=store.to_json(entry.labels), meta=store.to_json(entry.meta)))
     except Exception as exc:
         if "UNIQUE" in str(exc):
             raise ModelError(f"A model named {entry.name!r} exists already; choose another name.") from exc
@@ -107,16 +111,16 @@ def register(entry: ModelEntry) -> ModelEntry:
     return entry
 
 
-def unregister(name: str) -> None:
-    store.execute("DELETE FROM models WHERE name=?", (name,))
+def unregister(actor: Actor, name: str) -> None:
+    scope(actor).delete("models", "name=?", (name,))
 
 
-def resolve(name: str, allow_bin: bool = False) -> ModelEntry:
+def resolve(actor: Actor, name: str, allow_bin: bool = False) -> ModelEntry:
     """A registry name, a local folder, or a Hub id, in that order."""
     name = (name or "").strip()
     if not name:
         raise ModelError("No model given: pick one from the registry, or type a folder path or a Hub id.")
-    for entry in list_models():
+    for entry in list_models(actor):
         if entry.name == name:
             return entry
     path = Path(name).expanduser()
@@ -126,7 +130,7 @@ def resolve(name: str, allow_bin: bool = False) -> ModelEntry:
     if re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", name) and not name.startswith((".", "/", "~")):
         return ModelEntry(name, "hub", name, "unknown")
     raise ModelError(f"{name!r} is neither a model in the registry, nor an existing folder, nor a Hub id. "
-                     f"Models here: {', '.join(e.name for e in list_models())}.")
+                     f"Models here: {', '.join(e.name for e in list_models(actor))}.")
 
 
 def check_folder(path: Path, allow_bin: bool = False) -> None:
@@ -220,7 +224,7 @@ _key_locks: dict[tuple, threading.Lock] = {}
 MAX_CACHED = int(os.environ.get("LLM_LAB_MAX_MODELS", "6"))
 
 
-def load(name: str, head: str | None = None, device: str | None = None, dtype: str | None = None,
+def load(actor: Actor, name: str, head: str | None = None, device: str | None = None, dtype: str | None = None,
          attention: bool = False, allow_bin: bool = False, trust_remote_code: bool = False,
          num_labels: int | None = None) -> LoadedModel:
     """Load a model once per process (per name, head, device, dtype, attention) and share it.
@@ -229,13 +233,14 @@ def load(name: str, head: str | None = None, device: str | None = None, dtype: s
     """
     from .device import pick_device, pick_dtype
 
-    entry = resolve(name, allow_bin=allow_bin)
+    entry = resolve(actor, name, allow_bin=allow_bin)
     head = head or capabilities.default_head(entry)
     if head not in HEADS:
         raise ModelError(f"Unknown head {head!r}; choose one of {', '.join(HEADS)}.")
     device = pick_device(device)
     torch_dtype = pick_dtype(device, dtype)
-    key = (entry.source, entry.location, head, device, str(torch_dtype), attention, num_labels)
+    # remote code is part of the key: a model loaded with it is never served to a load without it
+    key = (entry.source, entry.location, head, device, str(torch_dtype), attention, num_labels, trust_remote_code)
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
@@ -253,10 +258,10 @@ def load(name: str, head: str | None = None, device: str | None = None, dtype: s
     return loaded
 
 
-def load_for(needs: "capabilities.Needs", name: str, **kwargs) -> LoadedModel:
+def load_for(actor: Actor, needs: "capabilities.Needs", name: str, **kwargs) -> LoadedModel:
     """Load `name` with the head `needs` calls for, and check it meets them (the one message if not)."""
-    entry = resolve(name, allow_bin=kwargs.get("allow_bin", False))
-    loaded = load(name, head=capabilities.require_entry(needs, entry), **kwargs)
+    entry = resolve(actor, name, allow_bin=kwargs.get("allow_bin", False))
+    loaded = load(actor, name, head=capabilities.require_entry(needs, entry), **kwargs)
     capabilities.require(needs, loaded)
     return loaded
 

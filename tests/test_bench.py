@@ -381,7 +381,7 @@ def test_task_types_and_metric_directions():
     from llm_lab import metrics
     from llm_lab.bench.suite import TASK_TYPES
 
-    assert TASK_TYPES["classification"].needs == ("text", "label") and TASK_TYPES["classification"].headline == "accuracy"
+    assert TASK_TYPES["classification"].roles_needed == ("text", "label") and TASK_TYPES["classification"].headline == "accuracy"
     assert TASK_TYPES["generation"].default_metrics == ("exact_match", "chrf", "rouge")
     assert {n for n, t in TASK_TYPES.items() if t.model_needs.head == "causal-lm"} == {"language_modeling", "generation",
                                                                                   "multiple_choice"}
