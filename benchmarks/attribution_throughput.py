@@ -25,6 +25,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from llm_lab import registry  # noqa: E402
+from llm_lab.access import LOCAL  # noqa: E402
 from llm_lab.explain import attributions, batching, generation  # noqa: E402
 from llm_lab.tiny import pydoc_corpus  # noqa: E402
 
@@ -58,7 +59,7 @@ def main() -> int:
     args = ap.parse_args()
     n = args.n or (8 if args.quick else 64)
     repeats = args.repeats or (1 if args.quick else 2)
-    loaded = registry.load("minilm", head="classifier", device=args.device, dtype="float32")
+    loaded = registry.load(LOCAL, "minilm", head="classifier", device=args.device, dtype="float32")
     texts = sentences(n, args.quick)
     print(f"device={loaded.device} threads={torch.get_num_threads()} sentences={n} "
           f"tokens={[len(loaded.tokenizer(t)['input_ids']) for t in texts][:8]}... n_steps={args.steps}", flush=True)
@@ -94,13 +95,13 @@ def main() -> int:
         sync(loaded.device); one.append(time.perf_counter() - t0)
 
     try:
-        gpt = registry.load("tiny-gpt", head="causal-lm", device=args.device, dtype="float32")
+        gpt = registry.load(LOCAL, "tiny-gpt", head="causal-lm", device=args.device, dtype="float32")
         gpt_name = "tiny-gpt"
     except Exception:
         from llm_lab.tiny import make_tiny_gpt2
 
         folder = make_tiny_gpt2(Path(tempfile.mkdtemp()) / "tiny-gpt2")
-        gpt = registry.load(str(folder), head="causal-lm", device=args.device, dtype="float32")
+        gpt = registry.load(LOCAL, str(folder), head="causal-lm", device=args.device, dtype="float32")
         gpt_name = "tiny_gpt2 (llm_lab.tiny)"
     prompt = "Lists are mutable sequences, typically used to store collections of"
     gen_steps = 20

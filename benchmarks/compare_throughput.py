@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from llm_lab.access import LOCAL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -89,7 +90,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="compare-bench-") as tmp:
         os.environ.setdefault("LLM_LAB_HOME", str(Path(tmp) / "home"))
         folders = make_models(Path(tmp), args.models)
-        models = [registry.load(str(f), head="causal-lm", device=args.device, dtype=args.dtype) for f in folders]
+        models = [registry.load(LOCAL, str(f), head="causal-lm", device=args.device, dtype=args.dtype) for f in folders]
         prompts = make_prompts(args.prompts)
         settings = GenerationSettings(max_new_tokens=args.new_tokens, batch_size=args.batch_size)
         print(f"{len(models)} models x {len(prompts)} prompts x {args.new_tokens} new tokens on "

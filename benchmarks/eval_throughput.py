@@ -57,18 +57,19 @@ def main() -> int:
     from transformers import pipeline
 
     from llm_lab import data, registry
+    from llm_lab.access import LOCAL
     from llm_lab.bench import runner
     from llm_lab.bench.suite import Suite, TaskSpec
 
     texts = mixed_texts(n)
     labels = ["negative", "neutral", "positive"]
     frame = pd.DataFrame({"text": texts, "label": [labels[i % 3] for i in range(n)]})
-    data.import_dataset("mixed", "mixed.csv", frame.to_csv(index=False).encode(), {"text": "text", "label": "label"},
-                        data.Recipe(train=1.0, validation=0.0, drop_duplicates=False))
+    data.import_dataset(LOCAL, "mixed", "mixed.csv", frame.to_csv(index=False).encode(),
+                        {"text": "text", "label": "label"}, data.Recipe(train=1.0, validation=0.0, drop_duplicates=False))
     suite = Suite("tp", "1", [TaskSpec("cls", "classification", "mixed", max_length=args.max_length,
                                        metrics=["accuracy", "f1"])], text="tp")
     torch.manual_seed(0)
-    loaded = registry.load(args.model, head="classifier", num_labels=3, device=args.device)
+    loaded = registry.load(LOCAL, args.model, head="classifier", num_labels=3, device=args.device)
     print(f"model {args.model} on {loaded.device} ({loaded.dtype}), {n} texts, "
           f"{torch.get_num_threads()} threads, batch size {args.batch_size}, max_length {args.max_length}")
 
@@ -76,7 +77,7 @@ def main() -> int:
                    dtype=loaded.model.dtype)
     kwargs = dict(top_k=None, batch_size=args.batch_size, truncation=True, max_length=args.max_length)
     clf(texts[:8], **kwargs)  # warm-up both
-    runner.run_suite(suite, [args.model], use_cache=False, batch_size=args.batch_size, device=args.device)
+    runner.run_suite(LOCAL, suite, [args.model], use_cache=False, batch_size=args.batch_size, device=args.device)
 
     t0 = time.perf_counter()
     base_out = clf(texts, **kwargs)
@@ -87,7 +88,7 @@ def main() -> int:
         base_peak = torch.cuda.max_memory_allocated() / 2**20
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    (res,) = runner.run_suite(suite, [args.model], use_cache=False, batch_size=args.batch_size, device=args.device)
+    (res,) = runner.run_suite(LOCAL, suite, [args.model], use_cache=False, batch_size=args.batch_size, device=args.device)
     ours_s = time.perf_counter() - t0
     assert res.status == "ok", res.error
 

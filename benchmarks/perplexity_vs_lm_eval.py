@@ -61,15 +61,16 @@ def run_ours(model: str, items: list[str], batch_size: int) -> tuple[dict, float
     import pandas as pd
 
     from llm_lab import data, registry
+    from llm_lab.access import LOCAL
     from llm_lab.bench import runner
     from llm_lab.bench.suite import Suite, TaskSpec
 
-    data.import_dataset("texts", "t.csv", pd.DataFrame({"text": items}).to_csv(index=False).encode(), {"text": "text"},
-                        data.Recipe(train=1.0, validation=0.0, drop_duplicates=False, strip=False))
+    data.import_dataset(LOCAL, "texts", "t.csv", pd.DataFrame({"text": items}).to_csv(index=False).encode(),
+                        {"text": "text"}, data.Recipe(train=1.0, validation=0.0, drop_duplicates=False, strip=False))
     suite = Suite("ppl", "1", [TaskSpec("ppl", "language_modeling", "texts", batch_size=batch_size)], text="ppl")
     registry.forget()
     t0 = time.perf_counter()
-    (res,) = runner.run_suite(suite, [model], use_cache=False, device="cpu")
+    (res,) = runner.run_suite(LOCAL, suite, [model], use_cache=False, device="cpu")
     seconds = time.perf_counter() - t0
     assert res.status == "ok", res.error
     return res.metrics, seconds

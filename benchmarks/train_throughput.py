@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from llm_lab.access import LOCAL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,7 +42,7 @@ def make_dataset(name: str, rows: int) -> None:
         words = POS if i % 2 else NEG
         lines.append(f"a {rng.choice(words)} and {rng.choice(words)} film; story {i} was {rng.choice(words)},"
                      f"{'pos' if i % 2 else 'neg'}")
-    data.import_dataset(name, f"{name}.csv", "\n".join(lines).encode(),
+    data.import_dataset(LOCAL, name, f"{name}.csv", "\n".join(lines).encode(),
                         recipe=data.Recipe(train=0.9, validation=0.1, drop_duplicates=False))
 
 
@@ -49,7 +50,7 @@ def ours(cfg) -> dict:
     from llm_lab import jobs, train
 
     cfg = type(cfg)(**dict(cfg.as_dict(), name=f"bench-{time.time_ns()}"))
-    job = jobs.get(train.submit(cfg))
+    job = jobs.get(LOCAL, train.submit(LOCAL, cfg))
     if job["status"] != "succeeded":
         raise SystemExit(f"our run failed: {job['error']}")
     stats = job["result"]["stats"]
@@ -67,9 +68,9 @@ def baseline(cfg) -> dict:
 
     from llm_lab import data, registry
 
-    source = registry.resolve(cfg.model).location
+    source = registry.resolve(LOCAL, cfg.model).location
     tok = AutoTokenizer.from_pretrained(source)
-    frame = data.load_frame(cfg.dataset)
+    frame = data.load_frame(LOCAL, cfg.dataset)
     names = sorted(frame["label"].unique())
 
     def encode(part):
@@ -157,7 +158,7 @@ def gpu_suite(out: dict, rounds: int = 1, pretrain: bool = True) -> None:
         if fn:
             res = fn(cfg)
         else:
-            job = jobs.get(train.submit(TrainConfig(**dict(cfg.as_dict(), name="minilm-20k"))))
+            job = jobs.get(LOCAL, train.submit(LOCAL, TrainConfig(**dict(cfg.as_dict(), name="minilm-20k"))))
             assert job["status"] == "succeeded", job["error"]
             res = dict(job["result"]["stats"], metrics=job["result"]["metrics"])
         res["wall_s_including_load_and_save"] = time.perf_counter() - start
@@ -169,7 +170,7 @@ def gpu_suite(out: dict, rounds: int = 1, pretrain: bool = True) -> None:
         torch.cuda.reset_peak_memory_stats()
         pcfg = TrainConfig(task="pretrain", name=f"tiny-gpt-{label}", **dict(TINY_GPT, **extra))
         start = time.perf_counter()
-        job = jobs.get(train.submit(pcfg))
+        job = jobs.get(LOCAL, train.submit(LOCAL, pcfg))
         assert job["status"] == "succeeded", job["error"]
         stats = dict(job["result"]["stats"], metrics=job["result"]["metrics"])
         arch = pcfg.architecture()
@@ -204,7 +205,7 @@ def main() -> None:
             from llm_lab.tiny import make_tiny_bert
 
             folder = make_tiny_bert(Path(os.environ["LLM_LAB_HOME"]) / "tiny-bert", hidden=64, layers=2)
-            registry.register(registry.ModelEntry("bench-tiny-bert", "local", str(folder), "classifier"))
+            registry.register(LOCAL, registry.ModelEntry("bench-tiny-bert", "local", str(folder), "classifier"))
             make_dataset("bench", 1_200)
             cfg = TrainConfig(task="classify", model="bench-tiny-bert", dataset="bench", epochs=2.0, batch_size=16,
                               learning_rate=1e-3, max_length=64)

@@ -1,6 +1,6 @@
 """`python -m llm_lab …`: each feature module adds its own subcommands with `register(subparsers)`.
 
-A handler returns the exit code. A LabError prints its message to stderr and exits 1.
+A handler returns the exit code and acts as `args.actor` (the local operator, for now). A LabError prints its message to stderr and exits 1.
 The root's own commands (models, data, jobs, worker) live in core_cli; each feature package
 (bench, train, compare, explain) owns its `cli.py`. `table` is the text table every CLI prints.
 """
@@ -8,6 +8,7 @@ import argparse
 import importlib
 import sys
 
+from .access import LOCAL
 from .errors import LabError
 
 # Feature modules that add subcommands. A module listed here exposes `register(subparsers)`.
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    args.actor = LOCAL
     try:
         return int(args.func(args) or 0)
     except LabError as exc:

@@ -38,10 +38,10 @@ def register(subparsers) -> None:
     p = js.add_parser("list")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=jobs_list)
-    for verb, fn in (("cancel", jobs.cancel), ("resume", jobs.resume)):
+    for verb, change in (("cancel", jobs.cancel), ("resume", jobs.resume)):
         p = js.add_parser(verb)
         p.add_argument("id")
-        p.set_defaults(func=lambda a, fn=fn, verb=verb: print(f"{a.id}: {fn(a.id)['status']}") or 0)
+        p.set_defaults(func=lambda a, change=change: print(f"{a.id}: {change(a.actor, a.id)['status']}") or 0)
     p = js.add_parser("show")
     p.add_argument("id")
     p.set_defaults(func=jobs_show)
@@ -51,13 +51,13 @@ def register(subparsers) -> None:
 
 
 def models_list(args) -> int:
-    rows = [e.as_dict() for e in registry.list_models()]
+    rows = [e.as_dict() for e in registry.list_models(args.actor)]
     print(json.dumps(rows, indent=2, default=str) if args.json else table(rows, ["name", "source", "head", "parent", "location"]))
     return 0
 
 
 def models_show(args) -> int:
-    loaded = registry.load(args.name, head=args.head, device=args.device)
+    loaded = registry.load(args.actor, args.name, head=args.head, device=args.device)
     info = loaded.info()
     for key, value in info.items():
         print(f"{key:>14}: {value}")
@@ -75,34 +75,33 @@ def data_import(args) -> int:
         return 1
     roles = {r: getattr(args, r) for r in data.ROLES if getattr(args, r)}
     recipe = data.Recipe(seed=args.seed, max_chars=args.max_chars, drop_duplicates=not args.keep_duplicates)
-    info = data.import_dataset(args.name or path.stem, path.name, path.read_bytes(), roles or None, recipe)
+    info = data.import_dataset(args.actor, args.name or path.stem, path.name, path.read_bytes(), roles or None, recipe)
     print(f"imported {info.name}: {info.rows} rows {info.splits}, roles {info.roles}, hash {info.content_hash[:12]}")
     return 0
 
 
 def data_list(args) -> int:
     rows = [{"name": d.name, "rows": d.rows, "roles": ",".join(f"{k}={v}" for k, v in d.roles.items()),
-             "labels": len(d.label_names or []), "hash": d.content_hash[:12]} for d in data.list_datasets()]
+             "labels": len(d.label_names or []), "hash": d.content_hash[:12]} for d in data.list_datasets(args.actor)]
     print(json.dumps(rows, indent=2) if args.json else table(rows, ["name", "rows", "roles", "labels", "hash"]))
     return 0
 
 
 def data_delete(args) -> int:
-    data.get(args.name)
-    data.delete(args.name)
+    data.delete(args.actor, args.name)
     print(f"deleted {args.name}")
     return 0
 
 
 def jobs_list(args) -> int:
-    rows = [{"id": j["id"], "status": j["status"], "kind": j["kind"].split(":")[0].split(".")[-1],
-             "progress": f"{j['fraction']:.0%}", "title": j["title"], "message": j["message"][:60]} for j in jobs.list_jobs()]
+    rows = [{"id": j["id"], "status": j["status"], "kind": j["fn"].split(":")[0].split(".")[-1],
+             "progress": f"{j['fraction']:.0%}", "title": j["title"], "message": j["message"][:60]} for j in jobs.list_jobs(args.actor)]
     print(json.dumps(rows, indent=2) if args.json else table(rows, ["id", "status", "kind", "progress", "title", "message"]))
     return 0
 
 
 def jobs_show(args) -> int:
-    job = jobs.get(args.id)
+    job = jobs.get(args.actor, args.id)
     print(json.dumps({k: v for k, v in job.items()}, indent=2, default=str))
-    print("\n".join(jobs.logs(args.id, 30)))
+    print("\n".join(jobs.logs(args.actor, args.id, 30)))
     return 0

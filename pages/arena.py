@@ -45,12 +45,12 @@ if st.button("New battle", icon=":material/casino:", type="primary", key="a_new"
     with user_errors(), st.spinner("Both models are answering…"):
         settings = GenerationSettings(max_new_tokens=int(max_new), do_sample=sampling, temperature=temp,
                                       seed=None if sampling else 0)
-        st.session_state["a_battle"] = arena.new_battle(pool, prompt, settings, creator=voter, loader=loader)["id"]
+        st.session_state["a_battle"] = arena.new_battle(backend.actor(), pool, prompt, settings, creator=voter, loader=loader)["id"]
 
 battle_id = st.session_state.get("a_battle")
 if battle_id:
     with user_errors():
-        battle = arena.get_battle(battle_id)
+        battle = arena.get_battle(backend.actor(), battle_id)
         voted = battle["vote"] is not None
         st.markdown(f"> {battle['prompt']}")
         for col, side in zip(st.columns(2), ("a", "b")):
@@ -61,7 +61,7 @@ if battle_id:
             st.markdown("**Which answer is better?**")
             for col, (choice, label) in zip(st.columns(4), arena.VOTES.items()):
                 if col.button(label, key=f"a_vote_{choice}", use_container_width=True):
-                    arena.vote(battle_id, choice, voter)
+                    arena.vote(backend.actor(), battle_id, choice, voter)
                     st.rerun()
         else:
             st.success(f"Vote recorded: **{arena.VOTES[battle['vote']]}**. Model A was **{battle['model_a']}**, "
@@ -71,12 +71,12 @@ st.divider()
 st.subheader("Leaderboard")
 only_pool = st.toggle("Only battles between models of the pool", key="a_only_pool")
 with user_errors():
-    votes = arena.votes(pool if only_pool else None)
+    votes = arena.votes(backend.actor(), pool if only_pool else None)
     if not votes:
         st.info("No votes yet. Start a battle above and vote.")
     else:
         t0 = time.perf_counter()
-        board = arena.leaderboard(pool if only_pool else None, rounds=1000)
+        board = arena.leaderboard(backend.actor(), pool if only_pool else None, rounds=1000)
         took = time.perf_counter() - t0
         frame = pd.DataFrame([{
             "rank": r["rank"], "model": r["model"], "rating": round(r["rating"]),

@@ -7,7 +7,7 @@ import streamlit as st
 from llm_lab.explain import attributions as attr_mod
 from llm_lab.explain import faithfulness, plots, specs
 from llm_lab.explain.generation import attribute_generation
-from llm_lab.explain.jobs import KIND as DATASET_JOB
+from llm_lab.explain.jobs import JOB_FN as DATASET_JOB
 from ui import backend, job_panel
 from ui.common import header, user_errors
 from ui.explain import PNG_NOTE, attribution_block, generation_block

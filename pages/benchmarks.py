@@ -21,7 +21,7 @@ source = c2.radio("Suite", ["Built-in or saved", "Upload YAML", "Build one"], ho
 suite_text = None
 with user_errors():
     if source == "Built-in or saved":
-        available = suites.list_suites()
+        available = suites.list_suites(backend.actor())
         names = [s["name"] for s in available]
         pick = c2.selectbox("Suite", names, key="b_suite", index=names.index("demo-classifier") if "demo-classifier" in names else 0,
                             format_func=lambda n: f"{n} ({next(s['source'] for s in available if s['name'] == n)})")
@@ -33,7 +33,7 @@ with user_errors():
             suite_text = up.getvalue().decode("utf-8", errors="replace")
             suites.parse(suite_text, "uploaded", up.name)
             if c2.button("Save this suite", key="b_save_upload"):
-                st.success(f"Saved suite {suites.save(suite_text).name!r}.")
+                st.success(f"Saved suite {suites.save(backend.actor(), suite_text).name!r}.")
     else:
         tasks = st.session_state.setdefault("b_built", [])
         with st.form("b_builder", clear_on_submit=False):
@@ -63,7 +63,7 @@ with user_errors():
             suites.parse(suite_text, "built", "the suite you built")
             b1, b2 = st.columns(2)
             if b1.button("Save suite", key="b_save_built"):
-                st.success(f"Saved suite {suites.save(suite_text).name!r}.")
+                st.success(f"Saved suite {suites.save(backend.actor(), suite_text).name!r}.")
             if b2.button("Clear tasks", key="b_clear"):
                 st.session_state["b_built"] = []
                 st.rerun()
@@ -82,7 +82,8 @@ limit = r3.number_input("Examples per task (0 = as the suite says)", 0, 1_000_00
                         help="A quick look: cap every task at this many examples.")
 if r2.button("Run benchmark", type="primary", disabled=not (models and suite_text), key="b_run"):
     with user_errors():
-        job_panel.remember(JOB_KEY, job.submit(suite_text, models, use_cache, limit=int(limit) or None))
+        job_panel.remember(JOB_KEY, job.submit(backend.actor(), suite_text, models, use_cache,
+                                                   limit=int(limit) or None))
 
 job_id = job_panel.current(JOB_KEY)
 if job_id:
@@ -90,7 +91,7 @@ if job_id:
 
 # ---------------------------------------------------------------- which results
 st.divider()
-runs = cache.runs()
+runs = cache.runs(backend.actor())
 if not runs:
     st.info("No benchmark results yet: pick models and a suite above and press **Run benchmark**.")
     st.stop()
@@ -99,7 +100,7 @@ default = job_id if job_id in labels else runs[0]["id"]
 run_id = st.selectbox("Results of run", list(labels), index=list(labels).index(default), format_func=labels.get,
                       key="b_run_pick")
 keys = next(r["keys"] for r in runs if r["id"] == run_id)
-results = leaderboard.full_results(keys)
+results = leaderboard.full_results(backend.actor(), keys)
 summaries = [r.summary() for r in results]
 
 st.subheader("Leaderboard")

@@ -193,8 +193,8 @@ with user_errors():
                 comp = stream_run(models, inputs, settings)
             else:
                 with st.spinner("Classifying…"):
-                    comp = runs.run("classification", models, inputs, loader=loader)
-            st.query_params["comparison"] = saved.save(comp)
+                    comp = runs.run(backend.actor(), "classification", models, inputs, loader=loader)
+            st.query_params["comparison"] = saved.save(backend.actor(), comp)
             st.rerun()
     else:
         roles = ("prompt",) if gen else ("text",)
@@ -205,7 +205,7 @@ with user_errors():
         split = d2.selectbox("Split", ["all"] + splits, key="c_split")
         limit = d3.number_input("Rows (random sample)", 1, 5000, 32, key="c_limit")
         if st.button("Run as a background job", type="primary", key="c_job", disabled=not dataset):
-            job_id = compare_jobs.submit(kind, runs.check_models(models), dataset, None if split == "all" else split,
+            job_id = compare_jobs.submit(backend.actor(), kind, runs.check_models(models), dataset, None if split == "all" else split,
                                          int(limit), settings=settings.as_dict() if settings else None)
             job_panel.remember("compare_job", job_id)
 
@@ -220,7 +220,7 @@ if job_id:
     job_panel.show(job_id, extra=open_result, key="compare")
 
 with st.expander("Saved comparisons"):
-    rows = saved.list_saved()
+    rows = saved.list_saved(backend.actor())
     if not rows:
         st.caption("None yet: every comparison you run is saved here.")
     for r in rows[:30]:
@@ -229,4 +229,4 @@ with st.expander("Saved comparisons"):
 cid = st.query_params.get("comparison")
 if cid:
     with user_errors():
-        show(saved.get(cid))
+        show(saved.get(backend.actor(), cid))

@@ -101,7 +101,7 @@ else:
         name = n1.text_input("Name", stem, key=f"ds_name_{upload.file_id}")
         description = n2.text_input("Description (optional)", key="ds_desc")
         if st.button("Save dataset", type="primary", key="ds_save"):
-            info = data.import_dataset(name, upload.name, upload.getvalue(), roles, recipe, description)
+            info = data.import_dataset(backend.actor(), name, upload.name, upload.getvalue(), roles, recipe, description)
             backend.clear()
             st.session_state["ds_pick"] = info.name  # show it below
             splits = " · ".join(f"{k} {info.splits[k]}" for k in ("train", "validation", "test") if k in info.splits)
@@ -147,7 +147,7 @@ with user_errors():
         with st.expander(f"Delete {info.name}"):
             sure = st.checkbox(f"Yes, delete {info.name} and its files", key=f"ds_sure_{info.name}")
             if st.button("Delete", disabled=not sure, key=f"ds_delete_{info.name}"):
-                data.delete(info.name)
+                data.delete(backend.actor(), info.name)
                 backend.clear()
                 st.toast(f"Deleted {info.name}")
                 st.rerun()

@@ -13,18 +13,18 @@ KEY = "train_job"
 
 
 @st.cache_data(ttl=600, show_spinner="Estimating memory and time…")
-def cached_estimate(values: dict) -> dict:
-    return train.estimate(train.TrainConfig(**values))
+def cached_estimate(who, values: dict) -> dict:
+    return train.estimate(who, train.TrainConfig(**values))
 
 
 @st.cache_data(max_entries=4, show_spinner="Zipping the model folder…")
-def cached_zip(name: str, folder: str) -> bytes:
-    return export.zip_bytes(name)
+def cached_zip(who, name: str, folder: str) -> bytes:
+    return export.zip_bytes(who, name)
 
 
 def finished(job: dict) -> None:
     """The live curves, and once done, where the model went and its download."""
-    frame = history.curves(job["id"])
+    frame = history.curves(backend.actor(), job["id"])
     st.plotly_chart(plots.run_curves(frame), key=f"curves-{job['id']}")
     result = job["result"] or {}
     if job["status"] == "succeeded" and result.get("model"):
@@ -32,7 +32,7 @@ def finished(job: dict) -> None:
         st.success(f"**{result['model']}** is in the registry ({shown or 'no evaluation split'}). "
                    "Use it on the Models, Benchmarks, Compare, Attention and Attributions pages.")
         if result.get("registered"):
-            st.download_button("Download the model (zip)", cached_zip(result["model"], result["folder"]),
+            st.download_button("Download the model (zip)", cached_zip(backend.actor(), result["model"], result["folder"]),
                                file_name=f"{result['model']}.zip", mime="application/zip", key=f"zip-{job['id']}")
 
 
@@ -122,14 +122,14 @@ with new_tab, user_errors():
         st.info("Pick a base model and a dataset (import one on the Datasets page).")
     else:
         cfg = train.TrainConfig(**values)
-        est = cached_estimate(cfg.as_dict())
+        est = cached_estimate(backend.actor(), cfg.as_dict())
         mem = est["memory_mb"]
         st.caption("**Estimate:** " + resources.describe(est) + f" · weights {mem['weights']:.0f} MB, "
                    f"gradients+optimizer {mem['gradients_and_optimizer']:.0f} MB, "
                    f"activations {mem['activations']:.0f} MB")
         st.caption(f"Same run from a terminal: `{cfg.to_cli()}`")
         if st.button("Start training", type="primary", key="t_start"):
-            job_id = train.submit(cfg)
+            job_id = train.submit(backend.actor(), cfg)
             job_panel.remember(KEY, job_id)
             backend.clear()
             st.rerun()
@@ -141,7 +141,7 @@ with new_tab, user_errors():
 
 # ---------------------------------------------------------------- history
 with history_tab, user_errors():
-    runs = history.runs()
+    runs = history.runs(backend.actor())
     if not runs:
         st.info("No training runs yet. Start one in the New run tab.")
     else:
@@ -149,7 +149,7 @@ with history_tab, user_errors():
         st.dataframe(table.drop(columns=["title"]), hide_index=True, key="t_hist_table")
         labels = {r["id"]: f"{r['name']} · {r['status']} · {r['id']}" for r in runs}
         one = st.selectbox("Curves of run", list(labels), format_func=labels.get, key="t_hist_one")
-        st.plotly_chart(plots.run_curves(history.curves(one), labels[one]), key="t_hist_curves")
+        st.plotly_chart(plots.run_curves(history.curves(backend.actor(), one), labels[one]), key="t_hist_curves")
         if st.button("Open in the live panel", key="t_hist_open"):
             job_panel.remember(KEY, one)
             st.rerun()
@@ -161,5 +161,5 @@ with history_tab, user_errors():
                                         "eval_perplexity"], key="t_hist_metric")
         by = o3.radio("x axis", ["step", "epoch"], horizontal=True, key="t_hist_by")
         if pair:
-            frames = {labels[i].split(" · ")[0] + f" ({i[-6:]})": history.curves(i) for i in pair}
+            frames = {labels[i].split(" · ")[0] + f" ({i[-6:]})": history.curves(backend.actor(), i) for i in pair}
             st.plotly_chart(plots.overlay(frames, metric, by), key="t_hist_overlay")

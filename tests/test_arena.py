@@ -5,6 +5,7 @@ import random
 import numpy as np
 import pytest
 
+from llm_lab.access import LOCAL
 from llm_lab import generation as G
 from llm_lab import registry
 from llm_lab.compare import arena, rating
@@ -107,8 +108,8 @@ def pool(tiny_gpt2, tmp_path):
     """Two registered causal LMs (the same weights under two names) and one registered classifier."""
     from llm_lab.registry import ModelEntry
 
-    registry.register(ModelEntry("arena-a", "local", str(tiny_gpt2), "causal-lm"))
-    registry.register(ModelEntry("arena-b", "local", str(tiny_gpt2), "causal-lm"))
+    registry.register(LOCAL, ModelEntry("arena-a", "local", str(tiny_gpt2), "causal-lm"))
+    registry.register(LOCAL, ModelEntry("arena-b", "local", str(tiny_gpt2), "causal-lm"))
     return ["arena-a", "arena-b"]
 
 
@@ -122,22 +123,22 @@ def test_draw_pair():
 
 def test_battle_vote_once(pool):
     settings = G.GenerationSettings(max_new_tokens=5)
-    battle = arena.new_battle(pool, "def foo(x):", settings, creator="anon-1", rng=random.Random(1))
+    battle = arena.new_battle(LOCAL, pool, "def foo(x):", settings, creator="anon-1", rng=random.Random(1))
     assert {battle["model_a"], battle["model_b"]} == set(pool)
     assert battle["output_a"] == battle["output_b"]  # same weights, greedy: same answer
-    stored = arena.get_battle(battle["id"])
+    stored = arena.get_battle(LOCAL, battle["id"])
     assert stored["vote"] is None and stored["prompt"] == "def foo(x):"
     with pytest.raises(LabError, match="Unknown vote"):
-        arena.vote(battle["id"], "A!!", "anon-1")
-    revealed = arena.vote(battle["id"], "a", "anon-1")
+        arena.vote(LOCAL, battle["id"], "A!!", "anon-1")
+    revealed = arena.vote(LOCAL, battle["id"], "a", "anon-1")
     assert revealed["vote"] == "a" and revealed["voter"] == "anon-1"
     with pytest.raises(LabError, match="voted on already"):
-        arena.vote(battle["id"], "b", "someone-else")
-    assert arena.get_battle(battle["id"])["vote"] == "a"  # the first vote stands
+        arena.vote(LOCAL, battle["id"], "b", "someone-else")
+    assert arena.get_battle(LOCAL, battle["id"])["vote"] == "a"  # the first vote stands
     with pytest.raises(LabError, match="No arena battle"):
-        arena.vote("missing", "a", "anon-1")
+        arena.vote(LOCAL, "missing", "a", "anon-1")
     with pytest.raises(LabError, match="empty"):
-        arena.new_battle(pool, "   ", settings)
+        arena.new_battle(LOCAL, pool, "   ", settings)
 
 
 def test_leaderboard_from_votes(pool):
@@ -145,23 +146,23 @@ def test_leaderboard_from_votes(pool):
     rng = random.Random(5)
     expected = []
     for choice in ["a", "b", "a", "tie", "both_bad", "a"]:
-        battle = arena.new_battle(pool, "x = 1", settings, rng=rng)
-        arena.vote(battle["id"], choice, "user@example.com")
+        battle = arena.new_battle(LOCAL, pool, "x = 1", settings, rng=rng)
+        arena.vote(LOCAL, battle["id"], choice, "user@example.com")
         expected.append((battle["model_a"], battle["model_b"], choice))
-    rows = arena.votes()
+    rows = arena.votes(LOCAL)
     assert [(r["model_a"], r["model_b"], r["vote"]) for r in rows] == expected
-    board = arena.leaderboard(rounds=200)
+    board = arena.leaderboard(LOCAL, rounds=200)
     direct = rating.bradley_terry(expected)
     assert {r["model"]: r["rating"] for r in board} == pytest.approx(direct)
     assert sum(r["both_bad"] for r in board) == 2  # one both-bad vote, counted for both models
-    assert arena.leaderboard(pool=["arena-a", "other"]) == []
+    assert arena.leaderboard(LOCAL, pool=["arena-a", "other"]) == []
 
 
 def test_failing_model_drops_battle(pool, tiny_bert):
     from llm_lab.registry import ModelEntry
 
-    registry.register(ModelEntry("arena-clf", "local", str(tiny_bert), "classifier"))
+    registry.register(LOCAL, ModelEntry("arena-clf", "local", str(tiny_bert), "classifier"))
     with pytest.raises(LabError, match="could not answer"):
         for seed in range(20):  # until the classifier is drawn
-            arena.new_battle(["arena-a", "arena-clf"], "hi", G.GenerationSettings(max_new_tokens=2),
+            arena.new_battle(LOCAL, ["arena-a", "arena-clf"], "hi", G.GenerationSettings(max_new_tokens=2),
                              rng=random.Random(seed))

@@ -7,6 +7,7 @@ import torch
 
 from tests.conftest import app_test, no_exceptions
 from llm_lab import registry
+from llm_lab.access import LOCAL
 from llm_lab.errors import ModelError
 from llm_lab.explain import attention as att
 from llm_lab.explain import attention_plots as figs
@@ -17,7 +18,7 @@ def test_attention_matches_the_raw_model(request, fixture, head):
     from transformers import AutoModel
 
     folder = request.getfixturevalue(fixture)
-    loaded = registry.load(str(folder), head=head, attention=True)
+    loaded = registry.load(LOCAL, str(folder), head=head, attention=True)
     res = att.compute(loaded, "the cat sat on the mat because it was warm")
     assert np.allclose(res.attentions.sum(-1), 1.0, atol=1e-5)
     raw = AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
@@ -31,13 +32,13 @@ def test_attention_matches_the_raw_model(request, fixture, head):
 
 
 def test_model_without_attention_weights_says_so(tiny_bert):
-    loaded = registry.load(str(tiny_bert), head="classifier")  # SDPA: no weights
+    loaded = registry.load(LOCAL, str(tiny_bert), head="classifier")  # SDPA: no weights
     with pytest.raises(ModelError, match="eager attention"):
         att.compute(loaded, "hello there")
 
 
 def test_empty_and_too_long_text(tiny_bert):
-    loaded = registry.load(str(tiny_bert), head="encoder", attention=True)
+    loaded = registry.load(LOCAL, str(tiny_bert), head="encoder", attention=True)
     with pytest.raises(Exception, match="empty"):
         att.compute(loaded, "  ")
     res = att.compute(loaded, "word " * 300)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from llm_lab import batching, data, jobs
+from llm_lab.access import LOCAL
 from llm_lab.bench import cache, leaderboard, runner, suite as suites
 from llm_lab.errors import JobCancelled
 from llm_lab.explain.links import attribution_link
@@ -37,14 +38,14 @@ def _csv(rows, header):
 
 @pytest.fixture
 def binary_reviews():
-    data.import_dataset("c-reviews", "r.csv", _csv(REVIEWS, ["text", "label"]), {"text": "text", "label": "label"},
+    data.import_dataset(LOCAL, "c-reviews", "r.csv", _csv(REVIEWS, ["text", "label"]), {"text": "text", "label": "label"},
                         data.Recipe(train=1.0, validation=0.0))
     return "c-reviews"
 
 
 @pytest.fixture
 def docs():
-    data.import_dataset("c-docs", "d.csv", _csv([(d,) for d in DOCS], ["text"]), {"text": "text"},
+    data.import_dataset(LOCAL, "c-docs", "d.csv", _csv([(d,) for d in DOCS], ["text"]), {"text": "text"},
                         data.Recipe(train=1.0, validation=0.0))
     return "c-docs"
 
@@ -88,13 +89,13 @@ def test_builtin_suites_parse_and_save_roundtrip():
     names = suites.builtin_names()
     assert {"demo-classifier", "demo-causal-lm"} <= set(names)
     for name in names:
-        s = suites.load(name)
+        s = suites.load(LOCAL, name)
         assert s.tasks and s.source == "builtin"
     built = suites.to_yaml("mine", [{"name": "x", "type": "speed", "dataset": "demo-docs", "limit": 5}])
-    saved = suites.save(built)
-    assert suites.load("mine").tasks[0].limit == 5 and saved.source == "saved"
+    saved = suites.save(LOCAL, built)
+    assert suites.load(LOCAL, "mine").tasks[0].limit == 5 and saved.source == "saved"
     with pytest.raises(suites.SuiteError, match="built-in suite"):
-        suites.save(built.replace("name: mine", "name: demo-classifier"))
+        suites.save(LOCAL, built.replace("name: mine", "name: demo-classifier"))
 
 
 # ---------------------------------------------------------------- classification
@@ -117,7 +118,7 @@ def test_classification_matches_direct_forward_for_every_batch_size(tiny_bert, b
     expected = _direct_probs(tiny_bert, [t for t, _ in REVIEWS])
     outputs = []
     for bs in (1, 3, 32):
-        (res,) = runner.run_suite(s, [str(tiny_bert)], use_cache=False, batch_size=bs)
+        (res,) = runner.run_suite(LOCAL, s, [str(tiny_bert)], use_cache=False, batch_size=bs)
         assert res.status == "ok", res.error
         rows = res.per_example
         conf = np.array([r["confidence"] for r in rows])
@@ -134,18 +135,18 @@ def test_classification_matches_direct_forward_for_every_batch_size(tiny_bert, b
     h = res.headline
     assert h.name == "accuracy" and h.low <= h.value <= h.high and h.higher_is_better
     repro = res.repro
-    assert repro.dataset_hash == data.get(binary_reviews).content_hash
+    assert repro.dataset_hash == data.get(LOCAL, binary_reviews).content_hash
     assert len(repro.model_fingerprint) == 20 and repro.environment["packages"]["torch"]
     assert repro.seed == 0 and repro.suite_version == "1"
 
 
 def test_cache_hit_and_new_key_on_changed_task(tiny_bert, binary_reviews):
     s = cls_suite(binary_reviews)
-    (first,) = runner.run_suite(s, [str(tiny_bert)])
-    (again,) = runner.run_suite(s, [str(tiny_bert)])
+    (first,) = runner.run_suite(LOCAL, s, [str(tiny_bert)])
+    (again,) = runner.run_suite(LOCAL, s, [str(tiny_bert)])
     assert not first.cached and again.cached and again.key == first.key
     assert again.per_example == first.per_example
-    (other,) = runner.run_suite(cls_suite(binary_reviews, limit=5), [str(tiny_bert)])
+    (other,) = runner.run_suite(LOCAL, cls_suite(binary_reviews, limit=5), [str(tiny_bert)])
     assert other.key != first.key and not other.cached and len(other.per_example) == 5
 
 
@@ -159,13 +160,13 @@ def test_interrupted_run_resumes_where_it_stopped(tiny_bert, binary_reviews):
             raise JobCancelled()
 
     with pytest.raises(JobCancelled):
-        runner.run_suite(s, [str(tiny_bert)], progress=stop_after_two_batches)
+        runner.run_suite(LOCAL, s, [str(tiny_bert)], progress=stop_after_two_batches)
     partial_files = list(cache.partial_dir().glob("*.json"))
     assert len(partial_files) == 1 and len(json.loads(partial_files[0].read_text())) == 4
-    (resumed,) = runner.run_suite(s, [str(tiny_bert)])
+    (resumed,) = runner.run_suite(LOCAL, s, [str(tiny_bert)])
     assert resumed.stats["resumed_outputs"] == 4
     assert not list(cache.partial_dir().glob("*.json"))
-    (fresh,) = runner.run_suite(s, [str(tiny_bert)], use_cache=False)
+    (fresh,) = runner.run_suite(LOCAL, s, [str(tiny_bert)], use_cache=False)
     assert [r["confidence"] for r in resumed.per_example] == pytest.approx([r["confidence"] for r in fresh.per_example], abs=1e-5)
 
 
@@ -198,7 +199,7 @@ tasks:
   - {{name: no-lm-head, type: language_modeling, dataset: {docs}}}
   - {{name: missing-dataset, type: speed, dataset: nope}}
 """
-    results = runner.run_suite(_suite(text), [str(tiny_bert)])
+    results = runner.run_suite(LOCAL, _suite(text), [str(tiny_bert)])
     by = {r.task: r for r in results}
     assert by["ok"].status == "ok"
     assert "'neutral'" in by["unknown-labels"].error and "label_map" in by["unknown-labels"].error
@@ -206,7 +207,7 @@ tasks:
     assert "no rows in split 'test'" in by["empty-split"].error
     assert "no language-model head" in by["no-lm-head"].error
     assert "No dataset named 'nope'" in by["missing-dataset"].error
-    (gpt_cls,) = runner.run_suite(cls_suite(binary_reviews), [str(tiny_gpt2)])
+    (gpt_cls,) = runner.run_suite(LOCAL, cls_suite(binary_reviews), [str(tiny_gpt2)])
     assert "causal LM without a sequence-classification head" in gpt_cls.error
     table = leaderboard.text_table(results)
     assert "errors:" in table and "unknown-labels" in table
@@ -221,7 +222,7 @@ def test_empty_generation_is_an_error_for_that_task(tiny_gpt2, monkeypatch):
 
     monkeypatch.setattr(gen_task, "generate", silent)
     s = _suite("name: g\ntasks:\n  - {name: answers, type: generation, dataset: demo-prompts, limit: 3}\n")
-    (res,) = runner.run_suite(s, [str(tiny_gpt2)])
+    (res,) = runner.run_suite(LOCAL, s, [str(tiny_gpt2)])
     assert res.status == "error" and "produced no text for any of the 3 prompts" in res.error
 
 
@@ -243,7 +244,7 @@ def test_perplexity_matches_direct_computation_and_batch_size(tiny_gpt2, docs):
     expected = math.exp(-np.concatenate(per_text).mean())
     values = []
     for bs in (1, 4):
-        (res,) = runner.run_suite(s, [str(tiny_gpt2)], use_cache=False, batch_size=bs)
+        (res,) = runner.run_suite(LOCAL, s, [str(tiny_gpt2)], use_cache=False, batch_size=bs)
         assert res.status == "ok", res.error
         values.append(res.metrics["perplexity"])
     assert values[0] == pytest.approx(expected, rel=1e-4) and values[1] == pytest.approx(expected, rel=1e-4)
@@ -252,8 +253,8 @@ def test_perplexity_matches_direct_computation_and_batch_size(tiny_gpt2, docs):
     # windows shorter than the long text: disjoint windows (lm-eval's scheme) and a sliding window
     short = _suite(f"name: lm\ntasks:\n  - {{name: ppl, type: language_modeling, dataset: {docs}, max_length: 16}}\n")
     slide = _suite(f"name: lm\ntasks:\n  - {{name: ppl, type: language_modeling, dataset: {docs}, max_length: 16, stride: 4}}\n")
-    (a,) = runner.run_suite(short, [str(tiny_gpt2)])
-    (b,) = runner.run_suite(slide, [str(tiny_gpt2)])
+    (a,) = runner.run_suite(LOCAL, short, [str(tiny_gpt2)])
+    (b,) = runner.run_suite(LOCAL, slide, [str(tiny_gpt2)])
     assert a.metrics["tokens"] == b.metrics["tokens"] == len(np.concatenate(per_text))
     assert a.metrics["perplexity"] != pytest.approx(expected, rel=1e-6)  # less context per token than one pass
 
@@ -286,7 +287,7 @@ tasks:
     generation: {{max_new_tokens: 4}}
     metrics: [exact_match, chrf]
 """)
-    mc, gen = runner.run_suite(s, [str(tiny_gpt2)])
+    mc, gen = runner.run_suite(LOCAL, s, [str(tiny_gpt2)])
     assert mc.status == "ok" and gen.status == "ok", (mc.error, gen.error)
     row = mc.per_example[0]
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -332,7 +333,8 @@ def _store_old(result: dict) -> None:
     store.atomic_write_bytes(cache.results_dir() / f"{result['key']}.json", json.dumps(result).encode())
     head = result.get("headline") or {}
     summary = {k: v for k, v in result.items() if k != "per_example"}
-    store.execute("INSERT OR REPLACE INTO bench_results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    store.execute("INSERT OR REPLACE INTO bench_results (key, model, suite, task, type, status, headline_name, "
+                  "headline, low, high, error, created_at, seconds, summary) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                   (result["key"], result["model"], result["suite"], result["task"], result["type"], result["status"],
                    head.get("name"), head.get("value"), head.get("low"), head.get("high"), result.get("error"),
                    result["created_at"], result.get("seconds"), store.to_json(summary)))
@@ -361,20 +363,20 @@ def test_task_result_json_round_trip():
 def test_old_stored_results_still_load():
     _store_old(OLD_OK)
     _store_old(OLD_ERROR)
-    hit = cache.get("abc123")
+    hit = cache.get(LOCAL, "abc123")
     assert hit.metrics["perplexity"] == 12.5 and hit.headline.lower_is_better and len(hit.per_example) == 1
-    assert cache.get("err-1") is None  # errors are never served from the cache
-    full = leaderboard.full_results(["abc123", "err-1"])
+    assert cache.get(LOCAL, "err-1") is None  # errors are never served from the cache
+    full = leaderboard.full_results(LOCAL, ["abc123", "err-1"])
     assert [r.status for r in full] == ["ok", "error"] and full[1].headline is None
-    summaries = cache.summaries(["abc123", "err-1"])
+    summaries = cache.summaries(LOCAL, ["abc123", "err-1"])
     assert summaries[0].per_example == [] and summaries[0].repro.model_fingerprint == "f" * 20
     long = leaderboard.long_table(summaries)
     assert list(long["lower_is_better"]) == [True, False] and long["value"].iloc[0] == 12.5
     assert leaderboard.higher_is_better(summaries) == {"ppl · perplexity (value)": False, "cls (value)": True}
     assert "errors:" in leaderboard.text_table(summaries)
     # stored again by this version, it reads back the same
-    cache.put(hit)
-    assert cache.get("abc123") == hit and cache.summaries(["abc123"])[0] == hit.summary()
+    cache.put(LOCAL, hit)
+    assert cache.get(LOCAL, "abc123") == hit and cache.summaries(LOCAL, ["abc123"])[0] == hit.summary()
 
 
 def test_task_types_and_metric_directions():
@@ -398,12 +400,12 @@ def test_job_leaderboard_drilldown_and_exports(tiny_bert, binary_reviews):
 
     text = f"name: j\ntasks:\n  - {{name: sent, type: classification, dataset: {binary_reviews}}}\n" \
            f"  - {{name: fast, type: speed, dataset: {binary_reviews}, limit: 4, repeats: 1}}\n"
-    job_id = job.submit(text, [str(tiny_bert)])
-    done = jobs.get(job_id)
+    job_id = job.submit(LOCAL, text, [str(tiny_bert)])
+    done = jobs.get(LOCAL, job_id)
     assert done["status"] == "succeeded", done["error"]
-    keys = job.keys_of(done)
-    assert cache.runs()[0]["id"] == job_id and len(keys) == 2
-    results = leaderboard.full_results(keys)
+    keys = job.keys_of(LOCAL, done)
+    assert cache.runs(LOCAL)[0]["id"] == job_id and len(keys) == 2
+    results = leaderboard.full_results(LOCAL, keys)
     wide = leaderboard.wide_table(results)
     assert wide.shape[0] == 1 and any("sent" in c for c in wide.columns)
     errors = leaderboard.drilldown(results, "sent", "errors")
@@ -450,7 +452,7 @@ def test_benchmarks_page_runs_a_suite_and_shows_results(tiny_bert, binary_review
     # run through the job system (inline in tests) with the model given by path
     from llm_lab.bench import job
 
-    job_id = job.submit(suites.to_yaml("page", at.session_state["b_built"]), [str(tiny_bert)])
+    job_id = job.submit(LOCAL, suites.to_yaml("page", at.session_state["b_built"]), [str(tiny_bert)])
     at.query_params["bench_job"] = job_id
     at.run()
     no_exceptions(at)
@@ -458,6 +460,6 @@ def test_benchmarks_page_runs_a_suite_and_shows_results(tiny_bert, binary_review
     charts = at.get("plotly_chart")
     assert len(charts) >= 2
     spec = json.loads(charts[0].proto.spec)
-    assert spec["data"][0]["y"][0] == pytest.approx(leaderboard.full_results(job.keys_of(jobs.get(job_id)))[0].metrics["accuracy"])
+    assert spec["data"][0]["y"][0] == pytest.approx(leaderboard.full_results(LOCAL, job.keys_of(LOCAL, jobs.get(LOCAL, job_id)))[0].metrics["accuracy"])
     at.radio(key="b_dd_show").set_value("errors").run()
     no_exceptions(at)

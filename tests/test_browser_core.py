@@ -1,6 +1,7 @@
 """A real browser (Chromium) against `streamlit run app.py`: every page renders, upload + save, load + embed."""
 import pytest
 
+from llm_lab.access import LOCAL
 from tests.conftest import assert_no_exception_box, open_page, screenshot, wait_idle
 
 pytestmark = pytest.mark.browser
@@ -103,7 +104,7 @@ def test_upload_csv_on_datasets_page_and_save(page, lab_server, tmp_path, monkey
 
     monkeypatch.setenv("LLM_LAB_HOME", str(lab_server["home"]))
     data.store.reset_connections()
-    info = data.get("browser-core-upload")
+    info = data.get(LOCAL, "browser-core-upload")
     assert info.rows == 30 and info.roles == {"text": "comment", "label": "mood"}
 
 

@@ -1,6 +1,7 @@
 """One capability spec: what a model can do is decided once, every feature asks the same check."""
 import pytest
 
+from llm_lab.access import LOCAL
 from llm_lab import capabilities as caps
 from llm_lab import registry
 from llm_lab.bench.suite import TASK_TYPES
@@ -33,22 +34,22 @@ def test_entry_fits_decides_every_picker():
 
 
 def test_loaded_capabilities_are_computed_once_at_load(tiny_bert, tiny_gpt2):
-    bert = registry.load(str(tiny_bert))
+    bert = registry.load(LOCAL, str(tiny_bert))
     assert bert.head == "classifier" and bert.capabilities.has(caps.CLASSIFIER, caps.TRAINED_HEAD, caps.GRADIENTS)
     assert bert.labels == ["negative", "positive"] and not bert.head_is_new
     assert not bert.capabilities.has(caps.CAUSAL_LM) and not bert.attention
-    gpt = registry.load(str(tiny_gpt2))
+    gpt = registry.load(LOCAL, str(tiny_gpt2))
     assert gpt.head == "causal-lm" and gpt.capabilities.has(caps.CAUSAL_LM)
     assert gpt.capabilities.max_context == gpt.model.config.n_positions
-    eager = registry.load(str(tiny_gpt2), attention=True)
+    eager = registry.load(LOCAL, str(tiny_gpt2), attention=True)
     assert eager.capabilities.has(caps.ATTENTION)
     # an encoder given a new classifier head can be attributed but is not a trained classifier
-    fresh = registry.load(str(tiny_bert), head="encoder")
+    fresh = registry.load(LOCAL, str(tiny_bert), head="encoder")
     assert fresh.capabilities.provides >= {caps.ENCODER} and not fresh.capabilities.has(caps.CLASSIFIER)
 
 
 def test_one_message_for_a_mismatch_everywhere(tiny_bert):
-    bert = registry.load(str(tiny_bert))
+    bert = registry.load(LOCAL, str(tiny_bert))
     with pytest.raises(ModelError) as generation_error:
         caps.require(caps.GENERATE, bert)
     with pytest.raises(ModelError) as method_error:
@@ -78,4 +79,4 @@ def test_attention_page_and_cli_open_a_classifier_alike(tiny_bert, capsys):
     registry.forget()
     assert main(["explain", "attention", str(tiny_bert), "a short text"]) == 0
     opened = {key[2] for key in registry._cache}  # (source, location, head, ...)
-    assert opened == {caps.head_for(specs.ATTENTION_NEEDS, registry.resolve(str(tiny_bert)))} == {"classifier"}
+    assert opened == {caps.head_for(specs.ATTENTION_NEEDS, registry.resolve(LOCAL, str(tiny_bert)))} == {"classifier"}

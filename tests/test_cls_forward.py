@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from llm_lab.access import LOCAL
 from llm_lab import registry
 from llm_lab.cls_forward import classifier_logits, supported
 
@@ -12,7 +13,7 @@ TEXTS = ["a fine film", "an awful, overlong and badly acted film with a script n
 @pytest.mark.parametrize("attention", [False, True])  # sdpa, eager
 def test_logits_match_the_full_forward(request, name, attention):
     source = str(request.getfixturevalue("tiny_bert")) if name == "tiny_bert" else "minilm"
-    loaded = registry.load(source, head="classifier", attention=attention, dtype="float32")
+    loaded = registry.load(LOCAL, source, head="classifier", attention=attention, dtype="float32")
     assert supported(loaded.model)
     enc = loaded.tokenizer(TEXTS, padding=True, return_tensors="pt")  # padded rows, token types
     with torch.inference_mode():
@@ -24,7 +25,7 @@ def test_logits_match_the_full_forward(request, name, attention):
 
 
 def test_input_gradients_match(tiny_bert):
-    loaded = registry.load(str(tiny_bert), head="classifier", dtype="float32")
+    loaded = registry.load(LOCAL, str(tiny_bert), head="classifier", dtype="float32")
     ids = loaded.tokenizer(TEXTS[1], return_tensors="pt")["input_ids"]
     embeds = loaded.model.get_input_embeddings()(ids).detach()
     grads = []
@@ -36,7 +37,7 @@ def test_input_gradients_match(tiny_bert):
 
 
 def test_other_architectures_take_their_own_forward(tiny_gpt2):
-    loaded = registry.load(str(tiny_gpt2), head="classifier", dtype="float32")
+    loaded = registry.load(LOCAL, str(tiny_gpt2), head="classifier", dtype="float32")
     assert not supported(loaded.model)
     ids = loaded.tokenizer("def f(x):", return_tensors="pt")["input_ids"]
     with torch.inference_mode():

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from llm_lab.access import LOCAL
 from llm_lab import generation as G
 from llm_lab import jobs, predict, registry
 from llm_lab.compare import diff, live, runs, saved, tables
@@ -96,13 +97,14 @@ def test_comparison_json_round_trip_and_old_saved_files_load():
     # a file saved the old way (the dict itself) reopens by id, and saving it again keeps its format
     path = paths.subdir("comparisons") / "old1.json"
     path.write_text(json.dumps(OLD_SAVED))
-    store.execute("INSERT INTO comparisons VALUES (?,?,?,?,?,?,?,?,?)",
+    store.execute("INSERT INTO comparisons (id, created_at, kind, title, models, n_inputs, source, job_id, path) "
+                  "VALUES (?,?,?,?,?,?,?,?,?)",
                   ("old1", 1700000000.0, "classification", OLD_SAVED["title"], store.to_json(["a", "b"]), 2,
                    store.to_json({"type": "typed"}), None, str(path)))
-    old = saved.get("old1")
+    old = saved.get(LOCAL, "old1")
     assert old == comp and old.title == OLD_SAVED["title"]
     assert list(tables.table(old)["agree"]) == [True, False]
-    assert saved.save(old) == "old1" and json.loads(path.read_text()) == OLD_SAVED
+    assert saved.save(LOCAL, old) == "old1" and json.loads(path.read_text()) == OLD_SAVED
 
 
 # ---------------------------------------------------------------- generation comparisons
@@ -111,11 +113,11 @@ def test_generation_comparison_and_metrics(tiny_gpt2, gpt_b):
     from rouge_score import rouge_scorer
 
     settings = G.GenerationSettings(max_new_tokens=8)
-    a_single = [G.generate(registry.load(str(tiny_gpt2), head="causal-lm"), [p], settings)[0] for p in PROMPTS]
+    a_single = [G.generate(registry.load(LOCAL, str(tiny_gpt2), head="causal-lm"), [p], settings)[0] for p in PROMPTS]
     # the first reference is model A's own output (exact match 1), the others are unrelated
     refs = [a_single[0].text, "the answer is forty two", "Paris"]
     inputs = runs.make_inputs(PROMPTS, references=refs)
-    comp = runs.run("generation", [str(tiny_gpt2), str(gpt_b), "no-such-model-xyz"], inputs, settings)
+    comp = runs.run(LOCAL, "generation", [str(tiny_gpt2), str(gpt_b), "no-such-model-xyz"], inputs, settings)
     a, b, bad = (comp.outputs[m] for m in comp.models)
     assert bad.error and not bad.rows and "no-such-model-xyz" in bad.error
     assert a.error is None and b.error is None
@@ -142,7 +144,7 @@ def test_streamed_collect_equals_batched(tiny_gpt2, gpt_b):
     settings = G.GenerationSettings(max_new_tokens=6)
     models = [str(tiny_gpt2), str(gpt_b)]
     inputs = runs.make_inputs(PROMPTS[:2])
-    loader = lambda name, head: registry.load(name, head=head)
+    loader = lambda name, head: registry.load(LOCAL, name, head=head)
     results, errors = {m: [] for m in models}, {}
     for row in inputs:
         for m in models:
@@ -151,7 +153,7 @@ def test_streamed_collect_equals_batched(tiny_gpt2, gpt_b):
             assert text == sink["result"].text
             results[m].append(sink["result"])
     streamed = live.collect(models, inputs, results, errors, settings)
-    batched = runs.run("generation", models, inputs, settings)
+    batched = runs.run(LOCAL, "generation", models, inputs, settings)
     for m in models:
         assert [r["text"] for r in streamed.outputs[m].rows] == [r["text"] for r in batched.outputs[m].rows]
     assert "tok/s" in live.stats_line(results[models[0]][0])
@@ -165,7 +167,7 @@ def test_bad_inputs(tiny_gpt2, tiny_bert):
     with pytest.raises(LabError, match="empty"):
         runs.make_inputs(["ok", "  "])
     # a classifier chosen for generation: its column says so, the other model still answers
-    comp = runs.run("generation", [str(tiny_gpt2), str(tiny_bert)], runs.make_inputs(["hello"]),
+    comp = runs.run(LOCAL, "generation", [str(tiny_gpt2), str(tiny_bert)], runs.make_inputs(["hello"]),
                     G.GenerationSettings(max_new_tokens=3))
     assert comp.outputs[str(tiny_gpt2)].error is None
     assert "not a language model" in comp.outputs[str(tiny_bert)].error
@@ -177,9 +179,9 @@ def test_classification_comparison(tiny_bert, bert_b):
     texts = ["great product", "terrible", "it is fine I guess", "would buy again", "broke after a day", "meh"]
     gold = ["positive", "negative", "positive", "positive", "negative", "negative"]
     models = [str(tiny_bert), str(bert_b)]
-    comp = runs.run("classification", models, runs.make_inputs(texts, labels=gold))
-    direct = {m: predict.classify(registry.load(m, head="classifier"), texts) for m in models}
-    names = registry.load(models[0], head="classifier").labels
+    comp = runs.run(LOCAL, "classification", models, runs.make_inputs(texts, labels=gold))
+    direct = {m: predict.classify(registry.load(LOCAL, m, head="classifier"), texts) for m in models}
+    names = registry.load(LOCAL, models[0], head="classifier").labels
     for m in models:
         rows = comp.outputs[m].rows
         assert [r["label"] for r in rows] == [names[k] for k in direct[m].argmax(1)]
@@ -204,15 +206,15 @@ def test_classification_comparison(tiny_bert, bert_b):
 
 # ---------------------------------------------------------------- saving, exports, the job
 def test_save_reopen_and_exports(tiny_bert, bert_b):
-    comp = runs.run("classification", [str(tiny_bert), str(bert_b)],
+    comp = runs.run(LOCAL, "classification", [str(tiny_bert), str(bert_b)],
                     runs.make_inputs(["<script>alert(1)</script> nice", "bad"], labels=["positive", "negative"]))
-    cid = saved.save(comp)
-    again = saved.get(cid)
+    cid = saved.save(LOCAL, comp)
+    again = saved.get(LOCAL, cid)
     assert again.id == cid and again.inputs == comp.inputs
     assert again.outputs[str(tiny_bert)].rows == comp.outputs[str(tiny_bert)].rows
-    assert [r["id"] for r in saved.list_saved()] == [cid]
+    assert [r["id"] for r in saved.list_saved(LOCAL)] == [cid]
     with pytest.raises(LabError, match="No saved comparison"):
-        saved.get("nope")
+        saved.get(LOCAL, "nope")
     frame = tables.table(again)
     back = pd.read_csv(io.BytesIO(tables.to_csv(frame)))
     assert list(back["input"]) == list(frame["input"]) and list(back[str(tiny_bert)]) == list(frame[str(tiny_bert)])
@@ -222,24 +224,24 @@ def test_save_reopen_and_exports(tiny_bert, bert_b):
 
 
 def test_html_export_has_diffs(tiny_gpt2, gpt_b):
-    comp = runs.run("generation", [str(tiny_gpt2), str(gpt_b)], runs.make_inputs(PROMPTS[:2]),
+    comp = runs.run(LOCAL, "generation", [str(tiny_gpt2), str(gpt_b)], runs.make_inputs(PROMPTS[:2]),
                     G.GenerationSettings(max_new_tokens=5))
     page = tables.to_html(comp).decode()
     assert page.count('class="llm-diff"') == 2
 
 
 def test_dataset_job(tiny_gpt2, gpt_b):
-    job_id = compare_jobs.submit("generation", [str(tiny_gpt2), str(gpt_b)], "demo-prompts", None, limit=5,
+    job_id = compare_jobs.submit(LOCAL, "generation", [str(tiny_gpt2), str(gpt_b)], "demo-prompts", None, limit=5,
                                  settings={"max_new_tokens": 4})
-    job = jobs.get(job_id)
+    job = jobs.get(LOCAL, job_id)
     assert job["status"] == "succeeded", job["error"]
-    comp = saved.get(job["result"]["comparison_id"])
+    comp = saved.get(LOCAL, job["result"]["comparison_id"])
     assert len(comp.inputs) == 5 and all("reference" in r for r in comp.inputs)
     assert comp.settings["max_new_tokens"] == 4
     assert all(len(o.rows) == 5 and o.rows[0]["new_tokens"] <= 4 for o in comp.outputs.values())
     assert job["done"] == job["total"]
     # the sample is reproducible: same seed, same rows
-    again = compare_jobs.sample_inputs("demo-prompts", "generation", None, 5, 0)
+    again = compare_jobs.sample_inputs(LOCAL, "demo-prompts", "generation", None, 5, 0)
     assert [r["id"] for r in again] == [r["id"] for r in comp.inputs]
     with pytest.raises(LabError):
-        compare_jobs.submit("generation", [str(tiny_gpt2), str(gpt_b)], "no-such-dataset", None, 5)
+        compare_jobs.submit(LOCAL, "generation", [str(tiny_gpt2), str(gpt_b)], "no-such-dataset", None, 5)

@@ -4,6 +4,7 @@ import uuid
 
 import pytest
 
+from llm_lab.access import LOCAL
 from llm_lab import registry, store
 from llm_lab.errors import ModelError
 from llm_lab.registry import ModelEntry
@@ -26,9 +27,9 @@ def server_models(lab_server, tiny_gpt2, monkeypatch):
     names = [f"cmpalpha{tag}", f"cmpbeta{tag}"]
     for name, location in zip(names, (builtin or [str(tiny_gpt2)])[:1] + [str(tiny_gpt2)]):
         try:
-            registry.register(ModelEntry(name, "local", location, "causal-lm"))
+            registry.register(LOCAL, ModelEntry(name, "local", location, "causal-lm"))
         except ModelError:  # a built-in folder still being written
-            registry.register(ModelEntry(name, "local", str(tiny_gpt2), "causal-lm"))
+            registry.register(LOCAL, ModelEntry(name, "local", str(tiny_gpt2), "causal-lm"))
     yield names
     store.reset_connections()
 
@@ -78,7 +79,7 @@ def test_compare_two_models_then_vote(page, lab_server, server_models):
     cid = re.search(r"comparison=(\w+)", page.url).group(1)
     from llm_lab.compare import saved
 
-    comp = saved.get(cid)
+    comp = saved.get(LOCAL, cid)
     assert sorted(comp.models) == sorted([a, b]) and [r["text"] for r in comp.inputs] == ["def add(a, b):", "The list type"]
     assert all(not comp.outputs[m].error and len(comp.outputs[m].rows) == 2 for m in (a, b))
 
@@ -104,5 +105,5 @@ def test_compare_two_models_then_vote(page, lab_server, server_models):
     screenshot(page, "arena-voted")
     from llm_lab.compare import arena
 
-    mine = [v for v in arena.votes() if {v["model_a"], v["model_b"]} == {a, b} and v["vote"] == "b"]
+    mine = [v for v in arena.votes(LOCAL) if {v["model_a"], v["model_b"]} == {a, b} and v["vote"] == "b"]
     assert mine and mine[-1]["voter"].startswith("anon-")

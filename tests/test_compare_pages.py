@@ -1,6 +1,7 @@
 """AppTest for the Compare and Arena pages."""
 import pytest
 
+from llm_lab.access import LOCAL
 from llm_lab import registry
 from llm_lab.compare import arena, saved
 from llm_lab.registry import ModelEntry
@@ -13,7 +14,7 @@ def models(tiny_gpt2, tiny_bert):
 
     for name, path, task in [("page-lm-a", tiny_gpt2, "causal-lm"), ("page-lm-b", tiny_gpt2, "causal-lm"),
                              ("page-clf-a", tiny_bert, "classifier"), ("page-clf-b", tiny_bert, "classifier")]:
-        registry.register(ModelEntry(name, "local", str(path), task))
+        registry.register(LOCAL, ModelEntry(name, "local", str(path), task))
     backend.clear()
     yield
     backend.clear()
@@ -34,7 +35,7 @@ def test_compare_typed_generation(models):
     no_exceptions(at)
     cid = at.query_params["comparison"]
     cid = cid[0] if isinstance(cid, list) else cid
-    comp = saved.get(cid)
+    comp = saved.get(LOCAL, cid)
     assert comp.models == ["page-lm-a", "page-lm-b"] and len(comp.inputs) == 2
     assert comp.inputs[0]["reference"] == "return x" and "reference" not in comp.inputs[1]
     assert comp.outputs["page-lm-a"].rows[0]["text"] == comp.outputs["page-lm-b"].rows[0]["text"]
@@ -63,7 +64,7 @@ def test_compare_reopens_by_link_and_classification(models):
     at.text_area(key="c_refs_classification").set_value("positive\nnegative\npositive")
     at.button(key="c_run").click().run()
     no_exceptions(at)
-    cid = saved.list_saved()[0]["id"]
+    cid = saved.list_saved(LOCAL)[0]["id"]
     again = app_test("pages/compare.py")
     again.query_params["comparison"] = cid
     again.run()
@@ -92,7 +93,7 @@ def test_compare_dataset_job_and_bad_input(models):
     at.number_input(key="c_limit").set_value(3)
     at.button(key="c_job").click().run()  # jobs run inline in tests
     no_exceptions(at)
-    rows = saved.list_saved()
+    rows = saved.list_saved(LOCAL)
     assert len(rows) == 1 and rows[0]["n_inputs"] == 3 and rows[0]["source"]["dataset"] == "demo-prompts"
 
 
@@ -110,7 +111,7 @@ def test_arena_battle_vote_and_leaderboard(models):
     at.button(key="a_vote_tie").click().run()
     no_exceptions(at)
     assert "page-lm-a" in at.success[0].value and "page-lm-b" in at.success[0].value
-    votes = arena.votes()
+    votes = arena.votes(LOCAL)
     assert len(votes) == 1 and votes[0]["vote"] == "tie" and votes[0]["voter"].startswith("anon-")
     board = at.dataframe[0].value
     assert set(board["model"]) == {"page-lm-a", "page-lm-b"} and (board["rating"] == 1000).all()

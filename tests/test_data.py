@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from llm_lab.access import LOCAL
 from llm_lab import data, paths, store
 from llm_lab.errors import DataError
 
@@ -53,7 +54,7 @@ def test_bad_file_gets_its_message_and_leaves_nothing(filename):
     roles, fragments = EXPECTED[filename]
     raw = (BAD / filename).read_bytes()
     with pytest.raises(DataError) as err:
-        data.import_dataset("bad-one", filename, raw, roles)
+        data.import_dataset(LOCAL, "bad-one", filename, raw, roles)
     message = str(err.value)
     for fragment in fragments:
         assert fragment in message, message
@@ -65,10 +66,10 @@ def test_file_over_the_size_limit(monkeypatch):
     raw = (DEMO / "reviews.csv").read_bytes()
     monkeypatch.setenv("LLM_LAB_MAX_UPLOAD_MB", str(len(raw) / 2 / 2**20))
     with pytest.raises(DataError, match=r"reviews.csv is \d+\.\d KB; the limit is \d+\.\d KB.*LLM_LAB_MAX_UPLOAD_MB"):
-        data.import_dataset("too-big", "reviews.csv", raw)
+        data.import_dataset(LOCAL, "too-big", "reviews.csv", raw)
     _nothing_stored("too-big")
     monkeypatch.setenv("LLM_LAB_MAX_UPLOAD_MB", "1")
-    assert data.import_dataset("fits", "reviews.csv", raw).rows == 143
+    assert data.import_dataset(LOCAL, "fits", "reviews.csv", raw).rows == 143
 
 
 def test_failure_while_writing_leaves_no_row_and_no_folder(monkeypatch):
@@ -77,18 +78,18 @@ def test_failure_while_writing_leaves_no_row_and_no_folder(monkeypatch):
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", broken)
     with pytest.raises(OSError):
-        data.import_dataset("half", "reviews.csv", (DEMO / "reviews.csv").read_bytes())
+        data.import_dataset(LOCAL, "half", "reviews.csv", (DEMO / "reviews.csv").read_bytes())
     _nothing_stored("half")
 
 
 def test_bad_name_and_duplicate_name():
     raw = b"text,label\na,x\nb,y\nc,x\nd,y\n"
     with pytest.raises(DataError, match="Dataset name"):
-        data.import_dataset("../escape", "t.csv", raw)
-    data.import_dataset("twice", "t.csv", raw)
+        data.import_dataset(LOCAL, "../escape", "t.csv", raw)
+    data.import_dataset(LOCAL, "twice", "t.csv", raw)
     with pytest.raises(DataError, match="exists already"):
-        data.import_dataset("twice", "t.csv", raw)
-    assert data.import_dataset("twice", "t.csv", raw + b"e,x\n", replace=True).rows == 5
+        data.import_dataset(LOCAL, "twice", "t.csv", raw)
+    assert data.import_dataset(LOCAL, "twice", "t.csv", raw + b"e,x\n", replace=True).rows == 5
 
 
 # ---------------------------------------------------------------- reading every format
@@ -158,7 +159,7 @@ def test_cleaning_counts():
 
 def test_demo_reviews_cleaning_report_matches_the_file():
     raw = pd.read_csv(DEMO / "reviews.csv")
-    info = data.get("demo-reviews")
+    info = data.get(LOCAL, "demo-reviews")
     stripped = raw["review"].str.strip()
     assert info.report["rows_in"] == len(raw)
     assert info.report["duplicates_dropped"] == int(stripped.duplicated().sum())
@@ -215,9 +216,9 @@ def test_tiny_classes_fall_back_to_a_plain_split():
 def test_import_stores_hash_roles_recipe_and_files():
     raw = (DEMO / "reviews.csv").read_bytes()
     recipe = data.Recipe(seed=7, max_chars=200)
-    info = data.import_dataset("rev", "reviews.csv", raw, {"text": "review", "label": "sentiment"}, recipe)
+    info = data.import_dataset(LOCAL, "rev", "reviews.csv", raw, {"text": "review", "label": "sentiment"}, recipe)
     assert info.content_hash == hashlib.sha256(raw).hexdigest()
-    again = data.get("rev")
+    again = data.get(LOCAL, "rev")
     assert again.roles == {"text": "review", "label": "sentiment"}
     assert again.recipe == recipe.as_dict()
     assert again.label_names == ["negative", "neutral", "positive"]
@@ -227,19 +228,19 @@ def test_import_stores_hash_roles_recipe_and_files():
     assert (data.dataset_dir("rev") / "original.csv").read_bytes() == raw
     assert json.loads((data.dataset_dir("rev") / "meta.json").read_text())["content_hash"] == info.content_hash
     # a different recipe on the same bytes: same content hash, different fingerprint
-    other = data.import_dataset("rev2", "reviews.csv", raw, {"text": "review", "label": "sentiment"},
+    other = data.import_dataset(LOCAL, "rev2", "reviews.csv", raw, {"text": "review", "label": "sentiment"},
                                 data.Recipe(seed=8, max_chars=200))
     assert other.content_hash == info.content_hash and other.fingerprint != info.fingerprint
 
 
 def test_load_frame_columns_and_splits():
     raw = b"sentence,label\n" + b"".join(f"sentence {i},{'ab'[i % 2]}\n".encode() for i in range(50))
-    info = data.import_dataset("lf", "s.csv", raw)
-    frame = data.load_frame("lf")
+    info = data.import_dataset(LOCAL, "lf", "s.csv", raw)
+    frame = data.load_frame(LOCAL, "lf")
     assert list(frame.columns) == ["id", "text", "label", "split"]
     assert frame["id"].tolist() == list(range(50))
     assert frame["text"][3] == "sentence 3"
-    test = data.load_frame("lf", "test")
+    test = data.load_frame(LOCAL, "lf", "test")
     assert len(test) == info.splits["test"] == 5 and set(test["split"]) == {"test"}
     assert sorted(test["label"].value_counts().tolist()) == [2, 3]
     data.require(info, "text", "label")
@@ -248,18 +249,18 @@ def test_load_frame_columns_and_splits():
 
 
 def test_delete_removes_row_and_folder():
-    data.import_dataset("gone", "t.csv", b"text,label\na,x\nb,y\nc,x\n")
-    data.delete("gone")
+    data.import_dataset(LOCAL, "gone", "t.csv", b"text,label\na,x\nb,y\nc,x\n")
+    data.delete(LOCAL, "gone")
     _nothing_stored("gone")
     with pytest.raises(DataError, match="No dataset named 'gone'"):
-        data.get("gone")
+        data.get(LOCAL, "gone")
 
 
 def test_demo_datasets_are_there_once():
-    names = [d.name for d in data.list_datasets()]
+    names = [d.name for d in data.list_datasets(LOCAL)]
     assert names.count("demo-reviews") == names.count("demo-prompts") == names.count("demo-docs") == 1
-    data.delete("demo-docs")
-    assert "demo-docs" not in [d.name for d in data.list_datasets()]  # a deleted demo stays deleted
-    prompts = data.load_frame("demo-prompts")
+    data.delete(LOCAL, "demo-docs")
+    assert "demo-docs" not in [d.name for d in data.list_datasets(LOCAL)]  # a deleted demo stays deleted
+    prompts = data.load_frame(LOCAL, "demo-prompts")
     assert {"prompt", "reference"} <= set(prompts.columns) and len(prompts) >= 40
-    assert data.get("demo-reviews").label_names == ["negative", "neutral", "positive"]
+    assert data.get(LOCAL, "demo-reviews").label_names == ["negative", "neutral", "positive"]

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from llm_lab import capabilities, registry
+from llm_lab.access import LOCAL
 from llm_lab.errors import LabError, ModelError
 from llm_lab.explain import attributions as A
 from llm_lab.explain import batching, faithfulness, generation, html, specs
@@ -53,12 +54,12 @@ def planted():
 
 @pytest.fixture(scope="module")
 def bert(tiny_bert):
-    return registry.load(str(tiny_bert), head="classifier")
+    return registry.load(LOCAL, str(tiny_bert), head="classifier")
 
 
 @pytest.fixture(scope="module")
 def gpt(tiny_gpt2):
-    return registry.load(str(tiny_gpt2), head="causal-lm")
+    return registry.load(LOCAL, str(tiny_gpt2), head="causal-lm")
 
 
 PLANTED_TEXT = "we walked along the river and saw a banana near the old stone bridge today"
@@ -214,12 +215,12 @@ def test_dataset_job_aggregates_per_class(tiny_bert, lab_home):
 
     rows = "text,label\n" + "\n".join(f"{'great' if i % 2 else 'awful'} film number {i},{'pos' if i % 2 else 'neg'}"
                                       for i in range(12))
-    data.import_dataset("tiny-reviews", "r.csv", rows.encode())
-    reg.register(reg.ModelEntry("tb", "local", str(tiny_bert), "classifier"))
-    job_id = jobs.submit("llm_lab.explain.jobs:attribute_dataset",
+    data.import_dataset(LOCAL, "tiny-reviews", "r.csv", rows.encode())
+    reg.register(LOCAL, reg.ModelEntry("tb", "local", str(tiny_bert), "classifier"))
+    job_id = jobs.submit(LOCAL, "llm_lab.explain.jobs:attribute_dataset",
                          {"model": "tb", "dataset": "tiny-reviews", "n": 6, "methods": ["ig", "ablation"],
                           "n_steps": 8}, "test")
-    job = jobs.wait(job_id)
+    job = jobs.wait(LOCAL, job_id)
     assert job["status"] == "succeeded", job["error"]
     res = job["result"]
     assert {r["method"] for r in res["faithfulness"]} == {"ig", "ablation"}
@@ -235,15 +236,15 @@ def test_dataset_job_over_the_errors_of_a_benchmark_result(tiny_bert, lab_home):
 
     rows = "text,label\n" + "\n".join(f"{'great' if i % 2 else 'awful'} film number {i},{'positive' if i % 2 else 'negative'}"
                                       for i in range(12))
-    data.import_dataset("err-reviews", "r.csv", rows.encode(), recipe=data.Recipe(train=1.0, validation=0.0))
-    reg.register(reg.ModelEntry("tb-err", "local", str(tiny_bert), "classifier"))
+    data.import_dataset(LOCAL, "err-reviews", "r.csv", rows.encode(), recipe=data.Recipe(train=1.0, validation=0.0))
+    reg.register(LOCAL, reg.ModelEntry("tb-err", "local", str(tiny_bert), "classifier"))
     suite = suites.parse("name: e\ntasks:\n  - name: sent\n    type: classification\n    dataset: err-reviews\n", "t")
-    (result,) = runner.run_suite(suite, ["tb-err"])
+    (result,) = runner.run_suite(LOCAL, suite, ["tb-err"])
     assert result.status == "ok", result.error
     wrong = sorted(str(r["id"]) for r in result.per_example if not r["correct"])
     assert wrong, "the random head should get some of 12 examples wrong"
-    assert sorted(benchmark_errors(result.key)["ids"]) == wrong
-    job = jobs.wait(jobs.submit("llm_lab.explain.jobs:attribute_dataset",
+    assert sorted(benchmark_errors(LOCAL, result.key)["ids"]) == wrong
+    job = jobs.wait(LOCAL, jobs.submit(LOCAL, "llm_lab.explain.jobs:attribute_dataset",
                                 {"bench_result": result.key, "n": 50, "methods": ["saliency"]}, "errors"))
     assert job["status"] == "succeeded", job["error"]
     assert job["result"]["model"] == "tb-err" and job["result"]["n"] == len(wrong)
@@ -251,7 +252,7 @@ def test_dataset_job_over_the_errors_of_a_benchmark_result(tiny_bert, lab_home):
     done = [l for l in (lab_home / "jobs" / job["id"] / "results.jsonl").read_text().splitlines() if l]
     assert sorted(__import__("json").loads(l)["id"] for l in done) == wrong
     with pytest.raises(Exception, match="No finished benchmark result"):
-        benchmark_errors("nope")
+        benchmark_errors(LOCAL, "nope")
 
 
 def test_cli_attribute_and_attention(tiny_bert, capsys):

@@ -5,13 +5,14 @@ import pytest
 
 from tests.conftest import app_test, no_exceptions
 from llm_lab import data, registry
+from llm_lab.access import LOCAL
 
 
 @pytest.fixture
 def models(tiny_bert, tiny_gpt2):
-    registry.register(registry.ModelEntry("tb-page", "local", str(tiny_bert), "classifier"))
-    registry.register(registry.ModelEntry("tb-page-2", "local", str(tiny_bert), "classifier"))
-    registry.register(registry.ModelEntry("tg-page", "local", str(tiny_gpt2), "causal-lm"))
+    registry.register(LOCAL, registry.ModelEntry("tb-page", "local", str(tiny_bert), "classifier"))
+    registry.register(LOCAL, registry.ModelEntry("tb-page-2", "local", str(tiny_bert), "classifier"))
+    registry.register(LOCAL, registry.ModelEntry("tg-page", "local", str(tiny_gpt2), "causal-lm"))
 
 
 def test_classification_methods_side_by_side(models):
@@ -65,8 +66,8 @@ def test_generation_mode(models):
 def test_dataset_example_link_and_job(models):
     rows = "text,label\n" + "\n".join(f"review {i} was {'great' if i % 2 else 'bad'},{'pos' if i % 2 else 'neg'}"
                                       for i in range(8))
-    info = data.import_dataset("page-reviews", "r.csv", rows.encode())
-    frame = data.load_frame("page-reviews")
+    info = data.import_dataset(LOCAL, "page-reviews", "r.csv", rows.encode())
+    frame = data.load_frame(LOCAL, "page-reviews")
     row = frame.iloc[3]
     at = app_test("pages/attributions.py")
     at.query_params.update({"model": "tb-page", "dataset": "page-reviews", "example": str(row["id"])})
@@ -93,9 +94,9 @@ def test_dataset_mode_attributes_the_errors_of_a_benchmark_result(models):
 
     rows = "text,label\n" + "\n".join(f"review {i} was {'great' if i % 2 else 'bad'},{'positive' if i % 2 else 'negative'}"
                                       for i in range(10))
-    data.import_dataset("bench-reviews", "r.csv", rows.encode(), recipe=data.Recipe(train=1.0, validation=0.0))
+    data.import_dataset(LOCAL, "bench-reviews", "r.csv", rows.encode(), recipe=data.Recipe(train=1.0, validation=0.0))
     suite = suites.parse("name: pg\ntasks:\n  - name: sent\n    type: classification\n    dataset: bench-reviews\n", "t")
-    (result,) = runner.run_suite(suite, ["tb-page"])
+    (result,) = runner.run_suite(LOCAL, suite, ["tb-page"])
     errors = sum(not r["correct"] for r in result.per_example)
     assert errors > 0
     __import__("streamlit").cache_data.clear()  # lists are cached for 3 s; the test does not wait

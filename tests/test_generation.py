@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from llm_lab.access import LOCAL
 from llm_lab import generation as G
 from llm_lab import registry
 from llm_lab.batching import context_length
@@ -13,7 +14,7 @@ PROMPTS = ["def foo(x):", "The built-in function", "a", "Return the value of the
 
 @pytest.fixture
 def lm(tiny_gpt2):
-    return registry.load(str(tiny_gpt2), head="causal-lm")
+    return registry.load(LOCAL, str(tiny_gpt2), head="causal-lm")
 
 
 def test_greedy_batched_equals_single(lm):
@@ -117,10 +118,10 @@ def test_bad_input(lm, tiny_bert):
         G.generate(lm, ["fine", "   "], G.GenerationSettings(max_new_tokens=2))
     with pytest.raises(LabError, match="No prompts"):
         G.generate(lm, [], G.GenerationSettings())
-    clf = registry.load(str(tiny_bert), head="classifier")
+    clf = registry.load(LOCAL, str(tiny_bert), head="classifier")
     with pytest.raises(ModelError, match="cannot generate"):
         G.generate(clf, ["hello"], G.GenerationSettings())
-    bert_as_lm = registry.load(str(tiny_bert), head="causal-lm")  # loads (BertLMHeadModel) but never learnt to generate
+    bert_as_lm = registry.load(LOCAL, str(tiny_bert), head="causal-lm")  # loads (BertLMHeadModel) but never learnt to generate
     with pytest.raises(ModelError, match="not a language model"):
         G.generate(bert_as_lm, ["hello"], G.GenerationSettings())
     with pytest.raises(LabError):

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from llm_lab.access import LOCAL
 from llm_lab import data, predict, registry
 from tests.conftest import app_test, no_exceptions
 
@@ -39,8 +40,8 @@ def test_home_shows_device_counts_and_links():
     at = _open("pages/home.py")
     metrics = _metrics(at)
     assert metrics["Device"] == "CPU"
-    assert metrics["Models"] == str(len(registry.list_models()))
-    assert metrics["Datasets"] == str(len(data.list_datasets())) == "3"
+    assert metrics["Models"] == str(len(registry.list_models(LOCAL)))
+    assert metrics["Datasets"] == str(len(data.list_datasets(LOCAL))) == "3"
     links = {link.proto.page for link in at.get("page_link")}
     for page in ("datasets", "models", "train", "benchmarks", "compare", "arena", "attention", "attributions"):
         assert any(page in link for link in links), (page, links)
@@ -70,7 +71,7 @@ def test_datasets_upload_preview_and_save():
     at.button(key="ds_save").click().run()
     no_exceptions(at)
     assert at.success and "Saved **shop-reviews**" in at.success[0].value
-    info = data.get("shop-reviews")
+    info = data.get(LOCAL, "shop-reviews")
     assert info.content_hash == hashlib.sha256(raw).hexdigest() and info.rows == 143
     assert at.selectbox(key="ds_pick").value == "shop-reviews"
     table = at.dataframe[-2].value if len(at.dataframe) > 2 else at.dataframe[0].value
@@ -86,7 +87,7 @@ def test_datasets_changed_mapping_and_split_reach_the_saved_dataset():
     at.slider(key="ds_train").set_value(0.5).run()
     at.button(key="ds_save").click().run()
     no_exceptions(at)
-    info = data.get("t")
+    info = data.get(LOCAL, "t")
     assert info.roles == {"text": "body", "label": "stars"} and info.splits["train"] == 20
     assert info.recipe["train"] == 0.5
 
@@ -100,18 +101,18 @@ def test_datasets_bad_upload_shows_its_message(filename, fragment):
     no_exceptions(at)
     assert any(fragment in e.value for e in at.error), [e.value for e in at.error]
     assert not any(b.key == "ds_save" for b in at.button)
-    assert [d.name for d in data.list_datasets()] == ["demo-docs", "demo-prompts", "demo-reviews"]
+    assert [d.name for d in data.list_datasets(LOCAL)] == ["demo-docs", "demo-prompts", "demo-reviews"]
 
 
 def test_datasets_delete_needs_confirmation():
-    data.import_dataset("to-delete", "t.csv", b"text,label\na,x\nb,y\nc,x\nd,y\n")
+    data.import_dataset(LOCAL, "to-delete", "t.csv", b"text,label\na,x\nb,y\nc,x\nd,y\n")
     at = _open("pages/data.py")
     at.selectbox(key="ds_pick").set_value("to-delete").run()
     assert at.button(key="ds_delete_to-delete").disabled
     at.checkbox(key="ds_sure_to-delete").check().run()
     at.button(key="ds_delete_to-delete").click().run()
     no_exceptions(at)
-    assert "to-delete" not in [d.name for d in data.list_datasets()]
+    assert "to-delete" not in [d.name for d in data.list_datasets(LOCAL)]
     assert not data.dataset_dir("to-delete").exists()
 
 
@@ -129,7 +130,7 @@ def test_models_minilm_card_and_embedding():
     at.text_area(key="m_emb_b").set_value(b)
     at.button(key="m_embed").click().run()
     no_exceptions(at)
-    vectors = predict.embed(registry.load("minilm"), [a, b])
+    vectors = predict.embed(registry.load(LOCAL, "minilm"), [a, b])
     assert _metrics(at)["Cosine similarity"] == f"{predict.cosine(vectors[0], vectors[1]):.3f}"
     assert at.query_params["model"] in ("minilm", ["minilm"])  # a refresh or shared link reloads it
 
@@ -149,7 +150,7 @@ def test_models_classifier_from_folder_with_probabilities(tiny_bert):
     no_exceptions(at)
     fig = _figure(at, 0)["data"][0]
     shown = dict(zip(fig["y"], fig["x"]))
-    expected = predict.classify(registry.load(str(tiny_bert), head="classifier"), [text])[0]
+    expected = predict.classify(registry.load(LOCAL, str(tiny_bert), head="classifier"), [text])[0]
     assert shown["negative"] == pytest.approx(expected[0], abs=1e-6)
     assert shown["positive"] == pytest.approx(expected[1], abs=1e-6)
     assert sum(shown.values()) == pytest.approx(1.0, abs=1e-5)

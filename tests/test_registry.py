@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from llm_lab.access import LOCAL
 from llm_lab import predict, registry
 from llm_lab.device import pick_device, pick_dtype
 from llm_lab.errors import ModelError
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def minilm():
-    return registry.load("minilm")  # loaded once per process: the registry caches it
+    return registry.load(LOCAL, "minilm")  # loaded once per process: the registry caches it
 
 
 def _direct_embeddings(texts):
@@ -39,7 +40,7 @@ def _direct_embeddings(texts):
 
 
 def test_minilm_is_listed_and_loads_as_encoder(minilm):
-    entries = {e.name: e for e in registry.list_models()}
+    entries = {e.name: e for e in registry.list_models(LOCAL)}
     assert entries["minilm"].source == "builtin" and entries["minilm"].head == "encoder"
     assert (Path(entries["minilm"].location) / "model.safetensors").exists()
     info = minilm.info()
@@ -63,7 +64,7 @@ def test_minilm_embedding_matches_a_direct_transformers_computation(minilm):
 
 def test_model_is_loaded_once_and_shared_across_threads():
     results = []
-    threads = [threading.Thread(target=lambda: results.append(registry.load("minilm", head="encoder")))
+    threads = [threading.Thread(target=lambda: results.append(registry.load(LOCAL, "minilm", head="encoder")))
                for _ in range(4)]
     for t in threads:
         t.start()
@@ -73,7 +74,7 @@ def test_model_is_loaded_once_and_shared_across_threads():
 
 
 def test_minilm_as_classifier_has_a_new_head():
-    loaded = registry.load("minilm", head="classifier", num_labels=3)
+    loaded = registry.load(LOCAL, "minilm", head="classifier", num_labels=3)
     assert loaded.head_is_new
     assert loaded.labels == ["LABEL_0", "LABEL_1", "LABEL_2"]
     probs = predict.classify(loaded, ["good", "bad"])
@@ -81,13 +82,13 @@ def test_minilm_as_classifier_has_a_new_head():
 
 
 def test_bert_as_causal_lm_says_its_head_is_new():
-    assert registry.load("minilm", head="causal-lm").head_is_new
+    assert registry.load(LOCAL, "minilm", head="causal-lm").head_is_new
 
 
 def test_tiny_folder_classifier_keeps_its_labels(tiny_bert):
-    entry = registry.resolve(str(tiny_bert))
+    entry = registry.resolve(LOCAL, str(tiny_bert))
     assert entry.source == "local" and entry.head == "classifier"
-    loaded = registry.load(str(tiny_bert))
+    loaded = registry.load(LOCAL, str(tiny_bert))
     assert loaded.head == "classifier" and not loaded.head_is_new
     assert loaded.labels == ["negative", "positive"] and loaded.info()["labels"] == ["negative", "positive"]
     # probabilities equal a softmax over logits computed directly with transformers
@@ -102,26 +103,26 @@ def test_tiny_folder_classifier_keeps_its_labels(tiny_bert):
 
 
 def test_tiny_gpt2_heads(tiny_gpt2):
-    lm = registry.load(str(tiny_gpt2))
+    lm = registry.load(LOCAL, str(tiny_gpt2))
     assert lm.head == "causal-lm" and not lm.head_is_new
     assert lm.tokenizer.pad_token is not None
-    assert registry.load(str(tiny_gpt2), head="classifier").head_is_new
+    assert registry.load(LOCAL, str(tiny_gpt2), head="classifier").head_is_new
     assert predict.embed(lm, ["def f(x):", "return x"]).shape == (2, 32)
 
 
 def test_folder_that_is_not_a_model(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ModelError, match="config.json is missing"):
-        registry.load(str(tmp_path))
+        registry.load(LOCAL, str(tmp_path))
     with pytest.raises(ModelError, match="is not a folder"):
         registry.check_folder(tmp_path / "notes.txt")
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ModelError, match="no weights"):
-        registry.load(str(tmp_path))
+        registry.load(LOCAL, str(tmp_path))
     (tmp_path / "config.json").write_text("{not json")
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(ModelError, match="not valid JSON"):
-        registry.load(str(tmp_path))
+        registry.load(LOCAL, str(tmp_path))
 
 
 def test_bin_only_folder_is_refused_unless_allowed(tiny_bert, tmp_path):
@@ -132,42 +133,42 @@ def test_bin_only_folder_is_refused_unless_allowed(tiny_bert, tmp_path):
     torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
     (folder / "model.safetensors").unlink()
     with pytest.raises(ModelError, match=r"only pickled weights \(\.bin\)"):
-        registry.load(str(folder))
-    loaded = registry.load(str(folder), allow_bin=True)  # explicit opt-in, loaded with weights_only=True
+        registry.load(LOCAL, str(folder))
+    loaded = registry.load(LOCAL, str(folder), allow_bin=True)  # explicit opt-in, loaded with weights_only=True
     assert loaded.labels == ["negative", "positive"] and not loaded.head_is_new
 
 
 def test_unknown_head_and_unknown_name():
     with pytest.raises(ModelError, match="Unknown head"):
-        registry.load("minilm", head="seq2seq")
+        registry.load(LOCAL, "minilm", head="seq2seq")
     with pytest.raises(ModelError, match="neither a model in the registry"):
-        registry.resolve("./no/such/folder")
+        registry.resolve(LOCAL, "./no/such/folder")
     with pytest.raises(ModelError, match="No model given"):
-        registry.resolve("  ")
+        registry.resolve(LOCAL, "  ")
 
 
 def test_register_a_trained_model(tiny_bert):
-    entry = registry.register(registry.ModelEntry("my-clf", "trained", str(tiny_bert), "classifier",
+    entry = registry.register(LOCAL, registry.ModelEntry("my-clf", "trained", str(tiny_bert), "classifier",
                                                   parent="minilm", labels=["negative", "positive"],
                                                   meta={"dataset": "demo-reviews"}))
     assert entry.created_at and entry.created_at <= time.time()
-    listed = {e.name: e for e in registry.list_models()}["my-clf"]
+    listed = {e.name: e for e in registry.list_models(LOCAL)}["my-clf"]
     assert (listed.parent, listed.labels, listed.meta) == ("minilm", ["negative", "positive"], {"dataset": "demo-reviews"})
-    assert registry.load("my-clf").labels == ["negative", "positive"]
+    assert registry.load(LOCAL, "my-clf").labels == ["negative", "positive"]
     with pytest.raises(ModelError, match="exists already"):
-        registry.register(registry.ModelEntry("my-clf", "trained", str(tiny_bert), "classifier"))
+        registry.register(LOCAL, registry.ModelEntry("my-clf", "trained", str(tiny_bert), "classifier"))
     with pytest.raises(ModelError, match="built-in model name"):
-        registry.register(registry.ModelEntry("minilm", "trained", str(tiny_bert), "classifier"))
+        registry.register(LOCAL, registry.ModelEntry("minilm", "trained", str(tiny_bert), "classifier"))
     with pytest.raises(ModelError, match="use letters"):
-        registry.register(registry.ModelEntry("bad name!", "trained", str(tiny_bert), "classifier"))
-    registry.unregister("my-clf")
-    assert "my-clf" not in [e.name for e in registry.list_models()]
+        registry.register(LOCAL, registry.ModelEntry("bad name!", "trained", str(tiny_bert), "classifier"))
+    registry.unregister(LOCAL, "my-clf")
+    assert "my-clf" not in [e.name for e in registry.list_models(LOCAL)]
 
 
 def test_two_names_for_one_folder_share_weights_but_keep_their_names(tiny_bert):
     for name in ("first-name", "second-name"):
-        registry.register(registry.ModelEntry(name, "local", str(tiny_bert), "classifier"))
-    first, second = registry.load("first-name"), registry.load("second-name")
+        registry.register(LOCAL, registry.ModelEntry(name, "local", str(tiny_bert), "classifier"))
+    first, second = registry.load(LOCAL, "first-name"), registry.load(LOCAL, "second-name")
     assert first.model is second.model  # loaded once
     assert (first.info()["name"], second.info()["name"]) == ("first-name", "second-name")
 
@@ -186,7 +187,7 @@ def test_device_and_dtype_pick(monkeypatch):
 
 
 def test_dtype_override_loads_bfloat16(tiny_bert):
-    loaded = registry.load(str(tiny_bert), dtype="bfloat16")
+    loaded = registry.load(LOCAL, str(tiny_bert), dtype="bfloat16")
     assert loaded.dtype == "bfloat16"
     assert next(loaded.model.parameters()).dtype == torch.bfloat16
     assert predict.classify(loaded, ["ok"]).shape == (1, 2)  # probabilities come back as float32
@@ -194,7 +195,7 @@ def test_dtype_override_loads_bfloat16(tiny_bert):
 
 def test_hub_id_offline_names_local_models():
     with pytest.raises(ModelError, match=r"HF_HUB_OFFLINE=1.*built-in model \(minilm"):
-        registry.load("some-org/some-model")
+        registry.load(LOCAL, "some-org/some-model")
 
 
 def test_hub_unreachable_fails_fast_with_a_message(lab_home):
@@ -202,8 +203,8 @@ def test_hub_unreachable_fails_fast_with_a_message(lab_home):
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     env.update(LLM_LAB_HOME=str(lab_home), LLM_LAB_HUB_TIMEOUT="5", HF_HOME=str(lab_home / "hf"))
     code = ("import time; t = time.perf_counter()\n"
-            "from llm_lab import registry\n"
-            "try:\n    registry.load('some-org/some-model')\nexcept registry.ModelError as e:\n    print(e)\n"
+            "from llm_lab import registry\nfrom llm_lab.access import LOCAL\n"
+            "try:\n    registry.load(LOCAL, 'some-org/some-model')\nexcept registry.ModelError as e:\n    print(e)\n"
             "print(f'seconds={time.perf_counter() - t:.2f}')")
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from llm_lab.access import LOCAL
 from llm_lab import data, jobs, paths, predict, registry
 from llm_lab.errors import DataError, LabError, ModelError
 from llm_lab.train import TrainConfig, data_prep, export, runner
@@ -53,7 +54,7 @@ def sentiment_csv(n=120, labels=("neg", "pos"), seed=0) -> bytes:
 
 
 def add_dataset(name, payload, filename="d.csv", **kw):
-    return data.import_dataset(name, filename, payload, **kw)
+    return data.import_dataset(LOCAL, name, filename, payload, **kw)
 
 
 def fast(**kw) -> dict:
@@ -71,7 +72,7 @@ def test_classifier_loss_falls_and_reload_predicts_the_same(tiny_bert, labels):
     add_dataset("sent", sentiment_csv(labels=labels))
     cfg = TrainConfig(task="classify", model=str(tiny_bert), dataset="sent", name="clf-" + labels[0], **fast())
     rep = Reporter()
-    trained = runner.train(cfg, rep, paths.subdir("jobs", "t1"))
+    trained = runner.train(LOCAL, cfg, rep, paths.subdir("jobs", "t1"))
     losses = rep.series("train_loss")
     assert len(losses) == trained.stats["steps"] and falls(losses), losses
     assert rep.series("lr") and rep.series("eval_accuracy") and rep.series("eval_f1")
@@ -81,12 +82,12 @@ def test_classifier_loss_falls_and_reload_predicts_the_same(tiny_bert, labels):
     enc = trained.tokenizer(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
         before = torch.softmax(model(**enc).logits, -1).numpy()
-    result = export.finish(cfg, trained, "job-x")
-    entry = registry.resolve(result["model"])
+    result = export.finish(LOCAL, cfg, trained, "job-x")
+    entry = registry.resolve(LOCAL, result["model"])
     assert entry.source == "trained" and entry.parent == str(tiny_bert) and entry.labels == list(labels)
-    assert entry.meta["dataset"]["fingerprint"] == data.get("sent").fingerprint
+    assert entry.meta["dataset"]["fingerprint"] == data.get(LOCAL, "sent").fingerprint
     assert entry.meta["hyperparameters"]["learning_rate"] == 2e-2 and entry.meta["job_id"] == "job-x"
-    loaded = registry.load(result["model"], head="classifier")
+    loaded = registry.load(LOCAL, result["model"], head="classifier")
     assert loaded.labels == list(labels) and not loaded.head_is_new
     np.testing.assert_allclose(predict.classify(loaded, texts), before, atol=1e-5)
     card = (paths.home() / "models" / result["model"] / "README.md").read_text()
@@ -100,10 +101,10 @@ def test_prompt_completion_masks_the_prompt(tiny_gpt2):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_gpt2)
-    prepared = data_prep.causal(cfg, tok)
+    prepared = data_prep.causal(LOCAL, cfg, tok)
     assert prepared.info["format"] == "prompt-completion"
     row = prepared.train[0]
-    frame = data.load_frame("qa", "train")
+    frame = data.load_frame(LOCAL, "qa", "train")
     n_prompt = len(tok(frame["prompt"][0])["input_ids"])
     completion = tok(" " + frame["reference"][0])["input_ids"] + [tok.eos_token_id]
     assert row["labels"][:n_prompt] == [-100] * n_prompt
@@ -115,7 +116,7 @@ def test_causal_lm_full_finetune_loss_falls(tiny_gpt2):
     add_dataset("code", ("text\n" + "\n".join(lines)).encode())
     cfg = TrainConfig(task="causal-lm", model=str(tiny_gpt2), dataset="code", name="lm-full", **fast(epochs=2.0))
     rep = Reporter()
-    trained = runner.train(cfg, rep, paths.subdir("jobs", "t2"))
+    trained = runner.train(LOCAL, cfg, rep, paths.subdir("jobs", "t2"))
     assert falls(rep.series("train_loss"))
     assert math.isclose(trained.metrics["eval_perplexity"], math.exp(trained.metrics["eval_loss"]), rel_tol=1e-6)
 
@@ -126,20 +127,20 @@ def test_lora_trains_adapters_and_merges_on_export(tiny_gpt2):
     cfg = TrainConfig(task="causal-lm", model=str(tiny_gpt2), dataset="vals", name="lm-lora", lora=True, lora_r=4,
                       **fast(epochs=2.0, learning_rate=2e-2))
     rep = Reporter()
-    trained = runner.train(cfg, rep, paths.subdir("jobs", "t3"))
+    trained = runner.train(LOCAL, cfg, rep, paths.subdir("jobs", "t3"))
     assert trained.stats["trainable_parameters"] < trained.stats["parameters"] / 4
     assert falls(rep.series("train_loss"))
     ids = trained.tokenizer(["The value of item 7 is"], return_tensors="pt")["input_ids"]
     with torch.no_grad():
         before = trained.model.eval()(input_ids=ids).logits
-    result = export.finish(cfg, trained, None)
+    result = export.finish(LOCAL, cfg, trained, None)
     folder = paths.home() / "models" / result["model"]
     assert (folder / "adapter" / "adapter_config.json").exists()
     from safetensors import safe_open
 
     with safe_open(folder / "model.safetensors", "pt") as f:
         assert not any("lora" in k for k in f.keys())
-    loaded = registry.load(result["model"], head="causal-lm")
+    loaded = registry.load(LOCAL, result["model"], head="causal-lm")
     with torch.no_grad():
         after = loaded.model(input_ids=ids).logits
     torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
@@ -149,13 +150,13 @@ def test_pretrain_from_scratch_loss_falls_and_generates():
     cfg = TrainConfig(task="pretrain", name="gpt-mini", preset="1M", max_steps=12, batch_size=8, learning_rate=3e-3,
                       warmup=0.0, logging_steps=1, eval_fraction=0.02,
                       arch=dict(n_embd=32, n_layer=1, n_head=2, vocab_size=300, n_positions=64))
-    job_id = jobs.submit("llm_lab.train:run", cfg.as_dict(), "pretrain")
-    job = jobs.get(job_id)
+    job_id = jobs.submit(LOCAL, "llm_lab.train:run", cfg.as_dict(), "pretrain")
+    job = jobs.get(LOCAL, job_id)
     assert job["status"] == "succeeded", job["error"]
-    losses = [m["value"] for m in jobs.metrics(job_id) if m["name"] == "train_loss"]
+    losses = [m["value"] for m in jobs.metrics(LOCAL, job_id) if m["name"] == "train_loss"]
     assert len(losses) == 12 and falls(losses)
     assert math.log(300) - 0.3 < losses[0] < math.log(300) + 0.5  # starts near uniform over the vocabulary
-    loaded = registry.load("gpt-mini")
+    loaded = registry.load(LOCAL, "gpt-mini")
     assert loaded.head == "causal-lm" and loaded.model.config.n_positions == 64 and len(loaded.tokenizer) == 300
     assert job["result"]["stats"]["steps"] == 12 and job["result"]["metrics"]["eval_loss"] < losses[0]
     assert not (paths.home() / "jobs" / job_id / "checkpoints").exists()  # freed once the model is saved
@@ -166,7 +167,7 @@ def test_dataset_without_the_mapped_columns(tiny_bert):
     add_dataset("nolabel", b"text\n" + b"\n".join(f"line {i}".encode() for i in range(20)))
     cfg = TrainConfig(task="classify", model=str(tiny_bert), dataset="nolabel")
     with pytest.raises(DataError, match="no column mapped to label"):
-        runner.train(cfg, Reporter(), paths.subdir("jobs", "t4"))
+        runner.train(LOCAL, cfg, Reporter(), paths.subdir("jobs", "t4"))
 
 
 def test_one_class_in_training_rows():
@@ -174,7 +175,7 @@ def test_one_class_in_training_rows():
 
     frame = pd.DataFrame({"text": ["a", "b", "c"], "label": ["x", "x", "x"]})
     with pytest.raises(DataError, match="single class"):
-        data_prep.label_names(TrainConfig(dataset="whatever"), frame)
+        data_prep.label_names(LOCAL, TrainConfig(dataset="whatever"), frame)
 
 
 def test_too_few_rows_for_the_split(tiny_bert):
@@ -182,14 +183,14 @@ def test_too_few_rows_for_the_split(tiny_bert):
                 recipe=data.Recipe(train=1.0, validation=0.0))
     cfg = TrainConfig(task="classify", model=str(tiny_bert), dataset="tiny")
     with pytest.raises(DataError, match="too few to train and hold"):
-        runner.train(cfg, Reporter(), paths.subdir("jobs", "t5"))
+        runner.train(LOCAL, cfg, Reporter(), paths.subdir("jobs", "t5"))
 
 
 def test_base_model_without_the_needed_head(tiny_bert):
     add_dataset("txt", b"text\n" + b"\n".join(f"some words {i}".encode() for i in range(20)))
-    job_id = jobs.submit("llm_lab.train:run", TrainConfig(task="causal-lm", model=str(tiny_bert),
+    job_id = jobs.submit(LOCAL, "llm_lab.train:run", TrainConfig(task="causal-lm", model=str(tiny_bert),
                                                               dataset="txt").as_dict(), "bad head")
-    job = jobs.get(job_id)
+    job = jobs.get(LOCAL, job_id)
     assert job["status"] == "failed" and "without a causal language-model head" in job["error"]
 
 
@@ -208,14 +209,14 @@ def test_out_of_memory_halves_the_batch_then_gives_up(tiny_bert, monkeypatch):
     monkeypatch.setattr(Trainer, "training_step", step)
     rep = Reporter()
     cfg = TrainConfig(task="classify", model=str(tiny_bert), dataset="sent", **fast(epochs=1.0))
-    trained = runner.train(cfg, rep, paths.subdir("jobs", "t6"))
+    trained = runner.train(LOCAL, cfg, rep, paths.subdir("jobs", "t6"))
     assert (trained.stats["batch_size"], trained.stats["grad_accum"]) == (4, 4)  # same effective batch of 16
     assert sum("Out of memory: retrying" in line for line in rep.lines) == 2
     limit["batch"] = 0
-    job_id = jobs.submit("llm_lab.train:run", dict(cfg.as_dict(), name="oom"), "oom")
-    job = jobs.get(job_id)
+    job_id = jobs.submit(LOCAL, "llm_lab.train:run", dict(cfg.as_dict(), name="oom"), "oom")
+    job = jobs.get(LOCAL, job_id)
     assert job["status"] == "failed" and "Out of memory even with a batch of 1" in job["error"]
-    assert "oom" not in [e.name for e in registry.list_models()]
+    assert "oom" not in [e.name for e in registry.list_models(LOCAL)]
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_bert, monkeypatch):
@@ -232,12 +233,12 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_bert, monkeypatc
     monkeypatch.setattr(Trainer, "training_step", step)
     cfg = TrainConfig(task="classify", model=str(tiny_bert), dataset="sent", name="nan-model", save_steps=2,
                       **fast(epochs=2.0))
-    job_id = jobs.submit("llm_lab.train:run", cfg.as_dict(), "nan")
-    job = jobs.get(job_id)
+    job_id = jobs.submit(LOCAL, "llm_lab.train:run", cfg.as_dict(), "nan")
+    job = jobs.get(LOCAL, job_id)
     assert job["status"] == "failed" and "NaN" in job["error"] and "checkpoint-4" in job["error"]
     kept = runner.checkpoints(paths.home() / "jobs" / job_id / "checkpoints")
     assert [p.name for p in kept][0] == "checkpoint-4"
-    assert "nan-model" not in [e.name for e in registry.list_models()]
+    assert "nan-model" not in [e.name for e in registry.list_models(LOCAL)]
     assert not (paths.home() / "models" / "nan-model").exists()
 
 
@@ -261,9 +262,9 @@ def test_disk_full_leaves_nothing_half_written(tiny_bert, monkeypatch):
     for fail in ("export", "checkpoint"):
         where["fail"] = fail
         cfg = TrainConfig(task="classify", model=str(tiny_bert), dataset="sent", name="full-disk", **fast(epochs=1.0))
-        job = jobs.get(jobs.submit("llm_lab.train:run", cfg.as_dict(), "disk"))
+        job = jobs.get(LOCAL, jobs.submit(LOCAL, "llm_lab.train:run", cfg.as_dict(), "disk"))
         assert job["status"] == "failed" and "disk is full" in job["error"], (fail, job["error"])
-        assert "full-disk" not in [e.name for e in registry.list_models()]
+        assert "full-disk" not in [e.name for e in registry.list_models(LOCAL)]
         assert [p.name for p in (paths.home() / "models").iterdir()] == []
         if fail == "checkpoint":  # the half-written checkpoint is not taken for a good one
             assert runner.checkpoints(paths.home() / "jobs" / job["id"] / "checkpoints") == []
@@ -273,14 +274,14 @@ def test_name_taken_and_bad_settings_are_refused_before_queueing(tiny_bert):
     from llm_lab import train
 
     add_dataset("sent", sentiment_csv(20))
-    registry.register(registry.ModelEntry("taken", "local", str(tiny_bert), "classifier"))
+    registry.register(LOCAL, registry.ModelEntry("taken", "local", str(tiny_bert), "classifier"))
     with pytest.raises(ModelError, match="exists already"):
-        train.submit(TrainConfig(task="classify", model=str(tiny_bert), dataset="sent", name="taken"))
+        train.submit(LOCAL, TrainConfig(task="classify", model=str(tiny_bert), dataset="sent", name="taken"))
     with pytest.raises(LabError, match="learning rate must be positive"):
-        train.submit(TrainConfig(task="classify", model=str(tiny_bert), dataset="sent", learning_rate=0))
+        train.submit(LOCAL, TrainConfig(task="classify", model=str(tiny_bert), dataset="sent", learning_rate=0))
     with pytest.raises(LabError, match="n_embd"):
-        train.submit(TrainConfig(task="pretrain", arch={"n_embd": 30, "n_head": 4}))
-    assert jobs.list_jobs() == []
+        train.submit(LOCAL, TrainConfig(task="pretrain", arch={"n_embd": 30, "n_head": 4}))
+    assert jobs.list_jobs(LOCAL) == []
 
 
 def test_job_params_round_trip_and_old_params_still_read(monkeypatch):
@@ -301,12 +302,12 @@ def test_job_params_round_trip_and_old_params_still_read(monkeypatch):
     pretrain = {"id": "j2", "status": "failed", "params": {"task": "pretrain", "preset": "1M"}, "title": "p",
                 "created_at": 1700000000.0, "result": None}
     monkeypatch.setattr(jobs, "list_jobs", lambda *a, **k: [job, pretrain])
-    row, pre = history.runs()
+    row, pre = history.runs(LOCAL)
     assert (row["task"], row["name"], row["base"], row["dataset"], row["batch"], row["loss"]) == \
         ("causal-lm", "lm-1", "tiny-gpt", "docs", 4, 1.2346)
     assert (pre["base"], pre["dataset"], pre["epochs"]) == ("GPT-2 1M", "pydoc", 3.0)
-    assert resources._measured_rate(cfg, "cpu") == 8.0
-    assert resources._measured_rate(TrainConfig.from_params(dict(cfg.to_params(), batch_size=8)), "cpu") is None
+    assert resources._measured_rate(LOCAL, cfg, "cpu") == 8.0
+    assert resources._measured_rate(LOCAL, TrainConfig.from_params(dict(cfg.to_params(), batch_size=8)), "cpu") is None
 
 
 def test_checkpoint_and_log_cadence():

@@ -3,6 +3,7 @@ import json
 import shlex
 import zipfile
 
+from llm_lab.access import LOCAL
 from llm_lab import cli, data, registry
 from llm_lab.train.cli import config_from_args
 from llm_lab.train import TrainConfig
@@ -10,13 +11,13 @@ from tests.test_train import sentiment_csv
 
 
 def test_classify_from_the_command_line_then_export(tiny_bert, capsys, tmp_path):
-    data.import_dataset("sent", "s.csv", sentiment_csv())
+    data.import_dataset(LOCAL, "sent", "s.csv", sentiment_csv())
     args = ["train", "classify", "--model", str(tiny_bert), "--data", "sent", "--epochs", "2", "--learning-rate",
             "0.02", "--name", "cli-clf"]
     assert cli.main(args + ["--estimate"]) == 0
     estimate = json.loads(capsys.readouterr().out)
     assert estimate["steps"] == 12 and estimate["parameters"] == sum(  # 96 training rows / 16 → 6 steps × 2
-        p.numel() for p in registry.load(str(tiny_bert), head="classifier").model.parameters())
+        p.numel() for p in registry.load(LOCAL, str(tiny_bert), head="classifier").model.parameters())
     assert cli.main(args) == 0  # jobs run inline in tests; the CLI waits for the job
     result = json.loads(capsys.readouterr().out)
     assert result["model"] == "cli-clf" and result["metrics"]["eval_accuracy"] >= 0.9

@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from llm_lab.access import LOCAL
 from llm_lab import jobs, registry, store
 from tests.conftest import app_test, assert_no_exception_box, no_exceptions, open_page, screenshot, wait_idle
 
@@ -27,7 +28,7 @@ def test_page_defaults_estimate_and_every_task_renders():
 
 
 def test_start_a_run_see_curves_and_history(tiny_bert):
-    registry.register(registry.ModelEntry("tiny-bert-page", "local", str(tiny_bert), "classifier"))
+    registry.register(LOCAL, registry.ModelEntry("tiny-bert-page", "local", str(tiny_bert), "classifier"))
     at = app_test("pages/train.py").run()
     at.selectbox(key="t_model_classify").set_value("tiny-bert-page")
     at.number_input(key="t_ep_classify").set_value(1.0)
@@ -36,12 +37,12 @@ def test_start_a_run_see_curves_and_history(tiny_bert):
     at.run()
     at.button(key="t_start").click().run()  # jobs run inline in tests: the run is finished after the click
     no_exceptions(at)
-    job = jobs.list_jobs()[0]
+    job = jobs.list_jobs(LOCAL)[0]
     assert job["status"] == "succeeded", job["error"]
     assert at.query_params["train_job"] == [job["id"]] or at.query_params["train_job"] == job["id"]
     assert any("page-run** is in the registry" in s.value for s in at.success)
     assert at.get("plotly_chart")  # the run's curves
-    assert registry.resolve("page-run").parent == "tiny-bert-page"
+    assert registry.resolve(LOCAL, "page-run").parent == "tiny-bert-page"
     at.selectbox(key="t_hist_one").set_value(job["id"]).run()
     no_exceptions(at)
     assert len(at.get("plotly_chart")) >= 3  # live panel, one run's curves, the overlay
@@ -53,8 +54,8 @@ def test_browser_starts_a_classification_finetune_and_watches_it_finish(page, la
     os.environ["LLM_LAB_HOME"] = str(lab_server["home"])
     store.reset_connections()
     try:
-        if "tiny-bert-browser" not in [e.name for e in registry.list_models()]:
-            registry.register(registry.ModelEntry("tiny-bert-browser", "local", str(tiny_bert), "classifier"))
+        if "tiny-bert-browser" not in [e.name for e in registry.list_models(LOCAL)]:
+            registry.register(LOCAL, registry.ModelEntry("tiny-bert-browser", "local", str(tiny_bert), "classifier"))
     finally:
         store.reset_connections()
         os.environ["LLM_LAB_HOME"] = old

@@ -4,6 +4,7 @@ import signal
 
 import pytest
 
+from llm_lab.access import LOCAL
 from llm_lab import jobs, paths, registry
 from llm_lab.train import TrainConfig, runner, submit
 from tests.conftest import wait_for
@@ -21,26 +22,26 @@ def test_worker_cancel_kill_and_resume_a_training_job(monkeypatch):
     monkeypatch.setenv("LLM_LAB_JOBS_INLINE", "0")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     # cancel: the callback checks between steps; the checkpoints stay for a resume
-    first = submit(config("to-cancel", 2000))
-    job = wait_for(lambda: (j := jobs.get(first))["done"] >= 3 and j)
+    first = submit(LOCAL, config("to-cancel", 2000))
+    job = wait_for(lambda: (j := jobs.get(LOCAL, first))["done"] >= 3 and j)
     assert job["status"] == "running" and job["stats"]["step"] >= 3 and "loss" in job["message"]
-    jobs.cancel(first)
-    assert wait_for(lambda: jobs.get(first)["status"] == "cancelled")
-    assert "to-cancel" not in [e.name for e in registry.list_models()]
+    jobs.cancel(LOCAL, first)
+    assert wait_for(lambda: jobs.get(LOCAL, first)["status"] == "cancelled")
+    assert "to-cancel" not in [e.name for e in registry.list_models(LOCAL)]
 
     # kill the worker mid-run: the job turns interrupted, resumes from its last checkpoint and finishes
-    second = submit(config("survivor", 60))
-    wait_for(lambda: jobs.get(second)["done"] >= 10)
-    os.kill(jobs.get(second)["worker_pid"], signal.SIGKILL)
-    assert wait_for(lambda: jobs.get(second)["status"] == "interrupted")
+    second = submit(LOCAL, config("survivor", 60))
+    wait_for(lambda: jobs.get(LOCAL, second)["done"] >= 10)
+    os.kill(jobs.get(LOCAL, second)["worker_pid"], signal.SIGKILL)
+    assert wait_for(lambda: jobs.get(LOCAL, second)["status"] == "interrupted")
     saved = runner.checkpoints(paths.home() / "jobs" / second / "checkpoints")
     assert saved, "a checkpoint every 4 steps was written before the kill"
     at = int(saved[0].name.split("-")[1])
-    jobs.resume(second)  # starts a new worker
-    job = wait_for(lambda: (j := jobs.get(second))["status"] not in jobs.ACTIVE and j)
+    jobs.resume(LOCAL, second)  # starts a new worker
+    job = wait_for(lambda: (j := jobs.get(LOCAL, second))["status"] not in jobs.ACTIVE and j)
     assert job["status"] == "succeeded", job["error"]
-    assert any(f"Resuming from checkpoint-{at}" in line for line in jobs.logs(second, 400))
-    steps = [m["step"] for m in jobs.metrics(second) if m["name"] == "train_loss"]
+    assert any(f"Resuming from checkpoint-{at}" in line for line in jobs.logs(LOCAL, second, 400))
+    steps = [m["step"] for m in jobs.metrics(LOCAL, second) if m["name"] == "train_loss"]
     assert steps == sorted(set(steps)) and steps[-1] == 60  # one curve, no repeated steps after the resume
-    assert job["result"]["stats"]["steps"] == 60 and registry.resolve("survivor").source == "trained"
+    assert job["result"]["stats"]["steps"] == 60 and registry.resolve(LOCAL, "survivor").source == "trained"
     os.kill(job["worker_pid"], signal.SIGTERM)

@@ -7,19 +7,36 @@ a page rerun does not hit the store many times.
 import streamlit as st
 
 from llm_lab import capabilities, data, jobs, registry
+from llm_lab.access import LOCAL, Actor
 
 
+def actor() -> Actor:
+    """Who is using this browser session. One local user for now; hosted mode signs people in."""
+    return LOCAL
+
+
+# Every cached call takes the actor as its first argument, so it is part of the cache key: one user's
+# lists, frames or models are never served to another. (Streamlit does not hash arguments whose name
+# starts with "_", so it is called `who`.)
 @st.cache_resource(show_spinner=False, max_entries=8)
-def model(name: str, head: str | None = None, attention: bool = False, device_override: str = "auto",
-          dtype: str = "auto", trust_remote_code: bool = False, num_labels: int | None = None):
-    return registry.load(name, head=head, attention=attention, device=device_override, dtype=dtype,
+def _model(who: Actor, name: str, head, attention, device_override, dtype, trust_remote_code, num_labels):
+    return registry.load(who, name, head=head, attention=attention, device=device_override, dtype=dtype,
                          trust_remote_code=trust_remote_code, num_labels=num_labels)
 
 
+def model(name: str, head: str | None = None, attention: bool = False, device_override: str = "auto",
+          dtype: str = "auto", trust_remote_code: bool = False, num_labels: int | None = None):
+    return _model(actor(), name, head, attention, device_override, dtype, trust_remote_code, num_labels)
+
+
 @st.cache_data(ttl=3, show_spinner=False)
+def _model_entries(who: Actor) -> list:
+    return registry.list_models(who)
+
+
 def model_entries() -> list:
-    """The registry's entries (ModelEntry records)."""
-    return registry.list_models()
+    """The registry's entries (ModelEntry records) this user can see."""
+    return _model_entries(actor())
 
 
 def model_names(needs=None) -> list[str]:
@@ -29,13 +46,17 @@ def model_names(needs=None) -> list[str]:
 
 def head_for(name: str, needs=None) -> str:
     """The head to open a registry model (or a typed folder / Hub id) with for `needs`."""
-    entry = next((e for e in model_entries() if e.name == name), None) or registry.resolve(name)
+    entry = next((e for e in model_entries() if e.name == name), None) or registry.resolve(actor(), name)
     return capabilities.head_for(needs or capabilities.needs("Opening a model"), entry)
 
 
 @st.cache_data(ttl=3, show_spinner=False)
+def _datasets(who: Actor) -> list:
+    return data.list_datasets(who)
+
+
 def datasets() -> list:
-    return data.list_datasets()
+    return _datasets(actor())
 
 
 def dataset_names(*roles: str) -> list[str]:
@@ -43,16 +64,24 @@ def dataset_names(*roles: str) -> list[str]:
 
 
 @st.cache_data(ttl=3, show_spinner=False)
+def _dataset_frame(who: Actor, name: str, fingerprint: str, split: str | None):
+    return data.load_frame(who, name, split)
+
+
 def dataset_frame(name: str, fingerprint: str, split: str | None = None):
-    return data.load_frame(name, split)
+    return _dataset_frame(actor(), name, fingerprint, split)
 
 
 @st.cache_data(ttl=3, show_spinner=False)
-def classification_results() -> list:
-    """Summaries of finished classification benchmark results, newest first (for "attribute the errors")."""
+def _classification_results(who: Actor) -> list:
     from llm_lab.bench import cache
 
-    return [s for s in reversed(cache.summaries()) if s.type == "classification" and s.ok]
+    return [s for s in reversed(cache.summaries(who)) if s.type == "classification" and s.ok]
+
+
+def classification_results() -> list:
+    """Summaries of finished classification benchmark results, newest first (for "attribute the errors")."""
+    return _classification_results(actor())
 
 
 @st.cache_data(show_spinner=False)
@@ -63,9 +92,9 @@ def device_info() -> dict:
 
 
 def clear() -> None:
-    model_entries.clear()
-    datasets.clear()
+    _model_entries.clear()
+    _datasets.clear()
 
 
-def submit_job(kind: str, params: dict, title: str) -> str:
-    return jobs.submit(kind, params, title)
+def submit_job(fn: str, params: dict, title: str) -> str:
+    return jobs.submit(actor(), fn, params, title)

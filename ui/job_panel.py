@@ -7,6 +7,7 @@ import time
 import streamlit as st
 
 from llm_lab import jobs
+from ui import backend
 
 ICONS = {"queued": ":material/hourglass_empty:", "running": ":material/directions_run:",
          "succeeded": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:",
@@ -38,7 +39,7 @@ def show(job_id: str, extra=None, key: str = "job") -> None:
     @st.fragment(run_every=2.0)
     def panel():
         try:
-            job = jobs.get(job_id)
+            job = jobs.get(backend.actor(), job_id)
         except Exception as exc:
             st.error(str(exc))
             return
@@ -54,13 +55,13 @@ def show(job_id: str, extra=None, key: str = "job") -> None:
             extra(job)
         c1, c2, _ = st.columns([1, 1, 4])
         if job["status"] in jobs.ACTIVE and c1.button("Cancel", key=f"{key}-cancel-{job_id}"):
-            jobs.cancel(job_id)
+            jobs.cancel(backend.actor(), job_id)
             st.rerun(scope="fragment")
         if job["status"] in jobs.RESUMABLE and c2.button("Resume", key=f"{key}-resume-{job_id}"):
-            jobs.resume(job_id)
+            jobs.resume(backend.actor(), job_id)
             st.rerun(scope="fragment")
         with st.expander("Log"):
-            st.code("\n".join(jobs.logs(job_id, 40)) or "(no log lines yet)", language=None)
+            st.code("\n".join(jobs.logs(backend.actor(), job_id, 40)) or "(no log lines yet)", language=None)
         if job["status"] not in jobs.ACTIVE and st.session_state.get(f"{key}-was-active-{job_id}"):
             st.session_state[f"{key}-was-active-{job_id}"] = False
             st.rerun()  # refresh the whole page once so results below appear

@@ -1,7 +1,8 @@
 """Benchmark suites: declared tasks (YAML), a fast batched runner with cache and resume, a leaderboard.
 
+    from llm_lab.access import LOCAL
     from llm_lab.bench import runner, suite
-    results = runner.run_suite(suite.load("demo-classifier"), ["minilm"])
+    results = runner.run_suite(LOCAL, suite.load(LOCAL, "demo-classifier"), ["minilm"])
 
 Files: suite.py (YAML, validation), fingerprint.py
 (model fingerprint, environment), cache.py (results and partial progress in the store), tasks/ (one

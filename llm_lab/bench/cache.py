@@ -6,7 +6,8 @@ import json
 import time
 from pathlib import Path
 
-from .. import paths, store
+from .. import access, paths, store
+from ..access import Actor, scope
 from .result import TaskResult
 
 store.register_schema("bench", [
@@ -19,6 +20,7 @@ store.register_schema("bench", [
     CREATE TABLE bench_runs (
         id TEXT PRIMARY KEY, suite TEXT NOT NULL, models TEXT NOT NULL, keys TEXT NOT NULL, created_at REAL NOT NULL);
     """,
+    access.owned_columns("bench_results") + ";" + access.owned_columns("bench_runs"),
 ])
 
 
@@ -30,58 +32,65 @@ def partial_dir() -> Path:
     return paths.subdir("bench", "partial")
 
 
-def get(key: str) -> TaskResult | None:
-    """A finished result (with per-example rows), or None."""
-    row = store.query_one("SELECT key FROM bench_results WHERE key=? AND status='ok'", (key,))
+def get(actor: Actor, key: str) -> TaskResult | None:
+    """A finished result (with per-example rows) the actor can see, or None."""
+    row = scope(actor).one("bench_results", "key=? AND status='ok'", (key,), columns="key")
     path = results_dir() / f"{key}.json"
     if row is None or not path.exists():
         return None
     return TaskResult.from_dict(json.loads(path.read_text()))
 
 
-def put(result: TaskResult) -> None:
-    """Store a result: the full JSON (per-example rows included) in a file, the summary in the store.
+def put(actor: Actor, result: TaskResult) -> None:
+    """Store a result in the actor's workspace: the full JSON (per-example rows included) in a file, the
+    summary in the store. Results are written by jobs, so it takes the "run" right, not "write".
 
     Errors are stored too (so the leaderboard can show them) but are never served from the cache."""
+    actor.require("run", "run benchmarks")
     key = result.key
     store.atomic_write_bytes(results_dir() / f"{key}.json", json.dumps(result.to_dict(), default=str).encode())
     head = result.headline
-    store.execute(
-        "INSERT OR REPLACE INTO bench_results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (key, result.model, result.suite, result.task, result.type, result.status, head and head.name,
-         head and head.value, head and head.low, head and head.high, result.error, result.created_at or time.time(),
-         result.seconds, store.to_json(result.to_dict(per_example=False))))
+    scope(actor).insert("bench_results", dict(
+        key=key, model=result.model, suite=result.suite, task=result.task, type=result.type, status=result.status,
+        headline_name=head and head.name, headline=head and head.value, low=head and head.low,
+        high=head and head.high, error=result.error, created_at=result.created_at or time.time(),
+        seconds=result.seconds, summary=store.to_json(result.to_dict(per_example=False))), action="run", replace=True)
     clear_partial(key)
 
 
-def load_result(key: str) -> TaskResult | None:
+def load_result(actor: Actor, key: str) -> TaskResult | None:
+    """A stored result (ok or error, with per-example rows) the actor can see, or None."""
+    if scope(actor).one("bench_results", "key=?", (key,), columns="key") is None:
+        return None
     path = results_dir() / f"{key}.json"
     return TaskResult.from_dict(json.loads(path.read_text())) if path.exists() else None
 
 
-def record_run(run_id: str, suite: str, models: list[str], keys: list[str]) -> None:
-    store.execute("INSERT OR REPLACE INTO bench_runs VALUES (?,?,?,?,?)",
-                  (run_id, suite, store.to_json(models), store.to_json(keys), time.time()))
+def record_run(actor: Actor, run_id: str, suite: str, models: list[str], keys: list[str]) -> None:
+    scope(actor).insert("bench_runs", dict(id=run_id, suite=suite, models=store.to_json(models),
+                                           keys=store.to_json(keys), created_at=time.time()),
+                        action="run", replace=True)
 
 
-def runs(limit: int = 50) -> list[dict]:
-    rows = store.query("SELECT * FROM bench_runs ORDER BY created_at DESC LIMIT ?", (limit,))
+def runs(actor: Actor, limit: int = 50) -> list[dict]:
+    rows = scope(actor).select("bench_runs", order="created_at DESC", limit=limit)
     for r in rows:
         r["models"], r["keys"] = store.from_json(r["models"], []), store.from_json(r["keys"], [])
     return rows
 
 
-def summaries(keys: list[str] | None = None, suite: str | None = None) -> list[TaskResult]:
-    """Stored results without their per-example rows."""
+def summaries(actor: Actor, keys: list[str] | None = None, suite: str | None = None) -> list[TaskResult]:
+    """Stored results the actor can see, without their per-example rows."""
+    sc = scope(actor)
     if keys is not None:
         if not keys:
             return []
         marks = ",".join("?" * len(keys))
-        rows = store.query(f"SELECT summary FROM bench_results WHERE key IN ({marks})", tuple(keys))
+        rows = sc.select("bench_results", f"key IN ({marks})", tuple(keys), columns="summary")
     elif suite:
-        rows = store.query("SELECT summary FROM bench_results WHERE suite=? ORDER BY created_at", (suite,))
+        rows = sc.select("bench_results", "suite=?", (suite,), order="created_at", columns="summary")
     else:
-        rows = store.query("SELECT summary FROM bench_results ORDER BY created_at")
+        rows = sc.select("bench_results", order="created_at", columns="summary")
     return [TaskResult.from_dict(store.from_json(r["summary"])) for r in rows]
 
 

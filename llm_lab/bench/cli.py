@@ -19,16 +19,18 @@ def register(subparsers) -> None:
 
 
 def bench(args) -> int:
+    from .. import access
     from . import leaderboard, runner, suite as suites
 
+    actor = getattr(args, "actor", access.LOCAL)
     if args.list:
-        for s in suites.list_suites():
+        for s in suites.list_suites(actor):
             print(f"{s['name']:<24} {s['source']:<8} {s['path']}")
         return 0
     if not args.suite or not args.model:
         print("error: give --suite and at least one --model (see --list for suites)", file=sys.stderr)
         return 2
-    suite = suites.load(args.suite)
+    suite = suites.load(actor, args.suite)
 
     import time
 
@@ -41,7 +43,7 @@ def bench(args) -> int:
             last[0] = time.time()
             print(f"[{done / max(total, 1):6.1%}] {message[:100]}", file=sys.stderr, flush=True)
 
-    results = runner.run_suite(suite, args.model, use_cache=not args.no_cache, device=args.device,
+    results = runner.run_suite(actor, suite, args.model, use_cache=not args.no_cache, device=args.device,
                                batch_size=args.batch_size, progress=progress, run_id=time.strftime("cli-%Y%m%d-%H%M%S"), limit=args.limit,
                                log=lambda line: print("\n" + line.splitlines()[0], file=sys.stderr))
     print(file=sys.stderr)

@@ -1,7 +1,11 @@
-"""The background job: `jobs.submit("llm_lab.bench.job:run", {"suite_text": ..., "models": [...]}, title)`."""
+"""The background job: `job.submit(actor, suite_text, models)`, which queues `JOB_FN` with
+`{"suite_text": ..., "models": [...]}`. The job runs with the rights of the actor who submitted it."""
 from __future__ import annotations
 
+from ..access import Actor
 from . import suite as suites
+
+JOB_FN = "llm_lab.bench.job:run"
 
 
 def run(ctx, suite_text: str, models: list[str], use_cache: bool = True, device: str | None = None,
@@ -12,14 +16,14 @@ def run(ctx, suite_text: str, models: list[str], use_cache: bool = True, device:
     suite = suites.parse(suite_text, "job")
     if ctx.resume:
         ctx.log("Resuming: finished tasks come from the cache, unfinished ones from their saved outputs.")
-    results = runner.run_suite(suite, models, use_cache=use_cache, device=device, batch_size=batch_size,
+    results = runner.run_suite(ctx.actor, suite, models, use_cache=use_cache, device=device, batch_size=batch_size,
                                progress=ctx.progress, log=ctx.log, run_id=ctx.id, limit=limit)
     failed = [f"{r.label}: {r.error}" for r in results if not r.ok]
     return {"suite": suite.name, "models": models, "keys": [r.key for r in results],
             "ok": len(results) - len(failed), "failed": failed}
 
 
-def submit(suite_text: str, models: list[str], use_cache: bool = True, batch_size: int | None = None,
+def submit(actor: Actor, suite_text: str, models: list[str], use_cache: bool = True, batch_size: int | None = None,
            limit: int | None = None) -> str:
     from .. import jobs
 
@@ -27,18 +31,17 @@ def submit(suite_text: str, models: list[str], use_cache: bool = True, batch_siz
     if not models:
         raise suites.SuiteError("Pick at least one model to benchmark.")
     title = f"Benchmark {suite.name} on {', '.join(models)}" + (f" (≤ {limit} examples per task)" if limit else "")
-    return jobs.submit("llm_lab.bench.job:run", {"suite_text": suite_text, "models": list(models),
-                                                   "use_cache": use_cache, "batch_size": batch_size,
-                                                   "limit": limit or None}, title)
+    return jobs.submit(actor, JOB_FN, {"suite_text": suite_text, "models": list(models), "use_cache": use_cache,
+                                       "batch_size": batch_size, "limit": limit or None}, title)
 
 
-def keys_of(job: dict) -> list[str]:
+def keys_of(actor: Actor, job: dict) -> list[str]:
     """The result keys of a benchmark job (finished, or partly done: from the run record or the store)."""
     if job.get("result") and job["result"].get("keys"):
         return job["result"]["keys"]
     from . import cache
 
-    for run in cache.runs(200):
+    for run in cache.runs(actor, 200):
         if run["id"] == job["id"]:
             return run["keys"]
     return []

@@ -5,6 +5,7 @@ import json
 
 import pandas as pd
 
+from ..access import Actor
 from ..explain.links import attribution_link
 from . import cache
 from .result import TaskResult
@@ -102,8 +103,9 @@ def drilldown(results: list[TaskResult], task: str, show: str = "all") -> pd.Dat
     return base.reset_index(drop=True)
 
 
-def full_results(keys: list[str]) -> list[TaskResult]:
-    return [r for r in (cache.load_result(k) for k in keys) if r]
+def full_results(actor: Actor, keys: list[str]) -> list[TaskResult]:
+    """The stored results (per-example rows included) of `keys` that the actor can see."""
+    return [r for r in (cache.load_result(actor, k) for k in keys) if r]
 
 
 def export_csv(summaries: list[TaskResult]) -> bytes:

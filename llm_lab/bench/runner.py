@@ -11,6 +11,7 @@ import traceback
 
 from .. import capabilities as caps
 from .. import data, registry
+from ..access import DEFAULT_WORKSPACE, Actor
 from ..errors import JobCancelled, LabError, ModelError, failure_message
 from . import cache, fingerprint
 from .result import Repro, TaskResult
@@ -25,10 +26,10 @@ def default_batch_size(device: str, requested: int | None = None) -> int:
     return 128 if str(device).startswith("cuda") else 32
 
 
-def task_frame(spec: TaskSpec):
+def task_frame(actor: Actor, spec: TaskSpec):
     """The rows a task scores (id + its roles, in id order), or a TaskError saying what is missing."""
-    info = data.get(spec.dataset)
-    frame = data.load_frame(spec.dataset, spec.split)
+    info = data.get(actor, spec.dataset)
+    frame = data.load_frame(actor, spec.dataset, spec.split)
     needs, optional = TASK_TYPES[spec.type].roles_needed, TASK_TYPES[spec.type].optional
     if spec.type == "multiple_choice" and spec.choices:
         needs = tuple(r for r in needs)
@@ -54,11 +55,11 @@ def task_frame(spec: TaskSpec):
     return info, out
 
 
-def load_for(spec: TaskSpec, model_name: str, frame, device: str | None, dtype: str | None):
+def load_for(actor: Actor, spec: TaskSpec, model_name: str, frame, device: str | None, dtype: str | None):
     """Open the model with the head the task needs; a clear TaskError when it has none."""
     import torch
 
-    entry = registry.resolve(model_name)
+    entry = registry.resolve(actor, model_name)
     needs = TASK_TYPES[spec.type].model_needs
     try:
         head = caps.require_entry(needs, entry)
@@ -68,7 +69,7 @@ def load_for(spec: TaskSpec, model_name: str, frame, device: str | None, dtype: 
     if head == "classifier" and entry.head != "classifier":  # a new head sized to the dataset's labels, seeded
         num_labels = int(frame["label"].astype(str).nunique())
         torch.manual_seed(spec.seed)
-    loaded = registry.load(model_name, head=head, device=device, dtype=dtype, num_labels=num_labels)
+    loaded = registry.load(actor, model_name, head=head, device=device, dtype=dtype, num_labels=num_labels)
     try:
         caps.require(needs, loaded)
     except ModelError as exc:
@@ -76,8 +77,14 @@ def load_for(spec: TaskSpec, model_name: str, frame, device: str | None, dtype: 
     return loaded
 
 
-def result_key(model_fp: str, dataset_fp: str, spec: TaskSpec, settings: dict) -> str:
-    text = "|".join([model_fp, dataset_fp, spec.definition_hash(), fingerprint.settings_hash(settings)])
+def result_key(model_fp: str, dataset_fp: str, spec: TaskSpec, settings: dict,
+               workspace: str = DEFAULT_WORKSPACE) -> str:
+    """The cache key of a result. Results belong to a workspace, so another workspace's identical run gets its
+    own key (the default workspace keeps the keys it had before workspaces existed)."""
+    parts = [model_fp, dataset_fp, spec.definition_hash(), fingerprint.settings_hash(settings)]
+    if workspace != DEFAULT_WORKSPACE:
+        parts.append(f"workspace={workspace}")
+    text = "|".join(parts)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -87,16 +94,16 @@ def _error_result(suite: Suite, spec: TaskSpec, model: str, message: str) -> Tas
                       type=spec.type, status="error", error=message, created_at=time.time())
 
 
-def run_task(suite: Suite, spec: TaskSpec, model_name: str, *, use_cache: bool = True, device: str | None = None,
+def run_task(actor: Actor, suite: Suite, spec: TaskSpec, model_name: str, *, use_cache: bool = True, device: str | None = None,
              dtype: str | None = None, batch_size: int | None = None, progress=None, log=None) -> TaskResult:
     progress = progress or (lambda done, total, message="": None)
     t_start = time.time()
-    info, frame = task_frame(spec)
-    loaded = load_for(spec, model_name, frame, device, dtype)
+    info, frame = task_frame(actor, spec)
+    loaded = load_for(actor, spec, model_name, frame, device, dtype)
     model_fp = fingerprint.model_fingerprint(loaded)
     settings = {"device": loaded.device, "dtype": loaded.dtype}
-    key = result_key(model_fp, info.fingerprint, spec, settings)
-    if use_cache and (hit := cache.get(key)):
+    key = result_key(model_fp, info.fingerprint, spec, settings, actor.workspace)
+    if use_cache and (hit := cache.get(actor, key)):
         hit.cached = True
         progress(len(frame), len(frame), "from cache")
         return hit
@@ -131,7 +138,7 @@ def run_task(suite: Suite, spec: TaskSpec, model_name: str, *, use_cache: bool =
             suite_digest=suite.digest(), seed=spec.seed, settings=settings,
             environment=fingerprint.environment(loaded.device)),
     )
-    cache.put(result)
+    cache.put(actor, result)
     return result
 
 
@@ -139,13 +146,14 @@ def plan(suite: Suite, models: list[str]) -> list[tuple[str, TaskSpec]]:
     return [(m, t) for m in models for t in suite.tasks]
 
 
-def run_suite(suite: Suite, models: list[str], *, use_cache: bool = True, device: str | None = None,
+def run_suite(actor: Actor, suite: Suite, models: list[str], *, use_cache: bool = True, device: str | None = None,
               dtype: str | None = None, batch_size: int | None = None, progress=None, log=None,
               run_id: str | None = None, limit: int | None = None) -> list[TaskResult]:
     """Every task of `suite` on every model; returns one result per (model, task), errors included.
 
     `limit` caps the examples of every task (a quick look). `progress(done, total, message, **stats)`
     may raise JobCancelled to stop (partial work is kept)."""
+    actor.require("run", "run benchmarks")
     log = log or (lambda line: None)
     if limit:
         from dataclasses import replace
@@ -166,7 +174,7 @@ def run_suite(suite: Suite, models: list[str], *, use_cache: bool = True, device
 
         task_progress(0, 1, "starting")
         try:
-            result = run_task(suite, spec, model, use_cache=use_cache, device=device, dtype=dtype,
+            result = run_task(actor, suite, spec, model, use_cache=use_cache, device=device, dtype=dtype,
                               batch_size=batch_size, progress=task_progress, log=log)
             head = result.headline
             log(f"{label}: {'cached' if result.cached else 'done'} — {head.name if head else None} = "
@@ -175,17 +183,17 @@ def run_suite(suite: Suite, models: list[str], *, use_cache: bool = True, device
             raise
         except LabError as exc:
             result = _error_result(suite, spec, model, str(exc))
-            cache.put(result)
+            cache.put(actor, result)
             log(f"{label}: error — {exc}")
         except Exception as exc:  # a bug or the machine: this task fails, the suite goes on
             message = failure_message(exc, oom_advice="Out of memory even with batch size 1: use a shorter "
                                                       "max_length or a smaller model.")
             result = _error_result(suite, spec, model, message)
-            cache.put(result)
+            cache.put(actor, result)
             log(f"{label}: failed — {message}\n{traceback.format_exc()}")
         results.append(result)
     if progress:
         progress(len(pairs), len(pairs), "done", force=True)
     if run_id:
-        cache.record_run(run_id, suite.name, models, [r.key for r in results])
+        cache.record_run(actor, run_id, suite.name, models, [r.key for r in results])
     return results

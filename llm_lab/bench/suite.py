@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import capabilities as caps
+from ..access import DEFAULT_WORKSPACE, Actor
 from ..errors import LabError
 
 BUILTIN_DIR = Path(__file__).parent / "suites"
@@ -261,39 +262,50 @@ def builtin_names() -> list[str]:
     return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
 
 
-def user_dir() -> Path:
+def user_dir(workspace: str = DEFAULT_WORKSPACE) -> Path:
+    """Where a workspace's saved suites live: LLM_LAB_HOME/suites for the default workspace (as before
+    workspaces existed), LLM_LAB_HOME/suites/@<workspace> for the others."""
     from .. import paths
 
-    return paths.subdir("suites")
+    if workspace == DEFAULT_WORKSPACE:
+        return paths.subdir("suites")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}", workspace):
+        raise SuiteError(f"Workspace name {workspace!r} cannot hold saved suites.")
+    return paths.subdir("suites", f"@{workspace}")
 
 
-def list_suites() -> list[dict]:
-    """Built-in and saved suites: [{name, source, path}]."""
+def list_suites(actor: Actor) -> list[dict]:
+    """Built-in suites and the suites saved in the workspaces the actor sees: [{name, source, path}]."""
+    actor.require("read", "read suites")
     out = [{"name": p.stem, "source": "builtin", "path": str(p)} for p in sorted(BUILTIN_DIR.glob("*.yaml"))]
-    out += [{"name": p.stem, "source": "saved", "path": str(p)} for p in sorted(user_dir().glob("*.yaml"))]
+    for workspace in actor.workspaces:
+        out += [{"name": p.stem, "source": "saved", "path": str(p)} for p in sorted(user_dir(workspace).glob("*.yaml"))]
     return out
 
 
-def load(name_or_path: str) -> Suite:
+def load(actor: Actor, name_or_path: str) -> Suite:
     """A built-in or saved suite by name, or a YAML file by path."""
-    for item in list_suites():
+    available = list_suites(actor)
+    for item in available:
         if item["name"] == name_or_path:
             return parse(Path(item["path"]).read_text(), item["source"], f"suite {item['name']!r}")
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return parse(path.read_text(), "file", str(path))
-    names = ", ".join(s["name"] for s in list_suites())
+    names = ", ".join(s["name"] for s in available)
     raise SuiteError(f"No suite named {name_or_path!r}. Suites here: {names}; or give the path of a YAML file.")
 
 
-def save(text: str) -> Suite:
-    """Validate an uploaded or built suite and keep it under LLM_LAB_HOME/suites/<name>.yaml."""
+def save(actor: Actor, text: str) -> Suite:
+    """Validate an uploaded or built suite and keep it in the actor's workspace
+    (LLM_LAB_HOME/suites/<name>.yaml in the default workspace)."""
     from .. import store
 
+    actor.require("write", "save suites")
     suite = parse(text, "saved")
     if suite.name in builtin_names():
         raise SuiteError(f"{suite.name!r} is the name of a built-in suite; give yours another name.")
-    store.atomic_write_bytes(user_dir() / f"{suite.name}.yaml", text.encode())
+    store.atomic_write_bytes(user_dir(actor.workspace) / f"{suite.name}.yaml", text.encode())
     suite.source = "saved"
     return suite
 

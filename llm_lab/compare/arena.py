@@ -10,7 +10,8 @@ import sqlite3
 import uuid
 
 from .. import capabilities as caps
-from .. import store
+from .. import access, store
+from ..access import Actor, scope
 from ..errors import LabError
 from . import rating
 
@@ -28,6 +29,8 @@ store.register_schema("arena", [
         voter TEXT NOT NULL, created_at REAL NOT NULL);
     CREATE INDEX arena_votes_voter ON arena_votes(voter);
     """,
+    access.owned_columns("arena_battles"),
+    access.owned_columns("arena_votes"),
 ])
 
 
@@ -44,65 +47,71 @@ def draw_pair(pool: list[str], rng: random.Random | None = None) -> tuple[str, s
     return a, b
 
 
-def new_battle(pool: list[str], prompt: str, settings=None, creator: str = "", rng=None, loader=None) -> dict:
+def new_battle(actor: Actor, pool: list[str], prompt: str, settings=None, creator: str = "", rng=None,
+               loader=None) -> dict:
     """Draw two models, let both answer `prompt`, store the battle and return it (names included:
     the page must not show them before the vote)."""
     from ..generation import GenerationSettings, check_prompts, generate
     from ..registry import load
 
+    actor.require("run", "start arena battles")
     prompt = check_prompts([prompt])[0]
     settings = settings or GenerationSettings(max_new_tokens=64)
     model_a, model_b = draw_pair(pool, rng)
-    loader = loader or (lambda name, head: load(name, head=head))
+    loader = loader or (lambda name, head: load(actor, name, head=head))
     outputs, stats = {}, {}
     for side, name in (("a", model_a), ("b", model_b)):
         try:
             res = generate(loader(name, caps.GENERATE.head), [prompt], settings)[0]
         except LabError as exc:  # the names stay hidden: say which side failed
+            reason = str(exc).replace(name, f"model {side.upper()}")  # the reason must not name the model
             raise ArenaError(f"Model {side.upper()} could not answer, so this battle was dropped "
-                             f"(its name stays hidden): {exc}") from exc
+                             f"(its name stays hidden): {reason}") from None
         outputs[side] = res.text
         stats[side] = {k: v for k, v in res.as_dict().items() if k != "prompt"}
     battle = {"id": uuid.uuid4().hex[:12], "created_at": store.now(), "pool": sorted(set(pool)),
               "model_a": model_a, "model_b": model_b, "prompt": prompt, "output_a": outputs["a"],
               "output_b": outputs["b"], "stats": stats, "settings": settings.as_dict(), "creator": creator or ""}
-    store.execute("INSERT INTO arena_battles VALUES (?,?,?,?,?,?,?,?,?,?,?)", (
-        battle["id"], battle["created_at"], store.to_json(battle["pool"]), model_a, model_b, prompt,
-        outputs["a"], outputs["b"], store.to_json(stats), store.to_json(battle["settings"]), battle["creator"]))
+    scope(actor).insert("arena_battles", dict(
+        id=battle["id"], created_at=battle["created_at"], pool=store.to_json(battle["pool"]), model_a=model_a,
+        model_b=model_b, prompt=prompt, output_a=outputs["a"], output_b=outputs["b"], stats=store.to_json(stats),
+        settings=store.to_json(battle["settings"]), creator=battle["creator"]), action="run")
     return battle
 
 
-def get_battle(battle_id: str) -> dict:
-    row = store.query_one(
-        "SELECT b.*, v.vote, v.voter, v.created_at AS voted_at FROM arena_battles b "
-        "LEFT JOIN arena_votes v ON v.battle_id = b.id WHERE b.id=?", (battle_id,))
+def get_battle(actor: Actor, battle_id: str) -> dict:
+    row = scope(actor).one("arena_battles", "id=?", (battle_id,))
     if row is None:
         raise ArenaError(f"No arena battle with id {battle_id!r}.")
+    cast = scope(actor).one("arena_votes", "battle_id=?", (battle_id,), columns="vote, voter, created_at")
+    row.update(vote=cast and cast["vote"], voter=cast and cast["voter"], voted_at=cast and cast["created_at"])
     for key in ("pool", "stats", "settings"):
         row[key] = store.from_json(row[key], {})
     return row
 
 
-def vote(battle_id: str, choice: str, voter: str) -> dict:
+def vote(actor: Actor, battle_id: str, choice: str, voter: str) -> dict:
     """Record one vote; a second vote on the same battle raises ArenaError. Returns the revealed battle."""
     if choice not in VOTES:
         raise ArenaError(f"Unknown vote {choice!r}; choose one of: {', '.join(VOTES)}.")
     if not voter:
         raise ArenaError("A vote needs a voter id (the page passes the signed-in user or an anonymous id).")
-    get_battle(battle_id)  # exists?
+    get_battle(actor, battle_id)  # exists, in the actor's workspaces?
     try:
-        store.execute("INSERT INTO arena_votes VALUES (?,?,?,?)", (battle_id, choice, voter, store.now()))
+        scope(actor).insert("arena_votes", dict(battle_id=battle_id, vote=choice, voter=voter,
+                                                created_at=store.now()), action="vote")
     except sqlite3.IntegrityError as exc:
         raise ArenaError("This battle has been voted on already; each battle takes one vote. "
                          "Start a new battle to vote again.") from exc
-    return get_battle(battle_id)
+    return get_battle(actor, battle_id)
 
 
-def votes(pool: list[str] | None = None) -> list[dict]:
-    """All votes with their battle's models, oldest first; only battles inside `pool` when given."""
-    rows = store.query(
-        "SELECT b.id, b.model_a, b.model_b, b.prompt, v.vote, v.voter, v.created_at FROM arena_votes v "
-        "JOIN arena_battles b ON b.id = v.battle_id ORDER BY v.created_at")
+def votes(actor: Actor, pool: list[str] | None = None) -> list[dict]:
+    """All votes the actor can see with their battle's models, oldest first; only battles inside `pool` when given."""
+    battles = {b["id"]: b for b in scope(actor).select("arena_battles", columns="id, model_a, model_b, prompt")}
+    rows = [dict(battles[v["battle_id"]], vote=v["vote"], voter=v["voter"], created_at=v["created_at"])
+            for v in scope(actor).select("arena_votes", order="created_at", columns="battle_id, vote, voter, created_at")
+            if v["battle_id"] in battles]
     if pool:
         keep = set(pool)
         rows = [r for r in rows if r["model_a"] in keep and r["model_b"] in keep]
@@ -113,8 +122,8 @@ def battles_for_rating(rows: list[dict]) -> list[tuple[str, str, str]]:
     return [(r["model_a"], r["model_b"], r["vote"]) for r in rows]
 
 
-def leaderboard(pool: list[str] | None = None, rounds: int = 1000, seed: int = 0) -> list[dict]:
-    rows = votes(pool)
+def leaderboard(actor: Actor, pool: list[str] | None = None, rounds: int = 1000, seed: int = 0) -> list[dict]:
+    rows = votes(actor, pool)
     board = rating.leaderboard(battles_for_rating(rows), rounds=rounds, seed=seed)
     both_bad = {}
     for r in rows:

@@ -51,7 +51,7 @@ def compare_run(args) -> int:
                                   repetition_penalty=args.repetition_penalty, seed=args.seed, stop=args.stop)
     progress = lambda done, total, msg: print(f"\r{done}/{total} {msg[:60]:<60}", end="", file=sys.stderr)
     if args.dataset:
-        inputs = compare_jobs.sample_inputs(args.dataset, args.kind, args.split, args.limit, args.seed)
+        inputs = compare_jobs.sample_inputs(args.actor, args.dataset, args.kind, args.split, args.limit, args.seed)
         source = {"type": "dataset", "dataset": args.dataset, "split": args.split, "limit": args.limit}
     else:
         refs = (args.reference or []) + [None] * len(args.prompt or [])
@@ -59,9 +59,9 @@ def compare_run(args) -> int:
         inputs = runs.make_inputs(args.prompt or [], references=refs[:n] if args.kind == "generation" else None,
                                   labels=refs[:n] if args.kind == "classification" else None)
         source = None
-    comp = runs.run(args.kind, args.model, inputs, settings, progress=progress, source=source)
+    comp = runs.run(args.actor, args.kind, args.model, inputs, settings, progress=progress, source=source)
     print(file=sys.stderr)
-    cid = saved.save(comp)
+    cid = saved.save(args.actor, comp)
     _print_summary(comp)
     print(f"saved as comparison {cid} (python -m llm_lab compare show {cid}; Compare page: ?comparison={cid})")
     return 1 if all(o.error for o in comp.outputs.values()) else 0
@@ -82,7 +82,7 @@ def _print_summary(comp) -> None:
 def compare_list(args) -> int:
     from . import saved
 
-    rows = saved.list_saved()
+    rows = saved.list_saved(args.actor)
     print(table([dict(r, models=", ".join(r["models"])) for r in rows], ["id", "kind", "n_inputs", "models"]))
     return 0
 
@@ -90,7 +90,7 @@ def compare_list(args) -> int:
 def compare_show(args) -> int:
     from . import saved, tables
 
-    comp = saved.get(args.id)
+    comp = saved.get(args.actor, args.id)
     frame = tables.table(comp, details=True)
     for flag, data in (("csv", lambda: tables.to_csv(frame)), ("json", lambda: tables.to_json(comp)),
                        ("html", lambda: tables.to_html(comp))):
@@ -107,7 +107,7 @@ def compare_show(args) -> int:
 def arena_leaderboard(args) -> int:
     from . import arena
 
-    board = arena.leaderboard(rounds=args.rounds)
+    board = arena.leaderboard(args.actor, rounds=args.rounds)
     if args.json:
         print(json.dumps(board, indent=1))
     elif not board:

@@ -3,13 +3,13 @@ from .. import data
 from ..errors import DataError
 from . import runs, saved
 
-KIND = "llm_lab.compare.jobs:run_comparison"
+JOB_FN = "llm_lab.compare.jobs:run_comparison"
 
 
-def sample_inputs(dataset: str, kind: str, split: str | None = None, limit: int = 50, seed: int = 0) -> list[dict]:
+def sample_inputs(actor, dataset: str, kind: str, split: str | None = None, limit: int = 50, seed: int = 0) -> list[dict]:
     """Rows of a dataset as comparison inputs: the prompt (or text) column, the reference or gold label."""
-    info = data.get(dataset)
-    frame = data.load_frame(dataset, split)
+    info = data.get(actor, dataset)
+    frame = data.load_frame(actor, dataset, split)
     if frame.empty:
         raise DataError(f"{dataset} has no rows in split {split!r}.")
     if kind == "generation":
@@ -31,14 +31,14 @@ def sample_inputs(dataset: str, kind: str, split: str | None = None, limit: int 
     return runs.make_inputs(texts, labels=golds, ids=ids)
 
 
-def submit(kind: str, models: list[str], dataset: str, split: str | None, limit: int, seed: int = 0,
+def submit(actor, kind: str, models: list[str], dataset: str, split: str | None, limit: int, seed: int = 0,
            settings: dict | None = None) -> str:
     from .. import jobs
 
     runs.check_models(models)
-    data.get(dataset)  # fail now, in the page, if it does not exist
+    data.get(actor, dataset)  # fail now, in the page, if it does not exist
     title = f"Compare {', '.join(models)} on {dataset} ({limit} rows)"
-    return jobs.submit(KIND, {"kind": kind, "models": models, "dataset": dataset, "split": split,
+    return jobs.submit(actor, JOB_FN, {"kind": kind, "models": models, "dataset": dataset, "split": split,
                               "limit": limit, "seed": seed, "settings": settings or {}}, title)
 
 
@@ -46,20 +46,20 @@ def run_comparison(ctx, kind: str, models: list[str], dataset: str, split: str |
                    seed: int = 0, settings: dict | None = None) -> dict:
     from ..generation import GenerationSettings
 
-    inputs = sample_inputs(dataset, kind, split, limit, seed)
+    inputs = sample_inputs(ctx.actor, dataset, kind, split, limit, seed)
     ctx.log(f"{len(inputs)} inputs from {dataset}; models: {', '.join(models)}")
     gen_settings = GenerationSettings.from_dict(settings)
 
     def progress(done, total, message):
         ctx.progress(done, total, message)
 
-    comparison = runs.run(kind, models, inputs, gen_settings, progress=progress,
+    comparison = runs.run(ctx.actor, kind, models, inputs, gen_settings, progress=progress,
                           source={"type": "dataset", "dataset": dataset, "split": split, "limit": limit, "seed": seed,
-                                  "fingerprint": data.get(dataset).fingerprint})
+                                  "fingerprint": data.get(ctx.actor, dataset).fingerprint})
     for name, out in comparison.outputs.items():
         ctx.log(f"{name}: " + (f"failed: {out.error}" if out.error else f"{len(out.rows)} outputs "
                                                                       f"in {out.wall_s:.1f}s"))
-    cid = saved.save(comparison, job_id=ctx.id)
+    cid = saved.save(ctx.actor, comparison, job_id=ctx.id)
     ctx.progress(1, 1, "Saved as comparison " + cid, force=True)
     return {"comparison_id": cid, "inputs": len(inputs),
             "failed": [m for m, o in comparison.outputs.items() if o.error]}

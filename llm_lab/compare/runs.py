@@ -125,13 +125,7 @@ def make_inputs(texts: list[str], references: list[str | None] | None = None, la
     return out
 
 
-def _load(name: str, head: str):
-    from ..registry import load
-
-    return load(name, head=head)
-
-
-def run(kind: str, models: list[str], inputs: list[dict], settings=None, progress=None, loader=None,
+def run(actor, kind: str, models: list[str], inputs: list[dict], settings=None, progress=None, loader=None,
         source: dict | None = None) -> Comparison:
     """Run every model on every input (batched per model) and return the comparison.
 
@@ -144,7 +138,10 @@ def run(kind: str, models: list[str], inputs: list[dict], settings=None, progres
     models = check_models(models)
     if not inputs:
         raise LabError("Nothing to compare: give at least one input.")
-    loader = loader or _load
+    if loader is None:
+        from ..registry import load
+
+        loader = lambda name, head: load(actor, name, head=head)  # noqa: E731
     settings = settings or GenerationSettings()
     texts = [row["text"] for row in inputs]
     n, total = len(inputs), len(models) * len(inputs)

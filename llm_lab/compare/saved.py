@@ -5,7 +5,8 @@ Reopen one by id (`get`), or by URL: the Compare page reads `?comparison=<id>`.
 import json
 import uuid
 
-from .. import paths, store
+from .. import access, paths, store
+from ..access import Actor, scope
 from ..errors import LabError
 from .runs import Comparison
 
@@ -15,6 +16,7 @@ store.register_schema("comparisons", [
         id TEXT PRIMARY KEY, created_at REAL NOT NULL, kind TEXT NOT NULL, title TEXT NOT NULL,
         models TEXT NOT NULL, n_inputs INTEGER NOT NULL, source TEXT, job_id TEXT, path TEXT NOT NULL);
     """,
+    access.owned_columns("comparisons"),
 ])
 
 
@@ -28,24 +30,24 @@ def _title(comparison: Comparison) -> str:
     return f"{comparison.kind}: {' vs '.join(comparison.models)} on {len(comparison.inputs)} {where}"
 
 
-def save(comparison: Comparison, job_id: str | None = None, title: str | None = None) -> str:
-    """Store a comparison and return its id (also set as its `id`)."""
+def save(actor: Actor, comparison: Comparison, job_id: str | None = None, title: str | None = None) -> str:
+    """Store a comparison in the actor's workspace and return its id (also set as its `id`)."""
+    actor.require("run", "save comparisons")
     cid = comparison.id or uuid.uuid4().hex[:10]
     comparison.id = cid
     comparison.title = title or comparison.title or _title(comparison)
     path = paths.subdir("comparisons") / f"{cid}.json"
     store.atomic_write_bytes(path, json.dumps(comparison.to_dict(), default=str).encode())
-    store.execute(
-        "INSERT OR REPLACE INTO comparisons VALUES (?,?,?,?,?,?,?,?,?)",
-        (cid, comparison.created_at or store.now(), comparison.kind, comparison.title,
-         store.to_json(comparison.models), len(comparison.inputs), store.to_json(comparison.source),
-         job_id, str(path)))
+    scope(actor).insert("comparisons", dict(
+        id=cid, created_at=comparison.created_at or store.now(), kind=comparison.kind, title=comparison.title,
+        models=store.to_json(comparison.models), n_inputs=len(comparison.inputs),
+        source=store.to_json(comparison.source), job_id=job_id, path=str(path)), action="run", replace=True)
     return cid
 
 
-def get(comparison_id: str) -> Comparison:
+def get(actor: Actor, comparison_id: str) -> Comparison:
     cid = (comparison_id or "").strip()
-    row = store.query_one("SELECT path FROM comparisons WHERE id=?", (cid,))
+    row = scope(actor).one("comparisons", "id=?", (cid,), columns="path")
     if row is None:
         raise ComparisonNotFound(f"No saved comparison with id {cid!r}. The Compare page lists the saved ones; "
                                  "a link from another LLM Lab installation does not work here.")
@@ -56,17 +58,19 @@ def get(comparison_id: str) -> Comparison:
         raise ComparisonNotFound(f"Comparison {cid}'s file {row['path']} cannot be read ({exc}).") from exc
 
 
-def list_saved(limit: int = 100) -> list[dict]:
-    rows = store.query("SELECT * FROM comparisons ORDER BY created_at DESC LIMIT ?", (limit,))
+def list_saved(actor: Actor, limit: int = 100) -> list[dict]:
+    rows = scope(actor).select("comparisons", order="created_at DESC", limit=limit)
     for r in rows:
         r["models"] = store.from_json(r["models"], [])
         r["source"] = store.from_json(r["source"], {})
     return rows
 
 
-def delete(comparison_id: str) -> None:
-    row = store.query_one("SELECT path FROM comparisons WHERE id=?", (comparison_id,))
-    store.execute("DELETE FROM comparisons WHERE id=?", (comparison_id,))
+def delete(actor: Actor, comparison_id: str) -> None:
+    row = scope(actor).one("comparisons", "id=?", (comparison_id,), columns="path")
+    if row and not scope(actor).delete("comparisons", "id=?", (comparison_id,)):
+        raise access.PermissionDenied(f"{actor.user} may not delete comparison {comparison_id}: only its creator "
+                                      "or an admin can.")
     if row:
         from pathlib import Path
 

@@ -1,6 +1,6 @@
 """Attention weights of any registry model (encoder or decoder), rollout and head summaries.
 
-Load the model with `registry.load(name, attention=True)` (eager attention): SDPA and flash
+Load the model with `registry.load(actor, name, attention=True)` (eager attention): SDPA and flash
 attention do not return the weights. Everything returned is numpy; `cap` shrinks a matrix for
 the browser (at most `MAX_VIEW_TOKENS` per side) by summing blocks of columns and averaging
 blocks of rows, so rows still sum to 1.
@@ -43,7 +43,7 @@ def compute(loaded, text: str, max_tokens: int | None = 512) -> AttentionResult:
     atts = getattr(out, "attentions", None)
     if not atts or any(a is None for a in atts):
         raise ModelError(f"{loaded.entry.name} does not return attention weights with its current attention "
-                         "implementation. Open it with eager attention (registry.load(..., attention=True)); "
+                         "implementation. Open it with eager attention (registry.load(actor, ..., attention=True)); "
                          "models without softmax attention have no attention map to show.")
     arr = torch.stack([a[0].float() for a in atts]).cpu().numpy()  # (L, H, T, T)
     causal = loaded.head == "causal-lm" or bool(getattr(model.config, "is_decoder", False))

@@ -1,6 +1,12 @@
 """CLI: `python -m llm_lab explain attribute|generation|attention|dataset`."""
 import json
 
+from ..access import LOCAL
+
+
+def _actor(args):
+    return getattr(args, "actor", LOCAL)
+
 
 def register(subparsers) -> None:
     ex = subparsers.add_parser("explain", help="attention and attributions").add_subparsers(dest="sub", metavar="SUB")
@@ -38,7 +44,7 @@ def attribute(args) -> int:
     from .. import registry
     from . import attributions, faithfulness, specs
 
-    loaded = registry.load_for(specs.get_method(args.method).requirements, args.model)
+    loaded = registry.load_for(_actor(args), specs.get_method(args.method).requirements, args.model)
     a = attributions.attribute(loaded, args.text, args.method, target=args.target, baseline=args.baseline,
                                n_steps=args.steps)
     f = faithfulness.for_attribution(loaded, a)
@@ -60,7 +66,8 @@ def generation(args) -> int:
     from . import specs
     from .generation import attribute_generation
 
-    g = attribute_generation(registry.load_for(specs.get_method(args.method).requirements, args.model), args.prompt, args.new_tokens, args.method)
+    loaded = registry.load_for(_actor(args), specs.get_method(args.method).requirements, args.model)
+    g = attribute_generation(loaded, args.prompt, args.new_tokens, args.method)
     if args.json:
         print(json.dumps(g.to_dict(), indent=1))
         return 0
@@ -74,7 +81,7 @@ def attention(args) -> int:
     from . import attention as att
     from . import specs
 
-    res = att.compute(registry.load_for(specs.ATTENTION_NEEDS, args.model, attention=True), args.text)
+    res = att.compute(registry.load_for(_actor(args), specs.ATTENTION_NEEDS, args.model, attention=True), args.text)
     for row in att.head_types(att.head_summary(res.attentions)):
         print(f"L{row['layer']} H{row['head']:<3d} {row['entropy_bits']:6.3f} bits  {row['type']} ({row['share']})")
     return 0
@@ -82,12 +89,13 @@ def attention(args) -> int:
 
 def dataset(args) -> int:
     from .. import jobs
-    from .jobs import KIND
+    from .jobs import JOB_FN
 
-    job_id = jobs.submit(KIND, {"model": args.model, "dataset": args.dataset, "methods": args.methods, "n": args.n},
-                         f"Attributions: {args.model} on {args.dataset}")
+    actor = _actor(args)
+    job_id = jobs.submit(actor, JOB_FN, {"model": args.model, "dataset": args.dataset, "methods": args.methods,
+                                         "n": args.n}, f"Attributions: {args.model} on {args.dataset}")
     print(job_id)
     if args.wait:
-        job = jobs.wait(job_id, timeout=24 * 3600)
+        job = jobs.wait(actor, job_id, timeout=24 * 3600)
         print(json.dumps(job["result"] or job["error"], indent=1))
     return 0

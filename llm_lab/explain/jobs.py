@@ -1,6 +1,6 @@
 """Dataset mode as a background job: attribute a sample, score faithfulness, aggregate tokens per class.
 
-Submit with `jobs.submit("llm_lab.explain.jobs:attribute_dataset", params, title)`. Each finished
+Submit with `jobs.submit(actor, JOB_FN, params, title)`; the job reads and loads with the rights of that actor. Each finished
 example is appended to `results.jsonl` in the job folder, so a resumed job continues where it stopped.
 """
 import json
@@ -9,17 +9,18 @@ from collections import defaultdict
 import numpy as np
 
 from .. import data, registry, store
+from ..access import Actor
 from ..errors import DataError
 from . import attributions, faithfulness, specs
 
-KIND = "llm_lab.explain.jobs:attribute_dataset"
+JOB_FN = "llm_lab.explain.jobs:attribute_dataset"
 
 
-def benchmark_errors(result_key: str) -> dict:
+def benchmark_errors(actor: Actor, result_key: str) -> dict:
     """The misclassified examples of a finished classification benchmark result: model, dataset, split, ids."""
     from ..bench import cache
 
-    result = cache.load_result(result_key)
+    result = cache.load_result(actor, result_key)
     if result is None or not result.ok:
         raise DataError(f"No finished benchmark result {result_key!r}. Run the suite on the Benchmarks page first.")
     if result.type != "classification":
@@ -40,22 +41,22 @@ def attribute_dataset(ctx, model: str | None = None, dataset: str | None = None,
     """Attribute a sample of `dataset`, or (with `bench_result`, a result key) the examples that
     benchmark result got wrong; `model` defaults to the result's model."""
     methods = methods or ["ig"]
-    errors = benchmark_errors(bench_result) if bench_result else None
+    errors = benchmark_errors(ctx.actor, bench_result) if bench_result else None
     if errors:
         model, dataset, split = model or errors["model"], errors["dataset"], errors["split"]
         ctx.log(f"Errors of {errors['model']} on {errors['suite']}/{errors['task']}: {len(errors['ids'])} examples")
     if not model or not dataset:
         raise DataError("Name a model and a dataset (or a benchmark result) to attribute.")
-    info = data.get(dataset)
+    info = data.get(ctx.actor, dataset)
     data.require(info, "text")
-    frame = data.load_frame(dataset, split)
+    frame = data.load_frame(ctx.actor, dataset, split)
     if errors:
         frame = frame[frame["id"].astype(str).isin(errors["ids"])]
     if frame.empty:
         raise DataError(f"{dataset} has no rows{' in split ' + split if split else ''}"
                         f"{' with the ids of the benchmark errors (was the dataset replaced?)' if errors else ''}.")
     sample = frame.sample(n=min(n, len(frame)), random_state=seed) if len(frame) > n else frame
-    loaded = registry.load_for(specs.CLASSIFICATION_NEEDS, model)
+    loaded = registry.load_for(ctx.actor, specs.CLASSIFICATION_NEEDS, model)
     path = ctx.workdir / "results.jsonl"
     done = [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if ctx.resume and path.exists() else []
     if not ctx.resume and path.exists():

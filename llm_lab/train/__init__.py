@@ -3,7 +3,7 @@
     from llm_lab import train
     cfg = train.TrainConfig(task="classify", model="minilm", dataset="reviews")
     job_id = train.submit(cfg)             # the worker runs llm_lab.train:run (job.run)
-    train.estimate(cfg)                    # memory and time before starting
+    train.estimate(actor, cfg)                    # memory and time before starting
 
 Modules, one idea each: config (what a run is), data_prep (dataset → tokenized sets),
 modeling (base model, LoRA, GPT-2 from scratch), callback (Trainer → JobContext), resources
@@ -14,27 +14,28 @@ Importing this package does not import torch.
 from .config import NEEDS, PRESETS, TASKS, TINY_GPT, TrainConfig, task_defaults  # noqa: F401
 from .job import run  # noqa: F401  the job function the worker calls
 
-JOB_KIND = "llm_lab.train:run"
+JOB_FN = "llm_lab.train:run"
 
 
-def submit(cfg: TrainConfig) -> str:
-    """Validate, give the run a name, and queue it. Returns the job id."""
+def submit(actor, cfg: TrainConfig) -> str:
+    """Validate, give the run a name, and queue it as `actor`. Returns the job id."""
+    actor.require("run", "start training jobs")
     from .. import jobs
     from .export import check_name_free
 
     cfg.validate()
     if not cfg.out:
         cfg.name = cfg.name or cfg.default_name()
-        check_name_free(cfg.name)
+        check_name_free(actor, cfg.name)
     if cfg.task != "pretrain":
         from .. import data, registry
 
-        data.get(cfg.dataset)        # fail now for an unknown dataset
-        registry.resolve(cfg.model)  # …or an unknown model
-    return jobs.submit(JOB_KIND, cfg.to_params(), cfg.title())
+        data.get(actor, cfg.dataset)        # fail now for an unknown dataset
+        registry.resolve(actor, cfg.model)  # …or an unknown model
+    return jobs.submit(actor, JOB_FN, cfg.to_params(), cfg.title())
 
 
-def estimate(cfg: TrainConfig) -> dict:
+def estimate(actor, cfg: TrainConfig) -> dict:
     from .resources import estimate as _estimate
 
-    return _estimate(cfg)
+    return _estimate(actor, cfg)

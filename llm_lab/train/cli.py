@@ -80,7 +80,7 @@ def train_command(args, task: str) -> int:
 
     cfg = config_from_args(args, task)
     if args.estimate:
-        print(json.dumps(train.estimate(cfg), indent=2))
+        print(json.dumps(train.estimate(args.actor, cfg), indent=2))
         return 0
     if args.inline:  # no job record: this process trains and prints its progress
         from .job import run_direct
@@ -88,12 +88,12 @@ def train_command(args, task: str) -> int:
         result = run_direct(cfg, resume=args.resume)
         print(json.dumps(result, indent=2, default=str))
         return 0
-    job_id = train.submit(cfg)
+    job_id = train.submit(args.actor, cfg)
     if args.no_wait:
         print(job_id)
         return 0
     print(f"job {job_id}: {cfg.title()}", file=sys.stderr)
-    job = wait_with_progress(job_id)
+    job = wait_with_progress(args.actor, job_id)
     if job["status"] != "succeeded":
         print(f"\n{job['status']}: {job['error'] or job['message']}", file=sys.stderr)
         return 1
@@ -102,12 +102,12 @@ def train_command(args, task: str) -> int:
     return 0
 
 
-def wait_with_progress(job_id: str) -> dict:
+def wait_with_progress(actor, job_id: str) -> dict:
     from .. import jobs
 
     try:
         while True:
-            job = jobs.get(job_id)
+            job = jobs.get(actor, job_id)
             bar = "#" * int(job["fraction"] * 30)
             print(f"\r[{bar:<30}] {job['fraction']:4.0%} {job['status']}: {job['message'][:70]:<70}",
                   end="", file=sys.stderr, flush=True)
@@ -126,6 +126,6 @@ def export_command(args) -> int:
     from .export import zip_bytes
 
     out = Path(args.out or f"{args.name}.zip")
-    atomic_write_bytes(out, zip_bytes(args.name))
+    atomic_write_bytes(out, zip_bytes(args.actor, args.name))
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB)")
     return 0

@@ -12,6 +12,7 @@ from .. import data
 from ..batching import pad
 from ..errors import DataError
 from ..text_utils import natural_key
+from ..access import Actor
 from .config import TrainConfig
 
 MIN_TRAIN_ROWS = 4
@@ -39,10 +40,10 @@ class Prepared:
     info: dict                     # dataset name, fingerprint, row counts (recorded in the model card)
 
 
-def _frames(cfg: TrainConfig, roles: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
-    info = data.get(cfg.dataset)
+def _frames(actor: Actor, cfg: TrainConfig, roles: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
+    info = data.get(actor, cfg.dataset)
     data.require(info, *roles)
-    frame = data.load_frame(cfg.dataset)
+    frame = data.load_frame(actor, cfg.dataset)
     for role in roles:  # drop rows whose needed columns are empty
         frame = frame[frame[role].astype(str).str.strip() != ""]
     train = frame[frame["split"] == "train"]
@@ -64,20 +65,20 @@ def _frames(cfg: TrainConfig, roles: tuple[str, ...]) -> tuple[pd.DataFrame, pd.
     return train.reset_index(drop=True), (val.reset_index(drop=True) if len(val) else None), meta
 
 
-def label_names(cfg: TrainConfig, train: pd.DataFrame) -> list[str]:
+def label_names(actor: Actor, cfg: TrainConfig, train: pd.DataFrame) -> list[str]:
     present = train[cfg.label_col].astype(str)
     if present.nunique() < 2:
         raise DataError(f"The label column of {cfg.dataset!r} has a single class ({present.iloc[0]!r}) in the "
                         "training rows. A classifier needs at least two classes.")
-    stored = data.get(cfg.dataset).label_names or []
+    stored = data.get(actor, cfg.dataset).label_names or []
     names = [str(n) for n in stored] or sorted(present.unique(), key=natural_key)
     return names + sorted(set(present) - set(names), key=natural_key)
 
 
-def classification(cfg: TrainConfig, tokenizer) -> Prepared:
+def classification(actor: Actor, cfg: TrainConfig, tokenizer) -> Prepared:
     roles = (cfg.text_col, cfg.label_col) + ((cfg.pair_col,) if cfg.pair_col else ())
-    train, val, meta = _frames(cfg, roles)
-    names = label_names(cfg, train)
+    train, val, meta = _frames(actor, cfg, roles)
+    names = label_names(actor, cfg, train)
     index = {n: i for i, n in enumerate(names)}
 
     def encode(frame):
@@ -94,18 +95,18 @@ def classification(cfg: TrainConfig, tokenizer) -> Prepared:
     return Prepared(train_ds, eval_ds, names, _mean_len(train_ds), meta)
 
 
-def lm_format(cfg: TrainConfig) -> str:
+def lm_format(actor: Actor, cfg: TrainConfig) -> str:
     if cfg.lm_format != "auto":
         return cfg.lm_format
-    roles = data.get(cfg.dataset).roles
+    roles = data.get(actor, cfg.dataset).roles
     return "prompt-completion" if "prompt" in roles and "reference" in roles else "text"
 
 
-def causal(cfg: TrainConfig, tokenizer) -> Prepared:
+def causal(actor: Actor, cfg: TrainConfig, tokenizer) -> Prepared:
     """A text column, or prompt/completion pairs with the loss on the completion only."""
-    fmt = lm_format(cfg)
+    fmt = lm_format(actor, cfg)
     roles = ("prompt", "reference") if fmt == "prompt-completion" else (cfg.text_col,)
-    train, val, meta = _frames(cfg, roles)
+    train, val, meta = _frames(actor, cfg, roles)
     eos = tokenizer.eos_token_id
     meta["format"] = fmt
 
@@ -137,15 +138,15 @@ def causal(cfg: TrainConfig, tokenizer) -> Prepared:
     return Prepared(train_ds, eval_ds if eval_ds else None, None, _mean_len(train_ds), meta)
 
 
-def pretrain_texts(cfg: TrainConfig) -> tuple[list[str], dict]:
+def pretrain_texts(actor: Actor, cfg: TrainConfig) -> tuple[list[str], dict]:
     if not cfg.dataset:
         from ..tiny import pydoc_corpus
 
         texts = pydoc_corpus()
         return texts, {"dataset": "pydoc", "fingerprint": _text_hash(texts), "train_rows": len(texts)}
-    info = data.get(cfg.dataset)
+    info = data.get(actor, cfg.dataset)
     data.require(info, cfg.text_col)
-    frame = data.load_frame(cfg.dataset)
+    frame = data.load_frame(actor, cfg.dataset)
     texts = [t for t in frame[cfg.text_col].astype(str) if t.strip()]
     return texts, {"dataset": info.name, "fingerprint": info.fingerprint, "content_hash": info.content_hash,
                    "train_rows": len(texts)}

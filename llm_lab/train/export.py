@@ -12,21 +12,22 @@ from pathlib import Path
 
 from .. import paths, registry, store
 from ..errors import ModelError
+from ..access import Actor
 from .config import TrainConfig
 
 TASK_HEAD = {"classify": "classifier", "causal-lm": "causal-lm", "pretrain": "causal-lm"}
 
 
-def check_name_free(name: str) -> None:
-    if any(e.name == name for e in registry.list_models()):
+def check_name_free(actor: Actor, name: str) -> None:
+    if any(e.name == name for e in registry.list_models(actor)):
         raise ModelError(f"A model named {name!r} exists already; choose another name.")
 
 
-def finish(cfg: TrainConfig, trained, job_id: str | None) -> dict:
+def finish(actor: Actor, cfg: TrainConfig, trained, job_id: str | None) -> dict:
     name = cfg.name or cfg.default_name()
     folder = Path(cfg.out).expanduser().resolve() if cfg.out else paths.subdir("models") / name
     if not cfg.out:
-        check_name_free(name)
+        check_name_free(actor, name)
     model = trained.model
     adapter = None
     if cfg.lora and hasattr(model, "merge_and_unload"):
@@ -45,7 +46,7 @@ def finish(cfg: TrainConfig, trained, job_id: str | None) -> dict:
     if cfg.out:
         return {"model": name, "folder": str(folder), "registered": False, **_summary(trained)}
     try:
-        registry.register(registry.ModelEntry(
+        registry.register(actor, registry.ModelEntry(
             name, "trained", str(folder), TASK_HEAD[cfg.task],
             parent=None if cfg.task == "pretrain" else cfg.model, labels=trained.prepared.labels, meta=meta))
     except BaseException:
@@ -96,9 +97,9 @@ def model_card(name: str, cfg: TrainConfig, trained, job_id: str | None) -> str:
     return "\n".join(lines)
 
 
-def zip_bytes(name: str) -> bytes:
+def zip_bytes(actor: Actor, name: str) -> bytes:
     """The model's Hugging Face folder as a zip (for the download button and the CLI)."""
-    entry = registry.resolve(name)
+    entry = registry.resolve(actor, name)
     folder = Path(entry.location)
     if not folder.is_dir():
         raise ModelError(f"{name} is not a local model folder; nothing to zip.")

@@ -2,13 +2,14 @@
 import pandas as pd
 
 from .. import jobs
+from ..access import Actor
 from .config import TrainConfig
 
 
-def runs(limit: int = 200) -> list[dict]:
+def runs(actor: Actor, limit: int = 200) -> list[dict]:
     """Every training job, newest first, flattened for a table."""
     rows = []
-    for job in jobs.list_jobs("llm_lab.train:", limit=limit):
+    for job in jobs.list_jobs(actor, "llm_lab.train:", limit=limit):
         cfg, result = TrainConfig.from_params(job["params"]), job["result"] or {}
         metrics = result.get("metrics") or {}
         rows.append({
@@ -23,9 +24,9 @@ def runs(limit: int = 200) -> list[dict]:
     return rows
 
 
-def curves(job_id: str) -> pd.DataFrame:
+def curves(actor: Actor, job_id: str) -> pd.DataFrame:
     """Long table step, name, value of one run's metric curves (epoch kept as its own series)."""
-    frame = pd.DataFrame(jobs.metrics(job_id), columns=["step", "name", "value", "at"])
+    frame = pd.DataFrame(jobs.metrics(actor, job_id), columns=["step", "name", "value", "at"])
     return frame.drop(columns=["at"])
 
 

@@ -8,6 +8,7 @@ code path, with a console reporter, one model saved by the main process.
 import shutil
 
 from .. import jobs, paths
+from ..access import LOCAL
 from . import export, runner
 from .config import TrainConfig
 
@@ -20,12 +21,12 @@ def run(ctx, **params) -> dict:
         # curves after the checkpoint are recomputed by the resumed run
         jobs.drop_metrics_after(ctx.id, step)
     ctx.progress(0, 1, "Preparing data and model…", force=True)
-    trained = runner.train(cfg, ctx, ctx.workdir, resume=ctx.resume)
+    trained = runner.train(ctx.actor, cfg, ctx, ctx.workdir, resume=ctx.resume)
     steps = trained.stats["steps"]
     st = trained.stats
     ctx.progress(steps, steps, "Saving the model…", force=True, step=steps, epoch=st["epochs"],
                  loss=st["train_loss"], **{"samples/s": st["samples_per_s"], "tokens/s": st["tokens_per_s"]})
-    result = export.finish(cfg, trained, ctx.id)
+    result = export.finish(ctx.actor, cfg, trained, ctx.id)
     shutil.rmtree(ctx.workdir / "checkpoints", ignore_errors=True)  # the model is saved; free the disk
     ctx.log(f"Saved {result['model']} to {result['folder']}" + (" and registered it" if result["registered"] else ""))
     return result
@@ -43,10 +44,10 @@ def run_direct(cfg: TrainConfig, resume: bool = False) -> dict | None:
     state = PartialState()
     cfg.name = cfg.name or cfg.default_name()
     workdir = paths.subdir("runs", cfg.name)
-    trained = runner.train(cfg, ConsoleReporter(), workdir, resume=resume)
+    trained = runner.train(LOCAL, cfg, ConsoleReporter(), workdir, resume=resume)
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
-    result = export.finish(cfg, trained, None)
+    result = export.finish(LOCAL, cfg, trained, None)
     shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
     return result

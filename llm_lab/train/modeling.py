@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .. import capabilities, registry
 from ..errors import ModelError
+from ..access import Actor
 from .config import NEEDS, TrainConfig
 
 ENCODER_ONLY = {"bert", "roberta", "distilbert", "electra", "deberta", "deberta-v2", "albert", "xlm-roberta",
@@ -13,10 +14,10 @@ ENCODER_ONLY = {"bert", "roberta", "distilbert", "electra", "deberta", "deberta-
 LORA_FALLBACK = ["q_proj", "v_proj", "c_attn", "query", "value", "query_key_value", "Wqkv"]
 
 
-def model_source(name: str) -> tuple[registry.ModelEntry, str, dict]:
+def model_source(actor: Actor, name: str) -> tuple[registry.ModelEntry, str, dict]:
     """The registry entry, the folder to load from (a Hub model: its local snapshot) and the
     `from_pretrained` keyword arguments."""
-    entry = registry.resolve(name)
+    entry = registry.resolve(actor, name)
     kwargs = {"local_files_only": True} if entry.source != "hub" else {}
     if entry.source == "hub":
         kwargs = {}
@@ -27,21 +28,21 @@ def model_source(name: str) -> tuple[registry.ModelEntry, str, dict]:
     return entry, source, kwargs
 
 
-def tokenizer_for(name: str):
+def tokenizer_for(actor: Actor, name: str):
     from transformers import AutoTokenizer
 
-    _, source, kwargs = model_source(name)
+    _, source, kwargs = model_source(actor, name)
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def classifier(cfg: TrainConfig, labels: list[str]):
+def classifier(actor: Actor, cfg: TrainConfig, labels: list[str]):
     import transformers
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    entry, source, kwargs = model_source(cfg.model)
+    entry, source, kwargs = model_source(actor, cfg.model)
     capabilities.require_entry(NEEDS[cfg.task], entry)
     config = AutoConfig.from_pretrained(source, **kwargs)
     if type(config) not in AutoModelForSequenceClassification._model_mapping:
@@ -56,11 +57,11 @@ def classifier(cfg: TrainConfig, labels: list[str]):
     return model
 
 
-def causal_lm(cfg: TrainConfig):
+def causal_lm(actor: Actor, cfg: TrainConfig):
     import transformers
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    entry, source, kwargs = model_source(cfg.model)
+    entry, source, kwargs = model_source(actor, cfg.model)
     config = AutoConfig.from_pretrained(source, **kwargs)
     if config.model_type in ENCODER_ONLY or type(config) not in AutoModelForCausalLM._model_mapping:
         raise ModelError(f"{cfg.model} is an encoder ({config.model_type}) without a causal language-model head: "

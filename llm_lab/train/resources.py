@@ -10,13 +10,14 @@ import time
 from functools import lru_cache
 
 from .. import data, jobs
+from ..access import Actor
 from .config import TrainConfig
 
 TRAIN_EFFICIENCY = {"cpu": 0.35, "cuda": 0.25, "mps": 0.25}  # achieved / matmul peak, small models
 CHARS_PER_TOKEN = 4.2
 
 
-def _meta_model(cfg: TrainConfig, n_labels: int):
+def _meta_model(actor: Actor, cfg: TrainConfig, n_labels: int):
     """The model skeleton on the meta device: shapes without memory or weights."""
     import torch
     import transformers
@@ -29,7 +30,7 @@ def _meta_model(cfg: TrainConfig, n_labels: int):
             arch = cfg.architecture()
             config = transformers.GPT2Config(**{k: arch[k] for k in ("vocab_size", "n_embd", "n_layer", "n_head", "n_positions")})
             return transformers.GPT2LMHeadModel(config)
-        _, source, kwargs = model_source(cfg.model)
+        _, source, kwargs = model_source(actor, cfg.model)
         config = transformers.AutoConfig.from_pretrained(source, **kwargs)
         if cfg.task == "classify":
             config.num_labels = max(2, n_labels)
@@ -56,10 +57,10 @@ def _lora_trainable(model, cfg: TrainConfig) -> int:
     return total
 
 
-def _rows_and_length(cfg: TrainConfig) -> tuple[int, float]:
+def _rows_and_length(actor: Actor, cfg: TrainConfig) -> tuple[int, float]:
     if cfg.task == "pretrain":
         if cfg.dataset:
-            frame = data.load_frame(cfg.dataset)
+            frame = data.load_frame(actor, cfg.dataset)
             chars = frame[cfg.text_col].astype(str).str.len().sum()
         else:
             from ..tiny import pydoc_corpus
@@ -68,7 +69,7 @@ def _rows_and_length(cfg: TrainConfig) -> tuple[int, float]:
         block = cfg.architecture()["n_positions"]
         blocks = int(chars / CHARS_PER_TOKEN / block)
         return max(1, int(blocks * (1 - cfg.eval_fraction))), float(block)
-    frame = data.load_frame(cfg.dataset)
+    frame = data.load_frame(actor, cfg.dataset)
     train = frame[frame["split"] == "train"]
     rows = len(train) if (frame["split"] == "validation").any() else int(len(train) * (1 - cfg.eval_fraction))
     col = "prompt" if cfg.task == "causal-lm" and "prompt" in train.columns and cfg.lm_format != "text" else cfg.text_col
@@ -98,8 +99,8 @@ def device_flops(device: str) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - start)
 
 
-def _measured_rate(cfg: TrainConfig, device: str) -> float | None:
-    for job in jobs.list_jobs("llm_lab.train:", limit=50):
+def _measured_rate(actor: Actor, cfg: TrainConfig, device: str) -> float | None:
+    for job in jobs.list_jobs(actor, "llm_lab.train:", limit=50):
         past, res = TrainConfig.from_params(job["params"]), job["result"] or {}
         stats = res.get("stats") or {}
         if (job["status"] == "succeeded" and past.task == cfg.task and past.model == cfg.model
@@ -110,17 +111,17 @@ def _measured_rate(cfg: TrainConfig, device: str) -> float | None:
     return None
 
 
-def estimate(cfg: TrainConfig) -> dict:
+def estimate(actor: Actor, cfg: TrainConfig) -> dict:
     from ..device import pick_device
 
     cfg.validate()
     device = "cpu" if cfg.device == "cpu" else pick_device(None if cfg.device == "auto" else cfg.device)
-    labels = len(data.get(cfg.dataset).label_names or []) if cfg.task == "classify" else 0
-    model = _meta_model(cfg, labels)
+    labels = len(data.get(actor, cfg.dataset).label_names or []) if cfg.task == "classify" else 0
+    model = _meta_model(actor, cfg, labels)
     params = sum(p.numel() for p in model.parameters())
     trainable = _lora_trainable(model, cfg) if cfg.lora and cfg.task == "causal-lm" else params
     shape = _shape(model)
-    rows, tokens = _rows_and_length(cfg)
+    rows, tokens = _rows_and_length(actor, cfg)
     seq = max(1, int(tokens))
     half = device == "cuda" and cfg.precision != "fp32"
     act_bytes = 2 if half else 4
@@ -135,7 +136,7 @@ def estimate(cfg: TrainConfig) -> dict:
     samples_per_step = cfg.batch_size * cfg.grad_accum
     steps_per_epoch = max(1, math.ceil(rows / cfg.batch_size) // cfg.grad_accum)
     steps = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    rate = _measured_rate(cfg, device)
+    rate = _measured_rate(actor, cfg, device)
     if rate:
         step_s, basis = samples_per_step / rate, "measured in an earlier run with these settings"
     else:

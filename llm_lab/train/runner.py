@@ -1,6 +1,6 @@
 """Run one training config with HF Trainer: arguments, the OOM retry, NaN and disk-full handling.
 
-`train(cfg, reporter, workdir, resume)` returns a `Trained` (model, tokenizer, metrics);
+`train(actor, cfg, reporter, workdir, resume)` returns a `Trained` (model, tokenizer, metrics);
 saving and registering the result is `export.finish`'s job.
 """
 import json
@@ -14,6 +14,7 @@ from pathlib import Path
 from ..device import free_memory, is_out_of_memory, pick_device, pick_dtype
 from ..errors import LabError, ModelError, disk_full_message, is_disk_full
 from . import data_prep, modeling, task_metrics
+from ..access import Actor
 from .config import TrainConfig
 
 CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -33,17 +34,17 @@ class Trained:
 
 
 # ---------------------------------------------------------------- inputs
-def prepare(cfg: TrainConfig, workdir: Path, resume: bool):
+def prepare(actor: Actor, cfg: TrainConfig, workdir: Path, resume: bool):
     """Tokenizer, tokenized data and a model factory for the task (data checks come first)."""
     if cfg.task == "classify":
-        tokenizer = modeling.tokenizer_for(cfg.model)
-        prepared = data_prep.classification(cfg, tokenizer)
-        return tokenizer, prepared, lambda: modeling.classifier(cfg, prepared.labels)
+        tokenizer = modeling.tokenizer_for(actor, cfg.model)
+        prepared = data_prep.classification(actor, cfg, tokenizer)
+        return tokenizer, prepared, lambda: modeling.classifier(actor, cfg, prepared.labels)
     if cfg.task == "causal-lm":
-        tokenizer = modeling.tokenizer_for(cfg.model)
-        prepared = data_prep.causal(cfg, tokenizer)
-        return tokenizer, prepared, lambda: modeling.causal_lm(cfg)
-    texts, meta = data_prep.pretrain_texts(cfg)
+        tokenizer = modeling.tokenizer_for(actor, cfg.model)
+        prepared = data_prep.causal(actor, cfg, tokenizer)
+        return tokenizer, prepared, lambda: modeling.causal_lm(actor, cfg)
+    texts, meta = data_prep.pretrain_texts(actor, cfg)
     arch = cfg.architecture()
     tok_dir = workdir / "tokenizer"
     if resume and (tok_dir / "tokenizer.json").exists():
@@ -147,7 +148,7 @@ def checkpoints(folder: Path) -> list[Path]:
 
 
 # ---------------------------------------------------------------- the run
-def train(cfg: TrainConfig, reporter, workdir: Path, resume: bool = False, build_trainer=None) -> Trained:
+def train(actor: Actor, cfg: TrainConfig, reporter, workdir: Path, resume: bool = False, build_trainer=None) -> Trained:
     """Train to the end, retrying out-of-memory with half the batch and twice the accumulation."""
     import torch
     import transformers
@@ -163,7 +164,7 @@ def train(cfg: TrainConfig, reporter, workdir: Path, resume: bool = False, build
     out_dir = workdir / "checkpoints"
     out_dir.mkdir(parents=True, exist_ok=True)
     set_seed(cfg.seed)
-    tokenizer, prepared, make_model = prepare(cfg, workdir, resume)
+    tokenizer, prepared, make_model = prepare(actor, cfg, workdir, resume)
     reporter.log(f"Data: {len(prepared.train)} training and {len(prepared.eval or [])} evaluation examples, "
                  f"{prepared.tokens_per_sample:.0f} tokens per example on average")
     batch, accum = cfg.batch_size, cfg.grad_accum
