@@ -4,7 +4,16 @@ Same model object (MiniLM with a 3-label head, seeded), same 1,000 mixed-length 
 words, from the Python docs and the demo reviews), same truncation (max_length), both on the
 machine's device. Ours is the whole benchmark task (`runner.run_suite`, cache off): dataset
 loading, bulk tokenisation, length-bucketed batches, metrics and bootstrap interval included.
-The outputs are checked to be the same (argmax equal, probabilities within 1e-4).
+The two sides alternate which runs first on each repeat; the median time of each is reported.
+
+The outputs are checked to be the same in float32: every argmax equal and the predicted-class
+probability within PROB_TOL = 1e-3. Both sides run the same weights in float32; only the batch
+composition (padding length, GEMM shapes) differs, which moves a probability by float32 rounding:
+up to 5e-5 measured on 200 mixed-length texts on a 2-core CPU, so 1e-4 (the figure once promised
+here) would sit at a 2x margin and flake across machines, while 1e-3 keeps a 20x margin and still
+catches a wrong mask, truncation or label order (those also flip argmaxes). The script exits with
+status 1 when the check fails. In bf16/fp16 (the CUDA default) near-ties can flip, so there the
+agreement is reported, not enforced.
 
     python benchmarks/eval_throughput.py [--quick] [--n 1000] [--batch-size 32] [--max-length 256]
 
@@ -13,6 +22,7 @@ Last line: ratio=<ours / pipeline examples per second>.
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -21,6 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+PROB_TOL = 1e-3  # float32: max |p_ours − p_pipeline| for the predicted class (see the docstring)
 
 
 def mixed_texts(n: int, seed: int = 0) -> list[str]:
@@ -40,15 +52,17 @@ def mixed_texts(n: int, seed: int = 0) -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="200 examples (under a minute on a 2-core CPU)")
+    ap.add_argument("--quick", action="store_true", help="150 examples, two repeats (under a minute on a 2-core CPU)")
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=None, help="timed runs per side (default 3, --quick 2)")
     ap.add_argument("--model", default="minilm")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: the best there is)")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
-    n = 200 if args.quick else args.n
+    n = 150 if args.quick else args.n
+    repeats = args.repeats or (2 if args.quick else 3)
     os.environ["LLM_LAB_HOME"] = tempfile.mkdtemp(prefix="eval-throughput-")
 
     import numpy as np
@@ -79,17 +93,29 @@ def main() -> int:
     clf(texts[:8], **kwargs)  # warm-up both
     runner.run_suite(LOCAL, suite, [args.model], use_cache=False, batch_size=args.batch_size, device=args.device)
 
-    t0 = time.perf_counter()
-    base_out = clf(texts, **kwargs)
-    base_s = time.perf_counter() - t0
     cuda = loaded.device.startswith("cuda")
-    if cuda:
-        torch.cuda.synchronize()
-        base_peak = torch.cuda.max_memory_allocated() / 2**20
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    (res,) = runner.run_suite(LOCAL, suite, [args.model], use_cache=False, batch_size=args.batch_size, device=args.device)
-    ours_s = time.perf_counter() - t0
+    base_t, ours_t, peaks = [], [], {}
+
+    def timed(fn, side):
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        out = fn()
+        if cuda:
+            torch.cuda.synchronize()
+            peaks[side] = max(peaks.get(side, 0.0), torch.cuda.max_memory_allocated() / 2**20)
+        (base_t if side == "pipeline" else ours_t).append(time.perf_counter() - t0)
+        return out
+
+    for r in range(repeats):  # alternate which side runs first
+        for side in (("pipeline", "ours") if r % 2 == 0 else ("ours", "pipeline")):
+            if side == "pipeline":
+                base_out = timed(lambda: clf(texts, **kwargs), side)
+            else:
+                (res,) = timed(lambda: runner.run_suite(LOCAL, suite, [args.model], use_cache=False,
+                                                        batch_size=args.batch_size, device=args.device), side)
+    base_s, ours_s = statistics.median(base_t), statistics.median(ours_t)
     assert res.status == "ok", res.error
 
     names = loaded.labels
@@ -103,18 +129,21 @@ def main() -> int:
                "pipeline_examples_per_s": round(n / base_s, 2), "ours_examples_per_s": round(n / ours_s, 2),
                "same_predictions": same_pred, "max_prob_diff": max_diff, "device": loaded.device,
                "dtype": loaded.dtype, "threads": torch.get_num_threads(),
-               "ours_peak_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
-               "pipeline_peak_memory_mb": round(base_peak, 1) if cuda else None}
+               "repeats": repeats, "pipeline_all_s": [round(x, 3) for x in base_t],
+               "ours_all_s": [round(x, 3) for x in ours_t], "prob_tolerance": PROB_TOL,
+               "ours_peak_memory_mb": round(peaks["ours"], 1) if cuda else None,
+               "pipeline_peak_memory_mb": round(peaks["pipeline"], 1) if cuda else None}
     print(json.dumps(figures))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
-    if loaded.dtype == "float32" and (same_pred < 1.0 or max_diff > 1e-3):
-        print("outputs differ between ours and the pipeline", file=sys.stderr)
-        return 1
+    failed = loaded.dtype == "float32" and (same_pred < 1.0 or max_diff > PROB_TOL)
+    if failed:
+        print(f"FAIL: outputs differ between ours and the pipeline: {same_pred:.2%} same predictions, "
+              f"max probability difference {max_diff:.3g} > {PROB_TOL:g}", file=sys.stderr)
     if loaded.dtype != "float32":  # bf16: padding changes the rounding, near-ties can flip
         print(f"note: {loaded.dtype}; {same_pred:.2%} same predictions, max probability difference {max_diff:.3g}")
     print(f"ratio={base_s / ours_s:.2f}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

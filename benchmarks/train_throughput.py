@@ -2,9 +2,18 @@
 
 Both sides train the same model on the same tokenized examples with the same TrainingArguments
 values (batch, learning rate, warmup, epochs, logging/checkpoint cadence, eval each epoch,
-precision, seed), in the same process, alternating. Throughput is Trainer's own
-train_samples_per_second (tokens/s = samples/s × mean tokens per example). Ours adds the
-job record, the JobContext callback (progress, curves, log, cancel checks) and the export.
+precision, seed), in the same process, alternating which side goes first. Throughput is end to end:
+the samples Trainer trained on (its train_samples_per_second × train_runtime) over the wall-clock
+seconds of the whole side. Ours: train.submit() until the job is finished (job record, data
+preparation, JobContext callback with progress, curves, log and cancel checks, training,
+evaluation, export: safetensors, model card, registry). Baseline: a plain script from tokenising
+to model.save_pretrained() + tokenizer.save_pretrained(). tokens/s = samples/s × mean tokens per
+example. Trainer's own in-loop figure is reported too (trainer_samples_per_s). The median of each
+side over the rounds is compared.
+
+Both sides start from the same weights, seed and data order, so their final training losses must
+agree: within LOSS_RTOL = 1e-3 (relative) in fp32, 2e-2 in bf16/fp16 (mixed-precision kernels
+round differently); otherwise the script exits with status 1.
 
     python benchmarks/train_throughput.py --quick        # tiny BERT, CPU, < 1 min
     python benchmarks/train_throughput.py                # MiniLM, 2,000 examples
@@ -29,6 +38,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("LLM_LAB_HOME", tempfile.mkdtemp(prefix="train-bench-"))
 os.environ["LLM_LAB_JOBS_INLINE"] = "1"  # the job runs in this process: same machine state for both sides
 
+LOSS_RTOL = {"fp32": 1e-3, "bf16": 2e-2, "fp16": 2e-2}
 POS = "great wonderful excellent lovely superb delightful charming brilliant".split()
 NEG = "terrible awful dreadful boring poor dull clumsy tedious".split()
 
@@ -50,12 +60,18 @@ def ours(cfg) -> dict:
     from llm_lab import jobs, train
 
     cfg = type(cfg)(**dict(cfg.as_dict(), name=f"bench-{time.time_ns()}"))
-    job = jobs.get(LOCAL, train.submit(LOCAL, cfg))
+    start = time.perf_counter()
+    job = jobs.get(LOCAL, train.submit(LOCAL, cfg))  # inline: returns once the model is exported and registered
+    wall = time.perf_counter() - start
     if job["status"] != "succeeded":
         raise SystemExit(f"our run failed: {job['error']}")
     stats = job["result"]["stats"]
-    return {"samples_per_s": stats["samples_per_s"], "tokens_per_s": stats["tokens_per_s"],
-            "train_runtime_s": stats["train_runtime_s"], "wall_s": stats["wall_s"]}
+    samples = stats["samples_per_s"] * stats["train_runtime_s"]
+    tokens_per_sample = stats["tokens_per_s"] / stats["samples_per_s"]
+    return {"samples_per_s": samples / wall, "tokens_per_s": samples * tokens_per_sample / wall,
+            "wall_s": wall, "trainer_samples_per_s": stats["samples_per_s"],
+            "train_runtime_s": stats["train_runtime_s"], "train_loss": stats["train_loss"],
+            "precision": stats["precision"]}
 
 
 def baseline(cfg) -> dict:
@@ -68,6 +84,7 @@ def baseline(cfg) -> dict:
 
     from llm_lab import data, registry
 
+    start = time.perf_counter()
     source = registry.resolve(LOCAL, cfg.model).location
     tok = AutoTokenizer.from_pretrained(source)
     frame = data.load_frame(LOCAL, cfg.dataset)
@@ -102,9 +119,17 @@ def baseline(cfg) -> dict:
                       data_collator=DataCollatorWithPadding(tok, pad_to_multiple_of=8 if cuda else None),
                       compute_metrics=metrics)
     output = trainer.train()
+    trainer.evaluate()  # a script reports its final metrics too (ours does)
+    export = Path(out) / "final"
+    model.save_pretrained(export, safe_serialization=True)
+    tok.save_pretrained(export)
+    wall = time.perf_counter() - start
     tokens = float(np.mean([len(r["input_ids"]) for r in train_rows]))
     sps = output.metrics["train_samples_per_second"]
-    return {"samples_per_s": sps, "tokens_per_s": sps * tokens, "train_runtime_s": output.metrics["train_runtime"]}
+    samples = sps * output.metrics["train_runtime"]
+    return {"samples_per_s": samples / wall, "tokens_per_s": samples * tokens / wall, "wall_s": wall,
+            "trainer_samples_per_s": sps, "train_runtime_s": output.metrics["train_runtime"],
+            "train_loss": output.training_loss, "precision": "bf16" if cuda else "fp32"}
 
 
 def compare(cfg, rounds: int) -> dict:
@@ -114,12 +139,25 @@ def compare(cfg, rounds: int) -> dict:
         for side in order:
             result = (ours if side == "ours" else baseline)(cfg)
             runs[side].append(result)
-            print(f"round {r + 1} {side:>8}: {result['samples_per_s']:8.1f} samples/s "
-                  f"{result['tokens_per_s']:9.0f} tokens/s", flush=True)
-    best = {side: max(r["samples_per_s"] for r in rs) for side, rs in runs.items()}
-    return {"runs": runs, "best": best, "median": {s: statistics.median(r["samples_per_s"] for r in rs)
-                                                  for s, rs in runs.items()},
-            "ratio": best["ours"] / best["baseline"]}
+            print(f"round {r + 1} {side:>8}: {result['samples_per_s']:8.1f} samples/s end to end "
+                  f"({result['wall_s']:.1f} s; Trainer alone {result['trainer_samples_per_s']:.1f}) "
+                  f"{result['tokens_per_s']:9.0f} tokens/s  loss {result['train_loss']:.5f}", flush=True)
+    median = {s: statistics.median(r["samples_per_s"] for r in rs) for s, rs in runs.items()}
+    return {"runs": runs, "median": median,
+            "best": {side: max(r["samples_per_s"] for r in rs) for side, rs in runs.items()},
+            "trainer_median": {s: statistics.median(r["trainer_samples_per_s"] for r in rs) for s, rs in runs.items()},
+            "loss_check": check_losses(runs), "ratio": median["ours"] / median["baseline"]}
+
+
+def check_losses(runs: dict) -> dict:
+    """Every run's final training loss against the first baseline run's."""
+    ref = runs["baseline"][0]
+    tol = LOSS_RTOL.get(ref["precision"], 2e-2)
+    worst = max(abs(r["train_loss"] - ref["train_loss"]) / max(abs(ref["train_loss"]), 1e-8)
+                for rs in runs.values() for r in rs)
+    return {"reference_loss": ref["train_loss"], "ours_losses": [r["train_loss"] for r in runs["ours"]],
+            "baseline_losses": [r["train_loss"] for r in runs["baseline"]],
+            "max_relative_difference": worst, "tolerance": tol, "ok": worst <= tol}
 
 
 def peak_flops() -> float:
@@ -152,20 +190,15 @@ def gpu_suite(out: dict, rounds: int = 1, pretrain: bool = True) -> None:
         out["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
         if not pretrain:
             return
-    for side, fn in (("plain_trainer", baseline), ("ours", None)):
+    for side, fn in (("plain_trainer", baseline), ("ours", ours)):
         torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
-        if fn:
-            res = fn(cfg)
-        else:
-            job = jobs.get(LOCAL, train.submit(LOCAL, TrainConfig(**dict(cfg.as_dict(), name="minilm-20k"))))
-            assert job["status"] == "succeeded", job["error"]
-            res = dict(job["result"]["stats"], metrics=job["result"]["metrics"])
-        res["wall_s_including_load_and_save"] = time.perf_counter() - start
+        res = fn(TrainConfig(**dict(cfg.as_dict(), name="minilm-20k")))
         res["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
         out[f"minilm_20k_{side}"] = res
         print(side, json.dumps(res, default=str), flush=True)
     out.setdefault("ratio", out["minilm_20k_ours"]["samples_per_s"] / out["minilm_20k_plain_trainer"]["samples_per_s"])
+    out.setdefault("loss_check", check_losses({"baseline": [out["minilm_20k_plain_trainer"]],
+                                               "ours": [out["minilm_20k_ours"]]}))
     for label, extra in (("tiny_gpt_recipe", {}), ("tiny_gpt_batch128", {"batch_size": 128, "epochs": 40.0})):
         torch.cuda.reset_peak_memory_stats()
         pcfg = TrainConfig(task="pretrain", name=f"tiny-gpt-{label}", **dict(TINY_GPT, **extra))
@@ -182,7 +215,7 @@ def gpu_suite(out: dict, rounds: int = 1, pretrain: bool = True) -> None:
         print(label, json.dumps(stats, default=str), flush=True)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny BERT on CPU, under a minute")
     parser.add_argument("--gpu", action="store_true", help="the H100 suite (MiniLM 20k examples, tiny-gpt)")
@@ -217,8 +250,13 @@ def main() -> None:
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2, default=str))
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2, default=str))
+    check = result.get("loss_check") or {"ok": True}
+    if not check["ok"]:
+        print(f"FAIL: the training losses of ours and the baseline differ by {check['max_relative_difference']:.2e} "
+              f"(relative) > {check['tolerance']:g}", file=sys.stderr)
     print(f"ratio={result['ratio']:.3f}")
+    return 0 if check["ok"] else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

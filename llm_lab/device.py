@@ -7,6 +7,7 @@ CPU-only torch build without paying for the torch import.
 import gc
 import importlib.metadata
 import os
+import re
 import sys
 
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
@@ -16,6 +17,10 @@ def pick_device(override: str | None = None) -> str:
     import torch
 
     if override and override != "auto":
+        if not re.fullmatch(r"(cpu|mps|cuda|xpu)(:\d+)?", override):
+            from .errors import ModelError
+
+            raise ModelError(f"Unknown device {override!r}; choose auto, cpu, cuda (or cuda:N) or mps.")
         return override
     if torch.cuda.is_available():
         return "cuda"

@@ -7,7 +7,7 @@ import pytest
 
 from llm_lab.access import LOCAL
 from llm_lab import generation as G
-from llm_lab import registry
+from llm_lab import registry, store
 from llm_lab.compare import arena, rating
 from llm_lab.errors import LabError
 
@@ -149,6 +149,7 @@ def test_leaderboard_from_votes(pool):
         battle = arena.new_battle(LOCAL, pool, "x = 1", settings, rng=rng)
         arena.vote(LOCAL, battle["id"], choice, "user@example.com")
         expected.append((battle["model_a"], battle["model_b"], choice))
+    assert len({(a, b) for a, b, _ in expected}) == 2  # seeded: both orders (A, B) are drawn
     rows = arena.votes(LOCAL)
     assert [(r["model_a"], r["model_b"], r["vote"]) for r in rows] == expected
     board = arena.leaderboard(LOCAL, rounds=200)
@@ -162,7 +163,32 @@ def test_failing_model_drops_battle(pool, tiny_bert):
     from llm_lab.registry import ModelEntry
 
     registry.register(LOCAL, ModelEntry("arena-clf", "local", str(tiny_bert), "classifier"))
-    with pytest.raises(LabError, match="could not answer"):
-        for seed in range(20):  # until the classifier is drawn
-            arena.new_battle(LOCAL, ["arena-a", "arena-clf"], "hi", G.GenerationSettings(max_new_tokens=2),
-                             rng=random.Random(seed))
+    three = ["arena-a", "arena-b", "arena-clf"]
+    drawn, kept, dropped = [], [], []
+    for seed in range(12):  # seeded draws: every pair comes up, with and without the classifier
+        pair = arena.draw_pair(three, random.Random(seed))  # what new_battle draws with the same seed
+        drawn.append(pair)
+        try:
+            battle = arena.new_battle(LOCAL, three, "hi", G.GenerationSettings(max_new_tokens=2), rng=random.Random(seed))
+        except LabError as exc:
+            assert "arena-clf" in pair, (pair, exc)  # only battles with the classifier fail
+            side = "A" if pair[0] == "arena-clf" else "B"
+            assert f"Model {side} could not answer" in str(exc) and "dropped" in str(exc)
+            dropped.append(pair)
+        else:
+            assert "arena-clf" not in pair and (battle["model_a"], battle["model_b"]) == pair
+            kept.append(battle["id"])
+    assert len(set(drawn)) > 2 and {p[0] for p in drawn} == set(three)  # the draws vary, order included
+    assert dropped and kept and len(dropped) + len(kept) == len(drawn)
+    assert {p for p in dropped if p[0] == "arena-clf"} and {p for p in dropped if p[1] == "arena-clf"}
+    stored = [r["id"] for r in store.query("SELECT id FROM arena_battles")]
+    assert sorted(stored) == sorted(kept)  # dropped battles leave nothing behind
+
+
+def test_dropped_battle_does_not_reveal_the_failing_model(pool, tiny_bert):
+    from llm_lab.registry import ModelEntry
+
+    registry.register(LOCAL, ModelEntry("arena-clf", "local", str(tiny_bert), "classifier"))
+    with pytest.raises(LabError, match="could not answer") as info:
+        arena.new_battle(LOCAL, ["arena-a", "arena-clf"], "hi", G.GenerationSettings(max_new_tokens=2), rng=random.Random(0))
+    assert "arena-clf" not in str(info.value)

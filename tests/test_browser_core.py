@@ -2,7 +2,7 @@
 import pytest
 
 from llm_lab.access import LOCAL
-from tests.conftest import assert_no_exception_box, open_page, screenshot, wait_idle
+from tests.conftest import assert_no_exception_box, open_page, screenshot, wait_for, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -47,12 +47,14 @@ def test_a_fresh_server_opens_a_shared_link_through_the_router(browser, tmp_path
     context = browser.new_context()
     try:
         page = context.new_page()
-        for _ in range(200):
+        def reachable() -> bool:
             try:
                 page.goto(f"http://127.0.0.1:{port}/models?model=minilm", timeout=5000)
-                break
+                return True
             except Exception:
-                page.wait_for_timeout(250)
+                return False
+
+        wait_for(reachable, timeout=120)
         page.get_by_text("Parameters", exact=True).wait_for(timeout=120_000)
         wait_idle(page)
         nav = page.locator("[data-testid='stSidebarNav']").inner_text()

@@ -3,12 +3,13 @@ import re
 import uuid
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from llm_lab.access import LOCAL
 from llm_lab import registry, store
 from llm_lab.errors import ModelError
 from llm_lab.registry import ModelEntry
-from tests.conftest import assert_no_exception_box, open_page, screenshot, wait_idle
+from tests.conftest import assert_no_exception_box, open_page, screenshot, wait_for, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -39,6 +40,10 @@ def pick(page, label: str, names: list[str]) -> None:
     box = page.locator("[data-testid='stMultiSelect']").filter(has_text=label)
     tags = box.locator("[data-testid='stMultiSelectTagsContainer']")
     chosen = []
+
+    def shown() -> list[str]:
+        return [t.strip() for t in tags.inner_text().splitlines() if t.strip()]
+
     for _ in range(3):
         clear = box.locator("[aria-label='Clear all']")
         if clear.count():
@@ -51,17 +56,40 @@ def pick(page, label: str, names: list[str]) -> None:
             wait_idle(page)
         page.keyboard.press("Escape")
         wait_idle(page)
-        page.wait_for_timeout(300)
-        chosen = [t.strip() for t in tags.inner_text().splitlines() if t.strip()]
-        if sorted(chosen) == sorted(names):
+        try:  # a rerun under way may still put the old value back: wait for the tags to settle
+            wait_for(lambda: sorted(shown()) == sorted(names), timeout=5)
             return
+        except AssertionError:
+            chosen = shown()
     raise AssertionError(f"the picker shows {chosen}, not {names}")
+
+
+def offered(page, label: str, name: str) -> bool:
+    """Whether the multiselect `label` offers `name`: chosen already, or an option once typed into its filter."""
+    box = page.locator("[data-testid='stMultiSelect']").filter(has_text=label)
+    tags = box.locator("[data-testid='stMultiSelectTagsContainer']").inner_text().splitlines()
+    if name in [t.strip() for t in tags]:
+        return True
+    box.locator("input[role='combobox']").click()
+    box.locator("input[role='combobox']").fill(name)
+    try:  # the dropdown renders after the keystrokes: wait for the option, briefly
+        page.get_by_role("option", name=name, exact=True).wait_for(timeout=3000)
+        found = True
+    except PlaywrightTimeout:
+        found = False
+    box.locator("input[role='combobox']").fill("")
+    page.keyboard.press("Escape")
+    return found
 
 
 def test_compare_two_models_then_vote(page, lab_server, server_models):
     a, b = server_models
-    page.wait_for_timeout(3500)  # the model list is cached for 3 s
-    open_page(page, lab_server, "compare")
+
+    def listed() -> bool:  # the page's model list is cached for a few seconds: reload until it has both
+        open_page(page, lab_server, "compare")
+        return all(offered(page, "Models (two to four)", name) for name in (a, b))
+
+    wait_for(listed, timeout=60)
     pick(page, "Models (two to four)", [a, b])
     prompts = page.locator("textarea").first
     prompts.fill("def add(a, b):\nThe list type")

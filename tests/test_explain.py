@@ -72,14 +72,51 @@ def test_every_method_ranks_the_planted_token_first(planted, method):
     assert a.target_label == "positive"
 
 
+def _direct_prob(model, target, input_ids=None, inputs_embeds=None) -> float:
+    """p(target) from one plain forward pass of the transformers model (no llm_lab code)."""
+    with torch.no_grad():
+        logits = model(input_ids=input_ids, inputs_embeds=inputs_embeds).logits
+    return float(torch.softmax(logits.float(), -1)[0, target])
+
+
 def test_ig_completeness_on_a_transformer(bert):
+    import copy
+    import dataclasses
+
+    # the random tiny BERT barely reacts to its input (f(x) − f(b) ~ 1e-5): a copy with a 100× sharper
+    # head moves p(target) by ~1e-3, so the sums below are checked far above float32 noise
+    model = copy.deepcopy(bert.model)
+    with torch.no_grad():
+        model.classifier.weight.mul_(100)
+    bert = dataclasses.replace(bert, model=model)
+    text = "a remarkably good and moving film"
+    tok = bert.tokenizer
+    ids = torch.tensor([tok(text)["input_ids"]])
+    special = torch.tensor([[i in tok.all_special_ids for i in ids[0].tolist()]])
+    words = model.get_input_embeddings()
     for baseline in ("pad", "mask", "zero"):
-        a = A.attribute(bert, "a remarkably good and moving film", "ig", baseline=baseline, n_steps=64)
+        a = A.attribute(bert, text, "ig", baseline=baseline, n_steps=64)
         diff = a.f_input - a.f_baseline
         total = sum(a.scores)
         # completeness: sum = f(x) − f(b) within 5%, or the convergence delta accounts for the gap
         assert abs(total - diff) <= 0.05 * abs(diff) + 1e-6 or abs(abs(total - diff) - abs(a.delta)) < 1e-5
         assert abs(total - diff - a.delta) < 1e-5  # delta is exactly what is missing
+        # f(x) and f(baseline) from independent forward passes: [CLS]/[SEP] kept, every other token
+        # replaced by [PAD]/[MASK], or its word embedding set to zero
+        f_x = _direct_prob(model, a.target, input_ids=ids)
+        if baseline == "zero":
+            with torch.no_grad():
+                b_embeds = torch.where(special.unsqueeze(-1), words(ids), torch.zeros(()))
+            f_b = _direct_prob(model, a.target, inputs_embeds=b_embeds)
+        else:
+            fill = tok.pad_token_id if baseline == "pad" else tok.mask_token_id
+            f_b = _direct_prob(model, a.target, input_ids=torch.where(special, ids, torch.tensor(fill)))
+        assert a.f_input == pytest.approx(f_x, abs=1e-5) and a.f_baseline == pytest.approx(f_b, abs=1e-5)
+        assert abs(f_x - f_b) > 2e-4, (baseline, f_x, f_b)  # the checks below are not 0 ≈ 0
+        # the attributions sum to the independently computed f(x) − f(b), off by at most the reported delta
+        assert abs(total - (f_x - f_b)) <= abs(a.delta) + 1e-6, (baseline, total, f_x - f_b, a.delta)
+        # and that delta is small: 64 steps integrate the path to within 5% of the change
+        assert abs(a.delta) <= 0.05 * abs(f_x - f_b), (baseline, a.delta, f_x - f_b)
 
 
 def test_ig_completeness_exact_on_planted(planted):
