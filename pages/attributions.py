@@ -79,17 +79,10 @@ if mode == "Classification":
         runs = [(name, by_name[p].key) for p in picked]
         if other != "—" and picked:
             runs = [(name, by_name[picked[0]].key), (other, by_name[picked[0]].key)]
-        results = []
         with user_errors(), st.spinner("Attributing…"):
-            for model_name, key in runs:
-                lm = backend.model(model_name, head=specs.CLASSIFICATION_NEEDS.head)
-                tgt = None if target == "predicted" else lm.labels.index(target) if target in lm.labels else None
-                spec = specs.get_method(key)
-                base = baseline if baseline in spec.baselines else "pad"
-                a = attr_mod.attribute(lm, text, key, target=tgt, baseline=base, n_steps=n_steps, n_samples=n_samples)
-                a.model = model_name  # the registry shares one loaded copy between names of one folder
-                results.append((a.to_dict(), faithfulness.for_attribution(lm, a)))
-            st.session_state["attr_results"] = results
+            st.session_state["attr_results"] = attr_mod.side_by_side(
+                lambda m: backend.model(m, head=specs.CLASSIFICATION_NEEDS.head), text, runs, target, baseline,
+                n_steps, n_samples)
     results = st.session_state.get("attr_results") or []
     if results:
         cols = st.columns(len(results))

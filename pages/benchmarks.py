@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from llm_lab.bench import cache, job, leaderboard, plots, report, suite as suites
+from llm_lab.bench import job, leaderboard, plots, report, suite as suites
 from llm_lab.bench.suite import TASK_TYPES
 from ui import backend, job_panel
 from ui.common import header, user_errors
@@ -91,7 +91,7 @@ if job_id:
 
 # ---------------------------------------------------------------- which results
 st.divider()
-runs = cache.runs(backend.actor())
+runs = backend.bench_runs(must_include=job_id)
 if not runs:
     st.info("No benchmark results yet: pick models and a suite above and press **Run benchmark**.")
     st.stop()

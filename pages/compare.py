@@ -11,7 +11,7 @@ from ui.common import header, user_errors
 
 header(":material/compare: Compare", "Run two to four models on the same prompts or texts: outputs side by side, their numbers, "
        "word-level differences, and a table you can filter, sort, export and share by link.")
-KINDS = {"generation": "Generation (causal LMs)", "classification": "Classification"}
+MODES = {"generation": "Generation (causal LMs)", "classification": "Classification"}
 
 
 def loader(name: str, head: str):
@@ -21,12 +21,12 @@ def loader(name: str, head: str):
 def settings_form() -> GenerationSettings:
     with st.expander("Generation settings (shared by all models)"):
         c = st.columns(4)
-        mode = c[0].radio("Decoding", ["greedy", "sampling"], horizontal=True, key="c_mode")
+        decoding = c[0].radio("Decoding", ["greedy", "sampling"], horizontal=True, key="c_mode")
         max_new = c[1].number_input("Max new tokens", 1, 2048, 32, key="c_max")
         rep = c[2].number_input("Repetition penalty", 0.5, 3.0, 1.0, 0.05, key="c_rep", help="1 = none")
         seed = c[3].number_input("Seed", 0, 2**31 - 1, 0, key="c_seed")
         c = st.columns(4)
-        greedy = mode == "greedy"
+        greedy = decoding == "greedy"
         temp = c[0].slider("Temperature", 0.05, 2.0, 0.8, 0.05, disabled=greedy, key="c_temp")
         top_p = c[1].slider("Top-p", 0.05, 1.0, 0.95, 0.05, disabled=greedy, key="c_top_p")
         top_k = c[2].number_input("Top-k (0 = off)", 0, 5000, 50, disabled=greedy, key="c_top_k")
@@ -59,7 +59,7 @@ def stream_run(models: list[str], inputs: list[dict], settings: GenerationSettin
 
 
 def model_cards(comp: runs.Comparison) -> None:
-    gen = comp.kind == "generation"
+    gen = comp.mode == "generation"
     for col, m in zip(st.columns(len(comp.models)), comp.models):
         s = comp.summary[m]
         col.markdown(f"**{m}**")
@@ -83,7 +83,7 @@ def model_cards(comp: runs.Comparison) -> None:
 
 
 def results_table(comp: runs.Comparison) -> None:
-    gen = comp.kind == "generation"
+    gen = comp.mode == "generation"
     f1, f2, f3 = st.columns([2, 1, 1])
     search = f1.text_input("Show rows containing", key="c_search")
     only = f2.toggle("Only disagreements", key="c_disagree", disabled=gen)
@@ -114,7 +114,7 @@ def one_input(comp: runs.Comparison) -> None:
     st.markdown(f"> {inputs[i]['text']}")
     if inputs[i].get("reference") or inputs[i].get("label"):
         st.caption(f"Reference: {inputs[i].get('reference') or inputs[i].get('label')}")
-    if comp.kind == "classification":
+    if comp.mode == "classification":
         if ok:
             st.plotly_chart(plots.class_probabilities(comp, i), key="c_probs")
         for col, m in zip(st.columns(len(ok) or 1), ok):
@@ -152,7 +152,7 @@ def show(comp: runs.Comparison) -> None:
                "to reopen it.")
     model_cards(comp)
     ok = comp.ok_models()
-    if comp.kind == "generation" and ok:
+    if comp.mode == "generation" and ok:
         st.plotly_chart(plots.generation_summary(comp), key="c_summary")
     elif len(ok) >= 2:
         agree = comp.agreement
@@ -167,22 +167,23 @@ def show(comp: runs.Comparison) -> None:
 
 # ---------------------------------------------------------------- new comparison
 with user_errors():
-    kind = st.radio("What to compare", list(KINDS), format_func=KINDS.get, horizontal=True, key="c_kind")
-    gen = kind == "generation"
-    names = backend.model_names(runs.NEEDS[kind])
+    # the comparison's mode; the widget keeps its key "c_kind" ("c_mode" is the decoding radio)
+    mode = st.radio("What to compare", list(MODES), format_func=MODES.get, horizontal=True, key="c_kind")
+    gen = mode == "generation"
+    names = backend.model_names(runs.NEEDS[mode])
     if len(names) < 2:
         st.info("Fewer than two models of this kind are registered. Add one on the Models page (a local folder "
                 "or a Hub id), fine-tune one on the Train page, or type a folder path below.")
-    models = st.multiselect("Models (two to four)", names, default=names[:2], max_selections=4, key=f"c_models_{kind}",
+    models = st.multiselect("Models (two to four)", names, default=names[:2], max_selections=4, key=f"c_models_{mode}",
                             accept_new_options=True)
     source = st.radio("Inputs", ["Type them", "Rows of a dataset"], horizontal=True, key="c_source")
     settings = settings_form() if gen else None
     if source == "Type them":
         t1, t2 = st.columns(2)
         example = "def fibonacci(n):\nThe built-in function len()" if gen else "I loved it\nBroke after one day"
-        texts = t1.text_area("One prompt per line" if gen else "One text per line", example, key=f"c_texts_{kind}")
+        texts = t1.text_area("One prompt per line" if gen else "One text per line", example, key=f"c_texts_{mode}")
         refs = t2.text_area("References, one per line (optional)" if gen else "Gold labels, one per line (optional)",
-                            key=f"c_refs_{kind}", help="Line k belongs to input k; leave a line empty for none.")
+                            key=f"c_refs_{mode}", help="Line k belongs to input k; leave a line empty for none.")
         if st.button("Compare", type="primary", key="c_run"):
             lines = [l for l in texts.splitlines() if l.strip()]
             golds = refs.splitlines() + [""] * len(lines)
@@ -195,6 +196,7 @@ with user_errors():
                 with st.spinner("Classifying…"):
                     comp = runs.run(backend.actor(), "classification", models, inputs, loader=loader)
             st.query_params["comparison"] = saved.save(backend.actor(), comp)
+            backend.clear()
             st.rerun()
     else:
         roles = ("prompt",) if gen else ("text",)
@@ -205,7 +207,7 @@ with user_errors():
         split = d2.selectbox("Split", ["all"] + splits, key="c_split")
         limit = d3.number_input("Rows (random sample)", 1, 5000, 32, key="c_limit")
         if st.button("Run as a background job", type="primary", key="c_job", disabled=not dataset):
-            job_id = compare_jobs.submit(backend.actor(), kind, runs.check_models(models), dataset, None if split == "all" else split,
+            job_id = compare_jobs.submit(backend.actor(), mode, runs.check_models(models), dataset, None if split == "all" else split,
                                          int(limit), settings=settings.as_dict() if settings else None)
             job_panel.remember("compare_job", job_id)
 
@@ -220,7 +222,7 @@ if job_id:
     job_panel.show(job_id, extra=open_result, key="compare")
 
 with st.expander("Saved comparisons"):
-    rows = saved.list_saved(backend.actor())
+    rows = backend.saved_comparisons()
     if not rows:
         st.caption("None yet: every comparison you run is saved here.")
     for r in rows[:30]:

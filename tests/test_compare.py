@@ -88,12 +88,14 @@ def test_comparison_json_round_trip_and_old_saved_files_load():
 
     comp = runs.Comparison.from_dict(OLD_SAVED)
     assert comp.to_dict() == OLD_SAVED  # the saved format is unchanged
+    assert comp.mode == "classification"  # the old "kind" key is read as the mode
     assert comp.agreement.rate == 0.5 and comp.outputs["b"].rows[1]["label"] == "negative" and comp.ok_models() == ["a", "b"]
     assert runs.Comparison.from_dict(json.loads(json.dumps(comp.to_dict()))) == comp
     gen = runs.assemble("generation", ["x", "y"], runs.make_inputs(["hi"]),
                         {"x": runs.ModelOutput("failed", [], 0.0, {}), "y": runs.ModelOutput("also failed", [], 0.0, {})})
     back = runs.Comparison.from_dict(json.loads(json.dumps(gen.to_dict())))
     assert back == gen and back.agreement is None and "agreement" not in gen.to_dict() and back.ok_models() == []
+    assert gen.to_dict()["mode"] == "generation" and "kind" not in gen.to_dict()  # new files say "mode"
     # a file saved the old way (the dict itself) reopens by id, and saving it again keeps its format
     path = paths.subdir("comparisons") / "old1.json"
     path.write_text(json.dumps(OLD_SAVED))
@@ -105,6 +107,7 @@ def test_comparison_json_round_trip_and_old_saved_files_load():
     assert old == comp and old.title == OLD_SAVED["title"]
     assert list(tables.table(old)["agree"]) == [True, False]
     assert saved.save(LOCAL, old) == "old1" and json.loads(path.read_text()) == OLD_SAVED
+    assert [(r["id"], r["mode"]) for r in saved.list_saved(LOCAL)] == [("old1", "classification")]
 
 
 # ---------------------------------------------------------------- generation comparisons
@@ -239,7 +242,14 @@ def test_dataset_job(tiny_gpt2, gpt_b):
     assert len(comp.inputs) == 5 and all("reference" in r for r in comp.inputs)
     assert comp.settings["max_new_tokens"] == 4
     assert all(len(o.rows) == 5 and o.rows[0]["new_tokens"] <= 4 for o in comp.outputs.values())
-    assert job["done"] == job["total"]
+    assert job["done"] == job["total"] and job["params"]["mode"] == "generation"
+    # a job queued before "kind" became "mode" (its params say "kind") still runs
+    old = jobs.submit(LOCAL, compare_jobs.JOB_FN, {"kind": "generation", "models": [str(tiny_gpt2), str(gpt_b)],
+                                                   "dataset": "demo-prompts", "split": None, "limit": 2,
+                                                   "settings": {"max_new_tokens": 2}}, "old params")
+    old_job = jobs.get(LOCAL, old)
+    assert old_job["status"] == "succeeded", old_job["error"]
+    assert saved.get(LOCAL, old_job["result"]["comparison_id"]).mode == "generation"
     # the sample is reproducible: same seed, same rows
     again = compare_jobs.sample_inputs(LOCAL, "demo-prompts", "generation", None, 5, 0)
     assert [r["id"] for r in again] == [r["id"] for r in comp.inputs]

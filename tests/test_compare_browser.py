@@ -99,8 +99,12 @@ def test_compare_two_models_then_vote(page, lab_server, server_models):
     page.wait_for_url(re.compile(r"comparison=\w+"), timeout=120_000)
     wait_idle(page)
     page.get_by_text("Word-level differences", exact=True).wait_for(timeout=60_000)
+    main = page.locator("[data-testid='stMain']")
+    # the page may still be rerunning into the saved comparison: wait until its model cards are drawn
+    wait_for(lambda: "tokens / s" in main.inner_text() and "mean log-prob" in main.inner_text(), timeout=60)
+    wait_idle(page)
     assert_no_exception_box(page)
-    body = page.locator("[data-testid='stMain']").inner_text()
+    body = main.inner_text()
     assert "on 2 typed inputs" in body and a in body and b in body
     assert "tokens / s" in body and "mean log-prob" in body
     screenshot(page, "compare-two-models")

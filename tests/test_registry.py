@@ -91,7 +91,7 @@ def test_model_is_loaded_once_and_shared_across_threads(monkeypatch):
     assert len(loads) == 1, f"loaded {len(loads)} times"
     assert all(r is results[0] for r in results) and results[0].head == "encoder"
     assert len({id(r) for r in results}) == 1
-    assert registry.load("minilm", head="encoder") is results[0] and len(loads) == 1  # now served from the cache
+    assert registry.load(LOCAL, "minilm", head="encoder") is results[0] and len(loads) == 1  # now served from the cache
 
 
 def test_minilm_as_classifier_has_a_new_head():
@@ -229,7 +229,7 @@ def test_device_and_dtype_pick(monkeypatch):
 
 def test_unknown_device_is_refused_by_load():
     with pytest.raises(ModelError, match="Unknown device 'gpu'"):
-        registry.load("minilm", device="gpu")
+        registry.load(LOCAL, "minilm", device="gpu")
 
 
 def test_dtype_override_loads_bfloat16(tiny_bert):
@@ -273,7 +273,7 @@ def test_hub_unreachable_fails_fast_with_a_message(lab_home, monkeypatch, silent
     assert huggingface_hub.model_info.__self__ is hf_api.api  # the call the registry makes goes to `url`
     start = time.perf_counter()
     with pytest.raises(ModelError) as info:
-        registry.load("some-org/some-model")
+        registry.load(LOCAL, "some-org/some-model")
     seconds = time.perf_counter() - start
     message = str(info.value)
     assert "'some-org/some-model'" in message

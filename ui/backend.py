@@ -79,6 +79,34 @@ def _classification_results(who: Actor) -> list:
     return [s for s in reversed(cache.summaries(who)) if s.type == "classification" and s.ok]
 
 
+@st.cache_data(ttl=3, show_spinner=False)
+def _bench_runs(who: Actor) -> list:
+    from llm_lab.bench import cache
+
+    return cache.runs(who)
+
+
+def bench_runs(must_include: str | None = None) -> list:
+    """Recent benchmark runs (cached for a few seconds, like every list a page shows). A run the page
+    knows exists (`must_include`, e.g. the job it just watched finish) is never missing from the list."""
+    runs = _bench_runs(actor())
+    if must_include and must_include not in {r["id"] for r in runs}:
+        _bench_runs.clear()
+        runs = _bench_runs(actor())
+    return runs
+
+
+@st.cache_data(ttl=3, show_spinner=False)
+def _saved_comparisons(who: Actor) -> list:
+    from llm_lab.compare import saved
+
+    return saved.list_saved(who)
+
+
+def saved_comparisons() -> list:
+    return _saved_comparisons(actor())
+
+
 def classification_results() -> list:
     """Summaries of finished classification benchmark results, newest first (for "attribute the errors")."""
     return _classification_results(actor())
@@ -92,8 +120,9 @@ def device_info() -> dict:
 
 
 def clear() -> None:
-    _model_entries.clear()
-    _datasets.clear()
+    """Forget cached lists after a change, so the page shows it at once."""
+    for cached in (_model_entries, _datasets, _bench_runs, _saved_comparisons, _classification_results):
+        cached.clear()
 
 
 def submit_job(fn: str, params: dict, title: str) -> str:

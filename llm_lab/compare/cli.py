@@ -11,7 +11,9 @@ def register(subparsers) -> None:
         .add_subparsers(dest="sub", metavar="SUB")
     p = cmp.add_parser("run", help="run a comparison and save it (prints its id)")
     p.add_argument("--model", "-m", action="append", required=True, help="registry name, folder or Hub id (2-4)")
-    p.add_argument("--kind", choices=("generation", "classification"), default="generation")
+    # the comparison's mode; the flag keeps its old name `--kind` (`--mode` is the same flag)
+    p.add_argument("--mode", "--kind", dest="mode", choices=("generation", "classification"), default="generation",
+                   help="generation (causal LMs) or classification (default: generation)")
     p.add_argument("--prompt", "-p", action="append", help="a prompt or text (repeatable)")
     p.add_argument("--reference", "-r", action="append", help="reference answer / gold label per --prompt")
     p.add_argument("--dataset", help="use a sample of this dataset instead of --prompt")
@@ -51,15 +53,15 @@ def compare_run(args) -> int:
                                   repetition_penalty=args.repetition_penalty, seed=args.seed, stop=args.stop)
     progress = lambda done, total, msg: print(f"\r{done}/{total} {msg[:60]:<60}", end="", file=sys.stderr)
     if args.dataset:
-        inputs = compare_jobs.sample_inputs(args.actor, args.dataset, args.kind, args.split, args.limit, args.seed)
+        inputs = compare_jobs.sample_inputs(args.actor, args.dataset, args.mode, args.split, args.limit, args.seed)
         source = {"type": "dataset", "dataset": args.dataset, "split": args.split, "limit": args.limit}
     else:
         refs = (args.reference or []) + [None] * len(args.prompt or [])
         n = len(args.prompt or [])
-        inputs = runs.make_inputs(args.prompt or [], references=refs[:n] if args.kind == "generation" else None,
-                                  labels=refs[:n] if args.kind == "classification" else None)
+        inputs = runs.make_inputs(args.prompt or [], references=refs[:n] if args.mode == "generation" else None,
+                                  labels=refs[:n] if args.mode == "classification" else None)
         source = None
-    comp = runs.run(args.actor, args.kind, args.model, inputs, settings, progress=progress, source=source)
+    comp = runs.run(args.actor, args.mode, args.model, inputs, settings, progress=progress, source=source)
     print(file=sys.stderr)
     cid = saved.save(args.actor, comp)
     _print_summary(comp)
@@ -83,7 +85,7 @@ def compare_list(args) -> int:
     from . import saved
 
     rows = saved.list_saved(args.actor)
-    print(table([dict(r, models=", ".join(r["models"])) for r in rows], ["id", "kind", "n_inputs", "models"]))
+    print(table([dict(r, models=", ".join(r["models"])) for r in rows], ["id", "mode", "n_inputs", "models"]))
     return 0
 
 

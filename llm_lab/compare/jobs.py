@@ -1,18 +1,19 @@
 """The background job: a comparison over a dataset sample, with progress, saved at the end."""
 from .. import data
+from ..access import Actor
 from ..errors import DataError
 from . import runs, saved
 
 JOB_FN = "llm_lab.compare.jobs:run_comparison"
 
 
-def sample_inputs(actor, dataset: str, kind: str, split: str | None = None, limit: int = 50, seed: int = 0) -> list[dict]:
+def sample_inputs(actor: Actor, dataset: str, mode: str, split: str | None = None, limit: int = 50, seed: int = 0) -> list[dict]:
     """Rows of a dataset as comparison inputs: the prompt (or text) column, the reference or gold label."""
     info = data.get(actor, dataset)
     frame = data.load_frame(actor, dataset, split)
     if frame.empty:
         raise DataError(f"{dataset} has no rows in split {split!r}.")
-    if kind == "generation":
+    if mode == "generation":
         column = "prompt" if "prompt" in frame.columns else "text"
         data.require(info, column)
         gold = "reference" if "reference" in frame.columns else None
@@ -26,34 +27,36 @@ def sample_inputs(actor, dataset: str, kind: str, split: str | None = None, limi
     texts = frame[column].astype(str).tolist()
     golds = frame[gold].astype(str).tolist() if gold else None
     ids = frame["id"].tolist()
-    if kind == "generation":
+    if mode == "generation":
         return runs.make_inputs(texts, references=golds, ids=ids)
     return runs.make_inputs(texts, labels=golds, ids=ids)
 
 
-def submit(actor, kind: str, models: list[str], dataset: str, split: str | None, limit: int, seed: int = 0,
+def submit(actor: Actor, mode: str, models: list[str], dataset: str, split: str | None, limit: int, seed: int = 0,
            settings: dict | None = None) -> str:
     from .. import jobs
 
     runs.check_models(models)
     data.get(actor, dataset)  # fail now, in the page, if it does not exist
     title = f"Compare {', '.join(models)} on {dataset} ({limit} rows)"
-    return jobs.submit(actor, JOB_FN, {"kind": kind, "models": models, "dataset": dataset, "split": split,
+    return jobs.submit(actor, JOB_FN, {"mode": mode, "models": models, "dataset": dataset, "split": split,
                               "limit": limit, "seed": seed, "settings": settings or {}}, title)
 
 
-def run_comparison(ctx, kind: str, models: list[str], dataset: str, split: str | None = None, limit: int = 50,
-                   seed: int = 0, settings: dict | None = None) -> dict:
+def run_comparison(ctx, models: list[str], dataset: str, split: str | None = None, limit: int = 50,
+                   seed: int = 0, settings: dict | None = None, mode: str | None = None, kind: str | None = None) -> dict:
+    """The job function; it acts as `ctx.actor`, who submitted it. `kind` is `mode` in jobs queued before the rename."""
     from ..generation import GenerationSettings
 
-    inputs = sample_inputs(ctx.actor, dataset, kind, split, limit, seed)
+    mode = mode or kind or "generation"
+    inputs = sample_inputs(ctx.actor, dataset, mode, split, limit, seed)
     ctx.log(f"{len(inputs)} inputs from {dataset}; models: {', '.join(models)}")
     gen_settings = GenerationSettings.from_dict(settings)
 
     def progress(done, total, message):
         ctx.progress(done, total, message)
 
-    comparison = runs.run(ctx.actor, kind, models, inputs, gen_settings, progress=progress,
+    comparison = runs.run(ctx.actor, mode, models, inputs, gen_settings, progress=progress,
                           source={"type": "dataset", "dataset": dataset, "split": split, "limit": limit, "seed": seed,
                                   "fingerprint": data.get(ctx.actor, dataset).fingerprint})
     for name, out in comparison.outputs.items():

@@ -2,7 +2,7 @@
 
 A comparison is a `Comparison` (saved as JSON with `to_dict`, read back with `from_dict`, see `saved`):
 
-    Comparison(kind="generation" | "classification", models=[...], settings={...}, source={...},
+    Comparison(mode="generation" | "classification", models=[...], settings={...}, source={...},
                inputs=[{"id", "text", "reference"?, "label"?}],
                outputs={model: ModelOutput(error, rows, wall_s, info, corpus)},
                summary={model: {...}}, agreement=Agreement(...) (classification), id, title)
@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, field, fields
 from .. import capabilities as caps
 from ..errors import JobCancelled, LabError, failure_message
 
-KINDS = ("generation", "classification")
-# What each kind of comparison needs from a model (the pickers list only models that fit)
+MODES = ("generation", "classification")
+KINDS = MODES  # the old name ("kind" also meant a job's function and a model's head), kept for old callers
+# What each mode of comparison needs from a model (the pickers list only models that fit)
 NEEDS = {"generation": caps.GENERATE, "classification": caps.CLASSIFY}
 MAX_MODELS = 4
 
@@ -61,7 +62,7 @@ class Agreement:
 
 @dataclass
 class Comparison:
-    kind: str
+    mode: str                       # "generation" or "classification" (saved as "kind" before; still read)
     models: list
     inputs: list
     outputs: dict                   # model -> ModelOutput
@@ -78,7 +79,8 @@ class Comparison:
         return [m for m in self.models if self.outputs[m].ok]
 
     def to_dict(self) -> dict:
-        out = {"kind": self.kind, "models": list(self.models), "inputs": self.inputs,
+        # a file saved with the old "kind" key keeps it when saved again (older versions can still read it)
+        out = {("kind" if "kind" in self.extra else "mode"): self.mode, "models": list(self.models), "inputs": self.inputs,
                "outputs": {m: o.to_dict() for m, o in self.outputs.items()}, "settings": self.settings,
                "source": self.source, "created_at": self.created_at, "summary": self.summary}
         if self.agreement is not None:
@@ -93,6 +95,8 @@ class Comparison:
         """A comparison from its JSON (also those saved as plain dicts before this class existed)."""
         names = {f.name for f in fields(cls)} - {"extra"}
         known = {k: v for k, v in values.items() if k in names}
+        if "mode" not in known and "kind" in values:  # saved before "kind" was renamed "mode"
+            known["mode"] = values["kind"]
         known["outputs"] = {m: ModelOutput.from_dict(o) for m, o in (values.get("outputs") or {}).items()}
         if values.get("agreement") is not None:
             known["agreement"] = Agreement(**values["agreement"])
@@ -125,7 +129,7 @@ def make_inputs(texts: list[str], references: list[str | None] | None = None, la
     return out
 
 
-def run(actor, kind: str, models: list[str], inputs: list[dict], settings=None, progress=None, loader=None,
+def run(actor, mode: str, models: list[str], inputs: list[dict], settings=None, progress=None, loader=None,
         source: dict | None = None) -> Comparison:
     """Run every model on every input (batched per model) and return the comparison.
 
@@ -133,8 +137,8 @@ def run(actor, kind: str, models: list[str], inputs: list[dict], settings=None, 
     """
     from ..generation import GenerationSettings
 
-    if kind not in KINDS:
-        raise LabError(f"Unknown comparison kind {kind!r}; use one of {', '.join(KINDS)}.")
+    if mode not in MODES:
+        raise LabError(f"Unknown comparison mode {mode!r}; use one of {', '.join(MODES)}.")
     models = check_models(models)
     if not inputs:
         raise LabError("Nothing to compare: give at least one input.")
@@ -151,10 +155,10 @@ def run(actor, kind: str, models: list[str], inputs: list[dict], settings=None, 
             if progress else None
         start = time.perf_counter()
         try:
-            loaded = loader(name, NEEDS[kind].head)
-            caps.require(NEEDS[kind], loaded)
+            loaded = loader(name, NEEDS[mode].head)
+            caps.require(NEEDS[mode], loaded)
             start = time.perf_counter()  # run time, not load time
-            if kind == "generation":
+            if mode == "generation":
                 from ..generation import generate
 
                 rows = [r.as_dict() for r in generate(loaded, texts, settings, progress=report)]
@@ -167,7 +171,7 @@ def run(actor, kind: str, models: list[str], inputs: list[dict], settings=None, 
             outputs[name] = ModelOutput(failure_message(exc), [], time.perf_counter() - start, {})
         if progress:
             progress((mi + 1) * n, total, f"{name} done")
-    return assemble(kind, models, inputs, outputs, settings.as_dict() if kind == "generation" else {}, source)
+    return assemble(mode, models, inputs, outputs, settings.as_dict() if mode == "generation" else {}, source)
 
 
 def _info(loaded) -> dict:
@@ -191,12 +195,12 @@ def classify_rows(loaded, texts: list[str], report=None, batch_size: int = 32) -
     return rows
 
 
-def assemble(kind: str, models: list[str], inputs: list[dict], outputs: dict[str, ModelOutput],
+def assemble(mode: str, models: list[str], inputs: list[dict], outputs: dict[str, ModelOutput],
              settings: dict | None = None, source: dict | None = None) -> Comparison:
     """Build the comparison from per-model outputs and add reference metrics / agreement."""
-    comparison = Comparison(kind=kind, models=list(models), inputs=inputs, outputs=outputs, settings=settings or {},
+    comparison = Comparison(mode=mode, models=list(models), inputs=inputs, outputs=outputs, settings=settings or {},
                             source=source or {"type": "typed"}, created_at=time.time())
-    if kind == "generation":
+    if mode == "generation":
         add_reference_metrics(comparison)
     else:
         comparison.agreement = agreement(comparison)
@@ -266,7 +270,7 @@ def summary(comparison: Comparison) -> dict:
             out[name] = {"error": o.error}
             continue
         rows = o.rows
-        if comparison.kind == "generation":
+        if comparison.mode == "generation":
             tokens = sum(r["new_tokens"] for r in rows)
             lps = [r["mean_logprob"] for r in rows if r["mean_logprob"] is not None]
             s = {"outputs": len(rows), "new_tokens": tokens, "wall_s": o.wall_s,

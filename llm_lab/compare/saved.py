@@ -18,6 +18,8 @@ store.register_schema("comparisons", [
     """,
     access.owned_columns("comparisons"),
 ])
+# The `kind` column holds the comparison's mode ("generation"/"classification"); it keeps its old name
+# in the store (rows read by `list_saved` call it `mode`).
 
 
 class ComparisonNotFound(LabError):
@@ -27,7 +29,7 @@ class ComparisonNotFound(LabError):
 def _title(comparison: Comparison) -> str:
     src = comparison.source or {}
     where = f"{src.get('dataset')} ({src.get('split') or 'all'})" if src.get("dataset") else "typed inputs"
-    return f"{comparison.kind}: {' vs '.join(comparison.models)} on {len(comparison.inputs)} {where}"
+    return f"{comparison.mode}: {' vs '.join(comparison.models)} on {len(comparison.inputs)} {where}"
 
 
 def save(actor: Actor, comparison: Comparison, job_id: str | None = None, title: str | None = None) -> str:
@@ -39,7 +41,7 @@ def save(actor: Actor, comparison: Comparison, job_id: str | None = None, title:
     path = paths.subdir("comparisons") / f"{cid}.json"
     store.atomic_write_bytes(path, json.dumps(comparison.to_dict(), default=str).encode())
     scope(actor).insert("comparisons", dict(
-        id=cid, created_at=comparison.created_at or store.now(), kind=comparison.kind, title=comparison.title,
+        id=cid, created_at=comparison.created_at or store.now(), kind=comparison.mode, title=comparison.title,
         models=store.to_json(comparison.models), n_inputs=len(comparison.inputs),
         source=store.to_json(comparison.source), job_id=job_id, path=str(path)), action="run", replace=True)
     return cid
@@ -63,6 +65,7 @@ def list_saved(actor: Actor, limit: int = 100) -> list[dict]:
     for r in rows:
         r["models"] = store.from_json(r["models"], [])
         r["source"] = store.from_json(r["source"], {})
+        r["mode"] = r.pop("kind")
     return rows
 
 

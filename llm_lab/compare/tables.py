@@ -16,7 +16,7 @@ def table(comparison: Comparison, details: bool = False) -> pd.DataFrame:
         frame["reference"] = [r.get("reference") for r in inputs]
     if any("label" in r for r in inputs):
         frame["gold label"] = [r.get("label") for r in inputs]
-    gen = comparison.kind == "generation"
+    gen = comparison.mode == "generation"
     for name in comparison.models:
         out = comparison.outputs[name]
         if out.error:
@@ -66,7 +66,7 @@ def to_html(comparison: Comparison, frame: pd.DataFrame | None = None) -> bytes:
     head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
     body = []
     models = comparison.models
-    show_diff = comparison.kind == "generation" and len(models) >= 2 and not any(
+    show_diff = comparison.mode == "generation" and len(models) >= 2 and not any(
         comparison.outputs[m].error for m in models[:2])
     for _, row in frame.iterrows():
         cells = "".join(f"<td>{esc(v)}</td>" for v in row.tolist())

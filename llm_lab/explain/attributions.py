@@ -140,6 +140,25 @@ def attribute(loaded, text: str, method: str = "ig", target: int | None = None, 
                        time.perf_counter() - start, str(text))
 
 
+def side_by_side(load, text: str, runs: list[tuple[str, str]], target: str = "predicted", baseline: str = "pad",
+                 n_steps: int = 50, n_samples: int = 200) -> list[tuple[dict, dict]]:
+    """Attribute `text` for each (model name, method key) in `runs`, with each one's faithfulness.
+
+    `load(name)` returns the loaded classifier; `target` is a label name or "predicted"; a method that
+    does not take the chosen baseline uses pad. What the Attributions page shows side by side."""
+    from . import faithfulness
+
+    results = []
+    for model_name, key in runs:
+        loaded = load(model_name)
+        tgt = loaded.labels.index(target) if target in loaded.labels else None
+        base = baseline if baseline in specs.get_method(key).baselines else "pad"
+        a = attribute(loaded, text, key, target=tgt, baseline=base, n_steps=n_steps, n_samples=n_samples)
+        a.model = model_name  # the registry shares one loaded copy between names of one folder
+        results.append((a.to_dict(), faithfulness.for_attribution(loaded, a)))
+    return results
+
+
 @contextlib.contextmanager
 def input_grads_only(loaded):
     """Attribution needs gradients for the input only: the weights stop recording theirs (less graph,

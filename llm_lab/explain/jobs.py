@@ -8,7 +8,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .. import data, registry, store
+from .. import data, registry
 from ..access import Actor
 from ..errors import DataError
 from . import attributions, faithfulness, specs

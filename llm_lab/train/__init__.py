@@ -2,8 +2,8 @@
 
     from llm_lab import train
     cfg = train.TrainConfig(task="classify", model="minilm", dataset="reviews")
-    job_id = train.submit(cfg)             # the worker runs llm_lab.train:run (job.run)
-    train.estimate(actor, cfg)                    # memory and time before starting
+    job_id = train.submit(actor, cfg)      # the worker runs JOB_FN, llm_lab.train:run (job.run), as `actor`
+    train.estimate(actor, cfg)             # memory and time before starting
 
 Modules, one idea each: config (what a run is), data_prep (dataset → tokenized sets),
 modeling (base model, LoRA, GPT-2 from scratch), callback (Trainer → JobContext), resources

@@ -1,4 +1,4 @@
-"""Past training runs: the jobs of kind llm_lab.train:run with their curves, as plain data."""
+"""Past training runs (the jobs whose fn is llm_lab.train:run, JOB_FN, that the actor sees) with their curves, as plain data."""
 import pandas as pd
 
 from .. import jobs
