@@ -66,7 +66,7 @@ def test_one_message_for_a_mismatch_everywhere(tiny_bert):
 
 def test_every_feature_declares_its_needs():
     assert all(isinstance(t.model_needs, caps.Needs) for t in TASK_TYPES.values())
-    assert set(runs.NEEDS) == set(runs.KINDS)
+    assert set(runs.NEEDS) == set(runs.MODES)
     assert set(train_config.NEEDS) == set(train_config.TASKS)
     for method in {**specs.CLASSIFICATION_METHODS, **specs.GENERATION_METHODS}.values():
         assert method.requirements.caps == method.needs

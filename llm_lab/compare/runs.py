@@ -19,7 +19,6 @@ from .. import capabilities as caps
 from ..errors import JobCancelled, LabError, failure_message
 
 MODES = ("generation", "classification")
-KINDS = MODES  # the old name ("kind" also meant a job's function and a model's head), kept for old callers
 # What each mode of comparison needs from a model (the pickers list only models that fit)
 NEEDS = {"generation": caps.GENERATE, "classification": caps.CLASSIFY}
 MAX_MODELS = 4
