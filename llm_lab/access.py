@@ -27,6 +27,7 @@ ROLES = {
     "admin": frozenset({"read", "vote", "write", "run", "admin", "server"}),
 }
 ROLES["system"] = ROLES["admin"]
+ROLES["pending"] = frozenset()  # signed in, waiting for an admin to approve
 
 # Tables whose rows belong to a workspace. Their owners add the columns with `owned_columns`.
 OWNED_TABLES = frozenset({"datasets", "models", "jobs", "bench_results", "bench_runs", "comparisons",
@@ -49,7 +50,9 @@ class Actor:
 
     def require(self, action: str, what: str = "do this") -> None:
         if not self.can(action):
-            raise PermissionDenied(f"{self.user} ({self.role}) may not {what}. Ask an admin for the editor role.")
+            hint = ("Ask an admin to approve your account." if self.role == "pending" else
+                    "Only an admin can." if action in ("admin", "server") else "Ask an admin for the editor role.")
+            raise PermissionDenied(f"{self.user} ({self.role}) may not {what}. {hint}")
 
     @property
     def sees_everything(self) -> bool:

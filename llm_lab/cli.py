@@ -1,6 +1,7 @@
 """`python -m llm_lab …`: each feature module adds its own subcommands with `register(subparsers)`.
 
-A handler returns the exit code and acts as `args.actor` (the local operator, for now). A LabError prints its message to stderr and exits 1.
+A handler returns the exit code and acts as `args.actor`: the local operator (an admin of the
+default workspace), or with `--as EMAIL` that user, so an operator sees what the user may do. A LabError prints its message to stderr and exits 1.
 The root's own commands (models, data, jobs, worker) live in core_cli; each feature package
 (bench, train, compare, explain) owns its `cli.py`. `table` is the text table every CLI prints.
 """
@@ -8,6 +9,7 @@ import argparse
 import importlib
 import sys
 
+from . import accounts
 from .access import LOCAL
 from .errors import LabError
 
@@ -18,6 +20,7 @@ COMMAND_MODULES = [
     "llm_lab.train.cli",
     "llm_lab.compare.cli",
     "llm_lab.explain.cli",
+    "llm_lab.admin_cli",
 ]
 
 
@@ -31,6 +34,10 @@ def table(rows: list[dict], columns: list[str]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m llm_lab", description="LLM Lab from the command line.")
+    parser.add_argument("--as", dest="as_user", metavar="EMAIL",
+                        help="run the command with this user's rights (default: the local operator, an admin)")
+    parser.add_argument("--workspace", dest="as_workspace", metavar="NAME",
+                        help="with --as: the workspace to act in (default: the user's personal one)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -43,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    args.actor = LOCAL
     try:
+        args.actor = accounts.actor_for(args.as_user, args.as_workspace) if args.as_user else LOCAL
         return int(args.func(args) or 0)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)

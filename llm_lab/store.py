@@ -61,15 +61,28 @@ def _migrate(conn: sqlite3.Connection, path: str) -> None:
                 row = conn.execute("SELECT version FROM schema_versions WHERE component=?", (component,)).fetchone()
                 done = row["version"] if row else 0
                 for sql in migrations[done:]:
-                    for statement in sql.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
+                    for statement in statements(sql):
+                        conn.execute(statement)
                 if len(migrations) > done:
                     conn.execute(
                         "INSERT INTO schema_versions VALUES (?, ?) ON CONFLICT(component) DO UPDATE SET version=excluded.version",
                         (component, len(migrations)),
                     )
         _migrated.add(key)
+
+
+def statements(sql: str) -> list[str]:
+    """Split a migration into statements; a trigger's BEGIN ... END holds semicolons of its own."""
+    out, pending = [], ""
+    for part in sql.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n\t;"):
+                out.append(pending)
+            pending = ""
+    if pending.strip(" \n\t;"):
+        out.append(pending)
+    return out
 
 
 @contextmanager
