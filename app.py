@@ -1,5 +1,11 @@
-"""LLM Lab: the router. Every page lives in pages/; the work is done in llm_lab/."""
+"""LLM Lab: the router. Every page lives in pages/; the work is done in llm_lab/.
+
+In hosted mode (LLM_LAB_MODE=hosted) the gate in ui/auth.py signs the visitor in first: until then no page
+and no data renders.
+"""
 import streamlit as st
+
+from ui import auth
 
 st.set_page_config(page_title="LLM Lab", page_icon=":material/science:", layout="wide")
 
@@ -20,5 +26,13 @@ PAGES = {
         st.Page("pages/attributions.py", title="Attributions", icon=":material/target:"),
     ],
 }
+ADMIN = st.Page("pages/admin.py", title="Admin", icon=":material/admin_panel_settings:")
 
-st.navigation(PAGES).run()
+actor = auth.gate()
+if actor is None:
+    st.stop()
+auth.sidebar(actor)
+pages = dict(PAGES)
+if actor.can("admin") and auth.hosted():
+    pages["Server"] = [ADMIN]
+st.navigation(pages).run()

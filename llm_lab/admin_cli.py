@@ -5,7 +5,7 @@ They act as `args.actor` like every command: the local operator (admin) unless `
 """
 import json
 
-from . import accounts, audit, settings
+from . import accounts, audit, hosting, settings
 from .cli import table
 
 
@@ -60,6 +60,36 @@ def register(subparsers) -> None:
     p.add_argument("value", help="a number, true/false, a comma-separated list, or JSON")
     p.set_defaults(func=lambda a: settings.put(a.actor, a.name, a.value)
                    or print(f"{a.name} = {json.dumps(settings.get(a.name))}") or 0)
+
+
+    p = subparsers.add_parser("serve", help="start the dashboard; in hosted mode, only once sign-in is configured")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", help="interface to listen on (default: .streamlit/config.toml's, 127.0.0.1)")
+    p.add_argument("--check", action="store_true", help="only check the configuration, do not start")
+    p.set_defaults(func=serve)
+
+
+def serve(args) -> int:
+    """Refuse to start a hosted server that cannot sign people in; otherwise exec `streamlit run app.py`."""
+    import os
+    import sys
+    from pathlib import Path
+
+    found = hosting.problems()
+    if found:
+        print(hosting.refusal(found), file=sys.stderr)
+        return 2
+    print(f"mode: {settings.mode()}; sign-in: "
+          f"{'not needed' if not settings.hosted() else settings.get('trusted_proxy_header') or 'OpenID Connect'}")
+    if args.check:
+        return 0
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port)]
+    if args.address:
+        command += ["--server.address", args.address]
+    os.chdir(app.parent)  # Streamlit reads .streamlit/config.toml and secrets.toml from here
+    os.execv(sys.executable, command)
+    return 0
 
 
 def _say(user: dict) -> int:

@@ -7,12 +7,13 @@ a page rerun does not hit the store many times.
 import streamlit as st
 
 from llm_lab import capabilities, data, jobs, registry
-from llm_lab.access import LOCAL, Actor
+from llm_lab.access import Actor
+from ui import auth
 
 
 def actor() -> Actor:
-    """Who is using this browser session. One local user for now; hosted mode signs people in."""
-    return LOCAL
+    """Who is using this browser session: the local user, or in hosted mode whoever signed in (ui/auth.py)."""
+    return auth.current()
 
 
 # Every cached call takes the actor as its first argument, so it is part of the cache key: one user's

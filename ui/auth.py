@@ -1,0 +1,141 @@
+"""Who is using this browser session: the gate every page passes through (app.py calls `gate()` first).
+
+Local mode: the one local user (`LOCAL`), no sign-in. Hosted mode: nothing renders until the visitor has
+signed in, through Streamlit's st.login (OpenID Connect) or, when the operator names one, an identity header
+set by a trusted reverse proxy. The session then acts as `accounts.actor_for(email, workspace)`, so the
+backend checks every call against that user's role and the one workspace the session works in.
+"""
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from llm_lab import accounts, hosting, settings
+from llm_lab.access import LOCAL, Actor
+
+_ACTOR = "lab_actor"
+_SIGNED_IN = "lab_signed_in"   # the e-mail whose sign-in this session has recorded
+_WORKSPACE = "lab_workspace"
+
+
+def current() -> Actor:
+    """The acting user for this run. In hosted mode a page reached without the gate shows nothing."""
+    if not settings.hosted():
+        return LOCAL
+    actor = st.session_state.get(_ACTOR)
+    if actor is None:
+        st.error("Sign in first.")
+        st.stop()
+    return actor
+
+
+def _identity() -> tuple[str | None, dict]:
+    """(email, claims) of the visitor, or (None, {}) when nobody is signed in."""
+    header = settings.get("trusted_proxy_header")
+    if header:
+        email = st.context.headers.get(header)
+        return (email.strip() if email else None), {}
+    if not st.user.is_logged_in:
+        return None, {}
+    claims = st.user.to_dict()
+    return claims.get("email"), claims
+
+
+def _session_expired(claims: dict) -> bool:
+    """st.login does not check token expiry: a session older than session_max_hours signs in again."""
+    issued = claims.get("iat") or st.session_state.setdefault("lab_first_seen", time.time())
+    return time.time() - float(issued) > float(settings.get("session_max_hours")) * 3600
+
+
+def _sign_in_page(note: str = "") -> None:
+    st.title(":material/science: LLM Lab")
+    st.write("This LLM Lab is shared by a team. Sign in to continue.")
+    if note:
+        st.info(note)
+    names = [n for n in hosting.providers(dict(st.secrets.get("auth") or {})) if n != "default"]
+    if not names:
+        st.button("Sign in", type="primary", on_click=st.login, key="lab_login")
+    for name in names:
+        st.button(f"Sign in with {name}", type="primary", on_click=st.login, args=(name,), key=f"lab_login_{name}")
+
+
+def _choose_workspace(email: str) -> str:
+    names = accounts.workspace_names(email)
+    wanted = st.query_params.get("ws")
+    if wanted is not None:  # a permalink into one of the user's workspaces opens it (once: then the switcher rules)
+        if wanted in names:
+            st.session_state[_WORKSPACE] = wanted
+        del st.query_params["ws"]
+    if st.session_state.get(_WORKSPACE) not in names:
+        st.session_state[_WORKSPACE] = names[0]
+    return st.session_state[_WORKSPACE]
+
+
+def gate() -> Actor | None:
+    """Sign the visitor in (hosted mode) and return the actor; None when the page must not render."""
+    if not settings.hosted():
+        return LOCAL
+    found = hosting.problems(dict(st.secrets) if _has_secrets() else {})
+    if found:
+        st.error(hosting.refusal(found))
+        return None
+    email, claims = _identity()
+    if not email:
+        if settings.get("trusted_proxy_header"):
+            st.error("No identity reached LLM Lab from the sign-in proxy. Ask the operator to check the proxy.")
+        else:
+            _sign_in_page()
+        return None
+    if not settings.get("trusted_proxy_header") and _session_expired(claims):
+        st.session_state.clear()
+        st.logout()
+        return None
+    try:
+        if st.session_state.get(_SIGNED_IN) != email:
+            accounts.sign_in(email, claims)
+            st.session_state[_SIGNED_IN] = email
+        user = accounts.get_user(email)
+    except accounts.AccountError as exc:
+        st.error(str(exc))
+        return None
+    if user["role"] == "pending":
+        st.title("Waiting for approval")
+        st.text(f"You are signed in as {email}. An admin has to approve your account before you can use LLM Lab.")
+        _account_box(email, "pending", [])
+        return None
+    actor = accounts.actor_for(email, _choose_workspace(email))
+    st.session_state[_ACTOR] = actor
+    return actor
+
+
+def _has_secrets() -> bool:
+    try:
+        return bool(st.secrets.load_if_toml_exists())
+    except Exception:
+        return False
+
+
+def hosted() -> bool:
+    return settings.hosted()
+
+
+def sidebar(actor: Actor) -> None:
+    """In hosted mode: who is signed in, the workspace switcher and sign-out."""
+    if settings.hosted():
+        _account_box(actor.user, actor.role, accounts.workspace_names(actor.user))
+
+
+def _account_box(email: str, role: str, workspaces: list[str]) -> None:
+    with st.sidebar:
+        st.text(f"{email} · {role}")
+        if len(workspaces) > 1:
+            st.selectbox("Workspace", workspaces, key=_WORKSPACE,
+                         help="Everything you create goes to this workspace; you see only what is in it.")
+        if not settings.get("trusted_proxy_header"):
+            st.button("Sign out", on_click=_sign_out, key="lab_logout")
+
+
+def _sign_out() -> None:
+    st.session_state.clear()
+    st.logout()
