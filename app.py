@@ -33,6 +33,6 @@ if actor is None:
     st.stop()
 auth.sidebar(actor)
 pages = dict(PAGES)
-if actor.can("admin") and auth.hosted():
+if actor.can("admin"):
     pages["Server"] = [ADMIN]
 st.navigation(pages).run()

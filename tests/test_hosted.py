@@ -1,0 +1,186 @@
+"""Hosted mode in the backend: users, roles from configuration and IdP claims, workspaces, the audit log,
+settings, the operator's CLI (`--as`), and the refusal to start without sign-in."""
+import json
+
+import pytest
+
+from llm_lab import accounts, audit, data, hosting, jobs, settings, store
+from llm_lab.access import LOCAL, PermissionDenied
+from llm_lab.cli import main as cli
+from llm_lab.errors import DataError, JobError
+from tests.conftest import app_test
+
+CSV = b"text,label\nlovely,pos\nawful,neg\ngreat,pos\nbad,neg\nfine,pos\npoor,neg\n"
+GOOD_AUTH = {"auth": {"redirect_uri": "https://lab.example.com/oauth2callback", "cookie_secret": "x" * 40,
+                      "client_id": "lab", "client_secret": "s",
+                      "server_metadata_url": "https://idp.example.com/.well-known/openid-configuration"}}
+
+
+@pytest.fixture
+def hosted(monkeypatch):
+    monkeypatch.setenv("LLM_LAB_MODE", "hosted")
+    monkeypatch.setenv("LLM_LAB_ADMINS", "root@example.com")
+
+
+def test_first_sign_in_gets_the_configured_role(hosted):
+    assert accounts.sign_in("Root@Example.com")["role"] == "admin"   # configured admin, address normalised
+    assert accounts.sign_in("val@example.com")["role"] == "viewer"   # the default role
+    assert accounts.sign_in("eve@example.com", {"groups": ["staff", "llm-lab-editor"]})["role"] == "editor"
+    assert accounts.workspace_names("eve@example.com") == ["eve@example.com"]
+    # the IdP's claim wins over what was stored, and the change is audited
+    assert accounts.sign_in("val@example.com", {"groups": ["llm-lab-admin"]})["role"] == "admin"
+    changes = audit.entries(accounts.actor_for("root@example.com"), action="role.change")
+    assert [(e["target"], json.loads(e["detail"])["to"]) for e in changes] == [("val@example.com", "admin")]
+
+
+def test_pending_users_can_do_nothing_until_approved(hosted, monkeypatch):
+    monkeypatch.setenv("LLM_LAB_DEFAULT_ROLE", "pending")
+    accounts.sign_in("root@example.com")
+    newbie = accounts.actor_for(accounts.sign_in("new@example.com")["email"])
+    with pytest.raises(PermissionDenied, match="approve your account"):
+        data.list_datasets(newbie)
+    admin = accounts.actor_for("root@example.com")
+    accounts.set_role(admin, "new@example.com", "viewer")
+    assert data.list_datasets(accounts.actor_for("new@example.com")) == []
+
+
+def test_another_workspace_is_not_found_like_a_name_that_does_not_exist(hosted):
+    for email in ("root@example.com", "eve@example.com", "ed@example.com", "val@example.com"):
+        accounts.sign_in(email)
+    admin = accounts.actor_for("root@example.com")
+    for email in ("eve@example.com", "ed@example.com"):
+        accounts.set_role(admin, email, "editor")
+    eve, ed = accounts.actor_for("eve@example.com"), accounts.actor_for("ed@example.com")
+    data.import_dataset(eve, "secret", "r.csv", CSV)
+    job = jobs.submit(eve, "llm_lab.jobs:count", {"steps": 1, "delay": 0}, "count")
+    assert [d.name for d in data.list_datasets(ed)] == []
+    with pytest.raises(DataError) as theirs:
+        data.get(ed, "secret")
+    with pytest.raises(DataError) as missing:
+        data.get(ed, "no-such")
+    assert str(theirs.value).replace("secret", "X") == str(missing.value).replace("no-such", "X")
+    with pytest.raises(JobError) as theirs:
+        jobs.cancel(ed, job)
+    with pytest.raises(JobError) as missing:
+        jobs.cancel(ed, "20260101-000000-abcdef")
+    assert str(theirs.value).replace(job, "X") == str(missing.value).replace("20260101-000000-abcdef", "X")
+    # a workspace one is not a member of cannot be entered, and says so as if it did not exist
+    with pytest.raises(accounts.NotFound) as theirs:
+        accounts.actor_for("ed@example.com", "eve@example.com")
+    with pytest.raises(accounts.NotFound) as missing:
+        accounts.actor_for("ed@example.com", "nowhere")
+    assert str(theirs.value).replace("eve@example.com", "X") == str(missing.value).replace("nowhere", "X")
+
+
+def test_a_team_workspace_is_shared_read_only_with_its_viewer(hosted):
+    for email in ("root@example.com", "eve@example.com", "val@example.com"):
+        accounts.sign_in(email)
+    admin = accounts.actor_for("root@example.com")
+    accounts.set_role(admin, "eve@example.com", "editor")
+    accounts.create_workspace(admin, "team")
+    for email in ("eve@example.com", "val@example.com"):
+        accounts.add_member(admin, "team", email)
+    eve = accounts.actor_for("eve@example.com", "team")
+    val = accounts.actor_for("val@example.com", "team")
+    data.import_dataset(eve, "shared", "r.csv", CSV)
+    assert [d.name for d in data.list_datasets(val)] == ["shared"]
+    with pytest.raises(PermissionDenied, match="viewer"):
+        data.delete(val, "shared")
+    with pytest.raises(PermissionDenied, match="may not start jobs"):
+        jobs.submit(val, "llm_lab.jobs:count", {"steps": 1, "delay": 0}, "count")
+    assert [d.name for d in data.list_datasets(val)] == ["shared"]
+    # removed from the team, the viewer cannot open it any more
+    accounts.remove_member(admin, "team", "val@example.com")
+    with pytest.raises(accounts.NotFound):
+        accounts.actor_for("val@example.com", "team")
+    # the admin opens every workspace
+    assert "team" in accounts.workspace_names("root@example.com")
+
+
+def test_only_admins_manage_users_and_the_last_admin_stays(hosted):
+    accounts.sign_in("root@example.com")
+    eve = accounts.actor_for(accounts.sign_in("eve@example.com")["email"])
+    with pytest.raises(PermissionDenied, match="Only an admin"):
+        accounts.set_role(eve, "eve@example.com", "admin")
+    with pytest.raises(PermissionDenied):
+        audit.entries(eve)
+    with pytest.raises(PermissionDenied):
+        settings.put(eve, "public_links", True)
+    admin = accounts.actor_for("root@example.com")
+    with pytest.raises(accounts.AccountError, match="last admin"):
+        accounts.set_role(admin, "root@example.com", "viewer")
+    with pytest.raises(accounts.AccountError, match="Unknown role"):
+        accounts.set_role(admin, "eve@example.com", "owner")
+
+
+def test_the_audit_log_is_append_only_and_filters():
+    accounts.add_user(LOCAL, "eve@example.com", "editor")
+    settings.put(LOCAL, "max_epochs", "10")
+    assert settings.get("max_epochs") == 10 and settings.source("max_epochs") == "stored"
+    rows = audit.entries(LOCAL)
+    assert [r["action"] for r in rows] == ["settings.change", "user.create"]
+    assert [r["action"] for r in audit.entries(LOCAL, action="user")] == ["user.create"]
+    assert audit.entries(LOCAL, since=store.now() + 60) == []
+    for sql in ("UPDATE audit_log SET user='nobody'", "DELETE FROM audit_log"):
+        with pytest.raises(Exception, match="append-only"):
+            store.execute(sql)
+    assert len(audit.entries(LOCAL)) == 2
+    csv_text = audit.to_csv(rows)
+    assert csv_text.splitlines()[0] == "time,at,user,action,target,workspace,detail"
+    assert "eve@example.com" in csv_text
+
+
+def test_settings_come_from_the_environment_first(monkeypatch):
+    monkeypatch.setenv("LLM_LAB_HUB_ALLOW", "org/*, other/model")
+    assert settings.get("hub_allow") == ["org/*", "other/model"]
+    with pytest.raises(settings.SettingsError, match="set by the environment"):
+        settings.put(LOCAL, "hub_allow", "x/y")
+    with pytest.raises(settings.SettingsError, match="not a valid int"):
+        settings.put(LOCAL, "max_epochs", "many")
+    with pytest.raises(settings.SettingsError, match="default_role must be"):
+        settings.put(LOCAL, "default_role", "admin")
+    monkeypatch.setenv("LLM_LAB_MODE", "cloud")
+    with pytest.raises(settings.SettingsError, match="use 'local'"):
+        settings.mode()
+
+
+def test_hosted_mode_without_sign_in_refuses_to_start(hosted, capsys):
+    assert hosting.problems({}) and "no [auth] section" in hosting.problems({})[0]
+    weak = {"auth": dict(GOOD_AUTH["auth"], cookie_secret="short")}
+    assert any("cookie_secret" in p for p in hosting.problems(weak))
+    assert hosting.problems(GOOD_AUTH) == []
+    named = {"auth": {"redirect_uri": "https://x/oauth2callback", "cookie_secret": "y" * 40,
+                      "keycloak": {"client_id": "lab", "client_secret": "s"}}}
+    assert hosting.problems(named) == ["[auth.keycloak] is missing server_metadata_url."]
+    assert cli(["serve", "--check"]) == 2
+    assert "LLM_LAB_TRUSTED_PROXY_HEADER" in capsys.readouterr().err
+
+
+def test_hosted_app_renders_nothing_but_the_refusal_without_sign_in(hosted):
+    at = app_test("app.py", timeout=60).run()
+    assert not at.exception
+    assert [e.value for e in at.error] and "will not start in hosted mode" in at.error[0].value
+    assert not at.get("plotly_chart") and not at.dataframe and not at.metric
+
+
+def test_the_cli_acts_as_another_user(capsys):
+    assert cli(["users", "add", "val@example.com", "--role", "viewer"]) == 0
+    assert cli(["data", "import", str(_csv_file()), "--name", "ops"]) == 0
+    capsys.readouterr()
+    assert cli(["--as", "val@example.com", "data", "delete", "ops"]) == 1
+    assert "No dataset named 'ops'" in capsys.readouterr().err  # the viewer's personal workspace lacks it
+    assert cli(["--as", "val@example.com", "users", "list"]) == 1
+    assert "may not list users" in capsys.readouterr().err
+    assert cli(["--as", "nobody@example.com", "data", "list"]) == 1
+    assert "No user" in capsys.readouterr().err
+    assert cli(["audit", "list", "--user", "local", "--csv"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("time,") and "user.create,val@example.com" in out
+
+
+def _csv_file():
+    from llm_lab import paths
+
+    path = paths.home() / "ops.csv"
+    path.write_bytes(CSV)
+    return path
