@@ -11,6 +11,9 @@ from ui.common import user_errors
 
 st.title("Admin")
 st.caption(f"Server mode: {settings.mode()}. Every change here is written to the audit log.")
+if not settings.hosted():
+    st.info("Local mode: you are the one user, with every right, and nobody signs in. Users, roles and "
+            "workspaces take effect when the server runs hosted (LLM_LAB_MODE=hosted; see the README).")
 actor = backend.actor()
 
 users_tab, spaces_tab, audit_tab, settings_tab = st.tabs(["Users", "Workspaces", "Audit log", "Settings"])
@@ -21,16 +24,20 @@ with users_tab, user_errors():
     if not frame.empty:
         for col in ("created_at", "last_seen"):
             frame[col] = pd.to_datetime(frame[col], unit="s", utc=True)
-    st.dataframe(frame, hide_index=True, width="stretch")
+    if users:
+        st.dataframe(frame, hide_index=True, width="stretch")
+    else:
+        st.caption("Nobody has signed in yet. Users appear here on their first sign-in, or add them below.")
     pending = [u["email"] for u in users if u["role"] == "pending"]
     if pending:
         st.warning(f"{len(pending)} user(s) waiting for approval.")
     c1, c2, c3 = st.columns([3, 2, 1], vertical_alignment="bottom")
     who = c1.selectbox("User", [u["email"] for u in users], key="adm_user")
-    role = c2.selectbox("Role", accounts.ASSIGNABLE_ROLES, key="adm_role")
-    if c3.button("Set role", key="adm_set_role") and who:
+    current = next((u["role"] for u in users if u["email"] == who), "viewer")
+    role = c2.selectbox("Role", accounts.ASSIGNABLE_ROLES, index=accounts.ASSIGNABLE_ROLES.index(current),
+                        key=f"adm_role_{who}")
+    if c3.button("Set role", key="adm_set_role", disabled=not who or role == current):
         accounts.set_role(actor, who, role)
-        st.success("Role changed.")
         st.rerun()
     with st.expander("Add or remove a user"):
         a1, a2 = st.columns([3, 2])
