@@ -184,3 +184,14 @@ def _csv_file():
     path = paths.home() / "ops.csv"
     path.write_bytes(CSV)
     return path
+
+
+def test_local_mode_listens_on_this_machine_only():
+    """The server used to listen on every interface by default."""
+    import tomllib
+
+    from tests.conftest import ROOT
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1"
+    assert config["server"]["enableXsrfProtection"] is True
