@@ -19,6 +19,9 @@ PAGES = {
         st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
         st.Page("pages/attributions.py", title="Attributions", icon=":material/target:"),
     ],
+    "Share": [
+        st.Page("pages/shared.py", title="Shared links", url_path="shared", icon=":material/share:"),
+    ],
 }
 
 st.navigation(PAGES).run()
