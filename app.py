@@ -25,6 +25,9 @@ PAGES = {
         st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
         st.Page("pages/attributions.py", title="Attributions", icon=":material/target:"),
     ],
+    "Share": [
+        st.Page("pages/shared.py", title="Shared links", url_path="shared", icon=":material/share:"),
+    ],
 }
 ADMIN = st.Page("pages/admin.py", title="Admin", icon=":material/admin_panel_settings:")
 

@@ -1,7 +1,7 @@
 """Who is acting, and the only way to reach stored things: through a scope.
 
 Every backend function that reads or changes datasets, models, suites, jobs, results,
-comparisons, battles or votes takes an `Actor` (who is asking, in which workspace, with
+comparisons, battles, votes or share links takes an `Actor` (who is asking, in which workspace, with
 which role). Those tables carry a `workspace` and a `created_by` column, and no module
 queries them with raw SQL: `scope(actor)` builds every query, so a read cannot forget the
 workspace filter and a write cannot forget the permission check. A test greps the package
@@ -31,7 +31,7 @@ ROLES["pending"] = frozenset()  # signed in, waiting for an admin to approve
 
 # Tables whose rows belong to a workspace. Their owners add the columns with `owned_columns`.
 OWNED_TABLES = frozenset({"datasets", "models", "jobs", "bench_results", "bench_runs", "comparisons",
-                          "arena_battles", "arena_votes"})
+                          "arena_battles", "arena_votes", "shares"})
 
 
 class PermissionDenied(LabError):

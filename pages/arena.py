@@ -16,13 +16,11 @@ header(":material/sports_kabaddi: Arena", "Blind comparison: two models drawn at
 
 
 def voter_id() -> str:
-    """The signed-in user's e-mail when the dashboard has a login, else an anonymous id for this browser session."""
-    user = getattr(st, "user", None)
-    if user is not None and getattr(user, "is_logged_in", False):
-        return str(user.get("email") or user.get("sub") or user.get("name"))
+    """The signed-in user on a hosted server (the backend counts votes for them, one per battle), else an
+    anonymous id for this browser session (local mode only)."""
     if "a_voter" not in st.session_state:
         st.session_state["a_voter"] = "anon-" + uuid.uuid4().hex[:12]
-    return st.session_state["a_voter"]
+    return arena.voter_for(backend.actor(), st.session_state["a_voter"])
 
 
 def loader(name: str, head: str):

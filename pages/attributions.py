@@ -8,7 +8,8 @@ from llm_lab.explain import attributions as attr_mod
 from llm_lab.explain import faithfulness, plots, specs
 from llm_lab.explain.generation import attribute_generation
 from llm_lab.explain.jobs import JOB_FN as DATASET_JOB
-from ui import backend, job_panel
+from llm_lab import snapshots
+from ui import backend, job_panel, share
 from ui.common import header, user_errors
 from ui.explain import PNG_NOTE, attribution_block, generation_block
 
@@ -94,6 +95,8 @@ if mode == "Classification":
         st.plotly_chart(plots.faithfulness_bar(rows), width="stretch", key="attr_faith")
         st.success(f"Most faithful here (comprehensiveness − sufficiency): **{faithfulness.most_faithful(rows)}**. "
                    "Run the dataset job for an answer over many examples.")
+        share.control("attribution", f"Attributions: {results[0][0]['model']}",
+                      lambda: snapshots.attribution(results, text), key=f"attr_share_{id(results)}")
 
 elif mode == "Generation":
     if not lm_models:
@@ -118,6 +121,9 @@ elif mode == "Generation":
             st.session_state["gen_result"] = g.to_dict()
     if st.session_state.get("gen_result"):
         generation_block(st.session_state["gen_result"], key="g")
+        gen_result = st.session_state["gen_result"]
+        share.control("attribution", f"Generation attributions: {gen_result['model']}",
+                      lambda: snapshots.generation_attribution(gen_result), key=f"gen_share_{id(gen_result)}")
 
 else:
     names = backend.dataset_names("text")
@@ -165,6 +171,8 @@ else:
         for method, agg in res["class_tokens"].items():
             st.markdown(f"**{method}**")
             st.plotly_chart(plots.class_tokens_bar(agg), width="stretch", key=f"ds_cls_{method}")
+        share.control("attribution", job["title"], lambda: snapshots.attribution_job(res, job["title"]),
+                      key=f"ds_share_{job['id']}")
 
     if job_panel.current("attr_job"):
         job_panel.show(job_panel.current("attr_job"), extra=show_result, key="attr_job")

@@ -6,7 +6,8 @@ import streamlit as st
 
 from llm_lab.bench import job, leaderboard, plots, report, suite as suites
 from llm_lab.bench.suite import TASK_TYPES
-from ui import backend, job_panel
+from llm_lab import snapshots
+from ui import backend, job_panel, share
 from ui.common import header, user_errors
 
 header(":material/leaderboard: Benchmarks", "Pick models and a suite of declared tasks; the run goes on in the background (cached "
@@ -153,13 +154,16 @@ if task_names:
     st.dataframe(table, hide_index=True, column_config=links, width="stretch", height=360)
 
 # ---------------------------------------------------------------- export and reproducibility
-e1, e2, e3 = st.columns(3)
+e1, e2, e3, e4 = st.columns(4)
 e1.download_button("Download CSV", leaderboard.export_csv(summaries), f"{run_id}.csv", "text/csv", key="b_csv")
 e2.download_button("Download JSON", leaderboard.export_json(results), f"{run_id}.json", "application/json", key="b_json")
 if e3.button("Build HTML report", key="b_html_build"):
     st.session_state["b_html"] = (run_id, report.html_report(results, f"Benchmark {labels[run_id]}"))
 if st.session_state.get("b_html", (None,))[0] == run_id:
     e3.download_button("Download HTML report", st.session_state["b_html"][1], f"{run_id}.html", "text/html", key="b_html")
+with e4:
+    share.control("benchmark", f"Benchmark {labels[run_id]}",
+                  lambda: snapshots.benchmark(results, f"Benchmark {labels[run_id]}"), key=f"b_share_{run_id}")
 with st.expander("Reproducibility: fingerprints, versions, seeds"):
     st.code(json.dumps({r.label: r.repro.to_dict() if r.repro else None for r in results if r.ok},
                        indent=1, default=str), language="json")

@@ -6,7 +6,8 @@ from llm_lab.compare import jobs as compare_jobs
 from llm_lab.errors import failure_message
 from llm_lab.explain.links import attribution_link
 from llm_lab.generation import GenerationSettings
-from ui import backend, job_panel
+from llm_lab import snapshots
+from ui import backend, job_panel, share
 from ui.common import header, user_errors
 
 header(":material/compare: Compare", "Run two to four models on the same prompts or texts: outputs side by side, their numbers, "
@@ -150,6 +151,8 @@ def show(comp: runs.Comparison) -> None:
     st.subheader(comp.title or "Comparison")
     st.caption(f"Comparison `{comp.id}` · share this page's address (it ends in ?comparison={comp.id}) "
                "to reopen it.")
+    share.control("comparison", comp.title or "Comparison", lambda: snapshots.comparison(comp),
+                  key=f"c_share_{comp.id}")
     model_cards(comp)
     ok = comp.ok_models()
     if comp.mode == "generation" and ok:

@@ -4,7 +4,8 @@ import streamlit as st
 
 from llm_lab import train
 from llm_lab.train import export, history, plots, resources
-from ui import backend, job_panel
+from llm_lab import snapshots
+from ui import backend, job_panel, share
 from ui.common import header, user_errors
 
 header(":material/model_training: Train", "Fine-tune a classifier or a causal LM on your dataset, or pretrain a small GPT-2 from scratch. "
@@ -27,6 +28,9 @@ def finished(job: dict) -> None:
     frame = history.curves(backend.actor(), job["id"])
     st.plotly_chart(plots.run_curves(frame), key=f"curves-{job['id']}")
     result = job["result"] or {}
+    if job["status"] not in ("queued", "running"):
+        share.control("training", f"Training run {result.get('model') or job['title']}",
+                      lambda: snapshots.training(backend.actor(), job["id"]), key=f"t_share_live_{job['id']}")
     if job["status"] == "succeeded" and result.get("model"):
         shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4g}" for k, v in (result.get("metrics") or {}).items())
         st.success(f"**{result['model']}** is in the registry ({shown or 'no evaluation split'}). "
@@ -150,6 +154,8 @@ with history_tab, user_errors():
         labels = {r["id"]: f"{r['name']} · {r['status']} · {r['id']}" for r in runs}
         one = st.selectbox("Curves of run", list(labels), format_func=labels.get, key="t_hist_one")
         st.plotly_chart(plots.run_curves(history.curves(backend.actor(), one), labels[one]), key="t_hist_curves")
+        share.control("training", f"Training run {labels[one]}", lambda: snapshots.training(backend.actor(), one),
+                      key=f"t_share_{one}")
         if st.button("Open in the live panel", key="t_hist_open"):
             job_panel.remember(KEY, one)
             st.rerun()

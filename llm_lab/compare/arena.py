@@ -1,16 +1,21 @@
 """The arena: blind battles between two models drawn from a pool, votes, and the leaderboard.
 
 A battle stores the prompt, the two models (in the order shown: A, B), their answers and
-the generation settings. The page shows the answers without the names; after one vote
-(`a`, `b`, `tie`, `both_bad`) it reveals them. The votes table's primary key is the
-battle id, so a battle can be voted once only, whoever tries.
+the generation settings. The page shows the answers without the names; after a vote
+(`a`, `b`, `tie`, `both_bad`) it reveals them.
+
+One vote per battle per user: the votes table has a unique index on (battle, created_by), so a
+second vote by the same user on the same battle is refused, by the database, whatever the page
+does. On a hosted server the voter is the signed-in user (`actor.user`), so every member of the
+team can vote once on a battle they see; anonymous voting exists only in local mode, where the
+one local user votes once per battle, as an anonymous id of the browser session.
 """
 import random
 import sqlite3
 import uuid
 
 from .. import capabilities as caps
-from .. import access, store
+from .. import access, settings, store
 from ..access import Actor, scope
 from ..errors import LabError
 from . import rating
@@ -31,6 +36,22 @@ store.register_schema("arena", [
     """,
     access.owned_columns("arena_battles"),
     access.owned_columns("arena_votes"),
+    # one vote per battle per user (was: one vote per battle): the table is rebuilt without the
+    # battle_id primary key; existing votes keep their rows
+    """
+    CREATE TABLE arena_votes_v2 (
+        battle_id TEXT NOT NULL REFERENCES arena_battles(id) ON DELETE CASCADE,
+        vote TEXT NOT NULL CHECK (vote IN ('a', 'b', 'tie', 'both_bad')),
+        voter TEXT NOT NULL, created_at REAL NOT NULL,
+        workspace TEXT NOT NULL DEFAULT 'default', created_by TEXT NOT NULL DEFAULT 'local');
+    INSERT INTO arena_votes_v2 (battle_id, vote, voter, created_at, workspace, created_by)
+        SELECT battle_id, vote, voter, created_at, workspace, created_by FROM arena_votes;
+    DROP TABLE arena_votes;
+    ALTER TABLE arena_votes_v2 RENAME TO arena_votes;
+    CREATE UNIQUE INDEX arena_votes_one_per_user ON arena_votes(battle_id, created_by);
+    CREATE INDEX arena_votes_voter ON arena_votes(voter);
+    CREATE INDEX arena_votes_workspace ON arena_votes(workspace)
+    """,
 ])
 
 
@@ -83,26 +104,36 @@ def get_battle(actor: Actor, battle_id: str) -> dict:
     row = scope(actor).one("arena_battles", "id=?", (battle_id,))
     if row is None:
         raise ArenaError(f"No arena battle with id {battle_id!r}.")
-    cast = scope(actor).one("arena_votes", "battle_id=?", (battle_id,), columns="vote, voter, created_at")
+    # the actor's own vote: on a hosted server each user votes (and sees the names) on their own
+    cast = scope(actor).one("arena_votes", "battle_id=? AND created_by=?", (battle_id, actor.user),
+                            columns="vote, voter, created_at")
     row.update(vote=cast and cast["vote"], voter=cast and cast["voter"], voted_at=cast and cast["created_at"])
     for key in ("pool", "stats", "settings"):
         row[key] = store.from_json(row[key], {})
     return row
 
 
-def vote(actor: Actor, battle_id: str, choice: str, voter: str) -> dict:
-    """Record one vote; a second vote on the same battle raises ArenaError. Returns the revealed battle."""
+def voter_for(actor: Actor, voter: str | None = None) -> str:
+    """Who a vote is counted for: the signed-in user on a hosted server (a voter id the page passes is
+    ignored there), the page's anonymous session id (or the actor) in local mode."""
+    if settings.hosted():
+        return actor.user
+    return voter or actor.user
+
+
+def vote(actor: Actor, battle_id: str, choice: str, voter: str | None = None) -> dict:
+    """Record the actor's vote; a second vote by the same user on the same battle raises ArenaError (the
+    first stands). Returns the battle, revealed. See the module's docstring for who counts as the voter."""
     if choice not in VOTES:
         raise ArenaError(f"Unknown vote {choice!r}; choose one of: {', '.join(VOTES)}.")
-    if not voter:
-        raise ArenaError("A vote needs a voter id (the page passes the signed-in user or an anonymous id).")
+    actor.require("vote", "vote in the arena")
     get_battle(actor, battle_id)  # exists, in the actor's workspaces?
     try:
-        scope(actor).insert("arena_votes", dict(battle_id=battle_id, vote=choice, voter=voter,
+        scope(actor).insert("arena_votes", dict(battle_id=battle_id, vote=choice, voter=voter_for(actor, voter),
                                                 created_at=store.now()), action="vote")
     except sqlite3.IntegrityError as exc:
-        raise ArenaError("This battle has been voted on already; each battle takes one vote. "
-                         "Start a new battle to vote again.") from exc
+        raise ArenaError("This battle has been voted on already by you: each user votes once per battle and "
+                         "the first vote stands. Start a new battle to vote again.") from exc
     return get_battle(actor, battle_id)
 
 
