@@ -5,6 +5,7 @@ and no data renders.
 """
 import streamlit as st
 
+from llm_lab import sharing
 from ui import auth
 
 st.set_page_config(page_title="LLM Lab", page_icon=":material/science:", layout="wide")
@@ -25,12 +26,14 @@ PAGES = {
         st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
         st.Page("pages/attributions.py", title="Attributions", icon=":material/target:"),
     ],
-    "Share": [
-        st.Page("pages/shared.py", title="Shared links", url_path="shared", icon=":material/share:"),
-    ],
 }
+SHARED = st.Page("pages/shared.py", title="Shared links", url_path="shared", icon=":material/share:")
+PAGES["Share"] = [SHARED]
 ADMIN = st.Page("pages/admin.py", title="Admin", icon=":material/admin_panel_settings:")
 
+if auth.public_visitor(sharing.is_public):  # an anonymous visitor with a public link sees only that snapshot
+    st.navigation([SHARED], position="hidden").run()
+    st.stop()
 actor = auth.gate()
 if actor is None:
     st.stop()

@@ -30,6 +30,11 @@ def current() -> Actor:
     return actor
 
 
+def signed_in() -> Actor | None:
+    """The signed-in actor of this session in hosted mode, or None for an anonymous visitor."""
+    return st.session_state.get(_ACTOR)
+
+
 def _identity() -> tuple[str | None, dict]:
     """(email, claims) of the visitor, or (None, {}) when nobody is signed in."""
     header = settings.get("trusted_proxy_header")
@@ -72,10 +77,23 @@ def _choose_workspace(email: str) -> str:
     return st.session_state[_WORKSPACE]
 
 
+def public_visitor(is_public) -> bool:
+    """A visitor nobody signed in, opening a public share link (`is_public(token)`): they may see that
+    snapshot and nothing else."""
+    if not settings.hosted() or hosting.problems(dict(st.secrets) if _has_secrets() else {}):
+        return False
+    token = st.query_params.get("token")
+    if token and not _identity()[0] and is_public(token):
+        st.session_state.pop(_ACTOR, None)
+        return True
+    return False
+
+
 def gate() -> Actor | None:
     """Sign the visitor in (hosted mode) and return the actor; None when the page must not render."""
     if not settings.hosted():
         return LOCAL
+    st.session_state.pop(_ACTOR, None)  # set again below, once this run's visitor is known
     found = hosting.problems(dict(st.secrets) if _has_secrets() else {})
     if found:
         st.error(hosting.refusal(found))

@@ -18,7 +18,7 @@ import streamlit as st
 
 from llm_lab import settings, sharing
 from llm_lab.access import Actor
-from ui import backend
+from ui import auth, backend
 from ui.common import user_errors
 
 _SEEN = "shared_seen"          # tokens this browser session has opened (a view is counted once per session)
@@ -35,7 +35,7 @@ def visitor() -> Actor | None:
     (ui/auth.py) keeps for this session, or None for a visitor it let through unsigned to a public link."""
     if not settings.hosted():
         return backend.actor()
-    return st.session_state.get("lab_actor")
+    return auth.signed_in()
 
 
 def link_url(token: str) -> str:
