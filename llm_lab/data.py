@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,24 @@ store.register_schema("datasets", [
         report TEXT, description TEXT DEFAULT '');
     """,
     access.owned_columns("datasets"),
+    # names are unique per workspace, not across the server; each row says where its files are (relative to
+    # LLM_LAB_HOME): rows from before stay in datasets/<name>, where they were written
+    """
+    CREATE TABLE datasets_by_workspace (
+        name TEXT NOT NULL, created_at REAL NOT NULL, source_file TEXT NOT NULL,
+        content_hash TEXT NOT NULL, fingerprint TEXT NOT NULL, roles TEXT NOT NULL,
+        recipe TEXT NOT NULL, rows INTEGER NOT NULL, splits TEXT NOT NULL, label_names TEXT,
+        report TEXT, description TEXT DEFAULT '',
+        workspace TEXT NOT NULL DEFAULT 'default', created_by TEXT NOT NULL DEFAULT 'local', folder TEXT,
+        PRIMARY KEY (workspace, name));
+    INSERT INTO datasets_by_workspace (name, created_at, source_file, content_hash, fingerprint, roles, recipe, rows,
+        splits, label_names, report, description, workspace, created_by, folder)
+        SELECT name, created_at, source_file, content_hash, fingerprint, roles, recipe, rows, splits, label_names,
+            report, description, workspace, created_by, 'datasets/' || name FROM datasets;
+    DROP TABLE datasets;
+    ALTER TABLE datasets_by_workspace RENAME TO datasets;
+    CREATE INDEX datasets_workspace ON datasets(workspace)
+    """,
 ])
 
 
@@ -322,14 +341,34 @@ class DatasetInfo:
     label_names: list | None
     report: dict = field(default_factory=dict)
     description: str = ""
+    workspace: str = access.DEFAULT_WORKSPACE
+    location: str = ""      # its folder, relative to LLM_LAB_HOME (stored in the row)
 
     @property
     def folder(self) -> Path:
-        return dataset_dir(self.name)
+        return paths.home() / self.location if self.location else dataset_dir(self.name, self.workspace)
 
 
-def dataset_dir(name: str) -> Path:
-    return paths.subdir("datasets") / name
+def dataset_dir(name: str, workspace: str = access.DEFAULT_WORKSPACE) -> Path:
+    """Where a new dataset `name` of `workspace` is written: <home>/datasets/<name> in the default workspace,
+    <home>/datasets/@<workspace>/<name> in another (paths.workspace_dir). A stored one's is `DatasetInfo.folder`."""
+    return paths.workspace_dir("datasets", workspace) / name
+
+
+def _new_folder(actor: Actor, name: str) -> Path:
+    """A folder for a new dataset: its usual place, unless something is there already (a dataset of another
+    workspace stored before names were per workspace), which is never overwritten."""
+    folder = dataset_dir(name, actor.workspace)
+    taken = {r["folder"] for r in scope(SYSTEM).select("datasets", "folder IS NOT NULL", columns="folder")}
+    n = 1
+    while folder.exists() or _relative(folder) in taken:
+        n += 1
+        folder = dataset_dir(f"{name}~{n}", actor.workspace)
+    return folder
+
+
+def _relative(folder: Path) -> str:
+    return Path(folder).relative_to(paths.home()).as_posix()
 
 
 def check_name(name: str) -> str:
@@ -364,37 +403,51 @@ def import_dataset(actor: Actor, name: str, filename: str, data: bytes, roles: d
     actor.require("write", "upload datasets")
     name = check_name(name)
     recipe = recipe or Recipe()
-    if scope(actor).one("datasets", "name=?", (name,)) and not replace:
+    existing = _own_row(actor, name)
+    if existing and not replace:
         raise DataError(f"A dataset named {name!r} exists already. Choose another name or delete it first.")
     frame, roles, report = prepare(filename, data, roles, recipe)
     content_hash = hashlib.sha256(data).hexdigest()
     fingerprint = hashlib.sha256(json.dumps(
         {"content": content_hash, "roles": roles, "recipe": recipe.as_dict()}, sort_keys=True).encode()).hexdigest()
     labels = sorted(frame["label"].unique().tolist(), key=natural_key) if "label" in frame.columns else None
+    folder = _info(existing).folder if existing else _new_folder(actor, name)
     info = DatasetInfo(name, store.now(), Path(filename).name, content_hash, fingerprint, roles, recipe.as_dict(),
-                       len(frame), frame["split"].value_counts().to_dict(), labels, report, description)
-    with store.atomic_dir(dataset_dir(name)) as tmp:
+                       len(frame), frame["split"].value_counts().to_dict(), labels, report, description,
+                       actor.workspace, _relative(folder))
+    with store.atomic_dir(folder) as tmp:
         frame.to_parquet(tmp / "data.parquet", index=False)
         (tmp / ("original" + Path(filename).suffix.lower())).write_bytes(data)
         (tmp / "meta.json").write_text(json.dumps(asdict(info), indent=2, default=str))
         with store.transaction() as conn:
-            if not replace and scope(actor).one("datasets", "name=?", (name,)):
+            mine = "name=? AND workspace=?"
+            if not replace and scope(actor).one("datasets", mine, (name, actor.workspace)):
                 raise DataError(f"A dataset named {name!r} exists already. Choose another name or delete it first.")
             if replace:
-                scope(actor).delete("datasets", "name=?", (name,), conn=conn)
-            scope(actor).insert("datasets", dict(
-                name=name, created_at=info.created_at, source_file=info.source_file, content_hash=content_hash,
-                fingerprint=fingerprint, roles=store.to_json(roles), recipe=store.to_json(info.recipe),
-                rows=info.rows, splits=store.to_json(info.splits), label_names=store.to_json(labels),
-                report=store.to_json(report), description=description), conn=conn)
+                scope(actor).delete("datasets", mine, (name, actor.workspace), conn=conn)
+            try:
+                scope(actor).insert("datasets", dict(
+                    name=name, created_at=info.created_at, source_file=info.source_file, content_hash=content_hash,
+                    fingerprint=fingerprint, roles=store.to_json(roles), recipe=store.to_json(info.recipe),
+                    rows=info.rows, splits=store.to_json(info.splits), label_names=store.to_json(labels),
+                    report=store.to_json(report), description=description, folder=info.location), conn=conn)
+            except sqlite3.IntegrityError as exc:  # replace=True on a dataset the actor may not delete
+                raise DataError(f"A dataset named {name!r} exists already and is not yours to replace. "
+                                "Choose another name.") from exc
     return info
+
+
+def _own_row(actor: Actor, name: str) -> dict | None:
+    """The dataset `name` of the actor's current workspace (where new ones go), if there is one."""
+    return scope(actor).one("datasets", "name=? AND workspace=?", (name, actor.workspace))
 
 
 def _info(row: dict) -> DatasetInfo:
     return DatasetInfo(row["name"], row["created_at"], row["source_file"], row["content_hash"], row["fingerprint"],
                        store.from_json(row["roles"], {}), store.from_json(row["recipe"], {}), row["rows"],
                        store.from_json(row["splits"], {}), store.from_json(row["label_names"]),
-                       store.from_json(row["report"], {}), row["description"] or "")
+                       store.from_json(row["report"], {}), row["description"] or "",
+                       row.get("workspace") or access.DEFAULT_WORKSPACE, row.get("folder") or "")
 
 
 def list_datasets(actor: Actor) -> list[DatasetInfo]:
@@ -403,8 +456,10 @@ def list_datasets(actor: Actor) -> list[DatasetInfo]:
 
 
 def get(actor: Actor, name: str) -> DatasetInfo:
+    """The dataset `name` the actor sees; one of its current workspace first (names are unique per workspace)."""
     ensure_demos()
-    row = scope(actor).one("datasets", "name=?", (name,))
+    rows = scope(actor).select("datasets", "name=?", (name,))
+    row = next((r for r in rows if r["workspace"] == actor.workspace), rows[0] if rows else None)
     if row is None:
         names = ", ".join(r["name"] for r in scope(actor).select("datasets", columns="name")) or "none yet"
         raise DataError(f"No dataset named {name!r}. Datasets here: {names}.")
@@ -429,12 +484,12 @@ def require(info: DatasetInfo, *roles: str) -> None:
 
 
 def delete(actor: Actor, name: str) -> None:
-    get(actor, name)  # "no dataset named …" for a name the actor cannot see
+    info = get(actor, name)  # "no dataset named …" for a name the actor cannot see
     with store.transaction() as conn:
-        if not scope(actor).delete("datasets", "name=?", (name,), conn=conn):
+        if not scope(actor).delete("datasets", "name=? AND workspace=?", (name, info.workspace), conn=conn):
             raise access.PermissionDenied(f"{actor.user} may not delete dataset {name!r}: only its creator or an "
                                           "admin can.")
-    shutil.rmtree(dataset_dir(name), ignore_errors=True)
+    shutil.rmtree(info.folder, ignore_errors=True)
 
 
 def profile(frame: pd.DataFrame) -> dict:
@@ -462,7 +517,7 @@ def ensure_demos() -> None:
     for spec_file in sorted(DEMO_DIR.glob("*.json")):
         spec = json.loads(spec_file.read_text())
         data_file = DEMO_DIR / spec["file"]
-        if scope(SYSTEM).one("datasets", "name=?", (spec["name"],)):
+        if scope(SYSTEM).one("datasets", "name=? AND workspace=?", (spec["name"], LOCAL.workspace)):
             continue
         try:
             import_dataset(LOCAL, spec["name"], data_file.name, data_file.read_bytes(), spec.get("roles"),

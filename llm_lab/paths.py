@@ -13,3 +13,21 @@ def subdir(*parts: str) -> Path:
     path = home().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def workspace_dir(kind: str, workspace: str) -> Path:
+    """Where a workspace keeps its folders of one kind ("datasets", "models").
+
+    The default workspace keeps the folders it had before workspaces existed (<home>/<kind>); another
+    workspace has its own, <home>/<kind>/@<workspace>. Dataset and model names start with a letter or a
+    digit, so "@…" never meets a default-workspace folder. A workspace name that is not a plain folder name
+    (an e-mail with unusual characters) gets a folder named by its hash instead.
+    """
+    import hashlib
+    import re
+
+    if workspace == "default":  # access.DEFAULT_WORKSPACE (paths is imported before access)
+        return subdir(kind)
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}", workspace or ""):
+        return subdir(kind, "@" + workspace)
+    return subdir(kind, "@_" + hashlib.sha256(str(workspace).encode()).hexdigest()[:24])

@@ -5,7 +5,13 @@ tiny-gpt from this package), `local` (a folder in Hugging Face format), `hub`
 (a Hub id) and `trained` (made by LLM Lab, recorded in the store). A model can be
 opened with one of three heads: `classifier`, `encoder` or `causal-lm`; which head an
 entry opens with by default, and what a loaded model can do, is decided in
-`capabilities.py`. Loaded models are cached per process and shared by every browser session.
+`capabilities.py`. Loaded models are cached per process and shared by every browser session, except one
+loaded with remote code: that one is kept for the user who loaded it.
+
+On a hosted server, what a model may be opened from is the operator's decision (`settings`): a non-admin
+opens the registry's models (their workspace's and the built-in ones), folders under `model_roots`, and Hub
+ids on `hub_allow`; a download is capped at `hub_max_gb`; remote code (`trust_remote_code`) is for admins,
+and only where `allow_remote_code` is on. Locally, the one user may open anything.
 """
 import dataclasses
 import os
@@ -16,7 +22,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import access, capabilities, store
+from . import access, capabilities, paths, settings, store
 from .access import Actor, scope
 from .capabilities import HEADS, Capabilities
 from .errors import ModelError
@@ -32,7 +38,22 @@ store.register_schema("models", [
     # "task" meant three things in LLM Lab; for a model it is the head it was made for
     "ALTER TABLE models RENAME COLUMN task TO head",
     access.owned_columns("models"),
+    # names are unique per workspace, not across the server
+    """
+    CREATE TABLE models_by_workspace (
+        name TEXT NOT NULL, source TEXT NOT NULL, location TEXT NOT NULL, head TEXT NOT NULL,
+        parent TEXT, created_at REAL NOT NULL, labels TEXT, meta TEXT,
+        workspace TEXT NOT NULL DEFAULT 'default', created_by TEXT NOT NULL DEFAULT 'local',
+        PRIMARY KEY (workspace, name));
+    INSERT INTO models_by_workspace (name, source, location, head, parent, created_at, labels, meta, workspace,
+        created_by)
+        SELECT name, source, location, head, parent, created_at, labels, meta, workspace, created_by FROM models;
+    DROP TABLE models;
+    ALTER TABLE models_by_workspace RENAME TO models;
+    CREATE INDEX models_workspace ON models(workspace)
+    """,
 ])
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]  # what is fetched of a Hub model
 
 
 @dataclass
@@ -46,6 +67,7 @@ class ModelEntry:
     labels: list[str] | None = None
     meta: dict = field(default_factory=dict)
     description: str = ""
+    workspace: str | None = None   # the workspace of a registered model; None for built-in and opened ones
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -87,7 +109,8 @@ def list_models(actor: Actor) -> list[ModelEntry]:
 
 def _entry(row: dict) -> ModelEntry:
     return ModelEntry(row["name"], row["source"], row["location"], row["head"], row["parent"],
-                      row["created_at"], store.from_json(row["labels"]), store.from_json(row["meta"], {}))
+                      row["created_at"], store.from_json(row["labels"]), store.from_json(row["meta"], {}),
+                      workspace=row.get("workspace"))
 
 
 def register(actor: Actor, entry: ModelEntry) -> ModelEntry:
@@ -97,9 +120,12 @@ def register(actor: Actor, entry: ModelEntry) -> ModelEntry:
         raise ModelError(f"Model name {entry.name!r}: use letters, digits, '.', '_' or '-' (at most 100).")
     if any(b.name == entry.name for b in builtin_models()):
         raise ModelError(f"{entry.name!r} is a built-in model name; choose another name.")
+    if settings.hosted() and not actor.can("server"):
+        _check_may_register(actor, entry)
     if entry.source != "hub":
         check_folder(Path(entry.location))
     entry.created_at = entry.created_at or store.now()
+    entry.workspace = actor.workspace
     try:
         scope(actor).insert("models", dict(
             name=entry.name, source=entry.source, location=entry.location, head=entry.head, parent=entry.parent,
@@ -111,18 +137,35 @@ def register(actor: Actor, entry: ModelEntry) -> ModelEntry:
     return entry
 
 
+def _check_may_register(actor: Actor, entry: ModelEntry) -> None:
+    """Hosted, not an admin: a registered model points where the actor could open it anyway (a folder under
+    the model roots, an allowed Hub id) or at a model trained into the actor's workspace."""
+    if entry.source == "hub":
+        ok = hub_allowed(entry.location)
+    elif entry.source == "trained":
+        ok = _contained(Path(entry.location), [_real(paths.workspace_dir("models", actor.workspace))])
+    else:
+        ok = entry.source == "local" and _contained(Path(entry.location), model_roots())
+    if not ok:
+        raise ModelError(not_here(actor, entry.location))
+
+
 def unregister(actor: Actor, name: str) -> None:
-    scope(actor).delete("models", "name=?", (name,))
+    scope(actor).delete("models", "name=? AND workspace=?", (name, actor.workspace))
 
 
 def resolve(actor: Actor, name: str, allow_bin: bool = False) -> ModelEntry:
-    """A registry name, a local folder, or a Hub id, in that order."""
+    """A registry name (the actor's current workspace first), a local folder, or a Hub id, in that order.
+
+    On a hosted server a non-admin opens only what the operator allows (`_resolve_allowed`)."""
     name = (name or "").strip()
     if not name:
         raise ModelError("No model given: pick one from the registry, or type a folder path or a Hub id.")
-    for entry in list_models(actor):
-        if entry.name == name:
-            return entry
+    named = [entry for entry in list_models(actor) if entry.name == name]
+    if named:
+        return next((e for e in named if e.workspace == actor.workspace), named[0])
+    if settings.hosted() and not actor.can("server"):
+        return _resolve_allowed(actor, name, allow_bin)
     path = Path(name).expanduser()
     if path.exists():
         check_folder(path, allow_bin=allow_bin)
@@ -133,33 +176,109 @@ def resolve(actor: Actor, name: str, allow_bin: bool = False) -> ModelEntry:
                      f"Models here: {', '.join(e.name for e in list_models(actor))}.")
 
 
-def check_folder(path: Path, allow_bin: bool = False) -> None:
-    """Refuse folders that are not Hugging Face models, or that carry only pickled weights."""
+# ---------------------------------------------------------------- what a hosted server lets a non-admin open
+def _real(path) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def model_roots() -> list[Path]:
+    """The operator's model roots (setting model_roots), symlinks resolved."""
+    return [_real(Path(root).expanduser()) for root in settings.get("model_roots") if str(root).strip()]
+
+
+def _contained(path: Path, roots: list[Path]) -> bool:
+    """Whether `path`, with symlinks and '..' resolved, is one of `roots` or inside one."""
+    try:
+        real = _real(path)
+    except (OSError, ValueError):
+        return False
+    return any(real == root or real.is_relative_to(root) for root in roots)
+
+
+def hub_allowed(repo_id: str) -> bool:
+    """Whether the Hub id is on the operator's allow-list (setting hub_allow: ids, "org/*" prefixes, or "*")."""
+    rid = repo_id.strip().casefold()
+    if ".." in rid or not re.fullmatch(r"[a-z0-9][\w.-]*(/[a-z0-9][\w.-]*)?", rid):
+        return False
+    for pattern in settings.get("hub_allow"):
+        pattern = str(pattern).strip().casefold()
+        if pattern == "*" or rid == pattern or (pattern.endswith("/*") and rid.startswith(pattern[:-1])):
+            return True
+    return False
+
+
+def not_here(actor: Actor, name: str) -> str:
+    """The one refusal a non-admin gets on a hosted server, whatever `name` is and whether or not such a path
+    exists on the server (so the message tells nothing about the server's files)."""
+    allowed = ", ".join(settings.get("hub_allow")) or "none"
+    return (f"{name!r} is not a model you can open here: pick one from the registry "
+            f"({', '.join(e.name for e in list_models(actor)) or 'empty'}), a folder under the model roots, or a "
+            f"Hub id this server allows ({allowed}). An admin can add model roots and Hub ids.")
+
+
+def _resolve_allowed(actor: Actor, name: str, allow_bin: bool) -> ModelEntry:
+    """A folder under the model roots (a path inside one, or a name relative to one), or an allowed Hub id.
+
+    Nothing outside the roots is looked at in a way that shows: no "~" expansion, no path relative to the
+    server's working folder, and the same refusal for a path that exists and one that does not."""
+    roots = model_roots()
+    raw = Path(name)
+    candidates = [raw] if raw.is_absolute() else [root / raw for root in roots]
+    for candidate in candidates:
+        if _contained(candidate, roots):
+            folder = _real(candidate)
+            if folder.is_dir():
+                check_folder(folder, allow_bin=allow_bin, shown=repr(name))
+                return ModelEntry(folder.name, "local", str(folder), _head_of(folder, shown=repr(name)))
+    if hub_allowed(name):
+        return ModelEntry(name, "hub", name, "unknown")
+    raise ModelError(not_here(actor, name))
+
+
+def may_run_remote_code(actor: Actor) -> bool:
+    """Whether `actor` may load a model with trust_remote_code: an admin, and on a hosted server only where the
+    operator turned allow_remote_code on."""
+    return actor.can("server") and (not settings.hosted() or bool(settings.get("allow_remote_code")))
+
+
+def _check_remote_code(actor: Actor) -> None:
+    actor.require("server", "load a model with remote code (trust_remote_code runs the model's own Python "
+                            "inside the server)")
+    if settings.hosted() and not settings.get("allow_remote_code"):
+        raise ModelError("This server does not run remote code (trust_remote_code): the setting allow_remote_code "
+                         "is off. The operator can turn it on (LLM_LAB_ALLOW_REMOTE_CODE=true, or `python -m llm_lab "
+                         "settings set allow_remote_code true`) for models they trust; or load the model without it.")
+
+
+def check_folder(path: Path, allow_bin: bool = False, shown: str | None = None) -> None:
+    """Refuse folders that are not Hugging Face models, or that carry only pickled weights. The messages name
+    the folder as `shown` when given (what a non-admin typed: the server path is not theirs to see)."""
+    where = shown or str(path)
     if not path.is_dir():
-        raise ModelError(f"{path} is not a folder. A model folder holds config.json, the weights "
+        raise ModelError(f"{where} is not a folder. A model folder holds config.json, the weights "
                          "(model.safetensors) and the tokenizer files.")
     if not (path / "config.json").exists():
-        raise ModelError(f"{path} is not a Hugging Face model folder: config.json is missing. Save a model "
+        raise ModelError(f"{where} is not a Hugging Face model folder: config.json is missing. Save a model "
                          "with model.save_pretrained(folder) and tokenizer.save_pretrained(folder).")
     files = {p.name for p in path.iterdir()}
     has_safetensors = any(f.endswith(".safetensors") for f in files)
     has_pickle = any(f.endswith((".bin", ".pt", ".pth", ".ckpt")) for f in files)
     if not has_safetensors and not (has_pickle and allow_bin):
         if has_pickle:
-            raise ModelError(f"{path} has only pickled weights (.bin). LLM Lab loads safetensors by default, "
+            raise ModelError(f"{where} has only pickled weights (.bin). LLM Lab loads safetensors by default, "
                              "because unpickling a file can run code. Convert it: load it once in Python and "
                              "call model.save_pretrained(folder), which writes model.safetensors; or allow .bin "
                              "explicitly (loaded with weights_only=True).")
-        raise ModelError(f"{path} has a config.json but no weights (*.safetensors).")
+        raise ModelError(f"{where} has a config.json but no weights (*.safetensors).")
 
 
-def _head_of(path: Path) -> str:
+def _head_of(path: Path, shown: str | None = None) -> str:
     import json
 
     try:
         arch = " ".join(json.loads((path / "config.json").read_text()).get("architectures") or [])
     except (OSError, ValueError) as exc:
-        raise ModelError(f"{path}/config.json is not valid JSON: {exc}") from exc
+        raise ModelError(f"{shown or path}/config.json is not valid JSON: {exc}") from exc
     if "SequenceClassification" in arch:
         return "classifier"
     if "CausalLM" in arch or "LMHead" in arch:
@@ -229,18 +348,24 @@ def load(actor: Actor, name: str, head: str | None = None, device: str | None = 
          num_labels: int | None = None) -> LoadedModel:
     """Load a model once per process (per name, head, device, dtype, attention) and share it.
 
-    `attention=True` loads with eager attention so attention weights can be returned.
+    `attention=True` loads with eager attention so attention weights can be returned. `trust_remote_code=True`
+    (admins only, and on a hosted server only where allow_remote_code is on) runs the model's own Python; such
+    a model is cached for the user who loaded it, never served to anyone else.
     """
     from .device import pick_device, pick_dtype
 
+    if trust_remote_code:
+        _check_remote_code(actor)
     entry = resolve(actor, name, allow_bin=allow_bin)
     head = head or capabilities.default_head(entry)
     if head not in HEADS:
         raise ModelError(f"Unknown head {head!r}; choose one of {', '.join(HEADS)}.")
     device = pick_device(device)
     torch_dtype = pick_dtype(device, dtype)
-    # remote code is part of the key: a model loaded with it is never served to a load without it
-    key = (entry.source, entry.location, head, device, str(torch_dtype), attention, num_labels, trust_remote_code)
+    # remote code is part of the key, with who loaded it: a model that ran its own code is never served to a
+    # load without it, nor to another user
+    remote = ("remote-code", actor.user) if trust_remote_code else False
+    key = (entry.source, entry.location, head, device, str(torch_dtype), attention, num_labels, remote)
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
@@ -260,6 +385,8 @@ def load(actor: Actor, name: str, head: str | None = None, device: str | None = 
 
 def load_for(actor: Actor, needs: "capabilities.Needs", name: str, **kwargs) -> LoadedModel:
     """Load `name` with the head `needs` calls for, and check it meets them (the one message if not)."""
+    if kwargs.get("trust_remote_code"):
+        _check_remote_code(actor)
     entry = resolve(actor, name, allow_bin=kwargs.get("allow_bin", False))
     loaded = load(actor, name, head=capabilities.require_entry(needs, entry), **kwargs)
     capabilities.require(needs, loaded)
@@ -328,11 +455,12 @@ def _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust
 
 
 def hub_source(repo_id: str, common: dict) -> str:
-    """Use the local Hub cache when it has the model; otherwise check the Hub answers, quickly."""
+    """Use the local Hub cache when it has the model; otherwise check the Hub answers, quickly. On a hosted
+    server the download is capped (setting hub_max_gb): its size is summed before anything is fetched."""
     from huggingface_hub import snapshot_download
 
     try:
-        return snapshot_download(repo_id, local_files_only=True, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"])
+        return snapshot_download(repo_id, local_files_only=True, allow_patterns=HUB_PATTERNS)
     except Exception:
         pass
     local = ", ".join(e.name for e in builtin_models()) or "none installed"
@@ -342,7 +470,8 @@ def hub_source(repo_id: str, common: dict) -> str:
     try:
         from huggingface_hub import model_info
 
-        model_info(repo_id, timeout=float(os.environ.get("LLM_LAB_HUB_TIMEOUT", "5")))
+        capped = settings.hosted()
+        info = model_info(repo_id, timeout=float(os.environ.get("LLM_LAB_HUB_TIMEOUT", "5")), files_metadata=capped)
     except Exception as exc:
         reason = type(exc).__name__
         if "RepositoryNotFound" in reason or "404" in str(exc):
@@ -351,7 +480,24 @@ def hub_source(repo_id: str, common: dict) -> str:
         raise ModelError(f"The Hugging Face Hub cannot be reached to fetch {repo_id!r} ({reason}). "
                          f"Use a built-in model ({local}) or a local model folder (config.json + "
                          f"model.safetensors + tokenizer).") from exc
+    if capped:
+        check_download_size(repo_id, info)
     try:
-        return snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"])
+        return snapshot_download(repo_id, allow_patterns=HUB_PATTERNS)
     except Exception as exc:
         raise ModelError(f"Downloading {repo_id!r} from the Hub failed: {exc}") from exc
+
+
+def check_download_size(repo_id: str, info) -> None:
+    """Refuse a Hub download larger than the setting hub_max_gb (the files LLM Lab would fetch, summed)."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    cap = float(settings.get("hub_max_gb"))
+    files = list(filter_repo_objects(info.siblings or [], allow_patterns=HUB_PATTERNS, key=lambda f: f.rfilename))
+    if any(f.size is None for f in files):
+        raise ModelError(f"The Hub did not say how large {repo_id!r} is, so this server does not download it "
+                         f"(downloads are capped at {cap:g} GB). Ask an admin to fetch it.")
+    total = sum(f.size for f in files)
+    if total > cap * 1e9:
+        raise ModelError(f"{repo_id!r} is {total / 1e9:.2f} GB to download; this server downloads at most {cap:g} GB "
+                         "(setting hub_max_gb). Pick a smaller model, or ask an admin to raise the limit.")

@@ -15,10 +15,12 @@ params = st.query_params
 # ---------------------------------------------------------------- registry
 with user_errors():
     entries = backend.model_entries()
+    admin = backend.actor().can("server")  # where models lie on the server is for admins to see
     with st.expander(f"Registry ({len(entries)} model{'s' if len(entries) != 1 else ''})", expanded=False):
         st.dataframe(pd.DataFrame([{
             "name": e.name, "source": e.source, "head": e.head, "parent": e.parent or "",
-            "description": e.description, "location": e.location} for e in entries]), hide_index=True)
+            "description": e.description, **({"location": e.location} if admin else {})} for e in entries]),
+            hide_index=True)
 
 # ---------------------------------------------------------------- choose
 names = [e.name for e in entries]
@@ -44,17 +46,22 @@ with st.expander("Device, dtype and safety"):
                           help="auto: CUDA, then Apple MPS, then CPU")
     dtype = a2.selectbox("Dtype", ["auto", "float32", "bfloat16", "float16"], key="m_dtype",
                          help="auto: bfloat16 on CUDA, float32 elsewhere")
-    trust = a3.checkbox("Trust remote code", False, key="m_trust",
-                        help="Runs Python code shipped with a Hub model. Only enable it for models you trust.")
+    trust = False
+    if backend.may_trust_remote_code():  # shown to those allowed; llm_lab.registry enforces it
+        trust = a3.checkbox("Trust remote code", False, key="m_trust",
+                            help="Runs Python code shipped with a model. Only enable it for models you trust.")
     if trust:
-        st.warning("Remote code runs with your permissions on this machine. Enable it only for a model you trust.")
+        st.warning("Remote code runs inside the server, with its permissions. Enable it only for a model you trust; "
+                   "the model stays with this session.")
 
 wanted = {"model": chosen, "head": head}
 if st.button("Load model", type="primary", disabled=not chosen, key="m_load"):
     st.session_state["m_loaded"] = dict(wanted, device=device, dtype=dtype, trust=trust)
     params["model"], params["head"] = chosen, head
-elif from_url and "m_loaded" not in st.session_state:  # a shared link or a refresh: load what it names
-    st.session_state["m_loaded"] = dict(wanted, device=device, dtype=dtype, trust=trust)
+elif from_url and "m_loaded" not in st.session_state:  # a shared link or a refresh: load what it names…
+    with user_errors():  # …only if the visitor could open it themselves (without remote code)
+        backend.check_model(from_url)
+        st.session_state["m_loaded"] = dict(wanted, device=device, dtype=dtype, trust=False)
 
 spec = st.session_state.get("m_loaded")
 if not spec:

@@ -1,7 +1,8 @@
 """The one place pages get data from: cached calls into llm_lab.
 
 Models are cached once per server process (st.cache_resource around the registry's
-own cache, so the object is a cheap handle); lists are cached for a few seconds so
+own cache, so the object is a cheap handle), except a model loaded with remote code, which
+stays with the browser session that loaded it; lists are cached for a few seconds so
 a page rerun does not hit the store many times.
 """
 import streamlit as st
@@ -20,14 +21,32 @@ def actor() -> Actor:
 # lists, frames or models are never served to another. (Streamlit does not hash arguments whose name
 # starts with "_", so it is called `who`.)
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _model(who: Actor, name: str, head, attention, device_override, dtype, trust_remote_code, num_labels):
+def _model(who: Actor, name: str, head, attention, device_override, dtype, num_labels):
     return registry.load(who, name, head=head, attention=attention, device=device_override, dtype=dtype,
-                         trust_remote_code=trust_remote_code, num_labels=num_labels)
+                         num_labels=num_labels)
 
 
 def model(name: str, head: str | None = None, attention: bool = False, device_override: str = "auto",
           dtype: str = "auto", trust_remote_code: bool = False, num_labels: int | None = None):
-    return _model(actor(), name, head, attention, device_override, dtype, trust_remote_code, num_labels)
+    if trust_remote_code:  # it ran its own code in this server: never in the process-wide cache
+        who = actor()
+        kept = st.session_state.setdefault("_remote_code_models", {})
+        key = (who, name, head, attention, device_override, dtype, num_labels)
+        if key not in kept:
+            kept[key] = registry.load(who, name, head=head, attention=attention, device=device_override,
+                                      dtype=dtype, trust_remote_code=True, num_labels=num_labels)
+        return kept[key]
+    return _model(actor(), name, head, attention, device_override, dtype, num_labels)
+
+
+def may_trust_remote_code() -> bool:
+    """Whether this user may load a model with remote code (the Models page shows the checkbox only then)."""
+    return registry.may_run_remote_code(actor())
+
+
+def check_model(name: str):
+    """The registry entry `name` opens for this user, or the error saying why it cannot (registry.resolve)."""
+    return registry.resolve(actor(), name)
 
 
 @st.cache_data(ttl=3, show_spinner=False)

@@ -21,11 +21,31 @@ store.register_schema("bench", [
         id TEXT PRIMARY KEY, suite TEXT NOT NULL, models TEXT NOT NULL, keys TEXT NOT NULL, created_at REAL NOT NULL);
     """,
     access.owned_columns("bench_results") + ";" + access.owned_columns("bench_runs"),
+    # a key is a fingerprint of the computation, so two workspaces can compute the same one: each keeps its own
+    # result (an INSERT OR REPLACE keyed by the key alone took the row away from the workspace that had it)
+    """
+    CREATE TABLE bench_results_by_workspace (
+        key TEXT NOT NULL, model TEXT NOT NULL, suite TEXT NOT NULL, task TEXT NOT NULL, type TEXT NOT NULL,
+        status TEXT NOT NULL, headline_name TEXT, headline REAL, low REAL, high REAL, error TEXT,
+        created_at REAL NOT NULL, seconds REAL, summary TEXT NOT NULL,
+        workspace TEXT NOT NULL DEFAULT 'default', created_by TEXT NOT NULL DEFAULT 'local',
+        PRIMARY KEY (workspace, key));
+    INSERT INTO bench_results_by_workspace (key, model, suite, task, type, status, headline_name, headline, low, high,
+        error, created_at, seconds, summary, workspace, created_by)
+        SELECT key, model, suite, task, type, status, headline_name, headline, low, high, error, created_at, seconds,
+            summary, workspace, created_by FROM bench_results;
+    DROP TABLE bench_results;
+    ALTER TABLE bench_results_by_workspace RENAME TO bench_results;
+    CREATE INDEX bench_results_suite ON bench_results(suite, model, task);
+    CREATE INDEX bench_results_workspace ON bench_results(workspace)
+    """,
 ])
 
 
-def results_dir() -> Path:
-    return paths.subdir("bench", "results")
+def results_dir(workspace: str = access.DEFAULT_WORKSPACE) -> Path:
+    """Result files: bench/results for the default workspace (as before workspaces), bench/results/@<workspace>
+    for another (paths.workspace_dir), so a result of one workspace never overwrites another's."""
+    return paths.workspace_dir("bench/results", workspace)
 
 
 def partial_dir() -> Path:
@@ -34,9 +54,8 @@ def partial_dir() -> Path:
 
 def get(actor: Actor, key: str) -> TaskResult | None:
     """A finished result (with per-example rows) the actor can see, or None."""
-    row = scope(actor).one("bench_results", "key=? AND status='ok'", (key,), columns="key")
-    path = results_dir() / f"{key}.json"
-    if row is None or not path.exists():
+    row = _row(actor, key, "status='ok'")
+    if row is None or not (path := results_dir(row["workspace"]) / f"{key}.json").exists():
         return None
     return TaskResult.from_dict(json.loads(path.read_text()))
 
@@ -48,7 +67,8 @@ def put(actor: Actor, result: TaskResult) -> None:
     Errors are stored too (so the leaderboard can show them) but are never served from the cache."""
     actor.require("run", "run benchmarks")
     key = result.key
-    store.atomic_write_bytes(results_dir() / f"{key}.json", json.dumps(result.to_dict(), default=str).encode())
+    store.atomic_write_bytes(results_dir(actor.workspace) / f"{key}.json",
+                             json.dumps(result.to_dict(), default=str).encode())
     head = result.headline
     scope(actor).insert("bench_results", dict(
         key=key, model=result.model, suite=result.suite, task=result.task, type=result.type, status=result.status,
@@ -60,10 +80,17 @@ def put(actor: Actor, result: TaskResult) -> None:
 
 def load_result(actor: Actor, key: str) -> TaskResult | None:
     """A stored result (ok or error, with per-example rows) the actor can see, or None."""
-    if scope(actor).one("bench_results", "key=?", (key,), columns="key") is None:
+    row = _row(actor, key)
+    if row is None:
         return None
-    path = results_dir() / f"{key}.json"
+    path = results_dir(row["workspace"]) / f"{key}.json"
     return TaskResult.from_dict(json.loads(path.read_text())) if path.exists() else None
+
+
+def _row(actor: Actor, key: str, where: str = "1") -> dict | None:
+    """The result row `key` the actor sees, its current workspace's first."""
+    rows = scope(actor).select("bench_results", f"key=? AND {where}", (key,), columns="key, workspace")
+    return next((r for r in rows if r["workspace"] == actor.workspace), rows[0] if rows else None)
 
 
 def record_run(actor: Actor, run_id: str, suite: str, models: list[str], keys: list[str]) -> None:

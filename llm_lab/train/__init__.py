@@ -21,9 +21,10 @@ def submit(actor, cfg: TrainConfig) -> str:
     """Validate, give the run a name, and queue it as `actor`. Returns the job id."""
     actor.require("run", "start training jobs")
     from .. import jobs
-    from .export import check_name_free
+    from .export import check_name_free, check_out
 
     cfg.validate()
+    check_out(actor, cfg)
     if not cfg.out:
         cfg.name = cfg.name or cfg.default_name()
         check_name_free(actor, cfg.name)

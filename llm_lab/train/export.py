@@ -10,7 +10,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from .. import paths, registry, store
+from .. import paths, registry, settings, store
 from ..errors import ModelError
 from ..access import Actor
 from .config import TrainConfig
@@ -19,15 +19,37 @@ TASK_HEAD = {"classify": "classifier", "causal-lm": "causal-lm", "pretrain": "ca
 
 
 def check_name_free(actor: Actor, name: str) -> None:
-    if any(e.name == name for e in registry.list_models(actor)):
+    """Model names are unique per workspace (and no model may take a built-in's name)."""
+    if any(e.name == name and e.workspace in (None, actor.workspace) for e in registry.list_models(actor)):
         raise ModelError(f"A model named {name!r} exists already; choose another name.")
+
+
+def check_out(actor: Actor, cfg: TrainConfig) -> None:
+    """Saving to a folder of one's choosing (`out`) writes anywhere on the server: on a hosted server, an
+    admin's power. Everyone else's models go to their workspace's models folder."""
+    if cfg.out and settings.hosted():
+        actor.require("server", "save a model to a folder of the server (out); leave it empty to save the model "
+                                "in your workspace")
+
+
+def model_folder(actor: Actor, name: str) -> Path:
+    """A new folder for the trained model `name` in the actor's workspace (paths.workspace_dir). A folder that
+    is there already (a model unregistered, or of another workspace from before names were per workspace) is
+    never overwritten: the new one gets a suffix."""
+    base = paths.workspace_dir("models", actor.workspace)
+    folder, n = base / name, 1
+    while folder.exists():
+        n += 1
+        folder = base / f"{name}~{n}"
+    return folder
 
 
 def finish(actor: Actor, cfg: TrainConfig, trained, job_id: str | None) -> dict:
     name = cfg.name or cfg.default_name()
-    folder = Path(cfg.out).expanduser().resolve() if cfg.out else paths.subdir("models") / name
+    check_out(actor, cfg)
     if not cfg.out:
         check_name_free(actor, name)
+    folder = Path(cfg.out).expanduser().resolve() if cfg.out else model_folder(actor, name)
     model = trained.model
     adapter = None
     if cfg.lora and hasattr(model, "merge_and_unload"):
