@@ -174,6 +174,9 @@ def _decode(row: dict) -> dict:
 
 def _resolve(fn: str):
     module_name, _, func_name = fn.partition(":")
+    if not module_name.startswith("llm_lab.") or func_name.startswith("_"):
+        # a job names one of LLM Lab's own job functions; anything else would be server-side code of the caller's choosing
+        raise JobError(f"Unknown job kind {fn!r}: jobs run LLM Lab's own functions (llm_lab.…:function).")
     try:
         return getattr(importlib.import_module(module_name), func_name)
     except (ImportError, AttributeError) as exc:

@@ -30,6 +30,9 @@ def test_failure_keeps_the_user_message():
 def test_unknown_kind_is_refused_before_queueing():
     with pytest.raises(JobError, match="Unknown job kind"):
         jobs.submit(LOCAL, "llm_lab.nope:run", {}, "bad")
+    for outside in ("os:system", "subprocess:run", "llm_lab.jobs:_resolve"):  # nothing but LLM Lab's own jobs
+        with pytest.raises(JobError, match="LLM Lab's own functions"):
+            jobs.submit(LOCAL, outside, {"args": "touch /tmp/pwned"}, "bad")
     assert jobs.list_jobs(LOCAL) == []
 
 
