@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "llm_lab.compare.cli",
     "llm_lab.explain.cli",
     "llm_lab.admin_cli",
+    "llm_lab.backup",
 ]
 
 

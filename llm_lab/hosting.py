@@ -41,9 +41,12 @@ def read_secrets() -> dict:
     return merged
 
 
+NOT_PROVIDERS = ("client_kwargs",)  # tables in [auth] that are OIDC parameters (e.g. scope), not providers
+
+
 def providers(auth: dict) -> dict[str, dict]:
     """The OIDC providers configured under [auth]: "default" when the keys sit in [auth] itself."""
-    named = {k: v for k, v in auth.items() if isinstance(v, dict)}
+    named = {k: v for k, v in auth.items() if isinstance(v, dict) and k not in NOT_PROVIDERS}
     if any(k in auth for k in OIDC_KEYS):
         named["default"] = {k: auth[k] for k in OIDC_KEYS if k in auth}
     return named

@@ -8,6 +8,9 @@ Progress, metric curves and log lines go to the store, where any page, browser
 session or CLI can read them; a refresh loses nothing. A worker that dies leaves
 its running jobs marked `interrupted`; `resume` queues them again with
 `ctx.resume` set, so the job can continue from its last checkpoint.
+
+A team server runs the worker in a container of its own (docker-compose.yml) and sets
+LLM_LAB_EXTERNAL_WORKER=1 on both containers: see `external_worker`.
 """
 import fcntl
 import importlib
@@ -53,6 +56,14 @@ store.register_schema("jobs", [
 def inline_mode() -> bool:
     """LLM_LAB_JOBS_INLINE=1 runs jobs synchronously in the caller (tests, scripts)."""
     return os.environ.get("LLM_LAB_JOBS_INLINE") == "1"
+
+
+def external_worker() -> bool:
+    """LLM_LAB_EXTERNAL_WORKER=1: the operator runs the worker (its own container sharing LLM_LAB_HOME), so the
+    dashboard never starts one. Process ids in the store are then another container's (another pid namespace)
+    and mean nothing here: whether the worker lives is read from its lock alone, which every container sharing
+    the volume on one host sees (flock belongs to the file, not to the process namespace)."""
+    return os.environ.get("LLM_LAB_EXTERNAL_WORKER") == "1"
 
 
 # ---------------------------------------------------------------- the queue
@@ -294,15 +305,24 @@ def _process_alive(pid) -> bool:
 _INTERRUPTED_MESSAGE = "The worker stopped while this job ran. Resume it to continue from its last checkpoint."
 
 
-def reconcile() -> None:
+def reconcile(worker_starting: bool = False) -> None:
     """Running jobs whose process is gone (killed worker, closed CLI) become interrupted.
 
     Checked per job (its recorded pid), not per worker lock: a job run inline by a CLI or a
-    script in another process is alive although no worker holds the lock."""
-    for row in scope(SYSTEM).select("jobs", "status=?", (RUNNING,), columns="id, worker_pid"):
-        if not _process_alive(row["worker_pid"]):
-            scope(SYSTEM).update("jobs", dict(status=INTERRUPTED, finished_at=store.now(),
-                                              message=_INTERRUPTED_MESSAGE), "id=? AND status=?", (row["id"], RUNNING))
+    script in another process is alive although no worker holds the lock.
+
+    With an external worker the recorded pid is another container's: a running job lives while the worker
+    holds its lock, and a worker that starts (`worker_starting`, the lock now its own) marks every running job
+    interrupted, since it has run none yet: its previous life, e.g. a container restarted with the same small
+    pid, left them. There, jobs run in the worker only (`--inline` is for a laptop)."""
+    rows = scope(SYSTEM).select("jobs", "status=?", (RUNNING,), columns="id, worker_pid")
+    if external_worker():
+        dead = rows if rows and (worker_starting or not worker_alive()) else []
+    else:
+        dead = [row for row in rows if not _process_alive(row["worker_pid"])]
+    for row in dead:
+        scope(SYSTEM).update("jobs", dict(status=INTERRUPTED, finished_at=store.now(), message=_INTERRUPTED_MESSAGE),
+                             "id=? AND status=?", (row["id"], RUNNING))
 
 
 def _pid_path() -> Path:
@@ -314,6 +334,8 @@ def _serving_worker() -> bool:
     by a forked child of it; that does not count: its pid file names a dead process.)"""
     if not worker_alive():
         return False
+    if external_worker():
+        return True  # its pid file names a pid of another container
     try:
         return _process_alive(int(_pid_path().read_text()))
     except (OSError, ValueError):
@@ -322,7 +344,14 @@ def _serving_worker() -> bool:
 
 def ensure_worker() -> bool:
     """Start a worker process unless one is running. Returns True when one was started."""
-    if inline_mode() or _serving_worker():
+    if inline_mode():
+        return False
+    if external_worker():  # the operator's worker container consumes the queue; jobs wait there until it runs
+        if not worker_alive():
+            print("LLM_LAB_EXTERNAL_WORKER=1 but no worker holds", _lock_path(), "- jobs stay queued until "
+                  "`python -m llm_lab worker` runs (docker compose: the worker service).", file=sys.stderr, flush=True)
+        return False
+    if _serving_worker():
         return False
     log = open(paths.subdir("logs") / "worker.log", "ab")
     subprocess.Popen([sys.executable, "-m", "llm_lab", "worker"], stdout=log, stderr=subprocess.STDOUT,
@@ -348,7 +377,7 @@ def run_worker() -> int:
                 return 0
             time.sleep(0.2)  # the lock of a killed worker, still held by a child of it: wait for it
     store.atomic_write_bytes(_pid_path(), str(os.getpid()).encode())
-    reconcile()
+    reconcile(worker_starting=True)
     print(f"LLM Lab worker {os.getpid()} serving {paths.home()}", flush=True)
     consumer = _huey()[0].create_consumer(workers=1, worker_type="thread", periodic=False,
                                        initial_delay=0.1, max_delay=0.5, check_worker_health=False)
