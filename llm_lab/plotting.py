@@ -3,7 +3,13 @@
 Every `plots` module builds its figure and finishes it with `layout(fig, title, height, …)`.
 Plotly is not imported here, and the plot modules import it inside their functions: a page
 that draws no figure does not pay for it at start-up.
+
+Plotly draws a subset of HTML in every text it shows (<a href>, <b>, <s>, <br>, …): `layout` escapes
+the text that names what a user supplied (categories on the axes, trace names, titles, axis titles,
+annotations), so a label, a task or a model name such as '<a href="…">' shows as it is. Text placed
+by a plot module itself (`text=`, `hovertemplate=`) goes through `plain` there.
 """
+import html
 COLORS = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D"]
 MUTED = "#b4c7dc"  # the other bars next to a highlighted COLORS[0] one
 GREY = "#7f7f7f"
@@ -29,6 +35,44 @@ def rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha:.2f})"
 
 
+def plain(text):
+    """`text` for plotly: shown as it is, not as plotly's HTML. Anything not a str is returned as it is."""
+    return html.escape(text, quote=False) if isinstance(text, str) else text
+
+
+def _plain_values(values):
+    """A trace's x or y with its strings escaped; numbers (and numeric arrays) untouched."""
+    if values is None or isinstance(values, str):
+        return plain(values)
+    if getattr(values, "dtype", None) is not None and values.dtype.kind in "biufcmM":
+        return values
+    values = list(values)
+    return [plain(v) for v in values] if any(isinstance(v, str) for v in values) else values
+
+
+def plain_text(fig):
+    """Escape, in place, the text of `fig` that can carry what a user supplied (see the module's doc)."""
+    for trace in fig.data:
+        for attr in ("x", "y", "name", "labels"):
+            value = getattr(trace, attr, None)
+            if value is not None:
+                new = _plain_values(value)
+                if new is not value:
+                    trace[attr] = new
+    def fix_title(obj):
+        title = getattr(obj, "title", None)
+        if title is not None and isinstance(title.text, str):
+            title.text = plain(title.text)
+    fix_title(fig.layout)
+    fix_title(fig.layout.legend)
+    fig.for_each_xaxis(fix_title)
+    fig.for_each_yaxis(fix_title)
+    for note in fig.layout.annotations:
+        if isinstance(note.text, str):
+            note.text = plain(note.text)
+    return fig
+
+
 def layout(fig, title: str = "", height: int = 360, legend=None, margin: dict | None = None, **more):
     """Give `fig` the common look and return it.
 
@@ -42,4 +86,4 @@ def layout(fig, title: str = "", height: int = 360, legend=None, margin: dict | 
     elif legend is not None:
         settings["legend"] = LEGENDS[legend] if isinstance(legend, str) else legend
     fig.update_layout(**settings, **more)
-    return fig
+    return plain_text(fig)

@@ -9,7 +9,7 @@ from llm_lab import capabilities
 from llm_lab.compare import arena, plots
 from llm_lab.generation import GenerationSettings
 from ui import backend
-from ui.common import header, user_errors
+from ui.common import header, permalink, plain, show_permalink, user_errors
 
 header(":material/sports_kabaddi: Arena", "Blind comparison: two models drawn at random from your pool answer the same prompt. Their names "
        "stay hidden until you vote. Votes feed a Bradley–Terry leaderboard with bootstrap confidence intervals.")
@@ -31,7 +31,9 @@ voter = voter_id()
 names = backend.model_names(capabilities.GENERATE)
 if len(names) < 2:
     st.info("The arena needs at least two causal LMs in the registry. Add one on the Models page or train one.")
-pool = st.multiselect("Pool (each battle draws two of these)", names, default=names, key="a_pool")
+# a leaderboard permalink (/arena?pool=A&pool=B) names the pool its ratings were computed on
+url_pool = [n for n in st.query_params.get_all("pool") if n in names]
+pool = st.multiselect("Pool (each battle draws two of these)", names, default=url_pool or names, key="a_pool")
 prompt = st.text_area("Prompt", "def fibonacci(n):", key="a_prompt")
 with st.expander("Generation settings"):
     s1, s2, s3 = st.columns(3)
@@ -50,9 +52,9 @@ if battle_id:
     with user_errors():
         battle = arena.get_battle(backend.actor(), battle_id)
         voted = battle["vote"] is not None
-        st.markdown(f"> {battle['prompt']}")
+        st.markdown(f"> {plain(battle['prompt'])}")
         for col, side in zip(st.columns(2), ("a", "b")):
-            name = f" — {battle['model_' + side]}" if voted else ""
+            name = f" — {plain(battle['model_' + side])}" if voted else ""
             col.markdown(f"#### Model {side.upper()}{name}")
             col.code(battle["output_" + side] or "(empty answer)", language=None, wrap_lines=True)
         if not voted:
@@ -62,12 +64,13 @@ if battle_id:
                     arena.vote(backend.actor(), battle_id, choice, voter)
                     st.rerun()
         else:
-            st.success(f"Vote recorded: **{arena.VOTES[battle['vote']]}**. Model A was **{battle['model_a']}**, "
-                       f"model B was **{battle['model_b']}**. Start a new battle to vote again.")
+            st.success(f"Vote recorded: **{arena.VOTES[battle['vote']]}**. Model A was **{plain(battle['model_a'])}**, "
+                       f"model B was **{plain(battle['model_b'])}**. Start a new battle to vote again.")
 
 st.divider()
 st.subheader("Leaderboard")
-only_pool = st.toggle("Only battles between models of the pool", key="a_only_pool")
+only_pool = st.toggle("Only battles between models of the pool", bool(url_pool), key="a_only_pool")
+show_permalink(permalink("pages/arena.py", pool=pool if only_pool else None))
 with user_errors():
     votes = arena.votes(backend.actor(), pool if only_pool else None)
     if not votes:
@@ -90,5 +93,5 @@ with user_errors():
         t2.plotly_chart(plots.win_rate_heatmap(battles), key="a_fig_win")
         t3.plotly_chart(plots.battle_counts(battles), key="a_fig_counts")
         mine = sum(v["voter"] == voter for v in votes)
-        st.caption(f"You ({'signed in as ' + voter if not voter.startswith('anon-') else 'anonymous'}) cast {mine} "
+        st.caption(f"You ({'signed in as ' + plain(voter) if not voter.startswith('anon-') else 'anonymous'}) cast {mine} "
                    "of these votes.")

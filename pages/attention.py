@@ -1,11 +1,13 @@
-"""Attention: head view, model view, rollout and head types for any registry model."""
+"""Attention: head view, model view, rollout and head types for any registry model.
+
+Query parameters (a permalink): model, text, layer, head (the head view's selection)."""
 import streamlit as st
 
 from llm_lab.explain import attention as att
 from llm_lab.explain import specs
 from llm_lab.explain import attention_plots as figs
 from ui import backend
-from ui.common import header, user_errors
+from ui.common import header, permalink, plain, show_permalink, url_choice, user_errors
 
 header(":material/visibility: Attention", "Where each token looks, per layer and head. Models load with eager attention so the "
                     "weights can be returned; long inputs are pooled to at most 128 tokens per side in the views.")
@@ -19,7 +21,7 @@ qp_model = st.query_params.get("model")
 c1, c2 = st.columns([1, 3])
 name = c1.selectbox("Model", names, index=names.index(qp_model) if qp_model in names else 0, key="att_model")
 head = backend.head_for(name, specs.ATTENTION_NEEDS)
-c1.caption(f"opened as **{head}** with eager attention")
+c1.caption(f"opened as **{plain(head)}** with eager attention")
 text = c2.text_area("Text", st.query_params.get("text", DEFAULT), height=90, key="att_text")
 
 
@@ -38,7 +40,7 @@ if bundle is None:
     st.stop()
 result = bundle["result"]
 for note in result.notes:
-    st.warning(note, icon=":material/content_cut:")
+    st.warning(plain(note), icon=":material/content_cut:")
 layers, heads, t, _ = result.shape
 st.caption(f"{t} tokens · {layers} layers × {heads} heads" + (" · causal (decoder) attention" if result.causal else ""))
 
@@ -48,9 +50,13 @@ points = (selection or {}).get("selection", {}).get("points", []) if selection e
 if points and points[0].get("customdata") and st.session_state.get("att_applied") != points[0]["customdata"]:
     st.session_state["att_applied"] = points[0]["customdata"]
     st.session_state["att_layer"], st.session_state["att_head"] = map(int, points[0]["customdata"][:2])
+url_choice("layer", "att_layer", range(layers), int)
+url_choice("head", "att_head", range(heads), int)
 for key, n in (("att_layer", layers), ("att_head", heads)):
     if st.session_state.get(key, 0) >= n:
         st.session_state[key] = 0
+show_permalink(permalink("pages/attention.py", model=name, text=text, layer=st.session_state.get("att_layer", 0),
+                         head=st.session_state.get("att_head", 0)))
 
 tab_head, tab_model, tab_rollout, tab_types = st.tabs(["Head view", "Model view", "Rollout", "Head types"])
 

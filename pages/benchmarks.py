@@ -8,7 +8,7 @@ from llm_lab.bench import job, leaderboard, plots, report, suite as suites
 from llm_lab.bench.suite import TASK_TYPES
 from llm_lab import snapshots
 from ui import backend, job_panel, share
-from ui.common import header, user_errors
+from ui.common import header, local_link, permalink, plain, show_permalink, url_choice, user_errors
 
 header(":material/leaderboard: Benchmarks", "Pick models and a suite of declared tasks; the run goes on in the background (cached "
        "and resumable). Compare models on a leaderboard with 95% intervals, then look at the examples.")
@@ -34,7 +34,7 @@ with user_errors():
             suite_text = up.getvalue().decode("utf-8", errors="replace")
             suites.parse(suite_text, "uploaded", up.name)
             if c2.button("Save this suite", key="b_save_upload"):
-                st.success(f"Saved suite {suites.save(backend.actor(), suite_text).name!r}.")
+                st.success(f"Saved suite {plain(repr(suites.save(backend.actor(), suite_text).name))}.")
     else:
         tasks = st.session_state.setdefault("b_built", [])
         with st.form("b_builder", clear_on_submit=False):
@@ -64,13 +64,13 @@ with user_errors():
             suites.parse(suite_text, "built", "the suite you built")
             b1, b2 = st.columns(2)
             if b1.button("Save suite", key="b_save_built"):
-                st.success(f"Saved suite {suites.save(backend.actor(), suite_text).name!r}.")
+                st.success(f"Saved suite {plain(repr(suites.save(backend.actor(), suite_text).name))}.")
             if b2.button("Clear tasks", key="b_clear"):
                 st.session_state["b_built"] = []
                 st.rerun()
     if suite_text:
         parsed = suites.parse(suite_text, "selected", "the suite")
-        with st.expander(f"Suite {parsed.name} v{parsed.version}: {len(parsed.tasks)} tasks — {parsed.description}"):
+        with st.expander(plain(f"Suite {parsed.name} v{parsed.version}: {len(parsed.tasks)} tasks — {parsed.description}")):
             st.dataframe(pd.DataFrame([{"task": t.name, "type": t.type, "dataset": t.dataset, "split": t.split or "all",
                                         "limit": str(t.limit or "all"), "metrics": ", ".join(t.metrics)} for t in parsed.tasks]),
                          hide_index=True)
@@ -88,18 +88,30 @@ if r2.button("Run benchmark", type="primary", disabled=not (models and suite_tex
 
 job_id = job_panel.current(JOB_KEY)
 if job_id:
-    job_panel.show(job_id, key="bench")
+    job_panel.show(job_id, key="bench", link=permalink("pages/benchmarks.py", bench_job=job_id))
 
 # ---------------------------------------------------------------- which results
 st.divider()
 runs = backend.bench_runs(must_include=job_id)
+wanted = st.query_params.get("result")  # a permalink: /benchmarks?result=RUN
+if wanted and wanted not in {r["id"] for r in runs}:
+    runs = backend.bench_runs(must_include=wanted)
+    if wanted not in {r["id"] for r in runs}:
+        st.warning(f"No benchmark result {plain(repr(wanted))} here: it is in a workspace you cannot see, or "
+                   "it never existed.", icon=":material/link_off:")
 if not runs:
     st.info("No benchmark results yet: pick models and a suite above and press **Run benchmark**.")
     st.stop()
 labels = {r["id"]: f"{r['id']} — {r['suite']} on {', '.join(r['models'])}" for r in runs}
-default = job_id if job_id in labels else runs[0]["id"]
-run_id = st.selectbox("Results of run", list(labels), index=list(labels).index(default), format_func=labels.get,
-                      key="b_run_pick")
+if job_id in labels and st.session_state.get("b_run_job") != job_id:  # a run just watched: show it
+    st.session_state["b_run_job"] = st.session_state["b_run_pick"] = job_id
+url_choice("result", "b_run_pick", labels)
+if st.session_state.get("b_run_pick") not in labels:
+    st.session_state["b_run_pick"] = runs[0]["id"]
+run_id = st.selectbox("Results of run", list(labels), format_func=labels.get, key="b_run_pick")
+if wanted and wanted != run_id:
+    st.query_params["result"] = run_id  # the address follows the choice: it is the permalink
+show_permalink(permalink("pages/benchmarks.py", result=run_id))
 keys = next(r["keys"] for r in runs if r["id"] == run_id)
 results = leaderboard.full_results(backend.actor(), keys)
 summaries = [r.summary() for r in results]
@@ -118,8 +130,8 @@ st.caption("Cells: headline metric ± half-width of its 95% bootstrap interval (
               else "Higher is better."))
 for r in results:
     if not r.ok:
-        st.error(f"**{r.label}**: {r.error}", icon=":material/warning:")
-notes = [f"**{r.label}**: {n}" for r in results for n in r.notes or []]
+        st.error(f"**{plain(r.label)}**: {plain(r.error)}", icon=":material/warning:")
+notes = [f"**{plain(r.label)}**: {plain(n)}" for r in results for n in r.notes or []]
 if notes:
     with st.expander(f"Notes ({len(notes)})"):
         st.markdown("\n".join(f"- {n}" for n in notes))
@@ -147,6 +159,8 @@ if task_names:
                     help="errors: some model is wrong; disagreements: the models' predictions differ")
     table = leaderboard.drilldown(results, task, show)
     links = {c: st.column_config.LinkColumn(c, display_text="open ↗") for c in table.columns if c.endswith("attributions")}
+    for c in links:  # they open in a new tab, a new session: the workspace goes along
+        table[c] = table[c].map(lambda link: local_link(link) if isinstance(link, str) else link)
     st.caption(f"{len(table)} examples. 'open ↗' shows the example on the Attributions page.")
     if table.empty and show != "all":
         st.info("Nothing to show: errors need a task with right/wrong answers; disagreements need the "

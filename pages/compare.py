@@ -8,7 +8,7 @@ from llm_lab.explain.links import attribution_link
 from llm_lab.generation import GenerationSettings
 from llm_lab import snapshots
 from ui import backend, job_panel, share
-from ui.common import header, user_errors
+from ui.common import header, local_link, permalink, plain, show_permalink, user_errors
 
 header(":material/compare: Compare", "Run two to four models on the same prompts or texts: outputs side by side, their numbers, "
        "word-level differences, and a table you can filter, sort, export and share by link.")
@@ -38,24 +38,27 @@ def settings_form() -> GenerationSettings:
 
 
 def stream_run(models: list[str], inputs: list[dict], settings: GenerationSettings) -> runs.Comparison:
-    """Each prompt: one column per model, its answer streamed in as it is generated."""
+    """Each prompt: one column per model, its answer streamed in as it is generated (as plain text, the way
+    the finished comparison shows it)."""
     results, errors = {m: [] for m in models}, {}
     for row in inputs:
-        st.markdown(f"**{row['id']}.** {row['text']}")
+        st.markdown(f"**{row['id']}.** {plain(row['text'])}")
         for col, m in zip(st.columns(len(models)), models):
             with col:
-                st.caption(m)
+                st.caption(plain(m))
                 if m in errors:
-                    st.error(errors[m])
+                    st.error(plain(errors[m]))
                     continue
-                sink = {}
+                sink, box, text = {}, st.empty(), ""
                 try:
-                    st.write_stream(live.pieces(loader, m, row["text"], settings, sink))
+                    for piece in live.pieces(loader, m, row["text"], settings, sink):
+                        text += piece
+                        box.code(text, language=None, wrap_lines=True)
                     results[m].append(sink["result"])
-                    st.caption(live.stats_line(sink["result"]))
+                    st.caption(plain(live.stats_line(sink["result"])))
                 except Exception as exc:  # one model failing: its column says why, the others go on
                     errors[m] = failure_message(exc)
-                    st.error(errors[m])
+                    st.error(plain(errors[m]))
     return live.collect(models, inputs, results, errors, settings)
 
 
@@ -63,9 +66,9 @@ def model_cards(comp: runs.Comparison) -> None:
     gen = comp.mode == "generation"
     for col, m in zip(st.columns(len(comp.models)), comp.models):
         s = comp.summary[m]
-        col.markdown(f"**{m}**")
+        col.markdown(f"**{plain(m)}**")
         if "error" in s:
-            col.error(s["error"])
+            col.error(plain(s["error"]))
             continue
         if gen:
             col.metric("tokens / s", f"{s['tokens_per_s']:.1f}", help="new tokens over the model's whole run time")
@@ -95,7 +98,7 @@ def results_table(comp: runs.Comparison) -> None:
         src = comp.source or {}
         for m in comp.models:
             if not comp.outputs[m].error:
-                frame[f"{m} · explain"] = [attribution_link(m, t, src.get("dataset"), i)
+                frame[f"{m} · explain"] = [local_link(attribution_link(m, t, src.get("dataset"), i))
                                            for t, i in zip(frame["input"], frame["id"])]
                 config[f"{m} · explain"] = st.column_config.LinkColumn(display_text="attributions ↗")
     st.dataframe(tables.highlight_disagreements(frame), hide_index=True, column_config=config, key="c_table")
@@ -112,27 +115,27 @@ def one_input(comp: runs.Comparison) -> None:
     ok = [m for m in models if not comp.outputs[m].error]
     i = st.selectbox("Look at one input", range(len(inputs)), key="c_row",
                      format_func=lambda k: f"{inputs[k]['id']}: {inputs[k]['text'][:90]}")
-    st.markdown(f"> {inputs[i]['text']}")
+    st.markdown(f"> {plain(inputs[i]['text'])}")
     if inputs[i].get("reference") or inputs[i].get("label"):
-        st.caption(f"Reference: {inputs[i].get('reference') or inputs[i].get('label')}")
+        st.caption(f"Reference: {plain(inputs[i].get('reference') or inputs[i].get('label'))}")
     if comp.mode == "classification":
         if ok:
             st.plotly_chart(plots.class_probabilities(comp, i), key="c_probs")
         for col, m in zip(st.columns(len(ok) or 1), ok):
             row = comp.outputs[m].rows[i]
-            col.markdown(f"**{m}**: {row['label']} ({row['prob']:.1%})")
-            col.link_button("Why? Attributions ↗", attribution_link(m, inputs[i]["text"]))
+            col.markdown(f"**{plain(m)}**: {plain(row['label'])} ({row['prob']:.1%})")
+            col.link_button("Why? Attributions ↗", local_link(attribution_link(m, inputs[i]["text"])))
         return
     for col, m in zip(st.columns(len(models)), models):
-        col.markdown(f"**{m}**")
+        col.markdown(f"**{plain(m)}**")
         if m not in ok:
-            col.error(comp.outputs[m].error)
+            col.error(plain(comp.outputs[m].error))
             continue
         row = comp.outputs[m].rows[i]
         col.code(row["text"] or "(empty)", language=None, wrap_lines=True)
         col.caption(f"{row['new_tokens']} tokens · {row['latency_s']:.2f}s · {row['tokens_per_s']:.1f} tok/s · "
                     f"logprob {row['mean_logprob'] if row['mean_logprob'] is None else round(row['mean_logprob'], 3)}"
-                    f" · {row['stop_reason']}" + (f" · ⚠ {row['note']}" if row["note"] else ""))
+                    f" · {plain(row['stop_reason'])}" + (f" · ⚠ {plain(row['note'])}" if row["note"] else ""))
     if len(ok) >= 2:
         st.markdown("**Word-level differences**")
         a1, a2 = st.columns(2)
@@ -142,15 +145,15 @@ def one_input(comp: runs.Comparison) -> None:
         left, right = diff.side_by_side_html(ta, tb)
         a1.html(diff.STYLE + left)
         a2.html(diff.STYLE + right)
-        st.caption(f"{diff.similarity(ta, tb):.0%} of the words in common. Struck through: only in {ma}; "
-                   f"green: only in {mb}.")
+        st.caption(f"{diff.similarity(ta, tb):.0%} of the words in common. Struck through: only in {plain(ma)}; "
+                   f"green: only in {plain(mb)}.")
 
 
 def show(comp: runs.Comparison) -> None:
     st.divider()
-    st.subheader(comp.title or "Comparison")
-    st.caption(f"Comparison `{comp.id}` · share this page's address (it ends in ?comparison={comp.id}) "
-               "to reopen it.")
+    st.subheader(plain(comp.title or "Comparison"))
+    st.caption(f"Comparison `{comp.id}`")
+    show_permalink(permalink("pages/compare.py", comparison=comp.id))
     share.control("comparison", comp.title or "Comparison", lambda: snapshots.comparison(comp),
                   key=f"c_share_{comp.id}")
     model_cards(comp)
@@ -222,14 +225,14 @@ if job_id:
             if st.query_params.get("comparison") != cid and st.button("Show the results", key=f"c_open_{job_id}"):
                 st.query_params["comparison"] = cid
                 st.rerun()
-    job_panel.show(job_id, extra=open_result, key="compare")
+    job_panel.show(job_id, extra=open_result, key="compare", link=permalink("pages/compare.py", compare_job=job_id))
 
 with st.expander("Saved comparisons"):
     rows = backend.saved_comparisons()
     if not rows:
         st.caption("None yet: every comparison you run is saved here.")
     for r in rows[:30]:
-        st.markdown(f"[{r['title']}](/compare?comparison={r['id']}) · `{r['id']}`")
+        st.markdown(f"[{plain(r['title'])}]({permalink('pages/compare.py', comparison=r['id'])}) · `{r['id']}`")
 
 cid = st.query_params.get("comparison")
 if cid:

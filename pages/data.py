@@ -8,7 +8,7 @@ import streamlit as st
 
 from llm_lab import data, data_plots
 from ui import backend
-from ui.common import header, user_errors
+from ui.common import header, permalink, plain, show_permalink, url_choice, user_errors
 
 header(":material/table_chart: Datasets", "Upload a table, tell LLM Lab which column is the text and which the label, clean it, split "
        "it, and save it. Every dataset is stored with a content hash, its column mapping and its cleaning recipe.")
@@ -41,7 +41,7 @@ def _profile_block(frame: pd.DataFrame, report: dict | None = None, key: str = "
     lengths = prof["length_chars"]
     if lengths:
         cols[4].metric("Median length", f"{lengths['median']:.0f} chars",
-                       help=f"min {lengths['min']}, max {lengths['max']} characters in {prof['text_column']!r}")
+                       help=f"min {lengths['min']}, max {lengths['max']} characters in {plain(repr(prof['text_column']))}")
     left, right = st.columns(2)
     if prof["label_counts"]:
         left.plotly_chart(data_plots.label_distribution(frame), key=f"labels-{key}")
@@ -61,7 +61,7 @@ if upload is None:
 else:
     with user_errors():
         raw = _raw(upload)
-        st.caption(f"**{upload.name}**: {len(raw)} rows, {len(raw.columns)} columns")
+        st.caption(f"**{plain(upload.name)}**: {len(raw)} rows, {len(raw.columns)} columns")
         guess = data.guess_roles(raw)
         options = [NONE] + list(raw.columns)
         st.markdown("**Column roles**: which column holds what (guessed from the names; change as needed).")
@@ -105,7 +105,7 @@ else:
             backend.clear()
             st.session_state["ds_pick"] = info.name  # show it below
             splits = " · ".join(f"{k} {info.splits[k]}" for k in ("train", "validation", "test") if k in info.splits)
-            st.success(f"Saved **{info.name}**: {info.rows} rows ({splits}), hash `{info.content_hash[:12]}`.")
+            st.success(f"Saved **{plain(info.name)}**: {info.rows} rows ({splits}), hash `{info.content_hash[:12]}`.")
 
 # ---------------------------------------------------------------- stored datasets
 st.divider()
@@ -125,12 +125,20 @@ with user_errors():
         } for d in sets])
         st.dataframe(table, hide_index=True)
         names = [d.name for d in sets]
+        wanted = st.query_params.get("dataset")
+        if wanted is not None and wanted not in names:
+            st.warning(f"No dataset {plain(repr(wanted))} here: it was deleted, or it is in a workspace you "
+                       "cannot see.", icon=":material/link_off:")
+        url_choice("dataset", "ds_pick", names)  # a permalink (?dataset=NAME) opens that dataset
         if st.session_state.get("ds_pick") not in names:
             st.session_state.pop("ds_pick", None)
         pick = st.selectbox("Look at", names, key="ds_pick")
         info = next(d for d in sets if d.name == pick)
+        if wanted is not None and wanted in names and wanted != info.name:
+            st.query_params["dataset"] = info.name  # the address follows the choice: it is the permalink
         if info.description:
-            st.caption(info.description)
+            st.caption(plain(info.description))
+        show_permalink(permalink("pages/data.py", dataset=info.name))
         stored = backend.dataset_frame(info.name, info.fingerprint)
         tab_rows, tab_profile, tab_recipe = st.tabs(["Rows", "Profile", "Recipe and hash"])
         with tab_rows:
@@ -144,10 +152,12 @@ with user_errors():
             st.json({"content_hash": info.content_hash, "fingerprint": info.fingerprint, "roles": info.roles,
                      "recipe": info.recipe, "cleaning": info.report, "source_file": info.source_file,
                      "label_names": info.label_names})
-        with st.expander(f"Delete {info.name}"):
-            sure = st.checkbox(f"Yes, delete {info.name} and its files", key=f"ds_sure_{info.name}")
+        with st.expander(f"Delete {plain(info.name)}"):
+            sure = st.checkbox(f"Yes, delete {plain(info.name)} and its files", key=f"ds_sure_{info.name}")
             if st.button("Delete", disabled=not sure, key=f"ds_delete_{info.name}"):
                 data.delete(backend.actor(), info.name)
                 backend.clear()
-                st.toast(f"Deleted {info.name}")
+                if st.query_params.get("dataset") == info.name:
+                    del st.query_params["dataset"]
+                st.toast(f"Deleted {plain(info.name)}")
                 st.rerun()

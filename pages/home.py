@@ -2,7 +2,7 @@
 import streamlit as st
 
 from ui import backend
-from ui.common import user_errors
+from ui.common import plain, user_errors
 
 st.title(":material/science: LLM Lab")
 st.markdown(
@@ -22,11 +22,11 @@ with user_errors():
     else:
         where = f"{dev.get('threads', '?')} threads, no GPU found"
     c1.metric("Device", dev["device"].upper(), help="Models load here unless you pick another device on the Models page.")
-    c1.caption(f"{where} · torch {dev['torch']}")
+    c1.caption(plain(f"{where} · torch {dev['torch']}"))
     c2.metric("Models", len(models))
-    c2.caption(", ".join(m.name for m in models[:4]) + (" …" if len(models) > 4 else ""))
+    c2.caption(plain(", ".join(m.name for m in models[:4]) + (" …" if len(models) > 4 else "")))
     c3.metric("Datasets", len(sets))
-    c3.caption(", ".join(d.name for d in sets[:4]) + (" …" if len(sets) > 4 else ""))
+    c3.caption(plain(", ".join(d.name for d in sets[:4]) + (" …" if len(sets) > 4 else "")))
 
 st.subheader("Quick start")
 q1, q2, q3 = st.columns(3)

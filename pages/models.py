@@ -4,7 +4,7 @@ import streamlit as st
 
 from llm_lab import capabilities, data_plots, predict
 from ui import backend
-from ui.common import header, user_errors
+from ui.common import header, permalink, plain, show_permalink, user_errors
 
 header(":material/psychology: Models", "Open a model from the registry, a local Hugging Face folder or a Hub id, with the head you "
        "need: a classifier, an encoder for embeddings, or a causal LM for generation.")
@@ -69,22 +69,24 @@ if not spec:
     st.stop()
 
 if (spec["model"], spec["head"]) != (chosen, head):
-    st.caption(f"Showing **{spec['model']}** ({spec['head']}); press **Load model** to open your new choice.")
+    st.caption(f"Showing **{plain(spec['model'])}** ({plain(spec['head'])}); press **Load model** to open your new "
+               "choice.")
 
 # ---------------------------------------------------------------- card
 loaded = None
 with user_errors():
-    with st.spinner(f"Loading {spec['model']} as {spec['head']}…"):
+    with st.spinner(f"Loading {plain(spec['model'])} as {plain(spec['head'])}…"):
         loaded = backend.model(spec["model"], head=spec["head"], device_override=spec["device"],
                                dtype=spec["dtype"], trust_remote_code=spec["trust"])
 if loaded is None:
     st.stop()
 info = loaded.info()
-st.subheader(f"{info['name']} · {info['architecture']}")
+st.subheader(plain(f"{info['name']} · {info['architecture']}"))
 if loaded.entry.description:
-    st.caption(loaded.entry.description)
+    st.caption(plain(loaded.entry.description))
+show_permalink(permalink("pages/models.py", model=spec["model"], head=spec["head"]))
 if info["head_is_new"]:
-    st.warning(f"The {info['head']} head of this model is freshly initialised: its predictions mean nothing "
+    st.warning(f"The {plain(info['head'])} head of this model is freshly initialised: its predictions mean nothing "
                "until it is fine-tuned (Train page). Embeddings from the encoder are meaningful.", icon=":material/warning:")
 m = st.columns(6)
 m[0].metric("Parameters", f"{info['parameters'] / 1e6:.1f} M")
@@ -99,10 +101,10 @@ m[1].metric("Dtype", info["dtype"])
 m[2].metric("Memory", f"{info['memory_mb']:.0f} MB")
 m[3].metric("Load time", f"{info['load_seconds']:.1f} s", help="time of the first load in this server; "
             "later sessions share the loaded model")
-m[4].metric("Source", info["source"])
+m[4].metric("Source", plain(info["source"]))
 m[5].metric("Labels", len(info["labels"]) or "—")
 if info["labels"]:
-    st.caption("Labels: " + ", ".join(map(str, info["labels"])))
+    st.caption("Labels: " + plain(", ".join(map(str, info["labels"]))))
 
 # ---------------------------------------------------------------- try it
 st.subheader("Try it")
@@ -118,7 +120,7 @@ if loaded.head == "classifier":
             probs = predict.classify(loaded, [text])[0]
             labels = loaded.labels or [str(i) for i in range(len(probs))]
             best = int(probs.argmax())
-            st.markdown(f"Prediction: **{labels[best]}** ({probs[best]:.1%})"
+            st.markdown(f"Prediction: **{plain(labels[best])}** ({probs[best]:.1%})"
                         + (" · the head is untrained, so this is noise" if loaded.head_is_new else ""))
             st.plotly_chart(data_plots.probabilities(labels, probs), key="m_probs")
 with tabs[-1]:

@@ -6,7 +6,7 @@ from llm_lab import train
 from llm_lab.train import export, history, plots, resources
 from llm_lab import snapshots
 from ui import backend, job_panel, share
-from ui.common import header, user_errors
+from ui.common import header, permalink, plain, show_permalink, user_errors
 
 header(":material/model_training: Train", "Fine-tune a classifier or a causal LM on your dataset, or pretrain a small GPT-2 from scratch. "
        "Training runs in the background worker: refresh, switch pages or close the tab, the job goes on.")
@@ -33,7 +33,7 @@ def finished(job: dict) -> None:
                       lambda: snapshots.training(backend.actor(), job["id"]), key=f"t_share_live_{job['id']}")
     if job["status"] == "succeeded" and result.get("model"):
         shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4g}" for k, v in (result.get("metrics") or {}).items())
-        st.success(f"**{result['model']}** is in the registry ({shown or 'no evaluation split'}). "
+        st.success(f"**{plain(result['model'])}** is in the registry ({plain(shown or 'no evaluation split')}). "
                    "Use it on the Models, Benchmarks, Compare, Attention and Attributions pages.")
         if result.get("registered"):
             st.download_button("Download the model (zip)", cached_zip(backend.actor(), result["model"], result["folder"]),
@@ -73,7 +73,7 @@ with new_tab, user_errors():
             chosen_pair = c3.selectbox("Second text (pairs)", pair, key="t_pair")
             values["pair_col"] = "" if chosen_pair == "(none)" else chosen_pair
             if info and info.label_names:
-                st.caption(f"Labels: {', '.join(map(str, info.label_names))}")
+                st.caption(f"Labels: {plain(', '.join(map(str, info.label_names)))}")
         else:
             formats = ["auto", "text", "prompt-completion"]
             values["lm_format"] = c3.selectbox("Format", formats, key="t_format", help="text: continue the text "
@@ -131,7 +131,8 @@ with new_tab, user_errors():
         st.caption("**Estimate:** " + resources.describe(est) + f" · weights {mem['weights']:.0f} MB, "
                    f"gradients+optimizer {mem['gradients_and_optimizer']:.0f} MB, "
                    f"activations {mem['activations']:.0f} MB")
-        st.caption(f"Same run from a terminal: `{cfg.to_cli()}`")
+        st.caption("Same run from a terminal:")
+        st.code(cfg.to_cli(), language="bash", wrap_lines=True)  # names inside: not in Markdown
         if st.button("Start training", type="primary", key="t_start"):
             job_id = train.submit(backend.actor(), cfg)
             job_panel.remember(KEY, job_id)
@@ -141,7 +142,7 @@ with new_tab, user_errors():
     job_id = job_panel.current(KEY)
     if job_id:
         st.divider()
-        job_panel.show(job_id, extra=finished, key="train")
+        job_panel.show(job_id, extra=finished, key="train", link=permalink("pages/train.py", train_job=job_id))
 
 # ---------------------------------------------------------------- history
 with history_tab, user_errors():
@@ -154,6 +155,7 @@ with history_tab, user_errors():
         labels = {r["id"]: f"{r['name']} · {r['status']} · {r['id']}" for r in runs}
         one = st.selectbox("Curves of run", list(labels), format_func=labels.get, key="t_hist_one")
         st.plotly_chart(plots.run_curves(history.curves(backend.actor(), one), labels[one]), key="t_hist_curves")
+        show_permalink(permalink("pages/train.py", train_job=one))
         share.control("training", f"Training run {labels[one]}", lambda: snapshots.training(backend.actor(), one),
                       key=f"t_share_{one}")
         if st.button("Open in the live panel", key="t_hist_open"):

@@ -70,6 +70,7 @@ def test_compare_reopens_by_link_and_classification(models):
     again.run()
     no_exceptions(again)
     assert cid in _texts(again)
+    assert f"/compare?comparison={cid}" in " ".join(c.value for c in again.code)  # its permalink
     assert any("agree" in m.label for m in again.metric)
     assert any("accuracy" in m.label for m in again.metric)
     frame = again.dataframe[0].value

@@ -20,7 +20,8 @@ def test_page_defaults_estimate_and_every_task_renders():
     no_exceptions(at)
     captions = " ".join(c.value for c in at.caption)
     assert "Estimate:" in captions and "22.7M parameters" in captions  # MiniLM on the demo reviews
-    assert "python -m llm_lab train classify --data demo-reviews" in captions
+    # the same run as a command: a code block (the names in it are not Markdown)
+    assert "python -m llm_lab train classify --data demo-reviews" in " ".join(c.value for c in at.code)
     for task in ("causal-lm", "pretrain"):
         at.radio(key="t_task").set_value(task).run()
         no_exceptions(at)
@@ -42,6 +43,7 @@ def test_start_a_run_see_curves_and_history(tiny_bert):
     assert at.query_params["train_job"] == [job["id"]] or at.query_params["train_job"] == job["id"]
     assert any("page-run** is in the registry" in s.value for s in at.success)
     assert at.get("plotly_chart")  # the run's curves
+    assert any(f"/train?train_job={job['id']}" in c.value for c in at.code)  # the run's permalink
     assert registry.resolve(LOCAL, "page-run").parent == "tiny-bert-page"
     at.selectbox(key="t_hist_one").set_value(job["id"]).run()
     no_exceptions(at)

@@ -113,6 +113,11 @@ def bench_runs(must_include: str | None = None) -> list:
     if must_include and must_include not in {r["id"] for r in runs}:
         _bench_runs.clear()
         runs = _bench_runs(actor())
+    if must_include and must_include not in {r["id"] for r in runs}:  # older than the list (a permalink)
+        from llm_lab.bench import cache
+
+        older = cache.get_run(actor(), must_include)
+        runs = runs + [older] if older else runs
     return runs
 
 

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from llm_lab.explain import html, plots
+from ui.common import plain
 
 
 def attribution_block(attr: dict, faith: dict | None, key: str) -> None:
@@ -12,11 +13,11 @@ def attribution_block(attr: dict, faith: dict | None, key: str) -> None:
     from llm_lab.explain.attributions import Attribution
 
     a = Attribution(**attr)
-    st.markdown(f"**{a.method_name}** · {a.model}")
-    st.caption(f"target **{a.target_label}** (p = {a.f_input:.3f}) · {a.seconds:.2f} s"
-               + (f" · baseline {a.baseline}" if a.baseline else ""))
+    st.markdown(f"**{plain(a.method_name)}** · {plain(a.model)}")
+    st.caption(f"target **{plain(a.target_label)}** (p = {a.f_input:.3f}) · {a.seconds:.2f} s"
+               + (f" · baseline {plain(a.baseline)}" if a.baseline else ""))
     for note in a.notes:
-        st.warning(note, icon=":material/content_cut:")
+        st.warning(plain(note), icon=":material/content_cut:")
     fragment = html.colored_tokens(a.tokens, a.scores, skip=a.special)
     st.html(fragment)
     if a.delta is not None:
@@ -44,10 +45,10 @@ def generation_block(gen: dict, key: str) -> None:
     from llm_lab.explain.generation import GenerationAttribution
 
     g = GenerationAttribution(**gen)
-    st.caption(f"{g.method_name} · {len(g.output_tokens)} generated tokens · {g.seconds:.2f} s")
+    st.caption(f"{plain(g.method_name)} · {len(g.output_tokens)} generated tokens · {g.seconds:.2f} s")
     for note in g.notes:
-        st.warning(note, icon=":material/content_cut:")
-    st.markdown("**Output:** " + "".join(g.output_tokens).replace("\n", " "))
+        st.warning(plain(note), icon=":material/content_cut:")
+    st.markdown("**Output:** " + plain("".join(g.output_tokens).replace("\n", " ")))
     st.plotly_chart(plots.generation_heatmap(g), width="stretch", key=f"gen-{key}")
     st.markdown("**Top contributing prompt tokens per output token**")
     st.dataframe(pd.DataFrame(g.top_prompt_tokens(3)), hide_index=True, width="stretch")

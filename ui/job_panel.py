@@ -8,6 +8,7 @@ import streamlit as st
 
 from llm_lab import jobs
 from ui import backend
+from ui.common import plain, show_permalink
 
 ICONS = {"queued": ":material/hourglass_empty:", "running": ":material/directions_run:",
          "succeeded": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:",
@@ -31,26 +32,29 @@ def _eta(job: dict) -> str:
 
 
 def status_line(job: dict) -> str:
-    return f"{ICONS.get(job['status'], '')} **{job['title']}** — {job['status']}{_eta(job)}"
+    return f"{ICONS.get(job['status'], '')} **{plain(job['title'])}** — {job['status']}{_eta(job)}"
 
 
-def show(job_id: str, extra=None, key: str = "job") -> None:
-    """Draw the panel once; wrap in a fragment that reruns while the job is active."""
+def show(job_id: str, extra=None, key: str = "job", link: str | None = None) -> None:
+    """Draw the panel once; wrap in a fragment that reruns while the job is active.
+
+    link: the job's permalink (`ui.common.permalink(page, <its query key>=job_id)`), shown under the log."""
     @st.fragment(run_every=2.0)
     def panel():
         try:
             job = jobs.get(backend.actor(), job_id)
         except Exception as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
             return
         st.markdown(status_line(job))
-        st.progress(job["fraction"], text=job["message"] or job["status"])
+        st.progress(job["fraction"], text=plain(job["message"] or job["status"]))
         if job["stats"]:
             cols = st.columns(min(6, len(job["stats"])))
             for col, (name, value) in zip(cols, list(job["stats"].items())[:6]):
-                col.metric(name, f"{value:.4g}" if isinstance(value, float) else value)
+                col.metric(plain(name), f"{value:.4g}" if isinstance(value, float) else
+                           plain(value) if isinstance(value, str) else value)
         if job["status"] == "failed" and job["error"]:
-            st.error(job["error"])
+            st.error(plain(job["error"]))
         if extra:
             extra(job)
         c1, c2, _ = st.columns([1, 1, 4])
@@ -62,6 +66,8 @@ def show(job_id: str, extra=None, key: str = "job") -> None:
             st.rerun(scope="fragment")
         with st.expander("Log"):
             st.code("\n".join(jobs.logs(backend.actor(), job_id, 40)) or "(no log lines yet)", language=None)
+        if link:
+            show_permalink(link)
         if job["status"] not in jobs.ACTIVE and st.session_state.get(f"{key}-was-active-{job_id}"):
             st.session_state[f"{key}-was-active-{job_id}"] = False
             st.rerun()  # refresh the whole page once so results below appear

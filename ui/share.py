@@ -10,7 +10,6 @@ server keeps only a hash of its token); the Shared page lists the links with the
 from __future__ import annotations
 
 import json
-import re
 from urllib.parse import urlsplit
 
 import pandas as pd
@@ -19,15 +18,9 @@ import streamlit as st
 from llm_lab import settings, sharing
 from llm_lab.access import Actor
 from ui import auth, backend
-from ui.common import user_errors
+from ui.common import plain, user_errors
 
 _SEEN = "shared_seen"          # tokens this browser session has opened (a view is counted once per session)
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
-
-
-def escape(text: str) -> str:
-    """`text` with Markdown's special characters escaped (titles come from users)."""
-    return _MARKDOWN.sub(r"\\\1", str(text))
 
 
 def visitor() -> Actor | None:
@@ -92,20 +85,20 @@ def render(snap: dict) -> None:
     import plotly.io as pio
 
     share = snap.get("share") or {}
-    st.header(escape(snap.get("title") or "Shared result"), anchor=False)
+    st.header(plain(snap.get("title") or "Shared result"), anchor=False)
     note = f"Shared by {share['by']} on {sharing.when(share['at'])}, a frozen snapshot" if share else "A frozen snapshot"
     note += f" ({sharing.KINDS.get(snap.get('kind'), 'result').lower()}"
     note += f", made {snap['created'][:10]})" if snap.get("created") else ")"
     if share.get("expires_at"):
         note += f"; the link expires {sharing.when(share['expires_at'])}"
-    st.caption(escape(note + "."))
+    st.caption(plain(note + "."))
     for line in snap.get("text") or []:
         st.text(line)
     for i, fig in enumerate(snap.get("figures") or []):
         st.plotly_chart(pio.from_json(json.dumps(fig), skip_invalid=True), key=f"shared_fig_{i}")
     for i, table in enumerate(snap.get("tables") or []):
         if table.get("title"):
-            st.markdown(f"**{escape(table['title'])}**")
+            st.markdown(f"**{plain(table['title'])}**")
         st.dataframe(_frame(table), hide_index=True, key=f"shared_table_{i}")
 
 

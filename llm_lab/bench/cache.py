@@ -106,6 +106,14 @@ def runs(actor: Actor, limit: int = 50) -> list[dict]:
     return rows
 
 
+def get_run(actor: Actor, run_id: str) -> dict | None:
+    """One benchmark run the actor can see (also one older than `runs` lists), or None."""
+    row = scope(actor).one("bench_runs", "id=?", (run_id,))
+    if row:
+        row["models"], row["keys"] = store.from_json(row["models"], []), store.from_json(row["keys"], [])
+    return row
+
+
 def summaries(actor: Actor, keys: list[str] | None = None, suite: str | None = None) -> list[TaskResult]:
     """Stored results the actor can see, without their per-example rows."""
     sc = scope(actor)

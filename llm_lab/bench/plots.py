@@ -1,7 +1,7 @@
 """Plotly figures for the leaderboard (pages only `st.plotly_chart` them). Plotly is imported lazily."""
 from __future__ import annotations
 
-from ..plotting import SEQUENTIAL, color, layout
+from ..plotting import SEQUENTIAL, color, layout, plain
 from .leaderboard import long_table
 from .result import TaskResult
 
@@ -52,7 +52,7 @@ def accuracy_latency(summaries: list[TaskResult]):
         else:
             row = next(x for x in summaries if x.key == q["key"])
             x, xlabel = 1000 / max(row.stats.get("examples_per_s") or 1e-9, 1e-9), "ms per example (batched)"
-        fig.add_scatter(x=[x], y=[q["value"]], mode="markers+text", text=[model], textposition="top center",
+        fig.add_scatter(x=[x], y=[q["value"]], mode="markers+text", text=[plain(model)], textposition="top center",
                         name=model, marker=dict(size=14))
         fig.update_xaxes(title=xlabel)
     metric = quality["metric"].iloc[0] if len(quality) else "quality"

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..plotting import COLORS, SEQUENTIAL, layout
+from ..plotting import COLORS, SEQUENTIAL, layout, plain
 from . import rating
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def class_probabilities(comparison, row: int) -> go.Figure:
             continue
         probs = out.rows[row]["probs"]
         fig.add_bar(name=name, x=list(probs), y=list(probs.values()),
-                    hovertemplate=name + " %{x}: %{y:.3f}<extra></extra>")
+                    hovertemplate=plain(name) + " %{x}: %{y:.3f}<extra></extra>")
     fig.update_yaxes(range=[0, 1], title="probability")
     return layout(fig, f"Class probabilities for input {comparison.inputs[row]['id']}", 300, barmode="group")
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..plotting import COLORS, SEQUENTIAL, layout, rgba
+from ..plotting import COLORS, SEQUENTIAL, layout, plain, rgba
 from .attention import MAX_VIEW_TOKENS, cap
 
 if TYPE_CHECKING:
@@ -48,9 +48,9 @@ def lines_view(matrix: np.ndarray, tokens: list[str], title: str = "", min_weigh
             mid = (lo + min(hi, 1)) / 2
             fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", name=f"{lo:.2f}–{min(hi, 1):.2f}",
                                      line=dict(width=1 + 6 * mid, color=rgba(COLORS[0], 0.25 + 0.7 * mid))))
-    fig.add_trace(go.Scatter(x=[0] * n, y=y, mode="text", text=labels, textposition="middle left",
+    fig.add_trace(go.Scatter(x=[0] * n, y=y, mode="text", text=[plain(t) for t in labels], textposition="middle left",
                              showlegend=False, hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=[1] * n, y=y, mode="text", text=labels, textposition="middle right",
+    fig.add_trace(go.Scatter(x=[1] * n, y=y, mode="text", text=[plain(t) for t in labels], textposition="middle right",
                              showlegend=False, hoverinfo="skip"))
     layout(fig, title, max(300, 22 * n + 80), legend=dict(title="attention"), margin={"t": 40},
            xaxis=dict(visible=False, range=[-0.6, 1.6]), yaxis=dict(visible=False))
