@@ -6,6 +6,8 @@ import sqlite3
 
 import pytest
 
+from ui.common import strip_invisible
+
 from llm_lab import access, audit, jobs, paths, settings, sharing, snapshots, store
 from llm_lab.access import LOCAL, SYSTEM, Actor, PermissionDenied, scope
 from llm_lab.sharing import ShareError, ShareNotFound, SnapshotTampered
@@ -259,7 +261,7 @@ def test_shared_page_renders_the_snapshot_and_refuses_a_revoked_link():
     no_exceptions(at)
     frame = at.dataframe[0].value
     assert list(frame.columns) == ["model", "accuracy"] and list(frame["model"]) == ["tiny-a", "tiny-b"]
-    caption = at.caption[0].value.replace("\\", "")  # Markdown-escaped
+    caption = strip_invisible(at.caption[0].value).replace("\\", "")  # Markdown-escaped
     assert caption.startswith("Shared by local on") and "a frozen snapshot (benchmark, made 2026-11-01)" in caption
     assert [t.value for t in at.text][:2] == SNAP["text"]       # texts as plain text
     assert len(at.get("plotly_chart")) == 1
@@ -293,7 +295,7 @@ def test_anonymous_visitors_open_public_links_only(monkeypatch):
     private = sharing.create(EDITOR, "result", "Team only", copy.deepcopy(SNAP))
     at = _shared_page(public)
     no_exceptions(at)
-    assert at.dataframe and "Shared by eve@example.com" in at.caption[0].value.replace("\\", "")
+    assert at.dataframe and "Shared by eve@example.com" in strip_invisible(at.caption[0].value).replace("\\", "")
     at = _shared_page(private)
     assert [e.value for e in at.error] == [sharing.NOT_FOUND]
 
