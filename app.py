@@ -31,11 +31,21 @@ SHARED = st.Page("pages/shared.py", title="Shared links", url_path="shared", ico
 PAGES["Share"] = [SHARED]
 ADMIN = st.Page("pages/admin.py", title="Admin", icon=":material/admin_panel_settings:")
 
+
+def _gate_only() -> None:
+    """The page behind every URL until the gate lets the visitor in: what the gate showed, nothing else."""
+
+
 if auth.public_visitor(sharing.is_public):  # an anonymous visitor with a public link sees only that snapshot
     st.navigation([SHARED], position="hidden").run()
     st.stop()
 actor = auth.gate()
 if actor is None:
+    # A hidden navigation whose pages all show the gate: every page URL answers with the sign-in page (not
+    # "page not found"), and no sidebar lists pages (on a fresh server Streamlit's first run lists pages/).
+    every = [page for section in PAGES.values() for page in section] + [ADMIN]
+    st.navigation([st.Page(_gate_only, title="LLM Lab", url_path=page.url_path or None, default=not page.url_path)
+                   for page in every], position="hidden").run()
     st.stop()
 auth.sidebar(actor)
 pages = dict(PAGES)

@@ -101,8 +101,18 @@ def sign_in(email: str, claims: dict | None = None) -> dict:
                          workspace="")
         store.execute("UPDATE users SET last_seen=? WHERE email=?", (now, email))
     _ensure_personal(email, email)
-    audit.record(email, "sign-in", email, {"role": role}, workspace="")
+    issued = (claims or {}).get("iat")
+    if issued is None or not _sign_in_recorded(email, issued):
+        # once per sign-in at the provider, not once per browser tab or reload (each is a new session)
+        audit.record(email, "sign-in", email, {"role": role, **({"iat": issued} if issued else {})}, workspace="")
     return get_user(email)
+
+
+def _sign_in_recorded(email: str, issued) -> bool:
+    """Whether the sign-in whose ID token was issued at `issued` is in the audit log already."""
+    last = store.query_one("SELECT detail FROM audit_log WHERE user=? AND action='sign-in' ORDER BY id DESC LIMIT 1",
+                           (email,))
+    return bool(last) and store.from_json(last["detail"], {}).get("iat") == issued
 
 
 def workspace_names(email: str) -> list[str]:

@@ -69,12 +69,24 @@ def register(subparsers) -> None:
     p.set_defaults(func=serve)
 
 
+# Starts Streamlit in this process with its old pages/ mode off (LLM Lab routes through app.py's st.navigation):
+# otherwise the first visitor of a fresh server gets pages/ listed in the sidebar and, on /datasets, "page not found".
+_LAUNCH = ("import sys; from streamlit.runtime.pages_manager import PagesManager; "
+           "PagesManager.uses_pages_directory = False; from streamlit.web.cli import main; "
+           "sys.exit(main(sys.argv[1:], prog_name='streamlit'))")
+
+
 def serve(args) -> int:
     """Refuse to start a hosted server that cannot sign people in; otherwise exec `streamlit run app.py`."""
     import os
     import sys
     from pathlib import Path
 
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    named = os.environ.get("LLM_LAB_SECRETS_FILE")
+    if named:  # Streamlit is told to read the same file the check reads
+        os.environ["LLM_LAB_SECRETS_FILE"] = named = str(Path(named).resolve())
+    os.chdir(app.parent)  # Streamlit reads .streamlit/config.toml and secrets.toml from here: check those
     found = hosting.problems()
     if found:
         print(hosting.refusal(found), file=sys.stderr)
@@ -83,11 +95,11 @@ def serve(args) -> int:
           f"{'not needed' if not settings.hosted() else settings.get('trusted_proxy_header') or 'OpenID Connect'}")
     if args.check:
         return 0
-    app = Path(__file__).resolve().parent.parent / "app.py"
-    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port)]
+    command = [sys.executable, "-c", _LAUNCH, "run", str(app), "--server.port", str(args.port)]
     if args.address:
         command += ["--server.address", args.address]
-    os.chdir(app.parent)  # Streamlit reads .streamlit/config.toml and secrets.toml from here
+    if named:
+        command += ["--secrets.files", named]
     os.execv(sys.executable, command)
     return 0
 

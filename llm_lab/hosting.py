@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 from . import settings
@@ -46,7 +47,8 @@ NOT_PROVIDERS = ("client_kwargs",)  # tables in [auth] that are OIDC parameters 
 
 def providers(auth: dict) -> dict[str, dict]:
     """The OIDC providers configured under [auth]: "default" when the keys sit in [auth] itself."""
-    named = {k: v for k, v in auth.items() if isinstance(v, dict) and k not in NOT_PROVIDERS}
+    # st.secrets hands sections over as its own mapping type (AttrDict), which is not a dict
+    named = {k: dict(v) for k, v in auth.items() if isinstance(v, Mapping) and k not in NOT_PROVIDERS}
     if any(k in auth for k in OIDC_KEYS):
         named["default"] = {k: auth[k] for k in OIDC_KEYS if k in auth}
     return named

@@ -44,6 +44,8 @@ def _identity() -> tuple[str | None, dict]:
     if not st.user.is_logged_in:
         return None, {}
     claims = st.user.to_dict()
+    if claims.get("email_verified") is False:  # the provider says nobody checked this address: not an identity
+        return None, claims
     return claims.get("email"), claims
 
 
@@ -58,7 +60,7 @@ def _sign_in_page(note: str = "") -> None:
     st.write("This LLM Lab is shared by a team. Sign in to continue.")
     if note:
         st.info(note)
-    names = [n for n in hosting.providers(dict(st.secrets.get("auth") or {})) if n != "default"]
+    names = [n for n in hosting.providers(_secrets().get("auth") or {}) if n != "default"]
     if not names:
         st.button("Sign in", type="primary", on_click=st.login, key="lab_login")
     for name in names:
@@ -80,7 +82,7 @@ def _choose_workspace(email: str) -> str:
 def public_visitor(is_public) -> bool:
     """A visitor nobody signed in, opening a public share link (`is_public(token)`): they may see that
     snapshot and nothing else."""
-    if not settings.hosted() or hosting.problems(dict(st.secrets) if _has_secrets() else {}):
+    if not settings.hosted() or hosting.problems(_secrets()):
         return False
     token = st.query_params.get("token")
     if token and not _identity()[0] and is_public(token):
@@ -94,7 +96,7 @@ def gate() -> Actor | None:
     if not settings.hosted():
         return LOCAL
     st.session_state.pop(_ACTOR, None)  # set again below, once this run's visitor is known
-    found = hosting.problems(dict(st.secrets) if _has_secrets() else {})
+    found = hosting.problems(_secrets())
     if found:
         st.error(hosting.refusal(found))
         return None
@@ -102,6 +104,10 @@ def gate() -> Actor | None:
     if not email:
         if settings.get("trusted_proxy_header"):
             st.error("No identity reached LLM Lab from the sign-in proxy. Ask the operator to check the proxy.")
+        elif claims:  # signed in at the provider, which sent no (verified) address: signing in again won't help
+            st.error("Your identity provider did not send a verified e-mail address, and LLM Lab knows people by "
+                     "their address. Ask the operator to request the `email` scope from the provider.")
+            st.button("Sign out", on_click=_sign_out, key="lab_logout")
         else:
             _sign_in_page()
         return None
@@ -127,11 +133,12 @@ def gate() -> Actor | None:
     return actor
 
 
-def _has_secrets() -> bool:
+def _secrets() -> dict:
+    """Streamlit's secrets (from .streamlit/secrets.toml or the files `--secrets.files` names) as plain dicts."""
     try:
-        return bool(st.secrets.load_if_toml_exists())
+        return st.secrets.to_dict() if st.secrets.load_if_toml_exists() else {}
     except Exception:
-        return False
+        return {}
 
 
 def hosted() -> bool:
