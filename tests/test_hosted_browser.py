@@ -6,6 +6,7 @@ order and build on each other's users and workspaces, but each one signs in whoe
 """
 import pytest
 
+from ui.common import strip_invisible
 from tests.conftest import assert_no_exception_box, screenshot, wait_for, wait_idle
 from tests.hosted import (ADMIN, CROWD, EDITOR, VIEWER, authorize, connected, hosted, lab_backend, oidc, people,
                           start_sign_in, visit)
@@ -36,7 +37,11 @@ def nav(page) -> str:
 def pick(page, label: str, option: str) -> None:
     """Choose `option` in the visible selectbox labelled `label`."""
     page.locator("[data-testid='stSelectbox']:visible").filter(has_text=label).first.click()
-    page.get_by_role("option", name=option, exact=True).click()
+    try:
+        page.get_by_role("option", name=option, exact=True).click()
+    except Exception:
+        screenshot(page, f"hosted-pick-failed-{label}")
+        raise
     wait_idle(page)
 
 
@@ -168,7 +173,7 @@ def test_a_viewer_reads_a_team_workspace_but_changes_nothing(people, hosted, lab
     wait_idle(viewer)
     viewer.get_by_role("button", name="Delete", exact=True).click()
     wait_idle(viewer)
-    refusal = viewer.locator("[data-testid='stAlertContentError']").inner_text()
+    refusal = strip_invisible(viewer.locator("[data-testid='stAlertContentError']").inner_text())
     assert "viewer@example.com (viewer) may not delete" in refusal, refusal
     assert_no_exception_box(viewer)
 
