@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import access, capabilities, store
+from . import access, audit, capabilities, store
 from .access import Actor, scope
 from .capabilities import HEADS, Capabilities
 from .errors import ModelError
@@ -108,11 +108,23 @@ def register(actor: Actor, entry: ModelEntry) -> ModelEntry:
         if "UNIQUE" in str(exc):
             raise ModelError(f"A model named {entry.name!r} exists already; choose another name.") from exc
         raise
+    audit.record(actor, "model.register", entry.name, {"source": entry.source, "location": entry.location,
+                                                       "head": entry.head, "parent": entry.parent})
     return entry
 
 
 def unregister(actor: Actor, name: str) -> None:
-    scope(actor).delete("models", "name=?", (name,))
+    """Forget a registered model (its folder stays where it is). Audited as model.delete."""
+    row = scope(actor).one("models", "name=?", (name,), columns="workspace, created_by, location")
+    if row is None:
+        names = ", ".join(r["name"] for r in scope(actor).select("models", columns="name")) or "none"
+        raise ModelError(f"No registered model named {name!r} here (built-in models cannot be removed). "
+                         f"Registered models: {names}.")
+    if not scope(actor).delete("models", "name=?", (name,)):
+        raise access.PermissionDenied(f"{actor.user} may not remove model {name!r}: only who registered it or an "
+                                      "admin can.")
+    audit.record(actor, "model.delete", name, {"location": row["location"], "created_by": row["created_by"]},
+                 workspace=row["workspace"])
 
 
 def resolve(actor: Actor, name: str, allow_bin: bool = False) -> ModelEntry:

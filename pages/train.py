@@ -128,7 +128,10 @@ with new_tab, user_errors():
                    f"gradients+optimizer {mem['gradients_and_optimizer']:.0f} MB, "
                    f"activations {mem['activations']:.0f} MB")
         st.caption(f"Same run from a terminal: `{cfg.to_cli()}`")
-        if st.button("Start training", type="primary", key="t_start"):
+        if est.get("refusal"):
+            st.error(est["refusal"])
+        if st.button("Start training", type="primary", key="t_start", disabled=bool(est.get("refusal")),
+                     help=est.get("refusal")):
             job_id = train.submit(backend.actor(), cfg)
             job_panel.remember(KEY, job_id)
             backend.clear()
