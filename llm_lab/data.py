@@ -30,7 +30,7 @@ class _Pandas:
 
 pd = _Pandas()
 
-from . import access, paths, store
+from . import access, audit, paths, settings, store
 from .access import LOCAL, SYSTEM, Actor, scope
 from .errors import DataError
 from .text_utils import natural_key
@@ -70,12 +70,36 @@ store.register_schema("datasets", [
 ])
 
 
+MAX_JSON_DEPTH = 32  # records are 2 levels deep (the list, an object); nested values add a few
+
+
 def max_upload_bytes() -> int:
-    return int(float(os.environ.get("LLM_LAB_MAX_UPLOAD_MB", "200")) * 2**20)
+    """The setting upload_max_mb in bytes: the largest upload, and the most data one may decode to.
+    The older variable LLM_LAB_MAX_UPLOAD_MB still works where LLM_LAB_UPLOAD_MAX_MB is not set."""
+    legacy = os.environ.get("LLM_LAB_MAX_UPLOAD_MB")
+    if legacy is not None and os.environ.get("LLM_LAB_UPLOAD_MAX_MB") is None:
+        return int(float(settings.parse("upload_max_mb", legacy)) * 2**20)
+    return int(float(settings.get("upload_max_mb")) * 2**20)
+
+
+def max_upload_rows() -> int:
+    """The setting upload_max_rows: the most rows an upload may hold, counted while it is read."""
+    return int(settings.get("upload_max_rows"))
 
 
 def _size(n: int) -> str:
     return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.1f} KB"
+
+
+def _too_many_rows(filename: str, rows: int | None, limit: int) -> DataError:
+    count = f"{rows:,} rows" if rows is not None else f"more than {limit:,} rows"
+    return DataError(f"{filename} has {count}; an upload may hold at most {limit:,} (setting upload_max_rows). "
+                     f"Upload a sample of at most {limit:,} rows, or ask an admin to raise upload_max_rows.")
+
+
+def _too_much_data(filename: str, size: int, limit: int, how: str, at_least: bool = False) -> DataError:
+    return DataError(f"{filename} holds {'at least ' if at_least else ''}{_size(size)} of data {how}; the limit is "
+                     f"{_size(limit)} (setting upload_max_mb). Upload a sample, or ask an admin to raise upload_max_mb.")
 
 
 # ---------------------------------------------------------------- reading
@@ -86,13 +110,14 @@ def read_table(filename: str, data: bytes) -> pd.DataFrame:
         raise DataError(f"{filename}: unsupported file type {suffix or '(none)'}. "
                         f"Use one of {', '.join(sorted(FORMATS))}.")
     fmt = FORMATS[suffix]
-    if len(data) > max_upload_bytes():
-        raise DataError(f"{filename} is {_size(len(data))}; the limit is {_size(max_upload_bytes())}. "
-                        "Upload a sample, or raise LLM_LAB_MAX_UPLOAD_MB.")
+    max_bytes, max_rows = max_upload_bytes(), max_upload_rows()
+    if len(data) > max_bytes:
+        raise DataError(f"{filename} is {_size(len(data))}; the limit is {_size(max_bytes)} (setting upload_max_mb). "
+                        "Upload a sample, or ask an admin to raise upload_max_mb.")
     if not data.strip():
         raise DataError(f"{filename} is empty. Upload a file with a header row and at least one example.")
     if fmt == "parquet":
-        return _read_parquet(filename, data)
+        return _check_rows(filename, _read_parquet(filename, data, max_rows, max_bytes), max_rows)
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise DataError(f"{filename} is UTF-16 text; LLM Lab reads UTF-8. Re-save it with UTF-8 encoding "
                         "(in Excel: 'CSV UTF-8').")
@@ -106,7 +131,7 @@ def read_table(filename: str, data: bytes) -> pd.DataFrame:
                         "Re-save it with UTF-8 encoding (in Excel: 'CSV UTF-8').") from exc
     reader = {"csv": _read_delimited, "tsv": _read_delimited, "json": _read_json,
               "jsonl": _read_json, "text": _read_lines}[fmt]
-    frame = reader(filename, text, fmt)
+    frame = _check_rows(filename, reader(filename, text, fmt, max_rows), max_rows)
     if frame.empty or len(frame.columns) == 0:
         raise DataError(f"{filename} has no rows. It needs a header row and at least one example.")
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -115,14 +140,22 @@ def read_table(filename: str, data: bytes) -> pd.DataFrame:
     return frame
 
 
-def _read_delimited(filename: str, text: str, fmt: str) -> pd.DataFrame:
+def _check_rows(filename: str, frame: pd.DataFrame, max_rows: int) -> pd.DataFrame:
+    if len(frame) > max_rows:  # each reader stops soon past the cap; this is the exact count, after any reader
+        raise _too_many_rows(filename, None, max_rows)
+    return frame
+
+
+def _read_delimited(filename: str, text: str, fmt: str, max_rows: int) -> pd.DataFrame:
     import warnings
 
     try:
         with warnings.catch_warnings():  # pandas only warns when the first data row is the ragged one
             warnings.simplefilter("error", pd.errors.ParserWarning)
+            # nrows: the parser stops one row past the cap instead of reading a file of any length
             frame = pd.read_csv(io.StringIO(text), sep="\t" if fmt == "tsv" else ",", dtype=object, index_col=False,
-                                keep_default_na=False, on_bad_lines="error", skip_blank_lines=True)
+                                keep_default_na=False, on_bad_lines="error", skip_blank_lines=True,
+                                nrows=max_rows + 1)
     except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
         match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
         where = (f": line {match.group(2)} has {match.group(3)} fields, the header has {match.group(1)}"
@@ -131,6 +164,8 @@ def _read_delimited(filename: str, text: str, fmt: str) -> pd.DataFrame:
                         "Quote fields that contain the separator, or fix that row.") from exc
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{filename} has no header row and no data.") from exc
+    if len(frame) > max_rows:
+        raise _too_many_rows(filename, None, max_rows)
     _check_short_rows(filename, text, fmt, frame)
     return frame
 
@@ -154,11 +189,46 @@ def _check_short_rows(filename: str, text: str, fmt: str, frame: pd.DataFrame) -
                             "Quote fields that contain the separator, or fix that row.")
 
 
-def _read_json(filename: str, text: str, fmt: str) -> pd.DataFrame:
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+# what str.splitlines splits on, so lines are found one at a time instead of all at once
+_LINE = re.compile("[^\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]+")
+
+
+def _json_shape(text: str) -> tuple[int, int]:
+    """(deepest nesting, rows) of JSON text, from a scan of its brackets and commas outside strings, before
+    json.loads builds anything. Rows: the items of a top-level list, or the mean length of the columns of an
+    object of lists (an estimate; the frame's length is checked exactly afterwards)."""
+    import numpy as np
+
+    marks = re.sub(r"[^\[\]{},]+", "", _JSON_STRING.sub("", text))
+    codes = np.frombuffer(marks.encode("ascii"), dtype=np.uint8)
+    if not len(codes):
+        return 0, 0
+    step = np.isin(codes, (ord("["), ord("{"))).astype(np.int64) - np.isin(codes, (ord("]"), ord("}")))
+    depth = np.cumsum(step)  # a bracket's own depth counts its opening; a comma sits at its container's depth
+    commas = codes == ord(",")
+    top = int((commas & (depth == 1)).sum()) + 1
+    rows = top if codes[0] == ord("[") else -(-(int((commas & (depth == 2)).sum()) + top) // top)
+    return int(depth.max()), rows
+
+
+def _read_json(filename: str, text: str, fmt: str, max_rows: int) -> pd.DataFrame:
     lines = fmt == "jsonl" or (not text.lstrip().startswith(("[", "{")) or _looks_like_jsonl(text))
+    depth, rows = _json_shape(text)
+    if depth > MAX_JSON_DEPTH:
+        raise DataError(f"{filename} nests JSON {depth} levels deep; LLM Lab reads flat records (at most "
+                        f"{MAX_JSON_DEPTH} levels). Flatten it: one object per example, such as "
+                        '{"text": "...", "label": "..."}.')
+    if not lines and rows > max_rows:
+        raise _too_many_rows(filename, rows, max_rows)
     try:
         if lines:
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+            records = []
+            for match in _LINE.finditer(text):
+                if match.group().strip():
+                    if len(records) >= max_rows:
+                        raise _too_many_rows(filename, None, max_rows)
+                    records.append(json.loads(match.group()))
         else:
             records = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -180,19 +250,61 @@ def _looks_like_jsonl(text: str) -> bool:
     return len(lines) > 1 and all(l.strip().startswith("{") and l.strip().endswith("}") for l in lines[:5])
 
 
-def _read_lines(filename: str, text: str, fmt: str) -> pd.DataFrame:
-    return pd.DataFrame({"text": [line for line in text.splitlines() if line.strip()]}, dtype=object)
+def _read_lines(filename: str, text: str, fmt: str, max_rows: int) -> pd.DataFrame:
+    lines = []
+    for match in _LINE.finditer(text):
+        if match.group().strip():
+            if len(lines) >= max_rows:
+                raise _too_many_rows(filename, None, max_rows)
+            lines.append(match.group())
+    return pd.DataFrame({"text": lines}, dtype=object)
 
 
-def _read_parquet(filename: str, data: bytes) -> pd.DataFrame:
+def _read_parquet(filename: str, data: bytes, max_rows: int, max_bytes: int) -> pd.DataFrame:
+    """Parquet compresses well: a few MB can hold a hundred million rows. The row count and the data's
+    uncompressed size come from the file's metadata, checked before anything is decoded; then it is decoded
+    a batch at a time, text kept dictionary-encoded (each distinct value once), counting what it decodes to."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     if not data.startswith(b"PAR1"):
         raise DataError(f"{filename} is not a Parquet file (it lacks the PAR1 header). "
                         "Check the file type, or upload CSV/JSON instead.")
     try:
-        return pd.read_parquet(io.BytesIO(data))
+        meta = pq.ParquetFile(io.BytesIO(data)).metadata
+        if meta.num_rows > max_rows:
+            raise _too_many_rows(filename, meta.num_rows, max_rows)
+        stored = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        if stored > max_bytes:
+            raise _too_much_data(filename, stored, max_bytes, "uncompressed")
+        schema = meta.schema.to_arrow_schema()
+        text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+                or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+        file = pq.ParquetFile(io.BytesIO(data), read_dictionary=text)
+        batches, decoded = [], 0
+        for batch in file.iter_batches(batch_size=8192):
+            for column in batch.columns:
+                if pa.types.is_dictionary(column.type) and (pa.types.is_string(column.type.value_type)
+                                                            or pa.types.is_binary(column.type.value_type)):
+                    lengths = pc.binary_length(column.dictionary)
+                    decoded += (pc.sum(pc.take(lengths, column.indices)).as_py() or 0) + 4 * len(column)
+                else:
+                    decoded += column.nbytes
+            if decoded > max_bytes:
+                raise _too_much_data(filename, decoded, max_bytes, "once decoded", at_least=True)
+            batches.append(batch)
+        table = pa.Table.from_batches(batches, schema=file.schema_arrow) if batches else file.schema_arrow.empty_table()
+        frame = table.to_pandas()
+    except DataError:
+        raise
     except Exception as exc:
         raise DataError(f"{filename} could not be read as Parquet; it may be damaged or cut short, "
                         f"so export it again. ({exc})") from exc
+    for column in frame.columns:  # dictionary-encoded text comes back categorical: plain values, as from CSV
+        if isinstance(frame[column].dtype, pd.CategoricalDtype):
+            frame[column] = frame[column].astype(object)
+    return frame
 
 
 # ---------------------------------------------------------------- roles
@@ -378,10 +490,12 @@ def check_name(name: str) -> str:
     return name
 
 
-def prepare(filename: str, data: bytes, roles: dict | None = None, recipe: Recipe | None = None) -> tuple[pd.DataFrame, dict, dict]:
-    """Parse, map, clean and split without storing: what the page previews. Returns (frame, roles, report)."""
+def prepare(filename: str, data: bytes, roles: dict | None = None, recipe: Recipe | None = None,
+            raw: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict, dict]:
+    """Parse, map, clean and split without storing: what the page previews. Returns (frame, roles, report).
+    `raw` is `read_table(filename, data)` when the caller has it already (the page keeps it per upload)."""
     recipe = recipe or Recipe()
-    raw = read_table(filename, data)
+    raw = read_table(filename, data) if raw is None else raw
     roles = {r: c for r, c in (roles or guess_roles(raw)).items() if c}
     frame = apply_roles(raw, roles, filename)
     frame, report = clean(frame, recipe)
@@ -398,15 +512,25 @@ def prepare(filename: str, data: bytes, roles: dict | None = None, recipe: Recip
 
 
 def import_dataset(actor: Actor, name: str, filename: str, data: bytes, roles: dict | None = None,
-                   recipe: Recipe | None = None, description: str = "", replace: bool = False) -> DatasetInfo:
-    """Store a dataset whole, or not at all, in the actor's workspace."""
+                   recipe: Recipe | None = None, description: str = "", replace: bool = False,
+                   raw: pd.DataFrame | None = None) -> DatasetInfo:
+    """Store a dataset whole, or not at all, in the actor's workspace (audited as dataset.upload).
+    `raw` is `read_table(filename, data)` when the caller has it already."""
+    info = _import(actor, name, filename, data, roles, recipe, description, replace, raw)
+    audit.record(actor, "dataset.upload", info.name, {"file": info.source_file, "bytes": len(data), "rows": info.rows,
+                                                      "content_hash": info.content_hash, "replaced": bool(replace)})
+    return info
+
+
+def _import(actor: Actor, name: str, filename: str, data: bytes, roles: dict | None, recipe: Recipe | None,
+            description: str, replace: bool, raw: pd.DataFrame | None) -> DatasetInfo:
     actor.require("write", "upload datasets")
     name = check_name(name)
     recipe = recipe or Recipe()
     existing = _own_row(actor, name)
     if existing and not replace:
         raise DataError(f"A dataset named {name!r} exists already. Choose another name or delete it first.")
-    frame, roles, report = prepare(filename, data, roles, recipe)
+    frame, roles, report = prepare(filename, data, roles, recipe, raw)
     content_hash = hashlib.sha256(data).hexdigest()
     fingerprint = hashlib.sha256(json.dumps(
         {"content": content_hash, "roles": roles, "recipe": recipe.as_dict()}, sort_keys=True).encode()).hexdigest()
@@ -484,12 +608,16 @@ def require(info: DatasetInfo, *roles: str) -> None:
 
 
 def delete(actor: Actor, name: str) -> None:
+    """Delete a dataset's row and files (audited as dataset.delete)."""
     info = get(actor, name)  # "no dataset named …" for a name the actor cannot see
+    row = scope(actor).one("datasets", "name=? AND workspace=?", (name, info.workspace), columns="workspace, created_by")
     with store.transaction() as conn:
         if not scope(actor).delete("datasets", "name=? AND workspace=?", (name, info.workspace), conn=conn):
             raise access.PermissionDenied(f"{actor.user} may not delete dataset {name!r}: only its creator or an "
                                           "admin can.")
     shutil.rmtree(info.folder, ignore_errors=True)
+    audit.record(actor, "dataset.delete", name, {"rows": info.rows, "content_hash": info.content_hash,
+                                                 "created_by": row["created_by"]}, workspace=row["workspace"])
 
 
 def profile(frame: pd.DataFrame) -> dict:
@@ -520,8 +648,8 @@ def ensure_demos() -> None:
         if scope(SYSTEM).one("datasets", "name=? AND workspace=?", (spec["name"], LOCAL.workspace)):
             continue
         try:
-            import_dataset(LOCAL, spec["name"], data_file.name, data_file.read_bytes(), spec.get("roles"),
-                           Recipe(**spec.get("recipe", {})), spec.get("description", ""))
+            _import(LOCAL, spec["name"], data_file.name, data_file.read_bytes(), spec.get("roles"),  # not audited:
+                    Recipe(**spec.get("recipe", {})), spec.get("description", ""), False, None)  # shipped data
         except DataError as exc:
             if "exists already" not in str(exc):
                 raise

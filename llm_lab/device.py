@@ -61,6 +61,30 @@ def free_memory(device: str | None = None) -> None:
             torch.cuda.empty_cache()
 
 
+def memory_bytes(device: str) -> int | None:
+    """All the memory `device` has: a CUDA GPU's own, otherwise the machine's (the CPU's, and Apple's unified
+    memory), within a container's cgroup limit when there is one. None when it cannot be told."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        index = int(device.split(":", 1)[1]) if ":" in device else torch.cuda.current_device()
+        return int(torch.cuda.get_device_properties(index).total_memory)
+    total = None
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        pass
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = open(limit_file).read().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # "max" (v2) means no limit; v1 writes a huge number for none
+            total = min(total, int(text)) if total else int(text)
+        break
+    return total
+
+
 def _bad_dtype(name: str):
     from .errors import ModelError
 

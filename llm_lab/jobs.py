@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import access, paths, store
+from . import access, audit, paths, settings, store
 from .access import LOCAL, SYSTEM, Actor, scope
 from .errors import JobCancelled, JobError, LabError, failure_message
 
@@ -90,14 +90,55 @@ def _enqueue(job_id: str) -> None:
 
 
 # ---------------------------------------------------------------- public API
-def submit(actor: Actor, fn: str, params: dict, title: str) -> str:
-    """Queue a job in the actor's workspace and return its id. `fn` is "module:function"."""
+# What a job does, for people (the audit log), by the package its function lives in.
+WHAT = {"train": "train", "bench": "benchmark", "compare": "compare", "explain": "explain"}
+
+
+def what(fn: str) -> str:
+    """'train', 'benchmark', 'compare', 'explain' (or the module's last name) for a job function."""
+    parts = fn.partition(":")[0].split(".")
+    return next((WHAT[p] for p in parts[1:] if p in WHAT), parts[-1])
+
+
+def _identity(params: dict, ignore: tuple = ()) -> str:
+    return store.to_json({k: v for k, v in store.from_json(store.to_json(params), {}).items() if k not in ignore})
+
+
+def _check_limits(actor: Actor, fn: str, params: dict, workspace: str, ignore: tuple = ()) -> None:
+    """Refuse a job identical to one of the user's queued or running jobs in `workspace`, and a job past the
+    user's quota (setting max_active_jobs, counted over every workspace: they share one queue and one worker).
+    Call it inside the transaction that queues the job, after `reconcile()`."""
+    active = scope(SYSTEM).select("jobs", f"created_by=? AND status IN ({','.join('?' * len(ACTIVE))})",
+                                  (actor.user, *ACTIVE), order="created_at",
+                                  columns="id, fn, title, params, status, workspace")
+    mine = _identity(params, ignore)
+    for row in active:
+        if (row["fn"] == fn and row["workspace"] == workspace
+                and _identity(store.from_json(row["params"], {}), ignore) == mine):
+            raise JobError(f"The same job is {row['status']} already: {row['id']} ({row['title']}). Follow that "
+                           f"one, or cancel it first (`python -m llm_lab jobs cancel {row['id']}`).")
+    limit = int(settings.get("max_active_jobs"))
+    if len(active) >= limit:
+        listed = ", ".join(f"{r['id']} ({r['status']})" for r in active[:5]) + (" …" if len(active) > 5 else "")
+        raise JobError(f"{actor.user} has {len(active)} job(s) queued or running ({listed}); one user may have at "
+                       f"most {limit} at a time (setting max_active_jobs). Wait for one to finish, or cancel one.")
+
+
+def submit(actor: Actor, fn: str, params: dict, title: str, ignore_in_identity: tuple = ()) -> str:
+    """Queue a job in the actor's workspace and return its id. `fn` is "module:function".
+
+    Refused when the user has max_active_jobs queued or running, or an identical job (same function and
+    params, leaving out the keys in `ignore_in_identity`, such as a made-up name) is queued or running."""
     actor.require("run", "start jobs")
     _resolve(fn)  # fail now, in the caller, if the function does not exist
     job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    scope(actor).insert("jobs", dict(id=job_id, fn=fn, title=title, params=store.to_json(params), status=QUEUED,
-                                     created_at=store.now(), updated_at=store.now(),
-                                     actor=store.to_json(actor.to_dict())), action="run")
+    reconcile()  # a running job whose worker died does not count
+    with store.transaction() as conn:  # counted and inserted at once: two quick clicks cannot both pass
+        _check_limits(actor, fn, params, actor.workspace, ignore_in_identity)
+        scope(actor).insert("jobs", dict(id=job_id, fn=fn, title=title, params=store.to_json(params), status=QUEUED,
+                                         created_at=store.now(), updated_at=store.now(),
+                                         actor=store.to_json(actor.to_dict())), action="run", conn=conn)
+    audit.record(actor, "job.submit", job_id, {"what": what(fn), "fn": fn, "title": title})
     _enqueue(job_id)
     return job_id
 
@@ -132,6 +173,8 @@ def cancel(actor: Actor, job_id: str) -> dict:
             _change(actor, job_id, dict(cancel_requested=1, message="Cancelling…"), conn)
         else:
             raise JobError(f"Job {job_id} is {job['status']}; only queued or running jobs can be cancelled.")
+    audit.record(actor, "job.cancel", job_id, {"what": what(job["fn"]), "title": job["title"], "was": job["status"],
+                                               "created_by": job["created_by"]}, workspace=job["workspace"])
     return get(actor, job_id)
 
 
@@ -139,9 +182,13 @@ def resume(actor: Actor, job_id: str) -> dict:
     job = get(actor, job_id)
     if job["status"] not in RESUMABLE:
         raise JobError(f"Job {job_id} is {job['status']}; only {', '.join(RESUMABLE)} jobs can be resumed.")
-    with store.transaction() as conn:
+    reconcile()
+    with store.transaction() as conn:  # resuming makes the job active again: the same limits as submitting
+        _check_limits(actor, job["fn"], job["params"], job["workspace"])
         _change(actor, job_id, dict(status=QUEUED, cancel_requested=0, error=None, finished_at=None,
                                     updated_at=store.now(), message="Queued to resume."), conn)
+    audit.record(actor, "job.resume", job_id, {"what": what(job["fn"]), "title": job["title"], "was": job["status"],
+                                               "created_by": job["created_by"]}, workspace=job["workspace"])
     _enqueue(job_id)
     return get(actor, job_id)
 

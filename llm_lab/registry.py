@@ -22,7 +22,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import access, capabilities, paths, settings, store
+from . import access, audit, capabilities, paths, settings, store
 from .access import Actor, scope
 from .capabilities import HEADS, Capabilities
 from .errors import ModelError
@@ -134,6 +134,8 @@ def register(actor: Actor, entry: ModelEntry) -> ModelEntry:
         if "UNIQUE" in str(exc):
             raise ModelError(f"A model named {entry.name!r} exists already; choose another name.") from exc
         raise
+    audit.record(actor, "model.register", entry.name, {"source": entry.source, "location": entry.location,
+                                                       "head": entry.head, "parent": entry.parent})
     return entry
 
 
@@ -151,7 +153,18 @@ def _check_may_register(actor: Actor, entry: ModelEntry) -> None:
 
 
 def unregister(actor: Actor, name: str) -> None:
-    scope(actor).delete("models", "name=? AND workspace=?", (name, actor.workspace))
+    """Forget a registered model (its folder stays where it is). Audited as model.delete."""
+    row = scope(actor).one("models", "name=? AND workspace=?", (name, actor.workspace),
+                           columns="workspace, created_by, location")
+    if row is None:
+        names = ", ".join(r["name"] for r in scope(actor).select("models", columns="name")) or "none"
+        raise ModelError(f"No registered model named {name!r} here (built-in models cannot be removed). "
+                         f"Registered models: {names}.")
+    if not scope(actor).delete("models", "name=? AND workspace=?", (name, actor.workspace)):
+        raise access.PermissionDenied(f"{actor.user} may not remove model {name!r}: only who registered it or an "
+                                      "admin can.")
+    audit.record(actor, "model.delete", name, {"location": row["location"], "created_by": row["created_by"]},
+                 workspace=row["workspace"])
 
 
 def resolve(actor: Actor, name: str, allow_bin: bool = False) -> ModelEntry:

@@ -32,14 +32,13 @@ DEFAULTS: dict[str, object] = {
     "hub_max_gb": 2.0,            # download size cap for a Hub model
     "allow_remote_code": False,   # whether an admin may load a model with trust_remote_code
     "public_links": False,        # whether share links may open without sign-in
-    # limits per user
-    "max_active_jobs": 3,         # queued + running jobs of one user
-    "max_running_jobs": 1,        # running jobs of one user
-    "max_epochs": 50,
-    "max_steps": 100_000,
-    "upload_max_mb": 200,
-    "upload_max_rows": 1_000_000,
-    "yaml_max_kb": 64,
+    # limits per user (the worker runs one job at a time, so "running jobs of one user" is at most 1 already)
+    "max_active_jobs": 3,         # queued + running jobs of one user, across workspaces
+    "max_epochs": 50,             # a training run's epochs
+    "max_steps": 100_000,         # a training run's optimizer steps (given, or worked out from the epochs)
+    "upload_max_mb": 200.0,       # a dataset upload's size, and its data once decoded (Parquet, JSON)
+    "upload_max_rows": 1_000_000, # a dataset upload's rows, counted while reading
+    "yaml_max_kb": 64,            # a benchmark suite file
 }
 ROLE_CHOICES = ("viewer", "editor", "pending")
 

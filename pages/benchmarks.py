@@ -29,7 +29,8 @@ with user_errors():
         if pick:
             suite_text = open(next(s["path"] for s in available if s["name"] == pick)).read()
     elif source == "Upload YAML":
-        up = c2.file_uploader("Suite YAML", type=["yaml", "yml"], key="b_upload")
+        up = c2.file_uploader("Suite YAML", type=["yaml", "yml"], key="b_upload", max_upload_size=suites.upload_max_mb(),
+                              help=f"At most {suites.max_bytes() // 1024} KB (setting yaml_max_kb); no aliases.")
         if up is not None:
             suite_text = up.getvalue().decode("utf-8", errors="replace")
             suites.parse(suite_text, "uploaded", up.name)

@@ -1,4 +1,5 @@
 """Datasets: upload, map columns to roles, clean, split, preview, save; list and delete stored datasets."""
+import math
 import re
 import time
 from pathlib import Path
@@ -18,12 +19,25 @@ FORMATS = "CSV, TSV, JSON, JSON Lines, Parquet or plain text (one example per li
 
 
 def _raw(upload) -> pd.DataFrame:
-    """The parsed upload, kept per file so reruns do not parse it again."""
+    """The parsed upload, kept once per session (the latest file only) so reruns do not parse it again."""
     cache = st.session_state.setdefault("ds_parsed", {})
     if upload.file_id not in cache:
-        cache.clear()
+        cache.clear()  # before parsing: the previous upload's frame is not kept while the next one is read
+        st.session_state.pop("ds_prepared", None)
         cache[upload.file_id] = data.read_table(upload.name, upload.getvalue())
     return cache[upload.file_id]
+
+
+def _prepared(upload, raw: pd.DataFrame, roles: dict, recipe: data.Recipe):
+    """The cleaned and split preview, kept for the latest upload, mapping and recipe (typing a name or a
+    description reruns the page; it does not clean a million rows again)."""
+    key = (upload.file_id, tuple(sorted(roles.items())), tuple(sorted(recipe.as_dict().items())))
+    kept = st.session_state.get("ds_prepared")
+    if kept is None or kept[0] != key:
+        st.session_state.pop("ds_prepared", None)
+        kept = (key, data.prepare(upload.name, b"", roles, recipe, raw=raw))
+        st.session_state["ds_prepared"] = kept
+    return kept[1]
 
 
 def _profile_block(frame: pd.DataFrame, report: dict | None = None, key: str = "") -> None:
@@ -52,9 +66,10 @@ def _profile_block(frame: pd.DataFrame, report: dict | None = None, key: str = "
 
 # ---------------------------------------------------------------- upload
 st.subheader("Add a dataset")
-upload = st.file_uploader(f"Upload a file: {FORMATS}", key="ds_upload",
-                          help=f"Files up to {data.max_upload_bytes() / 2**20:.0f} MB "
-                               "(LLM_LAB_MAX_UPLOAD_MB). Text must be UTF-8.")
+limit_mb, limit_rows = data.max_upload_bytes() / 2**20, data.max_upload_rows()
+upload = st.file_uploader(f"Upload a file: {FORMATS}", key="ds_upload", max_upload_size=max(1, math.ceil(limit_mb)),
+                          help=f"Files up to {limit_mb:g} MB and {limit_rows:,} rows (settings upload_max_mb, "
+                               "upload_max_rows). Text must be UTF-8.")
 if upload is None:
     st.caption("No file? The demo datasets below (product reviews, prompts with answers, short documents) "
                "are ready to use on every page.")
@@ -91,7 +106,7 @@ else:
         recipe = data.Recipe(strip=strip, drop_empty=drop_empty, drop_duplicates=drop_dups,
                              max_chars=int(max_chars) or None, train=train, validation=validation, seed=int(seed))
 
-        frame, roles, report = data.prepare(upload.name, upload.getvalue(), roles, recipe)
+        frame, roles, report = _prepared(upload, raw, roles, recipe)
         st.markdown("**Preview** (after cleaning and splitting)")
         st.dataframe(frame.head(50), hide_index=True, height=240)
         _profile_block(frame, report, key="upload")
@@ -101,7 +116,8 @@ else:
         name = n1.text_input("Name", stem, key=f"ds_name_{upload.file_id}")
         description = n2.text_input("Description (optional)", key="ds_desc")
         if st.button("Save dataset", type="primary", key="ds_save"):
-            info = data.import_dataset(backend.actor(), name, upload.name, upload.getvalue(), roles, recipe, description)
+            info = data.import_dataset(backend.actor(), name, upload.name, upload.getvalue(), roles, recipe, description,
+                                       raw=raw)
             backend.clear()
             st.session_state["ds_pick"] = info.name  # show it below
             splits = " · ".join(f"{k} {info.splits[k]}" for k in ("train", "validation", "test") if k in info.splits)

@@ -133,7 +133,10 @@ with new_tab, user_errors():
                    f"activations {mem['activations']:.0f} MB")
         st.caption("Same run from a terminal:")
         st.code(cfg.to_cli(), language="bash", wrap_lines=True)  # names inside: not in Markdown
-        if st.button("Start training", type="primary", key="t_start"):
+        if est.get("refusal"):
+            st.error(plain(est["refusal"]))
+        if st.button("Start training", type="primary", key="t_start", disabled=bool(est.get("refusal")),
+                     help=plain(est["refusal"]) if est.get("refusal") else None):
             job_id = train.submit(backend.actor(), cfg)
             job_panel.remember(KEY, job_id)
             backend.clear()

@@ -137,13 +137,58 @@ def _plain(node, lines: dict, path: tuple):
     return yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:str" else node.value
 
 
+MAX_DEPTH = 32  # nesting of mappings and lists; a suite needs 4 (suite, tasks, task, columns)
+
+
+def max_bytes() -> int:
+    """The largest suite file (setting yaml_max_kb)."""
+    from .. import settings
+
+    return int(settings.get("yaml_max_kb")) * 1024
+
+
+def upload_max_mb() -> int:
+    """What the page's uploader accepts, in whole MB (the browser refuses bigger files before sending them)."""
+    return max(1, -(-max_bytes() // 2**20))
+
+
+def _check_size(size: int, origin: str) -> None:
+    limit = max_bytes()
+    if size > limit:
+        raise SuiteError(f"{origin} is {size / 1024:.1f} KB; a suite file may be at most {limit // 1024} KB "
+                         "(setting yaml_max_kb). A suite names datasets and settings: keep the examples in a dataset.")
+
+
+def _check_events(text: str, origin: str) -> None:
+    """Refuse what could blow up, from the event stream, before any node or value is built: aliases (a few
+    hundred bytes of nested `*refs` expand to gigabytes, the "billion laughs") and deep nesting."""
+    import yaml
+
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise SuiteError(f"{origin}, line {event.start_mark.line + 1}: aliases (*{event.anchor}) are not allowed "
+                             "in suite files. Write the values out in full where the alias stands.")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise SuiteError(f"{origin}, line {event.start_mark.line + 1}: mappings and lists nest more than "
+                                 f"{MAX_DEPTH} levels deep; a suite needs four (suite, tasks, task, columns).")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def parse(text: str, source: str = "uploaded", origin: str = "the suite") -> Suite:
-    """Parse and validate suite YAML; raise SuiteError naming the line and the field on any problem."""
+    """Parse and validate suite YAML; raise SuiteError naming the line and the field on any problem.
+
+    The text is at most yaml_max_kb, and aliases are refused before anything is expanded."""
     import yaml
 
     if not (text or "").strip():
         raise SuiteError(f"{origin} is empty. A suite needs a name and a list of tasks.")
+    _check_size(len(text.encode("utf-8", errors="replace")), origin)
     try:
+        _check_events(text, origin)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -288,12 +333,19 @@ def load(actor: Actor, name_or_path: str) -> Suite:
     available = list_suites(actor)
     for item in available:
         if item["name"] == name_or_path:
-            return parse(Path(item["path"]).read_text(), item["source"], f"suite {item['name']!r}")
+            origin = f"suite {item['name']!r}"
+            return parse(_read(Path(item["path"]), origin), item["source"], origin)
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.is_file():
-        return parse(path.read_text(), "file", str(path))
+        return parse(_read(path, str(path)), "file", str(path))
     names = ", ".join(s["name"] for s in available)
     raise SuiteError(f"No suite named {name_or_path!r}. Suites here: {names}; or give the path of a YAML file.")
+
+
+def _read(path: Path, origin: str) -> str:
+    """A suite file's text, refused by its size before it is read."""
+    _check_size(path.stat().st_size, origin)
+    return path.read_text()
 
 
 def save(actor: Actor, text: str) -> Suite:

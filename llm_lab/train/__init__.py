@@ -3,7 +3,7 @@
     from llm_lab import train
     cfg = train.TrainConfig(task="classify", model="minilm", dataset="reviews")
     job_id = train.submit(actor, cfg)      # the worker runs JOB_FN, llm_lab.train:run (job.run), as `actor`
-    train.estimate(actor, cfg)             # memory and time before starting
+    train.estimate(actor, cfg)             # memory and time before starting; `refusal` says why it may not start
 
 Modules, one idea each: config (what a run is), data_prep (dataset → tokenized sets),
 modeling (base model, LoRA, GPT-2 from scratch), callback (Trainer → JobContext), resources
@@ -33,7 +33,11 @@ def submit(actor, cfg: TrainConfig) -> str:
 
         data.get(actor, cfg.dataset)        # fail now for an unknown dataset
         registry.resolve(actor, cfg.model)  # …or an unknown model
-    return jobs.submit(actor, JOB_FN, cfg.to_params(), cfg.title())
+    from .resources import check
+
+    check(actor, cfg)  # …or a run the device cannot hold, or longer than this server allows
+    # a second click with the same settings is the same run, whatever name it was given
+    return jobs.submit(actor, JOB_FN, cfg.to_params(), cfg.title(), ignore_in_identity=("name",))
 
 
 def estimate(actor, cfg: TrainConfig) -> dict:

@@ -131,11 +131,25 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message[0].upper() + message[1:] + ".")
+        self._check_limits()
         if self.task == "pretrain":
             self.architecture()
         if self.name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", self.name):
             raise ConfigError(f"Model name {self.name!r}: use letters, digits, '.', '_' or '-'.")
         return self
+
+    def _check_limits(self) -> None:
+        """This server's caps on a run's length (settings max_epochs, max_steps). The steps a run works out
+        from its epochs are checked against max_steps before it starts (`resources.check`)."""
+        from .. import settings
+
+        max_epochs, max_steps = settings.get("max_epochs"), int(settings.get("max_steps"))
+        if self.epochs > max_epochs:
+            raise ConfigError(f"{self.epochs:g} epochs is more than a run may take here: at most {max_epochs:g} "
+                              "(setting max_epochs). Train for fewer epochs, or ask an admin to raise max_epochs.")
+        if self.max_steps > max_steps:
+            raise ConfigError(f"{self.max_steps:,} steps is more than a run may take here: at most {max_steps:,} "
+                              "(setting max_steps). Set fewer steps, or ask an admin to raise max_steps.")
 
     def default_name(self) -> str:
         base = "gpt-" + self.preset if self.task == "pretrain" else re.sub(r"[^A-Za-z0-9._-]", "-", self.model)[-40:]

@@ -9,12 +9,13 @@ import shutil
 
 from .. import jobs, paths
 from ..access import LOCAL
-from . import export, runner
+from . import export, resources, runner
 from .config import TrainConfig
 
 
 def run(ctx, **params) -> dict:
     cfg = TrainConfig.from_dict(params).validate()
+    resources.check(ctx.actor, cfg)  # however it was queued: not a run the device cannot hold
     if ctx.resume:
         found = runner.checkpoints(ctx.workdir / "checkpoints")
         step = int(found[0].name.split("-")[1]) if found else 0

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from .. import data, jobs
 from ..access import Actor
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 
 TRAIN_EFFICIENCY = {"cpu": 0.35, "cuda": 0.25, "mps": 0.25}  # achieved / matmul peak, small models
 CHARS_PER_TOKEN = 4.2
@@ -111,7 +111,15 @@ def _measured_rate(actor: Actor, cfg: TrainConfig, device: str) -> float | None:
     return None
 
 
-def estimate(actor: Actor, cfg: TrainConfig) -> dict:
+def device_memory(device: str) -> int | None:
+    """The bytes of memory `device` has in all (None: unknown)."""
+    from ..device import memory_bytes
+
+    return memory_bytes(device)
+
+
+def _plan(actor: Actor, cfg: TrainConfig) -> dict:
+    """Memory and steps: what a run needs, without timing anything."""
     from ..device import pick_device
 
     cfg.validate()
@@ -133,9 +141,57 @@ def estimate(actor: Actor, cfg: TrainConfig) -> dict:
     weights = params * 4
     optimizer = trainable * (4 + 8)  # gradients + Adam's two moments, fp32
     total = weights + optimizer + activations
-    samples_per_step = cfg.batch_size * cfg.grad_accum
     steps_per_epoch = max(1, math.ceil(rows / cfg.batch_size) // cfg.grad_accum)
     steps = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    have = device_memory(device)
+    plan = {"device": device, "parameters": params, "trainable_parameters": trainable, "train_rows": rows,
+            "tokens_per_example": round(float(tokens), 1), "steps": steps, "steps_per_epoch": steps_per_epoch,
+            "memory_mb": {"weights": weights / 2**20, "gradients_and_optimizer": optimizer / 2**20,
+                          "activations": activations / 2**20, "total": total / 2**20},
+            "device_memory_mb": have / 2**20 if have else None, "seq": seq, "shape": shape}
+    plan["refusal"] = _refusal(cfg, plan)
+    return plan
+
+
+def _refusal(cfg: TrainConfig, plan: dict) -> str | None:
+    """Why this run may not start (too big for the device, too many steps), or None."""
+    from .. import settings
+
+    need, have = plan["memory_mb"]["total"], plan["device_memory_mb"]
+    if have and need > have:
+        ways = [f"lower the batch size (now {cfg.batch_size})"]
+        if cfg.task == "pretrain":
+            ways.append("pick a smaller size preset or architecture")
+        else:
+            ways.append(f"lower the maximum length (now {cfg.max_length})")
+            ways += ["use LoRA"] if cfg.task == "causal-lm" and not cfg.lora else []
+            ways.append("pick a smaller base model")
+        return (f"This run needs about {need / 1024:,.1f} GB of memory and the {plan['device']} has "
+                f"{have / 1024:,.1f} GB in all, so it cannot start: {', '.join(ways[:-1])}, or {ways[-1]}.")
+    max_steps = int(settings.get("max_steps"))
+    if cfg.max_steps <= 0 and plan["steps"] > max_steps:
+        return (f"This run would take {plan['steps']:,} optimizer steps ({cfg.epochs:g} epochs × "
+                f"{plan['steps_per_epoch']:,} steps per epoch); a run may take at most {max_steps:,} (setting "
+                "max_steps). Train for fewer epochs, set Max steps, or raise the batch size.")
+    return None
+
+
+def check(actor: Actor, cfg: TrainConfig) -> dict:
+    """Refuse, before it is queued or started, a run the device cannot hold or that takes more steps than
+    this server allows. Returns the plan (memory and steps) when it may run."""
+    plan = _plan(actor, cfg)
+    if plan["refusal"]:
+        raise ConfigError(plan["refusal"])
+    return plan
+
+
+def estimate(actor: Actor, cfg: TrainConfig) -> dict:
+    """Memory, steps and time. `refusal` says why the run may not start (None when it may)."""
+    plan = _plan(actor, cfg)
+    device, shape, seq = plan["device"], plan.pop("shape"), plan.pop("seq")
+    params, trainable = plan["parameters"], plan["trainable_parameters"]
+    L, h = shape["layers"], shape["hidden"]
+    samples_per_step = cfg.batch_size * cfg.grad_accum
     rate = _measured_rate(actor, cfg, device)
     if rate:
         step_s, basis = samples_per_step / rate, "measured in an earlier run with these settings"
@@ -146,11 +202,7 @@ def estimate(actor: Actor, cfg: TrainConfig) -> dict:
         flops = flops_per_token * seq * samples_per_step
         step_s = flops / (device_flops(device) * TRAIN_EFFICIENCY.get(device, 0.3))
         basis = f"assumed from FLOPs and this {device}'s measured matmul speed"
-    return {"device": device, "parameters": params, "trainable_parameters": trainable, "train_rows": rows,
-            "tokens_per_example": round(float(tokens), 1), "steps": steps, "steps_per_epoch": steps_per_epoch,
-            "step_seconds": step_s, "seconds": steps * step_s, "time_basis": basis,
-            "memory_mb": {"weights": weights / 2**20, "gradients_and_optimizer": optimizer / 2**20,
-                          "activations": activations / 2**20, "total": total / 2**20}}
+    return dict(plan, step_seconds=step_s, seconds=plan["steps"] * step_s, time_basis=basis)
 
 
 def describe(est: dict) -> str:
