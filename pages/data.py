@@ -65,63 +65,71 @@ def _profile_block(frame: pd.DataFrame, report: dict | None = None, key: str = "
 
 
 # ---------------------------------------------------------------- upload
-st.subheader("Add a dataset")
-limit_mb, limit_rows = data.max_upload_bytes() / 2**20, data.max_upload_rows()
-upload = st.file_uploader(f"Upload a file: {FORMATS}", key="ds_upload", max_upload_size=max(1, math.ceil(limit_mb)),
-                          help=f"Files up to {limit_mb:g} MB and {limit_rows:,} rows (settings upload_max_mb, "
-                               "upload_max_rows). Text must be UTF-8.")
-if upload is None:
-    st.caption("No file? The demo datasets below (product reviews, prompts with answers, short documents) "
-               "are ready to use on every page.")
-else:
-    with user_errors():
-        raw = _raw(upload)
-        st.caption(f"**{plain(upload.name)}**: {len(raw)} rows, {len(raw.columns)} columns")
-        guess = data.guess_roles(raw)
-        options = [NONE] + list(raw.columns)
-        st.markdown("**Column roles**: which column holds what (guessed from the names; change as needed).")
-        role_cols = st.columns(len(data.ROLES))
-        roles = {}
-        for col, role in zip(role_cols, data.ROLES):
-            default = guess.get(role, NONE)
-            choice = col.selectbox(role, options, index=options.index(default), key=f"ds_role_{role}_{upload.file_id}")
-            if choice != NONE:
-                roles[role] = choice
+def _upload_section() -> None:
+    st.subheader("Add a dataset")
+    limit_mb, limit_rows = data.max_upload_bytes() / 2**20, data.max_upload_rows()
+    upload = st.file_uploader(f"Upload a file: {FORMATS}", key="ds_upload", max_upload_size=max(1, math.ceil(limit_mb)),
+                              help=f"Files up to {limit_mb:g} MB and {limit_rows:,} rows (settings upload_max_mb, "
+                                   "upload_max_rows). Text must be UTF-8.")
+    if upload is None:
+        st.caption("No file? The demo datasets below (product reviews, prompts with answers, short documents) "
+                   "are ready to use on every page.")
+    else:
+        with user_errors():
+            raw = _raw(upload)
+            st.caption(f"**{plain(upload.name)}**: {len(raw)} rows, {len(raw.columns)} columns")
+            guess = data.guess_roles(raw)
+            options = [NONE] + list(raw.columns)
+            st.markdown("**Column roles**: which column holds what (guessed from the names; change as needed).")
+            role_cols = st.columns(len(data.ROLES))
+            roles = {}
+            for col, role in zip(role_cols, data.ROLES):
+                default = guess.get(role, NONE)
+                choice = col.selectbox(role, options, index=options.index(default), key=f"ds_role_{role}_{upload.file_id}")
+                if choice != NONE:
+                    roles[role] = choice
 
-        with st.expander("Cleaning and split", expanded=True):
-            c1, c2, c3, c4 = st.columns(4)
-            strip = c1.checkbox("Strip whitespace", True, key="ds_strip")
-            drop_empty = c2.checkbox("Drop empty rows", True, key="ds_drop_empty")
-            drop_dups = c3.checkbox("Drop duplicates", True, key="ds_drop_dups")
-            max_chars = c4.number_input("Cap length (characters, 0 = none)", 0, 1_000_000, 0, step=100, key="ds_max")
-            s1, s2, s3 = st.columns(3)
-            train = s1.slider("Train share", 0.05, 1.0, 0.8, 0.05, key="ds_train")
-            validation = s2.slider("Validation share", 0.0, 0.95, 0.1, 0.05, key="ds_val")
-            seed = s3.number_input("Seed", 0, 2**31 - 1, 0, key="ds_seed")
-            test = round(1 - train - validation, 2)
-            st.caption(f"Split: train {train:.0%} · validation {validation:.0%} · test {max(test, 0):.0%}"
-                       + (" (stratified by label)" if "label" in roles else ""))
-            if test < -1e-9:
-                st.warning("Train + validation exceed 100 %: lower one of them.")
-        recipe = data.Recipe(strip=strip, drop_empty=drop_empty, drop_duplicates=drop_dups,
-                             max_chars=int(max_chars) or None, train=train, validation=validation, seed=int(seed))
+            with st.expander("Cleaning and split", expanded=True):
+                c1, c2, c3, c4 = st.columns(4)
+                strip = c1.checkbox("Strip whitespace", True, key="ds_strip")
+                drop_empty = c2.checkbox("Drop empty rows", True, key="ds_drop_empty")
+                drop_dups = c3.checkbox("Drop duplicates", True, key="ds_drop_dups")
+                max_chars = c4.number_input("Cap length (characters, 0 = none)", 0, 1_000_000, 0, step=100, key="ds_max")
+                s1, s2, s3 = st.columns(3)
+                train = s1.slider("Train share", 0.05, 1.0, 0.8, 0.05, key="ds_train")
+                validation = s2.slider("Validation share", 0.0, 0.95, 0.1, 0.05, key="ds_val")
+                seed = s3.number_input("Seed", 0, 2**31 - 1, 0, key="ds_seed")
+                test = round(1 - train - validation, 2)
+                st.caption(f"Split: train {train:.0%} · validation {validation:.0%} · test {max(test, 0):.0%}"
+                           + (" (stratified by label)" if "label" in roles else ""))
+                if test < -1e-9:
+                    st.warning("Train + validation exceed 100 %: lower one of them.")
+            recipe = data.Recipe(strip=strip, drop_empty=drop_empty, drop_duplicates=drop_dups,
+                                 max_chars=int(max_chars) or None, train=train, validation=validation, seed=int(seed))
 
-        frame, roles, report = _prepared(upload, raw, roles, recipe)
-        st.markdown("**Preview** (after cleaning and splitting)")
-        st.dataframe(frame.head(50), hide_index=True, height=240)
-        _profile_block(frame, report, key="upload")
+            frame, roles, report = _prepared(upload, raw, roles, recipe)
+            st.markdown("**Preview** (after cleaning and splitting)")
+            st.dataframe(frame.head(50), hide_index=True, height=240)
+            _profile_block(frame, report, key="upload")
 
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(upload.name).stem).strip("-._") or "dataset"
-        n1, n2 = st.columns([1, 2])
-        name = n1.text_input("Name", stem, key=f"ds_name_{upload.file_id}")
-        description = n2.text_input("Description (optional)", key="ds_desc")
-        if st.button("Save dataset", type="primary", key="ds_save"):
-            info = data.import_dataset(backend.actor(), name, upload.name, upload.getvalue(), roles, recipe, description,
-                                       raw=raw)
-            backend.clear()
-            st.session_state["ds_pick"] = info.name  # show it below
-            splits = " · ".join(f"{k} {info.splits[k]}" for k in ("train", "validation", "test") if k in info.splits)
-            st.success(f"Saved **{plain(info.name)}**: {info.rows} rows ({splits}), hash `{info.content_hash[:12]}`.")
+            stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(upload.name).stem).strip("-._") or "dataset"
+            n1, n2 = st.columns([1, 2])
+            name = n1.text_input("Name", stem, key=f"ds_name_{upload.file_id}")
+            description = n2.text_input("Description (optional)", key="ds_desc")
+            if st.button("Save dataset", type="primary", key="ds_save"):
+                info = data.import_dataset(backend.actor(), name, upload.name, upload.getvalue(), roles, recipe, description,
+                                           raw=raw)
+                backend.clear()
+                st.session_state["ds_pick"] = info.name  # show it below
+                splits = " · ".join(f"{k} {info.splits[k]}" for k in ("train", "validation", "test") if k in info.splits)
+                st.success(f"Saved **{plain(info.name)}**: {info.rows} rows ({splits}), hash `{info.content_hash[:12]}`.")
+
+
+if backend.actor().can("write"):
+    _upload_section()
+else:  # the backend refuses anyway; say so before anyone fills in a form
+    st.info(f"You have read-only access here ({backend.actor().role}): you can look at datasets and use them on "
+            "other pages, but not add or delete them. Ask an admin for the editor role.")
 
 # ---------------------------------------------------------------- stored datasets
 st.divider()

@@ -195,3 +195,14 @@ def test_local_mode_listens_on_this_machine_only():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["server"]["address"] == "127.0.0.1"
     assert config["server"]["enableXsrfProtection"] is True
+
+
+def test_a_viewer_gets_no_upload_form(hosted):
+    """Read-only users are told so on the Datasets page instead of a form the backend would refuse."""
+    accounts.sign_in("val@example.com")
+    at = app_test("pages/data.py", timeout=60)
+    at.session_state["lab_actor"] = accounts.actor_for("val@example.com")
+    at.run()
+    assert not at.exception
+    assert not at.get("file_uploader")
+    assert any("read-only access here (viewer)" in i.value for i in at.info)
