@@ -137,7 +137,9 @@ st.subheader("Stored datasets")
 with user_errors():
     sets = backend.datasets()
     if not sets:
-        st.info("No datasets yet: upload one above.")
+        st.info("No datasets in this workspace yet: upload one above." if backend.actor().workspace == "default" else
+                "No datasets in this workspace yet: upload one above, or switch workspace in the sidebar. The demo "
+                "datasets (reviews, prompts, docs) live in the workspace 'default'; an admin can add you to it.")
     else:
         table = pd.DataFrame([{
             "name": d.name, "rows": d.rows,
