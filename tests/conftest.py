@@ -71,33 +71,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def lab_server(tmp_path_factory):
-    """`streamlit run app.py` on a free port, with its own LLM_LAB_HOME and a real worker."""
+def need_chromium() -> None:
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail("Chromium is missing in CI: .ci/run must install Debian's chromium")
         pytest.skip("browser tests need Debian's chromium (apt-get install -y chromium)")
-    home = tmp_path_factory.mktemp("browser_home")
-    port = _free_port()
-    env = dict(os.environ, LLM_LAB_HOME=str(home), LLM_LAB_JOBS_INLINE="0", PYTHONUNBUFFERED="1")
+
+
+def start_streamlit(command: list[str], home: Path, port: int, env: dict) -> subprocess.Popen:
+    """Run `command` (a Streamlit server on `port`) with its log in home/streamlit.log; return once it listens."""
     log = open(home / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
+                return proc
         except OSError:
+            if proc.poll() is not None:
+                break
             time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start:\n" + (home / "streamlit.log").read_text())
-    yield {"url": url, "home": home, "env": env}
+    proc.kill()
+    pytest.fail("streamlit did not start:\n" + (home / "streamlit.log").read_text())
+
+
+def stop_streamlit(proc: subprocess.Popen, home: Path, log_name: str = "streamlit.log") -> None:
+    """Stop the server and this home's worker; keep the server's log under test-output/screens."""
     proc.terminate()
     try:
         proc.wait(10)
@@ -105,7 +104,21 @@ def lab_server(tmp_path_factory):
         proc.kill()
     _stop_worker(home)
     if (home / "streamlit.log").exists():
-        shutil.copy(home / "streamlit.log", _outdir() / "streamlit.log")
+        shutil.copy(home / "streamlit.log", _outdir() / log_name)
+
+
+@pytest.fixture(scope="session")
+def lab_server(tmp_path_factory):
+    """`streamlit run app.py` on a free port, with its own LLM_LAB_HOME and a real worker."""
+    need_chromium()
+    home = tmp_path_factory.mktemp("browser_home")
+    port = _free_port()
+    env = dict(os.environ, LLM_LAB_HOME=str(home), LLM_LAB_JOBS_INLINE="0", PYTHONUNBUFFERED="1")
+    proc = start_streamlit(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"], home, port, env)
+    yield {"url": f"http://127.0.0.1:{port}", "home": home, "env": env}
+    stop_streamlit(proc, home)
 
 
 def _stop_worker(home: Path) -> None:

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHROMIUM, ROOT, _free_port, _outdir, _stop_worker, wait_idle
+from tests.conftest import _free_port, need_chromium, start_streamlit, stop_streamlit, wait_idle
 
 ADMIN = "admin@example.com"        # admin through LLM_LAB_ADMINS
 EDITOR = "editor@example.com"      # editor through the IdP's groups claim
@@ -61,50 +57,21 @@ def write_secrets(path: Path, port: int, issuer: str) -> Path:
     return path
 
 
-def start_server(home: Path, port: int, env: dict) -> subprocess.Popen:
-    """`python -m llm_lab serve`, the operator's way: it checks the sign-in setup, then runs `streamlit run
-    app.py --secrets.files $LLM_LAB_SECRETS_FILE` (headless etc. from the repository's .streamlit/config.toml)."""
-    log = open(home / "streamlit.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "llm_lab", "serve", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return proc
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.3)
-    proc.kill()
-    pytest.fail("streamlit did not start:\n" + (home / "streamlit.log").read_text())
-
-
-def stop_server(proc: subprocess.Popen, home: Path, name: str) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    _stop_worker(home)
-    if (home / "streamlit.log").exists():
-        shutil.copy(home / "streamlit.log", _outdir() / f"{name}.log")
-
-
 @pytest.fixture(scope="module")
 def hosted(oidc, tmp_path_factory):
     """A hosted server signing people in at the mock provider; its secrets reach Streamlit by `--secrets.files`."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip("browser tests need Debian's chromium (apt-get install -y chromium)")
+    need_chromium()
     home = tmp_path_factory.mktemp("hosted_home")
     port = _free_port()
     secrets_file = write_secrets(tmp_path_factory.mktemp("hosted_secrets") / "secrets.toml", port, oidc)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_LAB_")}
     env.update(LLM_LAB_HOME=str(home), LLM_LAB_MODE="hosted", LLM_LAB_ADMINS=ADMIN, LLM_LAB_JOBS_INLINE="0",
                LLM_LAB_SECRETS_FILE=str(secrets_file), PYTHONUNBUFFERED="1")
-    proc = start_server(home, port, env)
+    # `python -m llm_lab serve`, the operator's way: it checks the sign-in setup, then runs `streamlit run app.py
+    # --secrets.files $LLM_LAB_SECRETS_FILE` (headless etc. from the repository's .streamlit/config.toml)
+    proc = start_streamlit([sys.executable, "-m", "llm_lab", "serve", "--port", str(port)], home, port, env)
     yield {"url": f"http://127.0.0.1:{port}", "home": home, "env": env, "oidc": oidc, "secrets": secrets_file}
-    stop_server(proc, home, "hosted-streamlit")
+    stop_streamlit(proc, home, "hosted-streamlit.log")
 
 
 @pytest.fixture
