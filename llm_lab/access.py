@@ -28,6 +28,7 @@ ROLES = {
 }
 ROLES["system"] = ROLES["admin"]
 ROLES["pending"] = frozenset()  # signed in, waiting for an admin to approve
+ROLES["removed"] = frozenset()  # locked out by an admin
 
 # Tables whose rows belong to a workspace. Their owners add the columns with `owned_columns`.
 OWNED_TABLES = frozenset({"datasets", "models", "jobs", "bench_results", "bench_runs", "comparisons",
@@ -51,6 +52,7 @@ class Actor:
     def require(self, action: str, what: str = "do this") -> None:
         if not self.can(action):
             hint = ("Ask an admin to approve your account." if self.role == "pending" else
+                    "An admin removed your account." if self.role == "removed" else
                     "Only an admin can." if action in ("admin", "server") else "Ask an admin for the editor role.")
             raise PermissionDenied(f"{self.user} ({self.role}) may not {what}. {hint}")
 

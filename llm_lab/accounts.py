@@ -93,7 +93,7 @@ def sign_in(email: str, claims: dict | None = None) -> dict:
         store.execute("INSERT INTO users VALUES (?, ?, ?, 'sign-in', ?, ?)", (email, role, now, now, source))
         audit.record(email, "user.create", email, {"role": role, "from": source}, workspace="")
     else:
-        role = "admin" if configured_admin else claimed or user["role"]
+        role = user["role"] if user["role"] == "removed" else "admin" if configured_admin else claimed or user["role"]
         if role != user["role"]:
             store.execute("UPDATE users SET role=?, role_source=? WHERE email=?",
                           (role, "configured" if configured_admin else "claim", email))
@@ -102,17 +102,22 @@ def sign_in(email: str, claims: dict | None = None) -> dict:
         store.execute("UPDATE users SET last_seen=? WHERE email=?", (now, email))
     _ensure_personal(email, email)
     issued = (claims or {}).get("iat")
-    if issued is None or not _sign_in_recorded(email, issued):
-        # once per sign-in at the provider, not once per browser tab or reload (each is a new session)
+    if not _sign_in_recorded(email, issued):
+        # once per sign-in, not once per browser tab or reload (each is a new session)
         audit.record(email, "sign-in", email, {"role": role, **({"iat": issued} if issued else {})}, workspace="")
     return get_user(email)
 
 
 def _sign_in_recorded(email: str, issued) -> bool:
-    """Whether the sign-in whose ID token was issued at `issued` is in the audit log already."""
-    last = store.query_one("SELECT detail FROM audit_log WHERE user=? AND action='sign-in' ORDER BY id DESC LIMIT 1",
-                           (email,))
-    return bool(last) and store.from_json(last["detail"], {}).get("iat") == issued
+    """Whether this sign-in is in the audit log already: the one whose ID token was issued at `issued`; behind a
+    signing-in proxy (no token) one sign-in per session_max_hours."""
+    last = store.query_one("SELECT at, detail FROM audit_log WHERE user=? AND action='sign-in' ORDER BY id DESC "
+                           "LIMIT 1", (email,))
+    if not last:
+        return False
+    if issued is not None:
+        return store.from_json(last["detail"], {}).get("iat") == issued
+    return store.now() - last["at"] < float(settings.get("session_max_hours")) * 3600
 
 
 def workspace_names(email: str) -> list[str]:
@@ -175,13 +180,16 @@ def set_role(actor: Actor, email: str, role: str) -> dict:
         raise NotFound(f"No user {email!r}.")
     if user["role"] == "admin" and role != "admin" and _admins() == {email}:
         raise AccountError(f"{email} is the last admin; make someone else admin first.")
+    if role == user["role"]:
+        return user
     store.execute("UPDATE users SET role=?, role_source='assigned' WHERE email=?", (role, email))
     audit.record(actor, "role.change", email, {"from": user["role"], "to": role}, workspace="")
     return get_user(email)
 
 
 def remove_user(actor: Actor, email: str) -> None:
-    """Remove a user's account and memberships. What they made stays in its workspace."""
+    """Lock a user out: their role becomes `removed` (kept, so signing in again does not re-create them with the
+    default role) and their team memberships go. What they made stays in its workspace; `set_role` restores."""
     actor.require("admin", "remove users")
     email = normalize(email)
     user = get_user(email)
@@ -189,8 +197,8 @@ def remove_user(actor: Actor, email: str) -> None:
         raise NotFound(f"No user {email!r}.")
     if user["role"] == "admin" and _admins() == {email}:
         raise AccountError(f"{email} is the last admin; make someone else admin first.")
-    store.execute("DELETE FROM members WHERE email=?", (email,))
-    store.execute("DELETE FROM users WHERE email=?", (email,))
+    store.execute("DELETE FROM members WHERE email=? AND workspace<>?", (email, email))
+    store.execute("UPDATE users SET role='removed', role_source='assigned' WHERE email=?", (email,))
     audit.record(actor, "user.remove", email, {"role": user["role"]}, workspace="")
 
 

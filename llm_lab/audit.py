@@ -59,10 +59,16 @@ def entries(actor, user: str | None = None, since: float | None = None, action: 
     """The newest entries first, filtered; admins only."""
     actor.require("admin", "read the audit log")
     where, args = ["1"], []
-    for column, value in (("user", user), ("action", action), ("workspace", workspace)):
-        if value:
-            where.append(f"{column} = ?" if column != "action" else "(action = ? OR action LIKE ? || '.%')")
-            args += [value] if column != "action" else [value, value]
+    if user:
+        where.append("user = ?")
+        args.append(user.strip().lower())  # addresses are stored lower-case
+    if workspace:
+        where.append("workspace = ?")
+        args.append(workspace.strip())
+    if action:  # "dataset" finds dataset.upload and dataset.delete; typed text is never a pattern
+        action = action.strip()
+        where.append("(action = ? OR substr(action, 1, ?) = ?)")
+        args += [action, len(action) + 1, action + "."]
     if since is not None:
         where.append("at >= ?")
         args.append(since)

@@ -33,9 +33,9 @@ with users_tab, user_errors():
         st.warning(f"{len(pending)} user(s) waiting for approval.")
     c1, c2, c3 = st.columns([3, 2, 1], vertical_alignment="bottom")
     who = c1.selectbox("User", [u["email"] for u in users], key="adm_user")
-    current = next((u["role"] for u in users if u["email"] == who), "viewer")
-    role = c2.selectbox("Role", accounts.ASSIGNABLE_ROLES, index=accounts.ASSIGNABLE_ROLES.index(current),
-                        key=f"adm_role_{who}")
+    current = next((u["role"] for u in users if u["email"] == who), "viewer")  # "removed" is restored by a role
+    role = c2.selectbox("Role", accounts.ASSIGNABLE_ROLES, key=f"adm_role_{who}",
+                        index=accounts.ASSIGNABLE_ROLES.index(current if current in accounts.ASSIGNABLE_ROLES else "viewer"))
     if c3.button("Set role", key="adm_set_role", disabled=not who or role == current):
         accounts.set_role(actor, who, role)
         st.rerun()
@@ -43,12 +43,16 @@ with users_tab, user_errors():
         a1, a2 = st.columns([3, 2])
         email = a1.text_input("E-mail", key="adm_new_email")
         new_role = a2.selectbox("Role", accounts.ASSIGNABLE_ROLES, index=2, key="adm_new_role")
-        b1, b2 = st.columns(2)
-        if b1.button("Add user", key="adm_add") and email:
+        if st.button("Add user", key="adm_add") and email:
             accounts.add_user(actor, email, new_role)
             st.rerun()
-        if b2.button("Remove the selected user", key="adm_remove") and who:
-            accounts.remove_user(actor, who)
+        st.caption("Removing locks a user out: signing in again does not bring them back (giving them a role "
+                   "does). What they made stays in its workspace.")
+        gone = st.selectbox("User to remove", [u["email"] for u in users if u["role"] != "removed"], index=None,
+                            key="adm_remove_who")
+        sure = st.checkbox("Yes, remove this user", key="adm_remove_sure", disabled=not gone)
+        if st.button("Remove", key="adm_remove", disabled=not (gone and sure)):
+            accounts.remove_user(actor, gone)
             st.rerun()
 
 with spaces_tab, user_errors():

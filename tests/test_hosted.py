@@ -206,3 +206,29 @@ def test_a_viewer_gets_no_upload_form(hosted):
     assert not at.exception
     assert not at.get("file_uploader")
     assert any("read-only access here (viewer)" in i.value for i in at.info)
+
+
+def test_a_removed_user_stays_locked_out_until_an_admin_restores_them(hosted):
+    accounts.sign_in("root@example.com")
+    admin = accounts.actor_for("root@example.com")
+    accounts.sign_in("cat@example.com")
+    accounts.remove_user(admin, "cat@example.com")
+    # signing in again (even with a group claim that maps to editor) does not re-create a viewer or an editor
+    assert accounts.sign_in("cat@example.com", {"groups": ["llm-lab-editor"]})["role"] == "removed"
+    with pytest.raises(PermissionDenied, match="removed your account"):
+        data.list_datasets(accounts.actor_for("cat@example.com"))
+    accounts.set_role(admin, "cat@example.com", "viewer")
+    assert data.list_datasets(accounts.actor_for("cat@example.com")) == []
+
+
+def test_sign_ins_and_role_changes_are_audited_once(hosted, monkeypatch):
+    monkeypatch.setenv("LLM_LAB_TRUSTED_PROXY_HEADER", "X-Forwarded-Email")
+    for _ in range(5):  # behind a proxy every reload is a new session, with no token to tell sign-ins apart
+        accounts.sign_in("root@example.com")
+    admin = accounts.actor_for("root@example.com")
+    assert len(audit.entries(admin, action="sign-in")) == 1
+    accounts.add_user(admin, "eve@example.com", "editor")
+    accounts.set_role(admin, "eve@example.com", "editor")            # no change, no entry
+    assert audit.entries(admin, action="role") == []
+    assert audit.entries(admin, action="%") == [] and audit.entries(admin, action="user_create") == []
+    assert [e["action"] for e in audit.entries(admin, action="user", user="ROOT@example.com")] == ["user.create"]

@@ -120,8 +120,17 @@ def gate() -> Actor | None:
             accounts.sign_in(email, claims)
             st.session_state[_SIGNED_IN] = email
         user = accounts.get_user(email)
+        if user is None:  # the account vanished under an open tab (a wiped store): sign in afresh
+            st.session_state.pop(_SIGNED_IN, None)
+            user = accounts.sign_in(email, claims)
+            st.session_state[_SIGNED_IN] = email
     except accounts.AccountError as exc:
         st.error(str(exc))
+        return None
+    if user["role"] == "removed":
+        st.title("No access")
+        st.text(f"You are signed in as {email}, but an admin has removed your access to this LLM Lab.")
+        _account_box(email, "removed", [])
         return None
     if user["role"] == "pending":
         st.title("Waiting for approval")
