@@ -231,4 +231,5 @@ def test_sign_ins_and_role_changes_are_audited_once(hosted, monkeypatch):
     accounts.set_role(admin, "eve@example.com", "editor")            # no change, no entry
     assert audit.entries(admin, action="role") == []
     assert audit.entries(admin, action="%") == [] and audit.entries(admin, action="user_create") == []
-    assert [e["action"] for e in audit.entries(admin, action="user", user="ROOT@example.com")] == ["user.create"]
+    assert [e["target"] for e in audit.entries(admin, action="user", user="ROOT@example.com")] == [
+        "eve@example.com", "root@example.com"]
