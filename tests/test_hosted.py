@@ -233,3 +233,15 @@ def test_sign_ins_and_role_changes_are_audited_once(hosted, monkeypatch):
     assert audit.entries(admin, action="%") == [] and audit.entries(admin, action="user_create") == []
     assert [e["target"] for e in audit.entries(admin, action="user", user="ROOT@example.com")] == [
         "eve@example.com", "root@example.com"]
+
+
+def test_the_cli_trains_inline_as_the_user_it_acts_as(capsys):
+    """`--as` used to be ignored by `train … --inline`, which trained with the local admin's rights."""
+    assert cli(["data", "import", str(_csv_file()), "--name", "ops"]) == 0  # in the local operator's workspace
+    for email, role in (("val@example.com", "viewer"), ("eve@example.com", "editor")):
+        assert cli(["users", "add", email, "--role", role]) == 0
+    capsys.readouterr()
+    assert cli(["--as", "val@example.com", "train", "classify", "--data", "ops", "--inline"]) == 1
+    assert "may not start training jobs" in capsys.readouterr().err
+    assert cli(["--as", "eve@example.com", "train", "classify", "--data", "ops", "--inline"]) == 1
+    assert "No dataset named 'ops'" in capsys.readouterr().err        # eve's workspace, not the operator's

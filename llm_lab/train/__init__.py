@@ -19,8 +19,17 @@ JOB_FN = "llm_lab.train:run"
 
 def submit(actor, cfg: TrainConfig) -> str:
     """Validate, give the run a name, and queue it as `actor`. Returns the job id."""
-    actor.require("run", "start training jobs")
     from .. import jobs
+
+    check(actor, cfg)
+    # a second click with the same settings is the same run, whatever name it was given
+    return jobs.submit(actor, JOB_FN, cfg.to_params(), cfg.title(), ignore_in_identity=("name",))
+
+
+def check(actor, cfg: TrainConfig) -> None:
+    """Everything a run must pass before it starts, queued or in this process: the actor's rights, the config,
+    the output, the dataset and model the actor can reach, and what the device and this server allow."""
+    actor.require("run", "start training jobs")
     from .export import check_name_free, check_out
 
     cfg.validate()
@@ -33,11 +42,9 @@ def submit(actor, cfg: TrainConfig) -> str:
 
         data.get(actor, cfg.dataset)        # fail now for an unknown dataset
         registry.resolve(actor, cfg.model)  # …or an unknown model
-    from .resources import check
+    from .resources import check as check_resources
 
-    check(actor, cfg)  # …or a run the device cannot hold, or longer than this server allows
-    # a second click with the same settings is the same run, whatever name it was given
-    return jobs.submit(actor, JOB_FN, cfg.to_params(), cfg.title(), ignore_in_identity=("name",))
+    check_resources(actor, cfg)  # …or a run the device cannot hold, or longer than this server allows
 
 
 def estimate(actor, cfg: TrainConfig) -> dict:

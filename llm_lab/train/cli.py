@@ -85,7 +85,7 @@ def train_command(args, task: str) -> int:
     if args.inline:  # no job record: this process trains and prints its progress
         from .job import run_direct
 
-        result = run_direct(cfg, resume=args.resume)
+        result = run_direct(cfg, resume=args.resume, actor=args.actor)
         print(json.dumps(result, indent=2, default=str))
         return 0
     job_id = train.submit(args.actor, cfg)

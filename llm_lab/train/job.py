@@ -8,7 +8,7 @@ code path, with a console reporter, one model saved by the main process.
 import shutil
 
 from .. import jobs, paths
-from ..access import LOCAL
+from ..access import LOCAL, Actor
 from . import export, resources, runner
 from .config import TrainConfig
 
@@ -33,22 +33,28 @@ def run(ctx, **params) -> dict:
     return result
 
 
-def run_direct(cfg: TrainConfig, resume: bool = False) -> dict | None:
-    """Train in this process (one of several under accelerate launch/torchrun).
+def run_direct(cfg: TrainConfig, resume: bool = False, actor: Actor = LOCAL) -> dict | None:
+    """Train in this process (one of several under accelerate launch/torchrun), as `actor`, after the same
+    checks a queued run passes (`train.check`).
 
     `resume=True` continues from the last checkpoint in LLM_LAB_HOME/runs/<name>/ (same name)."""
     from accelerate import PartialState
 
+    from . import check
     from .callback import ConsoleReporter
 
-    cfg.validate()
+    if resume:
+        actor.require("run", "start training jobs")
+        cfg.validate()
+    else:
+        check(actor, cfg)
     state = PartialState()
     cfg.name = cfg.name or cfg.default_name()
     workdir = paths.subdir("runs", cfg.name)
-    trained = runner.train(LOCAL, cfg, ConsoleReporter(), workdir, resume=resume)
+    trained = runner.train(actor, cfg, ConsoleReporter(), workdir, resume=resume)
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
-    result = export.finish(LOCAL, cfg, trained, None)
+    result = export.finish(actor, cfg, trained, None)
     shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
     return result
