@@ -13,7 +13,7 @@ from llm_lab.explain.generation import attribute_generation
 from llm_lab.explain.jobs import JOB_FN as DATASET_JOB
 from llm_lab import snapshots
 from ui import backend, job_panel, share
-from ui.common import header, permalink, plain, show_permalink, user_errors
+from ui.common import cannot_run, header, permalink, plain, show_permalink, user_errors
 from ui.explain import PNG_NOTE, attribution_block, generation_block
 
 header(":material/target: Attributions", "Token attributions for a classifier (2–4 methods or 2 models side by side, with "
@@ -206,7 +206,8 @@ else:
         params = {"bench_result": picked_result.key}
         title = f"Attributions: errors of {picked_result.model} on {picked_result.suite}/{picked_result.task}"
     picked = st.multiselect("Methods", list(all_methods), default=list(all_methods)[:3], key="ds_methods")
-    if st.button("Start job", type="primary", key="ds_run", disabled=not (picked and params)):
+    if st.button("Start job", type="primary", key="ds_run", disabled=not (picked and params) or bool(cannot_run()),
+                 help=cannot_run()):
         with user_errors():
             job_id = backend.submit_job(DATASET_JOB, {**params, "n": int(n), "methods": [all_methods[p] for p in picked]},
                                         title)

@@ -8,7 +8,7 @@ from llm_lab.bench import job, leaderboard, plots, report, suite as suites
 from llm_lab.bench.suite import TASK_TYPES
 from llm_lab import snapshots
 from ui import backend, job_panel, share
-from ui.common import header, local_link, permalink, plain, show_permalink, url_choice, user_errors
+from ui.common import cannot_run, header, local_link, permalink, plain, show_permalink, url_choice, user_errors
 
 header(":material/leaderboard: Benchmarks", "Pick models and a suite of declared tasks; the run goes on in the background (cached "
        "and resumable). Compare models on a leaderboard with 95% intervals, then look at the examples.")
@@ -82,7 +82,8 @@ use_cache = r1.checkbox("Use cached results", True, key="b_cache", help="Finishe
                         "dataset, task and settings); unfinished ones resume where they stopped.")
 limit = r3.number_input("Examples per task (0 = as the suite says)", 0, 1_000_000, 0, key="b_limit_run",
                         help="A quick look: cap every task at this many examples.")
-if r2.button("Run benchmark", type="primary", disabled=not (models and suite_text), key="b_run"):
+if r2.button("Run benchmark", type="primary", disabled=not (models and suite_text) or bool(cannot_run()), key="b_run",
+             help=cannot_run()):
     with user_errors():
         job_panel.remember(JOB_KEY, job.submit(backend.actor(), suite_text, models, use_cache,
                                                    limit=int(limit) or None))

@@ -8,7 +8,7 @@ from llm_lab.explain.links import attribution_link
 from llm_lab.generation import GenerationSettings
 from llm_lab import snapshots
 from ui import backend, job_panel, share
-from ui.common import header, local_link, permalink, plain, show_permalink, user_errors
+from ui.common import cannot_run, header, local_link, permalink, plain, show_permalink, user_errors
 
 header(":material/compare: Compare", "Run two to four models on the same prompts or texts: outputs side by side, their numbers, "
        "word-level differences, and a table you can filter, sort, export and share by link.")
@@ -190,7 +190,8 @@ with user_errors():
         texts = t1.text_area("One prompt per line" if gen else "One text per line", example, key=f"c_texts_{mode}")
         refs = t2.text_area("References, one per line (optional)" if gen else "Gold labels, one per line (optional)",
                             key=f"c_refs_{mode}", help="Line k belongs to input k; leave a line empty for none.")
-        if st.button("Compare", type="primary", key="c_run"):
+        if st.button("Compare", type="primary", key="c_run", disabled=bool(cannot_run()), help=cannot_run()):
+            backend.actor().require("run", "run comparisons")  # the streamed path runs the models here
             lines = [l for l in texts.splitlines() if l.strip()]
             golds = refs.splitlines() + [""] * len(lines)
             inputs = runs.make_inputs(lines, references=golds[:len(lines)] if gen else None,

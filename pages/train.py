@@ -6,7 +6,7 @@ from llm_lab import train
 from llm_lab.train import export, history, plots, resources
 from llm_lab import snapshots
 from ui import backend, job_panel, share
-from ui.common import header, permalink, plain, show_permalink, user_errors
+from ui.common import cannot_run, header, permalink, plain, show_permalink, user_errors
 
 header(":material/model_training: Train", "Fine-tune a classifier or a causal LM on your dataset, or pretrain a small GPT-2 from scratch. "
        "Training runs in the background worker: refresh, switch pages or close the tab, the job goes on.")
@@ -135,8 +135,8 @@ with new_tab, user_errors():
         st.code(cfg.to_cli(), language="bash", wrap_lines=True)  # names inside: not in Markdown
         if est.get("refusal"):
             st.error(plain(est["refusal"]))
-        if st.button("Start training", type="primary", key="t_start", disabled=bool(est.get("refusal")),
-                     help=plain(est["refusal"]) if est.get("refusal") else None):
+        refusal = plain(est["refusal"]) if est.get("refusal") else cannot_run()
+        if st.button("Start training", type="primary", key="t_start", disabled=bool(refusal), help=refusal):
             job_id = train.submit(backend.actor(), cfg)
             job_panel.remember(KEY, job_id)
             backend.clear()

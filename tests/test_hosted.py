@@ -245,3 +245,31 @@ def test_the_cli_trains_inline_as_the_user_it_acts_as(capsys):
     assert "may not start training jobs" in capsys.readouterr().err
     assert cli(["--as", "eve@example.com", "train", "classify", "--data", "ops", "--inline"]) == 1
     assert "No dataset named 'ops'" in capsys.readouterr().err        # eve's workspace, not the operator's
+
+
+def test_a_viewer_cannot_run_comparisons_but_can_start_a_battle_to_vote_on(hosted, tiny_gpt2):
+    """A viewer's Compare ran both models on the server and only then was refused the save; the Arena asked
+    for a right to start battles that viewers, who may vote, never had."""
+    from llm_lab.compare import arena, runs
+
+    accounts.sign_in("val@example.com")
+    val = accounts.actor_for("val@example.com")
+    with pytest.raises(PermissionDenied, match="may not run comparisons"):
+        runs.run(val, "generation", ["tiny-gpt", str(tiny_gpt2)], runs.make_inputs(["hi"]),
+                 loader=lambda *a: pytest.fail("a model was loaded for a viewer"))
+    for page in ("pages/compare.py", "pages/benchmarks.py", "pages/train.py"):
+        at = app_test(page, timeout=60)
+        at.session_state["lab_actor"] = val
+        at.run()
+        assert not at.exception, page
+        start = [b for b in at.button if b.key in ("c_run", "b_run", "t_start")]
+        assert all(b.disabled for b in start) and (start or page == "pages/train.py"), page  # Train: no data, no form
+    from llm_lab import registry
+    from llm_lab.generation import GenerationSettings
+
+    def loader(name, head):
+        return registry.load(LOCAL, str(tiny_gpt2), head=head)
+
+    battle = arena.new_battle(val, ["a", "b"], "def f(x):", GenerationSettings(max_new_tokens=4), loader=loader)
+    arena.vote(val, battle["id"], "a")
+    assert [(v["id"], v["vote"], v["voter"]) for v in arena.votes(val)] == [(battle["id"], "a", "val@example.com")]

@@ -137,3 +137,12 @@ def url_choice(param: str, widget_key: str, allowed=None, convert=str):
         applied[widget_key] = raw
         st.session_state[widget_key] = value
     return value
+
+
+def cannot_run() -> str | None:
+    """Why this user may not start work on the server (jobs, comparisons), or None when they may. Pages disable
+    their start buttons with it; the backend refuses anyway."""
+    from ui import backend
+
+    who = backend.actor()
+    return None if who.can("run") else f"Your role ({who.role}) can look but not start work here: ask an admin for the editor role."

@@ -75,7 +75,7 @@ def new_battle(actor: Actor, pool: list[str], prompt: str, settings=None, creato
     from ..generation import GenerationSettings, check_prompts, generate
     from ..registry import load
 
-    actor.require("run", "start arena battles")
+    actor.require("vote", "start arena battles")  # a battle is how a viewer gets something to vote on
     prompt = check_prompts([prompt])[0]
     settings = settings or GenerationSettings(max_new_tokens=64)
     model_a, model_b = draw_pair(pool, rng)
@@ -96,7 +96,7 @@ def new_battle(actor: Actor, pool: list[str], prompt: str, settings=None, creato
     scope(actor).insert("arena_battles", dict(
         id=battle["id"], created_at=battle["created_at"], pool=store.to_json(battle["pool"]), model_a=model_a,
         model_b=model_b, prompt=prompt, output_a=outputs["a"], output_b=outputs["b"], stats=store.to_json(stats),
-        settings=store.to_json(battle["settings"]), creator=battle["creator"]), action="run")
+        settings=store.to_json(battle["settings"]), creator=battle["creator"]), action="vote")
     return battle
 
 

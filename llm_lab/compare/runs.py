@@ -136,6 +136,7 @@ def run(actor, mode: str, models: list[str], inputs: list[dict], settings=None, 
     """
     from ..generation import GenerationSettings
 
+    actor.require("run", "run comparisons")  # models run on the server: an editor's right, not a viewer's
     if mode not in MODES:
         raise LabError(f"Unknown comparison mode {mode!r}; use one of {', '.join(MODES)}.")
     models = check_models(models)
