@@ -575,17 +575,39 @@ def _info(row: dict) -> DatasetInfo:
 
 
 def list_datasets(actor: Actor) -> list[DatasetInfo]:
+    """The actor's workspace's datasets, then the shipped demo datasets it does not shadow (read-only there)."""
     ensure_demos()
-    return [_info(r) for r in scope(actor).select("datasets", order="created_at")]
+    own = [_info(r) for r in scope(actor).select("datasets", order="created_at")]
+    names = {d.name for d in own}
+    return own + [_info(r) for r in _demo_rows(actor) if r["name"] not in names]
+
+
+def _demo_rows(actor: Actor, name: str | None = None) -> list[dict]:
+    """The demo datasets LLM Lab ships, which every workspace reads like the built-in models (they live in the
+    default workspace; only its members and admins change them). Built-in suites name them."""
+    actor.require("read", "read datasets")
+    if actor.sees_everything or access.DEFAULT_WORKSPACE in actor.workspaces:
+        return []  # the scope has them already
+    wanted = [n for n in demo_names() if name is None or n == name]  # demos only: nothing else of `default`
+    if not wanted:
+        return []
+    marks = ",".join("?" * len(wanted))
+    return scope(SYSTEM).select("datasets", f"workspace=? AND created_by=? AND name IN ({marks})",
+                                (access.DEFAULT_WORKSPACE, LOCAL.user, *wanted), order="created_at")
+
+
+def demo_names() -> list[str]:
+    return sorted(json.loads(f.read_text())["name"] for f in DEMO_DIR.glob("*.json")) if DEMO_DIR.exists() else []
 
 
 def get(actor: Actor, name: str) -> DatasetInfo:
-    """The dataset `name` the actor sees; one of its current workspace first (names are unique per workspace)."""
+    """The dataset `name` the actor sees; one of its current workspace first (names are unique per workspace),
+    else a shipped demo dataset."""
     ensure_demos()
-    rows = scope(actor).select("datasets", "name=?", (name,))
+    rows = scope(actor).select("datasets", "name=?", (name,)) or _demo_rows(actor, name)
     row = next((r for r in rows if r["workspace"] == actor.workspace), rows[0] if rows else None)
     if row is None:
-        names = ", ".join(r["name"] for r in scope(actor).select("datasets", columns="name")) or "none yet"
+        names = ", ".join(d.name for d in list_datasets(actor)) or "none yet"
         raise DataError(f"No dataset named {name!r}. Datasets here: {names}.")
     return _info(row)
 

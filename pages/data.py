@@ -137,9 +137,7 @@ st.subheader("Stored datasets")
 with user_errors():
     sets = backend.datasets()
     if not sets:
-        st.info("No datasets in this workspace yet: upload one above." if backend.actor().workspace == "default" else
-                "No datasets in this workspace yet: upload one above, or switch workspace in the sidebar. The demo "
-                "datasets (reviews, prompts, docs) live in the workspace 'default'; an admin can add you to it.")
+        st.info("No datasets in this workspace yet: upload one above.")
     else:
         table = pd.DataFrame([{
             "name": d.name, "rows": d.rows,
@@ -178,12 +176,15 @@ with user_errors():
             st.json({"content_hash": info.content_hash, "fingerprint": info.fingerprint, "roles": info.roles,
                      "recipe": info.recipe, "cleaning": info.report, "source_file": info.source_file,
                      "label_names": info.label_names})
-        with st.expander(f"Delete {plain(info.name)}"):
-            sure = st.checkbox(f"Yes, delete {plain(info.name)} and its files", key=f"ds_sure_{info.name}")
-            if st.button("Delete", disabled=not sure, key=f"ds_delete_{info.name}"):
-                data.delete(backend.actor(), info.name)
-                backend.clear()
-                if st.query_params.get("dataset") == info.name:
-                    del st.query_params["dataset"]
-                st.toast(f"Deleted {plain(info.name)}")
-                st.rerun()
+        if info.workspace != backend.actor().workspace:
+            st.caption("A demo dataset LLM Lab ships: every workspace can use it, read-only.")
+        else:
+            with st.expander(f"Delete {plain(info.name)}"):
+                sure = st.checkbox(f"Yes, delete {plain(info.name)} and its files", key=f"ds_sure_{info.name}")
+                if st.button("Delete", disabled=not sure, key=f"ds_delete_{info.name}"):
+                    data.delete(backend.actor(), info.name)
+                    backend.clear()
+                    if st.query_params.get("dataset") == info.name:
+                        del st.query_params["dataset"]
+                    st.toast(f"Deleted {plain(info.name)}")
+                    st.rerun()

@@ -16,6 +16,11 @@ GOOD_AUTH = {"auth": {"redirect_uri": "https://lab.example.com/oauth2callback", 
                       "server_metadata_url": "https://idp.example.com/.well-known/openid-configuration"}}
 
 
+def own(datasets) -> list[str]:
+    """Names of the datasets of the actor's own workspace (every workspace also reads the shipped demos)."""
+    return [d.name for d in datasets if d.name not in data.demo_names()]
+
+
 @pytest.fixture
 def hosted(monkeypatch):
     monkeypatch.setenv("LLM_LAB_MODE", "hosted")
@@ -41,7 +46,7 @@ def test_pending_users_can_do_nothing_until_approved(hosted, monkeypatch):
         data.list_datasets(newbie)
     admin = accounts.actor_for("root@example.com")
     accounts.set_role(admin, "new@example.com", "viewer")
-    assert data.list_datasets(accounts.actor_for("new@example.com")) == []
+    assert own(data.list_datasets(accounts.actor_for("new@example.com"))) == []
 
 
 def test_another_workspace_is_not_found_like_a_name_that_does_not_exist(hosted):
@@ -53,7 +58,7 @@ def test_another_workspace_is_not_found_like_a_name_that_does_not_exist(hosted):
     eve, ed = accounts.actor_for("eve@example.com"), accounts.actor_for("ed@example.com")
     data.import_dataset(eve, "secret", "r.csv", CSV)
     job = jobs.submit(eve, "llm_lab.jobs:count", {"steps": 1, "delay": 0}, "count")
-    assert [d.name for d in data.list_datasets(ed)] == []
+    assert own(data.list_datasets(ed)) == []
     with pytest.raises(DataError) as theirs:
         data.get(ed, "secret")
     with pytest.raises(DataError) as missing:
@@ -83,12 +88,12 @@ def test_a_team_workspace_is_shared_read_only_with_its_viewer(hosted):
     eve = accounts.actor_for("eve@example.com", "team")
     val = accounts.actor_for("val@example.com", "team")
     data.import_dataset(eve, "shared", "r.csv", CSV)
-    assert [d.name for d in data.list_datasets(val)] == ["shared"]
+    assert own(data.list_datasets(val)) == ["shared"]
     with pytest.raises(PermissionDenied, match="viewer"):
         data.delete(val, "shared")
     with pytest.raises(PermissionDenied, match="may not start jobs"):
         jobs.submit(val, "llm_lab.jobs:count", {"steps": 1, "delay": 0}, "count")
-    assert [d.name for d in data.list_datasets(val)] == ["shared"]
+    assert own(data.list_datasets(val)) == ["shared"]
     # removed from the team, the viewer cannot open it any more
     accounts.remove_member(admin, "team", "val@example.com")
     with pytest.raises(accounts.NotFound):
@@ -218,7 +223,7 @@ def test_a_removed_user_stays_locked_out_until_an_admin_restores_them(hosted):
     with pytest.raises(PermissionDenied, match="removed your account"):
         data.list_datasets(accounts.actor_for("cat@example.com"))
     accounts.set_role(admin, "cat@example.com", "viewer")
-    assert data.list_datasets(accounts.actor_for("cat@example.com")) == []
+    assert own(data.list_datasets(accounts.actor_for("cat@example.com"))) == []
 
 
 def test_sign_ins_and_role_changes_are_audited_once(hosted, monkeypatch):
@@ -273,3 +278,22 @@ def test_a_viewer_cannot_run_comparisons_but_can_start_a_battle_to_vote_on(hoste
     battle = arena.new_battle(val, ["a", "b"], "def f(x):", GenerationSettings(max_new_tokens=4), loader=loader)
     arena.vote(val, battle["id"], "a")
     assert [(v["id"], v["vote"], v["voter"]) for v in arena.votes(val)] == [(battle["id"], "a", "val@example.com")]
+
+
+def test_every_workspace_reads_the_demo_datasets_the_built_in_suites_name(hosted):
+    """The built-in suites failed in every workspace but `default`: the demos lived there alone."""
+    from llm_lab.bench import suite
+
+    accounts.sign_in("eve@example.com", {"groups": ["llm-lab-editor"]})
+    eve = accounts.actor_for("eve@example.com")
+    names = [d.name for d in data.list_datasets(eve)]
+    assert names == data.demo_names() == ["demo-docs", "demo-prompts", "demo-reviews"]
+    assert data.load_frame(eve, "demo-reviews").equals(data.load_frame(LOCAL, "demo-reviews"))
+    for name in ("demo-classifier", "demo-causal-lm"):
+        for task in suite.load(eve, name).tasks:
+            data.get(eve, task.dataset)
+    with pytest.raises(PermissionDenied, match="may not delete"):   # read-only outside `default`
+        data.delete(eve, "demo-reviews")
+    data.import_dataset(eve, "demo-reviews", "r.csv", CSV)          # a workspace's own dataset shadows a demo
+    assert data.get(eve, "demo-reviews").rows == 6 and names.count("demo-reviews") == 1
+    assert [d.name for d in data.list_datasets(eve)].count("demo-reviews") == 1
