@@ -30,6 +30,8 @@ store.register_schema("accounts", [
         email TEXT NOT NULL, added_at REAL NOT NULL, PRIMARY KEY (workspace, email));
     INSERT INTO workspaces VALUES ('default', 'team', 0, 'migration')
     """,
+    # the workspace a user last worked in: a reload or a new tab opens it again
+    "ALTER TABLE users ADD COLUMN last_workspace TEXT",
 ])
 
 
@@ -90,7 +92,8 @@ def sign_in(email: str, claims: dict | None = None) -> dict:
     if user is None:
         role = "admin" if configured_admin else claimed or settings.get("default_role")
         source = "configured" if configured_admin else "claim" if claimed else "default"
-        store.execute("INSERT INTO users VALUES (?, ?, ?, 'sign-in', ?, ?)", (email, role, now, now, source))
+        store.execute("INSERT INTO users (email, role, created_at, created_by, last_seen, role_source) "
+                      "VALUES (?, ?, ?, 'sign-in', ?, ?)", (email, role, now, now, source))
         audit.record(email, "user.create", email, {"role": role, "from": source}, workspace="")
     else:
         role = user["role"] if user["role"] == "removed" else "admin" if configured_admin else claimed or user["role"]
@@ -137,6 +140,10 @@ def workspace_names(email: str) -> list[str]:
     return names
 
 
+def remember_workspace(email: str, workspace: str) -> None:
+    store.execute("UPDATE users SET last_workspace=? WHERE email=?", (workspace, normalize(email)))
+
+
 def actor_for(email: str, workspace: str | None = None) -> Actor:
     """The Actor for a signed-in user working in `workspace` (default: their personal one).
 
@@ -162,7 +169,8 @@ def add_user(actor: Actor, email: str, role: str) -> dict:
     email, role = normalize(email), _check_role(role)
     if get_user(email):
         raise AccountError(f"{email} exists already; change the role with set-role.")
-    store.execute("INSERT INTO users VALUES (?, ?, ?, ?, NULL, 'assigned')", (email, role, store.now(), actor.user))
+    store.execute("INSERT INTO users (email, role, created_at, created_by, role_source) VALUES (?, ?, ?, ?, 'assigned')",
+                  (email, role, store.now(), actor.user))
     _ensure_personal(email, actor.user)
     audit.record(actor, "user.create", email, {"role": role}, workspace="")
     return get_user(email)

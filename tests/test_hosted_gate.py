@@ -202,3 +202,25 @@ def test_a_store_from_before_keeps_its_datasets(lab_home):
     (paths.home() / ".demos-imported").touch()
     info = data.get(access.LOCAL, "legacy")
     assert info.rows == 3 and info.folder == paths.subdir("datasets") / "legacy" and info.folder.is_dir()
+
+
+def test_a_new_session_opens_the_workspace_the_user_last_worked_in(monkeypatch):
+    """A reload is a new Streamlit session: it used to drop a team member back into their personal workspace."""
+    from llm_lab import accounts
+    from llm_lab.access import LOCAL
+    from ui import auth
+
+    monkeypatch.setenv("LLM_LAB_MODE", "hosted")
+    accounts.sign_in("eve@example.com")
+    accounts.create_workspace(LOCAL, "team")
+    accounts.add_member(LOCAL, "team", "eve@example.com")
+    state: dict = {}
+    monkeypatch.setattr(auth.st, "session_state", state)
+    monkeypatch.setattr(auth.st, "query_params", {"ws": "team"})
+    assert auth._choose_workspace(accounts.get_user("eve@example.com")) == "team"   # a permalink into the team
+    state.clear()                                                                    # reload: a new session
+    monkeypatch.setattr(auth.st, "query_params", {})
+    assert auth._choose_workspace(accounts.get_user("eve@example.com")) == "team"
+    accounts.remove_member(LOCAL, "team", "eve@example.com")                         # no longer a member
+    state.clear()
+    assert auth._choose_workspace(accounts.get_user("eve@example.com")) == "eve@example.com"

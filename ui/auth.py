@@ -67,15 +67,20 @@ def _sign_in_page(note: str = "") -> None:
         st.button(f"Sign in with {name}", type="primary", on_click=st.login, args=(name,), key=f"lab_login_{name}")
 
 
-def _choose_workspace(email: str) -> str:
-    names = accounts.workspace_names(email)
+def _choose_workspace(user: dict) -> str:
+    """This session's workspace: a permalink's `ws` (once: then the switcher rules), else the one chosen in this
+    session, else the one the user last worked in (a reload is a new session), else their personal one."""
+    names = accounts.workspace_names(user["email"])
     wanted = st.query_params.get("ws")
-    if wanted is not None:  # a permalink into one of the user's workspaces opens it (once: then the switcher rules)
+    if wanted is not None:
         if wanted in names:
             st.session_state[_WORKSPACE] = wanted
         del st.query_params["ws"]
     if st.session_state.get(_WORKSPACE) not in names:
-        st.session_state[_WORKSPACE] = names[0]
+        last = user.get("last_workspace")
+        st.session_state[_WORKSPACE] = last if last in names else names[0]
+    if st.session_state[_WORKSPACE] != user.get("last_workspace"):
+        accounts.remember_workspace(user["email"], st.session_state[_WORKSPACE])
     return st.session_state[_WORKSPACE]
 
 
@@ -137,7 +142,7 @@ def gate() -> Actor | None:
         st.text(f"You are signed in as {email}. An admin has to approve your account before you can use LLM Lab.")
         _account_box(email, "pending", [])
         return None
-    actor = accounts.actor_for(email, _choose_workspace(email))
+    actor = accounts.actor_for(email, _choose_workspace(user))
     st.session_state[_ACTOR] = actor
     return actor
 
