@@ -117,6 +117,8 @@ def _check_limits(actor: Actor, fn: str, params: dict, workspace: str, ignore: t
                 and _identity(store.from_json(row["params"], {}), ignore) == mine):
             raise JobError(f"The same job is {row['status']} already: {row['id']} ({row['title']}). Follow that "
                            f"one, or cancel it first (`python -m llm_lab jobs cancel {row['id']}`).")
+    if not settings.hosted() and settings.source("max_active_jobs") == "default":
+        return  # a laptop's one user queues what they like, unless they set a quota themselves
     limit = int(settings.get("max_active_jobs"))
     if len(active) >= limit:
         listed = ", ".join(f"{r['id']} ({r['status']})" for r in active[:5]) + (" …" if len(active) > 5 else "")

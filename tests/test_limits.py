@@ -272,6 +272,7 @@ def test_three_clicks_queue_one_job(held_queue):
 
 
 def test_active_job_quota_per_user_across_workspaces(held_queue, monkeypatch):
+    monkeypatch.setenv("LLM_LAB_MODE", "hosted")  # locally the quota applies only when the user sets one
     assert settings.get("max_active_jobs") == 3
     team = Actor("local", "admin", "team", ("team", "default"))
     ids = [_count(1), _count(2), _count(3, actor=team)]
@@ -519,3 +520,12 @@ def test_train_page_disables_start_for_a_run_too_big_for_the_device(monkeypatch)
     at.run()
     no_exceptions(at)
     assert not at.button(key="t_start").disabled and not at.error
+
+
+def test_a_laptop_has_no_job_quota_unless_its_user_sets_one(held_queue, monkeypatch):
+    """Local mode: nothing gets harder for a solo user; identical jobs are still refused."""
+    ids = [_count(n) for n in range(1, 6)]
+    assert len(set(ids)) == 5
+    monkeypatch.setenv("LLM_LAB_MAX_ACTIVE_JOBS", "5")
+    with pytest.raises(JobError, match="at most 5"):
+        _count(6)
