@@ -128,8 +128,9 @@ def test_an_editors_personal_dataset_is_theirs_alone(people, hosted, lab_backend
         viewer.get_by_text("Stored datasets").wait_for()
         wait_idle(viewer)
         text = viewer.locator("[data-testid='stMain']").inner_text()
-        assert "Delete editor-notes" not in text and "Rows" not in text.split("Stored datasets")[1], text
-        assert "Look at" not in text  # nothing to look at: no datasets
+        # the viewer sees the shipped demos only: not the editor's dataset (12 rows), nor a way to delete it
+        assert "Delete editor-notes" not in text and "12 rows" not in text and "editor_notes.csv" not in text, text
+        assert "Look at" in text and "demo-docs" in text
         assert f"{VIEWER} · viewer" in sidebar(viewer) and "Workspace" not in sidebar(viewer)
     screenshot(viewer, "hosted-viewer-datasets")
     with pytest.raises(LabError, match="No dataset named 'editor-notes'"):
