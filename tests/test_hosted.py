@@ -297,3 +297,27 @@ def test_every_workspace_reads_the_demo_datasets_the_built_in_suites_name(hosted
     data.import_dataset(eve, "demo-reviews", "r.csv", CSV)          # a workspace's own dataset shadows a demo
     assert data.get(eve, "demo-reviews").rows == 6 and names.count("demo-reviews") == 1
     assert [d.name for d in data.list_datasets(eve)].count("demo-reviews") == 1
+
+
+def test_a_team_suite_is_replaced_only_by_who_saved_it(hosted):
+    """Any editor of a team silently overwrote another's saved suite of the same name, unaudited."""
+    from llm_lab.bench import suite
+
+    accounts.sign_in("root@example.com")
+    admin = accounts.actor_for("root@example.com")
+    accounts.create_workspace(admin, "team")
+    for email in ("eve@example.com", "ed@example.com"):
+        accounts.add_user(admin, email, "editor")
+        accounts.add_member(admin, "team", email)
+    eve, ed = accounts.actor_for("eve@example.com", "team"), accounts.actor_for("ed@example.com", "team")
+    text = suite.to_yaml("nightly", [{"name": "x", "type": "speed", "dataset": "demo-docs", "limit": 5}])
+    suite.save(eve, text)
+    suite.save(eve, text.replace("version: 1", "version: 2"))            # the owner replaces it
+    with pytest.raises(suite.SuiteError, match="saved here by eve@example.com"):
+        suite.save(ed, text.replace("version: 1", "version: 99"))
+    assert str(suite.load(ed, "nightly").version) == "2"
+    suite.save(accounts.actor_for("root@example.com", "team"), text.replace("version: 1", "version: 3"))  # an admin may
+    assert str(suite.load(eve, "nightly").version) == "3"
+    saves = audit.entries(admin, action="suite")
+    assert [(e["user"], e["target"], e["workspace"]) for e in reversed(saves)] == [
+        ("eve@example.com", "nightly", "team"), ("eve@example.com", "nightly", "team"), ("root@example.com", "nightly", "team")]

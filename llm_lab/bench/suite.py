@@ -22,6 +22,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .. import audit
 from .. import capabilities as caps
 from ..access import DEFAULT_WORKSPACE, Actor
 from ..errors import LabError
@@ -357,7 +358,16 @@ def save(actor: Actor, text: str) -> Suite:
     suite = parse(text, "saved")
     if suite.name in builtin_names():
         raise SuiteError(f"{suite.name!r} is the name of a built-in suite; give yours another name.")
-    store.atomic_write_bytes(user_dir(actor.workspace) / f"{suite.name}.yaml", text.encode())
+    folder = user_dir(actor.workspace)
+    owner_file = folder / f".{suite.name}.owner"  # who saved it first: in a team, only they (or an admin) replace it
+    owner = owner_file.read_text().strip() if owner_file.exists() else None
+    if owner and owner != actor.user and not actor.can("admin"):
+        raise SuiteError(f"A suite named {suite.name!r} was saved here by {owner}; only they or an admin can "
+                         "replace it. Give yours another name.")
+    store.atomic_write_bytes(folder / f"{suite.name}.yaml", text.encode())
+    if not owner:
+        store.atomic_write_bytes(owner_file, actor.user.encode())
+    audit.record(actor, "suite.save", suite.name, {"version": suite.version, "replaced": owner is not None})
     suite.source = "saved"
     return suite
 
