@@ -130,7 +130,7 @@ def test_an_editors_personal_dataset_is_theirs_alone(people, hosted, lab_backend
         text = viewer.locator("[data-testid='stMain']").inner_text()
         # the viewer sees the shipped demos only: not the editor's dataset (12 rows), nor a way to delete it
         assert "Delete editor-notes" not in text and "12 rows" not in text and "editor_notes.csv" not in text, text
-        assert "Look at" in text and "demo-docs" in text
+        assert "A demo dataset LLM Lab ships" in text  # what the viewer has: the demos, read-only
         assert f"{VIEWER} · viewer" in sidebar(viewer) and "Workspace" not in sidebar(viewer)
     screenshot(viewer, "hosted-viewer-datasets")
     with pytest.raises(LabError, match="No dataset named 'editor-notes'"):
@@ -166,6 +166,7 @@ def test_a_viewer_reads_a_team_workspace_but_changes_nothing(people, hosted, lab
     viewer = people(VIEWER)
     visit(viewer, hosted, "datasets")
     pick(viewer, "Workspace", "team")
+    pick(viewer, "Look at", "team-data")  # the team's own dataset, beside the shipped demos
     viewer.get_by_text("Delete team-data", exact=True).wait_for()
     assert "9 rows" in viewer.locator("[data-testid='stMain']").inner_text()
     screenshot(viewer, "hosted-viewer-team")
