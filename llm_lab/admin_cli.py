@@ -132,8 +132,7 @@ def audit_list(args) -> int:
 
 
 def settings_list(args) -> int:
-    args.actor.require("admin", "read server settings")
-    rows = [dict(r, value=json.dumps(r["value"])) for r in settings.all_settings()]
+    rows = [dict(r, value=json.dumps(r["value"])) for r in settings.all_settings(args.actor)]
     print(f"mode: {settings.mode()}")
     print(table(rows, ["name", "value", "source"]))
     return 0

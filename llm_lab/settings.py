@@ -122,7 +122,10 @@ def get(name: str):
     return json.loads(row["value"]) if row else DEFAULTS[name]
 
 
-def all_settings() -> list[dict]:
+def all_settings(actor) -> list[dict]:
+    """Every setting with its value and where it comes from (admins only: model roots and the like are the
+    operator's business)."""
+    actor.require("admin", "read server settings")
     return [{"name": n, "value": get(n), "source": source(n), "default": DEFAULTS[n]} for n in DEFAULTS]
 
 

@@ -90,7 +90,7 @@ with audit_tab, user_errors():
 
 with settings_tab, user_errors():
     table = pd.DataFrame([dict(r, value=json.dumps(r["value"]), default=json.dumps(r["default"]))
-                          for r in settings.all_settings()])
+                          for r in settings.all_settings(actor)])
     st.dataframe(table, hide_index=True, width="stretch")
     s1, s2, s3 = st.columns([2, 3, 1], vertical_alignment="bottom")
     name = s1.selectbox("Setting", list(settings.DEFAULTS), key="adm_set_name")

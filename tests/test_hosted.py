@@ -321,3 +321,37 @@ def test_a_team_suite_is_replaced_only_by_who_saved_it(hosted):
     saves = audit.entries(admin, action="suite")
     assert [(e["user"], e["target"], e["workspace"]) for e in reversed(saves)] == [
         ("eve@example.com", "nightly", "team"), ("eve@example.com", "nightly", "team"), ("root@example.com", "nightly", "team")]
+
+
+def test_server_settings_are_for_admins(capsys):
+    assert cli(["users", "add", "eve@example.com", "--role", "editor"]) == 0
+    with pytest.raises(PermissionDenied, match="read server settings"):
+        settings.all_settings(accounts.actor_for("eve@example.com"))
+    assert cli(["--as", "eve@example.com", "settings", "list"]) == 1
+    assert {r["name"] for r in settings.all_settings(LOCAL)} == set(settings.DEFAULTS)
+
+
+def test_admin_page_for_an_admin_and_refusals_for_anyone_else(hosted):
+    accounts.sign_in("root@example.com")
+    accounts.sign_in("eve@example.com", {"groups": ["llm-lab-editor"]})
+    at = app_test("pages/admin.py", timeout=60)
+    at.session_state["lab_actor"] = accounts.actor_for("root@example.com")
+    at.run()
+    assert not at.exception
+    users = at.dataframe[0].value
+    assert sorted(users["email"]) == ["eve@example.com", "root@example.com"]
+    at.selectbox(key="adm_user").set_value("eve@example.com").run()
+    at.selectbox(key="adm_role_eve@example.com").set_value("viewer").run()
+    at.button(key="adm_set_role").click().run()
+    assert not at.exception and accounts.get_user("eve@example.com")["role"] == "viewer"
+    at.text_input(key="adm_au_action").set_value("role").run()
+    audit_rows = [d.value for d in at.dataframe if "action" in d.value.columns][0]
+    assert list(audit_rows["action"]) == ["role.change"] and list(audit_rows["target"]) == ["eve@example.com"]
+    # the page is not in an editor's navigation; opened anyway, the backend refuses users, audit and settings
+    at = app_test("pages/admin.py", timeout=60)
+    at.session_state["lab_actor"] = accounts.actor_for("eve@example.com")
+    at.run()
+    assert not at.exception
+    refused = sorted({e.value.split(" may not ")[1].split(".")[0] for e in at.error})
+    assert refused == ["list users", "read server settings", "read the audit log"]
+    assert [list(d.value["name"]) for d in at.dataframe] == [["eve@example.com"]]  # only their own workspace
