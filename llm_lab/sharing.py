@@ -86,7 +86,7 @@ class SnapshotTampered(ShareError):
 
 
 # ---------------------------------------------------------------- snapshots: canonical JSON, hash, file
-def plain(value):
+def jsonable(value):
     """`value` as JSON-able plain data: numpy and pandas scalars unwrapped, NaN and infinities as None,
     dates as ISO text, tuples as lists, anything else as its text."""
     if value is None or isinstance(value, (bool, str)):
@@ -96,17 +96,17 @@ def plain(value):
     if isinstance(value, float):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if hasattr(value, "tolist"):  # numpy arrays and scalars
-        return plain(value.tolist())
+        return jsonable(value.tolist())
     if hasattr(value, "isoformat"):  # pandas Timestamp
         return value.isoformat()
     if hasattr(value, "item"):
-        return plain(value.item())
+        return jsonable(value.item())
     return str(value)
 
 
@@ -117,7 +117,7 @@ def check_snapshot(snapshot: dict) -> dict:
     unknown = set(snapshot) - set(SNAPSHOT_KEYS)
     if unknown:
         raise ShareError(f"Unknown snapshot keys {sorted(unknown)}; a snapshot has {', '.join(SNAPSHOT_KEYS)}.")
-    snap = plain({"text": [], "tables": [], "figures": [], "meta": {}, **snapshot})
+    snap = jsonable({"text": [], "tables": [], "figures": [], "meta": {}, **snapshot})
     if snap.get("kind") not in KINDS:
         raise ShareError(f"Unknown snapshot kind {snap.get('kind')!r}; one of: {', '.join(KINDS)}.")
     if not isinstance(snap.get("title"), str) or not snap["title"].strip():

@@ -35,7 +35,7 @@ def table(title: str, frame, max_rows: int = MAX_ROWS) -> dict | None:
     """A table entry from a DataFrame (or a list of dicts); None when it is empty."""
     import pandas as pd
 
-    from .sharing import plain
+    from .sharing import jsonable
 
     if not isinstance(frame, pd.DataFrame):
         frame = pd.DataFrame(list(frame or []))
@@ -45,7 +45,7 @@ def table(title: str, frame, max_rows: int = MAX_ROWS) -> dict | None:
     if total > max_rows:
         frame, title = frame.head(max_rows), f"{title} (first {max_rows} of {total} rows)"
     frame = frame.astype(object).where(frame.notna(), None)
-    return {"title": title, "columns": [str(c) for c in frame.columns], "rows": plain(frame.values.tolist())}
+    return {"title": title, "columns": [str(c) for c in frame.columns], "rows": jsonable(frame.values.tolist())}
 
 
 def figure(fig) -> dict | None:
