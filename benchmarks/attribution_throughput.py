@@ -32,7 +32,7 @@ import torch  # noqa: E402
 from llm_lab import registry  # noqa: E402
 from llm_lab.access import LOCAL  # noqa: E402
 from llm_lab.explain import attributions, batching, generation  # noqa: E402
-from llm_lab.tiny import pydoc_corpus  # noqa: E402
+from llm_lab.corpora import pydoc_corpus  # noqa: E402
 
 TOL = 1e-3  # max relative difference between our attributions and Captum's (see the docstring)
 

@@ -43,7 +43,7 @@ def make_models(folder: Path, count: int) -> list[Path]:
 
 
 def make_prompts(n: int) -> list[str]:
-    from llm_lab.tiny import pydoc_corpus
+    from llm_lab.corpora import pydoc_corpus
 
     paragraphs = pydoc_corpus()
     prompts = []

@@ -38,7 +38,7 @@ PROB_TOL = 1e-3  # float32: max |p_ours − p_pipeline| for the predicted class 
 def mixed_texts(n: int, seed: int = 0) -> list[str]:
     import numpy as np
 
-    from llm_lab.tiny import pydoc_corpus
+    from llm_lab.corpora import pydoc_corpus
 
     rng = np.random.default_rng(seed)
     words = " ".join(pydoc_corpus()).split()

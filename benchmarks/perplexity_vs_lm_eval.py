@@ -27,7 +27,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def texts(n: int) -> list[str]:
-    from llm_lab.tiny import pydoc_corpus
+    from llm_lab.corpora import pydoc_corpus
 
     docs = [line.strip() for line in (ROOT / "llm_lab/demo_data/docs.txt").read_text().splitlines() if line.strip()]
     paragraphs = [" ".join(p.split()) for p in reversed(pydoc_corpus())]  # the tiny tokenizer trains on the first 2,000

@@ -5,15 +5,8 @@ with `tokenizers` on the Python documentation that CPython ships (pydoc_data).
 """
 from pathlib import Path
 
+from .corpora import pydoc_corpus
 
-def pydoc_corpus() -> list[str]:
-    """Paragraphs of the CPython reference docs: text on every machine, no download."""
-    from pydoc_data.topics import topics
-
-    paragraphs = []
-    for key in sorted(topics):
-        paragraphs += [p.strip() for p in topics[key].split("\n\n") if len(p.strip()) > 40]
-    return paragraphs
 
 
 def train_bpe_tokenizer(texts: list[str], vocab_size: int = 512, model_max_length: int = 128):

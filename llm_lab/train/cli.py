@@ -23,6 +23,7 @@ def flag(name: str) -> str:
 
 
 def add_train_arguments(parser, task: str) -> None:
+    from ..corpora import CORPORA
     from .config import PRESETS, TrainConfig, task_defaults
 
     defaults = TrainConfig(task=task, **task_defaults(task))
@@ -37,6 +38,8 @@ def add_train_arguments(parser, task: str) -> None:
             parser.add_argument(flag(f.name), metavar="A,B" if isinstance(value, list) else "K=V,…", **kw)
         elif f.name == "preset":
             parser.add_argument(flag(f.name), choices=list(PRESETS), **kw)
+        elif f.name == "corpus":
+            parser.add_argument(flag(f.name), choices=list(CORPORA), **kw)
         else:
             parser.add_argument(flag(f.name), type=type(value), **kw)
 

@@ -46,7 +46,8 @@ class TrainConfig:
     task: str = "classify"
     name: str = ""                    # registry name of the result ("" → made up from base and time)
     model: str = "minilm"             # base model (classify, causal-lm); ignored by pretrain
-    dataset: str = ""                 # dataset name; for pretrain "" means the pydoc corpus
+    dataset: str = ""                 # dataset name; for pretrain "" means the built-in `corpus`
+    corpus: str = "pydoc"             # pretrain without a dataset: a corpus from `llm_lab.corpora`
     text_col: str = "text"            # role to read text from (text | prompt …)
     label_col: str = "label"
     pair_col: str = ""                # optional text_pair role for classification
@@ -134,6 +135,10 @@ class TrainConfig:
         self._check_limits()
         if self.task == "pretrain":
             self.architecture()
+            from ..corpora import CORPORA
+
+            if not self.dataset and self.corpus not in CORPORA:
+                raise ConfigError(f"Unknown corpus {self.corpus!r}; choose one of {', '.join(CORPORA)}, or a dataset.")
         if self.name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", self.name):
             raise ConfigError(f"Model name {self.name!r}: use letters, digits, '.', '_' or '-'.")
         return self
@@ -165,14 +170,14 @@ class TrainConfig:
         elif not self.lora:
             skip |= {"lora_r", "lora_alpha", "lora_dropout", "lora_targets"}
         if self.task == "pretrain":
-            skip |= {"model", "max_length"} | ({"text_col"} if not self.dataset else set())
+            skip |= {"model", "max_length"} | ({"text_col"} if not self.dataset else {"corpus"})
         else:
-            skip |= {"preset", "arch"}
+            skip |= {"preset", "arch", "corpus"}
         return {k: v for k, v in self.as_dict().items() if k not in skip}
 
     def title(self) -> str:
         what = {"classify": "classifier", "causal-lm": "LoRA LM" if self.lora else "LM", "pretrain": "pretrain"}[self.task]
-        source = self.dataset or "pydoc"
+        source = self.dataset or self.corpus
         base = f"GPT-2 {self.preset}" if self.task == "pretrain" else self.model
         return f"Train {what}: {base} on {source} → {self.name or '(auto name)'}"
 

@@ -140,10 +140,10 @@ def causal(actor: Actor, cfg: TrainConfig, tokenizer) -> Prepared:
 
 def pretrain_texts(actor: Actor, cfg: TrainConfig) -> tuple[list[str], dict]:
     if not cfg.dataset:
-        from ..tiny import pydoc_corpus
+        from ..corpora import CORPORA
 
-        texts = pydoc_corpus()
-        return texts, {"dataset": "pydoc", "fingerprint": _text_hash(texts), "train_rows": len(texts)}
+        texts = CORPORA[cfg.corpus]()
+        return texts, {"dataset": cfg.corpus, "fingerprint": _text_hash(texts), "train_rows": len(texts)}
     info = data.get(actor, cfg.dataset)
     data.require(info, cfg.text_col)
     frame = data.load_frame(actor, cfg.dataset)

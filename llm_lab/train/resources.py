@@ -63,9 +63,9 @@ def _rows_and_length(actor: Actor, cfg: TrainConfig) -> tuple[int, float]:
             frame = data.load_frame(actor, cfg.dataset)
             chars = frame[cfg.text_col].astype(str).str.len().sum()
         else:
-            from ..tiny import pydoc_corpus
+            from ..corpora import CORPORA
 
-            chars = sum(len(t) for t in pydoc_corpus())
+            chars = sum(len(t) for t in CORPORA[cfg.corpus]())
         block = cfg.architecture()["n_positions"]
         blocks = int(chars / CHARS_PER_TOKEN / block)
         return max(1, int(blocks * (1 - cfg.eval_fraction))), float(block)
