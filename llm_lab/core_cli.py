@@ -2,7 +2,7 @@
 import json
 import sys
 
-from . import data, jobs, registry
+from . import capabilities, data, jobs, registry
 from .cli import table
 
 
@@ -16,6 +16,13 @@ def register(subparsers) -> None:
     p.add_argument("--head", choices=registry.HEADS)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=models_show)
+    p = models.add_parser("quality", help="held-out perplexity, distinct-2 and repetition of a causal LM's "
+                                          "greedy continuations")
+    p.add_argument("name", help="registry name, folder path or Hub id")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--card", action="store_true", help="a model folder you may write: store the numbers "
+                   "(llm_lab_quality.json) and add them to its README.md (how the built-ins' cards are made)")
+    p.set_defaults(func=models_quality)
 
     ds = subparsers.add_parser("data", help="import and list datasets").add_subparsers(dest="sub", metavar="SUB")
     p = ds.add_parser("import", help="import a CSV/TSV/JSON/JSONL/Parquet/TXT file")
@@ -63,6 +70,37 @@ def models_show(args) -> int:
         print(f"{key:>14}: {value}")
     if info["head_is_new"]:
         print("note: the head is freshly initialised; its predictions mean nothing until it is trained.")
+    return 0
+
+
+def models_quality(args) -> int:
+    import json
+    from pathlib import Path
+
+    from . import lm_quality
+
+    loaded = registry.load_for(args.actor, capabilities.GENERATE, args.name, device="cpu", dtype="float32")
+    report = lm_quality.quality(loaded)
+    report["parameters"] = sum(p.numel() for p in loaded.model.parameters())
+    if args.card:
+        args.actor.require("server", "write a model card into a folder of the server")
+        folder = Path(loaded.entry.location)
+        (folder / lm_quality.QUALITY_FILE).write_text(json.dumps(report, indent=2))
+        readme = folder / "README.md"
+        text = readme.read_text() if readme.exists() else f"# {loaded.entry.name}\n"
+        text = text.split("\n## Quality\n")[0].rstrip() + "\n\n" + lm_quality.card_section(report, report["parameters"])
+        readme.write_text(text)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    held = report["held_out"]
+    print(f"held-out perplexity {held['perplexity']:.2f}, {held['bits_per_byte']:.3f} bits/byte "
+          f"({held['tokens']} tokens)")
+    for label in ("greedy", "suggested"):
+        r = report[label]
+        print(f"{label:>9}: distinct-2 {r['distinct_2']:.3f}, repetition {r['repetition_4']:.3f}")
+        for prompt, text in r["samples"].items():
+            print(f"    {prompt!r} → {text!r}")
     return 0
 
 

@@ -33,6 +33,7 @@ class GenerationSettings:
     top_k: int = 0                     # 0: off
     max_new_tokens: int = 64
     repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0      # 0: off; n: no n-gram appears twice in prompt + output
     seed: int | None = 0
     stop: list[str] = field(default_factory=list)
     batch_size: int = 16
@@ -47,6 +48,8 @@ class GenerationSettings:
             raise GenerationError("top_p must be in (0, 1].")
         if self.repetition_penalty <= 0:
             raise GenerationError("repetition_penalty must be above 0 (1 means no penalty).")
+        if self.no_repeat_ngram_size < 0:
+            raise GenerationError("no_repeat_ngram_size must be 0 (off) or more.")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -55,6 +58,16 @@ class GenerationSettings:
     def from_dict(cls, values: dict | None) -> "GenerationSettings":
         names = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in (values or {}).items() if k in names})
+
+
+# What the dashboard and CLI start from: small models left to plain greedy decoding fall into loops
+# ("the a a a be the a be"); a mild penalty and no repeated trigram keep them readable. The dataclass's own
+# defaults stay neutral (plain greedy), which is what benchmarks and the tests' reference decoding use.
+SUGGESTED = dict(repetition_penalty=1.2, no_repeat_ngram_size=3, max_new_tokens=48)
+
+
+def suggested(**overrides) -> "GenerationSettings":
+    return GenerationSettings(**dict(SUGGESTED, **overrides))
 
 
 @dataclass
@@ -147,6 +160,7 @@ def _gen_kwargs(loaded, settings: GenerationSettings, max_new: int, start: int) 
     kwargs = dict(max_new_tokens=max_new, do_sample=settings.do_sample, pad_token_id=tok.pad_token_id,
                   eos_token_id=loaded.model.generation_config.eos_token_id or tok.eos_token_id,
                   repetition_penalty=settings.repetition_penalty, return_dict_in_generate=True,
+                  no_repeat_ngram_size=settings.no_repeat_ngram_size or None,
                   output_logits=True, output_scores=False)
     if settings.do_sample:
         kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k or None)
@@ -194,6 +208,9 @@ def _finish(loaded, settings, prompt, new_ids, logprobs, latency, truncated, not
             kept = kept[:n]
     if reason == "max_new_tokens" and prompt_len + len(kept) >= context:
         reason = "context"
+    if reason == "eos" and not text.strip():
+        note += (" The model ended the text at once (its first new token was end-of-sequence), so the continuation "
+                 "is empty. Try a longer prompt, sampling, or another model.")
     lp = logprobs[:len(kept)]
     mean_lp = float(sum(lp) / len(lp)) if lp else None
     return GenerationResult(prompt=prompt, text=text, new_tokens=len(kept), latency_s=latency,

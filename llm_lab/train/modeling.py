@@ -54,6 +54,8 @@ def classifier(actor: Actor, cfg: TrainConfig, labels: list[str]):
         label2id={l: i for i, l in enumerate(labels)}, ignore_mismatched_sizes=True, **kwargs)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = getattr(model.config, "eos_token_id", None) or 0
+    if cfg.lora:  # the new classification head is trained in full beside the adapter (peft's modules_to_save)
+        model = wrap_lora(model, cfg)
     return model
 
 
@@ -100,8 +102,9 @@ def wrap_lora(model, cfg: TrainConfig):
     if missing:
         raise ModelError(f"LoRA target module(s) {', '.join(missing)} do not exist in {cfg.model}. "
                          f"Linear layers there include: {', '.join(sorted(_linear_names(model))[:12])}.")
+    task_type = TaskType.SEQ_CLS if cfg.task == "classify" else TaskType.CAUSAL_LM
     config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                        target_modules=targets, task_type=TaskType.CAUSAL_LM,
+                        target_modules=targets, task_type=task_type,
                         fan_in_fan_out=model.config.model_type == "gpt2")
     return get_peft_model(model, config)
 

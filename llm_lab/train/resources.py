@@ -127,7 +127,7 @@ def _plan(actor: Actor, cfg: TrainConfig) -> dict:
     labels = len(data.get(actor, cfg.dataset).label_names or []) if cfg.task == "classify" else 0
     model = _meta_model(actor, cfg, labels)
     params = sum(p.numel() for p in model.parameters())
-    trainable = _lora_trainable(model, cfg) if cfg.lora and cfg.task == "causal-lm" else params
+    trainable = _lora_trainable(model, cfg) if cfg.lora and cfg.task != "pretrain" else params
     shape = _shape(model)
     rows, tokens = _rows_and_length(actor, cfg)
     seq = max(1, int(tokens))
