@@ -398,7 +398,8 @@ def load(actor: Actor, name: str, head: str | None = None, device: str | None = 
     # remote code is part of the key, with who loaded it: a model that ran its own code is never served to a
     # load without it, nor to another user
     remote = ("remote-code", actor.user) if trust_remote_code else False
-    key = (entry.source, entry.location, base, head, device, str(torch_dtype), attention, num_labels, remote)
+    key = (entry.source, entry.location, weights_stamp(entry.location), base, base and weights_stamp(base), head,
+           device, str(torch_dtype), attention, num_labels, remote)
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
@@ -415,6 +416,20 @@ def load(actor: Actor, name: str, head: str | None = None, device: str | None = 
             while len(_cache) > MAX_CACHED:
                 _cache.popitem(last=False)
     return loaded
+
+
+def weights_stamp(location: str) -> tuple:
+    """Name, size and modification time of a folder's weight files: a folder saved again in place (same path,
+    new weights) is a different key, so the cache never serves the old weights under it. Stat calls only."""
+    folder = Path(location)
+    if not folder.is_dir():
+        return ()
+    stamp = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix in (".safetensors", ".bin") and path.is_file():
+            st = path.stat()
+            stamp.append((path.name, st.st_size, st.st_mtime_ns))
+    return tuple(stamp)
 
 
 def load_for(actor: Actor, needs: "capabilities.Needs", name: str, **kwargs) -> LoadedModel:

@@ -287,3 +287,28 @@ def test_hub_unreachable_fails_fast_with_a_message(lab_home, monkeypatch, silent
     record.parent.mkdir(exist_ok=True)
     record.write_text(json.dumps({"message": message, "seconds": round(seconds, 2), "timeout_s": 1}, indent=2))
     print(f"Hub unreachable: {seconds:.2f} s ({message})")
+
+
+def test_a_folder_saved_again_in_place_is_loaded_again(tmp_path):
+    """The model cache is keyed by the folder and its weights' stamp: new weights under the same path (or a name
+    registered again for another folder) are never served from the old entry."""
+    import os
+
+    from llm_lab.tiny import make_tiny_bert
+
+    folder = make_tiny_bert(tmp_path / "m", seed=0)
+    first = registry.load(LOCAL, str(folder), head="classifier", device="cpu", dtype="float32")
+    w1 = first.model.classifier.weight.detach().clone()
+    make_tiny_bert(tmp_path / "m", seed=1)  # same path, other weights
+    weights = folder / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # a coarse clock
+    second = registry.load(LOCAL, str(folder), head="classifier", device="cpu", dtype="float32")
+    assert second is not first
+    assert not torch.equal(second.model.classifier.weight, w1)
+    other = make_tiny_bert(tmp_path / "n", seed=2)
+    registry.register(LOCAL, registry.ModelEntry("mine", "local", str(folder), "classifier"))
+    a = registry.load(LOCAL, "mine", device="cpu", dtype="float32")
+    registry.unregister(LOCAL, "mine")
+    registry.register(LOCAL, registry.ModelEntry("mine", "local", str(other), "classifier"))
+    b = registry.load(LOCAL, "mine", device="cpu", dtype="float32")
+    assert not torch.equal(a.model.classifier.weight, b.model.classifier.weight)

@@ -1,5 +1,6 @@
 """Training on CPU with tiny models: each task's loss falls, saved models reload and predict the same,
 and every fault gives a clear message with nothing half-written in the registry."""
+import json
 import math
 import random
 from pathlib import Path
@@ -144,6 +145,40 @@ def test_lora_trains_adapters_and_merges_on_export(tiny_gpt2):
     with torch.no_grad():
         after = loaded.model(input_ids=ids).logits
     torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
+    with safe_open(folder / "adapter" / "adapter_model.safetensors", "pt") as f:  # saved before the merge
+        assert any("lora_A" in k for k in f.keys())
+
+
+def test_adapter_only_classifier_is_kilobytes_and_reloads_over_its_base(tiny_bert):
+    """A LoRA classifier saved as adapter + head (how minilm-sentiment ships) predicts what the trained model did."""
+    registry.register(LOCAL, registry.ModelEntry("bert-base-tiny", "local", str(tiny_bert), "classifier"))
+    add_dataset("sent", sentiment_csv())
+    cfg = TrainConfig(task="classify", model="bert-base-tiny", dataset="sent", name="clf-adapter", lora=True,
+                      lora_r=4, lora_targets=["query", "value"], adapter_only=True, **fast(learning_rate=5e-2))
+    trained = runner.train(LOCAL, cfg, Reporter(), paths.subdir("jobs", "ta"))
+    texts = ["great lovely story", "awful boring story", "fine superb"]
+    model = trained.model.eval()
+    enc = trained.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        before = torch.softmax(model(**enc).logits, -1).numpy()
+    result = export.finish(LOCAL, cfg, trained, None)
+    folder = Path(result["folder"])
+    assert not (folder / "model.safetensors").exists()
+    assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == "bert-base-tiny"
+    loaded = registry.load(LOCAL, "clf-adapter")
+    assert loaded.head == "classifier" and not loaded.head_is_new and loaded.labels == ["neg", "pos"]
+    np.testing.assert_allclose(predict.classify(loaded, texts), before, atol=1e-5)
+
+
+def test_a_fine_tune_that_changed_nothing_is_not_registered(tiny_gpt2):
+    lines = [f"The value of item {i} is {i * 2}." for i in range(60)]
+    add_dataset("vals", ("text\n" + "\n".join(lines)).encode())
+    cfg = TrainConfig(task="causal-lm", model=str(tiny_gpt2), dataset="vals", name="lm-twin", lora=True, lora_r=4,
+                      **fast(epochs=1.0, learning_rate=1e-12))
+    trained = runner.train(LOCAL, cfg, Reporter(), paths.subdir("jobs", "tw"))
+    with pytest.raises(ModelError, match="changed nothing"):
+        export.finish(LOCAL, cfg, trained, None)
+    assert "lm-twin" not in [e.name for e in registry.list_models(LOCAL)]
 
 
 def test_pretrain_from_scratch_loss_falls_and_generates():

@@ -21,7 +21,9 @@ def actor() -> Actor:
 # lists, frames or models are never served to another. (Streamlit does not hash arguments whose name
 # starts with "_", so it is called `who`.)
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _model(who: Actor, name: str, head, attention, device_override, dtype, num_labels):
+def _model(who: Actor, name: str, where: tuple, head, attention, device_override, dtype, num_labels):
+    # `where` (the folder the name points to now and its weights' stamp) is only part of the key: a name
+    # registered again for another folder, or a folder saved again, is a new entry, never the old weights
     return registry.load(who, name, head=head, attention=attention, device=device_override, dtype=dtype,
                          num_labels=num_labels)
 
@@ -36,7 +38,10 @@ def model(name: str, head: str | None = None, attention: bool = False, device_ov
             kept[key] = registry.load(who, name, head=head, attention=attention, device=device_override,
                                       dtype=dtype, trust_remote_code=True, num_labels=num_labels)
         return kept[key]
-    return _model(actor(), name, head, attention, device_override, dtype, num_labels)
+    who = actor()
+    entry = registry.resolve(who, name)
+    where = (entry.source, entry.location, registry.weights_stamp(entry.location))
+    return _model(who, name, where, head, attention, device_override, dtype, num_labels)
 
 
 def may_trust_remote_code() -> bool:

@@ -225,7 +225,7 @@ def task_defaults(task: str, lora: bool = False) -> dict:
     learn three classes from 114 rows (3 epochs of 16 at 5e-5 stayed at chance); LoRA needs a learning rate
     ten times a full fine-tune's, or the adapter barely moves and the model equals its parent."""
     if task == "classify":
-        return dict(epochs=8.0, batch_size=8, learning_rate=2e-3 if lora else 1e-4, max_length=128, warmup=0.1)
+        return dict(epochs=8.0, batch_size=8, learning_rate=1e-3 if lora else 1e-4, max_length=128, warmup=0.1)
     if task == "causal-lm":
         return dict(model="tiny-gpt", epochs=3.0, batch_size=8, learning_rate=2e-3 if lora else 3e-4,
                     max_length=256, warmup=0.05)

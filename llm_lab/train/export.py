@@ -53,7 +53,8 @@ def finish(actor: Actor, cfg: TrainConfig, trained, job_id: str | None) -> dict:
     model = trained.model
     adapter = None
     if cfg.lora and hasattr(model, "merge_and_unload"):
-        adapter = model
+        # the adapter's weights, taken before merging: merge_and_unload folds them into the base and removes them
+        adapter = _adapter_files(model)
         model = model.merge_and_unload()
     if cfg.task != "pretrain":
         check_changed(actor, cfg, model, trained)
@@ -61,11 +62,11 @@ def finish(actor: Actor, cfg: TrainConfig, trained, job_id: str | None) -> dict:
             "train": trained.stats, "job_id": job_id, "command": cfg.to_cli()}
     with store.atomic_dir(folder) as tmp:
         if adapter is not None and cfg.adapter_only:  # kilobytes over the base instead of a copy of it
-            adapter.save_pretrained(tmp)
+            _write_files(adapter, tmp)
             registry.point_adapter_at(tmp, cfg.model)
             model.config.save_pretrained(tmp)
         elif adapter is not None:
-            adapter.save_pretrained(tmp / "adapter")
+            _write_files(adapter, tmp / "adapter")
             model.save_pretrained(tmp, safe_serialization=True)
         else:
             model.save_pretrained(tmp, safe_serialization=True)
@@ -86,6 +87,20 @@ def finish(actor: Actor, cfg: TrainConfig, trained, job_id: str | None) -> dict:
         raise
     registry.forget(name)
     return {"model": name, "folder": str(folder), "registered": True, **_summary(trained)}
+
+
+def _adapter_files(peft_model) -> dict[str, bytes]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        peft_model.save_pretrained(tmp)
+        return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+
+
+def _write_files(files: dict[str, bytes], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
 
 
 UNCHANGED_LOGIT = 1e-4  # largest |logit difference| on the probe rows that still counts as "the same model"
