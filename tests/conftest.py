@@ -208,8 +208,11 @@ class BrowserLabels:
     def __init__(self):
         self.labels = {}
 
-    def see(self, widget) -> str | None:
-        """The label shown for `widget` (an AppTest select box of the latest run)."""
+    def see(self, at, widget) -> str | None:
+        """The label shown for `widget`, a select box of `at`'s latest run (the browser forgets the widgets
+        a run did not draw)."""
+        drawn = {w.id for w in at.selectbox}
+        self.labels = {k: v for k, v in self.labels.items() if k in drawn}
         p = widget.proto
         if p.set_value:
             label = p.raw_value

@@ -122,16 +122,16 @@ def test_datasets_look_at_forgets_a_deleted_dataset():
     data.import_dataset(LOCAL, "to-delete", "t.csv", b"text,label\na,x\nb,y\nc,x\nd,y\n")
     browser = BrowserLabels()
     at = _open("pages/data.py")
-    browser.see(at.selectbox(key="ds_pick"))
+    browser.see(at, at.selectbox(key="ds_pick"))
     browser.choose(at.selectbox(key="ds_pick"), "to-delete").run()
-    assert browser.see(at.selectbox(key="ds_pick")) == "to-delete"
+    assert browser.see(at, at.selectbox(key="ds_pick")) == "to-delete"
     at.checkbox(key="ds_sure_to-delete").check().run()
     at.button(key="ds_delete_to-delete").click().run()
     no_exceptions(at)
     pick = at.selectbox(key="ds_pick")
     names = [d.name for d in data.list_datasets(LOCAL)]
     assert "to-delete" not in names and pick.options == names
-    assert browser.see(pick) == pick.value == names[0]
+    assert browser.see(at, pick) == pick.value == names[0]
     assert f"/datasets?dataset={names[0]}" in " ".join(c.value for c in at.code)  # what is shown is that one
 
 

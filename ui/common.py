@@ -139,6 +139,19 @@ def url_choice(param: str, widget_key: str, allowed=None, convert=str):
     return value
 
 
+def preset(name: str, token, values: dict) -> bool:
+    """Set widgets' values ({key: value}) before the widgets are drawn, once per `token` (e.g. the id of the
+    result a page opened): the widgets start from them, and what the person changes afterwards stays.
+    Returns whether they were set on this run."""
+    applied = st.session_state.setdefault("_preset_applied", {})
+    if token is None or applied.get(name) == token:
+        return False
+    applied[name] = token
+    for key, value in values.items():
+        st.session_state[key] = value
+    return True
+
+
 def keep_valid(key: str, options: list, default=None) -> None:
     """Call before the select box `key` over `options` is drawn: a value it holds that is no longer an option
     (a deleted dataset) becomes `default` (when it is one, else the first option). The value is *set*, so the
