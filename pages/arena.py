@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from llm_lab import capabilities
-from llm_lab.compare import arena, plots
+from llm_lab.compare import arena, plots, rating
 from llm_lab.generation import GenerationSettings
 from ui import backend
 from ui.common import header, permalink, plain, show_permalink, user_errors
@@ -81,12 +81,13 @@ with user_errors():
         took = time.perf_counter() - t0
         frame = pd.DataFrame([{
             "rank": r["rank"], "model": r["model"], "rating": round(r["rating"]),
-            "95% CI": f"{r['ci_low'] - r['rating']:+.0f} / {r['ci_high'] - r['rating']:+.0f}",
+            "95% CI": rating.interval_text(r),
             "battles": r["battles"], "wins": r["wins"], "ties": r["ties"], "losses": r["losses"],
             "both bad": r["both_bad"], "win rate": f"{r['win_rate']:.0%}"} for r in board])
         st.dataframe(frame, hide_index=True, key="a_board")
         st.caption(f"{len(votes)} votes · Bradley–Terry ratings on the Elo scale (mean 1000), ties and "
-                   f"'both bad' count half a win each · 1000 bootstrap resamples · computed in {took * 1000:.0f} ms")
+                   f"'both bad' count half a win each · 1000 bootstrap resamples (a model's interval once it has "
+                   f"{rating.MIN_VOTES_FOR_INTERVAL} votes) · computed in {took * 1000:.0f} ms")
         battles = [(v["model_a"], v["model_b"], v["vote"]) for v in votes]
         t1, t2, t3 = st.tabs(["Ratings", "Win rates", "Battle counts"])
         t1.plotly_chart(plots.leaderboard(board), key="a_fig_board")

@@ -90,6 +90,32 @@ def test_bootstrap_and_leaderboard():
     assert counts.sum() == 2 * len(battles)
 
 
+def test_too_few_votes_give_no_interval():
+    """One vote used to give an interval of "+0 / +0" (every resample is that one vote): below
+    MIN_VOTES_FOR_INTERVAL a model's interval is None, shown as "not enough votes", and it ranks first
+    with everyone else it cannot be told apart from."""
+    need = rating.MIN_VOTES_FOR_INTERVAL
+    assert need > 1
+    one = rating.leaderboard([("A", "B", "a")], rounds=200)
+    assert [(r["model"], r["ci_low"], r["ci_high"], r["rank"]) for r in one] == [("A", None, None, 1), ("B", None, None, 1)]
+    assert one[0]["rating"] > one[1]["rating"]  # the rating itself is still given
+    assert {rating.interval_text(r) for r in one} == {"not enough votes"}
+    # A plays `need` battles (3 of them with C), B and C fewer: only A gets an interval, and it is the
+    # percentile interval of the bootstrap ratings
+    battles = [("A", "B", "a"), ("B", "A", "a"), ("A", "B", "tie")] * ((need - 3) // 3 + 1)
+    battles = battles[:need - 3] + [("A", "C", "a"), ("C", "A", "a"), ("A", "C", "b")]
+    board = {r["model"]: r for r in rating.leaderboard(battles, rounds=300, seed=4)}
+    assert [board[m]["battles"] for m in "ABC"] == [need, need - 3, 3]
+    models, samples = rating.bootstrap(battles, sorted("ABC"), rounds=300, seed=4)
+    lo, hi = np.quantile(samples[:, models.index("A")], [0.025, 0.975])
+    assert (board["A"]["ci_low"], board["A"]["ci_high"]) == pytest.approx((lo, hi))
+    assert board["A"]["ci_low"] < board["A"]["rating"] < board["A"]["ci_high"]
+    assert rating.interval_text(board["A"]) == f"{lo - board['A']['rating']:+.0f} / {hi - board['A']['rating']:+.0f}"
+    assert board["B"]["ci_low"] is None and board["C"]["ci_high"] is None
+    assert all(r["rank"] == 1 for r in board.values())
+    assert rating.has_interval(need) and not rating.has_interval(need - 1)
+
+
 def test_bootstrap_resample_is_a_real_resample():
     """The multinomial-count bootstrap fits exactly what refitting a resampled battle list gives."""
     battles = _random_battles(300, seed=3)

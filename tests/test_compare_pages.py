@@ -207,5 +207,6 @@ def test_arena_battle_vote_and_leaderboard(models):
     assert len(votes) == 1 and votes[0]["vote"] == "tie" and votes[0]["voter"].startswith("anon-")
     board = at.dataframe[0].value
     assert set(board["model"]) == {"page-lm-a", "page-lm-b"} and (board["rating"] == 1000).all()
+    assert list(board["95% CI"]) == ["not enough votes"] * 2  # one vote: no interval (it was "+0 / +0")
     assert len(at.get("plotly_chart")) >= 1
     assert not [b for b in at.button if b.key and b.key.startswith("a_vote_")]  # no second vote offered
