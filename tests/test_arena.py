@@ -167,6 +167,38 @@ def test_battle_vote_once(pool):
         arena.new_battle(LOCAL, pool, "   ", settings)
 
 
+@pytest.fixture(scope="module")
+def gpt_b(tiny_gpt2, tmp_path_factory):
+    """The tiny GPT-2 with other weights (a model that answers differently)."""
+    from transformers import GPT2LMHeadModel
+
+    from tests.test_compare import _perturbed
+
+    return _perturbed(tiny_gpt2, tmp_path_factory.mktemp("m") / "gpt-b", GPT2LMHeadModel)
+
+
+def test_battle_stream_yields_each_answer_as_it_is_generated(tiny_gpt2, gpt_b):
+    """The Arena page shows the answers as they come: model A's pieces, then model B's, then the stored
+    battle; each side's pieces join into the answer a non-streamed greedy run gives."""
+    from llm_lab.registry import ModelEntry
+
+    registry.register(LOCAL, ModelEntry("stream-x", "local", str(tiny_gpt2), "causal-lm"))
+    registry.register(LOCAL, ModelEntry("stream-y", "local", str(gpt_b), "causal-lm"))
+    settings, prompt = G.GenerationSettings(max_new_tokens=12), "The built-in function"
+    events = list(arena.battle_stream(LOCAL, ["stream-x", "stream-y"], prompt, settings, rng=random.Random(2)))
+    kinds = [kind for kind, _ in events]
+    assert kinds[-1] == "battle" and kinds[:-1] == sorted(kinds[:-1]) and set(kinds[:-1]) == {"a", "b"}
+    battle = events[-1][1]
+    stored = arena.get_battle(LOCAL, battle["id"])
+    for side in "ab":
+        pieces = [value for kind, value in events if kind == side]
+        assert len(pieces) > 1 and all(isinstance(p, str) for p in pieces)  # in pieces, as generated
+        direct = G.generate(registry.load(LOCAL, battle["model_" + side], head="causal-lm"), [prompt], settings)[0]
+        assert "".join(pieces) == direct.text == battle["output_" + side] == stored["output_" + side]
+        assert stored["stats"][side]["new_tokens"] == direct.new_tokens
+    assert battle["output_a"] != battle["output_b"]  # two different models answered
+
+
 def test_leaderboard_from_votes(pool):
     settings = G.GenerationSettings(max_new_tokens=2)
     rng = random.Random(5)
