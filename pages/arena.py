@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from llm_lab import capabilities
-from llm_lab.compare import arena, plots
+from llm_lab.compare import arena, plots, rating
 from llm_lab.generation import GenerationSettings
 from ui import backend
 from ui.common import header, permalink, plain, show_permalink, user_errors
@@ -41,22 +41,39 @@ with st.expander("Generation settings"):
     sampling = s2.toggle("Sample (instead of greedy)", key="a_sample")
     temp = s3.slider("Temperature", 0.05, 2.0, 0.8, 0.05, key="a_temp", disabled=not sampling)
 
+def answer_columns(prompt: str, names: dict | None = None) -> dict:
+    """The prompt, then a column per side headed "Model A" / "Model B" (with its name once revealed)."""
+    st.markdown(f"> {plain(prompt)}")
+    boxes = {}
+    for col, side in zip(st.columns(2), ("a", "b")):
+        col.markdown(f"#### Model {side.upper()}" + (f" — {plain(names[side])}" if names else ""))
+        boxes[side] = col.empty()
+    return boxes
+
+
 if st.button("New battle", icon=":material/casino:", type="primary", key="a_new", disabled=len(pool) < 2):
-    with user_errors(), st.spinner("Both models are answering…"):
+    with user_errors():
         settings = GenerationSettings(max_new_tokens=int(max_new), do_sample=sampling, temperature=temp,
                                       seed=None if sampling else 0)
-        st.session_state["a_battle"] = arena.new_battle(backend.actor(), pool, prompt, settings, creator=voter, loader=loader)["id"]
+        boxes, texts = answer_columns(prompt), {"a": "", "b": ""}
+        boxes["b"].caption("Waiting for model A…")
+        # each answer appears as it is generated (model A, then model B); the names stay hidden
+        for side, value in arena.battle_stream(backend.actor(), pool, prompt, settings, creator=voter, loader=loader):
+            if side == "battle":
+                st.session_state["a_battle"] = value["id"]
+            else:
+                texts[side] += value
+                boxes[side].code(texts[side], language=None, wrap_lines=True)
+        st.rerun()  # the stored battle, with the vote buttons
 
 battle_id = st.session_state.get("a_battle")
 if battle_id:
     with user_errors():
         battle = arena.get_battle(backend.actor(), battle_id)
         voted = battle["vote"] is not None
-        st.markdown(f"> {plain(battle['prompt'])}")
-        for col, side in zip(st.columns(2), ("a", "b")):
-            name = f" — {plain(battle['model_' + side])}" if voted else ""
-            col.markdown(f"#### Model {side.upper()}{name}")
-            col.code(battle["output_" + side] or "(empty answer)", language=None, wrap_lines=True)
+        boxes = answer_columns(battle["prompt"], {s: battle["model_" + s] for s in "ab"} if voted else None)
+        for side, box in boxes.items():
+            box.code(battle["output_" + side] or "(empty answer)", language=None, wrap_lines=True)
         if not voted:
             st.markdown("**Which answer is better?**")
             for col, (choice, label) in zip(st.columns(4), arena.VOTES.items()):
@@ -81,12 +98,13 @@ with user_errors():
         took = time.perf_counter() - t0
         frame = pd.DataFrame([{
             "rank": r["rank"], "model": r["model"], "rating": round(r["rating"]),
-            "95% CI": f"{r['ci_low'] - r['rating']:+.0f} / {r['ci_high'] - r['rating']:+.0f}",
+            "95% CI": rating.interval_text(r),
             "battles": r["battles"], "wins": r["wins"], "ties": r["ties"], "losses": r["losses"],
             "both bad": r["both_bad"], "win rate": f"{r['win_rate']:.0%}"} for r in board])
         st.dataframe(frame, hide_index=True, key="a_board")
         st.caption(f"{len(votes)} votes · Bradley–Terry ratings on the Elo scale (mean 1000), ties and "
-                   f"'both bad' count half a win each · 1000 bootstrap resamples · computed in {took * 1000:.0f} ms")
+                   f"'both bad' count half a win each · 1000 bootstrap resamples (a model's interval once it has "
+                   f"{rating.MIN_VOTES_FOR_INTERVAL} votes) · computed in {took * 1000:.0f} ms")
         battles = [(v["model_a"], v["model_b"], v["vote"]) for v in votes]
         t1, t2, t3 = st.tabs(["Ratings", "Win rates", "Battle counts"])
         t1.plotly_chart(plots.leaderboard(board), key="a_fig_board")

@@ -3,16 +3,20 @@ import streamlit as st
 
 from llm_lab.compare import diff, live, plots, runs, saved, tables
 from llm_lab.compare import jobs as compare_jobs
-from llm_lab.errors import failure_message
+from llm_lab.errors import LabError, failure_message
 from llm_lab.explain.links import attribution_link
 from llm_lab.generation import GenerationSettings
 from llm_lab import snapshots
 from ui import backend, job_panel, share
-from ui.common import cannot_run, header, local_link, permalink, plain, show_permalink, user_errors
+from ui.common import cannot_run, header, local_link, permalink, plain, preset, show_permalink, user_errors
 
 header(":material/compare: Compare", "Run two to four models on the same prompts or texts: outputs side by side, their numbers, "
        "word-level differences, and a table you can filter, sort, export and share by link.")
 MODES = {"generation": "Generation (causal LMs)", "classification": "Classification"}
+SOURCES = ["Type them", "Rows of a dataset"]
+# the generation settings' widgets: key -> (lowest, highest)
+LIMITS = {"c_max": (1, 2048), "c_rep": (0.5, 3.0), "c_seed": (0, 2**31 - 1), "c_temp": (0.05, 2.0),
+          "c_top_p": (0.05, 1.0), "c_top_k": (0, 5000)}
 
 
 def loader(name: str, head: str):
@@ -23,18 +27,39 @@ def settings_form() -> GenerationSettings:
     with st.expander("Generation settings (shared by all models)"):
         c = st.columns(4)
         decoding = c[0].radio("Decoding", ["greedy", "sampling"], horizontal=True, key="c_mode")
-        max_new = c[1].number_input("Max new tokens", 1, 2048, 32, key="c_max")
-        rep = c[2].number_input("Repetition penalty", 0.5, 3.0, 1.0, 0.05, key="c_rep", help="1 = none")
-        seed = c[3].number_input("Seed", 0, 2**31 - 1, 0, key="c_seed")
+        max_new = c[1].number_input("Max new tokens", *LIMITS["c_max"], 32, key="c_max")
+        rep = c[2].number_input("Repetition penalty", *LIMITS["c_rep"], 1.0, 0.05, key="c_rep", help="1 = none")
+        seed = c[3].number_input("Seed", *LIMITS["c_seed"], 0, key="c_seed")
         c = st.columns(4)
         greedy = decoding == "greedy"
-        temp = c[0].slider("Temperature", 0.05, 2.0, 0.8, 0.05, disabled=greedy, key="c_temp")
-        top_p = c[1].slider("Top-p", 0.05, 1.0, 0.95, 0.05, disabled=greedy, key="c_top_p")
-        top_k = c[2].number_input("Top-k (0 = off)", 0, 5000, 50, disabled=greedy, key="c_top_k")
+        temp = c[0].slider("Temperature", *LIMITS["c_temp"], 0.8, 0.05, disabled=greedy, key="c_temp")
+        top_p = c[1].slider("Top-p", *LIMITS["c_top_p"], 0.95, 0.05, disabled=greedy, key="c_top_p")
+        top_k = c[2].number_input("Top-k (0 = off)", *LIMITS["c_top_k"], 50, disabled=greedy, key="c_top_k")
         stops = c[3].text_input("Stop strings", "", key="c_stop", help="Separate with |; \\n is a newline.")
     return GenerationSettings(do_sample=not greedy, temperature=temp, top_p=top_p, top_k=int(top_k),
                               max_new_tokens=int(max_new), repetition_penalty=rep, seed=int(seed),
                               stop=live.parse_stops(stops))
+
+
+def prefill(comp: runs.Comparison) -> None:
+    """The form starts from the comparison opened: its mode, models, inputs and settings (once per
+    comparison; what the person changes afterwards stays)."""
+    form = runs.form(comp)
+    mode = form["mode"]
+    values = {"c_kind": mode, f"c_models_{mode}": form["models"]}
+    if form["dataset"]:
+        values.update(c_source=SOURCES[1], c_dataset=form["dataset"], c_split=form["split"] or "all",
+                      c_limit=int(form["limit"] or 32))
+    else:
+        values.update({"c_source": SOURCES[0], f"c_texts_{mode}": form["texts"], f"c_refs_{mode}": form["golds"]})
+    s = form["settings"]
+    if s:
+        fit = lambda key, v: type(LIMITS[key][0])(min(max(v, LIMITS[key][0]), LIMITS[key][1]))  # noqa: E731
+        values.update(c_mode="sampling" if s.do_sample else "greedy", c_max=fit("c_max", s.max_new_tokens),
+                      c_rep=fit("c_rep", s.repetition_penalty), c_seed=fit("c_seed", s.seed or 0),
+                      c_temp=fit("c_temp", s.temperature), c_top_p=fit("c_top_p", s.top_p),
+                      c_top_k=fit("c_top_k", s.top_k), c_stop=live.format_stops(s.stop))
+    preset("compare_form", comp.id, values)
 
 
 def stream_run(models: list[str], inputs: list[dict], settings: GenerationSettings) -> runs.Comparison:
@@ -86,12 +111,18 @@ def model_cards(comp: runs.Comparison) -> None:
                 col.warning("Its classification head is untrained (random): fine-tune it on the Train page.")
 
 
+def key(comp: runs.Comparison, name: str) -> str:
+    """A widget key of this comparison's view: another comparison gets new widgets, not this one's choices
+    (its inputs and models are other options; the browser would keep showing the old labels)."""
+    return f"{name}_{comp.id}"
+
+
 def results_table(comp: runs.Comparison) -> None:
     gen = comp.mode == "generation"
     f1, f2, f3 = st.columns([2, 1, 1])
-    search = f1.text_input("Show rows containing", key="c_search")
-    only = f2.toggle("Only disagreements", key="c_disagree", disabled=gen)
-    details = f3.toggle("Numbers per output", key="c_details", disabled=not gen)
+    search = f1.text_input("Show rows containing", key=key(comp, "c_search"))
+    only = f2.toggle("Only disagreements", key=key(comp, "c_disagree"), disabled=gen)
+    details = f3.toggle("Numbers per output", key=key(comp, "c_details"), disabled=not gen)
     frame = tables.filter_rows(tables.table(comp, details), search, only)
     config = {}
     if not gen:
@@ -101,7 +132,7 @@ def results_table(comp: runs.Comparison) -> None:
                 frame[f"{m} · explain"] = [local_link(attribution_link(m, t, src.get("dataset"), i))
                                            for t, i in zip(frame["input"], frame["id"])]
                 config[f"{m} · explain"] = st.column_config.LinkColumn(display_text="attributions ↗")
-    st.dataframe(tables.highlight_disagreements(frame), hide_index=True, column_config=config, key="c_table")
+    st.dataframe(tables.highlight_disagreements(frame), hide_index=True, column_config=config, key=key(comp, "c_table"))
     st.caption(f"{len(frame)} of {len(comp.inputs)} rows" + ("" if gen else "; rows where the models disagree "
                "are tinted") + ". Click a column header to sort.")
     d1, d2, d3, _ = st.columns([1, 1, 1, 3])
@@ -113,7 +144,7 @@ def results_table(comp: runs.Comparison) -> None:
 def one_input(comp: runs.Comparison) -> None:
     inputs, models = comp.inputs, comp.models
     ok = [m for m in models if not comp.outputs[m].error]
-    i = st.selectbox("Look at one input", range(len(inputs)), key="c_row",
+    i = st.selectbox("Look at one input", range(len(inputs)), key=key(comp, "c_row"),
                      format_func=lambda k: f"{inputs[k]['id']}: {inputs[k]['text'][:90]}")
     st.markdown(f"> {plain(inputs[i]['text'])}")
     if inputs[i].get("reference") or inputs[i].get("label"):
@@ -139,8 +170,8 @@ def one_input(comp: runs.Comparison) -> None:
     if len(ok) >= 2:
         st.markdown("**Word-level differences**")
         a1, a2 = st.columns(2)
-        ma = a1.selectbox("From", ok, index=0, key="c_diff_a")
-        mb = a2.selectbox("To", ok, index=1, key="c_diff_b")
+        ma = a1.selectbox("From", ok, index=0, key=key(comp, "c_diff_a"))
+        mb = a2.selectbox("To", ok, index=1, key=key(comp, "c_diff_b"))
         ta, tb = comp.outputs[ma].rows[i]["text"], comp.outputs[mb].rows[i]["text"]
         left, right = diff.side_by_side_html(ta, tb)
         a1.html(diff.STYLE + left)
@@ -164,12 +195,22 @@ def show(comp: runs.Comparison) -> None:
         agree = comp.agreement
         st.metric("all models agree on", f"{agree.rate:.0%} of the inputs")
         b1, b2 = st.columns(2)
-        ma = b1.selectbox("Rows: model", ok, index=0, key="c_conf_a")
-        mb = b2.selectbox("Columns: model", ok, index=1, key="c_conf_b")
+        ma = b1.selectbox("Rows: model", ok, index=0, key=key(comp, "c_conf_a"))
+        mb = b2.selectbox("Columns: model", ok, index=1, key=key(comp, "c_conf_b"))
         st.plotly_chart(plots.confusion_between(runs.confusion_between(comp, ma, mb)), key="c_conf")
     results_table(comp)
     one_input(comp)
 
+
+# ---------------------------------------------------------------- the comparison opened (?comparison=ID)
+cid = st.query_params.get("comparison")
+opened = None
+if cid:
+    try:
+        opened = saved.get(backend.actor(), cid)
+        prefill(opened)  # before the form's widgets are drawn
+    except LabError as exc:  # shown where the comparison would be
+        opened = exc
 
 # ---------------------------------------------------------------- new comparison
 with user_errors():
@@ -182,9 +223,9 @@ with user_errors():
                 "or a Hub id), fine-tune one on the Train page, or type a folder path below.")
     models = st.multiselect("Models (two to four)", names, default=names[:2], max_selections=4, key=f"c_models_{mode}",
                             accept_new_options=True)
-    source = st.radio("Inputs", ["Type them", "Rows of a dataset"], horizontal=True, key="c_source")
+    source = st.radio("Inputs", SOURCES, horizontal=True, key="c_source")
     settings = settings_form() if gen else None
-    if source == "Type them":
+    if source == SOURCES[0]:
         t1, t2 = st.columns(2)
         example = "def fibonacci(n):\nThe built-in function len()" if gen else "I loved it\nBroke after one day"
         texts = t1.text_area("One prompt per line" if gen else "One text per line", example, key=f"c_texts_{mode}")
@@ -235,7 +276,8 @@ with st.expander("Saved comparisons"):
     for r in rows[:30]:
         st.markdown(f"[{plain(r['title'])}]({permalink('pages/compare.py', comparison=r['id'])}) · `{r['id']}`")
 
-cid = st.query_params.get("comparison")
-if cid:
+if opened is not None:
     with user_errors():
-        show(saved.get(backend.actor(), cid))
+        if isinstance(opened, LabError):
+            raise opened
+        show(opened)

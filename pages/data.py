@@ -9,7 +9,7 @@ import streamlit as st
 
 from llm_lab import data, data_plots
 from ui import backend
-from ui.common import header, permalink, plain, show_permalink, url_choice, user_errors
+from ui.common import header, keep_valid, permalink, plain, show_permalink, url_choice, user_errors
 
 header(":material/table_chart: Datasets", "Upload a table, tell LLM Lab which column is the text and which the label, clean it, split "
        "it, and save it. Every dataset is stored with a content hash, its column mapping and its cleaning recipe.")
@@ -154,8 +154,7 @@ with user_errors():
             st.warning(f"No dataset {plain(repr(wanted))} here: it was deleted, or it is in a workspace you "
                        "cannot see.", icon=":material/link_off:")
         url_choice("dataset", "ds_pick", names)  # a permalink (?dataset=NAME) opens that dataset
-        if st.session_state.get("ds_pick") not in names:
-            st.session_state.pop("ds_pick", None)
+        keep_valid("ds_pick", names)  # a deleted dataset's name is not left in the browser's box
         pick = st.selectbox("Look at", names, key="ds_pick")
         info = next(d for d in sets if d.name == pick)
         if wanted is not None and wanted in names and wanted != info.name:

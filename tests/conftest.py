@@ -195,3 +195,36 @@ def wait_for(predicate, timeout: float = 180):
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout} s")
+
+
+class BrowserLabels:
+    """What a browser shows in select boxes across AppTest runs (AppTest itself reads values on the server).
+
+    The browser keeps its own label for a widget id it has drawn before, unless the server sends a value
+    (`set_value`); a widget id it has not seen starts at its default. A key that outlives its options keeps
+    the id, so the browser keeps showing a label of the old options (a deleted dataset, another comparison's
+    prompt) while the server uses something else."""
+
+    def __init__(self):
+        self.labels = {}
+
+    def see(self, at, widget) -> str | None:
+        """The label shown for `widget`, a select box of `at`'s latest run (the browser forgets the widgets
+        a run did not draw)."""
+        drawn = {w.id for w in at.selectbox}
+        self.labels = {k: v for k, v in self.labels.items() if k in drawn}
+        p = widget.proto
+        if p.set_value:
+            label = p.raw_value
+        elif widget.id in self.labels:
+            label = self.labels[widget.id]
+        else:
+            label = p.options[p.default] if p.HasField("default") and p.options else None
+        self.labels[widget.id] = label
+        return label
+
+    def choose(self, widget, value):
+        """The person picks `value` (AppTest sends its label on the next run, as the browser does)."""
+        widget.set_value(value)
+        self.labels[widget.id] = widget.options[widget.index]
+        return widget

@@ -90,6 +90,32 @@ def test_bootstrap_and_leaderboard():
     assert counts.sum() == 2 * len(battles)
 
 
+def test_too_few_votes_give_no_interval():
+    """One vote used to give an interval of "+0 / +0" (every resample is that one vote): below
+    MIN_VOTES_FOR_INTERVAL a model's interval is None, shown as "not enough votes", and it ranks first
+    with everyone else it cannot be told apart from."""
+    need = rating.MIN_VOTES_FOR_INTERVAL
+    assert need > 1
+    one = rating.leaderboard([("A", "B", "a")], rounds=200)
+    assert [(r["model"], r["ci_low"], r["ci_high"], r["rank"]) for r in one] == [("A", None, None, 1), ("B", None, None, 1)]
+    assert one[0]["rating"] > one[1]["rating"]  # the rating itself is still given
+    assert {rating.interval_text(r) for r in one} == {"not enough votes"}
+    # A plays `need` battles (3 of them with C), B and C fewer: only A gets an interval, and it is the
+    # percentile interval of the bootstrap ratings
+    battles = [("A", "B", "a"), ("B", "A", "a"), ("A", "B", "tie")] * ((need - 3) // 3 + 1)
+    battles = battles[:need - 3] + [("A", "C", "a"), ("C", "A", "a"), ("A", "C", "b")]
+    board = {r["model"]: r for r in rating.leaderboard(battles, rounds=300, seed=4)}
+    assert [board[m]["battles"] for m in "ABC"] == [need, need - 3, 3]
+    models, samples = rating.bootstrap(battles, sorted("ABC"), rounds=300, seed=4)
+    lo, hi = np.quantile(samples[:, models.index("A")], [0.025, 0.975])
+    assert (board["A"]["ci_low"], board["A"]["ci_high"]) == pytest.approx((lo, hi))
+    assert board["A"]["ci_low"] < board["A"]["rating"] < board["A"]["ci_high"]
+    assert rating.interval_text(board["A"]) == f"{lo - board['A']['rating']:+.0f} / {hi - board['A']['rating']:+.0f}"
+    assert board["B"]["ci_low"] is None and board["C"]["ci_high"] is None
+    assert all(r["rank"] == 1 for r in board.values())
+    assert rating.has_interval(need) and not rating.has_interval(need - 1)
+
+
 def test_bootstrap_resample_is_a_real_resample():
     """The multinomial-count bootstrap fits exactly what refitting a resampled battle list gives."""
     battles = _random_battles(300, seed=3)
@@ -139,6 +165,38 @@ def test_battle_vote_once(pool):
         arena.vote(LOCAL, "missing", "a", "anon-1")
     with pytest.raises(LabError, match="empty"):
         arena.new_battle(LOCAL, pool, "   ", settings)
+
+
+@pytest.fixture(scope="module")
+def gpt_b(tiny_gpt2, tmp_path_factory):
+    """The tiny GPT-2 with other weights (a model that answers differently)."""
+    from transformers import GPT2LMHeadModel
+
+    from tests.test_compare import _perturbed
+
+    return _perturbed(tiny_gpt2, tmp_path_factory.mktemp("m") / "gpt-b", GPT2LMHeadModel)
+
+
+def test_battle_stream_yields_each_answer_as_it_is_generated(tiny_gpt2, gpt_b):
+    """The Arena page shows the answers as they come: model A's pieces, then model B's, then the stored
+    battle; each side's pieces join into the answer a non-streamed greedy run gives."""
+    from llm_lab.registry import ModelEntry
+
+    registry.register(LOCAL, ModelEntry("stream-x", "local", str(tiny_gpt2), "causal-lm"))
+    registry.register(LOCAL, ModelEntry("stream-y", "local", str(gpt_b), "causal-lm"))
+    settings, prompt = G.GenerationSettings(max_new_tokens=12), "The built-in function"
+    events = list(arena.battle_stream(LOCAL, ["stream-x", "stream-y"], prompt, settings, rng=random.Random(2)))
+    kinds = [kind for kind, _ in events]
+    assert kinds[-1] == "battle" and kinds[:-1] == sorted(kinds[:-1]) and set(kinds[:-1]) == {"a", "b"}
+    battle = events[-1][1]
+    stored = arena.get_battle(LOCAL, battle["id"])
+    for side in "ab":
+        pieces = [value for kind, value in events if kind == side]
+        assert len(pieces) > 1 and all(isinstance(p, str) for p in pieces)  # in pieces, as generated
+        direct = G.generate(registry.load(LOCAL, battle["model_" + side], head="causal-lm"), [prompt], settings)[0]
+        assert "".join(pieces) == direct.text == battle["output_" + side] == stored["output_" + side]
+        assert stored["stats"][side]["new_tokens"] == direct.new_tokens
+    assert battle["output_a"] != battle["output_b"]  # two different models answered
 
 
 def test_leaderboard_from_votes(pool):

@@ -1,6 +1,9 @@
 """Compare: word diff, comparison runs (generation / classification), metrics, saving, exports, the job."""
+import html
 import io
 import json
+import re
+from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
@@ -231,6 +234,66 @@ def test_html_export_has_diffs(tiny_gpt2, gpt_b):
                     G.GenerationSettings(max_new_tokens=5))
     page = tables.to_html(comp).decode()
     assert page.count('class="llm-diff"') == 2
+
+
+class _Tables(HTMLParser):
+    """The tables of an HTML page: [table][row][cell] -> the cell's text, entities resolved."""
+
+    def __init__(self, page: str):
+        super().__init__(convert_charrefs=True)
+        self.tables, self.cell = [], None
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self.cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append(self.cell)
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+
+def test_html_export_is_a_readable_page(tiny_gpt2, gpt_b):
+    """The HTML export was the JSON with 16-digit floats: now a page with the models and their numbers, the
+    settings, and inputs x models, numbers rounded, every user or model text escaped."""
+    evil = '<img src=x onerror=alert(1)> & "def foo(x):"'
+    models = [str(tiny_gpt2), str(gpt_b)]
+    settings = G.GenerationSettings(max_new_tokens=6, stop=["<END>"])
+    comp = runs.run(LOCAL, "generation", models, runs.make_inputs([evil, PROMPTS[1]], references=["<b>ref</b>", None]),
+                    settings)
+    saved.save(LOCAL, comp, title="<script>x</script> run")
+    page = tables.to_html(comp).decode()
+    assert "<img" not in page and "<b>ref" not in page and "<script>" not in page  # escaped, never markup
+    assert html.escape(evil) in page and "&lt;b&gt;ref&lt;/b&gt;" in page and "&lt;script&gt;x" in page
+    assert not re.search(r"\d\.\d{7,}", page)  # no float with more than 6 decimals anywhere
+    found = _Tables(page).tables
+    model_table, settings_table, outputs = found[0], found[1], found[2]
+    assert [row[0] for row in model_table[1:]] == models  # the model names, as they are
+    heads = model_table[0]
+    for m, row in zip(models, model_table[1:]):
+        cells = dict(zip(heads, row))
+        s = comp.summary[m]
+        assert cells["tokens / s"] == f"{s['tokens_per_s']:.4g}" and cells["BLEU"] == f"{s['bleu']:.4g}"
+        assert float(cells["mean log-prob"]) == pytest.approx(s["mean_logprob"], rel=1e-3)  # 4 significant digits
+        assert cells["new tokens"] == str(s["new_tokens"]) and cells["device"] == "cpu"
+    assert dict(settings_table)["max new tokens"] == "6" and dict(settings_table)["decoding"] == "greedy"
+    assert dict(settings_table)["stop strings"] == "'<END>'"
+    assert outputs[0] == ["#", "input", "reference", *models]
+    first = outputs[1]
+    assert first[1] == evil and first[2] == "<b>ref</b>"  # the user's text, shown as text
+    for k, m in enumerate(models):
+        row = comp.outputs[m].rows[0]
+        assert first[3 + k].startswith(row["text"] or "(empty)") and f"{row['new_tokens']} tokens" in first[3 + k]
+    assert len(outputs) == 1 + 2 * 2  # two inputs, each followed by the word diff of the two models
 
 
 def test_dataset_job(tiny_gpt2, gpt_b):

@@ -3,9 +3,10 @@ import pytest
 
 from llm_lab.access import LOCAL
 from llm_lab import registry
-from llm_lab.compare import arena, saved
+from llm_lab.compare import arena, runs, saved
+from llm_lab.generation import GenerationSettings
 from llm_lab.registry import ModelEntry
-from tests.conftest import app_test, no_exceptions
+from tests.conftest import BrowserLabels, app_test, no_exceptions
 
 
 @pytest.fixture
@@ -42,6 +43,96 @@ def test_compare_typed_generation(models):
     assert "bleu" in comp.outputs["page-lm-a"].rows[0]
     assert at.dataframe and "Word-level differences" in _texts(at)
     assert "100% of the words in common" in _texts(at)  # same weights under two names: same outputs
+
+
+def _look_at(at):
+    return next(s for s in at.selectbox if s.label == "Look at one input")
+
+
+def _quoted(at) -> list[str]:
+    return [m.value[2:] for m in at.markdown if m.value.startswith("> ")]
+
+
+def _cid(at) -> str:
+    cid = at.query_params["comparison"]
+    return cid[0] if isinstance(cid, list) else cid
+
+
+def test_look_at_one_input_follows_the_comparison_shown(models):
+    """Running or opening another comparison in the same session: the "Look at one input" box the browser
+    shows lists that comparison's inputs, at its first row (its key once outlived the comparison: the browser
+    kept the old prompt as its label while the page quoted a row of the new one)."""
+    browser = BrowserLabels()
+    at = app_test("pages/compare.py").run()
+    at.multiselect(key="c_models_generation").set_value(["page-lm-a", "page-lm-b"])
+    at.number_input(key="c_max").set_value(2)
+    at.text_area(key="c_texts_generation").set_value("alpha one\nalpha two\nalpha three")
+    at.button(key="c_run").click().run()
+    no_exceptions(at)
+    first = _cid(at)
+    assert browser.see(at, _look_at(at)) == "1: alpha one"
+    browser.choose(_look_at(at), 2).run()
+    assert browser.see(at, _look_at(at)) == "3: alpha three" and _quoted(at) == ["alpha three"]
+
+    at.text_area(key="c_texts_generation").set_value("beta one\nbeta two\nbeta three")
+    at.button(key="c_run").click().run()  # another comparison, the same length
+    no_exceptions(at)
+    assert _cid(at) != first
+    box = _look_at(at)
+    assert box.options == ["1: beta one", "2: beta two", "3: beta three"]
+    assert browser.see(at, box) == box.options[box.index] == "1: beta one" and _quoted(at) == ["beta one"]
+
+    browser.choose(box, 1).run()
+    at.query_params["comparison"] = first  # opened again (the job panel's "Show the results" does this)
+    at.run()
+    no_exceptions(at)
+    box = _look_at(at)
+    assert browser.see(at, box) == box.options[box.index] == "1: alpha one" and _quoted(at) == ["alpha one"]
+
+
+def test_reopened_comparison_fills_the_form_with_its_inputs_and_settings(models):
+    """A saved comparison opened by its link starts the form from its mode, models, inputs and settings,
+    once: what the person changes afterwards stays."""
+    settings = GenerationSettings(do_sample=True, temperature=0.7, top_p=0.9, top_k=20, max_new_tokens=3,
+                                  repetition_penalty=1.3, seed=7, stop=["\n", "##"])
+    comp = runs.run(LOCAL, "generation", ["page-lm-b", "page-lm-a"],
+                    runs.make_inputs(["gamma one", "gamma two"], references=["ref one", ""]), settings)
+    cid = saved.save(LOCAL, comp)
+    at = app_test("pages/compare.py")
+    at.query_params["comparison"] = cid
+    at.run()
+    no_exceptions(at)
+    assert at.radio(key="c_kind").value == "generation" and at.radio(key="c_source").value == "Type them"
+    assert at.multiselect(key="c_models_generation").value == ["page-lm-b", "page-lm-a"]
+    assert at.text_area(key="c_texts_generation").value == "gamma one\ngamma two"
+    assert at.text_area(key="c_refs_generation").value == "ref one"
+    assert at.radio(key="c_mode").value == "sampling"
+    assert (at.number_input(key="c_max").value, at.number_input(key="c_rep").value, at.number_input(key="c_seed").value,
+            at.number_input(key="c_top_k").value) == (3, 1.3, 7, 20)
+    assert (at.slider(key="c_temp").value, at.slider(key="c_top_p").value) == (0.7, 0.9)
+    assert at.text_input(key="c_stop").value == "\\n|##"
+    at.number_input(key="c_max").set_value(5).run()
+    at.run()
+    assert at.number_input(key="c_max").value == 5  # filled once per comparison, not on every rerun
+
+    clf = runs.run(LOCAL, "classification", ["page-clf-b", "page-clf-a"],
+                   runs.make_inputs(["nice one", "bad one"], labels=["positive", "negative"]))
+    at.query_params["comparison"] = saved.save(LOCAL, clf)
+    at.run()
+    no_exceptions(at)
+    assert at.radio(key="c_kind").value == "classification"
+    assert at.multiselect(key="c_models_classification").value == ["page-clf-b", "page-clf-a"]
+    assert at.text_area(key="c_texts_classification").value == "nice one\nbad one"
+    assert at.text_area(key="c_refs_classification").value == "positive\nnegative"
+
+    sample = runs.run(LOCAL, "classification", ["page-clf-a", "page-clf-b"], runs.make_inputs(["x"]),
+                      source={"type": "dataset", "dataset": "demo-reviews", "split": "test", "limit": 7})
+    at.query_params["comparison"] = saved.save(LOCAL, sample)
+    at.run()
+    no_exceptions(at)
+    assert at.radio(key="c_source").value == "Rows of a dataset"
+    assert (at.selectbox(key="c_dataset").value, at.selectbox(key="c_split").value,
+            at.number_input(key="c_limit").value) == ("demo-reviews", "test", 7)
 
 
 def test_switching_kind_offers_that_kinds_models_and_examples(models):
@@ -116,5 +207,6 @@ def test_arena_battle_vote_and_leaderboard(models):
     assert len(votes) == 1 and votes[0]["vote"] == "tie" and votes[0]["voter"].startswith("anon-")
     board = at.dataframe[0].value
     assert set(board["model"]) == {"page-lm-a", "page-lm-b"} and (board["rating"] == 1000).all()
+    assert list(board["95% CI"]) == ["not enough votes"] * 2  # one vote: no interval (it was "+0 / +0")
     assert len(at.get("plotly_chart")) >= 1
     assert not [b for b in at.button if b.key and b.key.startswith("a_vote_")]  # no second vote offered

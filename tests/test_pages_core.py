@@ -8,7 +8,7 @@ import pytest
 
 from llm_lab.access import LOCAL
 from llm_lab import data, predict, registry
-from tests.conftest import app_test, no_exceptions
+from tests.conftest import BrowserLabels, app_test, no_exceptions
 
 BAD = Path(__file__).parent / "bad_files"
 DEMO = Path(data.__file__).parent / "demo_data"
@@ -114,6 +114,25 @@ def test_datasets_delete_needs_confirmation():
     no_exceptions(at)
     assert "to-delete" not in [d.name for d in data.list_datasets(LOCAL)]
     assert not data.dataset_dir("to-delete").exists()
+
+
+def test_datasets_look_at_forgets_a_deleted_dataset():
+    """After a delete, the "Look at" box the browser shows names a dataset that exists: the one whose rows
+    are shown (the page once dropped the stale value on the server only, and the browser kept the label)."""
+    data.import_dataset(LOCAL, "to-delete", "t.csv", b"text,label\na,x\nb,y\nc,x\nd,y\n")
+    browser = BrowserLabels()
+    at = _open("pages/data.py")
+    browser.see(at, at.selectbox(key="ds_pick"))
+    browser.choose(at.selectbox(key="ds_pick"), "to-delete").run()
+    assert browser.see(at, at.selectbox(key="ds_pick")) == "to-delete"
+    at.checkbox(key="ds_sure_to-delete").check().run()
+    at.button(key="ds_delete_to-delete").click().run()
+    no_exceptions(at)
+    pick = at.selectbox(key="ds_pick")
+    names = [d.name for d in data.list_datasets(LOCAL)]
+    assert "to-delete" not in names and pick.options == names
+    assert browser.see(at, pick) == pick.value == names[0]
+    assert f"/datasets?dataset={names[0]}" in " ".join(c.value for c in at.code)  # what is shown is that one
 
 
 def test_models_minilm_card_and_embedding():

@@ -139,6 +139,28 @@ def url_choice(param: str, widget_key: str, allowed=None, convert=str):
     return value
 
 
+def preset(name: str, token, values: dict) -> bool:
+    """Set widgets' values ({key: value}) before the widgets are drawn, once per `token` (e.g. the id of the
+    result a page opened): the widgets start from them, and what the person changes afterwards stays.
+    Returns whether they were set on this run."""
+    applied = st.session_state.setdefault("_preset_applied", {})
+    if token is None or applied.get(name) == token:
+        return False
+    applied[name] = token
+    for key, value in values.items():
+        st.session_state[key] = value
+    return True
+
+
+def keep_valid(key: str, options: list, default=None) -> None:
+    """Call before the select box `key` over `options` is drawn: a value it holds that is no longer an option
+    (a deleted dataset) becomes `default` (when it is one, else the first option). The value is *set*, so the
+    browser is sent it; dropping it (`del st.session_state[key]`) resets it on the server only, and the
+    browser, which keeps its own value of a widget it has drawn before, goes on showing the old label."""
+    if key in st.session_state and st.session_state[key] not in options:
+        st.session_state[key] = default if default in options else (options[0] if options else None)
+
+
 def cannot_run() -> str | None:
     """Why this user may not start work on the server (jobs, comparisons), or None when they may. Pages disable
     their start buttons with it; the backend refuses anyway."""

@@ -68,11 +68,14 @@ def draw_pair(pool: list[str], rng: random.Random | None = None) -> tuple[str, s
     return a, b
 
 
-def new_battle(actor: Actor, pool: list[str], prompt: str, settings=None, creator: str = "", rng=None,
-               loader=None) -> dict:
-    """Draw two models, let both answer `prompt`, store the battle and return it (names included:
-    the page must not show them before the vote)."""
-    from ..generation import GenerationSettings, check_prompts, generate
+def battle_stream(actor: Actor, pool: list[str], prompt: str, settings=None, creator: str = "", rng=None,
+                  loader=None):
+    """Draw two models and let both answer `prompt`, yielding the answers as they are generated: ("a", text
+    piece)… for model A, then ("b", text piece)… for model B (`generation.stream`: the model runs in a thread,
+    a `TextIteratorStreamer` hands over its text), and last ("battle", the battle as stored). The battle names
+    the models: the page must not show them before the vote. A side that cannot answer raises ArenaError
+    without naming its model, and nothing is stored."""
+    from ..generation import GenerationResult, GenerationSettings, check_prompts, stream
     from ..registry import load
 
     actor.require("vote", "start arena battles")  # a battle is how a viewer gets something to vote on
@@ -83,7 +86,11 @@ def new_battle(actor: Actor, pool: list[str], prompt: str, settings=None, creato
     outputs, stats = {}, {}
     for side, name in (("a", model_a), ("b", model_b)):
         try:
-            res = generate(loader(name, caps.GENERATE.head), [prompt], settings)[0]
+            for piece in stream(loader(name, caps.GENERATE.head), prompt, settings):
+                if isinstance(piece, GenerationResult):
+                    res = piece
+                else:
+                    yield side, piece
         except LabError as exc:  # the names stay hidden: say which side failed
             reason = str(exc).replace(name, f"model {side.upper()}")  # the reason must not name the model
             raise ArenaError(f"Model {side.upper()} could not answer, so this battle was dropped "
@@ -97,7 +104,17 @@ def new_battle(actor: Actor, pool: list[str], prompt: str, settings=None, creato
         id=battle["id"], created_at=battle["created_at"], pool=store.to_json(battle["pool"]), model_a=model_a,
         model_b=model_b, prompt=prompt, output_a=outputs["a"], output_b=outputs["b"], stats=store.to_json(stats),
         settings=store.to_json(battle["settings"]), creator=battle["creator"]), action="vote")
-    return battle
+    yield "battle", battle
+
+
+def new_battle(actor: Actor, pool: list[str], prompt: str, settings=None, creator: str = "", rng=None,
+               loader=None) -> dict:
+    """Draw two models, let both answer `prompt`, store the battle and return it (names included:
+    the page must not show them before the vote). `battle_stream` gives the answers as they come."""
+    for event, value in battle_stream(actor, pool, prompt, settings, creator, rng, loader):
+        if event == "battle":
+            return value
+    raise AssertionError("battle_stream ends with the battle")
 
 
 def get_battle(actor: Actor, battle_id: str) -> dict:

@@ -107,7 +107,7 @@ def compare_show(args) -> int:
 
 
 def arena_leaderboard(args) -> int:
-    from . import arena
+    from . import arena, rating
 
     board = arena.leaderboard(args.actor, rounds=args.rounds)
     if args.json:
@@ -115,7 +115,6 @@ def arena_leaderboard(args) -> int:
     elif not board:
         print("No arena votes yet.")
     else:
-        print(table([{k: (round(v) if k in ("rating", "ci_low", "ci_high") else v) for k, v in r.items()}
-                      for r in board], ["rank", "model", "rating", "ci_low", "ci_high", "battles", "wins", "ties",
-                                        "losses", "both_bad"]))
+        print(table([dict(r, rating=round(r["rating"]), **{"95% CI": rating.interval_text(r)}) for r in board],
+                    ["rank", "model", "rating", "95% CI", "battles", "wins", "ties", "losses", "both_bad"]))
     return 0

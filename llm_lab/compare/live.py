@@ -41,3 +41,8 @@ def collect(models: list[str], inputs: list[dict], results: dict, errors: dict, 
 def parse_stops(text: str) -> list[str]:
     """Stop strings typed in one box, separated by `|`; `\\n` and `\\t` stand for newline and tab."""
     return [s.replace("\\n", "\n").replace("\\t", "\t") for s in (text or "").split("|") if s]
+
+
+def format_stops(stops: list[str]) -> str:
+    """The text of the stop-strings box that `parse_stops` reads back as `stops`."""
+    return "|".join(s.replace("\n", "\\n").replace("\t", "\\t") for s in stops or [])

@@ -17,14 +17,16 @@ def leaderboard(rows: list[dict]) -> go.Figure:
     import plotly.graph_objects as go
 
     rows = sorted(rows, key=lambda r: r["rating"])
+    known = [r["ci_low"] is not None and r["ci_high"] is not None for r in rows]
+    interval = [f"95% CI {r['ci_low']:.0f}–{r['ci_high']:.0f}" if k else "95% CI: not enough votes"
+                for r, k in zip(rows, known)]
     fig = go.Figure(go.Scatter(
         x=[r["rating"] for r in rows], y=[r["model"] for r in rows], mode="markers",
-        marker=dict(size=11, color=COLORS[0]),
-        error_x=dict(type="data", symmetric=False, array=[r["ci_high"] - r["rating"] for r in rows],
-                     arrayminus=[r["rating"] - r["ci_low"] for r in rows]),
-        customdata=[[r["battles"], r["ci_low"], r["ci_high"]] for r in rows],
-        hovertemplate="%{y}: %{x:.0f} (95%% CI %{customdata[1]:.0f}–%{customdata[2]:.0f}), "
-                      "%{customdata[0]} battles<extra></extra>"))
+        marker=dict(size=11, color=COLORS[0], symbol=["circle" if k else "circle-open" for k in known]),
+        error_x=dict(type="data", symmetric=False, array=[r["ci_high"] - r["rating"] if k else 0 for r, k in zip(rows, known)],
+                     arrayminus=[r["rating"] - r["ci_low"] if k else 0 for r, k in zip(rows, known)]),
+        customdata=[[r["battles"], text] for r, text in zip(rows, interval)],
+        hovertemplate="%{y}: %{x:.0f} (%{customdata[1]}), %{customdata[0]} battles<extra></extra>"))
     fig.update_xaxes(title="Bradley–Terry rating (Elo scale)")
     return layout(fig, "Ratings with 95% bootstrap intervals", 120 + 40 * len(rows))
 

@@ -17,6 +17,11 @@ import numpy as np
 SCALE = 400.0 / math.log(10.0)  # natural-log strength -> Elo points
 BASE_RATING = 1000.0
 OUTCOMES = ("a", "b", "tie", "both_bad")
+# Votes a model needs (battles it took part in) before its bootstrap interval is given. With fewer, the
+# resamples repeat the same few outcomes: one vote gives the same fit in every resample, an interval of
+# "+0 / +0" that claims a certainty no one has. Below it the leaderboard says "not enough votes"
+# (ci_low and ci_high are None).
+MIN_VOTES_FOR_INTERVAL = 10
 
 
 def encode(battles, models: list[str] | None = None):
@@ -103,8 +108,22 @@ def bootstrap(battles, models=None, rounds: int = 1000, seed: int = 0, l2: float
     return models, to_elo(fit_strengths(W, l2=l2))
 
 
+def has_interval(battles: int) -> bool:
+    """Whether a model with this many votes gets a bootstrap interval (`MIN_VOTES_FOR_INTERVAL`)."""
+    return battles >= MIN_VOTES_FOR_INTERVAL
+
+
+def interval_text(row: dict) -> str:
+    """A leaderboard row's 95% interval as offsets from its rating ("-35 / +41"), or "not enough votes"."""
+    if row["ci_low"] is None or row["ci_high"] is None:
+        return "not enough votes"
+    return f"{row['ci_low'] - row['rating']:+.0f} / {row['ci_high'] - row['rating']:+.0f}"
+
+
 def leaderboard(battles, rounds: int = 1000, seed: int = 0, l2: float = 1.0, ci: float = 0.95) -> list[dict]:
-    """Rows sorted by rating: model, rating, ci_low, ci_high, battles, wins, ties, losses, win_rate, rank."""
+    """Rows sorted by rating: model, rating, ci_low, ci_high, battles, wins, ties, losses, win_rate, rank.
+
+    A model with fewer than `MIN_VOTES_FOR_INTERVAL` votes has ci_low = ci_high = None (not enough votes)."""
     battles = [tuple(b) for b in battles]
     models, a, b, s = encode(battles)
     if not models:
@@ -116,14 +135,20 @@ def leaderboard(battles, rounds: int = 1000, seed: int = 0, l2: float = 1.0, ci:
     games = np.bincount(a, minlength=m) + np.bincount(b, minlength=m)
     wins = np.bincount(a, weights=(s == 1), minlength=m) + np.bincount(b, weights=(s == 0), minlength=m)
     ties = np.bincount(a, weights=(s == 0.5), minlength=m) + np.bincount(b, weights=(s == 0.5), minlength=m)
-    rows = [{"model": models[i], "rating": float(rating[i]), "ci_low": float(lo[i]), "ci_high": float(hi[i]),
+    known = [has_interval(int(g)) for g in games]
+    rows = [{"model": models[i], "rating": float(rating[i]),
+             "ci_low": float(lo[i]) if known[i] else None, "ci_high": float(hi[i]) if known[i] else None,
              "battles": int(games[i]), "wins": int(wins[i]), "ties": int(ties[i]),
              "losses": int(games[i] - wins[i] - ties[i]),
              "win_rate": float((wins[i] + 0.5 * ties[i]) / games[i]) if games[i] else 0.0} for i in range(m)]
     rows.sort(key=lambda r: -r["rating"])
-    # rank as Chatbot Arena does: 1 + number of models whose lower bound beats this one's upper bound
+    # rank as Chatbot Arena does: 1 + number of models whose lower bound beats this one's upper bound (a
+    # model without an interval is beaten by no one and beats no one: its rating could be anything)
     for r in rows:
-        r["rank"] = 1 + sum(o["ci_low"] > r["ci_high"] for o in rows)
+        if r["ci_high"] is not None:
+            r["rank"] = 1 + sum(o["ci_low"] is not None and o["ci_low"] > r["ci_high"] for o in rows)
+        else:
+            r["rank"] = 1
     return rows
 
 

@@ -105,6 +105,23 @@ class Comparison:
         return cls(**known, extra={k: v for k, v in values.items() if k not in names})
 
 
+def form(comparison: Comparison) -> dict:
+    """What a new comparison like this one starts from (the Compare page's form, when it is reopened): its
+    mode and models, its dataset sample (`dataset`, `split`, `limit`) or its typed inputs (`texts`, one per
+    line) with their references or gold labels (`golds`, line k for input k), and its generation settings."""
+    from ..generation import GenerationSettings
+
+    src = comparison.source or {}
+    gen = comparison.mode == "generation"
+    golds = [str(row.get("reference" if gen else "label") or "") for row in comparison.inputs]
+    typed = not src.get("dataset")
+    return {"mode": comparison.mode, "models": list(comparison.models),
+            "dataset": src.get("dataset"), "split": src.get("split"), "limit": src.get("limit"),
+            "texts": "\n".join(row["text"] for row in comparison.inputs) if typed else None,
+            "golds": "\n".join(golds).rstrip("\n") if typed else None,
+            "settings": GenerationSettings.from_dict(comparison.settings) if gen else None}
+
+
 def check_models(models: list[str]) -> list[str]:
     models = list(dict.fromkeys(m.strip() for m in models if m and m.strip()))
     if not 2 <= len(models) <= MAX_MODELS:

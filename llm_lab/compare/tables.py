@@ -1,6 +1,8 @@
 """The results table (one row per input, one column per model), filters, and exports."""
 import html
 import json
+import math
+import time
 
 import pandas as pd
 
@@ -56,36 +58,138 @@ def to_json(comparison: Comparison) -> bytes:
     return json.dumps(comparison.to_dict(), indent=1, default=str).encode("utf-8")
 
 
-def to_html(comparison: Comparison, frame: pd.DataFrame | None = None) -> bytes:
-    """A standalone page: title, settings, per-model summary, and the table (every cell escaped).
+def number(value) -> str:
+    """A number as a person reads it: integers as they are, other numbers to 4 significant digits (whole
+    from 1,000 up); "–" for none."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return str(value)
 
-    For two generation models each row also shows the word-level diff of their outputs.
-    """
-    frame = table(comparison, details=True) if frame is None else frame
-    esc = lambda v: html.escape("" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v))
-    head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
+
+# the numbers of the "Models" table: summary key -> column heading (those a comparison has are shown)
+_SUMMARY = {
+    "generation": {"outputs": "outputs", "new_tokens": "new tokens", "tokens_per_s": "tokens / s",
+                   "mean_latency_s": "mean latency (s)", "mean_logprob": "mean log-prob", "truncated": "prompts cut",
+                   "exact_match": "exact match", "bleu": "BLEU", "rouge1": "ROUGE-1", "rougeL": "ROUGE-L"},
+    "classification": {"outputs": "outputs", "accuracy": "accuracy (gold labels)", "mean_prob": "mean confidence",
+                       "wall_s": "run time (s)", "head_is_new": "head untrained"},
+}
+_SETTINGS = {"do_sample": "decoding", "max_new_tokens": "max new tokens", "temperature": "temperature",
+             "top_p": "top-p", "top_k": "top-k (0 = off)", "repetition_penalty": "repetition penalty", "seed": "seed",
+             "stop": "stop strings", "batch_size": "batch size"}
+_STYLE = ("<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
+          "margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}"
+          "th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}"
+          "pre{white-space:pre-wrap;margin:0;font-size:0.92em}small{color:#666}.err{color:#a00}"
+          "tr.disagree{background:#fff4d6}</style>")
+
+
+def _source_text(comparison: Comparison) -> str:
+    src = comparison.source or {}
+    if src.get("dataset"):
+        return (f"a random sample of {src.get('limit') or len(comparison.inputs)} rows of dataset "
+                f"{src['dataset']} (split {src.get('split') or 'all'}, seed {src.get('seed', 0)})")
+    return "typed inputs" + (", streamed" if src.get("streamed") else "")
+
+
+def _setting_text(key: str, value, sampling: bool) -> str:
+    if key in ("temperature", "top_p", "top_k") and not sampling:
+        return "not used (greedy)"
+    if key == "do_sample":
+        return "sampling" if value else "greedy"
+    if key == "stop":
+        return ", ".join(repr(s) for s in value) if value else "none"
+    return number(value)
+
+
+def _output_cell(comparison: Comparison, row: dict, esc) -> str:
+    """One model's answer to one input: the text (or label) and its numbers, rounded."""
+    if comparison.mode == "generation":
+        facts = [f"{number(row['new_tokens'])} tokens", f"{number(row['latency_s'])} s",
+                 f"{number(row['tokens_per_s'])} tok/s", f"log-prob {number(row['mean_logprob'])}",
+                 f"stopped: {row['stop_reason']}"]
+        facts += [f"{label} {number(row[key])}" for key, label in
+                  (("exact_match", "exact match"), ("bleu", "BLEU"), ("rougeL", "ROUGE-L")) if key in row]
+        note = f"<br><small>⚠ {esc(row['note'])}</small>" if row.get("note") else ""
+        return f"<pre>{esc(row['text']) or '<i>(empty)</i>'}</pre><small>{esc(' · '.join(facts))}</small>{note}"
+    probs = ", ".join(f"{label} {number(p)}" for label, p in sorted(row["probs"].items(), key=lambda kv: -kv[1]))
+    return f"<b>{esc(row['label'])}</b> ({row['prob']:.1%})<br><small>{esc(probs)}</small>"
+
+
+def to_html(comparison: Comparison) -> bytes:
+    """A standalone, readable page: what was compared (models, settings, where the inputs came from), each
+    model's numbers, and a table of inputs × models with every output and its numbers (rounded to 4
+    significant digits). Every text a user or a model wrote is HTML-escaped. For two generation models
+    each row is followed by the word-level diff of their outputs."""
+    esc = lambda v: html.escape("" if v is None else str(v))  # noqa: E731
+    comp, models = comparison, comparison.models
+    gen = comp.mode == "generation"
+    title = comp.title or "Comparison"
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(comp.created_at)) if comp.created_at else ""
+    meta = " · ".join(x for x in (f"comparison {comp.id}" if comp.id else "", comp.mode,
+                                  f"{len(comp.inputs)} inputs from {_source_text(comp)}", when) if x)
+
+    # the models and their numbers
+    keys = [k for k in _SUMMARY[comp.mode] if any(k in (comp.summary.get(m) or {}) for m in models)]
+    info_keys = [k for k in ("device", "dtype") if any(comp.outputs[m].info.get(k) for m in models)]
+    head = "".join(f"<th>{esc(h)}</th>" for h in ["model", *info_keys, *(_SUMMARY[comp.mode][k] for k in keys)])
     body = []
-    models = comparison.models
-    show_diff = comparison.mode == "generation" and len(models) >= 2 and not any(
-        comparison.outputs[m].error for m in models[:2])
-    for _, row in frame.iterrows():
-        cells = "".join(f"<td>{esc(v)}</td>" for v in row.tolist())
-        body.append(f"<tr>{cells}</tr>")
+    for m in models:
+        s, out = comp.summary.get(m) or {}, comp.outputs[m]
+        if out.error:
+            body.append(f"<tr><td>{esc(m)}</td><td class='err' colspan='{len(info_keys) + len(keys)}'>"
+                        f"error: {esc(out.error)}</td></tr>")
+            continue
+        cells = [f"<td>{esc(out.info.get(k, ''))}</td>" for k in info_keys]
+        cells += [f"<td class='n'>{esc(number(s.get(k)))}</td>" for k in keys]
+        body.append(f"<tr><td>{esc(m)}</td>{''.join(cells)}</tr>")
+    model_table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+    settings = ""
+    if gen and comp.settings:
+        sampling = bool(comp.settings.get("do_sample"))
+        rows = "".join(f"<tr><th>{esc(label)}</th><td>{esc(_setting_text(k, comp.settings[k], sampling))}</td></tr>"
+                       for k, label in _SETTINGS.items() if k in comp.settings)
+        settings = f"<h2>Generation settings (shared by all models)</h2><table>{rows}</table>"
+    agreement = ""
+    if comp.agreement is not None and len(comp.ok_models()) >= 2:
+        pairs = "".join(f"<li>{esc(pair)}: {comp.agreement.pairwise[pair]:.0%}</li>" for pair in comp.agreement.pairwise)
+        agreement = (f"<p>All models agree on {comp.agreement.rate:.0%} of the inputs (rows where they disagree are "
+                     f"tinted).</p><ul>{pairs}</ul>")
+
+    # inputs x models
+    gold = "reference" if gen else "label"
+    has_gold = any(gold in r for r in comp.inputs)
+    head = "".join(f"<th>{esc(h)}</th>" for h in ["#", "input", *([("reference" if gen else "gold label")] if has_gold else []),
+                                                   *models])
+    show_diff = gen and len(models) >= 2 and not any(comp.outputs[m].error for m in models[:2])
+    body = []
+    for i, row in enumerate(comp.inputs):
+        cells = [f"<td>{esc(row['id'])}</td>", f"<td><pre>{esc(row['text'])}</pre></td>"]
+        if has_gold:
+            cells.append(f"<td><pre>{esc(row.get(gold, ''))}</pre></td>")
+        for m in models:
+            out = comp.outputs[m]
+            cells.append("<td class='err'>error</td>" if out.error else f"<td>{_output_cell(comp, out.rows[i], esc)}</td>")
+        disagree = comp.agreement is not None and i < len(comp.agreement.rows) and not comp.agreement.rows[i]
+        body.append(f"<tr{' class=disagree' if disagree else ''}>{''.join(cells)}</tr>")
         if show_diff:
-            pos = int(row.name)
-            a, b = comparison.outputs[models[0]].rows[pos]["text"], comparison.outputs[models[1]].rows[pos]["text"]
-            body.append(f'<tr><td colspan="{len(frame.columns)}"><small>diff {esc(models[0])} → {esc(models[1])}:'
-                        f"</small>{diff.inline_html(a, b)}</td></tr>")
-    summary = "".join(f"<li><b>{esc(m)}</b>: {esc(json.dumps(s, default=str))}</li>"
-                      for m, s in (comparison.summary or {}).items())
-    title = comparison.title or "Comparison"
-    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}"
-           f"</title>{diff.STYLE}<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}"
-           f"td,th{{border:1px solid #ccc;padding:4px;vertical-align:top}}</style></head><body>"
-           f"<h1>{esc(title)}</h1>"
-           f"<p>id {esc(comparison.id or '')} · settings {esc(json.dumps(comparison.settings or {}))}</p>"
-           f"<ul>{summary}</ul><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-           f"</body></html>")
+            a, b = comp.outputs[models[0]].rows[i]["text"], comp.outputs[models[1]].rows[i]["text"]
+            body.append(f'<tr><td></td><td colspan="{len(cells) - 1}"><small>word diff {esc(models[0])} → '
+                        f"{esc(models[1])} ({diff.similarity(a, b):.0%} in common):</small>{diff.inline_html(a, b)}"
+                        "</td></tr>")
+    outputs = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>{diff.STYLE}{_STYLE}"
+           f"</head><body><h1>{esc(title)}</h1><p>{esc(meta)}</p><h2>Models</h2>{model_table}{settings}{agreement}"
+           f"<h2>Outputs</h2>{outputs}<p><small>Made by LLM Lab. Numbers are rounded to 4 significant digits; "
+           "the JSON export has them in full.</small></p></body></html>")
     return doc.encode("utf-8")
 
 
