@@ -32,12 +32,14 @@ if source == "Registry":
     chosen = c1.selectbox("Model", names, key="m_name",
                           index=names.index(from_url) if from_url in names else 0) if names else None
 else:
-    chosen = c1.text_input("Folder path or Hub id", from_url if from_url not in names else "",
+    chosen = c1.text_input("Folder path or Hub id", from_url if from_url and from_url not in names else "",
                            placeholder="/path/to/model-folder  or  org/model-name", key="m_path").strip()
-entry = next((e for e in entries if e.name == chosen), None)
-default_head = params.get("head") or (capabilities.default_head(entry) if entry else "encoder")
-head = c2.selectbox("Head", capabilities.HEADS, index=capabilities.HEADS.index(default_head)
-                    if default_head in capabilities.HEADS else 1, format_func=lambda h: HEAD_HELP[h], key="m_head",
+# the head follows the model: its own head (a link's ?head= for the model it names) whenever the model changes;
+# one picked by hand stays while the model does
+if st.session_state.get("m_head_of") != chosen or "m_head" not in st.session_state:
+    st.session_state["m_head_of"] = chosen
+    st.session_state["m_head"] = backend.default_head(chosen, params.get("head") if chosen == from_url else None)
+head = c2.selectbox("Head", capabilities.HEADS, format_func=lambda h: HEAD_HELP[h], key="m_head",
                     help="classifier: predicts one of its labels · encoder: sentence embeddings · "
                          "causal LM: generates text (Compare and Arena pages)")
 with st.expander("Device, dtype and safety"):

@@ -3,11 +3,10 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from llm_lab.access import LOCAL
-from llm_lab import data, predict, registry
+from llm_lab import capabilities, data, predict, registry
 from tests.conftest import BrowserLabels, app_test, no_exceptions
 
 BAD = Path(__file__).parent / "bad_files"
@@ -158,8 +157,7 @@ def test_models_classifier_from_folder_with_probabilities(tiny_bert):
     at = _open("pages/models.py")
     at.radio(key="m_source").set_value("Folder or Hub id").run()
     at.text_input(key="m_path").set_value(str(tiny_bert)).run()
-    assert at.selectbox(key="m_head").value == "encoder"
-    at.selectbox(key="m_head").set_value("classifier")
+    assert at.selectbox(key="m_head").value == "classifier"  # its config.json names a sequence classifier
     at.button(key="m_load").click().run()
     no_exceptions(at)
     assert "negative, positive" in " ".join(c.value for c in at.caption)
@@ -186,3 +184,46 @@ def test_models_new_head_warning_and_bad_folder(tmp_path):
     at.button(key="m_load").click().run()
     no_exceptions(at)
     assert any("config.json is missing" in e.value for e in at.error)
+
+
+def test_models_folder_source_in_a_new_session():
+    """No ?model= in the address: the folder box starts empty (it once raised AttributeError on None.strip())."""
+    at = _open("pages/models.py")
+    at.radio(key="m_source").set_value("Folder or Hub id").run()
+    no_exceptions(at)
+    assert at.text_input(key="m_path").value == ""
+    assert at.button(key="m_load").disabled
+
+
+def test_models_head_follows_the_picked_model(tiny_bert):
+    at = _open("pages/models.py")
+    assert at.selectbox(key="m_name").value == "minilm" and at.selectbox(key="m_head").value == "encoder"
+    at.selectbox(key="m_name").set_value("tiny-gpt").run()
+    no_exceptions(at)
+    own = capabilities.default_head(registry.resolve(LOCAL, "tiny-gpt"))
+    assert own == "causal-lm" and at.selectbox(key="m_head").value == own
+    at.button(key="m_load").click().run()
+    no_exceptions(at)
+    assert any("This is a causal LM" in i.value for i in at.info)  # opened as a causal LM, not a bare GPT2Model
+    # a head picked by hand stays while the model stays, and follows the next model picked
+    at.selectbox(key="m_head").set_value("encoder").run()
+    assert at.selectbox(key="m_head").value == "encoder"
+    at.selectbox(key="m_name").set_value("minilm").run()
+    assert at.selectbox(key="m_head").value == "encoder"
+    at.selectbox(key="m_name").set_value("tiny-gpt").run()
+    assert at.selectbox(key="m_head").value == "causal-lm"
+    # a typed folder: the head its config.json names (a sequence-classification architecture)
+    at.radio(key="m_source").set_value("Folder or Hub id").run()
+    at.text_input(key="m_path").set_value(str(tiny_bert)).run()
+    no_exceptions(at)
+    assert at.selectbox(key="m_head").value == registry.resolve(LOCAL, str(tiny_bert)).head == "classifier"
+
+
+def test_models_link_head_wins_over_the_model_default():
+    """A shared link names its head: /models?model=tiny-gpt&head=encoder opens tiny-gpt's hidden states."""
+    at = app_test("pages/models.py")
+    at.query_params["model"], at.query_params["head"] = "tiny-gpt", "encoder"
+    at.run()
+    no_exceptions(at)
+    assert at.selectbox(key="m_name").value == "tiny-gpt" and at.selectbox(key="m_head").value == "encoder"
+    assert at.session_state["m_loaded"]["head"] == "encoder"

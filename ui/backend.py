@@ -9,6 +9,7 @@ import streamlit as st
 
 from llm_lab import capabilities, data, jobs, registry
 from llm_lab.access import Actor
+from llm_lab.errors import LabError
 from ui import auth
 
 
@@ -73,6 +74,20 @@ def head_for(name: str, needs=None) -> str:
     """The head to open a registry model (or a typed folder / Hub id) with for `needs`."""
     entry = next((e for e in model_entries() if e.name == name), None) or registry.resolve(actor(), name)
     return capabilities.head_for(needs or capabilities.needs("Opening a model"), entry)
+
+
+def default_head(name: str | None, asked: str | None = None) -> str:
+    """The head the Models page opens `name` with: `asked` (a link's ?head=) when it is one, else the model's own
+    head (`capabilities.default_head` of its registry entry, or of what a typed folder's config.json names);
+    "encoder" while nothing is picked or the name does not resolve (Load model says why)."""
+    if asked in capabilities.HEADS:
+        return asked
+    if not name:
+        return "encoder"
+    try:
+        return head_for(name)
+    except LabError:
+        return "encoder"
 
 
 @st.cache_data(ttl=3, show_spinner=False)

@@ -1,6 +1,7 @@
 """A live panel for one background job: progress, ETA, message, log, cancel/resume.
 
-The job id sits in st.query_params under `key`, so a refresh or a shared link finds it again.
+The job id sits in st.query_params under `key`, so a refresh or a shared link finds it again, and in the
+session, so a page switch (the sidebar's links carry no query) does too (`watched`).
 """
 import time
 
@@ -15,12 +16,31 @@ ICONS = {"queued": ":material/hourglass_empty:", "running": ":material/direction
          "interrupted": ":material/bolt:"}
 
 
+def _memory(key: str) -> str:
+    return f"_job_panel_{key}"
+
+
 def remember(key: str, job_id: str) -> None:
     st.query_params[key] = job_id
+    st.session_state[_memory(key)] = job_id
 
 
 def current(key: str) -> str | None:
     return st.query_params.get(key)
+
+
+def watched(key: str, active=()) -> list[str]:
+    """The jobs a page's live view follows: the one its address names (a permalink, a refresh); otherwise
+    `active` (the user's queued and running jobs of this kind, found in the store) and the one this session
+    followed last (a page switch or the sidebar's link, which carry no query). The first goes into the address."""
+    named = current(key)
+    if named:
+        st.session_state[_memory(key)] = named
+        return [named]
+    ids = list(dict.fromkeys(i for i in (*active, st.session_state.get(_memory(key))) if i))
+    if ids:
+        remember(key, ids[0])
+    return ids
 
 
 def _eta(job: dict) -> str:
@@ -35,10 +55,18 @@ def status_line(job: dict) -> str:
     return f"{ICONS.get(job['status'], '')} **{plain(job['title'])}** — {job['status']}{_eta(job)}"
 
 
-def show(job_id: str, extra=None, key: str = "job", link: str | None = None) -> None:
+def _tile(value) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.4g}" if isinstance(value, float) else plain(value) if isinstance(value, str) else value
+
+
+def show(job_id: str, extra=None, key: str = "job", link: str | None = None, tiles: tuple | None = None) -> None:
     """Draw the panel once; wrap in a fragment that reruns while the job is active.
 
-    link: the job's permalink (`ui.common.permalink(page, <its query key>=job_id)`), shown under the log."""
+    link: the job's permalink (`ui.common.permalink(page, <its query key>=job_id)`), shown under the log.
+    tiles: the stats shown as metric tiles, always these, in this order ("—" until a value comes), so the row
+    keeps its shape while the job reports more or fewer stats; by default the first six the job reports."""
     @st.fragment(run_every=2.0)
     def panel():
         try:
@@ -48,11 +76,10 @@ def show(job_id: str, extra=None, key: str = "job", link: str | None = None) -> 
             return
         st.markdown(status_line(job))
         st.progress(job["fraction"], text=plain(job["message"] or job["status"]))
-        if job["stats"]:
-            cols = st.columns(min(6, len(job["stats"])))
-            for col, (name, value) in zip(cols, list(job["stats"].items())[:6]):
-                col.metric(plain(name), f"{value:.4g}" if isinstance(value, float) else
-                           plain(value) if isinstance(value, str) else value)
+        names = list(tiles) if tiles else list(job["stats"])[:6]
+        if names:
+            for col, name in zip(st.columns(len(names)), names):
+                col.metric(plain(name), _tile(job["stats"].get(name)))
         if job["status"] == "failed" and job["error"]:
             st.error(plain(job["error"]))
         if extra:

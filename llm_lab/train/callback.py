@@ -31,6 +31,8 @@ class JobReporterCallback(TrainerCallback):
         self.samples_per_step = samples_per_step
         self.tokens_per_sample = tokens_per_sample
         self.last_loss: float | None = None
+        self.last_lr: float | None = None
+        self._report_at: int | None = None  # a step whose report waits for its on_log
         self.nan_step: int | None = None
         self._t0 = None
         self._step0 = 0
@@ -51,16 +53,23 @@ class JobReporterCallback(TrainerCallback):
         return samples, samples * self.tokens_per_sample
 
     # ---------------------------------------------------------------- per step
+    # HF Trainer calls on_step_end before it logs that step (on_log): a step that logs is reported from on_log,
+    # with its own loss and learning rate; the others from on_step_end, with the latest ones logged.
     def on_step_end(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
+        if control.should_log:  # set by DefaultFlowCallback, which runs first; on_log of this step follows
+            self._report_at = state.global_step
+            return
+        self._report(state)
+
+    def _report(self, state) -> None:
         samples, tokens = self._rates(state)
-        lr = state.log_history[-1].get("learning_rate") if state.log_history else None
         stats = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 2)}
         if self.last_loss is not None:
             stats["loss"] = round(self.last_loss, 4)
-        if lr is not None:
-            stats["lr"] = float(f"{lr:.3g}")
+        if self.last_lr is not None:
+            stats["lr"] = float(f"{self.last_lr:.3g}")
         stats.update({"samples/s": round(samples, 1), "tokens/s": round(tokens)})
         loss = f" · loss {self.last_loss:.4f}" if self.last_loss is not None else ""
         self.reporter.progress(state.global_step, state.max_steps,
@@ -96,10 +105,15 @@ class JobReporterCallback(TrainerCallback):
                 values[key] = value
         if self.perplexity and "eval_loss" in values:
             values["eval_perplexity"] = math.exp(min(float(values["eval_loss"]), 50))
+        if "learning_rate" in logs:
+            self.last_lr = float(logs["learning_rate"])
         if values:
             self.reporter.metric(step, epoch=state.epoch, **values)
             shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
             self.reporter.log(f"step {step} · epoch {state.epoch or 0:.2f} · {shown}")
+        if self._report_at == step:
+            self._report_at = None
+            self._report(state)
         return control
 
     def on_step_end_guard(self, control):

@@ -5,6 +5,17 @@ from .. import jobs
 from ..access import Actor
 from .config import TrainConfig
 
+# The live panel's tiles, in this order: the stats a running job reports (train.callback, train.job)
+LIVE_STATS = ("step", "epoch", "loss", "lr", "samples/s", "tokens/s")
+
+
+def active(actor: Actor) -> list[str]:
+    """The ids of the actor's own queued and running training jobs, the running one first, then oldest first
+    (the queue's order)."""
+    mine = [job for job in jobs.list_jobs(actor, "llm_lab.train:", limit=50)
+            if job["status"] in jobs.ACTIVE and job["created_by"] == actor.user]
+    return [job["id"] for job in sorted(mine, key=lambda j: (j["status"] != jobs.RUNNING, j["created_at"]))]
+
 
 def runs(actor: Actor, limit: int = 200) -> list[dict]:
     """Every training job, newest first, flattened for a table."""
