@@ -63,17 +63,19 @@ def benchmark(results: list, title: str, examples: bool = True) -> dict:
     `results`: bench.result.TaskResult records (with per-example rows for the examples tables)."""
     from .bench import leaderboard, plots
 
+    results = leaderboard.distinct_models(results)
     summaries = [r.summary() for r in results]
     wide = leaderboard.wide_table(summaries)
     shown = wide[[c for c in wide.columns if not c.endswith("(value)")]] if not wide.empty else wide
     long = leaderboard.long_table(summaries)
     long = long[["model", "task", "type", "status", "metric", "value", "low", "high", "lower_is_better",
-                 "seconds", "error"]]
+                 "seconds", "error", "split", "rows"]]
     lower = list(dict.fromkeys(r.headline.name for r in results if r.headline and r.headline.lower_is_better))
     text = [f"Suites: {', '.join(sorted({r.suite for r in results}))} · models: "
             f"{', '.join(dict.fromkeys(r.model for r in results))} · {len(results)} results",
             "Cells: headline metric ± half-width of its 95% bootstrap interval (speed: min–max over repeats). "
             + (f"Lower is better for {', '.join(lower)}; higher for the others." if lower else "Higher is better.")]
+    text += [f"Rows scored by {task}: {scored}" for task, scored in leaderboard.scored_rows(results).items()]
     text += [f"{r.label}: {r.error}" for r in results if not r.ok]
     text += [f"{r.label}: {n}" for r in results for n in r.notes or []]
     figures = [plots.task_bars(summaries), plots.accuracy_latency(summaries)]

@@ -72,7 +72,7 @@ with user_errors():
     if suite_text:
         parsed = suites.parse(suite_text, "selected", "the suite")
         with st.expander(plain(f"Suite {parsed.name} v{parsed.version}: {len(parsed.tasks)} tasks — {parsed.description}")):
-            st.dataframe(pd.DataFrame([{"task": t.name, "type": t.type, "dataset": t.dataset, "split": t.split or "all",
+            st.dataframe(pd.DataFrame([{"task": t.name, "type": t.type, "dataset": t.dataset, "split": t.split_shown,
                                         "limit": str(t.limit or "all"), "metrics": ", ".join(t.metrics)} for t in parsed.tasks]),
                          hide_index=True)
             st.code(suite_text, language="yaml")
@@ -105,17 +105,19 @@ if not runs:
     st.info("No benchmark results yet: pick models and a suite above and press **Run benchmark**.")
     st.stop()
 labels = {r["id"]: f"{r['id']} — {r['suite']} on {', '.join(r['models'])}" for r in runs}
-if job_id in labels and st.session_state.get("b_run_job") != job_id:  # a run just watched: show it
+url_choice("result", "b_run_pick", labels)  # a permalink's run (once per address)
+# the run of the job this page watches (?bench_job=), once it is there: selected the first time this session
+# sees it, after the permalink's, so a run that just finished wins over the run the address showed before
+if job_id in labels and st.session_state.get("b_run_job") != job_id:
     st.session_state["b_run_job"] = st.session_state["b_run_pick"] = job_id
-url_choice("result", "b_run_pick", labels)
-if st.session_state.get("b_run_pick") not in labels:
-    st.session_state["b_run_pick"] = runs[0]["id"]
+if st.session_state.get("b_run_pick") not in labels:  # nothing picked yet (or the widget's state was dropped)
+    st.session_state["b_run_pick"] = job_id if job_id in labels else runs[0]["id"]
 run_id = st.selectbox("Results of run", list(labels), format_func=labels.get, key="b_run_pick")
 if wanted and wanted != run_id:
     st.query_params["result"] = run_id  # the address follows the choice: it is the permalink
 show_permalink(permalink("pages/benchmarks.py", result=run_id))
-keys = next(r["keys"] for r in runs if r["id"] == run_id)
-results = leaderboard.full_results(backend.actor(), keys)
+run = next(r for r in runs if r["id"] == run_id)
+results = leaderboard.distinct_models(leaderboard.run_results(backend.actor(), run))  # one name per model row
 summaries = [r.summary() for r in results]
 
 st.subheader("Leaderboard")
@@ -130,6 +132,9 @@ lower_better = list(dict.fromkeys(r.headline.name for r in results if r.headline
 st.caption("Cells: headline metric ± half-width of its 95% bootstrap interval (speed: min–max over repeats). "
            + (f"Lower is better for {', '.join(lower_better)}; higher for the others." if lower_better
               else "Higher is better."))
+scored = leaderboard.scored_rows(results)
+if scored:  # a score on the rows a model trained on is no test score: say which rows each task scored
+    st.caption("Rows scored: " + plain("; ".join(f"{task}: {text}" for task, text in scored.items())) + ".")
 for r in results:
     if not r.ok:
         st.error(f"**{plain(r.label)}**: {plain(r.error)}", icon=":material/warning:")
@@ -173,10 +178,17 @@ if task_names:
 e1, e2, e3, e4 = st.columns(4)
 e1.download_button("Download CSV", leaderboard.export_csv(summaries), f"{run_id}.csv", "text/csv", key="b_csv")
 e2.download_button("Download JSON", leaderboard.export_json(results), f"{run_id}.json", "application/json", key="b_json")
+# built only when asked (plotly.js inlined: a few MB); kept under a key no widget uses, since a button's or
+# download button's own key is read-only in st.session_state
+built = st.session_state.get("b_html_report")
+if not (isinstance(built, tuple) and built[0] == run_id):
+    built = None
 if e3.button("Build HTML report", key="b_html_build"):
-    st.session_state["b_html"] = (run_id, report.html_report(results, f"Benchmark {labels[run_id]}"))
-if st.session_state.get("b_html", (None,))[0] == run_id:
-    e3.download_button("Download HTML report", st.session_state["b_html"][1], f"{run_id}.html", "text/html", key="b_html")
+    built = (run_id, report.html_report(results, f"Benchmark {labels[run_id]}"))
+    st.session_state["b_html_report"] = built
+if built:
+    e3.download_button("Download HTML report", built[1], f"{run_id}.html", "text/html", key="b_html_download",
+                       on_click="ignore")
 with e4:
     share.control("benchmark", f"Benchmark {labels[run_id]}",
                   lambda: snapshots.benchmark(results, f"Benchmark {labels[run_id]}"), key=f"b_share_{run_id}")

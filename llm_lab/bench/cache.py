@@ -99,19 +99,25 @@ def record_run(actor: Actor, run_id: str, suite: str, models: list[str], keys: l
                         action="run", replace=True)
 
 
+def _decode_run(row: dict) -> dict:
+    """A run row with its lists, and `key_models`: the model each key was run for. A run is every task on
+    every model, model by model (runner.plan), so key i belongs to models[i // tasks]; a result served from
+    the cache for another model with the same weights is shown under this one's name."""
+    row["models"], row["keys"] = store.from_json(row["models"], []), store.from_json(row["keys"], [])
+    models, keys = row["models"], row["keys"]
+    per = len(keys) // len(models) if models and keys and len(keys) % len(models) == 0 else 0
+    row["key_models"] = [models[i // per] for i in range(len(keys))] if per else [None] * len(keys)
+    return row
+
+
 def runs(actor: Actor, limit: int = 50) -> list[dict]:
-    rows = scope(actor).select("bench_runs", order="created_at DESC", limit=limit)
-    for r in rows:
-        r["models"], r["keys"] = store.from_json(r["models"], []), store.from_json(r["keys"], [])
-    return rows
+    return [_decode_run(r) for r in scope(actor).select("bench_runs", order="created_at DESC", limit=limit)]
 
 
 def get_run(actor: Actor, run_id: str) -> dict | None:
     """One benchmark run the actor can see (also one older than `runs` lists), or None."""
     row = scope(actor).one("bench_runs", "id=?", (run_id,))
-    if row:
-        row["models"], row["keys"] = store.from_json(row["models"], []), store.from_json(row["keys"], [])
-    return row
+    return _decode_run(row) if row else None
 
 
 def summaries(actor: Actor, keys: list[str] | None = None, suite: str | None = None) -> list[TaskResult]:

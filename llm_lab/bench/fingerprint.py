@@ -4,9 +4,10 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import struct
+import re
 import subprocess
 import sys
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,26 +15,64 @@ PACKAGES = ("torch", "transformers", "numpy", "pandas", "scikit-learn", "evaluat
             "accelerate", "tokenizers", "datasets")
 
 
-def _safetensors_header(path: Path) -> bytes:
+# files that decide what a model computes besides its weights (config, tokenizer, adapter settings)
+CONFIG_FILES = ("config.json", "generation_config.json", "tokenizer.json", "vocab.txt", "vocab.json", "merges.txt",
+                "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.model",
+                "spiece.model", "sentencepiece.bpe.model", "adapter_config.json")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack")
+# what a Trainer leaves beside the weights (pickles of settings and optimizer state): not part of the model
+NOT_WEIGHTS = re.compile(r"(training_args|optimizer|scheduler|scaler|rng_state[^.]*)\.(bin|pt|pth)")
+
+# sha256 of a file's bytes by (path, size, mtime_ns, inode, ctime_ns): in this process only, so a long-lived
+# worker reads a model's weights once, and a file rewritten in any way (its mtime or ctime moves) is read again
+_DIGESTS: dict[tuple, str] = {}
+_DIGESTS_LOCK = threading.Lock()
+_MAX_DIGESTS = 4096
+
+
+def _hash_file(path: Path) -> str:
+    """sha256 of every byte of a file (read in chunks)."""
     with open(path, "rb") as handle:
-        (n,) = struct.unpack("<Q", handle.read(8))
-        return handle.read(min(n, 100_000_000))
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-@lru_cache(maxsize=64)
-def folder_fingerprint(folder: str, stamp: tuple) -> str:
-    """sha256 of config.json plus, per weight file, its name, size and safetensors header (tensor names,
-    shapes, dtypes and offsets). `stamp` (names, sizes, mtimes) only keys the in-process cache."""
+def file_digest(path: Path) -> str:
+    """The sha256 of a file's bytes, cached in this process by (path, size, mtime_ns, inode, ctime_ns)."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    with _DIGESTS_LOCK:
+        if key in _DIGESTS:
+            return _DIGESTS[key]
+    digest = _hash_file(path)
+    with _DIGESTS_LOCK:
+        if len(_DIGESTS) >= _MAX_DIGESTS:
+            _DIGESTS.clear()
+        _DIGESTS[key] = digest
+    return digest
+
+
+def model_files(folder: Path) -> list[Path]:
+    """What a model folder's fingerprint covers: its config and tokenizer files, every weight file (sharded,
+    .bin, …) and the files of an adapter (at the top, or in an `adapter*` folder beside merged weights)."""
+    root = Path(folder)
+    found = []
+    for place in [root] + sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("adapter")):
+        for path in sorted(place.iterdir()):
+            if not path.is_file():
+                continue
+            if path.name in CONFIG_FILES or (path.suffix in WEIGHT_SUFFIXES and not NOT_WEIGHTS.fullmatch(path.name)):
+                found.append(path)
+    return found
+
+
+def folder_fingerprint(folder: str) -> str:
+    """sha256 over (relative name, sha256 of the bytes) of `model_files(folder)`: any weight that changes
+    changes it. The files' digests are cached (`file_digest`), so asking again costs a stat per file."""
     root = Path(folder)
     h = hashlib.sha256()
-    for name in ("config.json", "generation_config.json", "tokenizer.json", "vocab.txt", "tokenizer_config.json"):
-        if (root / name).exists():
-            h.update(name.encode() + (root / name).read_bytes())
-    for path in sorted(root.iterdir()):
-        if path.suffix in (".safetensors", ".bin"):
-            h.update(f"{path.name}:{path.stat().st_size}".encode())
-            if path.suffix == ".safetensors":
-                h.update(_safetensors_header(path))
+    for path in model_files(root):
+        h.update(f"{path.relative_to(root).as_posix()}:{file_digest(path)}\n".encode())
     return h.hexdigest()
 
 
@@ -45,8 +84,7 @@ def model_fingerprint(loaded) -> str:
         folder = Path(getattr(loaded.model.config, "_name_or_path", "") or "")
     h = hashlib.sha256()
     if folder.is_dir():
-        stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime) for p in sorted(folder.iterdir()) if p.is_file())
-        h.update(folder_fingerprint(str(folder), stamp).encode())
+        h.update(folder_fingerprint(str(folder)).encode())
     else:
         h.update(entry.location.encode())
     h.update(f"|{loaded.head}|{loaded.dtype}".encode())

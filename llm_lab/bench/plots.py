@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..plotting import SEQUENTIAL, color, layout, plain
-from .leaderboard import long_table
+from .leaderboard import distinct_models, long_table
 from .result import TaskResult
 
 
@@ -39,6 +39,7 @@ def accuracy_latency(summaries: list[TaskResult]):
     """Scatter: each model's quality (first classification-like task) against its speed."""
     import plotly.graph_objects as go
 
+    summaries = distinct_models(summaries)
     long = long_table(summaries)
     ok = long[long["status"] == "ok"]
     quality = ok[ok["type"].isin(["classification", "multiple_choice", "generation"])]
@@ -77,7 +78,7 @@ def per_class_f1(results: list[TaskResult], task: str):
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for r in results:
+    for r in distinct_models(results):
         per = (r.details or {}).get("f1_per_class")
         if r.task == task and per:
             fig.add_bar(name=r.model, x=list(per), y=list(per.values()))

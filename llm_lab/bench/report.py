@@ -6,11 +6,12 @@ import json
 import time
 
 from . import plots
-from .leaderboard import long_table, wide_table
+from .leaderboard import distinct_models, long_table, scored_rows, wide_table
 from .result import TaskResult
 
 
 def html_report(results: list[TaskResult], title: str = "LLM Lab benchmark report") -> str:
+    results = distinct_models(results)
     summaries = [r.summary() for r in results]
     wide = wide_table(summaries)
     table = wide[[c for c in wide.columns if not c.endswith("(value)")]].to_html(index=False, border=0) if not wide.empty else ""
@@ -26,11 +27,13 @@ def html_report(results: list[TaskResult], title: str = "LLM Lab benchmark repor
     errors = "".join(f"<li><b>{html.escape(r.model)} / {html.escape(r.task)}</b>: {html.escape(str(r.error))}</li>"
                      for r in results if not r.ok)
     repro = {r.label: r.repro.to_dict() if r.repro else {} for r in results if r.ok}
+    scored = "".join(f"<li><b>{html.escape(task)}</b>: {html.escape(text)}</li>"
+                     for task, text in scored_rows(results).items())
     details = long_table(summaries).drop(columns=["key"]).to_html(index=False, border=0, na_rep="")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse}}
 td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}} pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style>
 </head><body><h1>{html.escape(title)}</h1><p>Generated {time.strftime('%Y-%m-%d %H:%M:%S')} by LLM Lab.</p>
-<h2>Leaderboard</h2>{table}{'<h2>Errors</h2><ul>' + errors + '</ul>' if errors else ''}
+<h2>Leaderboard</h2>{table}{'<p>Rows scored:</p><ul>' + scored + '</ul>' if scored else ''}{'<h2>Errors</h2><ul>' + errors + '</ul>' if errors else ''}
 <h2>Charts</h2>{''.join(parts)}<h2>All results</h2>{details}
 <h2>Reproducibility</h2><pre>{html.escape(json.dumps(repro, indent=1, default=str))}</pre></body></html>"""

@@ -64,8 +64,9 @@ class Repro:
     dataset: str = ""
     dataset_hash: str = ""
     dataset_fingerprint: str = ""
-    split: str | None = None
-    rows: int = 0
+    split: str | None = None            # the split scored: "test", "validation", ... or "all" (every row; also
+    rows: int = 0                       # what None meant before splits were recorded); rows: how many scored
+    dataset_rows: int = 0               # rows in the whole dataset (0: not recorded)
     task_definition: dict = field(default_factory=dict)
     task_hash: str = ""
     suite: str = ""
@@ -118,6 +119,17 @@ class TaskResult:
     @property
     def label(self) -> str:
         return f"{self.model} / {self.task}"
+
+    @property
+    def scored(self) -> str:
+        """Which rows the result scored, in words: "demo-reviews: test split, 15 of 143 rows" (or "" when unknown)."""
+        r = self.repro
+        if not r or not r.dataset:
+            return ""
+        split = r.split or "all"
+        what = "all rows" if split == "all" else f"{split} split"
+        count = f"{r.rows} of {r.dataset_rows} rows" if r.dataset_rows else f"{r.rows} rows"
+        return f"{r.dataset}: {what}, {count}"
 
     def summary(self) -> "TaskResult":
         """The same result without its per-example rows (what the store's summary column holds)."""

@@ -26,10 +26,34 @@ def default_batch_size(device: str, requested: int | None = None) -> int:
     return 128 if str(device).startswith("cuda") else 32
 
 
+def scored_split(spec: TaskSpec, info) -> tuple[str | None, str, str]:
+    """Which rows a task scores: (the split to load, None for every row; the split recorded with the result,
+    "all" for every row; a note when that is not what the task asked for, else "").
+
+    A task names its split (`split: validation`, or `split: all` for every row); without one it scores the
+    test split, so rows that trained a model never score it, or every row when the dataset has no test split
+    (said in the note). A speed task measures time, not quality: it uses every row unless it names a split."""
+    if spec.split == "all":
+        return None, "all", ""
+    if spec.split:
+        return spec.split, spec.split, ""
+    if spec.type == "speed":
+        return None, "all", ""
+    if "test" in (info.splits or {}):
+        return "test", "test", ""
+    splits = ", ".join(f"{k} {v}" for k, v in (info.splits or {}).items()) or "none"
+    return None, "all", (f"Dataset {spec.dataset!r} has no test split (splits: {splits}): every row was scored, "
+                         "including any a model was trained on. Name a split in the task (`split: ...`) to score "
+                         "only that one.")
+
+
 def task_frame(actor: Actor, spec: TaskSpec):
-    """The rows a task scores (id + its roles, in id order), or a TaskError saying what is missing."""
+    """The rows a task scores (id + its roles, in id order), or a TaskError saying what is missing.
+
+    Returns (dataset info, frame, split recorded with the result, note or "")."""
     info = data.get(actor, spec.dataset)
-    frame = data.load_frame(actor, spec.dataset, spec.split)
+    load_split, split, note = scored_split(spec, info)
+    frame = data.load_frame(actor, spec.dataset, load_split)
     needs, optional = TASK_TYPES[spec.type].roles_needed, TASK_TYPES[spec.type].optional
     if spec.type == "multiple_choice" and spec.choices:
         needs = tuple(r for r in needs)
@@ -40,9 +64,10 @@ def task_frame(actor: Actor, spec: TaskSpec):
         raise TaskError(f"Dataset {spec.dataset!r} has no {', '.join(missing)}; its columns are "
                         f"{', '.join(c for c in frame.columns if c not in ('split',))}. Map the column in the task's "
                         "`columns`, or re-import the dataset with that role.")
-    if spec.split and frame.empty:
+    if load_split and frame.empty:
         splits = ", ".join(info.splits) or "none"
-        raise TaskError(f"Dataset {spec.dataset!r} has no rows in split {spec.split!r} (splits: {splits}).")
+        raise TaskError(f"Dataset {spec.dataset!r} has no rows in split {load_split!r} (splits: {splits}). Name one "
+                        "of its splits in the task (`split: ...`), or `split: all` for every row.")
     out = frame[["id"]].copy()
     for role in needs + optional:
         if spec.column(role) in frame.columns:
@@ -52,10 +77,11 @@ def task_frame(actor: Actor, spec: TaskSpec):
         out = out.head(spec.limit)
     if out.empty:
         raise TaskError(f"Dataset {spec.dataset!r} is empty: there is nothing to score.")
-    return info, out
+    return info, out, split, note
 
 
-def load_for(actor: Actor, spec: TaskSpec, model_name: str, frame, device: str | None, dtype: str | None):
+def load_for(actor: Actor, spec: TaskSpec, model_name: str, frame, device: str | None, dtype: str | None,
+             label_names: list | None = None):
     """Open the model with the head the task needs; a clear TaskError when it has none."""
     import torch
 
@@ -68,6 +94,8 @@ def load_for(actor: Actor, spec: TaskSpec, model_name: str, frame, device: str |
     num_labels = None
     if head == "classifier" and entry.head != "classifier":  # a new head sized to the dataset's labels, seeded
         num_labels = int(frame["label"].astype(str).nunique())
+        if label_names:  # every label of the dataset, also those missing from the scored split
+            num_labels = max(num_labels, len(label_names))
         torch.manual_seed(spec.seed)
     loaded = registry.load(actor, model_name, head=head, device=device, dtype=dtype, num_labels=num_labels)
     try:
@@ -78,14 +106,30 @@ def load_for(actor: Actor, spec: TaskSpec, model_name: str, frame, device: str |
 
 
 def result_key(model_fp: str, dataset_fp: str, spec: TaskSpec, settings: dict,
-               workspace: str = DEFAULT_WORKSPACE) -> str:
+               workspace: str = DEFAULT_WORKSPACE, split: str = "all") -> str:
     """The cache key of a result. Results belong to a workspace, so another workspace's identical run gets its
-    own key (the default workspace keeps the keys it had before workspaces existed)."""
-    parts = [model_fp, dataset_fp, spec.definition_hash(), fingerprint.settings_hash(settings)]
+    own key (the default workspace keeps the keys it had before workspaces existed). `split` is the split the
+    task scored (`scored_split`): a task without one scores what the dataset offers, so it is part of the key."""
+    parts = [model_fp, dataset_fp, spec.definition_hash(), fingerprint.settings_hash(settings), f"split={split}"]
     if workspace != DEFAULT_WORKSPACE:
         parts.append(f"workspace={workspace}")
     text = "|".join(parts)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def as_cached(hit: TaskResult, name: str, loaded) -> TaskResult:
+    """A stored result served for `loaded`: under the name it was asked for. The key is the computation (same
+    weights, data, task and settings), so a model with the same weights under another name (a copy, a path)
+    gets the result that model computed, said in a note."""
+    from dataclasses import replace
+
+    notes = list(hit.notes or [])
+    if hit.model != name:
+        notes.append(f"Served from the cached result of {hit.model}: the same weights (fingerprint "
+                     f"{hit.repro.model_fingerprint if hit.repro else '?'}), data, task and settings.")
+    repro = hit.repro and replace(hit.repro, model=name, model_source=loaded.entry.source,
+                                  model_location=loaded.entry.location)
+    return replace(hit, model=name, notes=notes, repro=repro, cached=True)
 
 
 def _error_result(suite: Suite, spec: TaskSpec, model: str, message: str) -> TaskResult:
@@ -98,20 +142,21 @@ def run_task(actor: Actor, suite: Suite, spec: TaskSpec, model_name: str, *, use
              dtype: str | None = None, batch_size: int | None = None, progress=None, log=None) -> TaskResult:
     progress = progress or (lambda done, total, message="": None)
     t_start = time.time()
-    info, frame = task_frame(actor, spec)
-    loaded = load_for(actor, spec, model_name, frame, device, dtype)
+    info, frame, split, split_note = task_frame(actor, spec)
+    loaded = load_for(actor, spec, model_name, frame, device, dtype, info.label_names)
     model_fp = fingerprint.model_fingerprint(loaded)
     settings = {"device": loaded.device, "dtype": loaded.dtype}
-    key = result_key(model_fp, info.fingerprint, spec, settings, actor.workspace)
+    key = result_key(model_fp, info.fingerprint, spec, settings, actor.workspace, split)
     if use_cache and (hit := cache.get(actor, key)):
-        hit.cached = True
         progress(len(frame), len(frame), "from cache")
-        return hit
+        return as_cached(hit, model_name, loaded)
     partial = cache.Partial(key)
     if partial.resumed and log:
         log(f"{model_name} / {spec.name}: resuming, {partial.resumed} outputs already done")
     state = TaskState(spec, loaded, frame, partial, progress, default_batch_size(loaded.device, spec.batch_size or batch_size),
                       loaded.device)
+    if split_note:
+        state.notes.append(split_note)
     if loaded.head_is_new and spec.type != "speed":
         state.notes.append(f"{model_name}'s {loaded.head} head is newly initialised (seed {spec.seed}): "
                            "its predictions are not meaningful until it is fine-tuned.")
@@ -133,7 +178,7 @@ def run_task(actor: Actor, suite: Suite, spec: TaskSpec, model_name: str, *, use
             model=model_name, model_source=loaded.entry.source, model_location=loaded.entry.location,
             model_fingerprint=model_fp, head=loaded.head, head_is_new=loaded.head_is_new,
             dataset=spec.dataset, dataset_hash=info.content_hash, dataset_fingerprint=info.fingerprint,
-            split=spec.split, rows=len(frame), task_definition=spec.definition(),
+            split=split, rows=len(frame), dataset_rows=info.rows, task_definition=spec.definition(),
             task_hash=spec.definition_hash(), suite=suite.name, suite_version=suite.version,
             suite_digest=suite.digest(), seed=spec.seed, settings=settings,
             environment=fingerprint.environment(loaded.device)),

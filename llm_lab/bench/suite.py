@@ -6,7 +6,8 @@
       - name: sentiment            # unique in the suite
         type: classification       # classification | language_modeling | generation | multiple_choice | speed
         dataset: demo-reviews      # a dataset in the store (demo-* are built in)
-        split: test                # optional: one split; default every row
+        split: test                # optional: one split, or `all` for every row; default the test split
+                                   # (every row when the dataset has none; a speed task: every row)
         columns: {text: text, label: label}   # task role -> dataset column
         prompt: "Review: {text}"   # optional template over the task roles
         metrics: [accuracy, f1]
@@ -94,6 +95,13 @@ class TaskSpec:
     @property
     def headline(self) -> str:
         return TASK_TYPES[self.type].headline
+
+    @property
+    def split_shown(self) -> str:
+        """The split as a suite table shows it: the named one, or what is scored without one."""
+        if self.split:
+            return self.split
+        return "all (speed)" if self.type == "speed" else "test (default; all rows if none)"
 
     def definition(self) -> dict:
         out = asdict(self)
@@ -284,6 +292,9 @@ def _task(task, i: int, fail, seen: set) -> TaskSpec:
             GenerationSettings.from_dict(gen)
         except LabError as exc:
             fail(base + ("generation",), str(exc))
+    split = task.get("split")
+    if split is not None and (not isinstance(split, str) or not split.strip()):
+        fail(base + ("split",), "`split` names one split of the dataset (train, validation, test) or `all`.")
     choices = task.get("choices")
     if task["type"] == "multiple_choice":
         if choices is None and "choices" not in columns:

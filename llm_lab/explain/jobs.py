@@ -30,7 +30,8 @@ def benchmark_errors(actor: Actor, result_key: str) -> dict:
     if not ids:
         raise DataError(f"{result.model} made no errors on {result.task}: nothing to attribute.")
     repro = result.repro
-    return {"model": result.model, "dataset": repro.dataset if repro else None, "split": repro.split if repro else None,
+    split = repro.split if repro and repro.split != "all" else None  # "all": every row was scored
+    return {"model": result.model, "dataset": repro.dataset if repro else None, "split": split,
             "ids": ids, "task": result.task, "suite": result.suite}
 
 
