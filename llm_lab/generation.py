@@ -17,6 +17,7 @@ import torch
 from . import capabilities as caps
 from .batching import context_length, length_buckets, pad
 from .errors import LabError, ModelError
+from .generation_defaults import SUGGESTED
 
 _LOGIT_BUDGET_BYTES = 512 * 2**20  # raw logits kept during one batch (batch x steps x vocab x 4 bytes)
 
@@ -58,12 +59,6 @@ class GenerationSettings:
     def from_dict(cls, values: dict | None) -> "GenerationSettings":
         names = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in (values or {}).items() if k in names})
-
-
-# What the dashboard and CLI start from: small models left to plain greedy decoding fall into loops
-# ("the a a a be the a be"); a mild penalty and no repeated trigram keep them readable. The dataclass's own
-# defaults stay neutral (plain greedy), which is what benchmarks and the tests' reference decoding use.
-SUGGESTED = dict(repetition_penalty=1.2, no_repeat_ngram_size=3, max_new_tokens=48)
 
 
 def suggested(**overrides) -> "GenerationSettings":

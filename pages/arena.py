@@ -8,6 +8,7 @@ import streamlit as st
 from llm_lab import capabilities
 from llm_lab.compare import arena, plots, rating
 from llm_lab.generation import GenerationSettings
+from llm_lab.generation_defaults import SUGGESTED
 from ui import backend
 from ui.common import header, permalink, plain, show_permalink, user_errors
 
@@ -34,12 +35,17 @@ if len(names) < 2:
 # a leaderboard permalink (/arena?pool=A&pool=B) names the pool its ratings were computed on
 url_pool = [n for n in st.query_params.get_all("pool") if n in names]
 pool = st.multiselect("Pool (each battle draws two of these)", names, default=url_pool or names, key="a_pool")
-prompt = st.text_area("Prompt", "def fibonacci(n):", key="a_prompt")
+prompt = st.text_area("Prompt", "A list in Python is", key="a_prompt")
 with st.expander("Generation settings"):
     s1, s2, s3 = st.columns(3)
-    max_new = s1.number_input("Max new tokens", 1, 1024, 48, key="a_max")
+    max_new = s1.number_input("Max new tokens", 1, 1024, SUGGESTED["max_new_tokens"], key="a_max")
     sampling = s2.toggle("Sample (instead of greedy)", key="a_sample")
     temp = s3.slider("Temperature", 0.05, 2.0, 0.8, 0.05, key="a_temp", disabled=not sampling)
+    s1, s2, _ = st.columns(3)
+    rep = s1.number_input("Repetition penalty", 0.5, 3.0, SUGGESTED["repetition_penalty"], 0.05, key="a_rep",
+                          help="1 = none. Small models loop without one.")
+    ngram = s2.number_input("No repeated n-gram", 0, 10, SUGGESTED["no_repeat_ngram_size"], key="a_ngram",
+                            help="No n-gram of this size appears twice; 0 = off.")
 
 def answer_columns(prompt: str, names: dict | None = None) -> dict:
     """The prompt, then a column per side headed "Model A" / "Model B" (with its name once revealed)."""
@@ -54,6 +60,7 @@ def answer_columns(prompt: str, names: dict | None = None) -> dict:
 if st.button("New battle", icon=":material/casino:", type="primary", key="a_new", disabled=len(pool) < 2):
     with user_errors():
         settings = GenerationSettings(max_new_tokens=int(max_new), do_sample=sampling, temperature=temp,
+                                      repetition_penalty=rep, no_repeat_ngram_size=int(ngram),
                                       seed=None if sampling else 0)
         boxes, texts = answer_columns(prompt), {"a": "", "b": ""}
         boxes["b"].caption("Waiting for model A…")

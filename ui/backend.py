@@ -172,3 +172,19 @@ def clear() -> None:
 
 def submit_job(fn: str, params: dict, title: str) -> str:
     return jobs.submit(actor(), fn, params, title)
+
+
+def size_ladder() -> None:
+    """The built-in causal LMs' size and measured quality (read from their cards; nothing is loaded)."""
+    from llm_lab import lm_quality
+    from llm_lab.compare import plots
+
+    rows = lm_quality.ladder(registry.builtin_models())
+    if len(rows) < 2:
+        return
+    with st.expander(f"Size ladder: {' < '.join(r['model'] for r in rows)} (measured on held-out text)"):
+        st.plotly_chart(plots.size_ladder(rows), config={"displayModeBar": False})
+        st.dataframe(rows, hide_index=True)
+        st.caption("Held-out text: source files of the Python standard library's own tests, which the models never "
+                   "saw. Bits per byte compares models with different tokenizers; distinct-2 and repetition are "
+                   "measured on greedy continuations with the suggested settings. Each model's card has the rest.")

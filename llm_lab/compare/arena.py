@@ -75,12 +75,12 @@ def battle_stream(actor: Actor, pool: list[str], prompt: str, settings=None, cre
     a `TextIteratorStreamer` hands over its text), and last ("battle", the battle as stored). The battle names
     the models: the page must not show them before the vote. A side that cannot answer raises ArenaError
     without naming its model, and nothing is stored."""
-    from ..generation import GenerationResult, GenerationSettings, check_prompts, stream
+    from ..generation import GenerationResult, check_prompts, stream, suggested
     from ..registry import load
 
     actor.require("vote", "start arena battles")  # a battle is how a viewer gets something to vote on
     prompt = check_prompts([prompt])[0]
-    settings = settings or GenerationSettings(max_new_tokens=64)
+    settings = settings or suggested()
     model_a, model_b = draw_pair(pool, rng)
     loader = loader or (lambda name, head: load(actor, name, head=head))
     outputs, stats = {}, {}

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 from ..cli import table
+from ..generation_defaults import SUGGESTED
 
 
 def register(subparsers) -> None:
@@ -19,12 +20,15 @@ def register(subparsers) -> None:
     p.add_argument("--dataset", help="use a sample of this dataset instead of --prompt")
     p.add_argument("--split")
     p.add_argument("--limit", type=int, default=32)
-    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--max-new-tokens", type=int, default=SUGGESTED["max_new_tokens"])
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--repetition-penalty", type=float, default=1.0)
+    p.add_argument("--repetition-penalty", type=float, default=SUGGESTED["repetition_penalty"],
+                   help="1 = none (default: %(default)s, which keeps small models out of loops)")
+    p.add_argument("--no-repeat-ngram-size", type=int, default=SUGGESTED["no_repeat_ngram_size"],
+                   help="no n-gram of this size appears twice; 0 = off (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.set_defaults(func=compare_run)
@@ -50,7 +54,8 @@ def compare_run(args) -> int:
 
     settings = GenerationSettings(do_sample=args.sample, temperature=args.temperature, top_p=args.top_p,
                                   top_k=args.top_k, max_new_tokens=args.max_new_tokens,
-                                  repetition_penalty=args.repetition_penalty, seed=args.seed, stop=args.stop)
+                                  repetition_penalty=args.repetition_penalty,
+                                  no_repeat_ngram_size=args.no_repeat_ngram_size, seed=args.seed, stop=args.stop)
     progress = lambda done, total, msg: print(f"\r{done}/{total} {msg[:60]:<60}", end="", file=sys.stderr)
     if args.dataset:
         inputs = compare_jobs.sample_inputs(args.actor, args.dataset, args.mode, args.split, args.limit, args.seed)
