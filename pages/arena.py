@@ -41,6 +41,7 @@ with st.expander("Generation settings"):
     sampling = s2.toggle("Sample (instead of greedy)", key="a_sample")
     temp = s3.slider("Temperature", 0.05, 2.0, 0.8, 0.05, key="a_temp", disabled=not sampling)
 
+
 def answer_columns(prompt: str, names: dict | None = None) -> dict:
     """The prompt, then a column per side headed "Model A" / "Model B" (with its name once revealed)."""
     st.markdown(f"> {plain(prompt)}")
@@ -52,16 +53,16 @@ def answer_columns(prompt: str, names: dict | None = None) -> dict:
 
 
 if st.button("New battle", icon=":material/casino:", type="primary", key="a_new", disabled=len(pool) < 2):
-    with user_errors():
+    with user_errors(), st.spinner("Model A answers, then model B…"):
         settings = GenerationSettings(max_new_tokens=int(max_new), do_sample=sampling, temperature=temp,
                                       seed=None if sampling else 0)
-        boxes, texts = answer_columns(prompt), {"a": "", "b": ""}
-        boxes["b"].caption("Waiting for model A…")
+        boxes, texts = {}, {"a": "", "b": ""}
         # each answer appears as it is generated (model A, then model B); the names stay hidden
         for side, value in arena.battle_stream(backend.actor(), pool, prompt, settings, creator=voter, loader=loader):
             if side == "battle":
                 st.session_state["a_battle"] = value["id"]
             else:
+                boxes = boxes or answer_columns(prompt)  # drawn with the first piece (not for a refused prompt)
                 texts[side] += value
                 boxes[side].code(texts[side], language=None, wrap_lines=True)
         st.rerun()  # the stored battle, with the vote buttons
