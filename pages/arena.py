@@ -47,6 +47,7 @@ with st.expander("Generation settings"):
     ngram = s2.number_input("No repeated n-gram", 0, 10, SUGGESTED["no_repeat_ngram_size"], key="a_ngram",
                             help="No n-gram of this size appears twice; 0 = off.")
 
+
 def answer_columns(prompt: str, names: dict | None = None) -> dict:
     """The prompt, then a column per side headed "Model A" / "Model B" (with its name once revealed)."""
     st.markdown(f"> {plain(prompt)}")
@@ -58,17 +59,17 @@ def answer_columns(prompt: str, names: dict | None = None) -> dict:
 
 
 if st.button("New battle", icon=":material/casino:", type="primary", key="a_new", disabled=len(pool) < 2):
-    with user_errors():
+    with user_errors(), st.spinner("Model A answers, then model B…"):
         settings = GenerationSettings(max_new_tokens=int(max_new), do_sample=sampling, temperature=temp,
                                       repetition_penalty=rep, no_repeat_ngram_size=int(ngram),
                                       seed=None if sampling else 0)
-        boxes, texts = answer_columns(prompt), {"a": "", "b": ""}
-        boxes["b"].caption("Waiting for model A…")
+        boxes, texts = {}, {"a": "", "b": ""}
         # each answer appears as it is generated (model A, then model B); the names stay hidden
         for side, value in arena.battle_stream(backend.actor(), pool, prompt, settings, creator=voter, loader=loader):
             if side == "battle":
                 st.session_state["a_battle"] = value["id"]
             else:
+                boxes = boxes or answer_columns(prompt)  # drawn with the first piece (not for a refused prompt)
                 texts[side] += value
                 boxes[side].code(texts[side], language=None, wrap_lines=True)
         st.rerun()  # the stored battle, with the vote buttons
