@@ -1,0 +1,58 @@
+"""Real browser, first visit: compare the two built-in causal LMs and two classifiers without training anything."""
+import re
+
+import pytest
+
+from llm_lab import lm_quality
+from llm_lab.access import LOCAL
+from tests.conftest import assert_no_exception_box, open_page, screenshot, wait_for, wait_idle
+from tests.test_compare_browser import pick
+
+pytestmark = pytest.mark.browser
+
+
+def run_comparison(page) -> str:
+    page.get_by_role("button", name="Compare", exact=True).click()
+    page.wait_for_url(re.compile(r"comparison=\w+"), timeout=180_000)
+    wait_idle(page)
+    main = page.locator("[data-testid='stMain']")
+    wait_for(lambda: "Word-level differences" in main.inner_text() or "agree" in main.inner_text(), timeout=120)
+    wait_idle(page)
+    assert_no_exception_box(page)
+    return re.search(r"comparison=(\w+)", page.url).group(1)
+
+
+def test_first_visit_compares_built_in_models(page, lab_server, monkeypatch):
+    from llm_lab import store
+    from llm_lab.compare import saved
+
+    monkeypatch.setenv("LLM_LAB_HOME", str(lab_server["home"]))
+    store.reset_connections()
+    open_page(page, lab_server, "compare")
+    main = page.locator("[data-testid='stMain']")
+    # a newcomer's generation comparison starts with the two built-in LMs and the size ladder
+    picker = page.locator("[data-testid='stMultiSelect']").filter(has_text="Models (two to four)")
+    assert "tiny-gpt" in picker.inner_text() and "small-gpt" in picker.inner_text()
+    assert "Size ladder: tiny-gpt < small-gpt" in main.inner_text()
+    cid = run_comparison(page)
+    screenshot(page, "first-visit-compare-lms")
+    comp = saved.get(LOCAL, cid)
+    assert sorted(comp.models) == ["small-gpt", "tiny-gpt"]
+    texts = {m: [r["text"] for r in comp.outputs[m].rows] for m in comp.models}
+    assert all(t.strip() for m in texts for t in texts[m])          # no empty continuations
+    assert texts["tiny-gpt"] != texts["small-gpt"]                 # two models, two answers
+    for m in comp.models:                                          # words, not loops
+        assert lm_quality.distinct_n(texts[m]) > 0.6, texts[m]
+    assert comp.settings["repetition_penalty"] > 1 and comp.settings["no_repeat_ngram_size"] == 3  # shown defaults
+
+    # two classifiers: the shipped sentiment model and minilm with its new head
+    open_page(page, lab_server, "compare")
+    page.get_by_text("Classification", exact=True).click()
+    wait_idle(page)
+    pick(page, "Models (two to four)", ["minilm-sentiment", "minilm"])
+    cid = run_comparison(page)
+    screenshot(page, "first-visit-compare-classifiers")
+    comp = saved.get(LOCAL, cid)
+    labels = [r["label"] for r in comp.outputs["minilm-sentiment"].rows]
+    assert labels[:2] == ["positive", "negative"], labels
+    store.reset_connections()
