@@ -1,6 +1,7 @@
 """Issue 12, Benchmarks page: fingerprints of the weights' bytes (two fine-tunes of one model are two models),
 model rows that share a name, the split a task scores, the HTML report button, the run shown after a job."""
 import hashlib
+import json
 import os
 import shutil
 
@@ -128,6 +129,30 @@ def test_weight_digests_are_cached_and_read_again_when_a_file_changes(tiny_bert,
     now = fingerprint.folder_fingerprint(str(folder))
     (folder / "training_args.bin").write_bytes(b"other trainer settings")
     assert fingerprint.folder_fingerprint(str(folder)) == now
+
+
+def test_an_adapter_folders_fingerprint_covers_its_base(tiny_bert, tmp_path):
+    """An adapter-only folder (no model.safetensors) is loaded over its base: the base's weights count too."""
+    from types import SimpleNamespace
+
+    base = shutil.copytree(tiny_bert, tmp_path / "base")
+    registry.register(LOCAL, ModelEntry("fp-base", "local", str(base), "classifier"))
+    adapter = tmp_path / "adapter-only"
+    adapter.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        if (base / name).exists():
+            shutil.copy(base / name, adapter / name)
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "fp-base"}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"lora weights")
+    entry = ModelEntry("fp-adapter", "local", str(adapter), "classifier")
+    assert registry.adapter_base(LOCAL, entry) == str(base)
+    loaded = SimpleNamespace(entry=entry, head="classifier", dtype="float32", head_is_new=False,
+                             model=SimpleNamespace(config=SimpleNamespace(_name_or_path=str(base))))
+    before = fingerprint.model_fingerprint(loaded, LOCAL)
+    assert before != fingerprint.model_fingerprint(loaded)  # without an actor the base is not resolved
+    _copy_with_one_weight_changed(tiny_bert, tmp_path / "changed")
+    shutil.copy(tmp_path / "changed" / "model.safetensors", base / "model.safetensors")
+    assert fingerprint.model_fingerprint(loaded, LOCAL) != before
 
 
 def test_model_rows_that_share_a_name_stay_apart(tiny_bert, binary_reviews, tmp_path):

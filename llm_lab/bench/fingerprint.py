@@ -76,8 +76,10 @@ def folder_fingerprint(folder: str) -> str:
     return h.hexdigest()
 
 
-def model_fingerprint(loaded) -> str:
-    """Stable id of the weights a result was computed with (plus the head, when it is freshly made)."""
+def model_fingerprint(loaded, actor=None) -> str:
+    """Stable id of the weights a result was computed with (plus the head, when it is freshly made). An
+    adapter-only folder (LoRA weights and a head, loaded over a base model: registry.adapter_base) includes
+    its base's fingerprint, resolved for `actor`, since the base's weights are half of the model."""
     entry = loaded.entry
     folder = Path(entry.location)
     if entry.source == "hub" or not folder.is_dir():
@@ -85,6 +87,12 @@ def model_fingerprint(loaded) -> str:
     h = hashlib.sha256()
     if folder.is_dir():
         h.update(folder_fingerprint(str(folder)).encode())
+        if actor is not None and entry.source != "hub" and (folder / "adapter_config.json").exists():
+            from .. import registry
+
+            base = registry.adapter_base(actor, entry)
+            if base:
+                h.update(f"|base:{folder_fingerprint(base)}".encode())
     else:
         h.update(entry.location.encode())
     h.update(f"|{loaded.head}|{loaded.dtype}".encode())

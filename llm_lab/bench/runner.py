@@ -144,7 +144,7 @@ def run_task(actor: Actor, suite: Suite, spec: TaskSpec, model_name: str, *, use
     t_start = time.time()
     info, frame, split, split_note = task_frame(actor, spec)
     loaded = load_for(actor, spec, model_name, frame, device, dtype, info.label_names)
-    model_fp = fingerprint.model_fingerprint(loaded)
+    model_fp = fingerprint.model_fingerprint(loaded, actor)
     settings = {"device": loaded.device, "dtype": loaded.dtype}
     key = result_key(model_fp, info.fingerprint, spec, settings, actor.workspace, split)
     if use_cache and (hit := cache.get(actor, key)):
@@ -223,7 +223,7 @@ def run_suite(actor: Actor, suite: Suite, models: list[str], *, use_cache: bool 
                               batch_size=batch_size, progress=task_progress, log=log)
             head = result.headline
             log(f"{label}: {'cached' if result.cached else 'done'} — {head.name if head else None} = "
-                f"{head.value if head else None}")
+                f"{head.value if head else None}" + (f" ({result.scored})" if result.scored else ""))
         except (JobCancelled, KeyboardInterrupt):
             raise
         except LabError as exc:
