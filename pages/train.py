@@ -48,16 +48,21 @@ def new_run() -> None:
     """The form: the run's settings, its estimate and command, and the start button."""
     k = form.key  # every value here is kept: a refresh or a page switch does not lose it
     task = st.radio("Task", list(train.TASKS), format_func=train.TASKS.get, horizontal=True, key=k("t_task"))
-    defaults = train.task_defaults(task)
+    lora = task != "pretrain" and bool(st.session_state.get(k("t_lora", bool)))  # drawn under Advanced
+    defaults = train.task_defaults(task, lora)
     values: dict = {"task": task}
     c1, c2, c3 = st.columns(3)
     if task == "pretrain":
         values["preset"] = c1.selectbox("Size preset", list(train.PRESETS), index=list(train.PRESETS).index("3M"),
                                         key=k("t_preset"), help="GPT-2 shapes from ~1M to ~30M parameters; edit "
                                         "them under Advanced.")
-        names = ["(pydoc corpus: CPython's reference docs)"] + backend.dataset_names("text")
-        chosen = c2.selectbox("Corpus", names, key=k("t_corpus"))
-        values["dataset"] = "" if chosen == names[0] else chosen
+        builtin = {f"(built-in: {name})": name for name in train.CORPORA}
+        names = list(builtin) + backend.dataset_names("text")
+        chosen = c2.selectbox("Corpus", names, key=k("t_corpus"), help="Built-in: `python` is the standard "
+                              "library's source and docs (what tiny-gpt and small-gpt learnt from), `pydoc` the "
+                              "reference docs only (small, quick). Or a dataset with a text column.")
+        values["dataset"] = "" if chosen in builtin else chosen
+        values["corpus"] = builtin.get(chosen, "pydoc")
     else:
         models = backend.model_names(train.NEEDS[task])
         want = defaults.get("model", "minilm")
@@ -87,7 +92,8 @@ def new_run() -> None:
     values["batch_size"] = b2.number_input("Batch size", 1, 1024, int(defaults["batch_size"]),
                                            key=k(f"t_bs_{task}", int))
     values["learning_rate"] = b3.number_input("Learning rate", 1e-7, 1.0, float(defaults["learning_rate"]),
-                                              format="%.1e", key=k(f"t_lr_{task}", float))
+                                              format="%.1e", key=k(f"t_lr_{task}{'_lora' if lora else ''}", float),
+                                              help="LoRA runs start from a rate ten times a full fine-tune's.")
     values["name"] = b4.text_input("Name of the new model", "", placeholder="(automatic)", key=k("t_name")).strip()
 
     with st.expander("Advanced"):
@@ -111,10 +117,12 @@ def new_run() -> None:
         values["precision"] = a3.selectbox("Precision", ["auto", "bf16", "fp16", "fp32"], key=k("t_prec"),
                                            help="auto: bf16 (and TF32) on CUDA, fp32 on CPU")
         values["device"] = a4.selectbox("Device", ["auto", "cpu", "cuda"], key=k("t_dev"))
-        if task == "causal-lm":
+        if task != "pretrain":
             values["lora"] = st.toggle("LoRA (train small adapters; merged into the model on export)",
                                        key=k("t_lora", bool))
             if values["lora"]:
+                values["adapter_only"] = st.toggle("Keep only the adapter (megabytes over the base model, not a "
+                                                   "copy of it)", key=k("t_adapter_only", bool))
                 l1, l2, l3, l4 = st.columns(4)
                 values["lora_r"] = l1.number_input("Rank r", 1, 256, 8, key=k("t_lr_r", int))
                 values["lora_alpha"] = l2.number_input("Alpha", 1, 1024, 16, key=k("t_lr_a", int))

@@ -163,7 +163,7 @@ def test_the_run_picker_does_not_keep_a_stale_status(monkeypatch):
 def test_epochs_show_as_typed():
     at = app_test("pages/train.py").run()
     epochs = at.number_input(key="t_ep_classify")
-    assert epochs.proto.format % epochs.value == "3"  # what the browser shows (sprintf of the format), not 3.00
+    assert epochs.proto.format % epochs.value == "8"  # the default, as the browser shows it (sprintf), not 8.00
     epochs.set_value(2.5).run()
     assert epochs.proto.format % at.number_input(key="t_ep_classify").value == "2.5"
 

@@ -11,6 +11,7 @@ runner (Trainer, OOM/NaN/disk-full handling), export (atomic save, model card, r
 zip), history (past runs), plots (plotly curves), job (the job functions), cli (`python -m llm_lab train`).
 Importing this package does not import torch.
 """
+from ..corpora import CORPORA  # noqa: F401
 from .config import NEEDS, PRESETS, TASKS, TINY_GPT, TrainConfig, task_defaults  # noqa: F401
 from .job import run  # noqa: F401  the job function the worker calls
 
