@@ -216,9 +216,7 @@ def _read_json(filename: str, text: str, fmt: str, max_rows: int) -> pd.DataFram
     lines = fmt == "jsonl" or (not text.lstrip().startswith(("[", "{")) or _looks_like_jsonl(text))
     depth, rows = _json_shape(text)
     if depth > MAX_JSON_DEPTH:
-        raise DataError(f"{filename} nests JSON {depth} levels deep; LLM Lab reads flat records (at most "
-                        f"{MAX_JSON_DEPTH} levels). Flatten it: one object per example, such as "
-                        '{"text": "...", "label": "..."}.')
+        raise _too_deep(filename, depth)
     if not lines and rows > max_rows:
         raise _too_many_rows(filename, rows, max_rows)
     try:
@@ -234,6 +232,15 @@ def _read_json(filename: str, text: str, fmt: str, max_rows: int) -> pd.DataFram
     except json.JSONDecodeError as exc:
         raise DataError(f"{filename} is not valid JSON{' Lines' if lines else ''}: {exc.msg} "
                         f"at line {exc.lineno}, column {exc.colno}.") from exc
+    except RecursionError as exc:  # nesting the scan above did not see: never a RecursionError for the user
+        raise _too_deep(filename, None) from exc
+    try:
+        return _records_frame(filename, records)
+    except RecursionError as exc:
+        raise _too_deep(filename, None) from exc
+
+
+def _records_frame(filename: str, records) -> pd.DataFrame:
     if isinstance(records, dict):
         if all(isinstance(v, list) for v in records.values()) and len({len(v) for v in records.values()}) == 1:
             return pd.DataFrame(records).astype(object)
@@ -243,6 +250,12 @@ def _read_json(filename: str, text: str, fmt: str, max_rows: int) -> pd.DataFram
         raise DataError(f"{filename} is JSON but not records: every example must be an object such as "
                         '{"text": "...", "label": "..."}.')
     return pd.DataFrame.from_records(records).astype(object)
+
+
+def _too_deep(filename: str, depth: int | None) -> DataError:
+    return DataError(f"{filename} nests JSON {f'{depth} levels' if depth else 'too'} deep; LLM Lab reads flat "
+                     f"records (at most {MAX_JSON_DEPTH} levels). Flatten it: one object per example, such as "
+                     '{"text": "...", "label": "..."}.')
 
 
 def _looks_like_jsonl(text: str) -> bool:
