@@ -5,10 +5,11 @@ and no data renders.
 """
 import streamlit as st
 
-from llm_lab import sharing
+from llm_lab import jobs, sharing
 from ui import auth
 
 st.set_page_config(page_title="LLM Lab", page_icon=":material/science:", layout="wide")
+jobs.own_workers()  # a worker this server starts stops with it (once per process; not an external worker)
 
 PAGES = {
     "": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],

@@ -21,7 +21,7 @@ from pathlib import Path
 from . import paths
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
-SKIPPED_NAMES = {"worker.lock", "worker.pid"}
+SKIPPED_NAMES = {"worker.lock", "worker.pid", "worker.json"}
 SKIPPED_SUFFIXES = ("-wal", "-shm", "-journal")
 BACKUP_DIR = "backups"
 CACHE_DIRS = ("huggingface",)

@@ -1,15 +1,17 @@
 """`python -m llm_lab …`: each feature module adds its own subcommands with `register(subparsers)`.
 
 A handler returns the exit code and acts as `args.actor`: the local operator (an admin of the
-default workspace), or with `--as EMAIL` that user, so an operator sees what the user may do. A LabError prints its message to stderr and exits 1.
+default workspace), or with `--as EMAIL` that user, so an operator sees what the user may do. A LabError prints its message to stderr and exits 1;
+so does a full disk under LLM_LAB_HOME (store.storage_full_message), instead of a traceback.
 The root's own commands (models, data, jobs, worker) live in core_cli; each feature package
 (bench, train, compare, explain) owns its `cli.py`. `table` is the text table every CLI prints.
 """
 import argparse
 import importlib
+import sqlite3
 import sys
 
-from . import accounts
+from . import accounts, store
 from .access import LOCAL
 from .errors import LabError
 
@@ -56,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, sqlite3.Error) as exc:
+        if not store.is_storage_full(exc):
+            raise
+        print(f"error: {store.storage_full_message()} ({type(exc).__name__}: {exc})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

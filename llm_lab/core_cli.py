@@ -53,8 +53,13 @@ def register(subparsers) -> None:
     p.add_argument("id")
     p.set_defaults(func=jobs_show)
 
-    p = subparsers.add_parser("worker", help="run the background worker (the dashboard starts one itself)")
-    p.set_defaults(func=lambda a: jobs.run_worker())
+    p = subparsers.add_parser("worker", help="run the background worker (the dashboard starts one itself)",
+                              description="Consume the job queue, one job at a time, until stopped (Ctrl-C or "
+                                          "`kill PID`). The dashboard starts its own with --parent-pid.")
+    p.add_argument("--parent-pid", type=int, metavar="PID",
+                   help="stop when process PID ends (the dashboard passes its own); a running job then ends "
+                        "interrupted, to be resumed. Ignored with LLM_LAB_EXTERNAL_WORKER=1")
+    p.set_defaults(func=lambda a: jobs.run_worker(parent_pid=a.parent_pid))
 
 
 def models_list(args) -> int:

@@ -32,7 +32,7 @@ pd = _Pandas()
 
 from . import access, audit, paths, settings, store
 from .access import LOCAL, SYSTEM, Actor, scope
-from .errors import DataError
+from .errors import DataError, DiskFullError
 from .text_utils import natural_key
 
 ROLES = ("text", "label", "text_pair", "prompt", "reference")
@@ -216,9 +216,7 @@ def _read_json(filename: str, text: str, fmt: str, max_rows: int) -> pd.DataFram
     lines = fmt == "jsonl" or (not text.lstrip().startswith(("[", "{")) or _looks_like_jsonl(text))
     depth, rows = _json_shape(text)
     if depth > MAX_JSON_DEPTH:
-        raise DataError(f"{filename} nests JSON {depth} levels deep; LLM Lab reads flat records (at most "
-                        f"{MAX_JSON_DEPTH} levels). Flatten it: one object per example, such as "
-                        '{"text": "...", "label": "..."}.')
+        raise _too_deep(filename, depth)
     if not lines and rows > max_rows:
         raise _too_many_rows(filename, rows, max_rows)
     try:
@@ -234,6 +232,15 @@ def _read_json(filename: str, text: str, fmt: str, max_rows: int) -> pd.DataFram
     except json.JSONDecodeError as exc:
         raise DataError(f"{filename} is not valid JSON{' Lines' if lines else ''}: {exc.msg} "
                         f"at line {exc.lineno}, column {exc.colno}.") from exc
+    except RecursionError as exc:  # nesting the scan above did not see: never a RecursionError for the user
+        raise _too_deep(filename, None) from exc
+    try:
+        return _records_frame(filename, records)
+    except RecursionError as exc:
+        raise _too_deep(filename, None) from exc
+
+
+def _records_frame(filename: str, records) -> pd.DataFrame:
     if isinstance(records, dict):
         if all(isinstance(v, list) for v in records.values()) and len({len(v) for v in records.values()}) == 1:
             return pd.DataFrame(records).astype(object)
@@ -243,6 +250,12 @@ def _read_json(filename: str, text: str, fmt: str, max_rows: int) -> pd.DataFram
         raise DataError(f"{filename} is JSON but not records: every example must be an object such as "
                         '{"text": "...", "label": "..."}.')
     return pd.DataFrame.from_records(records).astype(object)
+
+
+def _too_deep(filename: str, depth: int | None) -> DataError:
+    return DataError(f"{filename} nests JSON {f'{depth} levels' if depth else 'too'} deep; LLM Lab reads flat "
+                     f"records (at most {MAX_JSON_DEPTH} levels). Flatten it: one object per example, such as "
+                     '{"text": "...", "label": "..."}.')
 
 
 def _looks_like_jsonl(text: str) -> bool:
@@ -467,16 +480,35 @@ def dataset_dir(name: str, workspace: str = access.DEFAULT_WORKSPACE) -> Path:
     return paths.workspace_dir("datasets", workspace) / name
 
 
-def _new_folder(actor: Actor, name: str) -> Path:
-    """A folder for a new dataset: its usual place, unless something is there already (a dataset of another
-    workspace stored before names were per workspace), which is never overwritten."""
-    folder = dataset_dir(name, actor.workspace)
+def _free_folder(actor: Actor, name: str, keep: Path | None = None) -> Path:
+    """The folder a dataset being saved moves into: its usual place, else `NAME~2`, `NAME~3`, … Call it inside
+    the transaction that records the row (so no other save is between its rename and its commit).
+
+    A folder that some row names (a dataset of another workspace stored before names were per workspace, or
+    `keep`, the folder of the dataset being replaced) is never touched. A folder there that no row names is
+    what a save killed between its rename and its commit, or a delete killed before its files were gone, left
+    behind: it is removed and the place reused."""
     taken = {r["folder"] for r in scope(SYSTEM).select("datasets", "folder IS NOT NULL", columns="folder")}
     n = 1
-    while folder.exists() or _relative(folder) in taken:
+    folder = dataset_dir(name, actor.workspace)
+    while _relative(folder) in taken or (keep is not None and folder == keep):
         n += 1
         folder = dataset_dir(f"{name}~{n}", actor.workspace)
+    if folder.is_symlink() or folder.is_file():
+        folder.unlink()
+    elif folder.exists():
+        shutil.rmtree(folder)
     return folder
+
+
+def _folder_of(row: dict) -> Path:
+    return paths.home() / row["folder"] if row.get("folder") else dataset_dir(row["name"], row["workspace"])
+
+
+def _complete(row: dict) -> bool:
+    """Whether a row's files are there. A save moves its folder into place before it records the row, so
+    only a row written by an older LLM Lab killed midway (or files deleted by hand) lacks them."""
+    return (_folder_of(row) / "data.parquet").is_file()
 
 
 def _relative(folder: Path) -> str:
@@ -515,50 +547,93 @@ def import_dataset(actor: Actor, name: str, filename: str, data: bytes, roles: d
                    recipe: Recipe | None = None, description: str = "", replace: bool = False,
                    raw: pd.DataFrame | None = None) -> DatasetInfo:
     """Store a dataset whole, or not at all, in the actor's workspace (audited as dataset.upload).
-    `raw` is `read_table(filename, data)` when the caller has it already."""
-    info = _import(actor, name, filename, data, roles, recipe, description, replace, raw)
-    audit.record(actor, "dataset.upload", info.name, {"file": info.source_file, "bytes": len(data), "rows": info.rows,
-                                                      "content_hash": info.content_hash, "replaced": bool(replace)})
+    `raw` is `read_table(filename, data)` when the caller has it already. A full disk is a DiskFullError
+    saying where and what to do."""
+    try:
+        info = _import(actor, name, filename, data, roles, recipe, description, replace, raw)
+        audit.record(actor, "dataset.upload", info.name, {"file": info.source_file, "bytes": len(data),
+                                                          "rows": info.rows, "content_hash": info.content_hash,
+                                                          "replaced": bool(replace)})
+    except (OSError, sqlite3.Error) as exc:
+        if isinstance(exc, DiskFullError) or not store.is_storage_full(exc):
+            raise
+        raise DiskFullError(store.storage_full_message(f"{Path(filename).name} was not saved")) from exc
     return info
+
+
+def _exists_already(name: str) -> DataError:
+    return DataError(f"A dataset named {name!r} exists already. Choose another name or delete it first.")
 
 
 def _import(actor: Actor, name: str, filename: str, data: bytes, roles: dict | None, recipe: Recipe | None,
             description: str, replace: bool, raw: pd.DataFrame | None) -> DatasetInfo:
+    """The save, in an order a kill at any point leaves consistent: the files are written into a staging
+    folder (`.NAME.partial-*`, swept by a later save once no process holds it); then, inside one transaction,
+    the folder moves into place and the row is recorded; a replaced dataset's old folder is removed after the
+    commit. Killed before the commit, the row is not there and the moved folder is reclaimed by the next save
+    of the name; after it, the dataset is complete. A row whose folder is missing (written by an older version
+    killed midway) is listed nowhere and its name can be saved again."""
     actor.require("write", "upload datasets")
     name = check_name(name)
     recipe = recipe or Recipe()
     existing = _own_row(actor, name)
-    if existing and not replace:
-        raise DataError(f"A dataset named {name!r} exists already. Choose another name or delete it first.")
+    if existing and _complete(existing) and not replace:
+        raise _exists_already(name)
     frame, roles, report = prepare(filename, data, roles, recipe, raw)
     content_hash = hashlib.sha256(data).hexdigest()
     fingerprint = hashlib.sha256(json.dumps(
         {"content": content_hash, "roles": roles, "recipe": recipe.as_dict()}, sort_keys=True).encode()).hexdigest()
     labels = sorted(frame["label"].unique().tolist(), key=natural_key) if "label" in frame.columns else None
-    folder = _info(existing).folder if existing else _new_folder(actor, name)
-    info = DatasetInfo(name, store.now(), Path(filename).name, content_hash, fingerprint, roles, recipe.as_dict(),
-                       len(frame), frame["split"].value_counts().to_dict(), labels, report, description,
-                       actor.workspace, _relative(folder))
-    with store.atomic_dir(folder) as tmp:
+    replaced = None
+    with store.staged_dir(paths.workspace_dir("datasets", actor.workspace), name) as tmp:
         frame.to_parquet(tmp / "data.parquet", index=False)
         (tmp / ("original" + Path(filename).suffix.lower())).write_bytes(data)
-        (tmp / "meta.json").write_text(json.dumps(asdict(info), indent=2, default=str))
-        with store.transaction() as conn:
-            mine = "name=? AND workspace=?"
-            if not replace and scope(actor).one("datasets", mine, (name, actor.workspace)):
-                raise DataError(f"A dataset named {name!r} exists already. Choose another name or delete it first.")
-            if replace:
-                scope(actor).delete("datasets", mine, (name, actor.workspace), conn=conn)
-            try:
-                scope(actor).insert("datasets", dict(
-                    name=name, created_at=info.created_at, source_file=info.source_file, content_hash=content_hash,
-                    fingerprint=fingerprint, roles=store.to_json(roles), recipe=store.to_json(info.recipe),
-                    rows=info.rows, splits=store.to_json(info.splits), label_names=store.to_json(labels),
-                    report=store.to_json(report), description=description, folder=info.location), conn=conn)
-            except sqlite3.IntegrityError as exc:  # replace=True on a dataset the actor may not delete
-                raise DataError(f"A dataset named {name!r} exists already and is not yours to replace. "
-                                "Choose another name.") from exc
+        moved = None
+        try:
+            with store.transaction() as conn:
+                mine = "name=? AND workspace=?"
+                row = scope(actor).one("datasets", mine, (name, actor.workspace))
+                if row and _complete(row):
+                    if not replace:
+                        raise _exists_already(name)
+                    replaced = _folder_of(row)
+                    scope(actor).delete("datasets", mine, (name, actor.workspace), conn=conn)
+                elif row:  # an older version's save killed midway: its row names files that are not there
+                    scope(SYSTEM).delete("datasets", mine, (name, actor.workspace), conn=conn)
+                folder = _free_folder(actor, name, keep=replaced)
+                info = DatasetInfo(name, store.now(), Path(filename).name, content_hash, fingerprint, roles,
+                                   recipe.as_dict(), len(frame), frame["split"].value_counts().to_dict(), labels,
+                                   report, description, actor.workspace, _relative(folder))
+                (tmp / "meta.json").write_text(json.dumps(asdict(info), indent=2, default=str))
+                try:
+                    scope(actor).insert("datasets", dict(
+                        name=name, created_at=info.created_at, source_file=info.source_file,
+                        content_hash=content_hash, fingerprint=fingerprint, roles=store.to_json(roles),
+                        recipe=store.to_json(info.recipe), rows=info.rows, splits=store.to_json(info.splits),
+                        label_names=store.to_json(labels), report=store.to_json(report), description=description,
+                        folder=info.location), conn=conn)
+                except sqlite3.IntegrityError as exc:  # replace=True on a dataset the actor may not delete
+                    raise DataError(f"A dataset named {name!r} exists already and is not yours to replace. "
+                                    "Choose another name.") from exc
+                os.replace(tmp, folder)  # the last step before COMMIT
+                moved = folder
+        except BaseException:
+            if moved is not None:  # the commit failed (a full disk): the folder no row names goes again
+                _remove_unnamed(moved)
+            raise
+    if replaced is not None and replaced != folder:
+        shutil.rmtree(replaced, ignore_errors=True)
     return info
+
+
+def _remove_unnamed(folder: Path) -> None:
+    """Remove `folder` unless a row names it (checked holding the write lock, so no save is midway)."""
+    try:
+        with store.transaction():
+            if not scope(SYSTEM).one("datasets", "folder=?", (_relative(folder),), columns="name"):
+                shutil.rmtree(folder, ignore_errors=True)
+    except (OSError, sqlite3.Error):
+        pass  # the next save of this name reclaims it
 
 
 def _own_row(actor: Actor, name: str) -> dict | None:
@@ -577,9 +652,9 @@ def _info(row: dict) -> DatasetInfo:
 def list_datasets(actor: Actor) -> list[DatasetInfo]:
     """The actor's workspace's datasets, then the shipped demo datasets it does not shadow (read-only there)."""
     ensure_demos()
-    own = [_info(r) for r in scope(actor).select("datasets", order="created_at")]
+    own = [_info(r) for r in scope(actor).select("datasets", order="created_at") if _complete(r)]
     names = {d.name for d in own}
-    return own + [_info(r) for r in _demo_rows(actor) if r["name"] not in names]
+    return own + [_info(r) for r in _demo_rows(actor) if r["name"] not in names and _complete(r)]
 
 
 def _demo_rows(actor: Actor, name: str | None = None) -> list[dict]:
@@ -604,12 +679,23 @@ def get(actor: Actor, name: str) -> DatasetInfo:
     """The dataset `name` the actor sees; one of its current workspace first (names are unique per workspace),
     else a shipped demo dataset."""
     ensure_demos()
-    rows = scope(actor).select("datasets", "name=?", (name,)) or _demo_rows(actor, name)
-    row = next((r for r in rows if r["workspace"] == actor.workspace), rows[0] if rows else None)
+    row = _row(actor, name)
     if row is None:
         names = ", ".join(d.name for d in list_datasets(actor)) or "none yet"
         raise DataError(f"No dataset named {name!r}. Datasets here: {names}.")
+    if not _complete(row):
+        raise DataError(f"Dataset {name!r} was not saved completely (its files are missing from "
+                        f"{_folder_of(row).relative_to(paths.home())}), probably because a save was cut short. "
+                        "Import the file again under this name: the broken entry is replaced.")
     return _info(row)
+
+
+def _row(actor: Actor, name: str) -> dict | None:
+    """The row of the dataset `name` the actor sees: its current workspace's first, else any it sees (complete
+    ones first), else a shipped demo dataset's; None if there is none."""
+    rows = scope(actor).select("datasets", "name=?", (name,)) or _demo_rows(actor, name)
+    rows.sort(key=lambda r: (r["workspace"] != actor.workspace, not _complete(r)))
+    return rows[0] if rows else None
 
 
 def load_frame(actor: Actor, name: str, split: str | None = None) -> pd.DataFrame:
@@ -630,8 +716,12 @@ def require(info: DatasetInfo, *roles: str) -> None:
 
 
 def delete(actor: Actor, name: str) -> None:
-    """Delete a dataset's row and files (audited as dataset.delete)."""
-    info = get(actor, name)  # "no dataset named …" for a name the actor cannot see
+    """Delete a dataset's row and files (audited as dataset.delete); one whose files are missing too."""
+    ensure_demos()
+    found = _row(actor, name)
+    if found is None:
+        get(actor, name)  # raises "no dataset named …" for a name the actor cannot see
+    info = _info(found)
     row = scope(actor).one("datasets", "name=? AND workspace=?", (name, info.workspace), columns="workspace, created_by")
     with store.transaction() as conn:
         if not scope(actor).delete("datasets", "name=? AND workspace=?", (name, info.workspace), conn=conn):
@@ -667,7 +757,8 @@ def ensure_demos() -> None:
     for spec_file in sorted(DEMO_DIR.glob("*.json")):
         spec = json.loads(spec_file.read_text())
         data_file = DEMO_DIR / spec["file"]
-        if scope(SYSTEM).one("datasets", "name=? AND workspace=?", (spec["name"], LOCAL.workspace)):
+        row = scope(SYSTEM).one("datasets", "name=? AND workspace=?", (spec["name"], LOCAL.workspace))
+        if row and _complete(row):
             continue
         try:
             _import(LOCAL, spec["name"], data_file.name, data_file.read_bytes(), spec.get("roles"),  # not audited:

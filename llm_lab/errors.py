@@ -17,8 +17,24 @@ class JobError(LabError):
     pass
 
 
+class DiskFullError(LabError, OSError):
+    """The disk holding LLM_LAB_HOME is full (store.storage_full_message says where and what to do). An OSError
+    too (errno ENOSPC), so code that handles a full disk as an OSError still does."""
+
+    def __init__(self, message: str):
+        super().__init__(28, message)  # errno.ENOSPC
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
 class JobCancelled(Exception):
     """Raised inside a job when the user asked to cancel it."""
+
+
+class JobInterrupted(JobCancelled):
+    """Raised inside a job when its worker is stopping (the dashboard that started it is gone): the job ends
+    `interrupted`, to be resumed from its last checkpoint. Code that stops on JobCancelled stops on it too."""
 
 
 # ---------------------------------------------------------------- messages for failures

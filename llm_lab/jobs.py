@@ -11,12 +11,22 @@ its running jobs marked `interrupted`; `resume` queues them again with
 
 A team server runs the worker in a container of its own (docker-compose.yml) and sets
 LLM_LAB_EXTERNAL_WORKER=1 on both containers: see `external_worker`.
+
+A worker's lifetime: one the dashboard starts (`own_workers` in the dashboard's process, then
+`ensure_worker`) gets `--parent-pid` and stops when that process is gone: it checks every
+PARENT_POLL_S seconds, and between jobs; a running job is asked to stop at its next progress
+report and ends `interrupted` (resume it from its last checkpoint), or is marked so when it has
+not stopped within STOP_GRACE_S. A worker started by hand (`python -m llm_lab worker`) or by the
+CLI, and the external worker, run until they are stopped (Ctrl-C, `kill PID`, docker compose stop).
 """
 import fcntl
 import importlib
+import json
 import os
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -25,7 +35,7 @@ from pathlib import Path
 
 from . import access, audit, paths, settings, store
 from .access import LOCAL, SYSTEM, Actor, scope
-from .errors import JobCancelled, JobError, LabError, failure_message
+from .errors import JobCancelled, JobError, JobInterrupted, LabError, failure_message
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = (
     "queued", "running", "succeeded", "failed", "cancelled", "interrupted")
@@ -261,6 +271,8 @@ class JobContext:
         return bool(row and row["cancel_requested"])
 
     def check_cancelled(self) -> None:
+        if _stopping:  # the worker is stopping: the job ends interrupted, to be resumed
+            raise JobInterrupted(_stopping)
         if self.cancelled():
             raise JobCancelled()
 
@@ -285,7 +297,23 @@ class JobContext:
 
 
 def execute_job(job_id: str) -> None:
-    """Run one queued job to a final state. Called by the worker (or inline)."""
+    """Run one queued job to a final state. Called by the worker (or inline). A worker that is stopping puts
+    the job back on the queue instead, for the next worker."""
+    global _current_job, _stopping
+    with _job_lock:
+        if _parent and not _stopping and not _parent_alive(*_parent):  # checked between jobs too
+            _stopping = _STOPPED_MESSAGE
+        if _stopping:
+            _huey()[1](job_id)
+            return
+        _current_job = job_id
+        try:
+            _execute_job(job_id)
+        finally:
+            _current_job = None
+
+
+def _execute_job(job_id: str) -> None:
     with store.transaction() as conn:
         row = scope(SYSTEM).one("jobs", "id=?", (job_id,))
         if row is None or row["status"] != QUEUED:
@@ -302,6 +330,8 @@ def execute_job(job_id: str) -> None:
     try:
         result = _resolve(row["fn"])(ctx, **params)
         message = "Done."
+    except JobInterrupted as exc:
+        status, message = INTERRUPTED, str(exc)
     except JobCancelled:
         status, message = CANCELLED, "Cancelled by the user."
     except LabError as exc:
@@ -327,7 +357,11 @@ def _lock_path() -> Path:
 
 def worker_alive() -> bool:
     """True when some process holds the worker lock (the lock dies with its process)."""
-    with open(_lock_path(), "a+") as handle:
+    try:
+        handle = open(_lock_path(), "rb")  # read only: asking never creates the file (a full disk, a list)
+    except FileNotFoundError:
+        return False  # no worker ever ran here
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -369,9 +403,13 @@ def reconcile(worker_starting: bool = False) -> None:
         dead = rows if rows and (worker_starting or not worker_alive()) else []
     else:
         dead = [row for row in rows if not _process_alive(row["worker_pid"])]
-    for row in dead:
-        scope(SYSTEM).update("jobs", dict(status=INTERRUPTED, finished_at=store.now(), message=_INTERRUPTED_MESSAGE),
-                             "id=? AND status=?", (row["id"], RUNNING))
+    try:
+        for row in dead:
+            scope(SYSTEM).update("jobs", dict(status=INTERRUPTED, finished_at=store.now(),
+                                              message=_INTERRUPTED_MESSAGE), "id=? AND status=?", (row["id"], RUNNING))
+    except (OSError, sqlite3.Error) as exc:
+        if not store.is_storage_full(exc):
+            raise  # a full disk: a list still shows them (as running); a later read marks them
 
 
 def _pid_path() -> Path:
@@ -391,8 +429,41 @@ def _serving_worker() -> bool:
         return True  # the lock is held by a worker that has not written its pid yet
 
 
+def own_workers() -> None:
+    """Called by the dashboard's server process: a worker it starts from now on stops when this process ends
+    (`--parent-pid`), so stopping the dashboard does not leave a worker behind. Jobs left queued by an earlier
+    run get a worker now. Not with an external worker, which is the operator's to start and stop."""
+    global _owner_pid
+    if _owner_pid == os.getpid():
+        return
+    _owner_pid = os.getpid()
+    if inline_mode() or external_worker():
+        return
+    try:
+        if scope(SYSTEM).one("jobs", "status=?", (QUEUED,), columns="id"):
+            ensure_worker()
+    except Exception as exc:  # the dashboard starts anyway; the next submitted job starts a worker
+        print(f"LLM Lab: could not start the worker for the queued jobs: {exc}", file=sys.stderr, flush=True)
+
+
+def worker_info() -> dict:
+    """What the pages say about the worker: {"alive", "external", "pid", "parent_pid"} (parent_pid: the
+    process it stops with, None when it runs until it is stopped)."""
+    external = external_worker()
+    alive = worker_alive() if external else _serving_worker()
+    info = {"alive": alive, "external": external, "pid": None, "parent_pid": None}
+    if alive:
+        try:
+            recorded = json.loads(_info_path().read_text())
+            info.update(pid=recorded.get("pid"), parent_pid=recorded.get("parent_pid"))
+        except (OSError, ValueError):
+            pass
+    return info
+
+
 def ensure_worker() -> bool:
-    """Start a worker process unless one is running. Returns True when one was started."""
+    """Start a worker process unless one is running. Returns True when one was started. Started from the
+    dashboard's process (`own_workers`), the worker stops when that process ends."""
     if inline_mode():
         return False
     if external_worker():  # the operator's worker container consumes the queue; jobs wait there until it runs
@@ -403,7 +474,8 @@ def ensure_worker() -> bool:
     if _serving_worker():
         return False
     log = open(paths.subdir("logs") / "worker.log", "ab")
-    subprocess.Popen([sys.executable, "-m", "llm_lab", "worker"], stdout=log, stderr=subprocess.STDOUT,
+    owner = ["--parent-pid", str(_owner_pid)] if _owner_pid == os.getpid() else []
+    subprocess.Popen([sys.executable, "-m", "llm_lab", "worker", *owner], stdout=log, stderr=subprocess.STDOUT,
                      stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(Path(__file__).parent.parent))
     for _ in range(100):  # wait until it holds the lock, so a second caller does not start another
         if worker_alive():
@@ -412,8 +484,17 @@ def ensure_worker() -> bool:
     return True
 
 
-def run_worker() -> int:
-    """The worker's main loop: hold the lock, mark orphans interrupted, consume the queue."""
+def run_worker(parent_pid: int | None = None) -> int:
+    """The worker's main loop: hold the lock, mark orphans interrupted, consume the queue. With `parent_pid`
+    (the dashboard that started it) it stops when that process is gone; an external worker never does."""
+    global _parent
+    if parent_pid and external_worker():
+        print("LLM_LAB_EXTERNAL_WORKER=1: this worker runs until it is stopped (--parent-pid ignored)", flush=True)
+        parent_pid = None
+    parent_start = _start_time(parent_pid) if parent_pid else None
+    if parent_pid and not _parent_alive(parent_pid, parent_start):
+        print(f"The process {parent_pid} this worker was to serve has ended; not starting.", flush=True)
+        return 0
     handle = open(_lock_path(), "a+")
     deadline = time.time() + 60
     while True:
@@ -426,12 +507,66 @@ def run_worker() -> int:
                 return 0
             time.sleep(0.2)  # the lock of a killed worker, still held by a child of it: wait for it
     store.atomic_write_bytes(_pid_path(), str(os.getpid()).encode())
+    store.atomic_write_bytes(_info_path(), json.dumps({"pid": os.getpid(), "parent_pid": parent_pid,
+                                                       "started_at": time.time()}).encode())
     reconcile(worker_starting=True)
-    print(f"LLM Lab worker {os.getpid()} serving {paths.home()}", flush=True)
+    if parent_pid:
+        _parent = (parent_pid, parent_start)
+        print(f"LLM Lab worker {os.getpid()} serving {paths.home()} until process {parent_pid} (the dashboard) "
+              "ends", flush=True)
+        threading.Thread(target=_watch_parent, args=(parent_pid, parent_start), name="parent-watch",
+                         daemon=True).start()
+    else:
+        print(f"LLM Lab worker {os.getpid()} serving {paths.home()}", flush=True)
     consumer = _huey()[0].create_consumer(workers=1, worker_type="thread", periodic=False,
                                        initial_delay=0.1, max_delay=0.5, check_worker_health=False)
     consumer.run()
     return 0
+
+
+PARENT_POLL_S = 1.0   # how often a worker started by the dashboard checks that the dashboard still runs
+STOP_GRACE_S = 30.0   # how long a running job has to reach its next progress report once the dashboard is gone
+_STOPPED_MESSAGE = ("The dashboard that started the worker stopped, so this job was interrupted. Resume it to "
+                    "continue from its last checkpoint.")
+_owner_pid: int | None = None      # the dashboard's process, once it called own_workers()
+_stopping: str | None = None       # set when this worker stops: why (the message its running job ends with)
+_current_job: str | None = None    # the job this process runs now
+_parent: tuple | None = None       # (pid, start time) of the dashboard this worker stops with
+_job_lock = threading.RLock()      # held while a job runs; a stopping worker takes it so none starts
+
+
+def _info_path() -> Path:
+    return paths.home() / "worker.json"
+
+
+def _start_time(pid) -> str | None:
+    """When the process started (field 22 of /proc/PID/stat), so a pid used again is not taken for it."""
+    try:
+        return Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _parent_alive(pid: int, started: str | None) -> bool:
+    return _process_alive(pid) and (started is None or _start_time(pid) in (None, started))
+
+
+def _watch_parent(pid: int, started: str | None, poll_s: float | None = None,
+                  grace_s: float | None = None) -> None:
+    """The heartbeat of a worker the dashboard started: when the dashboard is gone, stop taking jobs, let the
+    running one stop at its next progress report (it ends interrupted), then exit."""
+    global _stopping
+    while _parent_alive(pid, started):
+        time.sleep(PARENT_POLL_S if poll_s is None else poll_s)
+    _stopping = _STOPPED_MESSAGE
+    print(f"The dashboard (process {pid}) is gone: worker {os.getpid()} stops", flush=True)
+    if not _job_lock.acquire(timeout=STOP_GRACE_S if grace_s is None else grace_s):
+        job_id = _current_job  # it did not reach a progress report in time: it ends with this process
+        if job_id:
+            scope(SYSTEM).update("jobs", dict(status=INTERRUPTED, finished_at=store.now(), updated_at=store.now(),
+                                              message=_STOPPED_MESSAGE), "id=? AND status=?", (job_id, RUNNING))
+    sys.stdout.flush()
+    os._exit(0)
 
 
 # ---------------------------------------------------------------- a demo job (tests, smoke checks)

@@ -3,15 +3,22 @@ import os
 from pathlib import Path
 
 
+def home_path() -> Path:
+    """LLM_LAB_HOME, without creating it."""
+    return Path(os.environ.get("LLM_LAB_HOME") or Path.home() / ".llm_lab").expanduser()
+
+
 def home() -> Path:
-    root = Path(os.environ.get("LLM_LAB_HOME") or Path.home() / ".llm_lab").expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    root = home_path()
+    if not root.is_dir():  # only when missing: a read on a full disk must not write
+        root.mkdir(parents=True, exist_ok=True)
     return root
 
 
 def subdir(*parts: str) -> Path:
     path = home().joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import access, audit, capabilities, paths, settings, store
-from .access import Actor, scope
+from .access import SYSTEM, Actor, scope
 from .capabilities import HEADS, Capabilities
 from .errors import ModelError
 
@@ -156,6 +156,11 @@ def register(actor: Actor, entry: ModelEntry) -> ModelEntry:
     audit.record(actor, "model.register", entry.name, {"source": entry.source, "location": entry.location,
                                                        "head": entry.head, "parent": entry.parent})
     return entry
+
+
+def location_registered(location: str) -> bool:
+    """Whether a registry row of any workspace points at `location` (a folder path or Hub id)."""
+    return scope(SYSTEM).one("models", "location=?", (location,), columns="name") is not None
 
 
 def _check_may_register(actor: Actor, entry: ModelEntry) -> None:

@@ -1,11 +1,14 @@
 """`python -m llm_lab …` as a Unix user runs it: output on stdout, errors on stderr, exit codes 0/1/2."""
+import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = Path(__file__).parent / "bad_files"
@@ -88,3 +91,79 @@ def test_usage_errors_exit_2(lab_home):
     out = cli("data", "import", home=lab_home)
     assert out.returncode == 2 and "required" in out.stderr
     assert cli("--help", home=lab_home).returncode == 0
+
+
+# ---------------------------------------------------------------- a full disk
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 4 MB tmpfs to fill up (mounting needs root; skipped where it cannot be made)."""
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (the monkeypatched test covers the message)")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4M", "tmpfs", str(mnt)], capture_output=True)
+    if made.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _fill(folder: Path) -> None:
+    with open(folder / "filler", "wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    try:  # the last few blocks
+        with open(folder / "filler2", "wb") as handle:
+            while True:
+                handle.write(b"\0" * 512)
+                handle.flush()
+    except OSError:
+        pass
+
+
+def test_on_a_full_disk_lists_work_and_an_import_says_the_disk_is_full(full_disk, tmp_path):
+    home = full_disk / "home"
+    csv = tmp_path / "t.csv"
+    csv.write_text("text,label\n" + "".join(f"example {i},{'ab'[i % 2]}\n" for i in range(20)))
+    assert cli("data", "import", csv, home=home).returncode == 0
+    assert cli("data", "list", home=home).returncode == 0  # the demo datasets are written now, while there is room
+    _fill(full_disk)
+    assert shutil.disk_usage(full_disk).free < 64 * 1024
+
+    jobs = cli("jobs", "list", home=home)  # reads only: it used to fail opening the store ("disk I/O error")
+    assert jobs.returncode == 0, jobs.stderr
+    assert jobs.stdout.split() == ["ID", "STATUS", "KIND", "PROGRESS", "TITLE", "MESSAGE"]
+    listed = cli("data", "list", home=home)
+    assert listed.returncode == 0, listed.stderr
+    assert {"t", "demo-reviews"} <= {line.split()[0] for line in listed.stdout.splitlines()[1:]}
+
+    again = cli("data", "import", csv, "--name", "t2", home=home)
+    assert again.returncode == 1 and "Traceback" not in again.stderr, again.stderr
+    assert f"the disk holding LLM_LAB_HOME ({home}) is full" in again.stderr
+    assert "Free space on it" in again.stderr
+    assert not [p.name for p in (home / "datasets").iterdir() if "t2" in p.name]  # nothing half-written
+
+    (full_disk / "filler").unlink()  # room again: the same commands write as usual
+    assert cli("data", "import", csv, "--name", "t2", home=home).returncode == 0
+    assert "t2" in cli("data", "list", home=home).stdout
+
+
+def test_data_import_on_a_full_disk_prints_the_message_not_a_traceback(lab_home, tmp_path, monkeypatch, capsys):
+    from llm_lab import cli as lab_cli
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    csv = tmp_path / "t.csv"
+    csv.write_text("text,label\na,x\nb,y\nc,x\n")
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    assert lab_cli.main(["data", "import", str(csv)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: t.csv was not saved: the disk holding LLM_LAB_HOME ({lab_home}) is full")
+    assert "Free space on it" in err

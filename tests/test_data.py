@@ -264,3 +264,101 @@ def test_demo_datasets_are_there_once():
     prompts = data.load_frame(LOCAL, "demo-prompts")
     assert {"prompt", "reference"} <= set(prompts.columns) and len(prompts) >= 40
     assert data.get(LOCAL, "demo-reviews").label_names == ["negative", "neutral", "positive"]
+
+
+# ---------------------------------------------------------------- a save killed midway
+_KILLED_SAVE = r"""
+import os, signal, sys
+from llm_lab import data
+from llm_lab.access import LOCAL
+
+when, real = sys.argv[1], os.replace
+
+
+def replace(src, dst, *args, **kwargs):  # the moment the dataset's folder moves into place
+    if ".partial-" in str(src) and os.path.basename(str(dst)).startswith("crash"):
+        if when == "after-move":
+            real(src, dst, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst, *args, **kwargs)
+
+
+os.replace = replace
+data.import_dataset(LOCAL, "crash", "t.csv", sys.stdin.buffer.read())
+"""
+
+
+def _rows_csv(n: int) -> bytes:
+    return b"text,label\n" + b"".join(f"example {i},{'ab'[i % 2]}\n".encode() for i in range(n))
+
+
+@pytest.mark.parametrize("when", ["at-move", "after-move"])
+def test_a_save_killed_midway_lists_nothing_and_the_name_saves_again(when, monkeypatch):
+    """SIGKILL at the folder's move (the old order had committed the row by then: a listed dataset without its
+    folder, its name refused for good) and right after it (a folder no row names)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    killed = subprocess.run([sys.executable, "-c", _KILLED_SAVE, when], input=_rows_csv(10),
+                            cwd=Path(__file__).parent.parent, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    store.reset_connections()
+    assert "crash" not in [d.name for d in data.list_datasets(LOCAL)]  # nothing half-written is listed
+    with pytest.raises(DataError, match="No dataset named 'crash'"):
+        data.get(LOCAL, "crash")
+
+    monkeypatch.setattr(store, "PARTIAL_GRACE_S", 0.0)  # the killed save's staging folder is old enough now
+    info = data.import_dataset(LOCAL, "crash", "t.csv", _rows_csv(12))
+    assert info.rows == 12 and info.location == "datasets/crash"  # its usual folder, reclaimed: no crash~2
+    assert data.load_frame(LOCAL, "crash")["text"].tolist()[:2] == ["example 0", "example 1"]
+    assert len(data.load_frame(LOCAL, "crash")) == 12
+    assert [d.name for d in data.list_datasets(LOCAL)].count("crash") == 1
+    left = sorted(p.name for p in (paths.home() / "datasets").iterdir() if "crash" in p.name)
+    assert left == ["crash"], left  # no .crash.partial-* staging folder, no crash~2
+    assert sorted(p.name for p in (paths.home() / "datasets" / "crash").iterdir()) == [
+        "data.parquet", "meta.json", "original.csv"]
+    assert os.environ["LLM_LAB_HOME"] == str(paths.home())
+
+
+def test_a_row_whose_folder_is_missing_is_not_listed_and_its_name_is_free():
+    """What an older version killed between its commit and its move left: a row naming a missing folder."""
+    import shutil
+
+    data.import_dataset(LOCAL, "broken", "t.csv", _rows_csv(6))
+    shutil.rmtree(data.get(LOCAL, "broken").folder)
+    assert "broken" not in [d.name for d in data.list_datasets(LOCAL)]
+    with pytest.raises(DataError, match="'broken' was not saved completely .*Import the file again under this name"):
+        data.get(LOCAL, "broken")
+    info = data.import_dataset(LOCAL, "broken", "t.csv", _rows_csv(8))  # no "exists already"
+    assert info.rows == 8 and len(data.load_frame(LOCAL, "broken")) == 8
+    assert store.query("SELECT COUNT(*) AS n FROM datasets WHERE name='broken'")[0]["n"] == 1
+    # deleting one whose files are missing works too
+    shutil.rmtree(data.get(LOCAL, "broken").folder)
+    data.delete(LOCAL, "broken")
+    _nothing_stored("broken")
+
+
+def test_a_failed_commit_leaves_no_folder_and_says_the_disk_is_full(monkeypatch):
+    """The folder moved into place, then the row's COMMIT fails (a full disk): the folder goes again, the
+    connection is not left inside the failed transaction, and the message says which disk is full instead of
+    a raw sqlite3/OSError."""
+    import sqlite3
+
+    from llm_lab.errors import DiskFullError
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT" and (paths.home() / "datasets" / "full").exists():
+            raise sqlite3.OperationalError("database or disk is full")
+        return sqlite3.Connection.execute(self, sql, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store._Connection, "execute", execute)
+        with pytest.raises(DiskFullError) as err:
+            data.import_dataset(LOCAL, "full", "t.csv", _rows_csv(6))
+    assert f"t.csv was not saved: the disk holding LLM_LAB_HOME ({paths.home()}) is full" in str(err.value)
+    assert "Free space on it" in str(err.value)
+    assert not store.connect().in_transaction
+    _nothing_stored("full")
+    assert data.import_dataset(LOCAL, "full", "t.csv", _rows_csv(6)).location == "datasets/full"

@@ -235,6 +235,29 @@ def test_json_nesting_depth(monkeypatch):
     assert data.read_table("s.json", brackets_in_strings)["text"].iloc[0] == "[[[[" * 100
 
 
+def test_json_nesting_the_scan_misses_is_a_message_not_a_recursion_error(monkeypatch):
+    """Whatever the bracket scan lets through, json.loads' RecursionError never reaches the user."""
+    monkeypatch.setattr(data, "MAX_JSON_DEPTH", 10**9)  # as if the scan had not seen the nesting
+    deep = {"lists.json": b"[" * 100_000 + b"]" * 100_000,
+            "objects.json": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+            "line.jsonl": b'{"text": "a", "label": "b"}\n' + b"[" * 100_000 + b"]" * 100_000 + b"\n"}
+    for filename, body in deep.items():
+        with pytest.raises(DataError, match=f"{filename} nests JSON too deep; LLM Lab reads flat records") as err:
+            data.read_table(filename, body)
+        assert isinstance(err.value.__cause__, RecursionError)
+
+
+def test_cli_import_of_100000_nested_lists_says_what_is_wrong(tmp_path, capsys):
+    from llm_lab import cli
+
+    deep = tmp_path / "deep.json"
+    deep.write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    assert cli.main(["data", "import", str(deep)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: deep.json nests JSON 100000 levels deep; LLM Lab reads flat records (at most 32")
+    assert "Flatten it" in err and "Traceback" not in err and "RecursionError" not in err
+
+
 def test_byte_cap_is_the_setting_with_the_old_variable_still_honoured(monkeypatch):
     raw = _csv(2000)
     assert len(raw) > 2**15

@@ -184,3 +184,65 @@ def test_atomic_write_bytes(tmp_path, monkeypatch):
         store.atomic_write_bytes(target, b"second")
     assert target.read_bytes() == b"first"
     assert [p.name for p in target.parent.iterdir()] == ["file.json"]  # no temporary file left
+
+
+# ---------------------------------------------------------------- reads do not write
+def test_a_read_only_command_takes_no_write_lock(lab_home):
+    """Migrations already applied: connecting only reads, so a list works while another process holds the
+    write lock (and on a full disk). It used to open a write transaction per component at every start."""
+    import sqlite3
+    import time
+
+    from llm_lab import data, jobs
+    from llm_lab.access import LOCAL
+
+    data.list_datasets(LOCAL)  # the store is created and migrated, the demos imported
+    store.reset_connections()
+    store._migrated.clear()  # as a fresh process would
+    other = sqlite3.connect(str(store.db_path()), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+    try:
+        conn = store.connect()
+        conn.execute("PRAGMA busy_timeout=1000")  # a write would wait 1 s, then fail "database is locked"
+        started = time.monotonic()
+        assert jobs.list_jobs(LOCAL) == []
+        assert "demo-docs" in [d.name for d in data.list_datasets(LOCAL)]
+        assert time.monotonic() - started < 1.0
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+# ---------------------------------------------------------------- staging folders of killed saves
+HOLDER = textwrap.dedent("""
+    import os, signal, sys
+    from llm_lab import store
+    with store.staged_dir(sys.argv[1], sys.argv[2]) as tmp:
+        (tmp / "half.bin").write_bytes(b"x" * 1000)
+        print(tmp, flush=True)
+        if sys.argv[3] == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        sys.stdin.read()  # holds it until the test closes stdin
+""")
+
+
+def test_staging_folders_of_killed_saves_are_swept_and_live_ones_kept(tmp_path):
+    parent = tmp_path / "datasets"
+    live = subprocess.Popen([sys.executable, "-c", HOLDER, str(parent), "live", "hold"], cwd=ROOT,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    live_dir = live.stdout.readline().strip()
+    killed = subprocess.run([sys.executable, "-c", HOLDER, str(parent), "killed", "kill"], cwd=ROOT,
+                            capture_output=True, text=True)
+    killed_dir = killed.stdout.strip()
+    assert killed.returncode == -9 and os.path.basename(killed_dir).startswith(".killed.partial-")
+    assert os.path.isdir(killed_dir) and os.path.isdir(live_dir)
+
+    assert store.sweep_partials(parent) == []  # both younger than PARTIAL_GRACE_S: left alone
+    assert [p.name for p in store.sweep_partials(parent, grace_s=0)] == [os.path.basename(killed_dir)]
+    assert not os.path.exists(killed_dir) and os.path.isdir(live_dir)  # a live save holds its folder
+
+    live.kill()
+    live.wait()
+    assert os.path.isdir(live_dir)  # killed too: nothing removed it
+    assert [p.name for p in store.sweep_partials(parent, grace_s=0)] == [os.path.basename(live_dir)]
+    assert list(parent.iterdir()) == []

@@ -397,3 +397,88 @@ def test_classification_metrics_match_the_projects_metric_modules():
     ours = accuracy_f1(pred, ref)
     assert ours["accuracy"] == pytest.approx(metrics.compute("accuracy", pred, ref)["accuracy"]) == 5 / 7
     assert ours["f1"] == pytest.approx(metrics.compute("f1", pred, ref, average="macro")["f1"])
+
+
+# ---------------------------------------------------------------- a save killed midway
+def saved_model_inputs(path):
+    """What export.finish needs, without training: the tiny classifier as the trained model."""
+    import types
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model, tokenizer = AutoModelForSequenceClassification.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    with torch.no_grad():
+        model.classifier.bias += 1.0  # "trained": its outputs differ from its parent's (export.check_changed)
+    rows = [{"input_ids": tokenizer("a lovely story")["input_ids"]}]
+    trained = types.SimpleNamespace(
+        model=model, tokenizer=tokenizer, metrics={"eval_accuracy": 0.5}, stats={"steps": 1},
+        prepared=types.SimpleNamespace(info={"dataset": "d", "fingerprint": "f", "train_rows": 4},
+                                       labels=["negative", "positive"], train=types.SimpleNamespace(rows=rows)))
+    return TrainConfig(task="classify", model=str(path), dataset="d", name="saved"), trained
+
+
+def _killed_save(cfg, trained, when: str) -> int:
+    """export.finish in a forked copy of this process (torch already loaded) that SIGKILLs itself when the
+    model's folder moves into place (`at-move`) or right after (`after-move`); returns the signal."""
+    import os
+    import signal
+
+    from llm_lab import store
+
+    pid = os.fork()
+    if pid == 0:  # the child: never returns to pytest
+        try:
+            store._local.conns = {}  # its own connection, not the parent's
+            real = os.replace
+
+            def replace(src, dst, *args, **kwargs):
+                if ".partial-" in str(src) and os.path.basename(str(dst)).startswith("saved"):
+                    if when == "after-move":
+                        real(src, dst, *args, **kwargs)
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return real(src, dst, *args, **kwargs)
+
+            os.replace = replace
+            export.finish(LOCAL, cfg, trained, None)
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return os.WTERMSIG(status) if os.WIFSIGNALED(status) else -os.WEXITSTATUS(status)
+
+
+@pytest.mark.parametrize("when", ["at-move", "after-move"])
+def test_a_model_save_killed_midway_leaves_nothing_the_next_save_does_not_reclaim(tiny_bert, when, monkeypatch):
+    import os
+    import signal
+
+    from llm_lab import store
+
+    cfg, trained = saved_model_inputs(tiny_bert)
+    assert _killed_save(cfg, trained, when) == signal.SIGKILL
+    assert "saved" not in [e.name for e in registry.list_models(LOCAL)]
+    models = paths.home() / "models"
+    left = [p.name for p in models.iterdir()]
+    if when == "after-move":  # moved, not registered: marked as a save's own leftover
+        assert left == ["saved"] and (models / "saved" / export.SAVING).exists()
+    else:
+        assert len(left) == 1 and left[0].startswith(".saved.partial-"), left
+
+    monkeypatch.setattr(store, "PARTIAL_GRACE_S", 0.0)  # the killed save's staging folder is old enough now
+    result = export.finish(LOCAL, cfg, trained, None)
+    assert result["registered"] and result["folder"] == str(models / "saved")  # reclaimed, not saved~2
+    assert sorted(p.name for p in models.iterdir()) == ["saved"]  # no staging folder left, no saved~2
+    assert not (models / "saved" / export.SAVING).exists()
+    entry = registry.resolve(LOCAL, "saved")
+    assert entry.location == str(models / "saved") and entry.labels == ["negative", "positive"]
+    assert registry.load(LOCAL, "saved", head="classifier").labels == ["negative", "positive"]
+    assert os.environ["LLM_LAB_HOME"] == str(paths.home())
+
+
+def test_an_unregistered_models_folder_is_never_reused(tiny_bert):
+    """Only a save's own leftover (marked, named by no row) is reclaimed: a model removed from the registry
+    keeps its folder, and the next model of that name goes beside it."""
+    cfg, trained = saved_model_inputs(tiny_bert)
+    first = export.finish(LOCAL, cfg, trained, None)
+    registry.unregister(LOCAL, "saved")
+    again = export.finish(LOCAL, cfg, trained, None)
+    assert again["folder"] == first["folder"] + "~2" and Path(first["folder"], "config.json").exists()

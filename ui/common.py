@@ -1,11 +1,13 @@
 """Small UI pieces every page uses: user errors, headers, text a user supplied shown as plain text, permalinks."""
 import re
+import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import streamlit as st
 
+from llm_lab import store
 from llm_lab.access import DEFAULT_WORKSPACE
 from llm_lab.errors import LabError
 
@@ -51,11 +53,15 @@ def strip_invisible(text: str) -> str:
 @contextmanager
 def user_errors():
     """Show LabError messages as a red box, not a traceback. The message often quotes what a user
-    typed or a URL carried, so it is shown as plain text."""
+    typed or a URL carried, so it is shown as plain text. A full disk under LLM_LAB_HOME gets its one message."""
     try:
         yield
     except LabError as exc:
         st.error(plain(exc), icon=":material/error:")
+    except (OSError, sqlite3.Error) as exc:
+        if not store.is_storage_full(exc):
+            raise
+        st.error(plain(store.storage_full_message()), icon=":material/error:")
 
 
 def header(title: str, caption: str) -> None:

@@ -61,6 +61,26 @@ def _tile(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else plain(value) if isinstance(value, str) else value
 
 
+def worker_note(job: dict) -> str | None:
+    """Where a queued or running job runs, and what stopping the dashboard does to it."""
+    if job["status"] not in jobs.ACTIVE or jobs.inline_mode():
+        return None
+    info = jobs.worker_info()
+    if info["external"]:
+        return ("Runs in the server's own worker (LLM_LAB_EXTERNAL_WORKER): it keeps running when the dashboard "
+                "stops." if info["alive"] else "No worker is running: the job waits in the queue until the "
+                "operator starts it (docker compose: the worker service).")
+    if not info["alive"]:
+        return "No worker is running yet: the job waits in the queue until one starts."
+    pid = info["pid"] or "?"
+    if info["parent_pid"]:
+        return (f"Runs in the background worker (process {pid}) that this dashboard started: it stops when the "
+                "dashboard stops. A running job then ends interrupted; Resume continues it from its last "
+                "checkpoint.")
+    return (f"Runs in a worker started outside this dashboard (process {pid}): it keeps running when the "
+            f"dashboard stops. Stop it with Ctrl-C where it runs, or `kill {pid}`.")
+
+
 def show(job_id: str, extra=None, key: str = "job", link: str | None = None, tiles: tuple | None = None) -> None:
     """Draw the panel once; wrap in a fragment that reruns while the job is active.
 
@@ -76,6 +96,9 @@ def show(job_id: str, extra=None, key: str = "job", link: str | None = None, til
             return
         st.markdown(status_line(job))
         st.progress(job["fraction"], text=plain(job["message"] or job["status"]))
+        note = worker_note(job)
+        if note:
+            st.caption(plain(note))
         names = list(tiles) if tiles else list(job["stats"])[:6]
         if names:
             for col, name in zip(st.columns(len(names)), names):

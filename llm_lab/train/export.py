@@ -1,11 +1,17 @@
-"""Save a trained model whole (store.atomic_dir), write its model card, then register it; zip export.
+"""Save a trained model whole, write its model card, then register it; zip export.
 
-The registry row is written only after the folder is complete, so no half-written
-model is ever listed. LoRA runs are merged into the base weights (the registry loads
-full models); the adapter is kept beside them in `adapter/`.
+The files are written into a staging folder (store.staged_dir); then, in one transaction, the folder moves
+into place and the registry row is written, so no half-written model is ever listed. A save killed midway
+leaves a staging folder (swept by a later save) or, between the move and the commit, a folder still marked
+`SAVING` that no row names: the next save of that name reclaims it instead of moving to `NAME~2`. LoRA runs
+are merged into the base weights (the registry loads full models); the adapter is kept beside them in
+`adapter/`.
 """
 import io
 import json
+import os
+import shutil
+import sqlite3
 import time
 import zipfile
 from pathlib import Path
@@ -32,16 +38,29 @@ def check_out(actor: Actor, cfg: TrainConfig) -> None:
                                 "in your workspace")
 
 
+SAVING = ".llm_lab-saving"  # in a model folder while its save has not committed its registry row
+
+
 def model_folder(actor: Actor, name: str) -> Path:
     """A new folder for the trained model `name` in the actor's workspace (paths.workspace_dir). A folder that
     is there already (a model unregistered, or of another workspace from before names were per workspace) is
-    never overwritten: the new one gets a suffix."""
+    never overwritten: the new one gets a suffix. Only a save's own leftover is reused: a folder still marked
+    `SAVING` that no registry row names (a save killed between its move and its commit). Call it inside the
+    transaction that registers the model, so no live save is in that state."""
     base = paths.workspace_dir("models", actor.workspace)
     folder, n = base / name, 1
-    while folder.exists():
+    while folder.exists() or folder.is_symlink():
+        if _killed_save(folder):
+            shutil.rmtree(folder)
+            break
         n += 1
         folder = base / f"{name}~{n}"
     return folder
+
+
+def _killed_save(folder: Path) -> bool:
+    return (not folder.is_symlink() and (folder / SAVING).is_file()
+            and not registry.location_registered(str(folder)))
 
 
 def finish(actor: Actor, cfg: TrainConfig, trained, job_id: str | None) -> dict:
@@ -49,7 +68,7 @@ def finish(actor: Actor, cfg: TrainConfig, trained, job_id: str | None) -> dict:
     check_out(actor, cfg)
     if not cfg.out:
         check_name_free(actor, name)
-    folder = Path(cfg.out).expanduser().resolve() if cfg.out else model_folder(actor, name)
+    folder = Path(cfg.out).expanduser().resolve() if cfg.out else None
     model = trained.model
     adapter = None
     if cfg.lora and hasattr(model, "merge_and_unload"):
@@ -60,33 +79,57 @@ def finish(actor: Actor, cfg: TrainConfig, trained, job_id: str | None) -> dict:
         check_changed(actor, cfg, model, trained)
     meta = {"dataset": trained.prepared.info, "hyperparameters": cfg.as_dict(), "metrics": trained.metrics,
             "train": trained.stats, "job_id": job_id, "command": cfg.to_cli()}
-    with store.atomic_dir(folder) as tmp:
-        if adapter is not None and cfg.adapter_only:  # kilobytes over the base instead of a copy of it
-            _write_files(adapter, tmp)
-            registry.point_adapter_at(tmp, cfg.model)
-            model.config.save_pretrained(tmp)
-        elif adapter is not None:
-            _write_files(adapter, tmp / "adapter")
-            model.save_pretrained(tmp, safe_serialization=True)
-        else:
-            model.save_pretrained(tmp, safe_serialization=True)
-        trained.tokenizer.save_pretrained(tmp)
-        (tmp / "README.md").write_text(model_card(name, cfg, trained, job_id))
-        (tmp / "llm_lab_training.json").write_text(json.dumps(meta, indent=2, default=str))
-        registry.check_folder(tmp)
     if cfg.out:
+        with store.atomic_dir(folder) as tmp:
+            _write(tmp, name, cfg, trained, job_id, adapter, model, meta)
         return {"model": name, "folder": str(folder), "registered": False, **_summary(trained)}
-    try:
-        registry.register(actor, registry.ModelEntry(
-            name, "trained", str(folder), TASK_HEAD[cfg.task],
-            parent=None if cfg.task == "pretrain" else cfg.model, labels=trained.prepared.labels, meta=meta))
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(folder, ignore_errors=True)  # registered or nothing
-        raise
+    with store.staged_dir(paths.workspace_dir("models", actor.workspace), name) as tmp:
+        _write(tmp, name, cfg, trained, job_id, adapter, model, meta)
+        (tmp / SAVING).touch()
+        moved = None
+        try:
+            with store.transaction():  # registered or nothing
+                check_name_free(actor, name)
+                folder = model_folder(actor, name)
+                os.replace(tmp, folder)
+                moved = folder
+                registry.register(actor, registry.ModelEntry(
+                    name, "trained", str(folder), TASK_HEAD[cfg.task],
+                    parent=None if cfg.task == "pretrain" else cfg.model, labels=trained.prepared.labels,
+                    meta=meta))
+                (folder / SAVING).unlink()
+        except BaseException:
+            if moved is not None:
+                _remove_unregistered(moved)
+            raise
     registry.forget(name)
     return {"model": name, "folder": str(folder), "registered": True, **_summary(trained)}
+
+
+def _write(tmp: Path, name: str, cfg: TrainConfig, trained, job_id, adapter, model, meta: dict) -> None:
+    if adapter is not None and cfg.adapter_only:  # kilobytes over the base instead of a copy of it
+        _write_files(adapter, tmp)
+        registry.point_adapter_at(tmp, cfg.model)
+        model.config.save_pretrained(tmp)
+    elif adapter is not None:
+        _write_files(adapter, tmp / "adapter")
+        model.save_pretrained(tmp, safe_serialization=True)
+    else:
+        model.save_pretrained(tmp, safe_serialization=True)
+    trained.tokenizer.save_pretrained(tmp)
+    (tmp / "README.md").write_text(model_card(name, cfg, trained, job_id))
+    (tmp / "llm_lab_training.json").write_text(json.dumps(meta, indent=2, default=str))
+    registry.check_folder(tmp)
+
+
+def _remove_unregistered(folder: Path) -> None:
+    """After a failed registration (its commit too: a full disk): remove the moved folder unless a row names it."""
+    try:
+        with store.transaction():
+            if not registry.location_registered(str(folder)):
+                shutil.rmtree(folder, ignore_errors=True)
+    except (OSError, sqlite3.Error):
+        pass  # still marked SAVING: the next save of this name reclaims it
 
 
 def _adapter_files(peft_model) -> dict[str, bytes]:
