@@ -93,7 +93,7 @@ def _fake_loads(monkeypatch) -> list:
     """registry._load_uncached replaced by one that records its calls and returns a fresh handle each time."""
     calls = []
 
-    def fake(entry, head, device, dtype, attention, allow_bin, trust_remote_code, num_labels):
+    def fake(entry, head, device, dtype, attention, allow_bin, trust_remote_code, num_labels, base=None):
         calls.append(trust_remote_code)
         return types.SimpleNamespace(entry=entry, trust_remote_code=trust_remote_code)
 
