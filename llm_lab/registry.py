@@ -403,8 +403,8 @@ def load(actor: Actor, name: str, head: str | None = None, device: str | None = 
     # remote code is part of the key, with who loaded it: a model that ran its own code is never served to a
     # load without it, nor to another user
     remote = ("remote-code", actor.user) if trust_remote_code else False
-    key = (entry.source, entry.location, weights_stamp(entry.location), base, base and weights_stamp(base), head,
-           device, str(torch_dtype), attention, num_labels, remote)
+    key = (entry.source, entry.location, head, device, str(torch_dtype), attention, num_labels, remote,
+           weights_stamp(entry.location), base, base and weights_stamp(base))
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)

@@ -137,11 +137,12 @@ def test_reopened_comparison_fills_the_form_with_its_inputs_and_settings(models)
 
 def test_switching_kind_offers_that_kinds_models_and_examples(models):
     at = app_test("pages/compare.py").run()
-    assert set(at.multiselect(key="c_models_generation").value) <= {"page-lm-a", "page-lm-b", "tiny-gpt"}
+    lms = {"page-lm-a", "page-lm-b", "tiny-gpt", "small-gpt"}
+    assert set(at.multiselect(key="c_models_generation").value) <= lms
     at.radio(key="c_kind").set_value("classification").run()
     no_exceptions(at)
     chosen = at.multiselect(key="c_models_classification").value
-    assert chosen and not set(chosen) & {"page-lm-a", "page-lm-b", "tiny-gpt"}
+    assert chosen and not set(chosen) & lms
     assert "def fibonacci" not in at.text_area(key="c_texts_classification").value
     at.radio(key="c_kind").set_value("generation").run()
     assert "def fibonacci" in at.text_area(key="c_texts_generation").value

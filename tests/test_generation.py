@@ -128,3 +128,29 @@ def test_bad_input(lm, tiny_bert):
         G.GenerationSettings(max_new_tokens=0)
     with pytest.raises(LabError):
         G.GenerationSettings(do_sample=True, temperature=0)
+
+
+def test_an_empty_continuation_is_explained(lm):
+    """A model whose first new token is end-of-sequence gets an empty text and a note saying why."""
+    import dataclasses
+    import copy
+
+    first = G.generate(lm, ["The list type"], G.GenerationSettings(max_new_tokens=1))[0].token_ids[0]
+    model = copy.deepcopy(lm.model)
+    model.generation_config.eos_token_id = first  # the token greedy picks first now ends the text
+    ends_at_once = dataclasses.replace(lm, model=model)
+    out = G.generate(ends_at_once, ["The list type"], G.GenerationSettings(max_new_tokens=8))[0]
+    assert out.text == "" and out.stop_reason == "eos" and out.new_tokens == 1
+    assert "ended the text at once" in out.note
+    normal = G.generate(lm, ["The list type"], G.GenerationSettings(max_new_tokens=8))[0]
+    assert "ended the text at once" not in normal.note
+
+
+def test_no_repeat_ngram_size_keeps_every_trigram_unique(lm):
+    """With no_repeat_ngram_size=3 no token trigram of prompt + output appears twice (checked on the ids)."""
+    s = G.GenerationSettings(max_new_tokens=40, no_repeat_ngram_size=3)
+    out = G.generate(lm, ["the the the"], s)[0]
+    ids = lm.tokenizer("the the the")["input_ids"] + out.token_ids
+    grams = [tuple(ids[i:i + 3]) for i in range(len(ids) - 2)]
+    assert len(out.token_ids) > 10 and len(set(grams)) == len(grams)
+    assert G.suggested().no_repeat_ngram_size == 3 and G.suggested().repetition_penalty > 1

@@ -199,6 +199,9 @@ def test_a_store_from_before_keeps_its_datasets(lab_home):
     old.commit()
     old.close()
     (paths.subdir("datasets") / "legacy").mkdir(parents=True)
+    import pandas as pd  # a dataset folder of that time holds its rows
+    pd.DataFrame({"id": [0, 1, 2], "split": ["train"] * 3, "text": ["a", "b", "c"]}).to_parquet(
+        paths.subdir("datasets") / "legacy" / "data.parquet")
     (paths.home() / ".demos-imported").touch()
     info = data.get(access.LOCAL, "legacy")
     assert info.rows == 3 and info.folder == paths.subdir("datasets") / "legacy" and info.folder.is_dir()

@@ -16,7 +16,7 @@ def test_classify_from_the_command_line_then_export(tiny_bert, capsys, tmp_path)
             "0.02", "--name", "cli-clf"]
     assert cli.main(args + ["--estimate"]) == 0
     estimate = json.loads(capsys.readouterr().out)
-    assert estimate["steps"] == 12 and estimate["parameters"] == sum(  # 96 training rows / 16 → 6 steps × 2
+    assert estimate["steps"] == 24 and estimate["parameters"] == sum(  # 96 training rows / 8 → 12 steps × 2
         p.numel() for p in registry.load(LOCAL, str(tiny_bert), head="classifier").model.parameters())
     assert cli.main(args) == 0  # jobs run inline in tests; the CLI waits for the job
     result = json.loads(capsys.readouterr().out)

@@ -207,7 +207,7 @@ def test_a_form_in_the_address_that_does_not_fit_is_ignored():
                                           "t_name": 7, "t_lora": "yes"})
     at.run()
     no_exceptions(at)
-    assert at.radio(key="t_task").value == "classify" and at.number_input(key="t_ep_classify").value == 3.0
+    assert at.radio(key="t_task").value == "classify" and at.number_input(key="t_ep_classify").value == 8.0
     assert at.text_input(key="t_name").value == ""
     broken = app_test("pages/train.py")
     broken.query_params["form"] = "{not json"

@@ -41,7 +41,10 @@ class JobReporterCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self._t0, self._step0 = time.perf_counter(), state.global_step
         if state.is_world_process_zero:
-            self.reporter.log(f"Training {state.max_steps} steps ({args.num_train_epochs:g} epoch(s)), "
+            # a step budget decides the epochs (Trainer's count, rounded up), not the epochs setting it overrides
+            epochs = f"within {state.num_train_epochs} epoch(s)" if args.max_steps > 0 else \
+                f"{args.num_train_epochs:g} epoch(s)"
+            self.reporter.log(f"Training {state.max_steps} steps ({epochs}), "
                               f"batch {args.per_device_train_batch_size} × accumulation "
                               f"{args.gradient_accumulation_steps} × {args.world_size} process(es)"
                               + (f", resuming at step {state.global_step}" if state.global_step else ""))
