@@ -8,8 +8,15 @@ Plotly draws a subset of HTML in every text it shows (<a href>, <b>, <s>, <br>, 
 the text that names what a user supplied (categories on the axes, trace names, titles, axis titles,
 annotations), so a label, a task or a model name such as '<a href="…">' shows as it is. Text placed
 by a plot module itself (`text=`, `hovertemplate=`) goes through `plain` there.
+
+Room at the top: plotly's toolbar (the modebar: camera, zoom, …) appears on hover over the top right corner
+of a figure, on top of whatever is drawn there. `layout` keeps a strip of MODEBAR pixels free for it above
+the title, wraps a long title onto more lines (TITLE_CHARS, fewer for a figure drawn in a narrow column),
+and makes the top margin tall enough for the strip, the title's lines and a legend placed on top; the
+figure grows by what it adds, so the plot keeps its height. Pages pass `config=CONFIG` to `st.plotly_chart`.
 """
 import html
+import textwrap
 COLORS = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D"]
 MUTED = "#b4c7dc"  # the other bars next to a highlighted COLORS[0] one
 GREY = "#7f7f7f"
@@ -18,10 +25,19 @@ DIVERGING = [[0, NEGATIVE], [0.5, "rgb(255,255,255)"], [1, POSITIVE]]
 SEQUENTIAL = "Blues"  # heat maps of counts, probabilities and attention
 
 MARGIN = {"l": 10, "r": 10, "t": 50, "b": 10}
+MODEBAR = 36        # px at the top of every figure left free for plotly's toolbar
+TITLE_LINE = 22     # px per line of a title
+LEGEND_ROW = 30     # px of a one-row horizontal legend above or below the plot
+TITLE_CHARS = 90    # a longer title wraps at spaces onto more lines
+# "top": just above the plot, under the title (the top margin makes room for both); "below": at the
+# bottom of the figure, under the x axis and its title (the bottom margin grows by LEGEND_ROW)
 LEGENDS = {
-    "top": {"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom", "traceorder": "normal"},
-    "below": {"orientation": "h", "y": -0.2},
+    "top": {"orientation": "h", "x": 1, "xanchor": "right", "y": 1, "yref": "paper", "yanchor": "bottom",
+            "traceorder": "normal"},
+    "below": {"orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yref": "container", "yanchor": "bottom"},
 }
+# st.plotly_chart(fig, config=CONFIG): no plotly logo in the toolbar, PNGs at twice the screen's resolution
+CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 
 
 def color(i: int) -> str:
@@ -73,17 +89,47 @@ def plain_text(fig):
     return fig
 
 
-def layout(fig, title: str = "", height: int = 360, legend=None, margin: dict | None = None, **more):
+def title_lines(title: str, chars: int = TITLE_CHARS) -> list[str]:
+    """`title` wrapped at spaces into lines of at most `chars` characters (a longer word stays whole)."""
+    return textwrap.wrap(title, chars, break_long_words=False, break_on_hyphens=False) if title else []
+
+
+def top_margin(lines: int, legend_on_top: bool = False) -> int:
+    """The top margin a figure needs: the toolbar's strip, `lines` of title, a legend on top."""
+    return MODEBAR + TITLE_LINE * lines + (LEGEND_ROW if legend_on_top else 0) + (6 if lines or legend_on_top else 0)
+
+
+def _has_subplot_titles(fig) -> bool:
+    """Whether text sits on top of the plot area (make_subplots' titles of the first row)."""
+    return any(a.yref == "paper" and a.y is not None and a.y >= 1 and a.yanchor == "bottom"
+               for a in fig.layout.annotations)
+
+
+def layout(fig, title: str = "", height: int = 360, legend=None, margin: dict | None = None,
+           title_chars: int = TITLE_CHARS, **more):
     """Give `fig` the common look and return it.
 
     legend: None keeps plotly's default, False hides it, "top" (above the plot, right-aligned) or
     "below" (under the x axis) places a horizontal legend, a dict is the legend's own settings
     (plotly still hides a legend of one trace unless `showlegend=True` is given).
-    margin: the sides that differ from MARGIN. `more` goes to `fig.update_layout` as it is."""
-    settings = {"title": title or None, "height": height, "margin": {**MARGIN, **(margin or {})}, "colorway": COLORS}
+    margin: the sides that differ from MARGIN; the top one is raised to `top_margin` (toolbar, title,
+    legend on top) and the figure grows by what that adds. title_chars: where the title wraps (a figure
+    in a narrow column passes fewer). `more` goes to `fig.update_layout` as it is."""
+    lines = title_lines(title, title_chars)
+    asked = {**MARGIN, **(margin or {})}
+    top = top_margin(len(lines), legend == "top") + TITLE_LINE * _has_subplot_titles(fig)
+    margin = {**asked, "t": max(asked["t"], top)}
+    if legend == "below":
+        margin["b"] += LEGEND_ROW
+    settings = {"height": height + margin["t"] - asked["t"], "margin": margin, "colorway": COLORS}
     if legend is False:
         settings["showlegend"] = False
     elif legend is not None:
         settings["legend"] = LEGENDS[legend] if isinstance(legend, str) else legend
     fig.update_layout(**settings, **more)
-    return plain_text(fig)
+    plain_text(fig)
+    # set after plain_text: the lines are escaped one by one and joined with plotly's <br>
+    fig.update_layout(title=dict(text="<br>".join(plain(line) for line in lines), x=0, xref="container",
+                                 xanchor="left", y=1, yref="container", yanchor="top", pad={"t": MODEBAR, "l": 6})
+                      if lines else dict(text=None))
+    return fig

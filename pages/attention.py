@@ -6,6 +6,7 @@ import streamlit as st
 from llm_lab.explain import attention as att
 from llm_lab.explain import specs
 from llm_lab.explain import attention_plots as figs
+from llm_lab.plotting import CONFIG
 from ui import backend
 from ui.common import header, permalink, plain, show_permalink, url_choice, user_errors
 
@@ -70,12 +71,12 @@ with tab_head:
         fig, note = figs.head_heatmap(matrix, result.tokens, f"Layer {layer}, head {head_i}")
         if note:
             st.info(note, icon=":material/info:")
-        st.plotly_chart(fig, width="stretch", key="att_head_fig")
+        st.plotly_chart(fig, width="stretch", config=CONFIG, key="att_head_fig")
     if view in ("Lines", "Both"):
         fig, note = figs.lines_view(matrix, result.tokens, f"Layer {layer}, head {head_i}: lines (weight ≥ 0.05)")
         if note:
             st.info(note, icon=":material/info:")
-        st.plotly_chart(fig, width="stretch", key="att_lines_fig")
+        st.plotly_chart(fig, width="stretch", config=CONFIG, key="att_lines_fig")
 
 with tab_model:
     st.caption("All layers × heads. Click a tile to open it below (and in the Head view tab); "
@@ -83,10 +84,10 @@ with tab_model:
     fig, note = bundle["grid"]
     if note:
         st.info(note, icon=":material/info:")
-    st.plotly_chart(fig, width="stretch", key="att_grid", on_select="rerun", selection_mode="points")
+    st.plotly_chart(fig, width="stretch", config=CONFIG, key="att_grid", on_select="rerun", selection_mode="points")
     layer, head_i = st.session_state.get("att_layer", 0), st.session_state.get("att_head", 0)
     fig, _ = figs.head_heatmap(result.attentions[layer, head_i], result.tokens, f"Selected: layer {layer}, head {head_i}")
-    st.plotly_chart(fig, width="stretch", key="att_grid_head")
+    st.plotly_chart(fig, width="stretch", config=CONFIG, key="att_grid_head")
 
 with tab_rollout:
     st.caption("Attention rollout (Abnar & Zuidema, 2020): per layer 0.5·(heads averaged) + 0.5·identity for the "
@@ -94,10 +95,10 @@ with tab_rollout:
     fig, note = figs.rollout_heatmap(bundle["rollout"], result.tokens)
     if note:
         st.info(note, icon=":material/info:")
-    st.plotly_chart(fig, width="stretch", key="att_rollout_fig")
+    st.plotly_chart(fig, width="stretch", config=CONFIG, key="att_rollout_fig")
 
 with tab_types:
     summary = bundle["summary"]
-    st.plotly_chart(figs.head_summary_figure(summary), width="stretch", key="att_types_fig")
+    st.plotly_chart(figs.head_summary_figure(summary), width="stretch", config=CONFIG, key="att_types_fig")
     st.caption("Low entropy = focused head. A head whose mean share to one pattern is ≥ 0.5 is labelled with it.")
     st.dataframe(att.head_types(summary), hide_index=True, width="stretch")

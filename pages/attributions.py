@@ -12,6 +12,7 @@ from llm_lab.explain import faithfulness, plots, specs
 from llm_lab.explain.generation import attribute_generation
 from llm_lab.explain.jobs import JOB_FN as DATASET_JOB
 from llm_lab import snapshots
+from llm_lab.plotting import CONFIG
 from ui import backend, job_panel, share
 from ui.common import cannot_run, header, permalink, plain, show_permalink, user_errors
 from ui.explain import PNG_NOTE, attribution_block, generation_block
@@ -94,10 +95,11 @@ if mode == "Classification":
                    "untrained head.", icon=":material/science:")
     methods = specs.compatible_methods(loaded, specs.CLASSIFICATION_METHODS)
     by_name = {m.name: m for m in methods}
-    c3, c4, c5 = st.columns([3, 1, 1])
     from_link = [m.name for m in methods if m.key in qp.get_all("method")][:4]
-    picked = c3.multiselect("Methods (1–4; two models: the first method is used)", list(by_name),
+    # a row of its own: four long method names fit as whole chips
+    picked = st.multiselect("Methods (1–4; two models: the first method is used)", list(by_name),
                             default=from_link or list(by_name)[:2], max_selections=4, key="attr_methods")
+    c4, c5 = st.columns(2)
     targets = ["predicted"] + loaded.labels
     target = c4.selectbox("Target class", targets, index=index_of(targets, "target"), key="attr_target")
     baselines = ["pad", "mask", "zero"]
@@ -131,10 +133,10 @@ if mode == "Classification":
         cols = st.columns(len(results))
         for i, (col, (a, f)) in enumerate(zip(cols, results)):
             with col:
-                attribution_block(a, f, key=str(i))
+                attribution_block(a, f, key=str(i), narrow=len(results) > 2)
         rows = [{"method": f"{a['model']} · {a['method_name']}", "comprehensiveness": f["comprehensiveness"],
                  "sufficiency": f["sufficiency"]} for a, f in results]
-        st.plotly_chart(plots.faithfulness_bar(rows), width="stretch", key="attr_faith")
+        st.plotly_chart(plots.faithfulness_bar(rows), width="stretch", config=CONFIG, key="attr_faith")
         st.success(f"Most faithful here (comprehensiveness − sufficiency): **{plain(faithfulness.most_faithful(rows))}**. "
                    "Run the dataset job for an answer over many examples.")
         share.control("attribution", f"Attributions: {results[0][0]['model']}",
@@ -217,12 +219,12 @@ else:
         res = job.get("result")
         if job["status"] != "succeeded" or not res:
             return
-        st.plotly_chart(plots.faithfulness_bar(res["faithfulness"]), width="stretch", key="ds_faith")
+        st.plotly_chart(plots.faithfulness_bar(res["faithfulness"]), width="stretch", config=CONFIG, key="ds_faith")
         st.success(f"Most faithful method for {plain(res['model'])} on this {plain(res.get('source', 'sample'))} "
                    f"({res['n']} examples): **{plain(res['most_faithful'])}**")
         for method, agg in res["class_tokens"].items():
             st.markdown(f"**{plain(method)}**")
-            st.plotly_chart(plots.class_tokens_bar(agg), width="stretch", key=f"ds_cls_{method}")
+            st.plotly_chart(plots.class_tokens_bar(agg), width="stretch", config=CONFIG, key=f"ds_cls_{method}")
         share.control("attribution", job["title"], lambda: snapshots.attribution_job(res, job["title"]),
                       key=f"ds_share_{job['id']}")
 

@@ -119,6 +119,74 @@ def test_ig_completeness_on_a_transformer(bert):
         assert abs(a.delta) <= 0.05 * abs(f_x - f_b), (baseline, a.delta, f_x - f_b)
 
 
+def _sharp(bert):
+    """The tiny BERT with a 100× sharper head: p(target) moves by ~1e-3, far above float32 noise."""
+    import copy
+    import dataclasses
+
+    model = copy.deepcopy(bert.model)
+    with torch.no_grad():
+        model.classifier.weight.mul_(100)
+    return dataclasses.replace(bert, model=model)
+
+
+@pytest.mark.parametrize("method", ["ig", "deeplift"])
+def test_convergence_delta_against_independent_forward_passes(bert, method):
+    """delta = sum of attributions − (f(x) − f(baseline)), with f(x) and f(baseline) from plain forward passes
+    of the transformers model; f(baseline) is recorded for DeepLift too, and each result carries its advice."""
+    bert = _sharp(bert)
+    model, tok = bert.model, bert.tokenizer
+    text = "a remarkably good and moving film"
+    ids = torch.tensor([tok(text)["input_ids"]])
+    special = torch.tensor([[i in tok.all_special_ids for i in ids[0].tolist()]])
+    for baseline in ("mask", "zero"):  # (BERT's [PAD] embedding is zero: "pad" is "zero" here)
+        a = A.attribute(bert, text, method, baseline=baseline, n_steps=32)
+        f_x = _direct_prob(model, a.target, input_ids=ids)
+        if baseline == "zero":
+            with torch.no_grad():
+                b_embeds = torch.where(special.unsqueeze(-1), model.get_input_embeddings()(ids), torch.zeros(()))
+            f_b = _direct_prob(model, a.target, inputs_embeds=b_embeds)
+        else:
+            fill = tok.pad_token_id if baseline == "pad" else tok.mask_token_id
+            f_b = _direct_prob(model, a.target, input_ids=torch.where(special, ids, torch.tensor(fill)))
+        assert abs(f_x - f_b) > 1e-4, (method, baseline, f_x, f_b)  # not 0 ≈ 0
+        assert a.f_input == pytest.approx(f_x, abs=1e-6) and a.f_baseline == pytest.approx(f_b, abs=1e-6)
+        assert a.delta == pytest.approx(sum(a.scores) - (f_x - f_b), abs=1e-6), (method, baseline)
+        advice = a.delta_advice()
+        assert f"{a.delta:+.2e}" in advice.text and f"{f_x - f_b:+.4f}" in advice.text
+        if method == "ig":  # 32 steps converge: within 5% of the change
+            assert abs(a.delta) <= 0.05 * abs(f_x - f_b) and not advice.large
+            assert a.settings == {"n_steps": 32}
+        else:  # DeepLift's rules do not cover GELU, LayerNorm, attention: its sum misses by a share of the change
+            assert abs(a.delta) > 0.2 * abs(f_x - f_b) and advice.large, (baseline, a.delta, f_x - f_b)
+            assert a.settings == {}
+
+
+def test_delta_advice_comes_from_each_method_declaration():
+    ig, dl = specs.get_method("ig"), specs.get_method("deeplift")
+    # IG: small delta → converged; large → raise the steps, naming how many were used
+    small = ig.delta_advice(1e-4, 0.90, 0.40, n_steps=50)
+    assert not small.large and "Small" in small.text and "raise" not in small.text
+    assert "+0.5001" in small.text and "+0.5000" in small.text  # sum of attributions, then f(x) − f(baseline)
+    large = ig.delta_advice(-0.1, 0.90, 0.40, n_steps=16)
+    assert large.large and "16 steps has not converged" in large.text and "raise the IG steps" in large.text
+    # DeepLift: no steps to raise; its rules are approximate in a transformer; IG for completeness
+    dl_large = dl.delta_advice(-0.746, 0.999, 0.250)
+    assert dl_large.large and "raise the IG steps" not in dl_large.text and "no steps to raise" in dl_large.verdict
+    assert all(w in dl_large.text for w in ("GELU", "LayerNorm", "attention softmax", "Integrated Gradients"))
+    assert "-0.7460" not in dl_large.text and "+0.0030" in dl_large.text and "+0.7490" in dl_large.text
+    dl_small = dl.delta_advice(1e-6, 0.9, 0.5)
+    assert not dl_small.large and "GELU" in dl_small.meaning and "Integrated Gradients when" not in dl_small.text
+    # a tiny change measured in float32: the floor keeps noise from reading as "large"
+    assert not ig.delta_advice(3e-6, 0.5000, 0.5000, n_steps=50).large
+    # a result stored before f(baseline) was recorded, or with its settings missing, still gets advice
+    assert ig.delta_advice(0.2, 0.9, None).large and "? steps" in ig.delta_advice(0.2, 0.9, 0.1).text
+    # the methods that report no delta have no advice; the ones whose runner returns one declare it
+    for key, spec in specs.CLASSIFICATION_METHODS.items():
+        assert (spec.delta_advice(0.5, 0.9, 0.1) is not None) == (key in ("ig", "deeplift")), key
+        assert spec.delta_advice(None) is None
+
+
 def test_ig_completeness_exact_on_planted(planted):
     a = A.attribute(planted, PLANTED_TEXT, "ig", target=1, n_steps=100)
     p_x = torch.softmax(torch.tensor([0.0, 3.0]), 0)[1].item()     # s = 1 → logit 3
@@ -245,6 +313,29 @@ def test_colored_html_is_self_contained_and_diverging():
     out = html.document([html.colored_tokens(["<b>", "good", "bad"], [0.0, 1.0, -0.5], "t")])
     assert "<script" not in out and "http" not in out and "&lt;b&gt;" in out
     assert "rgba(34,139,34,1.000)" in out and "rgba(220,20,60,0.500)" in out
+
+
+def test_html_export_names_what_produced_it(planted):
+    import dataclasses
+
+    a = A.attribute(planted, PLANTED_TEXT, "ig", target=0, n_steps=20)
+    evil = '<script>alert(1)</script><a href="http://x.example">m</a>'
+    a = dataclasses.replace(a, model=evil, text=f"{PLANTED_TEXT} {evil}", labels=[evil, "positive"],
+                            target_label=evil)
+    out = html.attribution_document(a, {"comprehensiveness": 0.25, "sufficiency": 0.0625})
+    assert "<script" not in out and "<a href" not in out and "&lt;script&gt;" in out
+    esc = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    p_neg, p_pos = a.probs
+    assert p_pos > p_neg  # the planted token makes the model predict positive; the target here is the other class
+    assert "<th" in out and f"positive (p = {p_pos:.4f})" in out                      # predicted label, probability
+    assert f"{esc}&lt;a href=&quot;http://x.example&quot;&gt;m&lt;/a&gt; (p = {p_neg:.4f})" in out  # target attributed
+    assert "Head</th>" in out and ">classifier<" in out
+    assert "Integrated Gradients (layer IG on embeddings) [ig]" in out and "n_steps = 20" in out
+    assert "Baseline</th>" in out and f"pad (p(target) = {a.f_baseline:.4f})" in out
+    assert f"{a.delta:+.3e}" in out and "Integrated Gradients is complete" in out
+    assert "comprehensiveness 0.2500" in out and "sufficiency 0.0625" in out
+    assert out.count(esc) >= 3  # model (title and row), target, text: each escaped
+    assert "banana" in out  # the coloured tokens follow
 
 
 def test_dataset_job_aggregates_per_class(tiny_bert, lab_home):

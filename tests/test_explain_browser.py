@@ -21,6 +21,13 @@ def test_attention_views_and_model_view_click(page, lab_server):
     points.nth(2 * 12 + 5).click(force=True)  # layer 2, head 5
     wait_idle(page)
     page.wait_for_function("[...document.querySelectorAll('.gtitle')].some(t => t.textContent.includes('Selected: layer 2, head 5'))")
+    # plotly's toolbar shows while the pointer is over the grid: it must not cover the head names on top
+    grid = page.locator("[role='tabpanel']:visible .js-plotly-plot").first
+    grid.hover(position={"x": 200, "y": 120})
+    bar = grid.locator(".modebar").bounding_box()
+    heads = [grid.locator(".xtick text").nth(i).bounding_box() for i in range(grid.locator(".xtick text").count())]
+    assert bar and len(heads) == 12
+    assert all(bar["y"] + bar["height"] <= h["y"] + 1 or bar["x"] >= h["x"] + h["width"] for h in heads), (bar, heads)
     screenshot(page, "explain-attention-model-view")
     for tab in ("Rollout", "Head types"):
         page.get_by_role("tab", name=tab).click()

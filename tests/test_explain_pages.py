@@ -33,6 +33,39 @@ def test_classification_methods_side_by_side(models):
     assert any("Convergence delta" in c.value for c in at.caption)
 
 
+@pytest.fixture
+def sharp_bert(tiny_bert, tmp_path):
+    """The tiny BERT with a 100× sharper head, registered: p(target) moves enough for the deltas to mean something."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert)
+    with torch.no_grad():
+        model.classifier.weight.mul_(100)
+    model.save_pretrained(tmp_path / "sharp")
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(tmp_path / "sharp")
+    registry.register(LOCAL, registry.ModelEntry("tb-sharp", "local", str(tmp_path / "sharp"), "classifier"))
+
+
+def test_delta_advice_per_method(sharp_bert):
+    """IG's delta: converged (or raise the steps); DeepLift's: its rules are approximate here, use IG for
+    completeness. Never DeepLift told to raise steps it does not have."""
+    at = app_test("pages/attributions.py")
+    at.query_params.update({"model": "tb-sharp", "text": "a remarkably good and moving film"})
+    at.run()
+    at.multiselect(key="attr_methods").set_value(["Integrated Gradients (layer IG on embeddings)",
+                                                   "DeepLift (on embeddings)"])
+    at.button(key="attr_run").click().run()
+    no_exceptions(at)
+    said = [c.value for c in at.caption] + [w.value for w in at.warning]
+    assert not any("raise the steps" in t or "raise the IG steps" in t for t in said), said
+    small = [c for c in at.caption if c.value.startswith("Convergence delta") and "Small against" in c.value]
+    assert len(small) == 1 and "Integrated Gradients is complete" in small[0].proto.help  # IG's: converged
+    deeplift = [w.value for w in at.warning if "DeepLift" in w.value]
+    assert len(deeplift) == 1 and "no steps to raise" in deeplift[0] and "use Integrated Gradients" in deeplift[0]
+    assert any("GELU, LayerNorm, the attention softmax" in c.value for c in at.caption)  # why, under it
+
+
 def test_two_models_side_by_side_and_bad_input(models):
     at = app_test("pages/attributions.py").run()
     at.selectbox(key="attr_model").set_value("tb-page")

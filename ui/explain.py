@@ -5,40 +5,45 @@ import pandas as pd
 import streamlit as st
 
 from llm_lab.explain import html, plots
+from llm_lab.plotting import CONFIG
 from ui.common import plain
 
 
-def attribution_block(attr: dict, faith: dict | None, key: str) -> None:
-    """One method's result: coloured text + legend, delta, top-token bar, numbers, exports."""
+def attribution_block(attr: dict, faith: dict | None, key: str, narrow: bool = False) -> None:
+    """One method's result: coloured text + legend, delta, top-token bar, numbers, exports.
+
+    narrow: the block shares the row with two or three others (the metrics go one under the other)."""
     from llm_lab.explain.attributions import Attribution
 
     a = Attribution(**attr)
     st.markdown(f"**{plain(a.method_name)}** · {plain(a.model)}")
-    st.caption(f"target **{plain(a.target_label)}** (p = {a.f_input:.3f}) · {a.seconds:.2f} s"
-               + (f" · baseline {plain(a.baseline)}" if a.baseline else ""))
+    label, prob = a.predicted
+    st.caption(f"target **{plain(a.target_label)}** (p = {a.f_input:.3f})"
+               + (f" · predicted **{plain(label)}** (p = {prob:.3f})" if label != a.target_label else "")
+               + f" · {a.seconds:.2f} s" + (f" · baseline {plain(a.baseline)}" if a.baseline else ""))
     for note in a.notes:
         st.warning(plain(note), icon=":material/content_cut:")
     fragment = html.colored_tokens(a.tokens, a.scores, skip=a.special)
     st.html(fragment)
-    if a.delta is not None:
-        total = sum(a.scores)
-        explained = (f"f(x) − f(baseline) = {a.f_input - a.f_baseline:+.4f}, sum of attributions = {total:+.4f}"
-                     if a.f_baseline is not None else f"sum of attributions = {total:+.4f}")
-        st.caption(f"Convergence delta {a.delta:+.2e} ({explained}). A delta small against that difference "
-                   "means the integral converged; raise the steps otherwise.")
+    advice = a.delta_advice()  # the method's own words (llm_lab.explain.specs), whatever the method
+    if advice is not None:
+        if advice.large:
+            st.warning(plain(f"{advice.numbers} {advice.verdict}"), icon=":material/functions:")
+            st.caption(plain(advice.meaning))
+        else:
+            st.caption(plain(f"{advice.numbers} {advice.verdict}"), help=advice.meaning)
     if faith:
-        m1, m2 = st.columns(2)
+        m1, m2 = (st.container(), st.container()) if narrow else st.columns(2)
         m1.metric("Comprehensiveness ↑", f"{faith['comprehensiveness']:.3f}")
         m2.metric("Sufficiency ↓", f"{faith['sufficiency']:.3f}")
-    st.plotly_chart(plots.top_tokens_bar(a), width="stretch", key=f"bar-{key}")
+    st.plotly_chart(plots.top_tokens_bar(a), width="stretch", key=f"bar-{key}", config=CONFIG)
     with st.expander("Numbers"):
         st.dataframe(pd.DataFrame({"token": a.tokens, "score": a.scores, "special": a.special}), width="stretch")
     d1, d2 = st.columns(2)
     d1.download_button("JSON", json.dumps({**attr, "faithfulness": faith}, indent=1), f"{a.model}-{a.method}.json",
                        "application/json", key=f"json-{key}")
-    d2.download_button("HTML", html.document([html.colored_tokens(a.tokens, a.scores, a.method_name, skip=a.special)],
-                                             f"{a.model} · {a.method_name}"),
-                       f"{a.model}-{a.method}.html", "text/html", key=f"html-{key}")
+    d2.download_button("HTML", html.attribution_document(a, faith), f"{a.model}-{a.method}.html", "text/html",
+                       key=f"html-{key}")
 
 
 def generation_block(gen: dict, key: str) -> None:
@@ -49,7 +54,7 @@ def generation_block(gen: dict, key: str) -> None:
     for note in g.notes:
         st.warning(plain(note), icon=":material/content_cut:")
     st.markdown("**Output:** " + plain("".join(g.output_tokens).replace("\n", " ")))
-    st.plotly_chart(plots.generation_heatmap(g), width="stretch", key=f"gen-{key}")
+    st.plotly_chart(plots.generation_heatmap(g), width="stretch", config=CONFIG, key=f"gen-{key}")
     st.markdown("**Top contributing prompt tokens per output token**")
     st.dataframe(pd.DataFrame(g.top_prompt_tokens(3)), hide_index=True, width="stretch")
     arr = g.array()

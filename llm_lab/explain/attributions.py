@@ -37,16 +37,28 @@ class Attribution:
     probs: list[float]
     labels: list[str]
     baseline: str | None = None
-    delta: float | None = None          # IG convergence delta: sum(attr) − (f(x) − f(baseline))
-    f_input: float | None = None
-    f_baseline: float | None = None
+    delta: float | None = None          # convergence delta (IG, DeepLift): sum(attr) − (f(x) − f(baseline))
+    f_input: float | None = None        # p(target) for the text
+    f_baseline: float | None = None     # p(target) for the baseline (the methods that take one)
     special: list[bool] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     text: str = ""
+    head: str | None = None             # what the model was opened as
+    settings: dict = field(default_factory=dict)  # what shaped the result (the method's declared settings)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def predicted(self) -> tuple[str, float]:
+        """The predicted label and its probability (the target unless another class was chosen)."""
+        i = int(np.argmax(self.probs))
+        return (self.labels[i] if i < len(self.labels) else str(i)), float(self.probs[i])
+
+    def delta_advice(self) -> "specs.DeltaAdvice | None":
+        """What the convergence delta says, in the words of the method's declaration (specs)."""
+        return specs.get_method(self.method).delta_advice(self.delta, self.f_input, self.f_baseline, **self.settings)
 
     def top(self, k: int = 10) -> list[tuple[int, str, float]]:
         order = np.argsort(-np.asarray(self.scores))
@@ -134,10 +146,11 @@ def attribute(loaded, text: str, method: str = "ig", target: int | None = None, 
         finally:
             release(loaded)
     labels = _labels(loaded, n_labels)
+    used = {"n_steps": n_steps, "n_samples": n_samples, "seed": seed}
     return Attribution(loaded.entry.name, spec.key, spec.name, enc.tokens, [float(s) for s in scores], target,
                        labels[target], [float(p) for p in probs], labels, baseline if spec.baseline else None,
                        delta, float(probs[target]), f_b, enc.special, list(enc.notes),
-                       time.perf_counter() - start, str(text))
+                       time.perf_counter() - start, str(text), loaded.head, {k: used[k] for k in spec.settings})
 
 
 def side_by_side(load, text: str, runs: list[tuple[str, str]], target: str = "predicted", baseline: str = "pad",
@@ -239,11 +252,15 @@ def _deeplift(loaded, enc, target, baseline, **_):
     from captum.attr import DeepLift
 
     x, b = _baseline_embeds(loaded, enc, baseline)
+    forward = EmbedForward(loaded.model)
     with warnings.catch_warnings():
+        # Captum warns that it sets hooks on the non-linear modules; which ones it has rules for, and what
+        # that means for a transformer, is the method's delta_meaning (specs)
         warnings.simplefilter("ignore")
-        attr, delta = DeepLift(EmbedForward(loaded.model)).attribute(x, baselines=b, target=target,
-                                                                     return_convergence_delta=True)
-    return attr.sum(-1)[0].detach().cpu().numpy(), float(delta.reshape(-1)[0]), None
+        attr, delta = DeepLift(forward).attribute(x, baselines=b, target=target, return_convergence_delta=True)
+    with torch.no_grad():
+        f_b = float(forward(b)[0, target])
+    return attr.sum(-1)[0].detach().cpu().numpy(), float(delta.reshape(-1)[0]), f_b
 
 
 def _perturb_common(loaded, enc, baseline):

@@ -56,6 +56,9 @@ def attribute(args) -> int:
     for i, tok, score in a.top(10):
         print(f"{i:4d} {tok:>15s} {score:+.4f}")
     print(f"comprehensiveness {f['comprehensiveness']:.4f}  sufficiency {f['sufficiency']:.4f}")
+    advice = a.delta_advice()
+    if advice is not None and advice.large:
+        print("warning:", advice.text)
     for note in a.notes:
         print("note:", note)
     return 0

@@ -18,7 +18,8 @@ def top_tokens_bar(attribution, k: int = 12) -> go.Figure:
     top = sorted(top, key=lambda r: -abs(r[2]))[:k][::-1]
     fig = go.Figure(go.Bar(x=[r[2] for r in top], y=[f"{r[0]}:{r[1]}" for r in top], orientation="h",
                            marker_color=[POSITIVE if r[2] >= 0 else NEGATIVE for r in top]))
-    return layout(fig, f"Top tokens · {attribution.method_name}", 120 + 22 * len(top), margin={"t": 40},
+    # drawn in one of up to four columns: the title wraps early rather than running under the next one
+    return layout(fig, f"Top tokens · {attribution.method_name}", 100 + 22 * len(top), title_chars=30,
                   xaxis_title=f"attribution to '{attribution.target_label}'")
 
 
@@ -30,7 +31,8 @@ def generation_heatmap(gen) -> go.Figure:
            [f"{len(gen.prompt_tokens) + i}:{t}*" for i, t in enumerate(gen.output_tokens)]
     rows = [f"{i}:{t}" for i, t in enumerate(gen.output_tokens)]
     scale = float(np.nanmax(np.abs(arr))) if np.isfinite(arr).any() else 1.0
-    fig = go.Figure(go.Heatmap(z=arr, x=cols, y=rows, colorscale=DIVERGING, zmin=-scale, zmax=scale,
+    fig = go.Figure(go.Heatmap(z=arr, x=cols, y=rows, colorscale=DIVERGING, zmin=-scale, zmax=scale, showscale=True,
+                               colorbar=dict(title=dict(text="attribution"), thickness=12),
                                hovertemplate="output %{y}<br>input %{x}<br>%{z:.4f}<extra></extra>"))
     return layout(fig, f"{gen.method_name}: each generated token (rows) attributed to earlier tokens (* = generated)",
                   min(1000, 200 + 18 * len(rows)), yaxis=dict(autorange="reversed"), xaxis=dict(tickangle=-60))
@@ -42,8 +44,8 @@ def faithfulness_bar(rows: list[dict]) -> go.Figure:
     names = [r["method"] for r in rows]
     fig = go.Figure([go.Bar(name="comprehensiveness ↑", x=names, y=[r["comprehensiveness"] for r in rows]),
                      go.Bar(name="sufficiency ↓", x=names, y=[r["sufficiency"] for r in rows])])
-    return layout(fig, "Faithfulness (AOPC over deleting the top 10–50% tokens)", 320, margin={"t": 40},
-                  barmode="group")
+    return layout(fig, "Faithfulness (AOPC over deleting the top 10–50% tokens)", 300, legend="top",
+                  showlegend=True, barmode="group")
 
 
 def class_tokens_bar(aggregate: dict, k: int = 12) -> go.Figure:
@@ -57,5 +59,4 @@ def class_tokens_bar(aggregate: dict, k: int = 12) -> go.Figure:
         rows = aggregate[c][:k][::-1]
         fig.add_trace(go.Bar(x=[r["mean"] for r in rows], y=[r["token"] for r in rows], orientation="h",
                              showlegend=False, hovertemplate="%{y}: %{x:.4f}<extra></extra>"), 1, i + 1)
-    return layout(fig, "Tokens with the largest mean attribution, per predicted class", 140 + 22 * k,
-                  margin={"t": 40})
+    return layout(fig, "Tokens with the largest mean attribution, per predicted class", 110 + 22 * k)

@@ -32,8 +32,7 @@ def run_curves(frame: pd.DataFrame, title: str = ""):
     fig.add_trace(go.Scatter(x=lr["step"], y=lr["value"], name="learning rate", mode="lines",
                              line={"color": GREY}), row=3, col=1)
     fig.update_xaxes(title_text="step", row=3, col=1)
-    return layout(fig, title, 620, legend={"orientation": "h", "y": -0.12},
-                  margin={"l": 50, "r": 20, "t": 60 if title else 40, "b": 40}, uirevision="keep")
+    return layout(fig, title, 620, legend="below", margin={"l": 50, "r": 20, "b": 50}, uirevision="keep")
 
 
 def overlay(frames: dict[str, pd.DataFrame], metric: str = "train_loss", by: str = "step"):
