@@ -88,8 +88,8 @@ def minilm_dir() -> Path:
 BUILTIN_FOLDERS = [
     ("tiny-gpt", "causal-lm", "A 1.4M-parameter GPT-2 pretrained by LLM Lab on the Python standard library's source "
                               "and documentation: the smallest step of the size ladder (see its model card)."),
-    ("small-gpt", "causal-lm", "A 3.4M-parameter GPT-2 pretrained by LLM Lab on the same corpus as tiny-gpt with "
-                               "2.5× the width × depth: the next step of the size ladder (see its model card)."),
+    ("small-gpt", "causal-lm", "A 3.5M-parameter GPT-2 pretrained by LLM Lab on the same corpus as tiny-gpt with "
+                               "2.6× the parameters: the next step of the size ladder (see its model card)."),
     ("minilm-sentiment", "classifier", "A sentiment classifier (negative / neutral / positive): a LoRA adapter "
                                        "and head trained by LLM Lab on the demo reviews, over minilm."),
 ]
