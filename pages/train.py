@@ -205,7 +205,7 @@ active, watching = [], []
 with user_errors():
     active = history.active(backend.actor())
     watching = job_panel.watched(KEY, active)  # a running job is followed also when the address does not name it
-view = views.pick("t_view", [NEW, LIVE, HISTORY], default=LIVE if named or active else NEW)
+view = views.pick("t_view", [NEW, LIVE, HISTORY], default=LIVE if named or active else NEW, param="view")
 try:
     with user_errors():
         {NEW: new_run, LIVE: live, HISTORY: past_runs}[view]()

@@ -117,6 +117,16 @@ def test_open_in_the_live_panel_switches_to_the_live_view(monkeypatch):
     title = jobs.get(LOCAL, job_id)["title"]
     assert any(plain(title) in m.value and m.value.endswith("— cancelled") for m in at.markdown)
     assert not any(b.key == "t_hist_open" for b in at.button)  # the History view is not drawn
+    # a refresh stays on the view it was on (?view=), a permalink (no view) opens the run in the live view
+    for view in ("New run", "History", "Live"):
+        at.segmented_control(key="t_view").set_value(view).run()
+        refreshed = app_test("pages/train.py")
+        refreshed.query_params.update(dict(at.query_params))
+        refreshed.run()
+        assert refreshed.segmented_control(key="t_view").value == view
+    link = app_test("pages/train.py")
+    link.query_params["train_job"] = job_id
+    assert link.run().segmented_control(key="t_view").value == "Live"
 
 
 def test_live_tiles_keep_their_places_and_show_this_steps_numbers(monkeypatch):
@@ -248,6 +258,8 @@ def test_the_model_is_zipped_only_when_the_download_is_asked_for(monkeypatch, ti
 
 @pytest.mark.browser
 def test_browser_starts_a_classification_finetune_and_watches_it_finish(page, lab_server, tiny_bert):
+    from playwright.sync_api import expect
+
     old = os.environ.get("LLM_LAB_HOME")
     os.environ["LLM_LAB_HOME"] = str(lab_server["home"])
     store.reset_connections()
@@ -260,6 +272,7 @@ def test_browser_starts_a_classification_finetune_and_watches_it_finish(page, la
     open_page(page, lab_server, "train")
     assert_no_exception_box(page)
     page.get_by_text("Estimate:").first.wait_for()
+    assert page.get_by_label("Epochs", exact=True).input_value() == "3"  # not 3.00
     box = page.locator("[data-testid='stSelectbox']").filter(has_text="Base model")
     box.click()
     page.get_by_role("option", name="tiny-bert-browser").click()
@@ -275,3 +288,21 @@ def test_browser_starts_a_classification_finetune_and_watches_it_finish(page, la
     page.get_by_role("button", name="Download the model (zip)").wait_for(timeout=60_000)
     assert_no_exception_box(page)
     screenshot(page, "train-finished")
+    wait_idle(page)
+    with page.expect_download(timeout=120_000) as download:  # zipped now, on the click
+        page.get_by_role("button", name="Download the model (zip)").click()
+    names = zipfile.ZipFile(download.value.path()).namelist()
+    assert "browser-clf/config.json" in names and "browser-clf/model.safetensors" in names
+    # away through the sidebar and back: the form still holds what was typed; a refresh too
+    page.locator("[data-testid='stSidebarNav'] a", has_text="Home").click()
+    wait_idle(page)
+    page.locator("[data-testid='stSidebarNav'] a", has_text="Train").click()
+    wait_idle(page)
+    page.get_by_text("Estimate:").first.wait_for()
+    expect(page.get_by_label("Name of the new model")).to_have_value("browser-clf")
+    page.reload()  # the address names the run now, and the view it is on (New run)
+    page.wait_for_selector("[data-testid='stApp'][data-test-connection-state='CONNECTED']", timeout=60_000)
+    wait_idle(page)
+    page.get_by_text("Estimate:").first.wait_for()
+    expect(page.get_by_label("Name of the new model")).to_have_value("browser-clf")
+    assert_no_exception_box(page)

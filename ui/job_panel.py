@@ -86,14 +86,27 @@ def show(job_id: str, extra=None, key: str = "job", link: str | None = None, til
 
     link: the job's permalink (`ui.common.permalink(page, <its query key>=job_id)`), shown under the log.
     tiles: the stats shown as metric tiles, always these, in this order ("—" until a value comes), so the row
-    keeps its shape while the job reports more or fewer stats; by default the first six the job reports."""
-    @st.fragment(run_every=2.0)
+    keeps its shape while the job reports more or fewer stats; by default the first six the job reports.
+
+    Only an active job's panel polls: a finished one stays still, so what `extra` offers (a deferred
+    download, whose file id Streamlit renews on every run) is not swapped under the user's click."""
+    try:
+        active = jobs.get(backend.actor(), job_id)["status"] in jobs.ACTIVE
+    except Exception:  # the panel says why
+        active = False
+
+    @st.fragment(run_every=2.0 if active else None)
     def panel():
         try:
             job = jobs.get(backend.actor(), job_id)
         except Exception as exc:
             st.error(plain(exc))
             return
+        was_active = f"{key}-was-active-{job_id}"
+        if job["status"] not in jobs.ACTIVE and st.session_state.get(was_active):
+            st.session_state[was_active] = False
+            st.rerun()  # it has just finished: the whole page once (results below appear, the panel stops polling)
+        st.session_state[was_active] = job["status"] in jobs.ACTIVE
         st.markdown(status_line(job))
         st.progress(job["fraction"], text=plain(job["message"] or job["status"]))
         note = worker_note(job)
@@ -113,14 +126,10 @@ def show(job_id: str, extra=None, key: str = "job", link: str | None = None, til
             st.rerun(scope="fragment")
         if job["status"] in jobs.RESUMABLE and c2.button("Resume", key=f"{key}-resume-{job_id}"):
             jobs.resume(backend.actor(), job_id)
-            st.rerun(scope="fragment")
+            st.rerun()  # the whole page: the panel polls again
         with st.expander("Log"):
             st.code("\n".join(jobs.logs(backend.actor(), job_id, 40)) or "(no log lines yet)", language=None)
         if link:
             show_permalink(link)
-        if job["status"] not in jobs.ACTIVE and st.session_state.get(f"{key}-was-active-{job_id}"):
-            st.session_state[f"{key}-was-active-{job_id}"] = False
-            st.rerun()  # refresh the whole page once so results below appear
-        st.session_state[f"{key}-was-active-{job_id}"] = job["status"] in jobs.ACTIVE
 
     panel()
