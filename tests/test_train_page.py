@@ -272,7 +272,7 @@ def test_browser_starts_a_classification_finetune_and_watches_it_finish(page, la
     open_page(page, lab_server, "train")
     assert_no_exception_box(page)
     page.get_by_text("Estimate:").first.wait_for()
-    assert page.get_by_label("Epochs", exact=True).input_value() == "3"  # not 3.00
+    assert page.get_by_label("Epochs", exact=True).input_value() == "8"  # the default, not 8.00
     box = page.locator("[data-testid='stSelectbox']").filter(has_text="Base model")
     box.click()
     page.get_by_role("option", name="tiny-bert-browser").click()
