@@ -4,8 +4,9 @@ In hosted mode (LLM_LAB_MODE=hosted) the gate in ui/auth.py signs the visitor in
 and no data renders.
 """
 import streamlit as st
+from streamlit import config as st_config
 
-from llm_lab import jobs, sharing
+from llm_lab import jobs, sharing, warmup
 from ui import auth
 
 st.set_page_config(page_title="LLM Lab", page_icon=":material/science:", layout="wide")
@@ -52,4 +53,10 @@ auth.sidebar(actor)
 pages = dict(PAGES)
 if actor.can("admin"):
     pages["Server"] = [ADMIN]
-st.navigation(pages).run()
+try:
+    st.navigation(pages).run()
+finally:
+    # Once a page has run, import torch and transformers in the background (llm_lab/warmup.py), once per server
+    # process: the first model a visitor opens then loads in about a second instead of five. Not under AppTest.
+    if not st_config.get_option("global.appTest"):
+        warmup.start()

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import access, audit, capabilities, paths, settings, store
+from . import access, audit, capabilities, paths, settings, store, warmup
 from .access import SYSTEM, Actor, scope
 from .capabilities import HEADS, Capabilities
 from .errors import ModelError
@@ -460,6 +460,7 @@ def forget(name: str | None = None) -> None:
 
 
 def _auto_class(head: str):
+    warmup.wait()  # never import transformers beside the dashboard's warm-up thread (see llm_lab/warmup.py)
     import transformers
 
     return {"classifier": transformers.AutoModelForSequenceClassification,
@@ -468,6 +469,7 @@ def _auto_class(head: str):
 
 
 def _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust_remote_code, num_labels, base=None):
+    warmup.wait()  # never import transformers beside the dashboard's warm-up thread (see llm_lab/warmup.py)
     import transformers
 
     start = time.perf_counter()

@@ -1,6 +1,7 @@
 """The [CLS]-only last layer gives the model's own logits and gradients."""
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from llm_lab.access import LOCAL
 from llm_lab import registry
@@ -34,6 +35,42 @@ def test_input_gradients_match(tiny_bert):
         torch.softmax(fn(x), -1)[0, 1].backward()
         grads.append(x.grad)
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-7)
+
+
+def test_padded_batch_gradients_match(tiny_bert):
+    """Gradients through the packed path (a padded batch) are the model's own, for every row."""
+    loaded = registry.load(LOCAL, str(tiny_bert), head="classifier", dtype="float32")
+    enc = loaded.tokenizer(TEXTS, padding=True, return_tensors="pt")
+    assert not bool(enc["attention_mask"].all())  # padded rows
+    embeds = loaded.model.get_input_embeddings()(enc["input_ids"]).detach()
+    grads = []
+    for fn in (loaded.model, lambda **kw: classifier_logits(loaded.model, **kw)):
+        x = embeds.clone().requires_grad_()
+        out = fn(inputs_embeds=x, attention_mask=enc["attention_mask"])
+        torch.softmax(getattr(out, "logits", out), -1)[:, 1].sum().backward()
+        grads.append(x.grad * enc["attention_mask"][..., None])  # the real tokens' gradients
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-7)
+
+
+def _linear_flops(fn) -> int:
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        fn()
+    return sum(n for op, n in counter.get_flop_counts()["Global"].items() if str(op) in ("aten.addmm", "aten.mm"))
+
+
+def test_a_padded_batch_does_the_linear_work_of_its_real_tokens_only():
+    """Projections and feed-forward (nearly all of the work) run on the real tokens: a padded batch of
+    mixed lengths costs exactly what its rows cost one at a time, not rows x the longest length."""
+    loaded = registry.load(LOCAL, "minilm", head="classifier", dtype="float32")
+    enc = loaded.tokenizer(TEXTS, padding=True, return_tensors="pt")
+    lengths = enc["attention_mask"].sum(1).tolist()
+    assert len(set(lengths)) == 3  # 5, 16 and 3 tokens, padded to 16
+    batch = _linear_flops(lambda: classifier_logits(loaded.model, **enc))
+    alone = sum(_linear_flops(lambda: classifier_logits(loaded.model, input_ids=enc["input_ids"][i:i + 1, :n]))
+                for i, n in enumerate(lengths))
+    padded = _linear_flops(lambda: loaded.model(**enc))  # the model's own forward: every padded position
+    assert batch == alone
+    assert padded > 1.9 * alone  # 48 padded positions for 24 real tokens
 
 
 def test_other_architectures_take_their_own_forward(tiny_gpt2):

@@ -9,7 +9,7 @@ import math
 import time
 from functools import lru_cache
 
-from .. import data, jobs
+from .. import data, jobs, warmup
 from ..access import Actor
 from .config import ConfigError, TrainConfig
 
@@ -19,6 +19,7 @@ CHARS_PER_TOKEN = 4.2
 
 def _meta_model(actor: Actor, cfg: TrainConfig, n_labels: int):
     """The model skeleton on the meta device: shapes without memory or weights."""
+    warmup.wait()  # never import transformers beside the dashboard's warm-up thread (see llm_lab/warmup.py)
     import torch
     import transformers
 
