@@ -12,7 +12,11 @@ pytestmark = pytest.mark.browser
 
 
 def run_comparison(page) -> str:
-    page.get_by_role("button", name="Compare", exact=True).click()
+    wait_idle(page)
+    button = page.get_by_role("button", name="Compare", exact=True)
+    button.wait_for(timeout=180_000)  # a busy machine may still be drawing the form
+    screenshot(page, "first-visit-before-compare")
+    button.click(timeout=120_000)
     page.wait_for_url(re.compile(r"comparison=\w+"), timeout=180_000)
     wait_idle(page)
     main = page.locator("[data-testid='stMain']")
