@@ -52,10 +52,17 @@ def test_sentiment_classifier_gets_unseen_reviews_right(lab_home):
     assert _accuracy(loaded, unseen["review"].tolist(), unseen["sentiment"].tolist()) >= CLASSIFIER_FLOOR["unseen"]
 
 
+def held_out() -> str:
+    text = lm_quality.held_out_text()
+    if not text:  # e.g. Debian's python3 ships the test suite separately (libpython3-testsuite)
+        pytest.skip("this Python has no standard-library test files to hold out")
+    return text
+
+
 @pytest.mark.parametrize("name", ["tiny-gpt", "small-gpt"])
 def test_causal_lm_is_fluent_on_held_out_text(name):
     loaded = registry.load(LOCAL, name, head="causal-lm", device="cpu", dtype="float32")
-    held = lm_quality.perplexity(loaded, lm_quality.held_out_text())
+    held = lm_quality.perplexity(loaded, held_out())
     assert held["tokens"] > 1000
     assert held["perplexity"] < PERPLEXITY_CEILING[name]
     outs = [r.text for r in generate(loaded, lm_quality.PROMPTS, suggested())]
@@ -65,7 +72,7 @@ def test_causal_lm_is_fluent_on_held_out_text(name):
 
 def test_the_larger_model_is_the_better_one():
     scores = {n: lm_quality.perplexity(registry.load(LOCAL, n, head="causal-lm", device="cpu", dtype="float32"),
-                                       lm_quality.held_out_text())["bits_per_byte"]
+                                       held_out())["bits_per_byte"]
               for n in ("tiny-gpt", "small-gpt")}
     assert scores["small-gpt"] < scores["tiny-gpt"]
 
