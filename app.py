@@ -21,6 +21,7 @@ PAGES = {
     ],
     "Evaluate": [
         st.Page("pages/benchmarks.py", title="Benchmarks", icon=":material/leaderboard:"),
+        st.Page("pages/compress.py", title="Compress", icon=":material/compress:"),
         st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
         st.Page("pages/arena.py", title="Arena", icon=":material/sports_kabaddi:"),
     ],
