@@ -5,7 +5,7 @@ from llm_lab.compress import evaluate, plots, tables, variant_job
 from llm_lab.compress.stats import BETTER, EQUIVALENT, WORSE
 from llm_lab.plotting import CONFIG
 from ui import backend, job_panel
-from ui.common import cannot_run, permalink, plain, show_permalink, user_errors
+from ui.common import cannot_run, permalink, plain, preset, show_permalink, user_errors
 
 PARENT_HEADS = ("classifier", "causal-lm")
 SPLITS = {"test (default; every row when there is none)": None, "validation": "validation", "train": "train",
@@ -86,7 +86,12 @@ def make_section(parent: str, job_key: str) -> None:
 def eval_form(parent: str) -> dict | None:
     """The evaluation's settings as `evaluate.submit` keyword arguments (None while something is missing)."""
     options, children = variant_options(parent)
-    variants = st.multiselect("Variants", options, default=children, key="cz_variants",
+    # its registered variants are picked when the parent changes or it gets a new one; what the person picks
+    # afterwards stays
+    preset("cz_variants", (parent, tuple(children)), {"cz_variants": children})
+    if any(v not in options for v in st.session_state.get("cz_variants", [])):
+        st.session_state["cz_variants"] = [v for v in st.session_state["cz_variants"] if v in options]
+    variants = st.multiselect("Variants", options, key="cz_variants",
                               help="Its registered variants are picked first; any other registry model can be "
                                    "compared with it too (a distilled student, another fine-tune).")
     source = st.radio("Evaluate on", ["A dataset", "A benchmark suite"], horizontal=True, key="cz_source")

@@ -1,0 +1,135 @@
+"""AppTest for the Compress page: make a variant (a stand-in recipe), evaluate it, read the report back by link."""
+import json
+import shutil
+from types import SimpleNamespace
+
+import pytest
+
+from llm_lab import jobs, registry
+from llm_lab.access import LOCAL
+from llm_lab.registry import ModelEntry
+from tests.conftest import app_test, no_exceptions
+from tests.test_compress_eval import registered, tiny_family  # noqa: F401 - fixtures
+
+
+@pytest.fixture
+def models(registered):  # noqa: F811 - the fixture imported above
+    from ui import backend
+
+    backend.clear()
+    yield registered
+    backend.clear()
+
+
+def _texts(at) -> str:
+    return " ".join(str(e.value) for kind in ("markdown", "caption", "code", "success", "error", "warning", "info")
+                    for e in getattr(at, kind))
+
+
+def _param(at, key):
+    value = at.query_params[key]
+    return value[0] if isinstance(value, list) else value
+
+
+def _evaluate(at):
+    at.selectbox(key="cz_parent").set_value("tiny-parent").run()
+    no_exceptions(at)
+    assert at.multiselect(key="cz_variants").value == ["tiny-small", "tiny-copy"]  # its variants, newest first
+    at.selectbox(key="cz_dataset").set_value("demo-reviews")
+    at.number_input(key="cz_speed_n").set_value(4)
+    at.number_input(key="cz_repeats").set_value(1)
+    at.number_input(key="cz_drift_n").set_value(2)
+    at.number_input(key="cz_ig_steps").set_value(4)
+    at.number_input(key="cz_margin").set_value(5.0)
+    at.checkbox(key="cz_memory").uncheck()
+    at.button(key="cz_run").click().run()
+    no_exceptions(at)
+    return _param(at, "ceval_job")
+
+
+def test_evaluate_variants_and_reopen_the_report_by_link(models):
+    at = app_test("pages/compress.py").run()
+    no_exceptions(at)
+    job_id = _evaluate(at)
+    job = jobs.get(LOCAL, job_id)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["params"]["margin"] == pytest.approx(0.05) and job["params"]["alpha"] == 0.05
+    assert not job["params"]["memory"] and job["params"]["speed_examples"] == 4
+
+    def check(at):
+        table = at.dataframe[0].value
+        assert table["model"].tolist() == ["tiny-parent", "tiny-small", "tiny-copy"]
+        assert table["verdict"].tolist()[0] == "(reference)"
+        assert table["identical predictions"].tolist()[2] == "100.0%"
+        text = _texts(at)
+        assert "tiny-copy\\: inconclusive (more data needed)" in text and "±5 points" in text
+        figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+        pareto = next(f for f in figures if "latency p50" in f["layout"]["xaxis"]["title"]["text"])
+        parent = next(t for t in pareto["data"] if t.get("name") == "tiny-parent")
+        assert parent["marker"]["symbol"] == "star"
+        drift = next(f for f in figures if f["layout"]["yaxis"]["title"]["text"] == "Spearman ρ")
+        copy = next(t for t in drift["data"] if t["name"] == "tiny-copy")
+        assert copy["y"] == pytest.approx([1.0, 1.0])   # the same weights rank the tokens the same way
+        assert f"/benchmarks?result={job_id}" in text
+
+    check(at)
+    again = app_test("pages/compress.py")   # a refresh, or the permalink in another browser
+    again.query_params["ceval_job"] = job_id
+    again.run()
+    no_exceptions(again)
+    assert again.selectbox(key="cz_history").value == job_id
+    check(again)
+
+
+class _Recipe:
+    method, title, heads = "copy", "an exact copy", ("classifier",)
+    description = "Copies the parent: *nothing* changes."
+    params = (SimpleNamespace(name="keep", kind=float, default=0.5, help="what share to keep"),
+              SimpleNamespace(name="note", kind=bool, default=False, help=""))
+
+
+def _fake_recipes(calls: list):
+    def make_variant(actor, parent, method, params, name=None, progress=None):
+        calls.append({"parent": parent, "method": method, "params": params, "name": name})
+        progress(1, 2, "copying")
+        source = registry.resolve(actor, parent)
+        folder = registry.paths.subdir("models", name)
+        shutil.copytree(source.location, folder, dirs_exist_ok=True)
+        return registry.register(actor, ModelEntry(name, "trained", str(folder), "classifier", parent=parent,
+                                                   meta={"recipe": {"method": method, "params": params}}))
+
+    return SimpleNamespace(methods=lambda head: [_Recipe] if head == "classifier" else [], make_variant=make_variant)
+
+
+def test_make_a_variant_through_a_background_job(models, monkeypatch):
+    from llm_lab.compress import variant_job
+
+    calls = []
+    monkeypatch.setattr(variant_job, "recipes", lambda: _fake_recipes(calls))
+    at = app_test("pages/compress.py").run()
+    at.selectbox(key="cz_parent").set_value("tiny-parent").run()
+    assert at.selectbox(key="cz_method").value == "copy"
+    assert "Copies the parent\\: \\*nothing\\* changes." in _texts(at)   # the recipe's text shown as text
+    at.text_input(key="cz_p_copy_keep").set_value("0.25")
+    at.checkbox(key="cz_p_copy_note").check()
+    at.text_input(key="cz_name").set_value("my_copy")
+    at.button(key="cz_make").click().run()
+    no_exceptions(at)
+    assert calls == [{"parent": "tiny-parent", "method": "copy", "params": {"keep": "0.25", "note": True},
+                      "name": "my_copy"}]
+    job = jobs.get(LOCAL, _param(at, "cmake_job"))
+    assert job["status"] == "succeeded" and job["result"]["model"] == "my_copy"
+    assert "my\\_copy" in _texts(at)   # the typed name, in the job's title, as plain text
+    assert "my_copy" in at.multiselect(key="cz_variants").value  # the new variant is picked for the evaluation
+
+
+def test_without_the_recipes_the_page_still_evaluates(models, monkeypatch):
+    from llm_lab.compress import variant_job
+
+    monkeypatch.setattr(variant_job, "recipes", lambda: None)
+    at = app_test("pages/compress.py").run()
+    no_exceptions(at)
+    assert "Making variants needs the compression recipes" in _texts(at)
+    at.selectbox(key="cz_parent").set_value("tiny-parent").run()
+    assert at.multiselect(key="cz_variants").value == ["tiny-small", "tiny-copy"]
+    assert not at.button(key="cz_run").disabled
