@@ -156,15 +156,14 @@ def _copy_tokenizer(src: Path, dst: Path) -> None:
             shutil.copy(src / name, dst / name)
 
 
-@pytest.fixture(scope="module")
-def tiny_family(tmp_path_factory):
-    """A tiny 3-label BERT classifier, an exact copy, and a 1-layer variant (its first layer kept)."""
+def build_family(root: Path) -> dict:
+    """A tiny 3-label BERT classifier, an exact copy, and a 1-layer variant (its first layer kept, its head
+    negated so that it disagrees with the parent often)."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
     from llm_lab.tiny import make_tiny_bert
 
-    root = tmp_path_factory.mktemp("family")
     parent = make_tiny_bert(root / "parent", labels=LABELS, seed=4)
     copy = root / "copy"
     shutil.copytree(parent, copy)
@@ -172,25 +171,35 @@ def tiny_family(tmp_path_factory):
     model.bert.encoder.layer = model.bert.encoder.layer[:1]
     model.config.num_hidden_layers = 1
     with torch.no_grad():
-        model.classifier.weight.mul_(-1)   # a variant that disagrees with the parent often
+        model.classifier.weight.mul_(-1)
     small = root / "small"
     model.save_pretrained(small)
     _copy_tokenizer(parent, small)
     return {"parent": parent, "copy": copy, "small": small}
 
 
-@pytest.fixture
-def registered(tiny_family):
+def register_family(family: dict) -> dict:
+    """tiny-parent, and its variants tiny-copy and tiny-small (registered with their parent and recipe)."""
     from llm_lab import registry
     from llm_lab.access import LOCAL
     from llm_lab.registry import ModelEntry
 
-    registry.register(LOCAL, ModelEntry("tiny-parent", "local", str(tiny_family["parent"]), "classifier"))
-    registry.register(LOCAL, ModelEntry("tiny-copy", "local", str(tiny_family["copy"]), "classifier",
+    registry.register(LOCAL, ModelEntry("tiny-parent", "local", str(family["parent"]), "classifier"))
+    registry.register(LOCAL, ModelEntry("tiny-copy", "local", str(family["copy"]), "classifier",
                                         parent="tiny-parent", meta={"recipe": {"method": "copy", "params": {}}}))
-    registry.register(LOCAL, ModelEntry("tiny-small", "local", str(tiny_family["small"]), "classifier",
+    registry.register(LOCAL, ModelEntry("tiny-small", "local", str(family["small"]), "classifier",
                                         parent="tiny-parent", meta={"recipe": {"method": "layers", "params": {"keep": 1}}}))
-    return tiny_family
+    return family
+
+
+@pytest.fixture(scope="module")
+def tiny_family(tmp_path_factory):
+    return build_family(tmp_path_factory.mktemp("family"))
+
+
+@pytest.fixture
+def registered(tiny_family):
+    return register_family(tiny_family)
 
 
 def _folder_size(folder: Path) -> int:

@@ -9,15 +9,21 @@ from llm_lab import jobs, registry
 from llm_lab.access import LOCAL
 from llm_lab.registry import ModelEntry
 from tests.conftest import app_test, no_exceptions
-from tests.test_compress_eval import registered, tiny_family  # noqa: F401 - fixtures
+from tests.test_compress_eval import build_family, register_family
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory):
+    return build_family(tmp_path_factory.mktemp("family"))
 
 
 @pytest.fixture
-def models(registered):  # noqa: F811 - the fixture imported above
+def models(family):
     from ui import backend
 
+    register_family(family)
     backend.clear()
-    yield registered
+    yield family
     backend.clear()
 
 
