@@ -34,8 +34,11 @@ def run(ctx, parent: str, method: str, params: dict | None = None, name: str | N
 def submit(actor: Actor, parent: str, method: str, params: dict | None = None, name: str | None = None) -> str:
     from .. import jobs
 
-    if recipes() is None:
+    module = recipes()
+    if module is None:
         raise LabError("Making variants needs llm_lab.compress.recipes, which this installation does not have.")
+    if hasattr(module, "recipe_for"):  # the method and its parameters checked now, in the page
+        params = module.recipe_for(method).resolve(params)
     title = f"Make a {method} variant of {parent}" + (f" named {name}" if name else "")
     return jobs.submit(actor, JOB_FN, {"parent": parent, "method": method, "params": params or {}, "name": name or None},
                        title)
