@@ -76,7 +76,10 @@ def test_few_examples_are_inconclusive_even_when_identical():
     out = stats.paired(correct, correct, margin=0.01)
     assert out.verdict == stats.INCONCLUSIVE
     assert out.high == pytest.approx(Z90 ** 2 / (10 + Z90 ** 2), rel=1e-6)
-    assert out.more_needed and out.more_needed > 100
+    # with no flip the interval is ±z²/(n + z²): inside ±1 point from n = 268 (99 z² = 267.9) on
+    assert out.more_needed == 268
+    assert stats.paired([True] * 134 + [False] * 134, [True] * 134 + [False] * 134).verdict == stats.EQUIVALENT
+    assert stats.paired([True] * 133 + [False] * 134, [True] * 133 + [False] * 134).verdict == stats.INCONCLUSIVE
     assert "inconclusive (more data needed)" in out.summary() and "±1 points" in out.summary()
 
 
@@ -90,7 +93,14 @@ def test_the_margin_decides_between_equivalent_and_inconclusive():
     parent = [True] * 1000 + [False] * 1000
     variant = [False] * 10 + [True] * 990 + [True] * 10 + [False] * 990   # 10 flips each way
     assert stats.paired(parent, variant, margin=0.05).verdict == stats.EQUIVALENT
-    assert stats.paired(parent, variant, margin=0.002).verdict == stats.INCONCLUSIVE
+    narrow = stats.paired(parent, variant, margin=0.003)
+    assert narrow.verdict == stats.INCONCLUSIVE
+    # at the same flip rates (0.5% each way), the interval fits inside ±0.3 points from `more_needed` on
+    m = narrow.more_needed
+    assert m > 2000
+    for size, inside in ((m, True), (m - 1, False)):
+        low, high = stats.tango_interval(size, 0.005 * size, 0.005 * size, 0.90)
+        assert (-0.003 < low and high < 0.003) == inside
 
 
 def _constrained_q_numerically(n, w, r, delta):
