@@ -332,19 +332,18 @@ def _report(points):
     from llm_lab.compress.evaluate import ModelReport, Quality, Report, Speed
 
     models = []
-    for name, role, latency, value, size, warnings in points:
+    for name, role, latency, value, size, slower in points:
         models.append(ModelReport(name, role, size_bytes=size, speed=Speed(latency_p50_ms=latency),
                                   quality=[Quality("t", "classification", "accuracy", value, value - 0.05, value + 0.05)],
-                                  warnings=warnings))
+                                  slower=slower))
     return Report("p", [m.name for m in models[1:]], {"dataset": "d"}, 0.01, 0.05, "t", models)
 
 
 def test_the_pareto_front_and_the_chart():
     from llm_lab.compress import plots
 
-    report = _report([("p", "parent", 10.0, 0.90, 400, []), ("fast", "variant", 4.0, 0.88, 100, []),
-                      ("dominated", "variant", 12.0, 0.85, 300, []),
-                      ("<b>slow</b>", "variant", 15.0, 0.91, 200, ["<b>slow</b> is slower than its parent p"])])
+    report = _report([("p", "parent", 10.0, 0.90, 400, False), ("fast", "variant", 4.0, 0.88, 100, False),
+                      ("dominated", "variant", 12.0, 0.85, 300, False), ("<b>slow</b>", "variant", 15.0, 0.91, 200, True)])
     front = plots.pareto_front(plots.points(report))
     assert [p["name"] for p in front] == ["fast", "p", "<b>slow</b>"]
     fig = plots.pareto(report)

@@ -53,7 +53,12 @@ def _evaluate(at):
     return _param(at, "ceval_job")
 
 
-def test_evaluate_variants_and_reopen_the_report_by_link(models):
+def test_evaluate_variants_and_reopen_the_report_by_link(models, monkeypatch):
+    from llm_lab.compress import evaluate
+
+    # timings are what the machine gives: with a negative tolerance every variant counts as slower than its
+    # parent, so the warning and its mark on the chart show whatever the timings were
+    monkeypatch.setattr(evaluate, "SLOWER_TOLERANCE", -1.0)
     at = app_test("pages/compress.py").run()
     no_exceptions(at)
     job_id = _evaluate(at)
@@ -73,6 +78,9 @@ def test_evaluate_variants_and_reopen_the_report_by_link(models):
         pareto = next(f for f in figures if "latency p50" in f["layout"]["xaxis"]["title"]["text"])
         parent = next(t for t in pareto["data"] if t.get("name") == "tiny-parent")
         assert parent["marker"]["symbol"] == "star"
+        assert [a["text"] for a in pareto["layout"]["annotations"]] == ["slower than its parent"] * 2
+        warnings = [w.value for w in at.warning]
+        assert any(w.startswith("tiny-copy is slower than its parent tiny-parent") for w in warnings), warnings
         drift = next(f for f in figures if f["layout"]["yaxis"]["title"]["text"] == "Spearman ρ")
         copy = next(t for t in drift["data"] if t["name"] == "tiny-copy")
         assert copy["y"] == pytest.approx([1.0, 1.0])   # the same weights rank the tokens the same way

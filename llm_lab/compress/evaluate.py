@@ -132,6 +132,7 @@ class ModelReport:
     paired: dict = field(default_factory=dict)     # task -> stats.PairedComparison (variants)
     drift: Drift | None = None
     warnings: list = field(default_factory=list)
+    slower: bool = False                            # slower than its parent beyond timing noise (a warning says how)
     error: str | None = None
 
     def task(self, name: str) -> Quality | None:
@@ -596,7 +597,9 @@ def evaluate(actor: Actor, parent: str, variants: list[str], suite, *, margin: f
 
     parent_report = report.parent_report
     for m in report.models[1:]:
-        for warn in (slower_warning(m, parent_report), larger_warning(m, parent_report)):
+        slower = slower_warning(m, parent_report)
+        m.slower = slower is not None
+        for warn in (slower, larger_warning(m, parent_report)):
             if warn:
                 m.warnings.append(warn)
     report_progress("drift", phases["drift"], "done")

@@ -20,7 +20,7 @@ def points(report, task: str | None = None) -> list[dict]:
         out.append({"name": m.name, "latency": m.speed.latency_p50_ms, "value": q.value, "low": q.low,
                     "high": q.high, "metric": q.metric, "higher_is_better": q.higher_is_better,
                     "size": m.size_bytes, "role": m.role,
-                    "slower": any("slower than its parent" in w for w in m.warnings)})
+                    "slower": m.slower})
     return out
 
 
