@@ -19,7 +19,7 @@ with status 1 when an output check fails: the int8 variant loses more than ACCUR
 accuracy, or the fp32 ONNX export (--onnx) does not predict exactly what PyTorch does. A throughput below the
 goal is reported, not a failure: int8 is not faster everywhere (a small model, a memory-bound CPU).
 
-    python benchmarks/compress.py [--quick] [--onnx] [--student NAME --home DIR] [--repeats 5] [--json F]
+    python benchmarks/compress.py [--quick] [--onnx] [--student NAME --home DIR] [--threads N] [--repeats 5] [--json F]
 
 Last line: ratio=<int8 / fp32 examples per second at batch 32>.
 """
@@ -49,6 +49,7 @@ def main() -> int:
     ap.add_argument("--onnx", action="store_true", help="also the fp32 ONNX Runtime export")
     ap.add_argument("--student", action="append", default=[], help="a registry model to add (e.g. a distilled student)")
     ap.add_argument("--home", help="the LLM_LAB_HOME to use (default: a new temporary one)")
+    ap.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime alike (default: torch's)")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     os.environ["LLM_LAB_HOME"] = args.home or tempfile.mkdtemp(prefix="compress-bench-")
@@ -56,6 +57,8 @@ def main() -> int:
 
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)   # ONNX Runtime sessions take torch's thread count
     from llm_lab import registry
     from llm_lab.access import LOCAL
     from llm_lab.cli import table
@@ -76,6 +79,10 @@ def main() -> int:
             made[method] = round(time.perf_counter() - t0, 1)
         variants.append(name)
     variants += args.student
+    load = os.getloadavg()[0]
+    if load > 0.5 * (os.cpu_count() or 1):
+        print(f"note: the machine is busy (load {load:.1f} on {os.cpu_count()} cores): timings are unreliable, "
+              "PyTorch's threads most of all (they wait for each other); --threads 1 suffers least", flush=True)
     suite = evaluate.build_suite(LOCAL, PARENT, DATASET, split="all")
     texts = args.texts or (64 if args.quick else 10_000)
     print(f"{PARENT} fp32 (PyTorch) against {', '.join(variants)} on the CPU, {torch.get_num_threads()} threads; "
@@ -91,7 +98,8 @@ def main() -> int:
 
     parent = report.parent_report
     figures = {"parent": PARENT, "dataset": DATASET, "rows": parent.task("quality").rows, "repeats": repeats,
-               "threads": torch.get_num_threads(), "made_in_s": made, "models": {}}
+               "threads": torch.get_num_threads(), "made_in_s": made, "load_average": [load, os.getloadavg()[0]],
+               "cpus": os.cpu_count(), "models": {}}
     failed = []
     for m in report.models:
         q, s = m.task("quality"), m.speed
