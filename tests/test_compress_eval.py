@@ -355,3 +355,13 @@ def test_the_pareto_front_and_the_chart():
     assert sizes["p"] == plots.MAX_MARKER and sizes["fast"] == pytest.approx(plots.MAX_MARKER * 0.5)  # area ∝ size
     assert "&lt;b&gt;slow&lt;/b&gt;" in traces["&lt;b&gt;slow&lt;/b&gt;"]["name"]   # a name is shown as text
     assert [a["text"] for a in spec["layout"]["annotations"]] == ["slower than its parent"]
+
+
+def test_a_busy_machine_is_said_with_the_timings(monkeypatch):
+    from llm_lab.compress import evaluate
+
+    monkeypatch.setattr(evaluate.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(evaluate.os, "getloadavg", lambda: (1.5, 1.0, 1.0))
+    assert evaluate._busy() is None
+    monkeypatch.setattr(evaluate.os, "getloadavg", lambda: (6.2, 5.0, 4.0))
+    assert evaluate._busy().startswith("The machine was busy while the models were timed (load average 6.2 on 4 cores)")

@@ -169,6 +169,8 @@ def show_report(report: evaluate.Report, job_id: str) -> None:
                 st.error(plain(f"{m.name} / {q.task}: {q.error}"))
         for warn in m.warnings:
             st.warning(plain(warn), icon=":material/warning:")
+    for note in report.notes:
+        st.caption(plain(note))
     for m in report.models[1:]:
         comparison = m.paired.get(report.main_task)
         if comparison:

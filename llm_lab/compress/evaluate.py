@@ -416,6 +416,20 @@ def attribution_drift(parent_loaded, variant_loaded, examples: list[dict], n_ste
 
 
 # ---------------------------------------------------------------- warnings
+def _busy() -> str | None:
+    """A note when other work kept the CPUs busy (load average above half the cores): timings then vary a lot,
+    a model whose threads wait for each other (PyTorch's) most of all."""
+    try:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    except (AttributeError, OSError):
+        return None
+    if load <= 0.5 * cores:
+        return None
+    return (f"The machine was busy while the models were timed (load average {load:.1f} on {cores} cores): speed "
+            "figures vary with what else runs, PyTorch's (whose threads wait for each other) most of all. Time "
+            "again when it is idle before trusting a speed-up or a slowdown.")
+
+
 def _pct(a: float, b: float) -> str:
     return f"{100 * (a / b - 1):+.0f}%"
 
@@ -531,6 +545,7 @@ def evaluate(actor: Actor, parent: str, variants: list[str], suite, *, margin: f
     # per input shape), then `repeats` rounds, each timing every model once (the order turning round by round),
     # so a burst of load from elsewhere on the machine falls on all models alike; each figure is the median
     # over the rounds
+    busy = _busy()
     one_round = replace(speed_spec, repeats=1)
     timings: dict = {m.name: [] for m in report.models}
     failed: dict = {}
@@ -566,6 +581,10 @@ def evaluate(actor: Actor, parent: str, variants: list[str], suite, *, margin: f
                         dtype=settings.get("dtype", ""))
         log(f"{m.name}: p50 {m.speed.latency_p50_ms:.2f} ms, p95 {m.speed.latency_p95_ms:.2f} ms, "
             f"{m.speed.throughput:.1f} examples/s")
+
+    busy = busy or _busy()
+    if busy:
+        report.notes.append(busy)
 
     # peak memory: a fresh process per model
     if memory:
