@@ -6,7 +6,7 @@ from tests.conftest import assert_no_exception_box, open_page, screenshot, wait_
 
 pytestmark = pytest.mark.browser
 
-PAGES = ["", "datasets", "models", "train", "benchmarks", "compare", "arena", "attention", "attributions"]
+PAGES = ["", "datasets", "models", "train", "benchmarks", "compress", "compare", "arena", "attention", "attributions"]
 
 
 def _tall(page):

@@ -14,8 +14,9 @@ CONFIDENCE = {"95%": 0.05, "90%": 0.10, "99%": 0.01}
 
 
 def parent_names() -> list[str]:
-    """Registry models that can be compressed and evaluated: classifiers and causal LMs."""
-    return [e.name for e in backend.model_entries() if e.head in PARENT_HEADS]
+    """Registry models that can be compressed and evaluated: classifiers, then causal LMs."""
+    entries = [e for e in backend.model_entries() if e.head in PARENT_HEADS]
+    return [e.name for e in sorted(entries, key=lambda e: PARENT_HEADS.index(e.head))]
 
 
 def entry(name: str):

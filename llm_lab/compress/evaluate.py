@@ -638,7 +638,7 @@ def run(ctx, parent: str, variants: list[str], dataset: str | None = None, colum
                       speed_examples=speed_examples, repeats=repeats, batch_size=batch_size,
                       drift_examples=drift_examples, ig_steps=ig_steps, memory=memory, source=source,
                       progress=lambda d, t, m="", **k: ctx.progress(d, t, m, **k), log=ctx.log, run_id=ctx.id)
-    ctx.progress(1, 1, "done", force=True)
+    ctx.progress(1, 1, "done", force=True, phase="done", models=len(report.models))
     return report.to_dict()
 
 

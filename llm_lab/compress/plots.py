@@ -94,10 +94,11 @@ def drift_bars(report):
         if not m.drift or m.drift.status != "ok":
             continue
         rows = [r for r in m.drift.examples if r.get("spearman") is not None]
-        fig.add_bar(name=m.name, x=[f"#{r['id']}" for r in rows], y=[r["spearman"] for r in rows],
+        fig.add_bar(name=m.name, x=[f"row {r['id']}" for r in rows], y=[r["spearman"] for r in rows],
                     marker_color=color(i), hovertext=[plain(r["text"]) for r in rows])
     if not fig.data:
         return None
     return layout(fig, "Attribution drift: Spearman ρ of layer-IG token scores, variant against parent "
                        "(1 = the same token ranking)", 360, legend="top", barmode="group",
-                  xaxis_title="example (row id)", yaxis_title="Spearman ρ", yaxis_range=[-1, 1])
+                  xaxis_title="example (dataset row)", xaxis_type="category", yaxis_title="Spearman ρ",
+                  yaxis_range=[-1, 1])
