@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -529,16 +530,20 @@ def evaluate(actor: Actor, parent: str, variants: list[str], suite, *, margin: f
     main_result = parent_results.get(main.name)
     split = (main_result.repro.split if main_result and main_result.repro else None) or "all"
     role = "text" if "text" in TASK_TYPES[main.type].roles else "prompt"
+    placeholders = set(re.findall(r"{(\w+)}", main.prompt or ""))
+    prompt = main.prompt.replace("{" + role + "}", "{text}") if main.prompt and placeholders == {role} else None
+    limit = min(speed_examples, main.limit) if main.limit else speed_examples
     speed_spec = TaskSpec(name=f"{main.name}-speed", type="speed", dataset=main.dataset,
-                          columns={"text": main.column(role)}, split=split, limit=speed_examples, repeats=repeats,
-                          batch_size=batch_size, seed=main.seed)
+                          columns={"text": main.column(role)}, split=split, prompt=prompt, limit=limit,
+                          repeats=repeats, batch_size=batch_size, seed=main.seed)
     try:
         _, frame, _, _ = runner.task_frame(actor, main)
+        _, speed_frame, _, _ = runner.task_frame(actor, speed_spec)
     except LabError as exc:
         report.notes.append(f"Speed, memory and attribution drift were not measured: {exc}")
         return report
     texts = render(main.prompt, frame, role)
-    speed_texts = texts[:speed_examples]
+    speed_texts = render(speed_spec.prompt, speed_frame, "text")   # what the speed task times, and the probe runs
 
     # speed: in this process, never from the cache, in interleaved rounds: a warm-up round first (the first model
     # run in a process otherwise pays for what the later ones find ready: thread pools, kernels and buffers made
