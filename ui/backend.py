@@ -41,7 +41,8 @@ def model(name: str, head: str | None = None, attention: bool = False, device_ov
         return kept[key]
     who = actor()
     entry = registry.resolve(who, name)
-    where = (entry.source, entry.location, registry.weights_stamp(entry.location))
+    where = (entry.source, entry.location, registry.weights_stamp(entry.location),
+             repr(entry.meta) if entry.source == "endpoint" else None)  # an endpoint re-registered for another model
     return _model(who, name, where, head, attention, device_override, dtype, num_labels)
 
 

@@ -81,6 +81,8 @@ def model_fingerprint(loaded, actor=None) -> str:
     adapter-only folder (LoRA weights and a head, loaded over a base model: registry.adapter_base) includes
     its base's fingerprint, resolved for `actor`, since the base's weights are half of the model."""
     entry = loaded.entry
+    if entry.source == "endpoint":  # weights unknown: the URL and the server's model name
+        return hashlib.sha256(f"endpoint|{entry.location}|{entry.meta.get('model')}".encode()).hexdigest()[:20]
     folder = Path(entry.location)
     if entry.source == "hub" or not folder.is_dir():
         folder = Path(getattr(loaded.model.config, "_name_or_path", "") or "")
