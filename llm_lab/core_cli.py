@@ -93,7 +93,8 @@ def models_quality(args) -> int:
 
     from . import lm_quality
 
-    loaded = registry.load_for(args.actor, capabilities.GENERATE, args.name, device="cpu", dtype="float32")
+    needs = capabilities.needs("Language-model quality", capabilities.CAUSAL_LM)  # perplexity: not an endpoint
+    loaded = registry.load_for(args.actor, needs, args.name, device="cpu", dtype="float32")
     report = lm_quality.quality(loaded)
     report["parameters"] = sum(p.numel() for p in loaded.model.parameters())
     if args.card:

@@ -211,6 +211,7 @@ def test_connection_refused_and_a_server_that_never_answers(monkeypatch):
 
 def test_perplexity_and_other_weight_features_refuse_an_endpoint_with_the_one_message(endpoint):
     from llm_lab.explain import specs
+    from llm_lab.train import config as train_config
 
     message = "does not apply to ep, an OpenAI-compatible endpoint: it needs a model whose weights LLM Lab loads"
     entry = registry.resolve(LOCAL, "ep")
@@ -220,6 +221,10 @@ def test_perplexity_and_other_weight_features_refuse_an_endpoint_with_the_one_me
         registry.load_for(LOCAL, specs.ATTENTION_NEEDS, "ep")
     with pytest.raises(ModelError, match="is an OpenAI-compatible endpoint: it opens only as causal-lm"):
         registry.load(LOCAL, "ep", head="classifier")
+    for needs in (train_config.NEEDS["pretrain"], train_config.NEEDS["causal-lm"], specs.GENERATION_NEEDS):
+        with pytest.raises(ModelError, match=needs.what + " " + message):
+            caps.require_entry(needs, entry)
+    assert cli(["models", "quality", "ep"]) == 1  # held-out perplexity: refused, with the message
     suite = suites.parse("name: ep\ntasks:\n"
                          "  - {name: ppl, type: language_modeling, dataset: demo-docs, limit: 3}\n"
                          "  - {name: speed, type: speed, dataset: demo-docs, limit: 3}\n"
