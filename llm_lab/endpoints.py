@@ -118,7 +118,7 @@ def check_entry(actor, entry) -> None:
     check = make_entry(entry.name, entry.location, (entry.meta or {}).get("model", ""),
                        (entry.meta or {}).get("api_key_env"))
     entry.location, entry.head = check.location, "causal-lm"
-    entry.meta = dict(entry.meta or {}, **check.meta)
+    entry.meta = check.meta  # exactly these keys: nothing else (never a key) rides along into the store
     if settings.hosted() and not actor.can("server"):
         if not host_allowed(entry.location):
             allowed = ", ".join(settings.get("endpoint_allow")) or "none"
@@ -243,10 +243,12 @@ class EndpointModel:
     def _status_error(self, status: int, text: str) -> EndpointError:
         said = self._scrub(server_message(text))
         where = f"{self.name} ({self.url})"
+        if status in (401, 403) and self.api_key_env:
+            return EndpointError(f"{where} refused the API key (HTTP {status}): {said}. The key comes from the "
+                                 f"environment variable {self.api_key_env}; check it is the right one for this server.")
         if status in (401, 403):
-            var = f"the environment variable {self.api_key_env}" if self.api_key_env else "no key (none is configured)"
-            return EndpointError(f"{where} refused the API key (HTTP {status}): {said}. The key comes from {var}; "
-                                 "check it is the right one for this server.")
+            return EndpointError(f"{where} wants an API key (HTTP {status}): {said}. Register the endpoint again with "
+                                 "the name of the environment variable that holds it (--api-key-env).")
         if status == 404:
             return EndpointError(f"{where} answered HTTP 404 (not found): {said}. Check the model name "
                                  f"{self.model!r} and the base URL (the server's OpenAI API lives under …/v1).")

@@ -186,6 +186,9 @@ def test_a_wrong_or_missing_key_and_an_unknown_model_say_what_is_wrong(endpoint,
     with pytest.raises(ModelError, match=f"needs its API key in the environment variable {KEY_ENV}, which is not set"):
         generation.generate(registry.load(LOCAL, "ep"), ["hello"])
     monkeypatch.setenv(KEY_ENV, KEY)
+    endpoints.add(LOCAL, "ep-nokey", endpoint["base_url"], endpoint["model"])
+    with pytest.raises(ModelError, match=r"wants an API key \(HTTP 401\).*--api-key-env"):
+        generation.generate(registry.load(LOCAL, "ep-nokey"), ["hello"])
     endpoints.add(LOCAL, "ep-nomodel", endpoint["base_url"], "no-such-model", KEY_ENV)
     with pytest.raises(ModelError, match=r"HTTP 404 \(not found\): .*no-such-model.*Check the model name"):
         generation.generate(registry.load(LOCAL, "ep-nomodel"), ["hello"])
