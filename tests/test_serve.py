@@ -211,6 +211,43 @@ def test_sixteen_concurrent_requests_are_batched_and_equal_unbatched(lm_server, 
     assert _metric(client, "llm_lab_serve_requests_total", endpoint="/v1/completions", status="200") >= 16
 
 
+def test_a_seeded_sampled_request_gives_the_same_text_whatever_runs_beside_it(lm_server):
+    client = lm_server["client"]
+    ask = {"prompt": PROMPTS[2], "max_tokens": 12, "temperature": 0.9, "top_p": 0.95, "seed": 7}
+
+    async def with_traffic():
+        async with httpx.AsyncClient(base_url=lm_server["url"], timeout=60,
+                                     headers={"Authorization": f"Bearer {KEY}"}) as c:
+            return await asyncio.gather(c.post("/v1/completions", json=ask),
+                                        *(c.post("/v1/completions", json={"prompt": p, "max_tokens": 8,
+                                                                          "temperature": 1.0}) for p in PROMPTS[:5]))
+
+    alone = client.post("/v1/completions", json=ask).json()["choices"][0]["text"]
+    busy = asyncio.run(with_traffic())[0].json()["choices"][0]["text"]
+    assert alone == busy
+
+
+def test_a_request_whose_client_left_does_not_spoil_its_batch(lm):
+    """A client that disconnects cancels its Future while the request waits; the batch then ran on and setting
+    that Future's result raised InvalidStateError, which failed every request after it in the batch."""
+    from llm_lab.serve.batcher import Batcher, Generation
+    from llm_lab.serve.protocol import Sampling
+
+    greedy = Sampling(max_tokens=6, temperature=0.0, top_p=1.0, stop=[], seed=None, stream=False,
+                      include_usage=False)
+    items = [Generation(lm.tokenizer(p)["input_ids"], 6, greedy) for p in PROMPTS[:3]]
+    batcher = Batcher(lm, max_batch=16, window_s=0.05)
+    for item in items:
+        batcher.submit(item)
+    assert items[1].future.cancel()  # queued, not started: the client went away
+    batcher.start()
+    try:
+        texts = [items[i].future.result(timeout=60).text for i in (0, 2)]
+    finally:
+        batcher.stop()
+    assert texts == [_direct(lm, PROMPTS[i], 6).text for i in (0, 2)]
+
+
 # ---------------------------------------------------------------- refusals
 def test_auth_failures_are_401(lm_server):
     url = lm_server["url"]

@@ -246,7 +246,13 @@ class Server:
         (not batched). Text that could be the start of a stop string is held back until it is not."""
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
-        item.sink = Sink(lambda kind, value: loop.call_soon_threadsafe(events.put_nowait, (kind, value)))
+        def post(kind: str, value) -> None:  # called by the worker thread
+            try:
+                loop.call_soon_threadsafe(events.put_nowait, (kind, value))
+            except RuntimeError:  # the event loop is closed (the server stops): nobody is listening
+                item.sink.cancelled = True
+
+        item.sink = Sink(post)
         envelope.object = "chat.completion.chunk" if chat else "text_completion"
         stops = item.sampling.stop
 

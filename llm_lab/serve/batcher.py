@@ -107,6 +107,11 @@ class _RowLimits:
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+def _wanted(item) -> bool:
+    sink = getattr(item, "sink", None)
+    return not sink.cancelled if sink is not None else item.future.set_running_or_notify_cancel()
+
+
 class Batcher:
     """The worker thread that owns `loaded`; `submit(item)` returns the item's Future (streams: its Sink)."""
 
@@ -166,12 +171,17 @@ class Batcher:
                 self._run(group)
 
     def _run(self, group: list) -> None:
+        # a request whose client went away while it waited is dropped; the others are marked running, so
+        # a client leaving from now on cannot cancel the Future the result goes to
+        group = [item for item in group if _wanted(item)]
+        if not group:
+            return
         try:
             if isinstance(group[0], Encoding):
                 self._encode(group)
             else:
                 self._generate(group)
-        except BaseException as exc:  # every waiting request hears of it; the worker goes on
+        except Exception as exc:  # every waiting request hears of it; the worker goes on
             for item in group:
                 if getattr(item, "sink", None) is not None:
                     item.sink.send("error", exc)
