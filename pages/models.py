@@ -3,6 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from llm_lab import capabilities, data_plots, predict
+from llm_lab.serve import command as serve_command
 from ui import backend
 from ui import endpoints as endpoint_ui
 from ui.common import header, permalink, plain, show_permalink, user_errors
@@ -112,6 +113,11 @@ m[4].metric("Source", plain(info["source"]))
 m[5].metric("Labels", len(info["labels"]) or "—")
 if info["labels"]:
     st.caption("Labels: " + plain(", ".join(map(str, info["labels"]))))
+
+with st.expander("Serve it over HTTP (OpenAI-compatible API)"):
+    own_head = capabilities.default_head(loaded.entry)
+    st.code(serve_command(spec["model"], None if spec["head"] == own_head else spec["head"]), language="bash")
+    st.caption("Run this in a terminal: it prints an API key and answers on port 8000 (see the README's *Serve*).")
 
 # ---------------------------------------------------------------- try it
 st.subheader("Try it")
