@@ -122,12 +122,15 @@ def models_quality(args) -> int:
 def models_add_endpoint(args) -> int:
     from . import endpoints
 
-    entry = endpoints.add(args.actor, args.name, args.base_url, args.model, args.api_key_env)
+    entry = endpoints.make_entry(args.name, args.base_url, args.model, args.api_key_env)
+    if args.check:  # before registering it; who may reach the URL is checked before any request
+        args.actor.require("write", "register models")
+        endpoints.check_entry(args.actor, entry)
+        latency = endpoints.EndpointModel(entry).check()
+        print(f"check: {entry.name} answered in {latency * 1000:.0f} ms")
+    registry.register(args.actor, entry)
     key = f"key from ${entry.meta['api_key_env']}" if entry.meta.get("api_key_env") else "no key"
     print(f"registered {entry.name}: {entry.meta['model']} at {entry.location} ({key})")
-    if args.check:
-        latency = endpoints.EndpointModel(entry).check()
-        print(f"check: answered in {latency * 1000:.0f} ms")
     return 0
 
 

@@ -241,7 +241,7 @@ class EndpointModel:
         return EndpointError(f"The request to {where} failed: {self._scrub(str(exc))}")
 
     def _status_error(self, status: int, text: str) -> EndpointError:
-        said = self._scrub(server_message(text))
+        said = self._scrub(server_message(text)).rstrip().rstrip(".")
         where = f"{self.name} ({self.url})"
         if status in (401, 403) and self.api_key_env:
             return EndpointError(f"{where} refused the API key (HTTP {status}): {said}. The key comes from the "

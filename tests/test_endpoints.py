@@ -1,8 +1,8 @@
 """Endpoint models (registry source `endpoint`) against a real OpenAI-compatible server in its own process.
 
-The server is `python -m llm_lab serve MODEL --port P --api-key-env VAR` when that command exists, and until
-then (INTERIM, to be switched at merge) tests/openai_wire_server.py; either serves the tiny test GPT-2, so
-the endpoint's greedy outputs can be checked against the same model loaded here.
+The server is LLM Lab's own `python -m llm_lab serve MODEL --port P --api-key-env VAR` (a process on a free
+port) serving the tiny test GPT-2, so the endpoint's greedy outputs can be checked against the same model
+loaded here.
 """
 import os
 import re
@@ -31,21 +31,13 @@ KEY = os.environ.setdefault(KEY_ENV, "sk-test-" + secrets.token_hex(12))
 PROMPTS = ["def add(a, b):", "The list type", "import os\nimport sys\n"]
 
 
-def _serve_command(model: str, port: int) -> list[str]:
-    """`python -m llm_lab serve` once it serves models (it has --api-key-env); the interim test server before."""
-    helptext = subprocess.run([sys.executable, "-m", "llm_lab", "serve", "--help"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=120).stdout
-    if "--api-key-env" in helptext:
-        return [sys.executable, "-m", "llm_lab", "serve", model, "--port", str(port), "--api-key-env", KEY_ENV]
-    return [sys.executable, "-m", "tests.openai_wire_server", model, "--port", str(port), "--api-key-env", KEY_ENV]
-
-
 @pytest.fixture(scope="session")
 def endpoint_server(tiny_gpt2, tmp_path_factory):
     """A real OpenAI-compatible server process on a free port serving tiny_gpt2: base_url, model name, command."""
     home = tmp_path_factory.mktemp("serve_home")
     port = _free_port()
-    command = _serve_command(str(tiny_gpt2), port)
+    command = [sys.executable, "-m", "llm_lab", "serve", str(tiny_gpt2), "--port", str(port), "--address", "127.0.0.1",
+               "--api-key-env", KEY_ENV]
     env = dict(os.environ, LLM_LAB_HOME=str(home), PYTHONUNBUFFERED="1")
     log = open(home / "server.log", "wb")
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -61,10 +53,8 @@ def endpoint_server(tiny_gpt2, tmp_path_factory):
             if proc.poll() is not None or time.time() > deadline:
                 pytest.fail("the endpoint server did not start:\n" + (home / "server.log").read_text())
             time.sleep(0.2)
-        served = tiny_gpt2.name
         models = httpx.get(f"{base}/v1/models", headers={"Authorization": f"Bearer {KEY}"}, timeout=5)
-        if models.status_code == 200 and models.json().get("data"):
-            served = models.json()["data"][0]["id"]
+        served = models.json()["data"][0]["id"]  # the name requests give as `model`
         yield {"base_url": f"{base}/v1", "model": served, "folder": str(tiny_gpt2), "log": home / "server.log"}
     finally:
         proc.terminate()
@@ -284,9 +274,15 @@ def test_cli_adds_an_endpoint_and_checks_it(endpoint_server, capsys):
                 endpoint_server["model"], "--api-key-env", KEY_ENV, "--check"]) == 0
     out = capsys.readouterr().out
     assert f"registered cli-ep: {endpoint_server['model']} at {endpoint_server['base_url']} (key from ${KEY_ENV})" in out
-    assert re.search(r"check: answered in \d+ ms", out) and KEY not in out
+    assert re.search(r"check: cli-ep answered in \d+ ms", out) and KEY not in out
     assert cli(["models", "add-endpoint", "bad", "--base-url", "file:///etc", "--model", "m"]) == 1
     assert "http:// or https://" in capsys.readouterr().err
+    # a check that fails registers nothing
+    assert cli(["models", "add-endpoint", "nope", "--base-url", endpoint_server["base_url"], "--model", "nope",
+                "--api-key-env", KEY_ENV, "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "HTTP 404 (not found)" in err and ".." not in err  # the server's sentence, one full stop
+    assert "nope" not in [e.name for e in registry.list_models(LOCAL)]
 
 
 # ---------------------------------------------------------------- pages
