@@ -142,6 +142,12 @@ def test_completion_greedy_equals_direct_generation(lm_server, lm):
     prompt_tokens = len(lm.tokenizer(PROMPTS[0])["input_ids"])
     assert body["usage"] == {"prompt_tokens": prompt_tokens, "completion_tokens": expected.new_tokens,
                              "total_tokens": prompt_tokens + expected.new_tokens}
+    # repetition_penalty (vLLM's extra field) is the generation setting of the same name
+    r = lm_server["client"].post("/v1/completions", json={"prompt": PROMPTS[0], "max_tokens": 12, "temperature": 0,
+                                                          "repetition_penalty": 1.3})
+    penalised = generation.generate(lm, [PROMPTS[0]], generation.GenerationSettings(max_new_tokens=12,
+                                                                                    repetition_penalty=1.3))[0]
+    assert r.json()["choices"][0]["text"] == penalised.text != expected.text
     # a list of prompts: one choice each, in order
     r = lm_server["client"].post("/v1/completions", json={"prompt": PROMPTS[:3], "max_tokens": 5, "temperature": 0})
     assert [c["text"] for c in r.json()["choices"]] == [_direct(lm, p, 5).text for p in PROMPTS[:3]]
