@@ -233,6 +233,16 @@ def test_a_seeded_sampled_request_gives_the_same_text_whatever_runs_beside_it(lm
     assert alone == busy
 
 
+def test_chat_uses_the_tokenizers_chat_template_when_it_has_one(lm):
+    server = serve_app.Server(lm, [], max_batch=1, window_ms=0, max_body=1024)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    assert server.chat_ids(messages) == (lm.tokenizer(serve_app.transcript(messages))["input_ids"], ["\nuser:"])
+    server.tokenizer.chat_template = ("{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+                                      "{% if add_generation_prompt %}[assistant]{% endif %}")
+    text = "[system] Be brief.\n[user] Hi\n[assistant]"
+    assert server.chat_ids(messages) == (lm.tokenizer(text, add_special_tokens=False)["input_ids"], [])
+
+
 def test_a_request_whose_client_left_does_not_spoil_its_batch(lm):
     """A client that disconnects cancels its Future while the request waits; the batch then ran on and setting
     that Future's result raised InvalidStateError, which failed every request after it in the batch."""

@@ -129,7 +129,9 @@ def _run(args) -> int:
     if loaded.head_is_new:
         print(f"warning: {server.name}'s {loaded.head} head is freshly initialised: its outputs mean nothing until "
               "it is fine-tuned.", flush=True)
-    if key_source == "generated":
+    if key_source == "generated" and args.check:
+        print("API key: none given; one will be generated and printed when the server starts", flush=True)
+    elif key_source == "generated":
         print(f"API key (generated for this run, shown once): {key}", flush=True)
     else:
         print(f"API key: {key_source}", flush=True)
