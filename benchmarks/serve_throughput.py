@@ -128,6 +128,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="phases per side")
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--window-ms", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=1, help="serve --threads for both servers (0: torch's "
+                        "default; intra-op threads only slow a model this small, and much on a shared machine)")
     args = parser.parse_args()
     if args.quick:
         args.requests, args.new_tokens, args.repeats = 3, 16, 1
@@ -135,8 +137,10 @@ def main() -> int:
     prompts = make_prompts(args.clients * args.requests)
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         home = Path(tmp)
-        ours = start(args.model, home, ["--max-batch", str(args.max_batch), "--batch-window-ms", str(args.window_ms)])
-        base = start(args.model, home, ["--no-batching"])
+        threads = ["--threads", str(args.threads)] if args.threads else []
+        ours = start(args.model, home, ["--max-batch", str(args.max_batch), "--batch-window-ms", str(args.window_ms),
+                                        *threads])
+        base = start(args.model, home, ["--no-batching", *threads])
         try:
             wait_ready(ours)
             wait_ready(base)
@@ -160,7 +164,8 @@ def main() -> int:
 
     n = len(prompts)
     print(f"{args.model}: {args.clients} concurrent clients x {args.requests} requests, {args.new_tokens} new tokens, "
-          f"greedy; {args.repeats} phase(s) per side; batching up to {args.max_batch}, {args.window_ms:g} ms window")
+          f"greedy; {args.repeats} phase(s) per side; batching up to {args.max_batch}, {args.window_ms:g} ms window; "
+          f"torch threads per server: {args.threads or 'default'}")
     rates = {}
     for side, label in (("ours", "ours (dynamic batching)"), ("baseline", "baseline (--no-batching)")):
         walls = [run["wall"] for run in runs[side]]

@@ -142,6 +142,12 @@ def test_completion_greedy_equals_direct_generation(lm_server, lm):
     prompt_tokens = len(lm.tokenizer(PROMPTS[0])["input_ids"])
     assert body["usage"] == {"prompt_tokens": prompt_tokens, "completion_tokens": expected.new_tokens,
                              "total_tokens": prompt_tokens + expected.new_tokens}
+    # repetition_penalty (vLLM's extra field) is the generation setting of the same name
+    r = lm_server["client"].post("/v1/completions", json={"prompt": PROMPTS[0], "max_tokens": 12, "temperature": 0,
+                                                          "repetition_penalty": 1.3})
+    penalised = generation.generate(lm, [PROMPTS[0]], generation.GenerationSettings(max_new_tokens=12,
+                                                                                    repetition_penalty=1.3))[0]
+    assert r.json()["choices"][0]["text"] == penalised.text != expected.text
     # a list of prompts: one choice each, in order
     r = lm_server["client"].post("/v1/completions", json={"prompt": PROMPTS[:3], "max_tokens": 5, "temperature": 0})
     assert [c["text"] for c in r.json()["choices"]] == [_direct(lm, p, 5).text for p in PROMPTS[:3]]
@@ -225,6 +231,16 @@ def test_a_seeded_sampled_request_gives_the_same_text_whatever_runs_beside_it(lm
     alone = client.post("/v1/completions", json=ask).json()["choices"][0]["text"]
     busy = asyncio.run(with_traffic())[0].json()["choices"][0]["text"]
     assert alone == busy
+
+
+def test_chat_uses_the_tokenizers_chat_template_when_it_has_one(lm):
+    server = serve_app.Server(lm, [], max_batch=1, window_ms=0, max_body=1024)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    assert server.chat_ids(messages) == (lm.tokenizer(serve_app.transcript(messages))["input_ids"], ["\nuser:"])
+    server.tokenizer.chat_template = ("{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+                                      "{% if add_generation_prompt %}[assistant]{% endif %}")
+    text = "[system] Be brief.\n[user] Hi\n[assistant]"
+    assert server.chat_ids(messages) == (lm.tokenizer(text, add_special_tokens=False)["input_ids"], [])
 
 
 def test_a_request_whose_client_left_does_not_spoil_its_batch(lm):

@@ -13,6 +13,8 @@ queued while the previous batch ran are taken at once). The batch is split into 
 - sampled generations without a seed share a call when their temperature and top_p are equal.
 - a sampled generation with a seed runs alone, seeded (in a forked RNG): the same seed gives the same text
   whatever else the server is doing.
+- a generation with a repetition_penalty (a vLLM-style extra field; 1 = none) runs alone: transformers'
+  penalty counts every id in the row, padding included, so a padded row would be penalised differently.
 - streamed generations run alone (unbatched), token by token through a streamer.
 - classify and embed requests form one group each: their texts go through one `predict.classify` /
   `predict.embed` call (length-padded forward) and are split back per request.
@@ -42,7 +44,7 @@ class Generation:
 
     def key(self) -> tuple:
         s = self.sampling
-        if self.sink is not None or (not s.greedy and s.seed is not None):
+        if self.sink is not None or (not s.greedy and s.seed is not None) or s.repetition_penalty != 1:
             return ("alone", id(self))
         return ("greedy",) if s.greedy else ("sample", s.temperature, s.top_p)
 
@@ -202,7 +204,8 @@ class Batcher:
         sink = group[0].sink
         max_new = max(g.max_tokens for g in group)
         settings = generation.GenerationSettings(do_sample=not first.greedy, temperature=first.temperature or 1.0,
-                                                 top_p=first.top_p, max_new_tokens=max_new, seed=first.seed)
+                                                 top_p=first.top_p, max_new_tokens=max_new, seed=first.seed,
+                                                 repetition_penalty=first.repetition_penalty)
         input_ids, mask = pad([g.ids for g in group], tok.pad_token_id, "left", loaded.device)
         width = input_ids.shape[1]
         kwargs = generation._gen_kwargs(loaded, settings, max_new, width)

@@ -16,7 +16,7 @@ from . import DEFAULT_PORT
 
 KEY_ENV = "LLM_LAB_SERVE_API_KEY"
 MODEL_ONLY = ("api_key", "api_key_env", "no_auth", "max_batch", "batch_window_ms", "no_batching", "head", "device",
-              "dtype", "max_request_kb")
+              "dtype", "max_request_kb", "threads")
 
 
 def add_arguments(p) -> None:
@@ -35,6 +35,8 @@ def add_arguments(p) -> None:
     g.add_argument("--device", help="auto (default), cpu, cuda, mps")
     g.add_argument("--dtype", help="auto (default), float32, bfloat16, float16")
     g.add_argument("--max-request-kb", type=int, help="largest request body (default 1024 KB)")
+    g.add_argument("--threads", type=int, help="CPU threads per matrix operation (torch.set_num_threads; default: "
+                                               "torch's). 1 suits a small model on a busy or small machine")
 
 
 def model_options_without_model(args) -> list[str]:
@@ -104,6 +106,12 @@ def _run(args) -> int:
         _refuse("--batch-window-ms must be 0 or more.")
     key, key_source = api_key(args)
     host, port = args.address or "127.0.0.1", args.port or DEFAULT_PORT
+    if args.threads is not None:
+        if args.threads < 1:
+            _refuse("--threads must be at least 1.")
+        import torch
+
+        torch.set_num_threads(args.threads)
     loaded = registry.load(args.actor, args.model, head=args.head, device=args.device, dtype=args.dtype)
     import uvicorn
 
@@ -121,7 +129,9 @@ def _run(args) -> int:
     if loaded.head_is_new:
         print(f"warning: {server.name}'s {loaded.head} head is freshly initialised: its outputs mean nothing until "
               "it is fine-tuned.", flush=True)
-    if key_source == "generated":
+    if key_source == "generated" and args.check:
+        print("API key: none given; one will be generated and printed when the server starts", flush=True)
+    elif key_source == "generated":
         print(f"API key (generated for this run, shown once): {key}", flush=True)
     else:
         print(f"API key: {key_source}", flush=True)

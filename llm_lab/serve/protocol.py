@@ -110,6 +110,8 @@ class Sampling:
     seed: int | None
     stream: bool
     include_usage: bool
+    repetition_penalty: float = 1.0   # not OpenAI's: vLLM's extra field (1 = none), as Compare's setting
+
 
     @property
     def greedy(self) -> bool:
@@ -135,7 +137,8 @@ def sampling(body: dict, chat: bool) -> Sampling:
     seed = _integer(body, "seed")
     return Sampling(max_tokens=max_tokens, temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
                     top_p=_number(body, "top_p", 1.0, 0.0, 1.0, low_open=True), stop=_stops(body), seed=seed,
-                    stream=stream, include_usage=bool(options.get("include_usage")))
+                    stream=stream, include_usage=bool(options.get("include_usage")),
+                    repetition_penalty=_number(body, "repetition_penalty", 1.0, 0.0, 10.0, low_open=True))
 
 
 def prompts(body: dict) -> list[str]:
