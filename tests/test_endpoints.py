@@ -368,3 +368,21 @@ def test_browser_compares_a_local_model_with_an_endpoint(page, lab_server, endpo
         assert KEY.encode() not in (lab_server["home"] / "streamlit.log").read_bytes()
     finally:
         store.reset_connections()
+
+
+def test_an_arena_battle_with_a_failing_endpoint_does_not_tell_who_it_was(endpoint):
+    """The error of a side that could not answer named the endpoint's URL, host and port: in a blind battle
+    that says which model it was."""
+    from llm_lab.compare import arena
+
+    port = _free_port()
+    endpoints.add(LOCAL, "gone-ep", f"http://127.0.0.1:{port}/v1", "secret-model-name")
+    for seed in range(8):  # whichever side it is drawn on
+        import random
+
+        with pytest.raises(arena.ArenaError) as failed:
+            list(arena.battle_stream(LOCAL, ["local", "gone-ep"], "def add(a, b):", rng=random.Random(seed)))
+        message = str(failed.value)
+        assert "could not answer" in message and "Cannot connect" in message
+        for tell in ("gone-ep", str(port), "127.0.0.1", "secret-model-name"):
+            assert tell not in message, (tell, message)
