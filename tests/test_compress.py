@@ -2,6 +2,7 @@
 the refusals, and the same recipe giving the same weights."""
 import copy
 import hashlib
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 
 from llm_lab import capabilities, cli, data, jobs, predict, registry
 from llm_lab.access import LOCAL
+from llm_lab.bench import fingerprint
 from llm_lab.compress import heads, onnx_export
 from llm_lab.compress.recipes import make_variant, methods
 from llm_lab.errors import ModelError
@@ -70,7 +72,7 @@ def weights_hash(folder: str) -> str:
 
 
 # ---------------------------------------------------------------- ONNX and int8
-def test_onnx_export_matches_torch_and_the_registry_opens_it_without_gradients(tb):
+def test_onnx_export_matches_torch_and_the_registry_opens_it_without_gradients(tb, tmp_path):
     entry = make_variant(LOCAL, tb, "onnx", name="tb-onnx")
     assert entry.parent == "tb" and entry.source == "trained"
     assert entry.meta["recipe"] == {"method": "onnx", "params": {"dataset": None}}
@@ -88,6 +90,14 @@ def test_onnx_export_matches_torch_and_the_registry_opens_it_without_gradients(t
     # a classifier's graph opens as an encoder too: the parent's mean-pooled embeddings
     embedded = predict.embed(registry.load(LOCAL, "tb-onnx", head="encoder"), TEXTS)
     assert np.abs(embedded - predict.embed(registry.load(LOCAL, tb, head="encoder"), TEXTS)).max() <= 1e-5
+    # the graph is the weights: benchmark results (cached by fingerprint) and loaded models (cached by weights
+    # stamp) of two exports with other numbers are never mixed up
+    other = tmp_path / "other"
+    shutil.copytree(entry.location, other)
+    with open(other / "model.onnx", "ab") as handle:
+        handle.write(b"\0")
+    assert fingerprint.folder_fingerprint(str(other)) != fingerprint.folder_fingerprint(entry.location)
+    assert "model.onnx" in {name for name, *_ in registry.weights_stamp(entry.location)}
     # no gradients, no attention weights: Attributions and Attention refuse it with their usual message
     loaded = registry.load(LOCAL, "tb-onnx", attention=True)
     assert not loaded.capabilities.has(capabilities.GRADIENTS)
@@ -233,6 +243,9 @@ def test_a_head_pruned_variant_is_rebuilt_at_load(tb):
     enc = loaded.tokenizer(TEXTS, padding=True, return_tensors="pt")
     with torch.inference_mode():
         assert (loaded.model(**enc).logits - expected(**enc).logits).abs().max() <= 1e-6
+        # the benchmark's and predict's packed [CLS]-only forward (cls_forward) takes layers of fewer heads too
+        probs = torch.softmax(expected(**enc).logits, -1).numpy()
+    assert np.abs(predict.classify(loaded, TEXTS, batch_size=len(TEXTS)) - probs).max() <= 1e-5
     assert not loaded.capabilities.has(capabilities.ATTENTION)  # layers with different head counts
 
 
