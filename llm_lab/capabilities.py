@@ -172,7 +172,8 @@ def of_model(model, tokenizer, head: str, entry_head: str, head_is_new: bool, at
             caps.add(GRADIENTS)
     except (AttributeError, NotImplementedError):
         pass
-    if attention or getattr(model.config, "_attn_implementation", None) == "eager":
+    if (attention or getattr(model.config, "_attn_implementation", None) == "eager") and getattr(
+            model, "attention_weights", True):  # an ONNX export or a head-pruned model says it has none
         caps.add(ATTENTION)
     labels = ()
     if head == "classifier":

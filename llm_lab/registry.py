@@ -303,7 +303,7 @@ def check_folder(path: Path, allow_bin: bool = False, shown: str | None = None) 
         raise ModelError(f"{where} is not a Hugging Face model folder: config.json is missing. Save a model "
                          "with model.save_pretrained(folder) and tokenizer.save_pretrained(folder).")
     files = {p.name for p in path.iterdir()}
-    has_safetensors = any(f.endswith(".safetensors") for f in files)
+    has_safetensors = any(f.endswith(".safetensors") for f in files) or "model.onnx" in files  # or an ONNX export
     has_pickle = any(f.endswith((".bin", ".pt", ".pth", ".ckpt")) for f in files)
     if not has_safetensors and not (has_pickle and allow_bin):
         if has_pickle:
@@ -410,6 +410,10 @@ def load(actor: Actor, name: str, head: str | None = None, device: str | None = 
     if head not in HEADS:
         raise ModelError(f"Unknown head {head!r}; choose one of {', '.join(HEADS)}.")
     device = pick_device(device)
+    if dtype in (None, "auto"):  # a cast variant (llm_lab.compress) opens in its own dtype
+        from .compress.loading import variant_dtype
+
+        dtype = variant_dtype(entry)
     torch_dtype = pick_dtype(device, dtype)
     # remote code is part of the key, with who loaded it: a model that ran its own code is never served to a
     # load without it, nor to another user
@@ -442,7 +446,7 @@ def weights_stamp(location: str) -> tuple:
         return ()
     stamp = []
     for path in sorted(folder.iterdir()):
-        if path.suffix in (".safetensors", ".bin") and path.is_file():
+        if path.suffix in (".safetensors", ".bin", ".onnx") and path.is_file():
             st = path.stat()
             stamp.append((path.name, st.st_size, st.st_mtime_ns))
     return tuple(stamp)
@@ -483,6 +487,8 @@ def _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust
     warmup.wait()  # never import transformers beside the dashboard's warm-up thread (see llm_lab/warmup.py)
     import transformers
 
+    from .compress import loading as compress_loading
+
     start = time.perf_counter()
     source = entry.location
     common = {"trust_remote_code": trust_remote_code}
@@ -502,6 +508,8 @@ def _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, **common)
         if base:
             model, loading_info = _load_over_base(source, base, head, kwargs)
+        elif entry.source != "hub" and (variant := compress_loading.kind(source)):  # an ONNX export, pruned heads
+            model, loading_info = compress_loading.load(variant, source, head, entry.name, _auto_class(head), kwargs)
         else:
             model, loading_info = _auto_class(head).from_pretrained(source, **kwargs)
     except ValueError as exc:
@@ -519,9 +527,11 @@ def _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust
     base_prefix = getattr(model, "base_model_prefix", "")  # weights outside the base model are the head's
     head_is_new = head != "encoder" and any(k.split(".")[0] != base_prefix for k in missing)
     model.to(device).eval()
+    dtype_name = str(torch_dtype).replace("torch.", "")
+    if getattr(model, "weights_dtype", None):  # an ONNX export: ONNX Runtime on the CPU, its weights as stored
+        device, dtype_name = "cpu", model.weights_dtype
     caps = capabilities.of_model(model, tokenizer, head, entry.head, head_is_new, attention)
-    return LoadedModel(entry, model, tokenizer, device, str(torch_dtype).replace("torch.", ""), caps,
-                       time.perf_counter() - start)
+    return LoadedModel(entry, model, tokenizer, device, dtype_name, caps, time.perf_counter() - start)
 
 
 # ---------------------------------------------------------------- adapters shipped without their base

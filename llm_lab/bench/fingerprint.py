@@ -19,7 +19,7 @@ PACKAGES = ("torch", "transformers", "numpy", "pandas", "scikit-learn", "evaluat
 CONFIG_FILES = ("config.json", "generation_config.json", "tokenizer.json", "vocab.txt", "vocab.json", "merges.txt",
                 "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.model",
                 "spiece.model", "sentencepiece.bpe.model", "adapter_config.json")
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".onnx")
 # what a Trainer leaves beside the weights (pickles of settings and optimizer state): not part of the model
 NOT_WEIGHTS = re.compile(r"(training_args|optimizer|scheduler|scaler|rng_state[^.]*)\.(bin|pt|pth)")
 
