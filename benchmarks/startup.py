@@ -4,7 +4,8 @@ MiniLM loaded; against a bare one-line Streamlit app started the same way in the
 Each run starts a fresh server process (new port) with the same LLM_LAB_HOME (demo datasets imported once
 before timing; the very first start of a brand-new home is timed separately and printed). A page counts as
 rendered when Chromium shows it connected, the script has finished and its title is visible. The Models
-page is opened straight after launch as /models?model=minilm, which loads MiniLM and shows its card. A new
+page is opened straight after launch as /models?model=minilm: its card shows first, read from MiniLM's files
+(timed when "Parameters" shows), while MiniLM loads in the background (timed when "Try it" shows). A new
 user meets the Home page first: the last figure opens Home, waits READ_S seconds (reading it), then opens the
 same Models link and times it from there (the server has used those seconds to import the model stack).
 
@@ -27,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+MODEL_READY = 'text="Try it"'  # shown once the model is in memory (its card shows before, read from its files)
 READ_S = 3.0  # seconds a visitor spends on the Home page before opening Models
 BARE_APP = 'import streamlit as st\nst.title("hello")\n'
 
@@ -71,8 +73,9 @@ def wait_rendered(page, url: str, started: float, timeout: float = 120, ready: s
     return time.perf_counter() - started
 
 
-def one_run(browser, script: str, home: Path, path: str = "", ready: str = "h1") -> float:
-    """Start a server and open one page straight away: seconds from launch to that page rendered."""
+def one_run(browser, script: str, home: Path, path: str = "", ready: str = "h1", then: str | None = None):
+    """Start a server and open one page straight away: seconds from launch to that page rendered (and, with
+    `then`, a pair: also the seconds until `then` shows, e.g. the model the page loads in the background)."""
     port = free_port()
     context = browser.new_context()
     page = context.new_page()
@@ -80,6 +83,9 @@ def one_run(browser, script: str, home: Path, path: str = "", ready: str = "h1")
     proc = start(script, home, port)
     try:
         seconds = wait_rendered(page, f"http://127.0.0.1:{port}/{path}", started, ready=ready)
+        if then:
+            page.wait_for_selector(then, timeout=120_000)
+            seconds = (seconds, time.perf_counter() - started)
         if page.locator("[data-testid='stException']").count():
             raise RuntimeError("the page shows an exception: " + page.locator("[data-testid='stException']").first.inner_text())
         return seconds
@@ -98,7 +104,7 @@ def home_then_models(browser, home: Path) -> float:
         wait_rendered(page, f"http://127.0.0.1:{port}/", time.perf_counter())
         time.sleep(READ_S)
         seconds = wait_rendered(page, f"http://127.0.0.1:{port}/models?model=minilm", time.perf_counter(),
-                                ready='text="Parameters"')
+                                ready=MODEL_READY)
         if page.locator("[data-testid='stException']").count():
             raise RuntimeError("the page shows an exception: " + page.locator("[data-testid='stException']").first.inner_text())
         return seconds
@@ -129,24 +135,27 @@ def main() -> None:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             fresh_first = one_run(browser, "app.py", home)  # new home: imports the demo datasets
             print(f"first start on a brand-new home (imports the demo datasets): {fresh_first:.2f} s", flush=True)
-            ours_first, ours_models, base_first, after_home = [], [], [], []
+            ours_first, ours_card, ours_models, base_first, after_home = [], [], [], [], []
             for i in range(runs):  # interleaved, so load on the machine hits all four alike
                 b = one_run(browser, str(bare), tmp / "bare-home")
                 f = one_run(browser, "app.py", home)
-                m = one_run(browser, "app.py", home, "models?model=minilm", ready='text="Parameters"')
+                c, m = one_run(browser, "app.py", home, "models?model=minilm", ready='text="Parameters"',
+                               then=MODEL_READY)
                 h = home_then_models(browser, home)
                 base_first.append(b)
                 ours_first.append(f)
+                ours_card.append(c)
                 ours_models.append(m)
                 after_home.append(h)
-                print(f"run {i + 1}: bare app {b:.2f} s · LLM Lab first page {f:.2f} s · Models page with MiniLM "
-                      f"{m:.2f} s · Models page {READ_S:g} s after Home {h:.2f} s", flush=True)
+                print(f"run {i + 1}: bare app {b:.2f} s · LLM Lab first page {f:.2f} s · Models page card {c:.2f} s, "
+                      f"MiniLM loaded {m:.2f} s · Models page {READ_S:g} s after Home {h:.2f} s", flush=True)
             browser.close()
     print(summary("bare one-line app, first page", base_first))
     print(summary("LLM Lab, first page (Home)", ours_first))
-    print(summary("LLM Lab, Models page + MiniLM", ours_models))
+    print(summary("LLM Lab, Models page, card shown", ours_card))
+    print(summary("LLM Lab, Models page, MiniLM loaded", ours_models))
     print(summary(f"  the same, {READ_S:g} s after Home", after_home))
-    print(f"goals: first page < 3 s, Models page < 6 s (on the 2-core CPU); load average now "
+    print(f"goals: first page < 3 s, Models page (card) < 6 s (on the 2-core CPU); load average now "
           f"{os.getloadavg()[0]:.1f}")
     print(f"ratio={statistics.median(base_first) / statistics.median(ours_first):.3f}")
 

@@ -7,6 +7,7 @@ import json
 
 from . import accounts, audit, hosting, settings
 from .cli import table
+from .serve import cli as serve_cli
 
 
 def register(subparsers) -> None:
@@ -62,10 +63,14 @@ def register(subparsers) -> None:
                    or print(f"{a.name} = {json.dumps(settings.get(a.name))}") or 0)
 
 
-    p = subparsers.add_parser("serve", help="start the dashboard; in hosted mode, only once sign-in is configured")
-    p.add_argument("--port", type=int, default=8501)
-    p.add_argument("--address", help="interface to listen on (default: .streamlit/config.toml's, 127.0.0.1)")
+    p = subparsers.add_parser("serve", help="start the dashboard (in hosted mode, only once sign-in is configured); "
+                                            "with MODEL, serve that model over an OpenAI-compatible HTTP API")
+    p.add_argument("model", nargs="?", help="a model to serve over HTTP (llm_lab/serve); without it, the dashboard")
+    p.add_argument("--port", type=int, help="default: 8501 for the dashboard, 8000 for a model")
+    p.add_argument("--address", "--host", dest="address",
+                   help="interface to listen on (default: .streamlit/config.toml's, 127.0.0.1)")
     p.add_argument("--check", action="store_true", help="only check the configuration, do not start")
+    serve_cli.add_arguments(p)
     p.set_defaults(func=serve)
 
 
@@ -77,10 +82,18 @@ _LAUNCH = ("import sys; from streamlit.runtime.pages_manager import PagesManager
 
 
 def serve(args) -> int:
-    """Refuse to start a hosted server that cannot sign people in; otherwise exec `streamlit run app.py`."""
+    """Refuse to start a hosted server that cannot sign people in; otherwise exec `streamlit run app.py`.
+    With MODEL: serve that model (llm_lab/serve/cli.py)."""
     import os
     import sys
     from pathlib import Path
+
+    if args.model:
+        return serve_cli.run(args)
+    if serve_cli.model_options_without_model(args):
+        print(f"error: {', '.join(serve_cli.model_options_without_model(args))} apply only when serving a model: "
+              "python -m llm_lab serve MODEL …", file=sys.stderr)
+        return 2
 
     app = Path(__file__).resolve().parent.parent / "app.py"
     named = os.environ.get("LLM_LAB_SECRETS_FILE")
@@ -95,7 +108,7 @@ def serve(args) -> int:
           f"{'not needed' if not settings.hosted() else settings.get('trusted_proxy_header') or 'OpenID Connect'}")
     if args.check:
         return 0
-    command = [sys.executable, "-c", _LAUNCH, "run", str(app), "--server.port", str(args.port)]
+    command = [sys.executable, "-c", _LAUNCH, "run", str(app), "--server.port", str(args.port or 8501)]
     if args.address:
         command += ["--server.address", args.address]
     if named:

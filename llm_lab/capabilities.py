@@ -7,6 +7,11 @@ decides, and `require(needs, model)` raises the one message every feature shows.
 
 Before a model is loaded, pickers ask `entry_fits(needs, entry)`: can this registry entry be
 opened so that it meets the needs? `head_for(needs, entry)` says with which head.
+
+An endpoint model (registry source `endpoint`, see `endpoints.py`: an OpenAI-compatible server) only
+returns text: it provides GENERATES_TEXT and nothing else, and it fits only needs made with
+`endpoint_ok=True` (text generation, the generation benchmark task). Any other feature, even one that
+needs no named capability (a speed task, pretraining), refuses it with the same one message.
 """
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ from .errors import ModelError
 CLASSIFIER = "classifier"           # logits over named labels
 TRAINED_HEAD = "trained-head"       # the head's weights were trained, not freshly initialised
 CAUSAL_LM = "causal-lm"             # next-token logits and .generate, trained to write text
+GENERATES_TEXT = "generates-text"   # prompt -> text: a local causal LM, or an endpoint model
+LOCAL_WEIGHTS = "local-weights"     # weights loaded here; lacking only for endpoint models (`Needs.endpoint_ok`)
 ENCODER = "encoder"                 # hidden states (mean-pooled sentence embeddings)
 GRADIENTS = "gradients"             # a differentiable torch model with an input-embedding layer
 ATTENTION = "attention-weights"     # eager attention: returns attention probabilities
@@ -28,6 +35,10 @@ DESCRIPTIONS = {
     TRAINED_HEAD: "a trained head (fine-tune the model first: its head is new)",
     CAUSAL_LM: "a causal language model such as tiny-gpt (this one is not a language model: it has no "
                "language-model head trained to write, so it cannot generate text)",
+    GENERATES_TEXT: "a causal language model such as tiny-gpt, or an OpenAI-compatible endpoint model (this one is "
+                    "not a language model: it has no language-model head trained to write, so it cannot generate text)",
+    LOCAL_WEIGHTS: "a model whose weights LLM Lab loads itself (an OpenAI-compatible endpoint returns only generated "
+                   "text: no logits, perplexity, gradients, attention or training)",
     ENCODER: "an encoder (hidden states)",
     GRADIENTS: "gradients through an input-embedding layer",
     ATTENTION: "attention weights (eager attention)",
@@ -46,6 +57,7 @@ class Capabilities:
     labels: tuple = ()
     head_is_new: bool = False
     max_context: int = 512
+    endpoint: bool = False      # an endpoint model: text over HTTP, no weights here (see endpoints.py)
 
     def has(self, *names: str) -> bool:
         return set(names) <= self.provides
@@ -57,27 +69,27 @@ class Needs:
     what: str
     caps: frozenset = field(default_factory=frozenset)
     hint: str = ""          # what to do instead, added to the message
-
+    endpoint_ok: bool = False   # an endpoint model (text only) may serve it
 
     @property
     def head(self) -> str | None:
         """The head these needs imply (None: any head will do, the entry's default)."""
-        if CAUSAL_LM in self.caps:
+        if CAUSAL_LM in self.caps or GENERATES_TEXT in self.caps:
             return "causal-lm"
         if CLASSIFIER in self.caps or TRAINED_HEAD in self.caps:
             return "classifier"
         return None
 
 
-def needs(what: str, *caps: str, hint: str = "") -> Needs:
+def needs(what: str, *caps: str, hint: str = "", endpoint_ok: bool = False) -> Needs:
     unknown = set(caps) - set(DESCRIPTIONS)
     if unknown:
         raise ValueError(f"unknown capabilities {sorted(unknown)}")
-    return Needs(what, frozenset(caps), hint)
+    return Needs(what, frozenset(caps), hint, endpoint_ok)
 
 
 # Needs shared by several features (Compare, Arena, generation, the benchmark's causal tasks).
-GENERATE = needs("Text generation", CAUSAL_LM,
+GENERATE = needs("Text generation", GENERATES_TEXT, endpoint_ok=True,
                  hint="Pick a causal LM (e.g. tiny-gpt or a GPT-2 style model), or compare it as a classifier.")
 CLASSIFY = needs("Classification", CLASSIFIER)
 
@@ -96,7 +108,7 @@ def entry_heads(entry_head: str) -> tuple[str, ...]:
 
 def default_head(entry) -> str:
     """The one rule for the head a registry entry opens with when nobody asks for another."""
-    return entry_heads(entry.head)[0]
+    return "causal-lm" if is_endpoint(entry) else entry_heads(entry.head)[0]
 
 
 def _entry_provides(entry_head: str, head: str) -> frozenset:
@@ -105,20 +117,43 @@ def _entry_provides(entry_head: str, head: str) -> frozenset:
         caps.add(TRAINED_HEAD)
     if head == "causal-lm" and entry_head not in ("causal-lm", "unknown"):
         caps.discard(CAUSAL_LM)  # an encoder with an LM head bolted on was never trained to write
+    if CAUSAL_LM in caps:
+        caps.add(GENERATES_TEXT)
     return frozenset(caps)
+
+
+ENDPOINT_PROVIDES = frozenset({GENERATES_TEXT})
+
+
+def is_endpoint(entry) -> bool:
+    return getattr(entry, "source", None) == "endpoint"
+
+
+def _entry_options(entry) -> list[tuple[str, frozenset]]:
+    """(head, what it provides) for each head the entry can be opened with, its default first."""
+    if is_endpoint(entry):
+        return [("causal-lm", ENDPOINT_PROVIDES)]
+    return [(h, _entry_provides(entry.head, h)) for h in entry_heads(entry.head)]
+
+
+def _lacking(needs_: Needs, provides: frozenset, endpoint: bool) -> set[str]:
+    lacking = set(needs_.caps - provides)
+    if endpoint and not needs_.endpoint_ok:
+        lacking.add(LOCAL_WEIGHTS)
+    return lacking
 
 
 def head_for(needs_: Needs, entry) -> str:
     """The head to open `entry` with so it meets `needs_` (its default head when any will do)."""
-    for head in entry_heads(entry.head):
-        if needs_.caps <= _entry_provides(entry.head, head) and (needs_.head in (None, head)):
+    for head, provides in _entry_options(entry):
+        if not _lacking(needs_, provides, is_endpoint(entry)) and (needs_.head in (None, head)):
             return head
     return needs_.head or default_head(entry)
 
 
 def entry_fits(needs_: Needs, entry) -> bool:
     """Can this registry entry be opened so that it meets `needs_`? (Pickers list only these.)"""
-    return any(needs_.caps <= _entry_provides(entry.head, h) for h in entry_heads(entry.head))
+    return any(not _lacking(needs_, provides, is_endpoint(entry)) for _, provides in _entry_options(entry))
 
 
 # ---------------------------------------------------------------- loaded models
@@ -130,12 +165,15 @@ def of_model(model, tokenizer, head: str, entry_head: str, head_is_new: bool, at
         caps.discard(CAUSAL_LM)
     if head == "classifier" and not head_is_new:
         caps.add(TRAINED_HEAD)
+    if CAUSAL_LM in caps:
+        caps.add(GENERATES_TEXT)
     try:
         if model.get_input_embeddings() is not None:
             caps.add(GRADIENTS)
     except (AttributeError, NotImplementedError):
         pass
-    if attention or getattr(model.config, "_attn_implementation", None) == "eager":
+    if (attention or getattr(model.config, "_attn_implementation", None) == "eager") and getattr(
+            model, "attention_weights", True):  # an ONNX export or a head-pruned model says it has none
         caps.add(ATTENTION)
     labels = ()
     if head == "classifier":
@@ -154,7 +192,8 @@ def _caps_of(model) -> Capabilities:
 
 
 def missing(needs_: Needs, model) -> set[str]:
-    return set(needs_.caps - _caps_of(model).provides)
+    caps = _caps_of(model)
+    return _lacking(needs_, caps.provides, caps.endpoint)
 
 
 def compatible(needs_: Needs, model) -> bool:
@@ -172,6 +211,9 @@ def require(needs_: Needs, model) -> None:
 
 def message(needs_: Needs, name: str, head: str, lacking) -> str:
     """The one wording of "this model does not fit this feature"."""
+    if LOCAL_WEIGHTS in lacking:  # an endpoint model: the rest follows from it
+        text = f"{needs_.what} does not apply to {name}, an OpenAI-compatible endpoint: it needs {DESCRIPTIONS[LOCAL_WEIGHTS]}."
+        return f"{text} {needs_.hint}" if needs_.hint else text
     text = (f"{needs_.what} does not apply to {name} opened as {head}: it needs "
             + ", ".join(DESCRIPTIONS[c] for c in sorted(lacking)) + ".")
     return f"{text} {needs_.hint}" if needs_.hint else text
@@ -180,6 +222,6 @@ def message(needs_: Needs, name: str, head: str, lacking) -> str:
 def require_entry(needs_: Needs, entry) -> str:
     """Before loading: the head to open `entry` with for `needs_`, or the same message as `require`."""
     if not entry_fits(needs_, entry):
-        head = default_head(entry)
-        raise ModelError(message(needs_, entry.name, head, needs_.caps - _entry_provides(entry.head, head)))
+        head, provides = _entry_options(entry)[0]
+        raise ModelError(message(needs_, entry.name, head, _lacking(needs_, provides, is_endpoint(entry))))
     return head_for(needs_, entry)

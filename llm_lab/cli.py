@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "llm_lab.train.cli",
     "llm_lab.compare.cli",
     "llm_lab.explain.cli",
+    "llm_lab.compress.cli",
     "llm_lab.admin_cli",
     "llm_lab.backup",
 ]

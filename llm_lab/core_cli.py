@@ -23,6 +23,15 @@ def register(subparsers) -> None:
     p.add_argument("--card", action="store_true", help="a model folder you may write: store the numbers "
                    "(llm_lab_quality.json) and add them to its README.md (how the built-ins' cards are made)")
     p.set_defaults(func=models_quality)
+    p = models.add_parser("add-endpoint", help="register a model served by an OpenAI-compatible server (vLLM, TGI, "
+                                               "Ollama, llama.cpp, `serve`); its key stays in an environment variable")
+    p.add_argument("name", help="the registry name to give it")
+    p.add_argument("--base-url", required=True, help="e.g. http://localhost:8000/v1 (with or without /v1)")
+    p.add_argument("--model", required=True, help="the model name the server knows")
+    p.add_argument("--api-key-env", metavar="VAR", help="the NAME of the environment variable holding the API key "
+                   "(never the key itself); leave out for a server that needs none")
+    p.add_argument("--check", action="store_true", help="send one tiny request and print its latency")
+    p.set_defaults(func=models_add_endpoint)
 
     ds = subparsers.add_parser("data", help="import and list datasets").add_subparsers(dest="sub", metavar="SUB")
     p = ds.add_parser("import", help="import a CSV/TSV/JSON/JSONL/Parquet/TXT file")
@@ -84,7 +93,8 @@ def models_quality(args) -> int:
 
     from . import lm_quality
 
-    loaded = registry.load_for(args.actor, capabilities.GENERATE, args.name, device="cpu", dtype="float32")
+    needs = capabilities.needs("Language-model quality", capabilities.CAUSAL_LM)  # perplexity: not an endpoint
+    loaded = registry.load_for(args.actor, needs, args.name, device="cpu", dtype="float32")
     report = lm_quality.quality(loaded)
     report["parameters"] = sum(p.numel() for p in loaded.model.parameters())
     if args.card:
@@ -106,6 +116,21 @@ def models_quality(args) -> int:
         print(f"{label:>9}: distinct-2 {r['distinct_2']:.3f}, repetition {r['repetition_4']:.3f}")
         for prompt, text in r["samples"].items():
             print(f"    {prompt!r} → {text!r}")
+    return 0
+
+
+def models_add_endpoint(args) -> int:
+    from . import endpoints
+
+    entry = endpoints.make_entry(args.name, args.base_url, args.model, args.api_key_env)
+    if args.check:  # before registering it; who may reach the URL is checked before any request
+        args.actor.require("write", "register models")
+        endpoints.check_entry(args.actor, entry)
+        latency = endpoints.EndpointModel(entry).check()
+        print(f"check: {entry.name} answered in {latency * 1000:.0f} ms")
+    registry.register(args.actor, entry)
+    key = f"key from ${entry.meta['api_key_env']}" if entry.meta.get("api_key_env") else "no key"
+    print(f"registered {entry.name}: {entry.meta['model']} at {entry.location} ({key})")
     return 0
 
 

@@ -7,6 +7,9 @@ of new tokens, latency, tokens/s, the mean log-probability of the output under t
 model (raw logits, before temperature or penalties), whether the prompt was cut and
 why generation stopped. `stream(loaded, prompt, settings)` yields text pieces for one
 prompt as they are produced, then the final `GenerationResult`.
+
+An endpoint model (`capabilities.endpoint`, see endpoints.py) has no weights here: both functions hand
+its prompts to `loaded.model.generate_texts` / `loaded.model.stream_text`, which return the same results.
 """
 import threading
 import time
@@ -78,6 +81,7 @@ class GenerationResult:
     note: str = ""
     prompt_tokens: int = 0
     token_ids: list[int] = field(default_factory=list, repr=False)
+    first_token_s: float | None = None     # time to the first streamed text (endpoint models)
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -232,6 +236,8 @@ def generate(loaded, prompts, settings: GenerationSettings | None = None, progre
     settings = settings or GenerationSettings()
     check_can_generate(loaded)
     prompts = check_prompts(prompts)
+    if loaded.capabilities.endpoint:  # text over HTTP: no tokenizer or weights here
+        return loaded.model.generate_texts(prompts, settings, progress)
     tok = loaded.tokenizer
     if tok.pad_token_id is None:
         raise ModelError(f"{loaded.entry.name}'s tokenizer has neither a padding nor an end-of-sequence token; "
@@ -286,6 +292,9 @@ def stream(loaded, prompt: str, settings: GenerationSettings | None = None, time
     settings = settings or GenerationSettings()
     check_can_generate(loaded)
     prompt = check_prompts([prompt])[0]
+    if loaded.capabilities.endpoint:  # text over HTTP: no tokenizer or weights here
+        yield from loaded.model.stream_text(prompt, settings)
+        return
     tok = loaded.tokenizer
     encoded, truncated, notes, max_new = _encode(loaded, [prompt], settings)
     context = context_length(loaded.model, loaded.tokenizer)

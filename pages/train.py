@@ -5,6 +5,7 @@ import streamlit as st
 from llm_lab import train
 from llm_lab.train import export, history, plots, resources
 from llm_lab import snapshots
+from llm_lab.serve import command as serve_command
 from ui import backend, job_panel, share, views
 from ui.common import cannot_run, header, permalink, plain, show_permalink, user_errors
 from ui.form_state import KeptForm
@@ -31,7 +32,11 @@ def finished(job: dict) -> None:
     if job["status"] == "succeeded" and result.get("model"):
         shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4g}" for k, v in (result.get("metrics") or {}).items())
         st.success(f"**{plain(result['model'])}** is in the registry ({plain(shown or 'no evaluation split')}). "
-                   "Use it on the Models, Benchmarks, Compare, Attention and Attributions pages.")
+                   "Use it on the Models, Benchmarks, Compare, Attention and Attributions pages, or serve it over "
+                   "HTTP (an OpenAI-compatible API) with:")
+        # a model saved to a folder of its own (--out) is not registered: it is served from that folder
+        st.code(serve_command(result["model"] if result.get("registered") else result.get("folder") or result["model"]),
+                language="bash")
         if result.get("registered"):  # zipped when the button is pressed (a deferred download), not on each run
             who, name = backend.actor(), result["model"]
             st.download_button("Download the model (zip)", lambda: export.zip_bytes(who, name),

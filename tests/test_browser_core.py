@@ -56,7 +56,12 @@ def test_a_fresh_server_opens_a_shared_link_through_the_router(browser, tmp_path
 
         wait_for(reachable, timeout=120)
         page.get_by_text("Parameters", exact=True).wait_for(timeout=120_000)
+        # the card comes first (read from the files), the model loads in the background, then the page reruns
+        # with the loaded model's card (device, load time) and the tools that use it
+        page.get_by_text("Try it", exact=True).wait_for(timeout=120_000)
         wait_idle(page)
+        main = page.locator("[data-testid='stMain']").inner_text()
+        assert "Load time" in main and "22.7 M" in main and "Loading minilm" not in main, main
         nav = page.locator("[data-testid='stSidebarNav']").inner_text()
         assert "Data and models" in nav and "app" not in nav.split(), nav  # app.py's navigation, not pages/
         assert_no_exception_box(page)

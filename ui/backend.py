@@ -5,9 +5,12 @@ own cache, so the object is a cheap handle), except a model loaded with remote c
 stays with the browser session that loaded it; lists are cached for a few seconds so
 a page rerun does not hit the store many times.
 """
-import streamlit as st
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
-from llm_lab import capabilities, data, jobs, registry
+import streamlit as st
+from streamlit import config as st_config
+
+from llm_lab import capabilities, data, jobs, model_files, registry, warmup
 from llm_lab.access import Actor
 from llm_lab.errors import LabError
 from ui import auth
@@ -41,8 +44,47 @@ def model(name: str, head: str | None = None, attention: bool = False, device_ov
         return kept[key]
     who = actor()
     entry = registry.resolve(who, name)
-    where = (entry.source, entry.location, registry.weights_stamp(entry.location))
+    where = (entry.source, entry.location, registry.weights_stamp(entry.location),
+             repr(entry.meta) if entry.source == "endpoint" else None)  # an endpoint re-registered for another model
     return _model(who, name, where, head, attention, device_override, dtype, num_labels)
+
+
+# Models loading in the background for the Models page, per (user, name, folder + weights stamp, head, device,
+# dtype); one at a time, so two first visits never import the model stack twice at once
+_loads: dict[tuple, Future] = {}
+_loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-lab-load")
+WARMUP_GRACE_S = 10.0
+
+
+def _load_in_background(who: Actor, name: str, head, device_override, dtype):
+    # The model stack's imports run in the warm-up thread only (llm_lab/warmup.py says why), which the dashboard
+    # starts once the page has run (app.py): importing while the page renders would slow the card down, as both
+    # threads need the interpreter's lock.
+    if not warmup.wait_started(WARMUP_GRACE_S):
+        warmup.start()
+    warmup.wait()
+    return registry.load(who, name, head=head, device=device_override, dtype=dtype)
+
+
+def model_ready(name: str, head: str | None = None, device_override: str = "auto", dtype: str = "auto") -> bool:
+    """Whether `model(...)` would return without loading; if not, its load starts in the background (once).
+    A load that failed counts as done: `model(...)` then tries again and raises the error where it is shown.
+    Under AppTest, or with the warm-up turned off, every load is done in the page (True)."""
+    if st_config.get_option("global.appTest") or not warmup.enabled():
+        return True
+    who = actor()
+    entry = registry.resolve(who, name)
+    key = (who, name, entry.source, entry.location, registry.weights_stamp(entry.location), head, device_override,
+           dtype)
+    if key not in _loads:
+        _loads[key] = _loader.submit(_load_in_background, who, name, head, device_override, dtype)
+        wait([_loads[key]], timeout=0.25)  # a model another page loaded already is back at once
+    return _loads[key].done()
+
+
+def model_preview(name: str, head: str) -> dict | None:
+    """The model card's numbers read from the folder's files (no weights loaded); None for a Hub id."""
+    return model_files.card(actor(), registry.resolve(actor(), name), head)
 
 
 def may_trust_remote_code() -> bool:

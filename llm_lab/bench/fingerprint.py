@@ -19,7 +19,7 @@ PACKAGES = ("torch", "transformers", "numpy", "pandas", "scikit-learn", "evaluat
 CONFIG_FILES = ("config.json", "generation_config.json", "tokenizer.json", "vocab.txt", "vocab.json", "merges.txt",
                 "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.model",
                 "spiece.model", "sentencepiece.bpe.model", "adapter_config.json")
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".onnx")
 # what a Trainer leaves beside the weights (pickles of settings and optimizer state): not part of the model
 NOT_WEIGHTS = re.compile(r"(training_args|optimizer|scheduler|scaler|rng_state[^.]*)\.(bin|pt|pth)")
 
@@ -81,6 +81,8 @@ def model_fingerprint(loaded, actor=None) -> str:
     adapter-only folder (LoRA weights and a head, loaded over a base model: registry.adapter_base) includes
     its base's fingerprint, resolved for `actor`, since the base's weights are half of the model."""
     entry = loaded.entry
+    if entry.source == "endpoint":  # weights unknown: the URL and the server's model name
+        return hashlib.sha256(f"endpoint|{entry.location}|{entry.meta.get('model')}".encode()).hexdigest()[:20]
     folder = Path(entry.location)
     if entry.source == "hub" or not folder.is_dir():
         folder = Path(getattr(loaded.model.config, "_name_or_path", "") or "")

@@ -147,7 +147,8 @@ def run_task(actor: Actor, suite: Suite, spec: TaskSpec, model_name: str, *, use
     model_fp = fingerprint.model_fingerprint(loaded, actor)
     settings = {"device": loaded.device, "dtype": loaded.dtype}
     key = result_key(model_fp, info.fingerprint, spec, settings, actor.workspace, split)
-    if use_cache and (hit := cache.get(actor, key)):
+    # an endpoint's model may change behind its URL: its results are stored, never served from the cache
+    if use_cache and loaded.entry.source != "endpoint" and (hit := cache.get(actor, key)):
         progress(len(frame), len(frame), "from cache")
         return as_cached(hit, model_name, loaded)
     partial = cache.Partial(key)

@@ -56,7 +56,8 @@ TASK_TYPES = {t.name: t for t in (
     TaskType("language_modeling", ("text",), (), ("perplexity",), ("perplexity",), "perplexity",
              caps.needs("A language_modeling task", caps.CAUSAL_LM)),
     TaskType("generation", ("prompt", "reference"), (), ("exact_match", "bleu", "chrf", "rouge"),
-             ("exact_match", "chrf", "rouge"), "exact_match", caps.needs("A generation task", caps.CAUSAL_LM)),
+             ("exact_match", "chrf", "rouge"), "exact_match", caps.needs("A generation task", caps.GENERATES_TEXT,
+                                                     endpoint_ok=True)),  # endpoint models too
     TaskType("multiple_choice", ("text", "label"), ("choices",), ("accuracy", "f1"), ("accuracy", "f1"), "accuracy",
              caps.needs("A multiple_choice task", caps.CAUSAL_LM)),
     TaskType("speed", ("text",), (), (), (), "examples_per_s", caps.needs("A speed task")),

@@ -92,7 +92,7 @@ def battle_stream(actor: Actor, pool: list[str], prompt: str, settings=None, cre
                 else:
                     yield side, piece
         except LabError as exc:  # the names stay hidden: say which side failed
-            reason = str(exc).replace(name, f"model {side.upper()}")  # the reason must not name the model
+            reason = _without_identity(str(exc), actor, name, f"model {side.upper()}")
             raise ArenaError(f"Model {side.upper()} could not answer, so this battle was dropped "
                              f"(its name stays hidden): {reason}") from None
         outputs[side] = res.text
@@ -105,6 +105,26 @@ def battle_stream(actor: Actor, pool: list[str], prompt: str, settings=None, cre
         model_b=model_b, prompt=prompt, output_a=outputs["a"], output_b=outputs["b"], stats=store.to_json(stats),
         settings=store.to_json(battle["settings"]), creator=battle["creator"]), action="vote")
     yield "battle", battle
+
+
+def _without_identity(reason: str, actor: Actor, name: str, alias: str) -> str:
+    """`reason` with whatever names the model replaced by `alias`: its name, and where it lives (a folder, an
+    endpoint's URL and host, the model name the endpoint serves), any of which would tell a voter who it is."""
+    from urllib.parse import urlsplit
+
+    from ..registry import resolve
+
+    tells = {name}
+    try:
+        entry = resolve(actor, name)
+        tells |= {entry.location, *(v for v in entry.meta.values() if isinstance(v, str) and len(v) > 2)}
+        if entry.source == "endpoint":
+            tells.add(urlsplit(entry.location).netloc)
+    except LabError:
+        pass
+    for tell in sorted((t for t in tells if t), key=len, reverse=True):  # the longest first: a URL before its host
+        reason = reason.replace(tell, alias)
+    return reason
 
 
 def new_battle(actor: Actor, pool: list[str], prompt: str, settings=None, creator: str = "", rng=None,

@@ -23,6 +23,8 @@ def stats_line(result) -> str:
     lp = "–" if result.mean_logprob is None else f"{result.mean_logprob:.3f}"
     line = (f"{result.new_tokens} tokens · {result.latency_s:.2f}s · {result.tokens_per_s:.1f} tok/s · "
             f"mean logprob {lp} · stopped: {result.stop_reason}")
+    if getattr(result, "first_token_s", None) is not None:  # an endpoint's stream: time to its first text
+        line += f" · first text after {result.first_token_s:.2f}s"
     return line + (f" · ⚠ {result.note}" if result.note else "")
 
 

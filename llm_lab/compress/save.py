@@ -1,0 +1,102 @@
+"""Make a variant and register it, crash-safely, the way trained models are saved (`train.export`).
+
+The recipe writes into a staging folder under the workspace's models folder; then, in one transaction, the
+folder moves into place and its registry row is written, so a half-made variant is never listed and a save
+killed midway is swept or reclaimed by the next save (`train.export.model_folder`).
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from .. import capabilities, paths, registry, store
+from ..access import Actor
+from ..train import export
+from . import common
+from .recipes import Recipe, check_applies, cli_flags, default_name
+
+VARIANT_FILE = "llm_lab_variant.json"
+
+
+def make(actor: Actor, parent: str, recipe: Recipe, params: dict | None, name: str | None, progress=None):
+    actor.require("write", "make model variants")
+    params = recipe.resolve(params)
+    progress = progress or (lambda *args, **kwargs: None)
+    entry = registry.resolve(actor, parent)
+    head = entry.head if entry.head in capabilities.HEADS else common.load_parent(actor, parent).head
+    check_applies(recipe, parent, head)
+    name = name or free_name(actor, default_name(parent, recipe.method, params))
+    export.check_name_free(actor, name)
+    progress(0, 1, f"loading {parent}")
+    loaded = common.load_parent(actor, parent)
+    meta = {"recipe": {"method": recipe.method, "params": params}, "parent_fingerprint": fingerprint(actor, loaded),
+            "parent_bytes": common.model_bytes(actor, parent)}
+    with store.staged_dir(paths.workspace_dir("models", actor.workspace), name) as tmp:
+        meta.update(recipe.run(actor, parent, params, tmp, progress))
+        meta["bytes"] = common.weights_bytes(tmp)
+        (tmp / "README.md").write_text(model_card(name, parent, recipe, meta))
+        common.write_json(tmp / VARIANT_FILE, meta)
+        registry.check_folder(tmp)
+        variant = registry.ModelEntry(name, "trained", "", loaded.head, parent=parent,
+                                      labels=list(loaded.labels) or None, meta=meta)
+        register(actor, tmp, variant)
+    registry.forget(name)
+    progress(1, 1, f"registered {name}")
+    return variant
+
+
+def register(actor: Actor, tmp: Path, entry) -> Path:
+    """Move the complete staging folder into place and record it, in one transaction (train.export's pieces)."""
+    (tmp / export.SAVING).touch()
+    moved = None
+    try:
+        with store.transaction():
+            export.check_name_free(actor, entry.name)
+            folder = export.model_folder(actor, entry.name)
+            os.replace(tmp, folder)
+            moved = folder
+            entry.location = str(folder)
+            registry.register(actor, entry)
+            (folder / export.SAVING).unlink()
+    except BaseException:
+        if moved is not None:
+            export._remove_unregistered(moved)
+        raise
+    return moved
+
+
+def free_name(actor: Actor, name: str) -> str:
+    """`name`, or name-2, name-3, … when it is taken (default names only: a name the user typed is refused)."""
+    taken = {e.name for e in registry.list_models(actor) if e.workspace in (None, actor.workspace)}
+    candidate, n = name, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
+
+
+def fingerprint(actor: Actor, loaded) -> str:
+    from ..bench.fingerprint import model_fingerprint
+
+    return model_fingerprint(loaded, actor)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.1f} MB"
+
+
+def model_card(name: str, parent: str, recipe: Recipe, meta: dict) -> str:
+    params = meta["recipe"]["params"]
+    lines = [f"# {name}", "", f"A {recipe.title} variant of `{parent}`, made by LLM Lab on "
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "", recipe.description, "",
+             "| | |", "|---|---|", f"| parent | `{parent}` (fingerprint `{meta['parent_fingerprint']}`) |",
+             f"| method | {recipe.method} |"]
+    lines += [f"| {k} | {v} |" for k, v in params.items() if v is not None]
+    lines.append(f"| weights on disk | {_mb(meta['bytes'])} (parent {_mb(meta['parent_bytes'])}) |")
+    lines += [f"| check: {k} | {v} |" for k, v in (meta.get("checks") or {}).items()]
+    lines += [f"| note | {n} |" for n in meta.get("notes") or []]
+    lines += ["", "## Rebuild", "", "```bash",
+              f"python -m llm_lab compress make {parent} --method {recipe.method} {cli_flags(params)} --name {name}",
+              "```", "", "The same recipe on the same parent gives the same weights.", ""]
+    return "\n".join(lines)
