@@ -62,13 +62,8 @@ def main() -> int:
     from llm_lab import registry
     from llm_lab.access import LOCAL
     from llm_lab.cli import table
-    from llm_lab.compress import evaluate, tables, variant_job
+    from llm_lab.compress import evaluate, recipes, tables
 
-    recipes = variant_job.recipes()
-    if recipes is None:
-        print("This benchmark makes its variants with llm_lab.compress.recipes.make_variant, which this checkout "
-              "does not have.", file=sys.stderr)
-        return 2
     existing = {e.name for e in registry.list_models(LOCAL)}
     variants, made = [], {}
     for method in ["int8"] + (["onnx"] if args.onnx else []):

@@ -1,14 +1,12 @@
 """AppTest for the Compress page: make a variant (a stand-in recipe), evaluate it, read the report back by link."""
 import json
-import shutil
-from types import SimpleNamespace
 
 import pytest
 
 from llm_lab import jobs, registry
 from llm_lab.access import LOCAL
-from llm_lab.registry import ModelEntry
 from tests.conftest import app_test, no_exceptions
+from ui.common import plain
 from tests.test_compress_eval import build_family, register_family
 
 
@@ -95,52 +93,38 @@ def test_evaluate_variants_and_reopen_the_report_by_link(models, monkeypatch):
     check(again)
 
 
-class _Recipe:
-    method, title, heads = "copy", "an exact copy", ("classifier",)
-    description = "Copies the parent: *nothing* changes."
-    params = (SimpleNamespace(name="keep", kind=float, default=0.5, help="what share to keep"),
-              SimpleNamespace(name="note", kind=bool, default=False, help=""))
+def test_make_a_variant_through_a_background_job(models):
+    """The compression recipes' own job (global magnitude pruning of the tiny parent), its form made from the
+    recipe's declared parameters; a bad value is refused in the page; the new variant is picked for evaluation."""
+    from llm_lab.compress import recipes
 
-
-def _fake_recipes(calls: list):
-    def make_variant(actor, parent, method, params, name=None, progress=None):
-        calls.append({"parent": parent, "method": method, "params": params, "name": name})
-        progress(1, 2, "copying")
-        source = registry.resolve(actor, parent)
-        folder = registry.paths.subdir("models", name)
-        shutil.copytree(source.location, folder, dirs_exist_ok=True)
-        return registry.register(actor, ModelEntry(name, "trained", str(folder), "classifier", parent=parent,
-                                                   meta={"recipe": {"method": method, "params": params}}))
-
-    return SimpleNamespace(methods=lambda head: [_Recipe] if head == "classifier" else [], make_variant=make_variant)
-
-
-def test_make_a_variant_through_a_background_job(models, monkeypatch):
-    from llm_lab.compress import variant_job
-
-    calls = []
-    monkeypatch.setattr(variant_job, "recipes", lambda: _fake_recipes(calls))
     at = app_test("pages/compress.py").run()
     at.selectbox(key="cz_parent").set_value("tiny-parent").run()
-    assert at.selectbox(key="cz_method").value == "copy"
-    assert "Copies the parent\\: \\*nothing\\* changes." in _texts(at)   # the recipe's text shown as text
-    at.text_input(key="cz_p_copy_keep").set_value("0.25")
-    at.checkbox(key="cz_p_copy_note").check()
-    at.text_input(key="cz_name").set_value("my_copy")
+    at.selectbox(key="cz_method").set_value("magnitude").run()
+    described = recipes.recipe_for("magnitude").description
+    assert plain(described) in _texts(at)   # the recipe's text shown as text
+    at.text_input(key="cz_p_magnitude_sparsity").set_value("1.5")
     at.button(key="cz_make").click().run()
     no_exceptions(at)
-    assert calls == [{"parent": "tiny-parent", "method": "copy", "params": {"keep": "0.25", "note": True},
-                      "name": "my_copy"}]
+    assert [e.value for e in at.error] == [plain("sparsity must be < 1; got 1.5.")]   # refused before queueing
+    assert "cmake_job" not in at.query_params
+    at.text_input(key="cz_p_magnitude_sparsity").set_value("0.3")
+    at.text_input(key="cz_name").set_value("my_sparse")
+    at.button(key="cz_make").click().run()
+    no_exceptions(at)
     job = jobs.get(LOCAL, _param(at, "cmake_job"))
-    assert job["status"] == "succeeded" and job["result"]["model"] == "my_copy"
-    assert "my\\_copy" in _texts(at)   # the typed name, in the job's title, as plain text
-    assert "my_copy" in at.multiselect(key="cz_variants").value  # the new variant is picked for the evaluation
+    assert job["status"] == "succeeded", job["error"]
+    assert job["params"]["params"]["sparsity"] == 0.3 and job["result"]["model"] == "my_sparse"
+    made = registry.resolve(LOCAL, "my_sparse")
+    assert made.parent == "tiny-parent" and made.meta["recipe"]["method"] == "magnitude"
+    assert "my\\_sparse" in _texts(at)   # the typed name, in the job's title, as plain text
+    assert at.multiselect(key="cz_variants").value[0] == "my_sparse"  # the new variant is picked for evaluation
 
 
 def test_without_the_recipes_the_page_still_evaluates(models, monkeypatch):
-    from llm_lab.compress import variant_job
+    from ui import compress
 
-    monkeypatch.setattr(variant_job, "recipes", lambda: None)
+    monkeypatch.setattr(compress, "recipes", lambda: (None, None))
     at = app_test("pages/compress.py").run()
     no_exceptions(at)
     assert "Making variants needs the compression recipes" in _texts(at)

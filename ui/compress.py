@@ -1,7 +1,7 @@
 """The Compress page's pieces: the make-a-variant form, the evaluation form and the report."""
 import streamlit as st
 
-from llm_lab.compress import evaluate, plots, tables, variant_job
+from llm_lab.compress import evaluate, plots, tables
 from llm_lab.compress.stats import BETTER, EQUIVALENT, WORSE
 from llm_lab.plotting import CONFIG
 from ui import backend, job_panel
@@ -11,6 +11,15 @@ PARENT_HEADS = ("classifier", "causal-lm")
 SPLITS = {"test (default; every row when there is none)": None, "validation": "validation", "train": "train",
           "all rows": "all"}
 CONFIDENCE = {"95%": 0.05, "90%": 0.10, "99%": 0.01}
+
+
+def recipes():
+    """(the compression recipes, their background job) or (None, None) where they are not installed."""
+    try:
+        from llm_lab.compress import jobs as compress_jobs, recipes as module
+    except ImportError:
+        return None, None
+    return module, compress_jobs
 
 
 def parent_names() -> list[str]:
@@ -49,20 +58,20 @@ def _param_widget(col, method: str, param):
 
 def make_section(parent: str, job_key: str) -> None:
     """Pick a method of the compression recipes for the parent's head, its parameters, a name; run it as a job."""
-    module = variant_job.recipes()
+    module, compress_jobs = recipes()
     if module is None:
         st.info("Making variants needs the compression recipes (llm_lab.compress.recipes), which this installation "
                 "does not have. Variants made elsewhere, registered with this model as their parent, can still be "
                 "evaluated below.", icon=":material/info:")
         return
     head = entry(parent).head
-    recipes = list(module.methods(head))
-    if not recipes:
+    found = list(module.methods(head))
+    if not found:
         st.info(f"No compression method applies to {plain(parent)}, a {head}.")
         return
-    titles = {r.method: getattr(r, "title", r.method) for r in recipes}
+    titles = {r.method: getattr(r, "title", r.method) for r in found}
     method = st.selectbox("Method", list(titles), format_func=titles.get, key="cz_method")
-    recipe = next(r for r in recipes if r.method == method)
+    recipe = next(r for r in found if r.method == method)
     st.caption(plain(getattr(recipe, "description", "")))
     params = {}
     shown = list(getattr(recipe, "params", ()))
@@ -74,9 +83,9 @@ def make_section(parent: str, job_key: str) -> None:
     c2.write("")
     if c2.button("Make variant", key="cz_make", disabled=bool(cannot_run()), help=cannot_run()):
         with user_errors():
-            job_panel.remember(job_key, variant_job.submit(backend.actor(), parent, method,
-                                                           {k: v for k, v in params.items() if v is not None},
-                                                           name.strip() or None))
+            job_panel.remember(job_key, compress_jobs.submit(backend.actor(), parent, method,
+                                                             {k: v for k, v in params.items() if v is not None},
+                                                             name.strip() or None))
             backend.clear()
     job_id = job_panel.current(job_key)
     if job_id:
