@@ -25,6 +25,15 @@ from tests.conftest import ROOT, _free_port, app_test, no_exceptions
 KEY_ENV, KEY = "LLM_LAB_TEST_SERVE_KEY", "test-key-0123456789"
 
 
+def _run_async(coroutine):
+    """Run `coroutine` on a fresh event loop in its own thread: the browser tests' Playwright (sync API) keeps an
+    event loop running in the main thread for the whole session, where asyncio.run() refuses to start."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 @contextmanager
 def _home(path):
     """LLM_LAB_HOME switched to `path` for the block (to register a model in a server's home)."""
@@ -204,7 +213,7 @@ def test_sixteen_concurrent_requests_are_batched_and_equal_unbatched(lm_server, 
                                      headers={"Authorization": f"Bearer {KEY}"}) as c:
             return await asyncio.gather(*(c.post("/v1/completions", json=ask) for ask in asks))
 
-    responses = asyncio.run(send_all())
+    responses = _run_async(send_all())
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
     got = [r.json()["choices"][0]["text"] for r in responses]
     assert got == [_direct(lm, a["prompt"], a["max_tokens"], a.get("stop", ())).text for a in asks]
@@ -229,7 +238,7 @@ def test_a_seeded_sampled_request_gives_the_same_text_whatever_runs_beside_it(lm
                                                                           "temperature": 1.0}) for p in PROMPTS[:5]))
 
     alone = client.post("/v1/completions", json=ask).json()["choices"][0]["text"]
-    busy = asyncio.run(with_traffic())[0].json()["choices"][0]["text"]
+    busy = _run_async(with_traffic())[0].json()["choices"][0]["text"]
     assert alone == busy
 
 
