@@ -3,6 +3,7 @@ import streamlit as st
 
 from llm_lab.compress import evaluate, plots, tables
 from llm_lab.compress.stats import BETTER, EQUIVALENT, WORSE
+from llm_lab.endpoints import SOURCE as ENDPOINT_SOURCE
 from llm_lab.plotting import CONFIG
 from ui import backend, job_panel
 from ui.common import cannot_run, permalink, plain, preset, show_permalink, user_errors
@@ -23,8 +24,9 @@ def recipes():
 
 
 def parent_names() -> list[str]:
-    """Registry models that can be compressed and evaluated: classifiers, then causal LMs."""
-    entries = [e for e in backend.model_entries() if e.head in PARENT_HEADS]
+    """Registry models that can be compressed and evaluated: classifiers, then causal LMs (not endpoint models:
+    their weights are elsewhere)."""
+    entries = [e for e in backend.model_entries() if e.head in PARENT_HEADS and e.source != ENDPOINT_SOURCE]
     return [e.name for e in sorted(entries, key=lambda e: PARENT_HEADS.index(e.head))]
 
 

@@ -9,10 +9,12 @@ JOB_FN = "llm_lab.compress.jobs:make"
 
 
 def submit(actor: Actor, parent: str, method: str, params: dict | None = None, name: str | None = None) -> str:
-    """Queue the job; returns its id. The method and its parameters are checked now, in the caller."""
+    """Queue the job; returns its id. The parent, the method, its parameters and the name are checked now, in the
+    caller: a form says what is wrong at once, not a job that fails after the work."""
     from .. import jobs
+    from .save import check_request
 
-    params = recipe_for(method).resolve(params)
+    params = check_request(actor, parent, recipe_for(method), params, name)
     title = f"Compress {parent}: {method}" + (f" → {name}" if name else "")
     return jobs.submit(actor, JOB_FN, {"parent": parent, "method": method, "params": params, "name": name}, title)
 

@@ -1,0 +1,47 @@
+"""What a new user tripped over walking the issue-13 story in a browser (compress, evaluate, serve, endpoint,
+compare): each test fails on the code before its fix."""
+import json
+from pathlib import Path
+
+import pytest
+
+from llm_lab import endpoints, jobs, registry
+from llm_lab.access import LOCAL
+from llm_lab.errors import ModelError
+from tests.conftest import app_test, no_exceptions
+from ui.common import plain
+
+BUILTIN_TINY = Path(registry.BUILTIN_DIR) / "tiny-gpt"
+
+
+def _texts(at) -> str:
+    return " ".join(str(e.value) for kind in ("markdown", "caption", "code", "success", "error", "warning", "info")
+                    for e in getattr(at, kind))
+
+
+# ---------------------------------------------------------------- making a variant
+def test_a_bad_or_taken_variant_name_is_refused_before_any_job():
+    """It was checked when the job registered the variant: 'bad name!' failed at 67%, after the work."""
+    from llm_lab.compress import jobs as compress_jobs
+
+    with pytest.raises(ModelError, match="use letters, digits"):
+        compress_jobs.submit(LOCAL, "tiny-gpt", "magnitude", {"sparsity": 0.3}, "bad name!")
+    with pytest.raises(ModelError, match="exists already"):
+        compress_jobs.submit(LOCAL, "tiny-gpt", "magnitude", {"sparsity": 0.3}, "small-gpt")
+    with pytest.raises(ModelError, match="applies to classifiers and encoders"):
+        compress_jobs.submit(LOCAL, "tiny-gpt", "int8")
+    assert jobs.list_jobs(LOCAL) == []
+
+
+def test_an_endpoint_model_is_no_parent_to_compress():
+    """It was offered as a parent; its job failed with "'EndpointModel' object has no attribute 'to'"."""
+    from llm_lab.compress import jobs as compress_jobs
+
+    endpoints.add(LOCAL, "hosted", "http://127.0.0.1:9/v1", "m")
+    with pytest.raises(ModelError, match="hosted is an endpoint model"):
+        compress_jobs.submit(LOCAL, "hosted", "fp16")
+    assert jobs.list_jobs(LOCAL) == []
+    at = app_test("pages/compress.py").run()
+    no_exceptions(at)
+    assert "hosted" not in at.selectbox(key="cz_parent").options
+    assert "tiny-gpt" in at.selectbox(key="cz_parent").options
