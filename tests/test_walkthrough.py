@@ -45,3 +45,30 @@ def test_an_endpoint_model_is_no_parent_to_compress():
     no_exceptions(at)
     assert "hosted" not in at.selectbox(key="cz_parent").options
     assert "tiny-gpt" in at.selectbox(key="cz_parent").options
+
+
+def test_the_make_panel_says_what_was_made_and_what_a_causal_lm_is_not_offered():
+    """The finished job said "Done." and nothing else: the sizes and the checks were in its log only. For a
+    causal LM, int8 and ONNX were missing from the list without a word."""
+    at = app_test("pages/compress.py").run()
+    at.selectbox(key="cz_parent").set_value("tiny-gpt").run()
+    no_exceptions(at)
+    assert "int8" not in at.selectbox(key="cz_method").options
+    assert plain("Not offered for tiny-gpt: int8 (ONNX Runtime, CPU), ONNX (fp32, ONNX Runtime).") in _texts(at)
+    at.selectbox(key="cz_method").set_value("magnitude").run()
+    at.text_input(key="cz_p_magnitude_sparsity").set_value("0.3")
+    at.text_input(key="cz_name").set_value("tiny-sparse")
+    at.button(key="cz_make").click().run()
+    no_exceptions(at)
+    job_id = at.query_params["cmake_job"]
+    job = jobs.get(LOCAL, job_id[0] if isinstance(job_id, list) else job_id)
+    assert job["status"] == "succeeded", job["error"]
+    folder = Path(registry.resolve(LOCAL, "tiny-sparse").location)
+    size = sum(p.stat().st_size for p in folder.glob("*.safetensors"))   # the weights, read from the disk
+    parent = (BUILTIN_TINY / "model.safetensors").stat().st_size
+    said = " ".join(str(e.value) for e in list(at.success) + list(at.warning))
+    assert plain(f"Made tiny-sparse: {size / 2**20:.1f} MB of weights, {size / parent:.2f}× the parent's "
+                 f"{parent / 2**20:.1f} MB.") in said, said
+    agreement = job["result"]["checks"]["argmax_agreement"]
+    texts = job["result"]["checks"]["texts"]
+    assert plain(f"Against tiny-gpt on {texts} sample texts: the same prediction {agreement:.1%}") in said

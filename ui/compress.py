@@ -12,6 +12,7 @@ PARENT_HEADS = ("classifier", "causal-lm")
 SPLITS = {"test (default; every row when there is none)": None, "validation": "validation", "train": "train",
           "all rows": "all"}
 CONFIDENCE = {"95%": 0.05, "90%": 0.10, "99%": 0.01}
+AGREEMENT_WARN = 0.95   # a new variant whose sample predictions agree less with its parent's is shown as a warning
 
 
 def recipes():
@@ -73,6 +74,7 @@ def make_section(parent: str, job_key: str) -> None:
         return
     titles = {r.method: getattr(r, "title", r.method) for r in found}
     method = st.selectbox("Method", list(titles), format_func=titles.get, key="cz_method")
+    _not_offered(module, parent, head)
     recipe = next(r for r in found if r.method == method)
     st.caption(plain(getattr(recipe, "description", "")))
     params = {}
@@ -91,7 +93,29 @@ def make_section(parent: str, job_key: str) -> None:
             backend.clear()
     job_id = job_panel.current(job_key)
     if job_id:
-        job_panel.show(job_id, key="cmake", link=permalink("pages/compress.py", cmake_job=job_id))
+        job_panel.show(job_id, extra=_made, key="cmake", link=permalink("pages/compress.py", cmake_job=job_id))
+
+
+def _not_offered(module, parent: str, head: str) -> None:
+    """Say which methods the list leaves out for this parent, and why (a causal LM asked for int8, say)."""
+    left_out = [r for r in getattr(module, "RECIPES", {}).values() if head not in r.heads]
+    if not left_out:
+        return
+    try:
+        module.check_applies(left_out[0], parent, head)
+    except Exception as exc:  # the recipes' own words for why it does not apply
+        st.caption(plain(f"Not offered for {parent}: {', '.join(r.title for r in left_out)}. {exc}"))
+
+
+def _made(job) -> None:
+    """A finished make job: the variant, its size against the parent's and its checks, in words."""
+    from llm_lab.compress import jobs as compress_jobs
+
+    if job["status"] != "succeeded" or not job.get("result"):
+        return
+    lines, agreement = compress_jobs.describe(job["result"])
+    show = st.warning if agreement is not None and agreement < AGREEMENT_WARN else st.success
+    show(plain(" ".join(lines)), icon=":material/warning:" if show is st.warning else ":material/check_circle:")
 
 
 # ---------------------------------------------------------------- evaluate
