@@ -72,3 +72,64 @@ def test_the_make_panel_says_what_was_made_and_what_a_causal_lm_is_not_offered()
     agreement = job["result"]["checks"]["argmax_agreement"]
     texts = job["result"]["checks"]["texts"]
     assert plain(f"Against tiny-gpt on {texts} sample texts: the same prediction {agreement:.1%}") in said
+
+
+# ---------------------------------------------------------------- the evaluation's report
+def test_an_evaluation_keeps_its_label_when_its_status_changes(monkeypatch):
+    """The browser keeps showing the label a selected option had: the picker said "(queued)" above a finished
+    evaluation. The label must not depend on the status (the job panel below says it)."""
+    from llm_lab.compress import evaluate
+
+    row = {"id": "20260101-000000-abcdef", "title": "Compress-then-evaluate p vs v on d", "status": "queued",
+           "created_at": 0.0}
+    monkeypatch.setattr(evaluate, "history", lambda actor, limit=50: [dict(row)])
+    at = app_test("pages/compress.py")
+    at.query_params["ceval_job"] = row["id"]
+    at.run()
+    before = at.selectbox(key="cz_history").options
+    row["status"] = "succeeded"
+    at.run()
+    assert at.selectbox(key="cz_history").options == before
+
+
+def _report(drifts):
+    from llm_lab.compress.evaluate import ModelReport, Quality, Report, Speed
+
+    models = [ModelReport("p", "parent", size_bytes=100, speed=Speed(latency_p50_ms=2.0),
+                          quality=[Quality("t", "classification", "accuracy", 0.9, 0.85, 0.95)])]
+    for name, drift in drifts:
+        models.append(ModelReport(name, "variant", size_bytes=50, speed=Speed(latency_p50_ms=1.0), drift=drift,
+                                  quality=[Quality("t", "classification", "accuracy", 0.9, 0.85, 0.95)]))
+    return Report("p", [n for n, _ in drifts], {"dataset": "d"}, 0.01, 0.05, "t", models)
+
+
+def _drift(values):
+    from llm_lab.compress.evaluate import Drift
+
+    rows = [{"id": i, "text": f"t{i}", "target": "x", "spearman": v} for i, v in enumerate(values)]
+    return Drift("ok", n_steps=4, examples=rows, mean=sum(values) / len(values))
+
+
+def test_the_drift_chart_names_its_variant_when_it_is_the_only_one():
+    """Plotly hides the legend of a single trace: the chart did not say which variant the bars were of."""
+    from llm_lab.compress import plots
+    from llm_lab.compress.evaluate import Drift
+
+    report = _report([("pruned", _drift([1.0, 0.5])), ("onnx", Drift("not available", "no gradients (…)"))])
+    spec = json.loads(plots.drift_bars(report).to_json())
+    assert [t["name"] for t in spec["data"]] == ["pruned"]
+    assert spec["layout"]["showlegend"] is True
+
+
+def test_the_summary_table_is_one_arrow_table():
+    """'attribution ρ (mean)' held numbers and words: Streamlit logged an ArrowInvalid traceback on every run."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from llm_lab.compress import tables
+    from llm_lab.compress.evaluate import Drift
+
+    report = _report([("pruned", _drift([1.0, 0.5])), ("onnx", Drift("not available", "no gradients (why)"))])
+    rows = tables.summary(report)
+    pa.Table.from_pandas(pd.DataFrame(rows))   # raised ArrowInvalid
+    assert [r["attribution ρ (mean)"] for r in rows] == [None, "0.750", "no gradients"]

@@ -174,7 +174,9 @@ def eval_form(parent: str) -> dict | None:
 def evaluations(current: str | None) -> dict:
     """{job id: label} of the user's evaluations, newest first (the one the address names among them)."""
     rows = evaluate.history(backend.actor())
-    labels = {r["id"]: f"{r['id']} — {r['title']} ({r['status']})" for r in rows}
+    # no status in the label: the browser keeps showing a selected option's first label when only the label
+    # changes (it said "queued" under a finished job); the job panel below says the status
+    labels = {r["id"]: f"{r['id']} — {r['title']}" for r in rows}
     if current and current not in labels:
         labels = {current: current, **labels}
     return labels
