@@ -133,3 +133,25 @@ def test_the_summary_table_is_one_arrow_table():
     rows = tables.summary(report)
     pa.Table.from_pandas(pd.DataFrame(rows))   # raised ArrowInvalid
     assert [r["attribution ρ (mean)"] for r in rows] == [None, "0.750", "no gradients"]
+
+
+# ---------------------------------------------------------------- the Benchmarks page
+def test_a_classification_result_without_a_confusion_matrix_opens(tiny_bert):
+    """The evaluation's link to its benchmark run ended in a PlotlyError: its task had no confusion_matrix metric."""
+    from llm_lab.bench import job, suite as suites
+
+    task = {"name": "q", "type": "classification", "dataset": "demo-reviews", "metrics": ["accuracy"], "limit": 8,
+            "label_map": {"neutral": "negative"}}   # the tiny BERT knows two labels
+    run = job.submit(LOCAL, suites.to_yaml("no-cm", [task]), [str(tiny_bert)])   # inline in tests
+    at = app_test("pages/benchmarks.py")
+    at.query_params["result"] = run
+    at.run()
+    no_exceptions(at)
+    assert any("No confusion matrix for this result" in i.value for i in at.info)
+
+
+def test_compress_then_evaluate_asks_for_the_confusion_matrix():
+    from llm_lab.compress import evaluate
+
+    suite = evaluate.build_suite(LOCAL, "minilm-sentiment", "demo-reviews")
+    assert "confusion_matrix" in suite.tasks[0].metrics
