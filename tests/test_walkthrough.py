@@ -155,3 +155,17 @@ def test_compress_then_evaluate_asks_for_the_confusion_matrix():
 
     suite = evaluate.build_suite(LOCAL, "minilm-sentiment", "demo-reviews")
     assert "confusion_matrix" in suite.tasks[0].metrics
+
+
+# ---------------------------------------------------------------- endpoints, serve, compare
+def test_adding_an_endpoint_whose_key_is_not_set_here_warns_at_once(monkeypatch):
+    monkeypatch.delenv("WALK_NOT_SET_KEY", raising=False)
+    at = app_test("pages/models.py").run()
+    at.text_input(key="ep_name").set_value("hosted")
+    at.text_input(key="ep_url").set_value("http://127.0.0.1:9/v1")
+    at.text_input(key="ep_model").set_value("m")
+    at.text_input(key="ep_env").set_value("WALK_NOT_SET_KEY")
+    at.button(key="ep_add").click().run()
+    no_exceptions(at)
+    assert any("Added hosted" in s.value for s in at.success)
+    assert any("WALK\\_NOT\\_SET\\_KEY, which is not set" in w.value for w in at.warning), [w.value for w in at.warning]
