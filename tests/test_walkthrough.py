@@ -169,3 +169,15 @@ def test_adding_an_endpoint_whose_key_is_not_set_here_warns_at_once(monkeypatch)
     no_exceptions(at)
     assert any("Added hosted" in s.value for s in at.success)
     assert any("WALK\\_NOT\\_SET\\_KEY, which is not set" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
+def test_the_serve_command_names_a_home_of_its_own(monkeypatch, tmp_path):
+    """Copied into a terminal without LLM_LAB_HOME, the command looked for the model in ~/.llm_lab, then on the
+    Hub ("The Hugging Face Hub cannot be reached to fetch 'minilm-sentiment-int8'")."""
+    from llm_lab.serve import command
+
+    monkeypatch.setenv("LLM_LAB_HOME", str(tmp_path / "my lab"))
+    assert command("m-int8") == f"LLM_LAB_HOME='{tmp_path}/my lab' python -m llm_lab serve m-int8 --port 8000"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("LLM_LAB_HOME", str(tmp_path / ".llm_lab"))   # the default: nothing to add
+    assert command("m-int8") == "python -m llm_lab serve m-int8 --port 8000"
