@@ -181,3 +181,27 @@ def test_the_serve_command_names_a_home_of_its_own(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("LLM_LAB_HOME", str(tmp_path / ".llm_lab"))   # the default: nothing to add
     assert command("m-int8") == "python -m llm_lab serve m-int8 --port 8000"
+
+
+def test_an_endpoint_output_without_log_probabilities_does_not_say_none():
+    from llm_lab.compare import saved
+    from llm_lab.compare.runs import Comparison, ModelOutput
+
+    def row(logprob):
+        return {"prompt": "def f():", "text": "    pass", "new_tokens": 2, "latency_s": 0.5, "tokens_per_s": 4.0,
+                "mean_logprob": logprob, "truncated": False, "stop_reason": "max_new_tokens", "note": "",
+                "prompt_tokens": 3, "first_token_s": 0.1}
+
+    comp = Comparison("generation", ["tiny-gpt", "hosted"], [{"id": "1", "text": "def f():"}],
+                      {"tiny-gpt": ModelOutput(rows=[row(-1.25)]), "hosted": ModelOutput(rows=[row(None)])},
+                      summary={m: {"outputs": 1, "new_tokens": 2, "wall_s": 0.5, "tokens_per_s": 4.0,
+                                   "mean_latency_s": 0.5, "mean_logprob": lp, "truncated": 0}
+                               for m, lp in (("tiny-gpt", -1.25), ("hosted", None))})
+    cid = saved.save(LOCAL, comp)
+    at = app_test("pages/compare.py")
+    at.query_params["comparison"] = cid
+    at.run()
+    no_exceptions(at)
+    captions = [c.value for c in at.caption if "tok/s" in c.value]
+    assert len(captions) == 2 and "logprob -1.25" in captions[0], captions
+    assert "logprob –" in captions[1] and "None" not in captions[1], captions
