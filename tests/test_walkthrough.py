@@ -205,3 +205,23 @@ def test_an_endpoint_output_without_log_probabilities_does_not_say_none():
     captions = [c.value for c in at.caption if "tok/s" in c.value]
     assert len(captions) == 2 and "logprob -1.25" in captions[0], captions
     assert "logprob –" in captions[1] and "None" not in captions[1], captions
+
+
+def test_why_a_variant_has_no_attribution_drift_is_said_in_full(monkeypatch):
+    """It was a row of the drift table, its reason cut to "not avail" by the column's width."""
+    from llm_lab.compress import evaluate
+    from llm_lab.compress.evaluate import Drift
+
+    reason = "not available: no gradients (Integrated Gradients does not apply to onnx opened as classifier)"
+    report = _report([("pruned", _drift([1.0, 0.5])), ("onnx", Drift("not available", reason))])
+    job_id = "20260101-000000-abcdef"
+    monkeypatch.setattr(evaluate, "history", lambda actor, limit=50: [
+        {"id": job_id, "title": "Compress-then-evaluate", "status": "succeeded", "created_at": 0.0}])
+    monkeypatch.setattr(evaluate, "report_of", lambda actor, job: report)
+    at = app_test("pages/compress.py")
+    at.query_params["ceval_job"] = job_id
+    at.run()
+    no_exceptions(at)
+    drift = next(d.value for d in at.dataframe if "spearman ρ" in d.value.columns)
+    assert drift["variant"].tolist() == ["pruned", "pruned"] and drift["spearman ρ"].tolist() == [1.0, 0.5]
+    assert plain(f"onnx: {reason}") in [c.value for c in at.caption]

@@ -233,9 +233,12 @@ def show_report(report: evaluate.Report, job_id: str) -> None:
     if drift is not None:
         st.plotly_chart(drift, config=CONFIG, key=f"cz_drift_{job_id}")
     rows = tables.drift_rows(report)
-    if rows:
-        st.dataframe(rows, hide_index=True, width="stretch")
-    else:
+    for row in rows:
+        if row["example"] is None:  # why a variant has none, in full (a table cell cut it to "not avail")
+            st.caption(plain(f"{row['variant']}: {row['note']}"))
+    if any(row["example"] is not None for row in rows):
+        st.dataframe([row for row in rows if row["example"] is not None], hide_index=True, width="stretch")
+    elif not rows:
         st.caption("Attribution drift applies to classifiers (layer Integrated Gradients).")
     if report.run_id:
         st.caption("Per-example predictions of every model: the benchmark run of this evaluation.")
