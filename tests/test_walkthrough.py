@@ -225,3 +225,23 @@ def test_why_a_variant_has_no_attribution_drift_is_said_in_full(monkeypatch):
     drift = next(d.value for d in at.dataframe if "spearman ρ" in d.value.columns)
     assert drift["variant"].tolist() == ["pruned", "pruned"] and drift["spearman ρ"].tolist() == [1.0, 0.5]
     assert plain(f"onnx: {reason}") in [c.value for c in at.caption]
+
+
+def test_a_failed_job_says_its_error_once(monkeypatch):
+    """The bar's text and the red box below both said the error."""
+    from llm_lab import store
+    from llm_lab.access import SYSTEM, scope
+    from llm_lab.compress import jobs as compress_jobs
+
+    monkeypatch.setattr(jobs, "_enqueue", lambda job_id: None)  # queued, never run: it fails by hand below
+    job_id = compress_jobs.submit(LOCAL, "tiny-gpt", "fp16")
+    error = "The parent's weights are not readable."
+    scope(SYSTEM).update("jobs", {"status": "failed", "error": error, "message": error, "finished_at": store.now()},
+                         "id=?", (job_id,))
+    at = app_test("pages/compress.py")
+    at.query_params["cmake_job"] = job_id
+    at.run()
+    no_exceptions(at)
+    bars = [p.proto.text for p in at.get("progress")]
+    assert bars == ["failed"], bars
+    assert [e.value for e in at.error] == [plain(error)]
