@@ -73,8 +73,8 @@ def make_section(parent: str, job_key: str) -> None:
         st.info(f"No compression method applies to {plain(parent)}, a {head}.")
         return
     titles = {r.method: getattr(r, "title", r.method) for r in found}
+    _not_offered(module, parent, head)   # above the list, so the chosen method's description stays under it
     method = st.selectbox("Method", list(titles), format_func=titles.get, key="cz_method")
-    _not_offered(module, parent, head)
     recipe = next(r for r in found if r.method == method)
     st.caption(plain(getattr(recipe, "description", "")))
     params = {}
