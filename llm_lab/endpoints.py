@@ -132,6 +132,15 @@ def check_entry(actor, entry) -> None:
                                 "which one holds the key you need.")
 
 
+def key_missing(name: str, api_key_env: str | None) -> str | None:
+    """Why calls to endpoint `name` fail here for want of its key (None: it is set, or none is needed)."""
+    if not api_key_env or os.environ.get(api_key_env):
+        return None
+    return (f"{name} needs its API key in the environment variable {api_key_env}, which is not set where LLM Lab "
+            f"runs (the dashboard and its worker read it). Set it (export {api_key_env}=…) and restart LLM Lab, or "
+            "register the endpoint without a key variable if its server needs none.")
+
+
 def add(actor, name: str, base_url: str, model: str, api_key_env: str | None = None):
     """Register an endpoint model in the actor's workspace (audited as model.register, without any key)."""
     from . import registry
@@ -194,15 +203,10 @@ class EndpointModel:
 
     # ------------------------------------------------------------ requests
     def _key(self) -> str | None:
-        if not self.api_key_env:
-            return None
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            raise EndpointError(
-                f"{self.name} needs its API key in the environment variable {self.api_key_env}, which is not set "
-                f"where LLM Lab runs (the dashboard and its worker read it). Set it (export {self.api_key_env}=…) "
-                "and restart LLM Lab, or register the endpoint without a key variable if its server needs none.")
-        return key
+        missing = key_missing(self.name, self.api_key_env)
+        if missing:
+            raise EndpointError(missing)
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
 
     def _headers(self) -> dict:
         key = self._key()

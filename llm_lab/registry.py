@@ -133,11 +133,16 @@ def _entry(row: dict) -> ModelEntry:
                       workspace=row.get("workspace"))
 
 
+def check_name(name: str) -> None:
+    """A registry name: letters, digits, '.', '_' or '-', at most 100, starting with a letter or digit."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):
+        raise ModelError(f"Model name {name!r}: use letters, digits, '.', '_' or '-' (at most 100).")
+
+
 def register(actor: Actor, entry: ModelEntry) -> ModelEntry:
     """Record a model folder (trained or added by the user) in the actor's workspace. The folder must be complete."""
     actor.require("write", "register models")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", entry.name):
-        raise ModelError(f"Model name {entry.name!r}: use letters, digits, '.', '_' or '-' (at most 100).")
+    check_name(entry.name)
     if any(b.name == entry.name for b in builtin_models()):
         raise ModelError(f"{entry.name!r} is a built-in model name; choose another name.")
     if entry.source == "endpoint":  # URL, model, key variable name; on a hosted server, who may add it

@@ -149,7 +149,11 @@ tabs[1].plotly_chart(plots.accuracy_latency(summaries), key="b_fig_scatter")
 cls = [r for r in results if r.type == "classification" and r.ok]
 if cls:
     which = tabs[2].selectbox("Result", range(len(cls)), format_func=lambda i: cls[i].label, key="b_cm_pick")
-    tabs[2].plotly_chart(plots.confusion(cls[which]), key="b_fig_cm")
+    figure = plots.confusion(cls[which])
+    if figure is None:  # its task did not ask for one (a suite's own metrics, a compress-then-evaluate run)
+        tabs[2].info("No confusion matrix for this result: its task does not list the confusion_matrix metric.")
+    else:
+        tabs[2].plotly_chart(figure, key="b_fig_cm")
     fig = plots.per_class_f1(results, cls[which].task)
     if fig is not None:
         tabs[3].plotly_chart(fig, key="b_fig_f1")

@@ -123,7 +123,7 @@ def one_input(comp: runs.Comparison) -> None:
         row = comp.outputs[m].rows[i]
         col.code(row["text"] or "(empty)", language=None, wrap_lines=True)
         col.caption(f"{row['new_tokens']} tokens · {row['latency_s']:.2f}s · {row['tokens_per_s']:.1f} tok/s · "
-                    f"logprob {row['mean_logprob'] if row['mean_logprob'] is None else round(row['mean_logprob'], 3)}"
+                    f"logprob {'–' if row['mean_logprob'] is None else round(row['mean_logprob'], 3)}"
                     f" · {plain(row['stop_reason'])}" + (f" · ⚠ {plain(row['note'])}" if row["note"] else ""))
     if len(ok) >= 2:
         st.markdown("**Word-level differences**")

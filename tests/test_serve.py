@@ -374,11 +374,12 @@ def test_models_page_shows_the_serve_command():
     at.selectbox(key="m_name").set_value("tiny-gpt").run()
     at.button(key="m_load").click().run()
     no_exceptions(at)
-    assert "python -m llm_lab serve tiny-gpt --port 8000" in [c.value for c in at.code]
+    home = f"LLM_LAB_HOME={os.environ['LLM_LAB_HOME']} "  # the test's own home: a terminal must look there too
+    assert home + "python -m llm_lab serve tiny-gpt --port 8000" in [c.value for c in at.code]
     at.selectbox(key="m_head").set_value("encoder")
     at.button(key="m_load").click().run()
     no_exceptions(at)
-    assert "python -m llm_lab serve tiny-gpt --port 8000 --head encoder" in [c.value for c in at.code]
+    assert home + "python -m llm_lab serve tiny-gpt --port 8000 --head encoder" in [c.value for c in at.code]
 
 
 def test_train_page_offers_the_serve_command_of_the_finished_model(monkeypatch, tiny_bert):
@@ -396,4 +397,5 @@ def test_train_page_offers_the_serve_command_of_the_finished_model(monkeypatch, 
     at.query_params["train_job"] = job_id
     at.run()
     no_exceptions(at)
-    assert "python -m llm_lab serve served-run --port 8000" in [c.value for c in at.code]
+    assert f"LLM_LAB_HOME={os.environ['LLM_LAB_HOME']} python -m llm_lab serve served-run --port 8000" in [
+        c.value for c in at.code]

@@ -3,6 +3,7 @@ import streamlit as st
 
 from llm_lab.compress import evaluate, plots, tables
 from llm_lab.compress.stats import BETTER, EQUIVALENT, WORSE
+from llm_lab.endpoints import SOURCE as ENDPOINT_SOURCE
 from llm_lab.plotting import CONFIG
 from ui import backend, job_panel
 from ui.common import cannot_run, permalink, plain, preset, show_permalink, user_errors
@@ -11,6 +12,7 @@ PARENT_HEADS = ("classifier", "causal-lm")
 SPLITS = {"test (default; every row when there is none)": None, "validation": "validation", "train": "train",
           "all rows": "all"}
 CONFIDENCE = {"95%": 0.05, "90%": 0.10, "99%": 0.01}
+AGREEMENT_WARN = 0.95   # a new variant whose sample predictions agree less with its parent's is shown as a warning
 
 
 def recipes():
@@ -23,8 +25,9 @@ def recipes():
 
 
 def parent_names() -> list[str]:
-    """Registry models that can be compressed and evaluated: classifiers, then causal LMs."""
-    entries = [e for e in backend.model_entries() if e.head in PARENT_HEADS]
+    """Registry models that can be compressed and evaluated: classifiers, then causal LMs (not endpoint models:
+    their weights are elsewhere)."""
+    entries = [e for e in backend.model_entries() if e.head in PARENT_HEADS and e.source != ENDPOINT_SOURCE]
     return [e.name for e in sorted(entries, key=lambda e: PARENT_HEADS.index(e.head))]
 
 
@@ -70,6 +73,7 @@ def make_section(parent: str, job_key: str) -> None:
         st.info(f"No compression method applies to {plain(parent)}, a {head}.")
         return
     titles = {r.method: getattr(r, "title", r.method) for r in found}
+    _not_offered(module, parent, head)   # above the list, so the chosen method's description stays under it
     method = st.selectbox("Method", list(titles), format_func=titles.get, key="cz_method")
     recipe = next(r for r in found if r.method == method)
     st.caption(plain(getattr(recipe, "description", "")))
@@ -89,7 +93,29 @@ def make_section(parent: str, job_key: str) -> None:
             backend.clear()
     job_id = job_panel.current(job_key)
     if job_id:
-        job_panel.show(job_id, key="cmake", link=permalink("pages/compress.py", cmake_job=job_id))
+        job_panel.show(job_id, extra=_made, key="cmake", link=permalink("pages/compress.py", cmake_job=job_id))
+
+
+def _not_offered(module, parent: str, head: str) -> None:
+    """Say which methods the list leaves out for this parent, and why (a causal LM asked for int8, say)."""
+    left_out = [r for r in getattr(module, "RECIPES", {}).values() if head not in r.heads]
+    if not left_out:
+        return
+    try:
+        module.check_applies(left_out[0], parent, head)
+    except Exception as exc:  # the recipes' own words for why it does not apply
+        st.caption(plain(f"Not offered for {parent}: {', '.join(r.title for r in left_out)}. {exc}"))
+
+
+def _made(job) -> None:
+    """A finished make job: the variant, its size against the parent's and its checks, in words."""
+    from llm_lab.compress import jobs as compress_jobs
+
+    if job["status"] != "succeeded" or not job.get("result"):
+        return
+    lines, agreement = compress_jobs.describe(job["result"])
+    show = st.warning if agreement is not None and agreement < AGREEMENT_WARN else st.success
+    show(plain(" ".join(lines)), icon=":material/warning:" if show is st.warning else ":material/check_circle:")
 
 
 # ---------------------------------------------------------------- evaluate
@@ -148,7 +174,9 @@ def eval_form(parent: str) -> dict | None:
 def evaluations(current: str | None) -> dict:
     """{job id: label} of the user's evaluations, newest first (the one the address names among them)."""
     rows = evaluate.history(backend.actor())
-    labels = {r["id"]: f"{r['id']} — {r['title']} ({r['status']})" for r in rows}
+    # no status in the label: the browser keeps showing a selected option's first label when only the label
+    # changes (it said "queued" under a finished job); the job panel below says the status
+    labels = {r["id"]: f"{r['id']} — {r['title']}" for r in rows}
     if current and current not in labels:
         labels = {current: current, **labels}
     return labels
@@ -205,9 +233,12 @@ def show_report(report: evaluate.Report, job_id: str) -> None:
     if drift is not None:
         st.plotly_chart(drift, config=CONFIG, key=f"cz_drift_{job_id}")
     rows = tables.drift_rows(report)
-    if rows:
-        st.dataframe(rows, hide_index=True, width="stretch")
-    else:
+    for row in rows:
+        if row["example"] is None:  # why a variant has none, in full (a table cell cut it to "not avail")
+            st.caption(plain(f"{row['variant']}: {row['note']}"))
+    if any(row["example"] is not None for row in rows):
+        st.dataframe([row for row in rows if row["example"] is not None], hide_index=True, width="stretch")
+    elif not rows:
         st.caption("Attribution drift applies to classifiers (layer Integrated Gradients).")
     if report.run_id:
         st.caption("Per-example predictions of every model: the benchmark run of this evaluation.")

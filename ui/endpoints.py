@@ -37,6 +37,9 @@ def add_form() -> None:
                 entry = endpoints.add(who, name, base_url, model, env or None)
                 backend.clear()
                 st.success(plain(f"Added {entry.name}: pick it on the Compare and Arena pages."))
+                missing = endpoints.key_missing(entry.name, (entry.meta or {}).get("api_key_env"))
+                if missing:  # said now, not at its first comparison
+                    st.warning(plain(missing), icon=":material/key_off:")
 
 
 def card(loaded) -> None:

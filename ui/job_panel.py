@@ -108,7 +108,10 @@ def show(job_id: str, extra=None, key: str = "job", link: str | None = None, til
             st.rerun()  # it has just finished: the whole page once (results below appear, the panel stops polling)
         st.session_state[was_active] = job["status"] in jobs.ACTIVE
         st.markdown(status_line(job))
-        st.progress(job["fraction"], text=plain(job["message"] or job["status"]))
+        failed = job["status"] == "failed" and job["error"]
+        # a failed job's message is its error, shown in red below: the bar says "failed" rather than repeat it
+        st.progress(job["fraction"], text=plain(job["status"] if failed and job["message"] == job["error"]
+                                               else job["message"] or job["status"]))
         note = worker_note(job)
         if note:
             st.caption(plain(note))
@@ -116,7 +119,7 @@ def show(job_id: str, extra=None, key: str = "job", link: str | None = None, til
         if names:
             for col, name in zip(st.columns(len(names)), names):
                 col.metric(plain(name), _tile(job["stats"].get(name)))
-        if job["status"] == "failed" and job["error"]:
+        if failed:
             st.error(plain(job["error"]))
         if extra:
             extra(job)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .. import data, registry
 from ..access import Actor
+from ..endpoints import SOURCE as ENDPOINT_SOURCE
 from ..errors import ModelError
 
 # Checks run on these when no dataset is given: short and long, plain and odd, so padding is exercised.
@@ -24,11 +25,19 @@ WEIGHT_SUFFIXES = (".safetensors", ".onnx")
 def load_parent(actor: Actor, name: str):
     """The parent as the registry opens it (its default head), in float32 on the CPU: every recipe starts from
     the same numbers. Shared with other callers: copy it before changing it."""
-    entry = registry.resolve(actor, name)
-    if is_onnx_folder(entry):
-        raise ModelError(f"{name} is an ONNX export (no PyTorch weights): make variants from its parent "
-                         f"{entry.parent or '(the model it was exported from)'}.")
+    check_has_weights(registry.resolve(actor, name))
     return registry.load(actor, name, device="cpu", dtype="float32")
+
+
+def check_has_weights(entry) -> None:
+    """Refuse a parent whose PyTorch weights are not here: an endpoint model or an ONNX export."""
+    if entry.source == ENDPOINT_SOURCE:
+        raise ModelError(f"{entry.name} is an endpoint model: its weights live on another server, so there is "
+                         "nothing here to compress. Make variants of a model in the registry and compare them with "
+                         "the endpoint on the Compare page.")
+    if is_onnx_folder(entry):
+        raise ModelError(f"{entry.name} is an ONNX export (no PyTorch weights): make variants from its parent "
+                         f"{entry.parent or '(the model it was exported from)'}.")
 
 
 def is_onnx_folder(entry) -> bool:

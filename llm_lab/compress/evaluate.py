@@ -209,7 +209,8 @@ def infer(loaded, texts: list[str], batch_size: int = 32):
 # ---------------------------------------------------------------- what is evaluated
 def build_suite(actor: Actor, parent: str, dataset: str, columns: dict | None = None, split: str | None = None,
                 limit: int | None = None):
-    """A one-task suite on `dataset` for `parent`'s head: classification (accuracy, macro-F1) for a classifier;
+    """A one-task suite on `dataset` for `parent`'s head: classification (accuracy, macro-F1, the confusion
+    matrix the linked benchmark run shows) for a classifier;
     for a causal LM, generation (exact match, chrF) when the dataset has prompt and reference columns, else
     language modelling (perplexity). `columns` maps the task's roles to the dataset's columns (default: the
     roles' own names); `split` None scores the test split (every row when there is none)."""
@@ -226,7 +227,7 @@ def build_suite(actor: Actor, parent: str, dataset: str, columns: dict | None = 
         else:
             task = {"type": "language_modeling", "metrics": ["perplexity"]}
     else:
-        task = {"type": "classification", "metrics": ["accuracy", "f1"]}
+        task = {"type": "classification", "metrics": ["accuracy", "f1", "confusion_matrix"]}
     roles = suites.TASK_TYPES[task["type"]].roles
     task.update(name="quality", dataset=dataset, columns={r: c for r, c in cols.items() if r in roles})
     if split:

@@ -101,4 +101,4 @@ def drift_bars(report):
     return layout(fig, "Attribution drift: Spearman ρ of layer-IG token scores, variant against parent "
                        "(1 = the same token ranking)", 360, legend="top", barmode="group",
                   xaxis_title="example (dataset row)", xaxis_type="category", yaxis_title="Spearman ρ",
-                  yaxis_range=[-1, 1])
+                  yaxis_range=[-1, 1], showlegend=True)   # which variant, even when only one has drift

@@ -19,13 +19,29 @@ from .recipes import Recipe, check_applies, cli_flags, default_name
 VARIANT_FILE = "llm_lab_variant.json"
 
 
-def make(actor: Actor, parent: str, recipe: Recipe, params: dict | None, name: str | None, progress=None):
+def check_request(actor: Actor, parent: str, recipe: Recipe, params: dict | None, name: str | None,
+                  load_head: bool = False) -> dict:
+    """What can be refused before any work (the job's submit and its start both ask): the right to write, the
+    parameters (returned resolved), a parent whose weights are here (not an endpoint, not an ONNX graph), the
+    recipe applying to its head, and a name the user typed being well formed and free. `load_head`: open the
+    parent when its registry head is not one of the heads (a job may; a page's submit does not load models)."""
     actor.require("write", "make model variants")
     params = recipe.resolve(params)
-    progress = progress or (lambda *args, **kwargs: None)
     entry = registry.resolve(actor, parent)
-    head = entry.head if entry.head in capabilities.HEADS else common.load_parent(actor, parent).head
-    check_applies(recipe, parent, head)
+    common.check_has_weights(entry)
+    head = entry.head if entry.head in capabilities.HEADS else (
+        common.load_parent(actor, parent).head if load_head else None)
+    if head is not None:
+        check_applies(recipe, parent, head)
+    if name:
+        registry.check_name(name)
+        export.check_name_free(actor, name)
+    return params
+
+
+def make(actor: Actor, parent: str, recipe: Recipe, params: dict | None, name: str | None, progress=None):
+    params = check_request(actor, parent, recipe, params, name, load_head=True)
+    progress = progress or (lambda *args, **kwargs: None)
     name = name or free_name(actor, default_name(parent, recipe.method, params))
     export.check_name_free(actor, name)
     progress(0, 1, f"loading {parent}")

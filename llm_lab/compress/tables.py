@@ -14,6 +14,16 @@ def _interval(low, high) -> str:
     return "" if low is None or high is None else f"[{low:.4f}, {high:.4f}]"
 
 
+def _drift_cell(drift) -> str | None:
+    """The mean ρ, or why there is none, as text either way: a column of numbers and words is no Arrow column
+    (Streamlit logs a traceback for it on every run, then shows it as text anyway)."""
+    if drift is None:
+        return None
+    if drift.status == "ok":
+        return "—" if drift.mean is None else f"{drift.mean:.3f}"
+    return drift.reason.split(" (")[0]
+
+
 def summary(report) -> list[dict]:
     """One row per model: size, memory, speed, the main task's headline with its interval, the agreement with
     the parent and its verdict, and the attribution drift."""
@@ -37,8 +47,7 @@ def summary(report) -> list[dict]:
         row.update({"identical predictions": None if p is None or p.identical_share is None else f"{p.identical_share:.1%}",
                     "right→wrong": p and p.right_to_wrong, "wrong→right": p and p.wrong_to_right,
                     "McNemar p": _r(p and p.mcnemar_p), "verdict": p.verdict if p else ("(reference)" if m.role == "parent" else ""),
-                    "attribution ρ (mean)": _r(m.drift.mean, 3) if m.drift and m.drift.status == "ok" else
-                    (m.drift.reason.split(" (")[0] if m.drift else None)})
+                    "attribution ρ (mean)": _drift_cell(m.drift)})
         rows.append(row)
     return rows
 

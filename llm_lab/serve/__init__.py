@@ -9,14 +9,22 @@
 
 This module stays light (no FastAPI, no torch): the Models and Train pages import `command` from it.
 """
+import os
 import shlex
+from pathlib import Path
 
 DEFAULT_PORT = 8000
 
 
 def command(name: str, head: str | None = None, port: int = DEFAULT_PORT) -> str:
-    """The shell command that serves registry model `name` (with `head` when it is not the model's own)."""
-    parts = ["python", "-m", "llm_lab", "serve", shlex.quote(name), "--port", str(port)]
+    """The shell command that serves registry model `name` (with `head` when it is not the model's own). When
+    this process keeps its models under an LLM_LAB_HOME of its own, the command names it: a terminal without
+    it would look in ~/.llm_lab, not find the model, and try the Hugging Face Hub instead."""
+    home = os.environ.get("LLM_LAB_HOME")
+    parts = []
+    if home and Path(home).expanduser() != Path.home() / ".llm_lab":
+        parts.append("LLM_LAB_HOME=" + shlex.quote(home))
+    parts += ["python", "-m", "llm_lab", "serve", shlex.quote(name), "--port", str(port)]
     if head:
         parts += ["--head", shlex.quote(head)]
     return " ".join(parts)
