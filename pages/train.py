@@ -195,7 +195,7 @@ def past_runs() -> None:
     pair = o1.multiselect("Runs", list(labels), default=list(labels)[:2], max_selections=2,
                           format_func=labels.get, key="t_hist_pair")
     metric = o2.selectbox("Curve", ["train_loss", "eval_loss", "lr", "eval_accuracy", "eval_f1",
-                                    "eval_perplexity"], key="t_hist_metric")
+                                    "eval_perplexity", "kd_loss", "ce_loss"], key="t_hist_metric")
     by = o3.radio("x axis", ["step", "epoch"], horizontal=True, key="t_hist_by")
     if pair:
         frames = {f"{by_id[i]['name']} ({i[-6:]})": history.curves(backend.actor(), i) for i in pair}

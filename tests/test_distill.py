@@ -3,7 +3,6 @@ the one written down (checked against an independent computation), and a distill
 registers a smaller student with its teacher as the parent."""
 import argparse
 import json
-import math
 
 import pytest
 import torch
@@ -57,11 +56,12 @@ def _trainer(tmp_path, student, teacher, **kw):
     return distill.DistillTrainer(model=student, args=_args(tmp_path), teacher=teacher, **kw)
 
 
-def test_layers_are_spread_from_the_first():
-    assert distill.pick_layers(6, 3) == [0, 2, 4]          # DistilBERT-like: every other layer
-    assert distill.pick_layers(12, 6) == [0, 2, 4, 6, 8, 10]
-    assert distill.pick_layers(6, 2) == [0, 3]
-    assert distill.pick_layers(4, 3) == [0, 1, 2]
+def test_layers_are_spread_from_the_first_to_the_last():
+    assert distill.pick_layers(6, 3) == [0, 3, 5]          # the first, the last, the rest evenly between
+    assert distill.pick_layers(12, 6) == [0, 2, 4, 7, 9, 11]
+    assert distill.pick_layers(6, 2) == [0, 5] and distill.pick_layers(6, 1) == [5]
+    assert distill.pick_layers(4, 3) == [0, 2, 3]
+    assert distill.pick_layers(6, 3, "every") == [0, 2, 4]  # DistilBERT's every other layer
     assert distill.pick_layers(6, 2, "last") == [4, 5] and distill.pick_layers(6, 2, [5, 1]) == [1, 5]
     for bad in ((6, 6), (6, 0), (6, 7)):
         with pytest.raises(ModelError, match="fewer layers"):
@@ -80,7 +80,7 @@ def test_student_starts_as_the_chosen_teacher_layers(bert4, gpt4):
         source = key
         if key.startswith("bert.encoder.layer."):
             i, rest = key.removeprefix("bert.encoder.layer.").split(".", 1)
-            source = f"bert.encoder.layer.{[0, 2][int(i)]}.{rest}"
+            source = f"bert.encoder.layer.{[0, 3][int(i)]}.{rest}"
         assert torch.equal(value, t_state[source]), key
         assert value.data_ptr() != t_state[source].data_ptr()  # its own copy: training it leaves the teacher alone
     assert {k for k in s_state if not k.startswith("bert.encoder.layer.")} == \
@@ -101,15 +101,17 @@ def test_student_starts_as_the_chosen_teacher_layers(bert4, gpt4):
 
 
 def _expected_cls(student_logits, teacher_logits, labels, T, alpha):
-    """The loss written out per example with explicit softmaxes (no log_softmax, no F.kl_div)."""
-    total_kd, total_ce = 0.0, 0.0
-    for s, t, y in zip(student_logits.double(), teacher_logits.double(), labels):
+    """The loss written out per example with explicit softmaxes (no log_softmax, no F.kl_div): the soft term over
+    every row, the gold one over the rows with a label (an augmented row has none: -100)."""
+    total_kd, total_ce, gold = 0.0, 0.0, 0
+    for s, t, y in zip(student_logits.double(), teacher_logits.double(), labels.tolist()):
         p_t = torch.exp(t / T) / torch.exp(t / T).sum()
         p_s = torch.exp(s / T) / torch.exp(s / T).sum()
         total_kd += float((p_t * torch.log(p_t / p_s)).sum())
-        total_ce += float(-torch.log(torch.exp(s[y]) / torch.exp(s).sum()))
-    n = len(labels)
-    return alpha * T * T * total_kd / n + (1 - alpha) * total_ce / n
+        if y != -100:
+            total_ce += float(-torch.log(torch.exp(s[y]) / torch.exp(s).sum()))
+            gold += 1
+    return alpha * T * T * total_kd / len(labels) + (1 - alpha) * total_ce / gold
 
 
 def _cls_batch():
@@ -118,8 +120,9 @@ def _cls_batch():
     from llm_lab.registry import minilm_dir
 
     tok = AutoTokenizer.from_pretrained(minilm_dir())
-    enc = tok(["a great film", "boring and far too long, dreadful", "fine"], padding=True, return_tensors="pt")
-    return dict(enc, labels=torch.tensor([1, 0, 1]))
+    enc = tok(["a great film", "boring and far too long, dreadful", "fine", "[MASK] film"], padding=True,
+              return_tensors="pt")
+    return dict(enc, labels=torch.tensor([1, 0, 1, -100]))  # the last: an augmented row, the teacher's labels only
 
 
 def test_the_students_loss_is_the_distillation_loss_of_its_teacher(tmp_path, bert4):
@@ -148,7 +151,7 @@ def test_the_students_loss_is_the_distillation_loss_of_its_teacher(tmp_path, ber
     assert abs(loss_other - _expected_cls(s_logits, o_logits, batch["labels"], T, alpha)) < 1e-5
     assert abs(loss_other - loss) > 1e-3
 
-    # alpha = 0: the student's own cross-entropy, as transformers computes it with the labels
+    # alpha = 0: the student's own cross-entropy, as transformers computes it with the labels (-100 ignored)
     with torch.no_grad():
         plain = float(_trainer(tmp_path, student, teacher, temperature=T, alpha=0.0).compute_loss(student, dict(batch)))
         own = float(student(**batch).loss)
@@ -189,6 +192,26 @@ def test_causal_distillation_is_over_next_tokens_and_leaves_out_padding(tmp_path
     assert abs(ce0 - own) < 1e-5  # alpha = 0: the causal LM's own loss
 
 
+def test_augmented_copies_keep_special_tokens_and_have_no_gold_label():
+    from transformers import AutoTokenizer
+
+    from llm_lab.registry import minilm_dir
+
+    tok = AutoTokenizer.from_pretrained(minilm_dir())
+    rows = [{"input_ids": ids, "attention_mask": [1] * len(ids), "labels": 1}
+            for ids in tok(["the battery easily lasts a week of commuting and more", "bad"])["input_ids"]]
+    copies = distill.augment_rows(rows, 6, tok, seed=3)
+    assert copies == distill.augment_rows(rows, 6, tok, seed=3) and len(copies) == 12  # deterministic
+    for i, row in enumerate(copies):
+        source = rows[i // 6]["input_ids"]
+        assert row["labels"] == -100 and row["attention_mask"] == [1] * len(row["input_ids"])
+        assert row["input_ids"][0] == tok.cls_token_id and row["input_ids"][-1] == tok.sep_token_id
+        assert len(row["input_ids"]) <= len(source)
+        assert set(row["input_ids"]) <= set(source) | {tok.mask_token_id}
+    long = [r["input_ids"] for r in copies[:6]]
+    assert any(tok.mask_token_id in ids for ids in long) and len({tuple(ids) for ids in long}) > 1
+
+
 def _teacher(tiny_folder, name="teacher4"):
     registry.register(LOCAL, registry.ModelEntry(name, "local", str(tiny_folder), "classifier"))
     return name
@@ -198,8 +221,8 @@ def test_a_distillation_job_registers_a_smaller_student_with_its_teacher(bert4):
     teacher = _teacher(bert4[0])
     add_dataset("sent", sentiment_csv(labels=("negative", "positive"), n=40))
     cfg = TrainConfig(task="classify", model=teacher, dataset="sent", name="student1", distill=True,
-                      student_layers=1, temperature=3.0, alpha=0.7, epochs=1.0, batch_size=8, learning_rate=1e-3,
-                      logging_steps=1, max_length=32)
+                      student_layers=1, temperature=3.0, alpha=0.7, augment=1, epochs=1.0, batch_size=8,
+                      learning_rate=1e-3, logging_steps=1, max_length=32)
     job_id = train.submit(LOCAL, cfg)  # inline in tests: done when it returns
     job = jobs.get(LOCAL, job_id)
     assert job["status"] == "succeeded", job["error"]
@@ -207,9 +230,10 @@ def test_a_distillation_job_registers_a_smaller_student_with_its_teacher(bert4):
     entry = registry.resolve(LOCAL, "student1")
     assert entry.parent == teacher and entry.head == "classifier" and entry.labels == ["negative", "positive"]
     assert entry.meta["distillation"] == {"teacher": teacher, "teacher_layers": 4, "student_layers": 1,
-                                          "layers_kept": [0], "temperature": 3.0, "alpha": 0.7,
+                                          "layers_kept": [3], "temperature": 3.0, "alpha": 0.7,
                                           "teacher_parameters": sum(p.numel() for p in _bert(bert4[0]).parameters())}
-    assert "--distill-from teacher4 --student-layers 1" in entry.meta["command"]
+    assert "--distill-from teacher4 --student-layers 1 --temperature 3 --alpha 0.7 --augment 1" in entry.meta["command"]
+    assert entry.meta["dataset"]["augmented_rows"] == entry.meta["dataset"]["train_rows"]  # one copy each
     loaded = registry.load(LOCAL, "student1", device="cpu")
     assert loaded.info()["layers"] == 1 and loaded.labels == ["negative", "positive"]
     # the live curves carry the two terms beside the training loss
@@ -219,7 +243,25 @@ def test_a_distillation_job_registers_a_smaller_student_with_its_teacher(bert4):
     step = min(s for s, n in points if n == "kd_loss")
     assert abs(points[(step, "train_loss")] - (0.7 * points[(step, "kd_loss")] + 0.3 * points[(step, "ce_loss")])) < 2e-3
     card = (registry.resolve(LOCAL, "student1").location + "/README.md")
-    assert "distilled | from `teacher4` (4 layers): its layers 0 kept" in open(card).read()
+    assert "distilled | from `teacher4` (4 layers): its layers 3 kept" in open(card).read()
+
+
+def test_a_causal_lm_student_is_distilled_registered_and_generates(gpt4):
+    lines = [f"def add_{i}(x): return x + {i}" for i in range(40)]
+    add_dataset("code", ("text\n" + "\n".join(lines)).encode())
+    registry.register(LOCAL, registry.ModelEntry("gpt4", "local", str(gpt4), "causal-lm"))
+    job_id = train.submit(LOCAL, TrainConfig(task="causal-lm", model="gpt4", dataset="code", name="gpt-student",
+                                             distill=True, student_layers=2, epochs=1.0, batch_size=8,
+                                             learning_rate=1e-3, logging_steps=1, max_length=32))
+    job = jobs.get(LOCAL, job_id)
+    assert job["status"] == "succeeded", job["error"]
+    entry = registry.resolve(LOCAL, "gpt-student")
+    assert entry.parent == "gpt4" and entry.meta["distillation"]["layers_kept"] == [0, 3]
+    assert {"kd_loss", "ce_loss", "eval_perplexity"} <= {m["name"] for m in jobs.metrics(LOCAL, job_id)}
+    loaded = registry.load(LOCAL, "gpt-student", device="cpu")
+    assert loaded.head == "causal-lm" and loaded.info()["layers"] == 2
+    ids = loaded.tokenizer("def add_", return_tensors="pt")["input_ids"]
+    assert loaded.model.generate(ids, max_new_tokens=4, do_sample=False).shape[1] == ids.shape[1] + 4
 
 
 def test_distillation_refuses_what_it_cannot_do(bert4, tiny_bert):
@@ -269,9 +311,11 @@ def test_the_train_page_offers_distillation_and_submits_it(monkeypatch):
     at.number_input(key="t_st_layers").set_value(2)
     at.number_input(key="t_temp").set_value(4.0)
     at.number_input(key="t_alpha").set_value(0.8)
+    assert at.number_input(key="t_augment").value == 4  # the measured default
+    at.number_input(key="t_augment").set_value(2)
     at.run()
     no_exceptions(at)
-    assert any("keeps minilm-sentiment's layers 0, 3 (of 6)" in c.value for c in at.caption)
+    assert any("keeps minilm-sentiment's layers 0, 5 (of 6)" in c.value for c in at.caption)
     assert not [t for t in at.toggle if t.key == "t_lora"]  # a student is trained in full
     assert any("--distill-from minilm-sentiment" in c.value and "--student-layers 2" in c.value for c in at.code)
     assert any("teacher" in c.value for c in at.caption if "Estimate" in c.value)
@@ -279,8 +323,8 @@ def test_the_train_page_offers_distillation_and_submits_it(monkeypatch):
     no_exceptions(at)
     job = jobs.list_jobs(LOCAL)[0]
     cfg = TrainConfig.from_params(job["params"])
-    assert (cfg.distill, cfg.model, cfg.student_layers, cfg.temperature, cfg.alpha, cfg.lora) == \
-        (True, "minilm-sentiment", 2, 4.0, 0.8, False)
+    assert (cfg.distill, cfg.model, cfg.student_layers, cfg.temperature, cfg.alpha, cfg.augment, cfg.lora) == \
+        (True, "minilm-sentiment", 2, 4.0, 0.8, 2, False)
+    assert (cfg.epochs, cfg.learning_rate) == (3.0, 1e-4)  # the distillation defaults
     assert json.loads(at.query_params["form"][0] if isinstance(at.query_params["form"], list)
                       else at.query_params["form"])["t_distill"] is True  # kept in the address like the rest
-    assert not math.isnan(cfg.learning_rate)

@@ -1,6 +1,7 @@
 """Parts of the Train page's New run form kept out of the page: the "Distil into a smaller student" choice."""
 import streamlit as st
 
+from llm_lab import train
 from llm_lab.train.distill import plan_text
 from ui import backend
 from ui.common import plain
@@ -24,15 +25,21 @@ def distill_options(form, task: str, values: dict) -> None:
                                   key=k("t_distill", bool), help=DISTILL_HELP)
     if not values["distill"]:
         return
-    d1, d2, d3 = st.columns(3)
+    defaults = train.task_defaults(task, distill=True)
+    d1, d2, d3, d4 = st.columns(4)
     values["student_layers"] = int(d1.number_input("Student layers", 1, 128, 3, key=k("t_st_layers", int),
-                                                   help="Kept from the teacher's layers, spread evenly from the first "
-                                                        "(6 → 3 keeps layers 0, 2 and 4)."))
+                                                   help="Kept from the teacher's layers: the first, the last and the "
+                                                        "rest evenly between (6 → 3 keeps layers 0, 3 and 5)."))
     values["temperature"] = d2.number_input("Temperature T", 0.1, 50.0, 2.0, 0.5, format="%g",
                                             key=k("t_temp", float), help="Softens both distributions; the soft "
                                             "term is scaled by T² so its gradients keep their size.")
     values["alpha"] = d3.number_input("Alpha (weight of the soft labels)", 0.0, 1.0, 0.5, 0.1, format="%g",
                                       key=k("t_alpha", float), help="1: the teacher's soft labels only; 0: the gold "
                                       "labels only (a plain fine-tune of the smaller model).")
+    if task == "classify":
+        values["augment"] = int(d4.number_input("Augmented copies", 0, 32, int(defaults.get("augment", 0)),
+                                                key=k("t_augment", int), help="Copies of each training text with "
+                                                "words masked or cut, labelled by the teacher alone: they show the "
+                                                "student what the teacher does beyond the training texts."))
     if values.get("model"):
         st.caption(plain(plan_text(backend.actor(), values["model"], values["student_layers"])))

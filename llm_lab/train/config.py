@@ -39,8 +39,8 @@ TINY_GPT = dict(preset="3M", epochs=8.0, batch_size=16, learning_rate=2e-3, warm
 # Distillation's starting points (the student copies the teacher's layers, so it needs more steps and a higher rate
 # than a fine-tune of the teacher to move away from its crippled start); measured, see task_defaults.
 DISTILL_DEFAULTS = {
-    "classify": dict(model="minilm-sentiment", epochs=8.0, batch_size=8, learning_rate=1e-4, max_length=128,
-                     warmup=0.1),
+    "classify": dict(model="minilm-sentiment", epochs=3.0, batch_size=8, learning_rate=1e-4, max_length=128,
+                     warmup=0.1, augment=4),
     "causal-lm": dict(model="small-gpt", epochs=3.0, batch_size=8, learning_rate=3e-4, max_length=256, warmup=0.05),
 }
 
@@ -90,6 +90,7 @@ class TrainConfig:
     student_layers: int = 3
     temperature: float = 2.0
     alpha: float = 0.5
+    augment: int = 0                  # classify: masked copies of each training text, labelled by the teacher only
     # pretraining
     preset: str = "3M"
     arch: dict = field(default_factory=dict)           # overrides of the preset
@@ -151,7 +152,9 @@ class TrainConfig:
                   (not (self.distill and self.lora), "a distilled student is trained in full: turn LoRA off"),
                   (not self.distill or self.student_layers >= 1, "the student needs at least one layer"),
                   (not self.distill or self.temperature > 0, "the distillation temperature must be positive"),
-                  (not self.distill or 0 <= self.alpha <= 1, "alpha (the soft labels' weight) must be in [0, 1]")]
+                  (not self.distill or 0 <= self.alpha <= 1, "alpha (the soft labels' weight) must be in [0, 1]"),
+                  (self.augment == 0 or self.distill and self.task == "classify" and self.augment <= 32,
+                   "augmented copies (0 to 32) are for distilling a classifier: the teacher labels them")]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message[0].upper() + message[1:] + ".")
@@ -192,7 +195,7 @@ class TrainConfig:
         if self.task != "causal-lm":
             skip |= {"lm_format"}
         if not self.distill:
-            skip |= {"distill", "student_layers", "temperature", "alpha"}
+            skip |= {"distill", "student_layers", "temperature", "alpha", "augment"}
         if self.task == "pretrain":
             skip |= {"lora", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "adapter_only"}
         elif not self.lora:
@@ -215,10 +218,11 @@ class TrainConfig:
         """The command line that runs this config again."""
         default = TrainConfig(task=self.task, **task_defaults(self.task, self.lora, self.distill))
         words = ["python", "-m", "llm_lab", "train", self.task]
-        distilling = ("model", "distill", "student_layers", "temperature", "alpha") if self.distill else ()
+        distilling = ("model", "distill", "student_layers", "temperature", "alpha", "augment") if self.distill else ()
         if self.distill:  # spelt out, defaults too: the student's recipe reads in one place
             words += ["--distill-from", self.model, "--student-layers", str(self.student_layers),
                       "--temperature", f"{self.temperature:g}", "--alpha", f"{self.alpha:g}"]
+            words += ["--augment", str(self.augment)] if self.task == "classify" else []
         for f in fields(self):
             value, base = getattr(self, f.name), getattr(default, f.name)
             if f.name == "task" or value == base or (f.name == "name" and not value) or f.name in distilling:

@@ -143,6 +143,7 @@ def _plan(actor: Actor, cfg: TrainConfig) -> dict:
     trainable = _lora_trainable(model, cfg) if cfg.lora and cfg.task != "pretrain" else params
     shape = _shape(model)
     rows, tokens = _rows_and_length(actor, cfg)
+    rows *= 1 + cfg.augment  # a distillation's augmented copies are trained on too
     seq = max(1, int(tokens))
     half = device == "cuda" and cfg.precision != "fp32"
     act_bytes = 2 if half else 4
