@@ -3,6 +3,7 @@ the one written down (checked against an independent computation), and a distill
 registers a smaller student with its teacher as the parent."""
 import argparse
 import json
+import math
 
 import pytest
 import torch
@@ -250,11 +251,20 @@ def test_a_causal_lm_student_is_distilled_registered_and_generates(gpt4):
     lines = [f"def add_{i}(x): return x + {i}" for i in range(40)]
     add_dataset("code", ("text\n" + "\n".join(lines)).encode())
     registry.register(LOCAL, registry.ModelEntry("gpt4", "local", str(gpt4), "causal-lm"))
-    job_id = train.submit(LOCAL, TrainConfig(task="causal-lm", model="gpt4", dataset="code", name="gpt-student",
-                                             distill=True, student_layers=2, epochs=1.0, batch_size=8,
-                                             learning_rate=1e-3, logging_steps=1, max_length=32))
+    cfg = TrainConfig(task="causal-lm", model="gpt4", dataset="code", name="gpt-student", distill=True,
+                      student_layers=2, epochs=1.0, batch_size=8, learning_rate=1e-3, logging_steps=1, max_length=32)
+    job_id = train.submit(LOCAL, cfg)
     job = jobs.get(LOCAL, job_id)
     assert job["status"] == "succeeded", job["error"]
+    # eval_loss is the student's own loss on the held-out rows (one batch here), not the distillation loss
+    from llm_lab.train import data_prep
+
+    student = registry.load(LOCAL, "gpt-student", device="cpu", dtype="float32")
+    held = data_prep.causal(LOCAL, cfg, student.tokenizer).eval.rows
+    with torch.no_grad():
+        own = float(student.model(**data_prep.CausalCollator(student.tokenizer.pad_token_id, 0)(held)).loss)
+    assert len(held) <= 16 and abs(job["result"]["metrics"]["eval_loss"] - own) < 1e-4
+    assert abs(job["result"]["metrics"]["eval_perplexity"] - math.exp(own)) < 1e-2 * math.exp(own)
     entry = registry.resolve(LOCAL, "gpt-student")
     assert entry.parent == "gpt4" and entry.meta["distillation"]["layers_kept"] == [0, 3]
     assert {"kd_loss", "ce_loss", "eval_perplexity"} <= {m["name"] for m in jobs.metrics(LOCAL, job_id)}

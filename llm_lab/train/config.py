@@ -36,8 +36,7 @@ PRESETS = {
 TINY_GPT = dict(preset="3M", epochs=8.0, batch_size=16, learning_rate=2e-3, warmup=0.05,
                 weight_decay=0.1, scheduler="cosine", seed=0, eval_fraction=0.05)
 
-# Distillation's starting points (the student copies the teacher's layers, so it needs more steps and a higher rate
-# than a fine-tune of the teacher to move away from its crippled start); measured, see task_defaults.
+# Distillation's starting points, measured (see task_defaults).
 DISTILL_DEFAULTS = {
     "classify": dict(model="minilm-sentiment", epochs=3.0, batch_size=8, learning_rate=1e-4, max_length=128,
                      warmup=0.1, augment=4),
@@ -257,7 +256,9 @@ def task_defaults(task: str, lora: bool = False, distill: bool = False) -> dict:
     Measured on the demo reviews / docs (see the issue-12 note): MiniLM needs ~100 optimizer steps at 1e-4 to
     learn three classes from 114 rows (3 epochs of 16 at 5e-5 stayed at chance); LoRA needs a learning rate
     ten times a full fine-tune's, or the adapter barely moves and the model equals its parent.
-    DISTILL_DEFAULTS: a 3-layer student of minilm-sentiment on the demo reviews (see train/distill.py)."""
+    DISTILL_DEFAULTS: a 3-layer student of minilm-sentiment on the demo reviews, 3 epochs with 4 augmented copies
+    of each review, scores 11 of the 14 test reviews like its teacher (README, "Distillation"); T and alpha
+    (2, 0.5 against 4, 0.9) made no difference there, 5 epochs or lr 2e-4 none either."""
     if distill and task in DISTILL_DEFAULTS:
         return dict(DISTILL_DEFAULTS[task])
     if task == "classify":

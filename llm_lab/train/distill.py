@@ -175,7 +175,9 @@ def _trainer_class():
 
     class DistillTrainer(Trainer):
         """Trainer whose loss is alpha·T²·KL(teacher‖student at T) + (1 − alpha)·CE(student, gold); the teacher is
-        frozen (eval mode, no_grad). `kd_loss` and `ce_loss`, averaged since the last log, go beside `loss`."""
+        frozen (eval mode, no_grad). `kd_loss` and `ce_loss`, averaged since the last log, go beside `loss`.
+        Evaluation's loss is the gold cross-entropy alone, so eval_loss and perplexity mean what they mean for
+        any fine-tune."""
 
         loss_is_scaled_for_ga = False  # a per-batch mean: Trainer divides it by the accumulation steps
 
@@ -189,6 +191,7 @@ def _trainer_class():
                 p.requires_grad_(False)
             self.temperature, self.alpha, self.causal = float(temperature), float(alpha), causal
             self._parts = None  # running sums of (kd, ce, batches) since the last log
+            self._evaluating = False
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs["labels"]
@@ -200,11 +203,20 @@ def _trainer_class():
             with torch.no_grad():
                 teacher_logits = self.teacher(**{k: v.to(device) for k, v in features.items()}).logits
             kd, ce = losses(outputs.logits, teacher_logits, labels.to(device), self.temperature, self.causal)
+            if self._evaluating:  # eval_loss (and perplexity) on the gold labels: comparable with any fine-tune's
+                return (ce, outputs) if return_outputs else ce
             loss = self.alpha * kd + (1 - self.alpha) * ce
             if model.training:
                 parts = torch.stack([kd.detach(), ce.detach(), torch.ones((), device=device)])
                 self._parts = parts if self._parts is None else self._parts + parts
             return (loss, outputs) if return_outputs else loss
+
+        def prediction_step(self, *args, **kwargs):
+            self._evaluating = True
+            try:
+                return super().prediction_step(*args, **kwargs)
+            finally:
+                self._evaluating = False
 
         def log(self, logs, *args, **kwargs):
             if "loss" in logs and self._parts is not None:
