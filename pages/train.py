@@ -69,7 +69,7 @@ def new_run() -> None:
         models = backend.model_names(train.NEEDS[task])
         want = defaults.get("model", "minilm")
         values["model"] = c1.selectbox("Base model", models, index=models.index(want) if want in models else 0,
-                                       key=k(f"t_model_{task}"))
+                                       key=k(f"t_model_{task}{'_distill' if distill else ''}"))  # a teacher
         roles = ("text", "label") if task == "classify" else ()
         names = backend.dataset_names(*roles) if roles else [d.name for d in backend.datasets()]
         values["dataset"] = c2.selectbox("Dataset", names, key=k(f"t_data_{task}"),

@@ -247,6 +247,46 @@ def test_a_distillation_job_registers_a_smaller_student_with_its_teacher(bert4):
     assert "distilled | from `teacher4` (4 layers): its layers 3 kept" in open(card).read()
 
 
+class _Stop(Exception):
+    pass
+
+
+class _Reporter:
+    """A JobContext stand-in; `stop_at`: raise there, as a killed worker stops a run."""
+
+    def __init__(self, stop_at=None):
+        self.stop_at, self.lines = stop_at, []
+
+    def progress(self, done, total, message="", force=False, **stats):
+        if self.stop_at is not None and done >= self.stop_at:
+            raise _Stop()
+
+    def metric(self, step, **values):
+        pass
+
+    def log(self, line):
+        self.lines.append(line)
+
+
+def test_an_interrupted_distillation_resumes_from_its_checkpoint_to_the_same_student(bert4):
+    from llm_lab import paths
+    from llm_lab.train import runner
+
+    teacher = _teacher(bert4[0])
+    add_dataset("sentr", sentiment_csv(labels=("negative", "positive"), n=24))
+    cfg = TrainConfig(task="classify", model=teacher, dataset="sentr", distill=True, student_layers=2, augment=1,
+                      max_steps=6, save_steps=3, batch_size=8, learning_rate=1e-3, eval_fraction=0.0)
+    whole = runner.train(LOCAL, cfg, _Reporter(), paths.subdir("jobs", "whole"))
+    workdir = paths.subdir("jobs", "cut")
+    with pytest.raises(_Stop):
+        runner.train(LOCAL, cfg, _Reporter(stop_at=5), workdir)
+    again = _Reporter()
+    resumed = runner.train(LOCAL, cfg, again, workdir, resume=True)
+    assert "Resuming from checkpoint-3" in again.lines and resumed.stats["steps"] == 6
+    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
 def test_a_causal_lm_student_is_distilled_registered_and_generates(gpt4):
     lines = [f"def add_{i}(x): return x + {i}" for i in range(40)]
     add_dataset("code", ("text\n" + "\n".join(lines)).encode())
@@ -317,7 +357,10 @@ def test_the_train_page_offers_distillation_and_submits_it(monkeypatch):
     at = app_test("pages/train.py").run()
     at.toggle(key="t_distill").set_value(True).run()
     no_exceptions(at)
-    at.selectbox(key="t_model_classify").set_value("minilm-sentiment").run()
+    assert at.selectbox(key="t_model_classify_distill").value == "minilm-sentiment"  # the teacher by default
+    at.selectbox(key="t_model_classify_distill").set_value("minilm").run()
+    assert any("minilm was made as an encoder, not a classifier" in c.value for c in at.caption)  # said before Start
+    at.selectbox(key="t_model_classify_distill").set_value("minilm-sentiment").run()
     at.number_input(key="t_st_layers").set_value(2)
     at.number_input(key="t_temp").set_value(4.0)
     at.number_input(key="t_alpha").set_value(0.8)

@@ -42,4 +42,4 @@ def distill_options(form, task: str, values: dict) -> None:
                                                 "words masked or cut, labelled by the teacher alone: they show the "
                                                 "student what the teacher does beyond the training texts."))
     if values.get("model"):
-        st.caption(plain(plan_text(backend.actor(), values["model"], values["student_layers"])))
+        st.caption(plain(plan_text(backend.actor(), values["model"], values["student_layers"], task)))

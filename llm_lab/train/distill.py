@@ -248,11 +248,15 @@ def teacher_folder_layers(actor: Actor, name: str) -> int | None:
     return int(n) if n else None
 
 
-def plan_text(actor: Actor, teacher: str, n_layers: int) -> str:
+def plan_text(actor: Actor, teacher: str, n_layers: int, task: str = "classify") -> str:
     """One line for the form: which of the teacher's layers the student keeps, or why it cannot."""
+    from .. import registry
     from ..errors import LabError
 
     try:
+        head = registry.resolve(actor, teacher).head
+        if task == "classify" and head != "classifier":
+            return _not_a_classifier(teacher, head)
         n_teacher = teacher_folder_layers(actor, teacher)
         if n_teacher is None:
             return f"The student keeps {n_layers} of {teacher}'s layers, spread evenly from the first."
@@ -261,6 +265,12 @@ def plan_text(actor: Actor, teacher: str, n_layers: int) -> str:
         return str(exc)
     return (f"The student keeps {teacher}'s layers {kept} (of {n_teacher}), its embeddings and its "
             "head, and is trained in full.")
+
+
+def _not_a_classifier(name: str, head: str) -> str:
+    return (f"{name} was made as {'an' if head[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {head}, not a classifier: "
+            "its classification head would be new, random, and its soft labels teach nothing. Distil a fine-tuned "
+            "classifier such as minilm-sentiment.")
 
 
 def check(actor: Actor, cfg) -> None:
@@ -276,9 +286,7 @@ def check(actor: Actor, cfg) -> None:
     if cfg.task != "classify":
         return
     if entry.head != "classifier":
-        raise ModelError(f"{cfg.model} was made as {'an' if entry.head[0] in 'aeiou' else 'a'} {entry.head}, not a "
-                         "classifier: its classification head would be new, random, and its soft labels teach "
-                         "nothing. Distil a fine-tuned classifier such as minilm-sentiment.")
+        raise ModelError(_not_a_classifier(cfg.model, entry.head))
     folder = Path(entry.location)
     teacher_labels = entry.labels or (registry._builtin_labels(folder) if (folder / "config.json").is_file() else None)
     names = data.get(actor, cfg.dataset).label_names
