@@ -186,9 +186,7 @@ def _trainer_class():
             super().__init__(*args, **kwargs)
             if temperature <= 0 or not 0 <= alpha <= 1:
                 raise ValueError("temperature must be positive and alpha in [0, 1]")
-            self.teacher = teacher.eval()
-            for p in self.teacher.parameters():
-                p.requires_grad_(False)
+            self.teacher = teacher.eval()  # its parameters' flags are left alone: it may be the registry's shared copy
             self.temperature, self.alpha, self.causal = float(temperature), float(alpha), causal
             self._parts = None  # running sums of (kd, ce, batches) since the last log
             self._evaluating = False
