@@ -6,7 +6,7 @@ from llm_lab import train
 from llm_lab.train import export, history, plots, resources
 from llm_lab import snapshots
 from llm_lab.serve import command as serve_command
-from ui import backend, job_panel, share, views
+from ui import backend, job_panel, share, train_form, views
 from ui.common import cannot_run, header, permalink, plain, show_permalink, user_errors
 from ui.form_state import KeptForm
 
@@ -53,8 +53,10 @@ def new_run() -> None:
     """The form: the run's settings, its estimate and command, and the start button."""
     k = form.key  # every value here is kept: a refresh or a page switch does not lose it
     task = st.radio("Task", list(train.TASKS), format_func=train.TASKS.get, horizontal=True, key=k("t_task"))
-    lora = task != "pretrain" and bool(st.session_state.get(k("t_lora", bool)))  # drawn under Advanced
-    defaults = train.task_defaults(task, lora)
+    distill = train_form.distilling(form, task)  # drawn under the model and dataset
+    lora = task != "pretrain" and not distill and bool(st.session_state.get(k("t_lora", bool)))  # under Advanced
+    defaults = train.task_defaults(task, lora, distill)
+    variant = "_lora" if lora else "_distill" if distill else ""  # each variant's defaults stay its own
     values: dict = {"task": task}
     c1, c2, c3 = st.columns(3)
     if task == "pretrain":
@@ -72,7 +74,7 @@ def new_run() -> None:
         models = backend.model_names(train.NEEDS[task])
         want = defaults.get("model", "minilm")
         values["model"] = c1.selectbox("Base model", models, index=models.index(want) if want in models else 0,
-                                       key=k(f"t_model_{task}"))
+                                       key=k(f"t_model_{task}{'_distill' if distill else ''}"))  # a teacher
         roles = ("text", "label") if task == "classify" else ()
         names = backend.dataset_names(*roles) if roles else [d.name for d in backend.datasets()]
         values["dataset"] = c2.selectbox("Dataset", names, key=k(f"t_data_{task}"),
@@ -91,13 +93,14 @@ def new_run() -> None:
             formats = ["auto", "text", "prompt-completion"]
             values["lm_format"] = c3.selectbox("Format", formats, key=k("t_format"), help="text: continue the text "
                                                "column; prompt-completion: prompt → reference, loss on the completion")
+        train_form.distill_options(form, task, values)
     b1, b2, b3, b4 = st.columns(4)
     values["epochs"] = b1.number_input("Epochs", 0.1, 100.0, float(defaults["epochs"]), 0.5, format="%g",
-                                       key=k(f"t_ep_{task}", float))  # 3, or 2.5
+                                       key=k(f"t_ep_{task}{variant.replace('_lora', '')}", float))  # 3, or 2.5
     values["batch_size"] = b2.number_input("Batch size", 1, 1024, int(defaults["batch_size"]),
                                            key=k(f"t_bs_{task}", int))
     values["learning_rate"] = b3.number_input("Learning rate", 1e-7, 1.0, float(defaults["learning_rate"]),
-                                              format="%.1e", key=k(f"t_lr_{task}{'_lora' if lora else ''}", float),
+                                              format="%.1e", key=k(f"t_lr_{task}{variant}", float),
                                               help="LoRA runs start from a rate ten times a full fine-tune's.")
     values["name"] = b4.text_input("Name of the new model", "", placeholder="(automatic)", key=k("t_name")).strip()
 
@@ -122,7 +125,7 @@ def new_run() -> None:
         values["precision"] = a3.selectbox("Precision", ["auto", "bf16", "fp16", "fp32"], key=k("t_prec"),
                                            help="auto: bf16 (and TF32) on CUDA, fp32 on CPU")
         values["device"] = a4.selectbox("Device", ["auto", "cpu", "cuda"], key=k("t_dev"))
-        if task != "pretrain":
+        if task != "pretrain" and not distill:
             values["lora"] = st.toggle("LoRA (train small adapters; merged into the model on export)",
                                        key=k("t_lora", bool))
             if values["lora"]:
@@ -197,7 +200,7 @@ def past_runs() -> None:
     pair = o1.multiselect("Runs", list(labels), default=list(labels)[:2], max_selections=2,
                           format_func=labels.get, key="t_hist_pair")
     metric = o2.selectbox("Curve", ["train_loss", "eval_loss", "lr", "eval_accuracy", "eval_f1",
-                                    "eval_perplexity"], key="t_hist_metric")
+                                    "eval_perplexity", "kd_loss", "ce_loss"], key="t_hist_metric")
     by = o3.radio("x axis", ["step", "epoch"], horizontal=True, key="t_hist_by")
     if pair:
         frames = {f"{by_id[i]['name']} ({i[-6:]})": history.curves(backend.actor(), i) for i in pair}

@@ -43,6 +43,10 @@ def check(actor, cfg: TrainConfig) -> None:
 
         data.get(actor, cfg.dataset)        # fail now for an unknown dataset
         registry.resolve(actor, cfg.model)  # …or an unknown model
+        if cfg.distill:
+            from .distill import check as check_distill
+
+            check_distill(actor, cfg)       # …or a student no smaller than its teacher, or labelled otherwise
     from .resources import check as check_resources
 
     check_resources(actor, cfg)  # …or a run the device cannot hold, or longer than this server allows

@@ -102,6 +102,9 @@ class JobReporterCallback(TrainerCallback):
             values["lr"] = logs["learning_rate"]
         if "grad_norm" in logs and logs["grad_norm"] is not None and math.isfinite(float(logs["grad_norm"])):
             values["grad_norm"] = logs["grad_norm"]
+        for key in ("kd_loss", "ce_loss"):  # a distillation's two terms (train.distill.DistillTrainer)
+            if key in logs:
+                values[key] = logs[key]
         for key, value in logs.items():
             if key.startswith("eval_") and isinstance(value, (int, float)) and not key.endswith(
                     ("_runtime", "_per_second", "_steps_per_second")):

@@ -4,6 +4,8 @@ Every TrainConfig field is a flag (`--learning-rate`, `--lora-targets c_attn`, `
 the dataset is `--data`), so a model card's "Reproduce" command runs as it is.
 `--no-wait` returns after queueing; `--inline` trains in this process without the worker;
 `--estimate` prints the memory/time estimate and exits. `train export NAME` writes the zip.
+`--distill-from TEACHER --student-layers 3 [--temperature 2 --alpha 0.5]` (classify, causal-lm) trains a student
+with 3 of the teacher's layers on its soft labels and the gold ones (train/distill.py).
 The same flags work for `accelerate launch -m llm_lab.train TASK …` (multi-GPU / multi-node).
 """
 import argparse
@@ -42,15 +44,26 @@ def add_train_arguments(parser, task: str) -> None:
             parser.add_argument(flag(f.name), choices=list(CORPORA), **kw)
         else:
             parser.add_argument(flag(f.name), type=type(value), **kw)
+    if task != "pretrain":
+        parser.add_argument("--distill-from", metavar="TEACHER", help="distil TEACHER into a smaller student (fewer "
+                            "of its layers; --student-layers, --temperature, --alpha): the same as --distill "
+                            "--model TEACHER")
 
 
 def config_from_args(args, task: str):
-    from .config import TrainConfig, task_defaults
+    from .config import ConfigError, TrainConfig, task_defaults
 
-    values = dict(task_defaults(task, bool(getattr(args, "lora", False))))
+    teacher = getattr(args, "distill_from", None)
+    distill = bool(teacher or getattr(args, "distill", False))
+    values = dict(task_defaults(task, bool(getattr(args, "lora", False)), distill))
     for f in fields(TrainConfig):
         if f.name in vars(args) and f.name != "task":
             values[f.name] = getattr(args, f.name)
+    if teacher:  # --distill-from TEACHER: --distill with TEACHER as the model
+        if values.get("model", teacher) != teacher and "model" in vars(args):
+            raise ConfigError(f"--distill-from {teacher} and --model {values['model']} name two models: the teacher "
+                              "is the model, give one of them.")
+        values.update(model=teacher, distill=True)
     if isinstance(values.get("lora_targets"), str):
         values["lora_targets"] = [t.strip() for t in values["lora_targets"].split(",") if t.strip()]
     if isinstance(values.get("arch"), str):

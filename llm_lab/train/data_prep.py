@@ -75,10 +75,24 @@ def label_names(actor: Actor, cfg: TrainConfig, train: pd.DataFrame) -> list[str
     return names + sorted(set(present) - set(names), key=natural_key)
 
 
-def classification(actor: Actor, cfg: TrainConfig, tokenizer) -> Prepared:
+def check_teacher_labels(cfg: TrainConfig, names: list, teacher_labels: list) -> None:
+    """A distilled classifier keeps its teacher's head: every label of the dataset must be one of the teacher's."""
+    unknown = sorted(set(map(str, names)) - set(map(str, teacher_labels)), key=natural_key)
+    if unknown:
+        raise DataError(f"The label(s) {', '.join(map(repr, unknown))} of {cfg.dataset!r} are not among the teacher "
+                        f"{cfg.model}'s ({', '.join(map(str, teacher_labels))}): the student keeps the teacher's "
+                        "head, so the dataset must be labelled like the teacher.")
+
+
+def classification(actor: Actor, cfg: TrainConfig, tokenizer, labels: list[str] | None = None) -> Prepared:
+    """`labels`: the label names to train (a distilled student keeps its teacher's head), in place of the dataset's;
+    a dataset label not among them is refused."""
     roles = (cfg.text_col, cfg.label_col) + ((cfg.pair_col,) if cfg.pair_col else ())
     train, val, meta = _frames(actor, cfg, roles)
     names = label_names(actor, cfg, train)
+    if labels is not None:
+        check_teacher_labels(cfg, names, labels)
+        names = [str(l) for l in labels]
     index = {n: i for i, n in enumerate(names)}
 
     def encode(frame):

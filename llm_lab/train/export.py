@@ -75,10 +75,12 @@ def finish(actor: Actor, cfg: TrainConfig, trained, job_id: str | None) -> dict:
         # the adapter's weights, taken before merging: merge_and_unload folds them into the base and removes them
         adapter = _adapter_files(model)
         model = model.merge_and_unload()
-    if cfg.task != "pretrain":
+    if cfg.task != "pretrain" and not cfg.distill:  # a student with fewer layers is a change by itself
         check_changed(actor, cfg, model, trained)
     meta = {"dataset": trained.prepared.info, "hyperparameters": cfg.as_dict(), "metrics": trained.metrics,
             "train": trained.stats, "job_id": job_id, "command": cfg.to_cli()}
+    if getattr(trained, "distillation", None):
+        meta["distillation"] = trained.distillation  # teacher (also the parent), layers kept, T, alpha
     if cfg.out:
         with store.atomic_dir(folder) as tmp:
             _write(tmp, name, cfg, trained, job_id, adapter, model, meta)
@@ -200,6 +202,11 @@ def model_card(name: str, cfg: TrainConfig, trained, job_id: str | None) -> str:
         kept = (f"the adapter only (`adapter_model.safetensors`), loaded over `{cfg.model}`" if cfg.adapter_only
                 else "merged into the weights, adapter in `adapter/`")
         lines.append(f"| LoRA | r={cfg.lora_r}, alpha={cfg.lora_alpha}, targets={cfg.lora_targets or 'default'}; {kept} |")
+    dist = getattr(trained, "distillation", None)
+    if dist:
+        lines.append(f"| distilled | from `{dist['teacher']}` ({dist['teacher_layers']} layers): its layers "
+                     f"{', '.join(map(str, dist['layers_kept']))} kept; loss {dist['alpha']:g}·T²·KL at "
+                     f"T={dist['temperature']:g} + {1 - dist['alpha']:g}·cross-entropy |")
     if trained.prepared.labels:
         lines.append(f"| labels | {', '.join(map(str, trained.prepared.labels))} |")
     if job_id:

@@ -25,7 +25,8 @@ def runs(actor: Actor, limit: int = 200) -> list[dict]:
         metrics = result.get("metrics") or {}
         rows.append({
             "id": job["id"], "status": job["status"], "task": cfg.task, "name": result.get("model") or cfg.name,
-            "base": f"GPT-2 {cfg.preset}" if cfg.task == "pretrain" else cfg.model,
+            "base": f"GPT-2 {cfg.preset}" if cfg.task == "pretrain" else cfg.model + (
+                f" → {cfg.student_layers}-layer student" if cfg.distill else ""),
             "dataset": cfg.dataset or ("pydoc" if cfg.task == "pretrain" else ""),
             "epochs": cfg.epochs, "lr": cfg.learning_rate, "batch": cfg.batch_size,
             **{k.removeprefix("eval_"): round(v, 4) for k, v in metrics.items() if k != "eval_epoch"},

@@ -24,6 +24,11 @@ def run_curves(frame: pd.DataFrame, title: str = ""):
                              line={"color": color(0)}), row=1, col=1)
     fig.add_trace(go.Scatter(x=ev["step"], y=ev["value"], name="eval loss", mode="lines+markers",
                              line={"color": color(1)}), row=1, col=1)
+    for name, label, dash in (("kd_loss", "soft-label (KD) loss", "dot"), ("ce_loss", "gold-label (CE) loss", "dash")):
+        s = _series(frame, name)  # a distillation's two terms
+        if not s.empty:
+            fig.add_trace(go.Scatter(x=s["step"], y=s["value"], name=label, mode="lines",
+                                     line={"color": color(0), "dash": dash}), row=1, col=1)
     for i, name in enumerate(eval_metric_names(frame)):
         s = _series(frame, name)
         fig.add_trace(go.Scatter(x=s["step"], y=s["value"], name=name.removeprefix("eval_"), mode="lines+markers",

@@ -33,10 +33,21 @@ def _meta_model(actor: Actor, cfg: TrainConfig, n_labels: int):
             return transformers.GPT2LMHeadModel(config)
         _, source, kwargs = model_source(actor, cfg.model)
         config = transformers.AutoConfig.from_pretrained(source, **kwargs)
+        if cfg.distill:  # the student: the teacher's shape with fewer layers (checked against the teacher's)
+            from .distill import num_layers, pick_layers
+
+            pick_layers(num_layers(config), cfg.student_layers)
+            config.num_hidden_layers = cfg.student_layers
         if cfg.task == "classify":
             config.num_labels = max(2, n_labels)
             return transformers.AutoModelForSequenceClassification.from_config(config)
         return transformers.AutoModelForCausalLM.from_config(config)
+
+
+def _teacher_parameters(actor: Actor, cfg: TrainConfig, n_labels: int) -> int:
+    from dataclasses import replace
+
+    return sum(p.numel() for p in _meta_model(actor, replace(cfg, distill=False), n_labels).parameters())
 
 
 def _shape(model) -> dict:
@@ -107,6 +118,7 @@ def _measured_rate(actor: Actor, cfg: TrainConfig, device: str) -> float | None:
         if (job["status"] == "succeeded" and past.task == cfg.task and past.model == cfg.model
                 and past.batch_size == cfg.batch_size and past.max_length == cfg.max_length
                 and past.preset == cfg.preset and past.lora == cfg.lora and stats.get("device") == device
+                and (past.distill, past.student_layers) == (cfg.distill, cfg.student_layers)
                 and stats.get("samples_per_s")):
             return float(stats["samples_per_s"])
     return None
@@ -131,6 +143,7 @@ def _plan(actor: Actor, cfg: TrainConfig) -> dict:
     trainable = _lora_trainable(model, cfg) if cfg.lora and cfg.task != "pretrain" else params
     shape = _shape(model)
     rows, tokens = _rows_and_length(actor, cfg)
+    rows *= 1 + cfg.augment  # a distillation's augmented copies are trained on too
     seq = max(1, int(tokens))
     half = device == "cuda" and cfg.precision != "fp32"
     act_bytes = 2 if half else 4
@@ -140,6 +153,8 @@ def _plan(actor: Actor, cfg: TrainConfig) -> dict:
     if cfg.task != "classify":
         activations += 3 * b * seq * shape["vocab"] * 4  # logits, softmax and their gradient in fp32
     weights = params * 4
+    teacher = _teacher_parameters(actor, cfg, labels) if cfg.distill else 0
+    weights += teacher * 4  # a distillation's teacher: weights only, forward without gradients
     optimizer = trainable * (4 + 8)  # gradients + Adam's two moments, fp32
     total = weights + optimizer + activations
     steps_per_epoch = max(1, math.ceil(rows / cfg.batch_size) // cfg.grad_accum)
@@ -149,7 +164,8 @@ def _plan(actor: Actor, cfg: TrainConfig) -> dict:
             "tokens_per_example": round(float(tokens), 1), "steps": steps, "steps_per_epoch": steps_per_epoch,
             "memory_mb": {"weights": weights / 2**20, "gradients_and_optimizer": optimizer / 2**20,
                           "activations": activations / 2**20, "total": total / 2**20},
-            "device_memory_mb": have / 2**20 if have else None, "seq": seq, "shape": shape}
+            "device_memory_mb": have / 2**20 if have else None, "seq": seq, "shape": shape,
+            "teacher_parameters": teacher}
     plan["refusal"] = _refusal(cfg, plan)
     return plan
 
@@ -198,6 +214,7 @@ def estimate(actor: Actor, cfg: TrainConfig) -> dict:
         step_s, basis = samples_per_step / rate, "measured in an earlier run with these settings"
     else:
         flops_per_token = 6 * trainable + 2 * (params - trainable) + 12 * L * seq * h
+        flops_per_token += 2 * plan["teacher_parameters"]  # the teacher's forward (distillation)
         if cfg.lora:
             flops_per_token += 2 * params  # backward through frozen weights for the activations
         flops = flops_per_token * seq * samples_per_step
@@ -210,6 +227,7 @@ def describe(est: dict) -> str:
     """One line for the page and CLI."""
     secs = est["seconds"]
     when = f"{secs:.0f} s" if secs < 120 else f"{secs / 60:.1f} min" if secs < 7200 else f"{secs / 3600:.1f} h"
-    return (f"{est['parameters'] / 1e6:.1f}M parameters ({est['trainable_parameters'] / 1e6:.2f}M trained) · "
+    teacher = f" + a {est['teacher_parameters'] / 1e6:.1f}M-parameter teacher" if est.get("teacher_parameters") else ""
+    return (f"{est['parameters'] / 1e6:.1f}M parameters ({est['trainable_parameters'] / 1e6:.2f}M trained){teacher} · "
             f"about {est['memory_mb']['total'] / 1024:.2f} GB on {est['device']} · {est['steps']} steps × "
             f"{est['step_seconds']:.2f} s ≈ {when} ({est['time_basis']})")

@@ -31,11 +31,16 @@ class Trained:
     prepared: data_prep.Prepared
     metrics: dict
     stats: dict = field(default_factory=dict)
+    distillation: dict = field(default_factory=dict)  # teacher, layers kept, T, alpha (a distilled student)
 
 
 # ---------------------------------------------------------------- inputs
 def prepare(actor: Actor, cfg: TrainConfig, workdir: Path, resume: bool):
     """Tokenizer, tokenized data and a model factory for the task (data checks come first)."""
+    if cfg.distill:
+        from . import distill
+
+        return distill.prepare(actor, cfg)
     if cfg.task == "classify":
         tokenizer = modeling.tokenizer_for(actor, cfg.model)
         prepared = data_prep.classification(actor, cfg, tokenizer)
@@ -165,6 +170,13 @@ def train(actor: Actor, cfg: TrainConfig, reporter, workdir: Path, resume: bool 
     out_dir.mkdir(parents=True, exist_ok=True)
     set_seed(cfg.seed)
     tokenizer, prepared, make_model = prepare(actor, cfg, workdir, resume)
+    distillation = {}
+    if cfg.distill:
+        from . import distill
+
+        build_trainer = build_trainer or distill.trainer_builder(actor, cfg)
+        distillation = distill.record(actor, cfg)
+        reporter.log(distill.describe(distillation))
     reporter.log(f"Data: {len(prepared.train)} training and {len(prepared.eval or [])} evaluation examples, "
                  f"{prepared.tokens_per_sample:.0f} tokens per example on average")
     batch, accum = cfg.batch_size, cfg.grad_accum
@@ -230,7 +242,7 @@ def train(actor: Actor, cfg: TrainConfig, reporter, workdir: Path, resume: bool 
              "trainable_parameters": trainable, "device": args.device.type,
              "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"}
     (workdir / "train_stats.json").write_text(json.dumps({"stats": stats, "metrics": metrics}, indent=2))
-    return Trained(model, tokenizer, prepared, metrics, stats)
+    return Trained(model, tokenizer, prepared, metrics, stats, distillation)
 
 
 def final_metrics(trainer, prepared, cfg: TrainConfig) -> dict:
