@@ -365,3 +365,26 @@ def test_a_busy_machine_is_said_with_the_timings(monkeypatch):
     assert evaluate._busy() is None
     monkeypatch.setattr(evaluate.os, "getloadavg", lambda: (6.2, 5.0, 4.0))
     assert evaluate._busy().startswith("The machine was busy while the models were timed (load average 6.2 on 4 cores)")
+
+
+def test_the_cli_evaluates_and_prints_the_table_and_the_report(registered, capsys):
+    """`python -m llm_lab compress eval PARENT VARIANT… --dataset D`: the job's report, as a table or JSON."""
+    from llm_lab import jobs
+    from llm_lab.access import LOCAL
+    from llm_lab.cli import main as cli
+    from llm_lab.compress import evaluate
+
+    assert cli(["compress", "eval", "tiny-parent", "tiny-copy", "--dataset", "demo-reviews", "--margin", "5",
+                "--confidence", "90", "--no-memory", "--json"]) == 0
+    out = capsys.readouterr().out
+    job_id, report = out.split("\n", 1)[0], json.loads(out.split("\n", 1)[1])
+    assert jobs.get(LOCAL, job_id)["fn"] == evaluate.JOB_FN
+    assert report == evaluate.report_of(LOCAL, job_id).to_dict()
+    assert report["margin"] == pytest.approx(0.05) and report["alpha"] == pytest.approx(0.05)
+    assert [m["name"] for m in report["models"]] == ["tiny-parent", "tiny-copy"]
+    assert cli(["compress", "eval", "tiny-parent", "tiny-copy", "--dataset", "demo-reviews", "--no-memory"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:3] == ["MODEL", "ROLE", "SIZE"] and lines[2].startswith("tiny-parent")
+    assert lines[3].startswith("tiny-copy") and "100.0%" in lines[3]  # a copy predicts what its parent does
+    with pytest.raises(SystemExit, match="percentage between 50 and 100"):
+        cli(["compress", "eval", "tiny-parent", "tiny-copy", "--dataset", "demo-reviews", "--confidence", "0.95"])

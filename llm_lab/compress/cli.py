@@ -1,4 +1,4 @@
-"""CLI: `python -m llm_lab compress methods|make`."""
+"""CLI: `python -m llm_lab compress methods|make|eval`."""
 import argparse
 import json
 
@@ -30,6 +30,22 @@ def register(subparsers) -> None:
     p.add_argument("--name", help="the variant's name (default: PARENT-METHOD…)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=make_cmd)
+    p = compress.add_parser("eval", help="compress-then-evaluate: variants against their parent on a dataset",
+                            description="Size, peak memory, latency p50/p95 at batch 1, throughput at batch 32, "
+                                        "accuracy with intervals, flips, McNemar and an equivalence verdict for "
+                                        "each VARIANT against PARENT, as a background job (the Compress page shows "
+                                        "it too).")
+    p.add_argument("parent", help="registry name of the parent model")
+    p.add_argument("variants", nargs="+", metavar="VARIANT", help="registry names of the variants")
+    p.add_argument("--dataset", required=True, help="a dataset with text and label columns")
+    p.add_argument("--split", help="the split scored (default: test; every row when there is none)")
+    p.add_argument("--limit", type=int, help="at most this many examples")
+    p.add_argument("--margin", type=float, default=1.0, help="equivalence margin in accuracy points (default 1)")
+    p.add_argument("--confidence", type=float, default=95.0, help="confidence in percent (default 95)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probe (one process per model)")
+    p.add_argument("--no-wait", action="store_true", help="queue the job and print its id")
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.set_defaults(func=eval_cmd)
 
 
 def methods_cmd(args) -> int:
@@ -69,3 +85,33 @@ def summary(entry) -> str:
         f"{k} {v}" for k, v in checks.items() if k != "texts"))
     lines += [f"note: {n}" for n in meta.get("notes") or []]
     return "\n".join(lines)
+
+
+def eval_cmd(args) -> int:
+    from .. import jobs
+    from . import evaluate, tables
+
+    if not 50 <= args.confidence < 100:
+        raise SystemExit(f"--confidence is a percentage between 50 and 100; got {args.confidence:g}.")
+    job_id = evaluate.submit(args.actor, args.parent, args.variants, dataset=args.dataset, split=args.split,
+                             limit=args.limit, margin=args.margin / 100, alpha=(100 - args.confidence) / 200,
+                             memory=not args.no_memory)
+    print(job_id, flush=True)
+    if args.no_wait:
+        return 0
+    job = jobs.wait(args.actor, job_id, timeout=24 * 3600)
+    report = evaluate.report_of(args.actor, job_id)
+    if report is None:
+        print(f"the evaluation {job['status']}: {job.get('error') or ''}")
+        return 1
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1, default=str))
+        return 0
+    rows = tables.summary(report)
+    print(table(rows, list(rows[0])))
+    for note in report.notes:
+        print(f"note: {note}")
+    for model in report.models:
+        for warning in model.warnings:
+            print(f"warning: {model.name}: {warning}")
+    return 0
