@@ -9,10 +9,16 @@ JOB_FN = "llm_lab.compress.jobs:make"
 
 
 def submit(actor: Actor, parent: str, method: str, params: dict | None = None, name: str | None = None) -> str:
-    """Queue the job; returns its id. The method and its parameters are checked now, in the caller."""
-    from .. import jobs
+    """Queue the job; returns its id. The method, its parameters, the name and the parent (one the actor can
+    open, with weights here) are checked now, in the caller."""
+    from .. import jobs, registry
+    from .common import check_parent
 
+    actor.require("write", "make model variants")
     params = recipe_for(method).resolve(params)
+    if name is not None:
+        registry.check_name(name)
+    check_parent(registry.resolve(actor, parent))
     title = f"Compress {parent}: {method}" + (f" → {name}" if name else "")
     return jobs.submit(actor, JOB_FN, {"parent": parent, "method": method, "params": params, "name": name}, title)
 

@@ -22,8 +22,11 @@ VARIANT_FILE = "llm_lab_variant.json"
 def make(actor: Actor, parent: str, recipe: Recipe, params: dict | None, name: str | None, progress=None):
     actor.require("write", "make model variants")
     params = recipe.resolve(params)
+    if name is not None:
+        registry.check_name(name)  # before it names any folder: it must stay inside the workspace's models
     progress = progress or (lambda *args, **kwargs: None)
     entry = registry.resolve(actor, parent)
+    common.check_parent(entry)
     head = entry.head if entry.head in capabilities.HEADS else common.load_parent(actor, parent).head
     check_applies(recipe, parent, head)
     name = name or free_name(actor, default_name(parent, recipe.method, params))
