@@ -196,7 +196,7 @@ def how_many(params: dict, counts: list[int]) -> int:
     most = total - len(counts)
     count = params.get("heads") or max(1, round(params["head_fraction"] * total))
     if most < 1:
-        raise ModelError(f"Every layer of this model has a single attention head, which it keeps: there is no head "
+        raise ModelError("Every layer of this model has a single attention head, which it keeps: there is no head "
                          "to remove. Use magnitude pruning, fp16/bf16 or distillation instead.")
     if count > most:
         raise ModelError(f"Cannot remove {count} of {total} heads: every layer keeps at least one, so at most {most} "
