@@ -133,6 +133,30 @@ def test_tango_interval_ends_where_the_score_test_rejects(n, w, r):
     assert low < (w - r) / n < high
 
 
+@pytest.mark.parametrize("n,w,r,margin,alpha", [(300, 4, 6, 0.05, 0.05), (120, 3, 1, 0.05, 0.05),
+                                                 (500, 10, 12, 0.03, 0.05), (500, 10, 12, 0.02, 0.05),
+                                                 (80, 0, 0, 0.05, 0.025), (1000, 40, 25, 0.02, 0.05),
+                                                 (200, 1, 9, 0.02, 0.05), (400, 30, 2, 0.03, 0.05)])
+def test_the_verdict_is_the_two_one_sided_tests_p_values(n, w, r, margin, alpha):
+    """TOST the other way round: the p-values of H0 "worse by the margin or more" and H0 "better by the margin or
+    more", each from Tango's score statistic with the constrained MLE found numerically, both below alpha exactly
+    when the verdict is "equivalent"; one of them at or above 1 − alpha decides "worse" or "better"."""
+    from scipy.stats import norm
+
+    def z(delta):
+        q = _constrained_q_numerically(n, w, r, delta)
+        return (w - r - n * delta) / math.sqrt(n * (2 * q + delta * (1 - delta)))
+
+    p_not_worse = 1 - norm.cdf(z(-margin))    # H0: difference ≤ −margin
+    p_not_better = norm.cdf(z(margin))        # H0: difference ≥ +margin
+    parent = [True] * r + [False] * w + [True] * (n - w - r)
+    variant = [False] * r + [True] * w + [True] * (n - w - r)
+    out = stats.paired(parent, variant, margin=margin, alpha=alpha)
+    assert (out.verdict == stats.EQUIVALENT) == (p_not_worse < alpha and p_not_better < alpha)
+    assert (out.verdict == stats.WORSE) == (p_not_worse > 1 - alpha)
+    assert (out.verdict == stats.BETTER) == (p_not_better > 1 - alpha)
+
+
 def test_tango_interval_covers_the_true_difference_about_as_often_as_it_says():
     rng = np.random.default_rng(0)
     n, p_r, p_w = 150, 0.06, 0.03
@@ -314,6 +338,29 @@ def test_slower_and_larger_variants_are_warned_about():
     warn = slower_warning(slower, parent)
     assert "slower than its parent" in warn and "+40%" in warn and "-40%" in warn
     assert larger_warning(slower, parent) and larger_warning(faster, parent) is None
+
+
+def test_models_timed_on_different_devices_are_said(registered):
+    from llm_lab.compress.evaluate import ModelReport, Speed, mixed_devices
+
+    cpu = ModelReport("p", "parent", speed=Speed(latency_p50_ms=10.0, device="cpu", dtype="float32"))
+    gpu = ModelReport("p", "parent", speed=Speed(latency_p50_ms=2.0, device="cuda", dtype="bfloat16"))
+    int8 = ModelReport("v-int8", "variant", speed=Speed(latency_p50_ms=3.0, device="cpu", dtype="int8"))
+    failed = ModelReport("v2", "variant", speed=Speed(error="out of memory"))
+    assert mixed_devices([cpu, int8, failed]) is None
+    note = mixed_devices([gpu, int8, failed])
+    assert note.startswith("The models did not run on one device: p on cuda (bfloat16), v-int8 on cpu (int8). ")
+    assert "evaluate with device cpu" in note
+
+
+def test_a_job_of_another_kind_is_not_read_as_a_report(registered):
+    from llm_lab.access import LOCAL
+    from llm_lab.compress import evaluate, jobs as compress_jobs
+    from llm_lab.errors import LabError
+
+    job_id = compress_jobs.submit(LOCAL, "tiny-parent", "bf16", name="tiny-bf16")   # an address could name it
+    with pytest.raises(LabError, match=f"Job {job_id} is a compress job, not a compress-then-evaluate run"):
+        evaluate.report_of(LOCAL, job_id)
 
 
 def test_a_suite_and_a_dataset_are_not_both_given(registered):

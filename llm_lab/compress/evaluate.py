@@ -453,6 +453,20 @@ def slower_warning(variant: ModelReport, parent: ModelReport) -> str | None:
             "A compressed model is not always faster (int8 on a small or memory-bound model, an unfused graph).")
 
 
+def mixed_devices(models: list[ModelReport]) -> str | None:
+    """A note when the models were not timed on one device (on a GPU machine, device None puts a torch model on
+    the GPU and an ONNX Runtime variant on the CPU): the speed figures then compare devices as much as
+    compression, and the parent's predictions are those of its dtype on its device."""
+    where = {m.name: f"{m.speed.device} ({m.speed.dtype})" for m in models
+             if m.speed and not m.speed.error and m.speed.device}
+    devices = {m.speed.device for m in models if m.name in where}
+    if len(devices) < 2:
+        return None
+    return ("The models did not run on one device: " + ", ".join(f"{n} on {w}" for n, w in where.items())
+            + ". Speed and agreement compare the devices as well as the compression: evaluate with device cpu (or "
+            "cuda, leaving out variants that run on the CPU only) to compare them alike.")
+
+
 def larger_warning(variant: ModelReport, parent: ModelReport) -> str | None:
     if variant.size_bytes and parent.size_bytes and variant.size_bytes > parent.size_bytes:
         return (f"{variant.name} is larger on disk than its parent: {variant.size_bytes / 2**20:.1f} MB against "
@@ -590,6 +604,9 @@ def evaluate(actor: Actor, parent: str, variants: list[str], suite, *, margin: f
     busy = busy or _busy()
     if busy:
         report.notes.append(busy)
+    mixed = mixed_devices(report.models)
+    if mixed:
+        report.notes.append(mixed)
 
     # peak memory: a fresh process per model
     if memory:
@@ -687,10 +704,14 @@ def submit(actor: Actor, parent: str, variants: list[str], *, dataset: str | Non
 
 
 def report_of(actor: Actor, job_id: str) -> Report | None:
-    """The report of a finished evaluation job (None while it runs, or when it failed)."""
+    """The report of a finished evaluation job (None while it runs, or when it failed); a job of another kind
+    (an address naming a training job, say) is refused with what it is."""
     from .. import jobs
 
     job = jobs.get(actor, job_id)
+    if job["fn"] != JOB_FN:
+        raise LabError(f"Job {job_id} is a {jobs.what(job['fn'])} job, not a compress-then-evaluate run: pick an "
+                       "evaluation of the list on the Compress page (python -m llm_lab jobs show shows any job).")
     return Report.from_dict(job["result"]) if job.get("result") else None
 
 
