@@ -301,14 +301,14 @@ def test_the_evaluation_job_end_to_end(registered):
 
 def test_peak_memory_is_measured_in_a_fresh_process(registered):
     from llm_lab.access import LOCAL
-    from llm_lab.compress import evaluate
+    from llm_lab.compress import measure
 
-    mem = evaluate.probe_memory(LOCAL, "tiny-parent", "classification", ["a fine day", "a bad day"], 32)
+    mem = measure.probe_memory(LOCAL, "tiny-parent", "classification", ["a fine day", "a bad day"], 32)
     assert mem.error is None, mem.error
     assert mem.method.startswith("VmHWM") and mem.baseline_mb > 50
     # the tiny model's weights are well under a megabyte; its peak stays small but positive
     assert 0 < mem.loaded_mb <= mem.peak_mb < 200
-    missing = evaluate.probe_memory(LOCAL, "no such model", "classification", ["x"], 32)
+    missing = measure.probe_memory(LOCAL, "no such model", "classification", ["x"], 32)
     assert missing.error and "'no such model' is neither a model in the registry" in missing.error
 
 
@@ -316,19 +316,20 @@ def test_attribution_drift_without_gradients_is_not_available(registered):
     """A variant whose capabilities lack gradients (an ONNX Runtime session) gets the capability check's answer."""
     from llm_lab import capabilities as caps, registry
     from llm_lab.access import LOCAL
-    from llm_lab.compress import evaluate
+    from llm_lab.compress.drift import attribution_drift
 
     parent = registry.load_for(LOCAL, caps.CLASSIFY, "tiny-parent")
     variant = registry.load_for(LOCAL, caps.CLASSIFY, "tiny-copy")
     no_grad = replace(variant, capabilities=replace(variant.capabilities,
                                                     provides=variant.capabilities.provides - {caps.GRADIENTS}))
-    drift = evaluate.attribution_drift(parent, no_grad, [{"id": 1, "text": "a fine day"}], n_steps=4)
+    drift = attribution_drift(parent, no_grad, [{"id": 1, "text": "a fine day"}], n_steps=4)
     assert drift.status == "not available" and drift.reason.startswith("not available: no gradients")
     assert drift.examples == [] and drift.mean is None
 
 
 def test_slower_and_larger_variants_are_warned_about():
-    from llm_lab.compress.evaluate import ModelReport, Speed, larger_warning, slower_warning
+    from llm_lab.compress.measure import larger_warning, slower_warning
+    from llm_lab.compress.report import ModelReport, Speed
 
     parent = ModelReport("p", "parent", size_bytes=100, speed=Speed(latency_p50_ms=10.0, throughput=100.0))
     faster = ModelReport("f", "variant", size_bytes=50, speed=Speed(latency_p50_ms=5.0, throughput=200.0))
@@ -341,7 +342,8 @@ def test_slower_and_larger_variants_are_warned_about():
 
 
 def test_models_timed_on_different_devices_are_said(registered):
-    from llm_lab.compress.evaluate import ModelReport, Speed, mixed_devices
+    from llm_lab.compress.measure import mixed_devices
+    from llm_lab.compress.report import ModelReport, Speed
 
     cpu = ModelReport("p", "parent", speed=Speed(latency_p50_ms=10.0, device="cpu", dtype="float32"))
     gpu = ModelReport("p", "parent", speed=Speed(latency_p50_ms=2.0, device="cuda", dtype="bfloat16"))
@@ -376,7 +378,7 @@ def test_a_suite_and_a_dataset_are_not_both_given(registered):
 
 # ---------------------------------------------------------------- the Pareto chart
 def _report(points):
-    from llm_lab.compress.evaluate import ModelReport, Quality, Report, Speed
+    from llm_lab.compress.report import ModelReport, Quality, Report, Speed
 
     models = []
     for name, role, latency, value, size, slower in points:
@@ -405,10 +407,10 @@ def test_the_pareto_front_and_the_chart():
 
 
 def test_a_busy_machine_is_said_with_the_timings(monkeypatch):
-    from llm_lab.compress import evaluate
+    from llm_lab.compress import measure
 
-    monkeypatch.setattr(evaluate.os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(evaluate.os, "getloadavg", lambda: (1.5, 1.0, 1.0))
-    assert evaluate._busy() is None
-    monkeypatch.setattr(evaluate.os, "getloadavg", lambda: (6.2, 5.0, 4.0))
-    assert evaluate._busy().startswith("The machine was busy while the models were timed (load average 6.2 on 4 cores)")
+    monkeypatch.setattr(measure.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(measure.os, "getloadavg", lambda: (1.5, 1.0, 1.0))
+    assert measure._busy() is None
+    monkeypatch.setattr(measure.os, "getloadavg", lambda: (6.2, 5.0, 4.0))
+    assert measure._busy().startswith("The machine was busy while the models were timed (load average 6.2 on 4 cores)")

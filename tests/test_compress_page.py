@@ -52,11 +52,11 @@ def _evaluate(at):
 
 
 def test_evaluate_variants_and_reopen_the_report_by_link(models, monkeypatch):
-    from llm_lab.compress import evaluate
+    from llm_lab.compress import measure
 
     # timings are what the machine gives: with a negative tolerance every variant counts as slower than its
     # parent, so the warning and its mark on the chart show whatever the timings were
-    monkeypatch.setattr(evaluate, "SLOWER_TOLERANCE", -1.0)
+    monkeypatch.setattr(measure, "SLOWER_TOLERANCE", -1.0)
     at = app_test("pages/compress.py").run()
     no_exceptions(at)
     job_id = _evaluate(at)
