@@ -365,6 +365,25 @@ def test_a_job_of_another_kind_is_not_read_as_a_report(registered):
         evaluate.report_of(LOCAL, job_id)
 
 
+@pytest.mark.parametrize("settings,message", [
+    ({"margin": 0}, "The equivalence margin must be between 0 and 100 points; got 0. Give the largest accuracy"),
+    ({"margin": -0.01}, "The equivalence margin must be between 0 and 100 points; got -1."),
+    ({"alpha": 0.5}, "The equivalence test's level alpha must be between 0 and 0.5; got 0.5. Give 0.05"),
+    ({"repeats": 0}, "repeats (timing rounds) must be a whole number of at least 1; got 0."),
+    ({"speed_examples": 2.5}, "speed_examples (texts timed) must be a whole number of at least 1; got 2.5."),
+    ({"drift_examples": -1}, "drift_examples (attribution examples) must be a whole number of at least 0")])
+def test_settings_it_cannot_use_are_refused_before_a_job_is_queued(registered, settings, message):
+    from llm_lab import jobs
+    from llm_lab.access import LOCAL
+    from llm_lab.compress import evaluate
+    from llm_lab.errors import LabError
+
+    with pytest.raises(LabError) as info:
+        evaluate.submit(LOCAL, "tiny-parent", ["tiny-copy"], dataset="demo-reviews", **settings)
+    assert str(info.value).startswith(message), str(info.value)
+    assert jobs.list_jobs(LOCAL) == []
+
+
 def test_a_suite_and_a_dataset_are_not_both_given(registered):
     from llm_lab.access import LOCAL
     from llm_lab.compress import evaluate

@@ -137,6 +137,26 @@ def _quality(result) -> Quality:
                    scored=result.scored, key=result.key, error=result.error, notes=list(result.notes or []))
 
 
+# ---------------------------------------------------------------- the settings, checked before any work
+COUNTS = {"speed_examples": ("texts timed", 1), "repeats": ("timing rounds", 1), "batch_size": ("the batch size", 1),
+          "drift_examples": ("attribution examples", 0), "ig_steps": ("Integrated Gradients steps", 1)}
+
+
+def check_settings(margin: float, alpha: float, **counts) -> None:
+    """Refuse settings the evaluation cannot use, saying what to give (the page's form keeps to them; the job and
+    a script may not)."""
+    if not 0 < margin < 1:
+        raise LabError(f"The equivalence margin must be between 0 and 100 points; got {100 * margin:g}. Give the "
+                       "largest accuracy difference with the parent you would accept, e.g. 1 point (0.01).")
+    if not 0 < alpha < 0.5:
+        raise LabError(f"The equivalence test's level alpha must be between 0 and 0.5; got {alpha:g}. Give 0.05 for "
+                       "\"equivalent at 95%\" (the 90% interval inside the margin).")
+    for name, value in counts.items():
+        what, least = COUNTS[name]
+        if int(value) != value or value < least:
+            raise LabError(f"{name} ({what}) must be a whole number of at least {least}; got {value}.")
+
+
 # ---------------------------------------------------------------- the evaluation
 def evaluate(actor: Actor, parent: str, variants: list[str], suite, *, margin: float = 0.01, alpha: float = 0.05,
              device: str | None = None, speed_examples: int = 64, repeats: int = 3, batch_size: int = 32,
@@ -153,8 +173,8 @@ def evaluate(actor: Actor, parent: str, variants: list[str], suite, *, margin: f
     names = [parent] + [v for v in dict.fromkeys(variants) if v and v != parent]
     if len(names) < 2:
         raise LabError("Pick at least one variant to evaluate against its parent.")
-    if not 0 < margin < 1:
-        raise LabError(f"The equivalence margin must be between 0 and 100 points; got {100 * margin:g}.")
+    check_settings(margin=margin, alpha=alpha, speed_examples=speed_examples, repeats=repeats,
+                   batch_size=batch_size, drift_examples=drift_examples, ig_steps=ig_steps)
     main = main_task(suite)
     drift_on = bool(drift_examples) and main is not None and main.type == "classification"
     phases = {"quality": len(names) * len(suite.tasks), "speed": len(names) if main else 0,
@@ -318,8 +338,8 @@ def submit(actor: Actor, parent: str, variants: list[str], *, dataset: str | Non
         raise LabError("Pick at least one variant to evaluate against its parent.")
     for name in [parent, *variants]:
         registry.resolve(actor, name)
-    if not 0 < margin < 1:
-        raise LabError(f"The equivalence margin must be between 0 and 100 points; got {100 * margin:g}.")
+    check_settings(margin=margin, alpha=alpha, speed_examples=speed_examples, repeats=repeats,
+                   batch_size=batch_size, drift_examples=drift_examples, ig_steps=ig_steps)
     suite, source = _suite_and_source(actor, parent, dataset, columns, split, limit, suite_text)
     what = dataset or suite.name
     title = f"Compress-then-evaluate {parent} vs {', '.join(variants)} on {what}"
