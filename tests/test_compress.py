@@ -448,3 +448,24 @@ def test_a_variant_build_killed_midway_registers_nothing_and_the_next_build_recl
     assert sorted(p.name for p in models.iterdir()) == ["tb-bf16"]
     assert not (models / "tb-bf16" / export.SAVING).exists()
     assert registry.load(LOCAL, "tb-bf16", device="cpu").dtype == "bfloat16"
+
+
+def test_an_int8_result_is_cached_per_batch_size_and_a_float_one_is_not(tb):
+    """Dynamic int8 quantizes activations per run: a row's outputs depend on the rows batched with it, so a
+    benchmark result at one batch size is not served for another (a float model's is)."""
+    from llm_lab.bench import runner
+    from llm_lab.compress import evaluate
+
+    entry = make_variant(LOCAL, tb, "int8")
+    rows = "".join(f"{t.replace(',', '')},{lab}\n" for t, lab in zip(TEXTS * 2, ["positive", "negative"] * 5))
+    data.import_dataset(LOCAL, "pn", "pn.csv", ("text,label\n" + rows).encode())
+    suite = evaluate.build_suite(LOCAL, tb, "pn", split="all")
+    spec = suite.tasks[0]
+    first = runner.run_task(LOCAL, suite, spec, entry.name, batch_size=32)
+    assert runner.run_task(LOCAL, suite, spec, entry.name, batch_size=32).cached
+    other = runner.run_task(LOCAL, suite, spec, entry.name, batch_size=2)
+    assert not other.cached and other.key != first.key
+    assert (first.repro.settings["batch_size"], other.repro.settings["batch_size"]) == (32, 2)
+    float_first = runner.run_task(LOCAL, suite, spec, tb, batch_size=32)
+    assert runner.run_task(LOCAL, suite, spec, tb, batch_size=2).cached
+    assert "batch_size" not in float_first.repro.settings
