@@ -299,6 +299,40 @@ def test_the_evaluation_job_end_to_end(registered):
     assert run["models"] == ["tiny-parent", "tiny-copy", "tiny-small"] and len(run["keys"]) == 3
 
 
+def test_the_intervals_are_of_the_figures_the_benchmark_reports():
+    """The classification task scores a row against the model output its label maps to, and averages macro-F1
+    over the labels the scored data has: the report's accuracy and F1 (with their intervals) are those figures,
+    computed here with scikit-learn, also when the model predicts a label the data lacks (a 3-label model on
+    2-label data) or a label_map sends two labels to one output."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from llm_lab.bench.result import TaskResult
+    from llm_lab.compress import evaluate
+
+    rng = np.random.default_rng(7)
+    gold = rng.choice(["negative", "positive"], 60).tolist()
+    pred = [g if rng.random() < 0.6 else rng.choice(["negative", "neutral", "positive"]) for g in gold]
+    result = TaskResult(key="k", model="m", suite="s", task="t", type="classification", status="ok",
+                        per_example=[{"id": i, "label": g, "prediction": p, "correct": g == p}
+                                     for i, (g, p) in enumerate(zip(gold, pred))])
+    assert "neutral" in pred
+    out = evaluate._intervals(result)
+    assert out["accuracy"]["value"] == pytest.approx(accuracy_score(gold, pred))
+    assert out["f1"]["value"] == pytest.approx(f1_score(gold, pred, labels=["negative", "positive"], average="macro"))
+    assert out["f1"]["low"] <= out["f1"]["value"] <= out["f1"]["high"]
+    # label_map {neutral: positive}: a "neutral" row predicted "positive" is right (the task shows the output under
+    # one of the two names)
+    gold = ["neutral", "positive", "negative", "neutral", "negative", "positive"] * 5
+    pred = ["positive", "positive", "negative", "negative", "positive", "positive"] * 5
+    mapped = ["positive" if g == "neutral" else g for g in gold]
+    result = TaskResult(key="k", model="m", suite="s", task="t", type="classification", status="ok",
+                        per_example=[{"id": i, "label": g, "prediction": p, "correct": m == p}
+                                     for i, (g, p, m) in enumerate(zip(gold, pred, mapped))])
+    out = evaluate._intervals(result)
+    assert out["accuracy"]["value"] == pytest.approx(accuracy_score(mapped, pred))
+    assert out["f1"]["value"] == pytest.approx(f1_score(mapped, pred, average="macro"))
+
+
 def test_peak_memory_is_measured_in_a_fresh_process(registered):
     from llm_lab.access import LOCAL
     from llm_lab.compress import measure

@@ -113,16 +113,27 @@ def paired_for(parent_result, variant_result, margin: float, alpha: float) -> st
 
 
 def _intervals(result) -> dict:
-    """95% bootstrap intervals of accuracy and macro-F1 from a classification-like result's per-example rows."""
+    """95% bootstrap intervals of accuracy and macro-F1 from a classification-like result's per-example rows, of
+    the figures the task reports: a row is scored against the model output its label maps to (by name, case,
+    position or label_map: a right row says under which name the output is shown), and macro-F1 averages over
+    the classes the scored labels map to, not over a label the model predicted that the data lacks."""
     from .. import metrics
 
     rows = [r for r in result.per_example or [] if r.get("prediction") is not None and r.get("label") is not None]
     if result.type not in ("classification", "multiple_choice") or not rows:
         return {}
-    preds, refs = [str(r["prediction"]) for r in rows], [str(r["label"]) for r in rows]
+    shown = {}
+    for r in rows:
+        if r.get("correct"):
+            shown.setdefault(str(r["label"]), str(r["prediction"]))
+    refs = [shown.get(str(r["label"]), str(r["label"])) for r in rows]
+    preds = [str(r["prediction"]) for r in rows]
+    index = {name: i for i, name in enumerate(sorted(set(refs) | set(preds)))}
+    preds, refs = [index[p] for p in preds], [index[r] for r in refs]
     out = {}
     for name in INTERVAL_METRICS:
-        ci = metrics.bootstrap_ci(name, preds, refs, seed=0)
+        kw = {"labels": sorted(set(refs))} if name == "f1" else {}
+        ci = metrics.bootstrap_ci(name, preds, refs, seed=0, **kw)
         if ci:
             out[name] = {"value": ci["value"], "low": ci["low"], "high": ci["high"]}
     return out
