@@ -133,18 +133,10 @@ def _entry(row: dict) -> ModelEntry:
                       workspace=row.get("workspace"))
 
 
-def check_name(name: str) -> None:
-    """A registry name: letters, digits, '.', '_' or '-', at most 100, starting with a letter or digit."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):
-        raise ModelError(f"Model name {name!r}: use letters, digits, '.', '_' or '-' (at most 100).")
-
-
 def register(actor: Actor, entry: ModelEntry) -> ModelEntry:
     """Record a model folder (trained or added by the user) in the actor's workspace. The folder must be complete."""
     actor.require("write", "register models")
     check_name(entry.name)
-    if any(b.name == entry.name for b in builtin_models()):
-        raise ModelError(f"{entry.name!r} is a built-in model name; choose another name.")
     if entry.source == "endpoint":  # URL, model, key variable name; on a hosted server, who may add it
         from . import endpoints
 
@@ -166,6 +158,15 @@ def register(actor: Actor, entry: ModelEntry) -> ModelEntry:
     audit.record(actor, "model.register", entry.name, {"source": entry.source, "location": entry.location,
                                                        "head": entry.head, "parent": entry.parent})
     return entry
+
+
+def check_name(name: str) -> None:
+    """Refuse a model name that is not one folder name (letters, digits, '.', '_', '-'; at most 100) or that a
+    built-in model has. Call it before a name becomes a path (a variant's or a trained model's folder)."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name or ""):
+        raise ModelError(f"Model name {name!r}: use letters, digits, '.', '_' or '-' (at most 100).")
+    if any(b.name == name for b in builtin_models()):
+        raise ModelError(f"{name!r} is a built-in model name; choose another name.")
 
 
 def location_registered(location: str) -> bool:
@@ -443,6 +444,11 @@ def load(actor: Actor, name: str, head: str | None = None, device: str | None = 
     return loaded
 
 
+# the files holding a folder's weights: safetensors, pickles (allow_bin), an ONNX graph and the external data
+# file the exporter writes beside a graph over 2 GB (model.onnx.data, which holds its weights)
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".onnx.data")
+
+
 def weights_stamp(location: str) -> tuple:
     """Name, size and modification time of a folder's weight files: a folder saved again in place (same path,
     new weights) is a different key, so the cache never serves the old weights under it. Stat calls only."""
@@ -451,7 +457,7 @@ def weights_stamp(location: str) -> tuple:
         return ()
     stamp = []
     for path in sorted(folder.iterdir()):
-        if path.suffix in (".safetensors", ".bin", ".onnx") and path.is_file():
+        if path.name.endswith(WEIGHT_SUFFIXES) and path.is_file():
             st = path.stat()
             stamp.append((path.name, st.st_size, st.st_mtime_ns))
     return tuple(stamp)

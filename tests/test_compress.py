@@ -293,3 +293,179 @@ def test_the_job_makes_the_variant_as_who_submitted_it(tb):
     assert entry.parent == "tb" and entry.meta["recipe"]["method"] == "bf16"
     with pytest.raises(ModelError, match="has no parameter sparsity"):
         compress_jobs.submit(LOCAL, tb, "bf16", {"sparsity": 0.5})
+
+
+# ---------------------------------------------------------------- refusals that say what to do
+@pytest.mark.parametrize("name", ["/../outside/evil", "../outside/evil", "a/b", ".hidden", ""])
+def test_a_variant_name_that_is_not_a_folder_name_is_refused_before_anything_is_written(tb, lab_home, name):
+    """The name becomes the staging folder's and the model folder's name: "/../outside/evil" once made the recipe
+    write its files in LLM_LAB_HOME/outside, next to the workspace's models, before the registry refused it."""
+    from llm_lab.compress import jobs as compress_jobs
+
+    (lab_home / "outside").mkdir(parents=True)
+    with pytest.raises(ModelError, match="use letters, digits"):
+        make_variant(LOCAL, tb, "fp16", name=name or " ")
+    with pytest.raises(ModelError, match="use letters, digits"):  # the page's job: refused before it is queued
+        compress_jobs.submit(LOCAL, tb, "fp16", name=name or " ")
+    assert list((lab_home / "outside").iterdir()) == []
+    assert not (lab_home / "models").exists() or list((lab_home / "models").iterdir()) == []
+    assert jobs.list_jobs(LOCAL) == []
+    assert [e.name for e in registry.list_models(LOCAL) if e.source == "trained"] == []
+
+
+def test_an_endpoint_parent_is_refused_with_what_to_do(tb):
+    from llm_lab import endpoints
+    from llm_lab.compress import jobs as compress_jobs
+
+    endpoints.add(LOCAL, "company-llm", "http://127.0.0.1:9/v1", "m")
+    for make in (lambda: make_variant(LOCAL, "company-llm", "fp16"),
+                 lambda: compress_jobs.submit(LOCAL, "company-llm", "fp16")):
+        with pytest.raises(ModelError, match="company-llm is an OpenAI-compatible endpoint: its weights are on "
+                                             "another server.*Compress a model whose weights LLM Lab loads"):
+            make()
+    assert jobs.list_jobs(LOCAL) == []
+
+
+def test_bad_parameters_are_refused_with_what_to_give(tb, monkeypatch):
+    cases = [("magnitude", {"sparsity": 1.5}, "sparsity must be a number above 0 and below 1 (share of the block "
+                                              "weights set to zero); got 1.5."),
+             ("magnitude", {"sparsity": 0}, "sparsity must be a number above 0 and below 1"),
+             ("heads", {"samples": "many"}, "samples must be a whole number at least 4 and at most 2048 (how many "
+                                            "texts measure importance); got 'many'."),
+             ("heads", {"head_fraction": -0.5}, "head_fraction must be a number above 0 and below 1")]
+    for method, params, message in cases:
+        with pytest.raises(ModelError) as info:
+            make_variant(LOCAL, tb, method, params)
+        assert str(info.value).startswith(message), str(info.value)
+    # more heads than the model can lose (2 layers of 2 heads, one kept in each): refused before importance is
+    # measured (minutes on a real model), saying how many may go
+    monkeypatch.setattr(heads, "head_importance", lambda *a, **k: pytest.fail("importance measured"))
+    with pytest.raises(ModelError, match=r"Cannot remove 100 of 4 heads: every layer keeps at least one, so at most "
+                                         r"2 can go\. Ask for heads 2 or fewer \(or a head_fraction of at most 0\.5\)"):
+        make_variant(LOCAL, tb, "heads", {"heads": 100})
+    with pytest.raises(ModelError, match="at most 2 can go"):
+        make_variant(LOCAL, tb, "heads", {"head_fraction": 0.9})
+    assert [e.name for e in registry.list_models(LOCAL) if e.source == "trained"] == []
+
+
+def test_an_onnx_export_that_fails_says_so_and_what_to_do_and_leaves_nothing(tb, monkeypatch, lab_home):
+    def broken(*args, **kwargs):
+        raise RuntimeError("Unsupported operator aten::frobnicate\n<a long exporter trace>")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    for method in ("onnx", "int8"):
+        with pytest.raises(ModelError) as info:
+            make_variant(LOCAL, tb, method)
+        assert str(info.value) == (
+            "tb could not be exported to ONNX (RuntimeError: Unsupported operator aten::frobnicate), so no variant "
+            "was made. The exporter does not handle every architecture: make an fp16, bf16, magnitude or heads "
+            "variant instead (python -m llm_lab compress methods lists them).")
+    assert [e.name for e in registry.list_models(LOCAL) if e.source == "trained"] == []
+    assert list((lab_home / "models").iterdir()) == []  # the staging folders went with the failure
+
+
+def test_an_onnx_graph_with_external_data_counts_its_weights_file(tb, monkeypatch, tmp_path):
+    """A graph over 2 GB keeps its weights in model.onnx.data beside it: that file is the weights for the size,
+    the benchmark cache's fingerprint and the registry's cache key (else two large exports of the same
+    architecture had one fingerprint, and a result of one was served for the other)."""
+    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 0)   # the tiny model's weights go to the data file
+    entry = make_variant(LOCAL, tb, "onnx", name="tb-onnx-x")
+    folder = Path(entry.location)
+    data_file = folder / "model.onnx.data"
+    assert data_file.stat().st_size > (folder / "model.onnx").stat().st_size
+    assert entry.meta["bytes"] == data_file.stat().st_size + (folder / "model.onnx").stat().st_size
+    assert "model.onnx.data" in {name for name, *_ in registry.weights_stamp(entry.location)}
+    assert data_file in fingerprint.model_files(folder)
+    other = tmp_path / "other"
+    shutil.copytree(folder, other)
+    raw = bytearray(data_file.read_bytes())
+    raw[-1] ^= 0xFF
+    (other / "model.onnx.data").write_bytes(bytes(raw))
+    assert fingerprint.folder_fingerprint(str(other)) != fingerprint.folder_fingerprint(str(folder))
+    loaded = registry.load(LOCAL, "tb-onnx-x")   # ONNX Runtime reads the data file beside the graph
+    probs = predict.classify(loaded, TEXTS, batch_size=len(TEXTS))
+    assert np.abs(probs - torch.softmax(torch.from_numpy(torch_logits(tb)), -1).numpy()).max() <= 1e-5
+
+
+# ---------------------------------------------------------------- a build killed midway
+def _killed_make(parent: str, when: str) -> int:
+    """make_variant in a forked copy of this process that SIGKILLs itself when the variant's folder moves into
+    place (`at-move`) or right after (`after-move`, before the registry row commits); returns the signal."""
+    import os
+    import signal
+    import time
+
+    from llm_lab import store
+
+    pid = os.fork()
+    if pid == 0:  # the child: never returns to pytest
+        try:
+            torch.set_num_threads(1)  # the parent's OpenMP pool does not survive a fork: run the recipe on one thread
+            store._local.conns = {}
+            real = os.replace
+
+            def replace(src, dst, *args, **kwargs):
+                if ".partial-" in str(src) and os.path.basename(str(dst)).startswith("tb-bf16"):
+                    if when == "after-move":
+                        real(src, dst, *args, **kwargs)
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return real(src, dst, *args, **kwargs)
+
+            os.replace = replace
+            make_variant(LOCAL, parent, "bf16")
+        finally:
+            os._exit(1)
+    deadline = time.monotonic() + 120
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:   # a child stuck after the fork fails the test instead of hanging it
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked build did not finish within 120 s")
+        time.sleep(0.05)
+    status = done[1]
+    return os.WTERMSIG(status) if os.WIFSIGNALED(status) else -os.WEXITSTATUS(status)
+
+
+@pytest.mark.parametrize("when", ["at-move", "after-move"])
+def test_a_variant_build_killed_midway_registers_nothing_and_the_next_build_reclaims_it(tb, when, monkeypatch,
+                                                                                       lab_home):
+    import signal
+
+    from llm_lab import store
+    from llm_lab.train import export
+
+    assert _killed_make(tb, when) == signal.SIGKILL
+    assert [e.name for e in registry.list_models(LOCAL) if e.source == "trained"] == []
+    models = lab_home / "models"
+    left = [p.name for p in models.iterdir()]
+    if when == "after-move":  # moved, not registered: marked as a save's own leftover
+        assert left == ["tb-bf16"] and (models / "tb-bf16" / export.SAVING).exists()
+    else:
+        assert len(left) == 1 and left[0].startswith(".tb-bf16.partial-"), left
+    monkeypatch.setattr(store, "PARTIAL_GRACE_S", 0.0)   # the killed build's staging folder is old enough now
+    entry = make_variant(LOCAL, tb, "bf16")
+    assert entry.name == "tb-bf16" and entry.location == str(models / "tb-bf16")   # reclaimed, not tb-bf16~2
+    assert sorted(p.name for p in models.iterdir()) == ["tb-bf16"]
+    assert not (models / "tb-bf16" / export.SAVING).exists()
+    assert registry.load(LOCAL, "tb-bf16", device="cpu").dtype == "bfloat16"
+
+
+def test_an_int8_result_is_cached_per_batch_size_and_a_float_one_is_not(tb):
+    """Dynamic int8 quantizes activations per run: a row's outputs depend on the rows batched with it, so a
+    benchmark result at one batch size is not served for another (a float model's is)."""
+    from llm_lab.bench import runner
+    from llm_lab.compress import evaluate
+
+    entry = make_variant(LOCAL, tb, "int8")
+    rows = "".join(f"{t.replace(',', '')},{lab}\n" for t, lab in zip(TEXTS * 2, ["positive", "negative"] * 5))
+    data.import_dataset(LOCAL, "pn", "pn.csv", ("text,label\n" + rows).encode())
+    suite = evaluate.build_suite(LOCAL, tb, "pn", split="all")
+    spec = suite.tasks[0]
+    first = runner.run_task(LOCAL, suite, spec, entry.name, batch_size=32)
+    assert runner.run_task(LOCAL, suite, spec, entry.name, batch_size=32).cached
+    other = runner.run_task(LOCAL, suite, spec, entry.name, batch_size=2)
+    assert not other.cached and other.key != first.key
+    assert (first.repro.settings["batch_size"], other.repro.settings["batch_size"]) == (32, 2)
+    float_first = runner.run_task(LOCAL, suite, spec, tb, batch_size=32)
+    assert runner.run_task(LOCAL, suite, spec, tb, batch_size=2).cached
+    assert "batch_size" not in float_first.repro.settings

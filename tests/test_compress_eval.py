@@ -133,6 +133,30 @@ def test_tango_interval_ends_where_the_score_test_rejects(n, w, r):
     assert low < (w - r) / n < high
 
 
+@pytest.mark.parametrize("n,w,r,margin,alpha", [(300, 4, 6, 0.05, 0.05), (120, 3, 1, 0.05, 0.05),
+                                                 (500, 10, 12, 0.03, 0.05), (500, 10, 12, 0.02, 0.05),
+                                                 (80, 0, 0, 0.05, 0.025), (1000, 40, 25, 0.02, 0.05),
+                                                 (200, 1, 9, 0.02, 0.05), (400, 30, 2, 0.03, 0.05)])
+def test_the_verdict_is_the_two_one_sided_tests_p_values(n, w, r, margin, alpha):
+    """TOST the other way round: the p-values of H0 "worse by the margin or more" and H0 "better by the margin or
+    more", each from Tango's score statistic with the constrained MLE found numerically, both below alpha exactly
+    when the verdict is "equivalent"; one of them at or above 1 − alpha decides "worse" or "better"."""
+    from scipy.stats import norm
+
+    def z(delta):
+        q = _constrained_q_numerically(n, w, r, delta)
+        return (w - r - n * delta) / math.sqrt(n * (2 * q + delta * (1 - delta)))
+
+    p_not_worse = 1 - norm.cdf(z(-margin))    # H0: difference ≤ −margin
+    p_not_better = norm.cdf(z(margin))        # H0: difference ≥ +margin
+    parent = [True] * r + [False] * w + [True] * (n - w - r)
+    variant = [False] * r + [True] * w + [True] * (n - w - r)
+    out = stats.paired(parent, variant, margin=margin, alpha=alpha)
+    assert (out.verdict == stats.EQUIVALENT) == (p_not_worse < alpha and p_not_better < alpha)
+    assert (out.verdict == stats.WORSE) == (p_not_worse > 1 - alpha)
+    assert (out.verdict == stats.BETTER) == (p_not_better > 1 - alpha)
+
+
 def test_tango_interval_covers_the_true_difference_about_as_often_as_it_says():
     rng = np.random.default_rng(0)
     n, p_r, p_w = 150, 0.06, 0.03
@@ -275,16 +299,50 @@ def test_the_evaluation_job_end_to_end(registered):
     assert run["models"] == ["tiny-parent", "tiny-copy", "tiny-small"] and len(run["keys"]) == 3
 
 
-def test_peak_memory_is_measured_in_a_fresh_process(registered):
-    from llm_lab.access import LOCAL
+def test_the_intervals_are_of_the_figures_the_benchmark_reports():
+    """The classification task scores a row against the model output its label maps to, and averages macro-F1
+    over the labels the scored data has: the report's accuracy and F1 (with their intervals) are those figures,
+    computed here with scikit-learn, also when the model predicts a label the data lacks (a 3-label model on
+    2-label data) or a label_map sends two labels to one output."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from llm_lab.bench.result import TaskResult
     from llm_lab.compress import evaluate
 
-    mem = evaluate.probe_memory(LOCAL, "tiny-parent", "classification", ["a fine day", "a bad day"], 32)
+    rng = np.random.default_rng(7)
+    gold = rng.choice(["negative", "positive"], 60).tolist()
+    pred = [g if rng.random() < 0.6 else rng.choice(["negative", "neutral", "positive"]) for g in gold]
+    result = TaskResult(key="k", model="m", suite="s", task="t", type="classification", status="ok",
+                        per_example=[{"id": i, "label": g, "prediction": p, "correct": g == p}
+                                     for i, (g, p) in enumerate(zip(gold, pred))])
+    assert "neutral" in pred
+    out = evaluate._intervals(result)
+    assert out["accuracy"]["value"] == pytest.approx(accuracy_score(gold, pred))
+    assert out["f1"]["value"] == pytest.approx(f1_score(gold, pred, labels=["negative", "positive"], average="macro"))
+    assert out["f1"]["low"] <= out["f1"]["value"] <= out["f1"]["high"]
+    # label_map {neutral: positive}: a "neutral" row predicted "positive" is right (the task shows the output under
+    # one of the two names)
+    gold = ["neutral", "positive", "negative", "neutral", "negative", "positive"] * 5
+    pred = ["positive", "positive", "negative", "negative", "positive", "positive"] * 5
+    mapped = ["positive" if g == "neutral" else g for g in gold]
+    result = TaskResult(key="k", model="m", suite="s", task="t", type="classification", status="ok",
+                        per_example=[{"id": i, "label": g, "prediction": p, "correct": m == p}
+                                     for i, (g, p, m) in enumerate(zip(gold, pred, mapped))])
+    out = evaluate._intervals(result)
+    assert out["accuracy"]["value"] == pytest.approx(accuracy_score(mapped, pred))
+    assert out["f1"]["value"] == pytest.approx(f1_score(mapped, pred, average="macro"))
+
+
+def test_peak_memory_is_measured_in_a_fresh_process(registered):
+    from llm_lab.access import LOCAL
+    from llm_lab.compress import measure
+
+    mem = measure.probe_memory(LOCAL, "tiny-parent", "classification", ["a fine day", "a bad day"], 32)
     assert mem.error is None, mem.error
     assert mem.method.startswith("VmHWM") and mem.baseline_mb > 50
     # the tiny model's weights are well under a megabyte; its peak stays small but positive
     assert 0 < mem.loaded_mb <= mem.peak_mb < 200
-    missing = evaluate.probe_memory(LOCAL, "no such model", "classification", ["x"], 32)
+    missing = measure.probe_memory(LOCAL, "no such model", "classification", ["x"], 32)
     assert missing.error and "'no such model' is neither a model in the registry" in missing.error
 
 
@@ -292,19 +350,20 @@ def test_attribution_drift_without_gradients_is_not_available(registered):
     """A variant whose capabilities lack gradients (an ONNX Runtime session) gets the capability check's answer."""
     from llm_lab import capabilities as caps, registry
     from llm_lab.access import LOCAL
-    from llm_lab.compress import evaluate
+    from llm_lab.compress.drift import attribution_drift
 
     parent = registry.load_for(LOCAL, caps.CLASSIFY, "tiny-parent")
     variant = registry.load_for(LOCAL, caps.CLASSIFY, "tiny-copy")
     no_grad = replace(variant, capabilities=replace(variant.capabilities,
                                                     provides=variant.capabilities.provides - {caps.GRADIENTS}))
-    drift = evaluate.attribution_drift(parent, no_grad, [{"id": 1, "text": "a fine day"}], n_steps=4)
+    drift = attribution_drift(parent, no_grad, [{"id": 1, "text": "a fine day"}], n_steps=4)
     assert drift.status == "not available" and drift.reason.startswith("not available: no gradients")
     assert drift.examples == [] and drift.mean is None
 
 
 def test_slower_and_larger_variants_are_warned_about():
-    from llm_lab.compress.evaluate import ModelReport, Speed, larger_warning, slower_warning
+    from llm_lab.compress.measure import larger_warning, slower_warning
+    from llm_lab.compress.report import ModelReport, Speed
 
     parent = ModelReport("p", "parent", size_bytes=100, speed=Speed(latency_p50_ms=10.0, throughput=100.0))
     faster = ModelReport("f", "variant", size_bytes=50, speed=Speed(latency_p50_ms=5.0, throughput=200.0))
@@ -314,6 +373,49 @@ def test_slower_and_larger_variants_are_warned_about():
     warn = slower_warning(slower, parent)
     assert "slower than its parent" in warn and "+40%" in warn and "-40%" in warn
     assert larger_warning(slower, parent) and larger_warning(faster, parent) is None
+
+
+def test_models_timed_on_different_devices_are_said(registered):
+    from llm_lab.compress.measure import mixed_devices
+    from llm_lab.compress.report import ModelReport, Speed
+
+    cpu = ModelReport("p", "parent", speed=Speed(latency_p50_ms=10.0, device="cpu", dtype="float32"))
+    gpu = ModelReport("p", "parent", speed=Speed(latency_p50_ms=2.0, device="cuda", dtype="bfloat16"))
+    int8 = ModelReport("v-int8", "variant", speed=Speed(latency_p50_ms=3.0, device="cpu", dtype="int8"))
+    failed = ModelReport("v2", "variant", speed=Speed(error="out of memory"))
+    assert mixed_devices([cpu, int8, failed]) is None
+    note = mixed_devices([gpu, int8, failed])
+    assert note.startswith("The models did not run on one device: p on cuda (bfloat16), v-int8 on cpu (int8). ")
+    assert "evaluate with device cpu" in note
+
+
+def test_a_job_of_another_kind_is_not_read_as_a_report(registered):
+    from llm_lab.access import LOCAL
+    from llm_lab.compress import evaluate, jobs as compress_jobs
+    from llm_lab.errors import LabError
+
+    job_id = compress_jobs.submit(LOCAL, "tiny-parent", "bf16", name="tiny-bf16")   # an address could name it
+    with pytest.raises(LabError, match=f"Job {job_id} is a compress job, not a compress-then-evaluate run"):
+        evaluate.report_of(LOCAL, job_id)
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"margin": 0}, "The equivalence margin must be between 0 and 100 points; got 0. Give the largest accuracy"),
+    ({"margin": -0.01}, "The equivalence margin must be between 0 and 100 points; got -1."),
+    ({"alpha": 0.5}, "The equivalence test's level alpha must be between 0 and 0.5; got 0.5. Give 0.05"),
+    ({"repeats": 0}, "repeats (timing rounds) must be a whole number of at least 1; got 0."),
+    ({"speed_examples": 2.5}, "speed_examples (texts timed) must be a whole number of at least 1; got 2.5."),
+    ({"drift_examples": -1}, "drift_examples (attribution examples) must be a whole number of at least 0")])
+def test_settings_it_cannot_use_are_refused_before_a_job_is_queued(registered, settings, message):
+    from llm_lab import jobs
+    from llm_lab.access import LOCAL
+    from llm_lab.compress import evaluate
+    from llm_lab.errors import LabError
+
+    with pytest.raises(LabError) as info:
+        evaluate.submit(LOCAL, "tiny-parent", ["tiny-copy"], dataset="demo-reviews", **settings)
+    assert str(info.value).startswith(message), str(info.value)
+    assert jobs.list_jobs(LOCAL) == []
 
 
 def test_a_suite_and_a_dataset_are_not_both_given(registered):
@@ -329,7 +431,7 @@ def test_a_suite_and_a_dataset_are_not_both_given(registered):
 
 # ---------------------------------------------------------------- the Pareto chart
 def _report(points):
-    from llm_lab.compress.evaluate import ModelReport, Quality, Report, Speed
+    from llm_lab.compress.report import ModelReport, Quality, Report, Speed
 
     models = []
     for name, role, latency, value, size, slower in points:
@@ -358,13 +460,13 @@ def test_the_pareto_front_and_the_chart():
 
 
 def test_a_busy_machine_is_said_with_the_timings(monkeypatch):
-    from llm_lab.compress import evaluate
+    from llm_lab.compress import measure
 
-    monkeypatch.setattr(evaluate.os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(evaluate.os, "getloadavg", lambda: (1.5, 1.0, 1.0))
-    assert evaluate._busy() is None
-    monkeypatch.setattr(evaluate.os, "getloadavg", lambda: (6.2, 5.0, 4.0))
-    assert evaluate._busy().startswith("The machine was busy while the models were timed (load average 6.2 on 4 cores)")
+    monkeypatch.setattr(measure.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(measure.os, "getloadavg", lambda: (1.5, 1.0, 1.0))
+    assert measure._busy() is None
+    monkeypatch.setattr(measure.os, "getloadavg", lambda: (6.2, 5.0, 4.0))
+    assert measure._busy().startswith("The machine was busy while the models were timed (load average 6.2 on 4 cores)")
 
 
 def test_the_cli_evaluates_and_prints_the_table_and_the_report(registered, capsys):

@@ -52,11 +52,11 @@ def _evaluate(at):
 
 
 def test_evaluate_variants_and_reopen_the_report_by_link(models, monkeypatch):
-    from llm_lab.compress import evaluate
+    from llm_lab.compress import measure
 
     # timings are what the machine gives: with a negative tolerance every variant counts as slower than its
     # parent, so the warning and its mark on the chart show whatever the timings were
-    monkeypatch.setattr(evaluate, "SLOWER_TOLERANCE", -1.0)
+    monkeypatch.setattr(measure, "SLOWER_TOLERANCE", -1.0)
     at = app_test("pages/compress.py").run()
     no_exceptions(at)
     job_id = _evaluate(at)
@@ -106,7 +106,8 @@ def test_make_a_variant_through_a_background_job(models):
     at.text_input(key="cz_p_magnitude_sparsity").set_value("1.5")
     at.button(key="cz_make").click().run()
     no_exceptions(at)
-    assert [e.value for e in at.error] == [plain("sparsity must be < 1; got 1.5.")]   # refused before queueing
+    assert [e.value for e in at.error] == [plain("sparsity must be a number above 0 and below 1 (share of the block "
+                                                 "weights set to zero); got 1.5.")]   # refused before queueing
     assert "cmake_job" not in at.query_params
     at.text_input(key="cz_p_magnitude_sparsity").set_value("0.3")
     at.text_input(key="cz_name").set_value("my_sparse")

@@ -136,6 +136,20 @@ def _naive_bootstrap(fn, n, n_resamples, seed):
     return np.array(values)
 
 
+def test_bootstrap_f1_over_given_labels_counts_other_predictions_like_sklearn():
+    """labels=[0, 1] with predictions of a class 2 the references lack (a 3-label model on 2-label data): the
+    average takes classes 0 and 1, and the predictions of 2 still count against their recall (it raised KeyError)."""
+    rng_ = np.random.default_rng(5)
+    refs = rng_.integers(0, 2, 80)
+    preds = np.where(rng_.random(80) < 0.6, refs, rng_.integers(0, 3, 80))
+    assert 2 in preds
+    ci = metrics.bootstrap_ci("f1", preds, refs, n_resamples=200, seed=3, labels=[0, 1])
+    assert ci["value"] == pytest.approx(skm.f1_score(refs, preds, labels=[0, 1], average="macro"))
+    idx = np.random.default_rng(3).integers(0, 80, size=(200, 80))
+    loop = np.array([skm.f1_score(refs[i], preds[i], labels=[0, 1], average="macro", zero_division=0) for i in idx])
+    assert (ci["low"], ci["high"]) == pytest.approx(tuple(np.quantile(loop, [0.025, 0.975])))
+
+
 def test_bootstrap_f1_equals_a_loop_over_sklearn():
     ci = metrics.bootstrap_ci("f1", PREDS, REFS, n_resamples=200, seed=3)
     assert ci["value"] == pytest.approx(skm.f1_score(REFS, PREDS, average="macro"))

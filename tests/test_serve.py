@@ -336,6 +336,14 @@ def test_no_auth_only_on_loopback_and_model_options_only_with_a_model(capsys):
     assert api_key(args)[0] is None
 
 
+def test_an_endpoint_model_is_not_served_again(capsys):
+    from llm_lab import endpoints
+
+    endpoints.add(LOCAL, "company-llm", "http://127.0.0.1:9/v1", "m")
+    assert cli.main(["serve", "company-llm", "--check", "--api-key", "k"]) == 2
+    assert "company-llm is an OpenAI-compatible endpoint: it is served already" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- classifier
 def test_classify_and_embeddings_equal_predict(clf_server, tiny_bert):
     client = clf_server["client"]

@@ -19,7 +19,8 @@ PACKAGES = ("torch", "transformers", "numpy", "pandas", "scikit-learn", "evaluat
 CONFIG_FILES = ("config.json", "generation_config.json", "tokenizer.json", "vocab.txt", "vocab.json", "merges.txt",
                 "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.model",
                 "spiece.model", "sentencepiece.bpe.model", "adapter_config.json")
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".onnx")
+# (an ONNX graph's weights may lie in the external data file beside it: model.onnx.data)
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".onnx", ".onnx.data")
 # what a Trainer leaves beside the weights (pickles of settings and optimizer state): not part of the model
 NOT_WEIGHTS = re.compile(r"(training_args|optimizer|scheduler|scaler|rng_state[^.]*)\.(bin|pt|pth)")
 
@@ -61,7 +62,7 @@ def model_files(folder: Path) -> list[Path]:
         for path in sorted(place.iterdir()):
             if not path.is_file():
                 continue
-            if path.name in CONFIG_FILES or (path.suffix in WEIGHT_SUFFIXES and not NOT_WEIGHTS.fullmatch(path.name)):
+            if path.name in CONFIG_FILES or (path.name.endswith(WEIGHT_SUFFIXES) and not NOT_WEIGHTS.fullmatch(path.name)):
                 found.append(path)
     return found
 

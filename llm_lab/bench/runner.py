@@ -145,7 +145,10 @@ def run_task(actor: Actor, suite: Suite, spec: TaskSpec, model_name: str, *, use
     info, frame, split, split_note = task_frame(actor, spec)
     loaded = load_for(actor, spec, model_name, frame, device, dtype, info.label_names)
     model_fp = fingerprint.model_fingerprint(loaded, actor)
+    size = default_batch_size(loaded.device, spec.batch_size or batch_size)
     settings = {"device": loaded.device, "dtype": loaded.dtype}
+    if getattr(loaded.model, "batch_dependent", False):  # its outputs depend on the rows batched together (int8
+        settings["batch_size"] = size                    # activations quantized per batch): part of the result
     key = result_key(model_fp, info.fingerprint, spec, settings, actor.workspace, split)
     # an endpoint's model may change behind its URL: its results are stored, never served from the cache
     if use_cache and loaded.entry.source != "endpoint" and (hit := cache.get(actor, key)):
@@ -154,8 +157,7 @@ def run_task(actor: Actor, suite: Suite, spec: TaskSpec, model_name: str, *, use
     partial = cache.Partial(key)
     if partial.resumed and log:
         log(f"{model_name} / {spec.name}: resuming, {partial.resumed} outputs already done")
-    state = TaskState(spec, loaded, frame, partial, progress, default_batch_size(loaded.device, spec.batch_size or batch_size),
-                      loaded.device)
+    state = TaskState(spec, loaded, frame, partial, progress, size, loaded.device)
     if split_note:
         state.notes.append(split_note)
     if loaded.head_is_new and spec.type != "speed":

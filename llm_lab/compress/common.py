@@ -4,9 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .. import data, registry
+from .. import capabilities, data, registry
 from ..access import Actor
-from ..endpoints import SOURCE as ENDPOINT_SOURCE
 from ..errors import ModelError
 
 # Checks run on these when no dataset is given: short and long, plain and odd, so padding is exercised.
@@ -19,22 +18,22 @@ SAMPLE_TEXTS = [
     "def add(a, b):\n    return a + b", "Numbers: 3.14, 2,718 and 1e-9.", "Ça marche très bien, merci !",
     "Worst. Purchase. Ever. " * 6,
 ]
-WEIGHT_SUFFIXES = (".safetensors", ".onnx")
 
 
 def load_parent(actor: Actor, name: str):
     """The parent as the registry opens it (its default head), in float32 on the CPU: every recipe starts from
     the same numbers. Shared with other callers: copy it before changing it."""
-    check_has_weights(registry.resolve(actor, name))
+    check_parent(registry.resolve(actor, name))
     return registry.load(actor, name, device="cpu", dtype="float32")
 
 
-def check_has_weights(entry) -> None:
-    """Refuse a parent whose PyTorch weights are not here: an endpoint model or an ONNX export."""
-    if entry.source == ENDPOINT_SOURCE:
-        raise ModelError(f"{entry.name} is an endpoint model: its weights live on another server, so there is "
-                         "nothing here to compress. Make variants of a model in the registry and compare them with "
-                         "the endpoint on the Compare page.")
+def check_parent(entry) -> None:
+    """Refuse a parent no recipe can start from: an endpoint (its weights are on another server) or an ONNX
+    export (no PyTorch weights)."""
+    if capabilities.is_endpoint(entry):
+        raise ModelError(f"{entry.name} is an OpenAI-compatible endpoint: its weights are on another server, so it "
+                         "cannot be compressed here. Compress a model whose weights LLM Lab loads (a registry model, "
+                         "a folder or a Hub id), then serve the variant.")
     if is_onnx_folder(entry):
         raise ModelError(f"{entry.name} is an ONNX export (no PyTorch weights): make variants from its parent "
                          f"{entry.parent or '(the model it was exported from)'}.")
@@ -42,7 +41,7 @@ def check_has_weights(entry) -> None:
 
 def is_onnx_folder(entry) -> bool:
     folder = Path(entry.location)
-    return entry.source != "hub" and (folder / "model.onnx").is_file()
+    return entry.source not in ("hub", "endpoint") and (folder / "model.onnx").is_file()
 
 
 def sample_texts(actor: Actor, dataset: str | None, limit: int = 32) -> list[str]:
@@ -80,11 +79,13 @@ def save_torch(loaded, model, out_folder: Path, config_extra: dict | None = None
 
 
 def weights_bytes(folder) -> int:
-    """Bytes of a folder's weight files (safetensors, ONNX); 0 for a Hub id."""
+    """Bytes of a folder's weight files (`registry.WEIGHT_SUFFIXES`: safetensors, an ONNX graph and its external
+    data); 0 for a Hub id."""
     folder = Path(folder)
     if not folder.is_dir():
         return 0
-    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    return sum(p.stat().st_size for p in folder.iterdir()
+               if p.is_file() and p.name.endswith(registry.WEIGHT_SUFFIXES))
 
 
 def model_bytes(actor: Actor, name: str) -> int:

@@ -14,6 +14,7 @@ removed are recorded per layer, in the original numbering, in config.json (`llm_
 from __future__ import annotations
 
 import copy
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,13 +189,18 @@ def choose(importance: list[list[float]], count: int) -> dict[int, list[int]]:
     return {layer: sorted(heads) for layer, heads in sorted(chosen.items())}
 
 
-def how_many(params: dict, importance: list[list[float]]) -> int:
-    total = sum(map(len, importance))
-    most = total - len(importance)
+def how_many(params: dict, counts: list[int]) -> int:
+    """How many heads to remove of a model whose layers have `counts` heads: `heads`, else `head_fraction` of
+    them; refused (before any importance is measured) when more than all but one per layer."""
+    total = sum(counts)
+    most = total - len(counts)
     count = params.get("heads") or max(1, round(params["head_fraction"] * total))
+    if most < 1:
+        raise ModelError("Every layer of this model has a single attention head, which it keeps: there is no head "
+                         "to remove. Use magnitude pruning, fp16/bf16 or distillation instead.")
     if count > most:
         raise ModelError(f"Cannot remove {count} of {total} heads: every layer keeps at least one, so at most {most} "
-                         "can go.")
+                         f"can go. Ask for heads {most} or fewer (or a head_fraction of at most {math.floor(100 * most / total) / 100:g}).")
     return count
 
 
@@ -337,7 +343,8 @@ def _exists(actor, name: str) -> bool:
 
 def make(actor, parent: str, params: dict, out_folder, progress) -> dict:
     loaded = common.load_parent(actor, parent)
-    layers(loaded.model)  # refuse an architecture it cannot prune before any work
+    # refuse an architecture it cannot prune, or more heads than it can lose, before any work
+    count = how_many(params, [layer.count for layer in layers(loaded.model)])
     dataset, rows = _importance_data(actor, loaded, params)
     texts, notes = [r["text"] for r in rows], []
     labels = [r["label"] for r in rows] if loaded.head == "classifier" and rows[0]["label"] is not None else None
@@ -347,7 +354,7 @@ def make(actor, parent: str, params: dict, out_folder, progress) -> dict:
         labels = None
         notes.append(f"{exc} Importance was measured against {parent}'s own predictions instead.")
     importance = head_importance(loaded, texts, labels, progress=lambda d, t, m: progress(d, t + 2, m))
-    drop = choose(importance, how_many(params, importance))
+    drop = choose(importance, count)
     with loaded.lock:
         model = copy.deepcopy(loaded.model).eval()
     before = sum(p.numel() for p in model.parameters())

@@ -77,7 +77,7 @@ def measure(request: dict) -> dict:
     importlib.import_module("transformers")  # imported before the baseline, like torch
 
     from llm_lab.bench.suite import TASK_TYPES
-    from llm_lab.compress.evaluate import infer
+    from llm_lab.compress.measure import infer
 
     needs = TASK_TYPES[request.get("task_type") or "speed"].model_needs
     device = request.get("device")

@@ -18,6 +18,7 @@ from ..errors import ModelError
 from . import checks, common
 from .onnx_model import ONNX_FILE, OnnxModel
 
+EXTERNAL_DATA_BYTES = 1.5 * 2**30  # weights above this go to a file beside the graph (protobuf's 2 GB limit)
 FP32_TOLERANCE = 1e-4   # largest |output difference| an fp32 export may have against PyTorch
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 EXAMPLE = ["An example sentence to export with.", "A second one, somewhat longer, so the batch is padded."]
@@ -59,16 +60,25 @@ def export(loaded, path: Path) -> list[str]:
     args = tuple(enc[n] if n in enc else torch.ones_like(enc["input_ids"]) for n in names)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
     outputs = ["last_hidden_state"] if head == "encoder" else ["logits", "last_hidden_state"]
-    big = sum(p.numel() * p.element_size() for p in model.parameters()) > 1.5 * 2**30  # protobuf's 2 GB limit
+    big = sum(p.numel() * p.element_size() for p in model.parameters()) > EXTERNAL_DATA_BYTES
     with loaded.lock, torch.inference_mode(False), _quiet():
         try:
             torch.onnx.export(_graph(model, head), args, str(path), input_names=names, output_names=outputs,
                               dynamic_shapes={n: {0: batch, 1: seq} if n in names else None for n in INPUTS}, dynamo=True,
                               external_data=big, verbose=False)
         except Exception as exc:  # the exporter's errors are long; the first line says what failed
-            raise ModelError(f"{loaded.entry.name} could not be exported to ONNX ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''}).") from exc
+            raise ModelError(f"{loaded.entry.name} could not be exported to ONNX ({_first_line(exc)}), so no variant "
+                             f"was made. {INSTEAD}") from exc
     return names
+
+
+INSTEAD = ("The exporter does not handle every architecture: make an fp16, bf16, magnitude or heads variant "
+           "instead (python -m llm_lab compress methods lists them).")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 class _quiet:
@@ -125,9 +135,13 @@ def make_int8(actor, parent: str, params: dict, out_folder, progress) -> dict:
         fp32 = Path(tmp) / ONNX_FILE
         export(loaded, fp32)
         progress(1, 3, "quantizing the weights to int8")
-        with _quiet():
-            quantize_dynamic(fp32, Path(out_folder) / ONNX_FILE, weight_type=QuantType.QInt8,
-                             per_channel=bool(params.get("per_channel")))
+        try:
+            with _quiet():
+                quantize_dynamic(fp32, Path(out_folder) / ONNX_FILE, weight_type=QuantType.QInt8,
+                                 per_channel=bool(params.get("per_channel")))
+        except Exception as exc:
+            raise ModelError(f"ONNX Runtime could not quantize {parent}'s ONNX graph to int8 ({_first_line(exc)}), "
+                             f"so no variant was made. {INSTEAD}") from exc
     _write_folder(loaded, Path(out_folder))
     progress(2, 3, "checking against PyTorch")
     found = check(loaded, Path(out_folder), common.sample_texts(actor, params.get("dataset")))

@@ -66,6 +66,9 @@ class OnnxModel:
         self.head = head
         self._shapes = _initializers(folder / ONNX_FILE)
         self.weights_dtype = "int8" if any(d == torch.int8 for _, _, d in self._shapes) else "float32"
+        # dynamic int8 quantizes activations with one scale per run: a row's outputs depend on the rows run with it,
+        # so the batch size is part of a benchmark result's settings (bench.runner)
+        self.batch_dependent = self.weights_dtype == "int8"
 
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, **extra):
         asked = sorted(k for k, v in extra.items() if v not in (None, False) and k not in ("return_dict", "use_cache"))

@@ -34,12 +34,24 @@ class Param:
         try:
             value = _as(self.kind, value)
         except (TypeError, ValueError) as exc:
-            raise ModelError(f"{self.name} must be {self.kind.__name__}; got {value!r}.") from exc
+            raise self._refusal(repr(value)) from exc
         if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
-            raise ModelError(f"{self.name} must be {'>' if self.open_low else '≥'} {self.low:g}; got {value}.")
+            raise self._refusal(value)
         if self.high is not None and (value > self.high or (self.open_high and value == self.high)):
-            raise ModelError(f"{self.name} must be {'<' if self.open_high else '≤'} {self.high:g}; got {value}.")
+            raise self._refusal(value)
         return value
+
+    def allowed(self) -> str:
+        """What this parameter takes, in words: "a number above 0 and below 1", "a whole number at least 1"."""
+        kind = {float: "a number", int: "a whole number", bool: "true or false"}.get(self.kind, "a name")
+        bounds = [f"{'above' if self.open_low else 'at least'} {self.low:g}"] if self.low is not None else []
+        bounds += [f"{'below' if self.open_high else 'at most'} {self.high:g}"] if self.high is not None else []
+        return " ".join([kind, " and ".join(bounds)]).strip()
+
+    def _refusal(self, got) -> ModelError:
+        """The refusal of a bad value: what the parameter takes and means, so the caller knows what to give."""
+        return ModelError(f"{self.name} must be {self.allowed()}" + (f" ({self.help})" if self.help else "")
+                          + f"; got {got}.")
 
     def as_dict(self) -> dict:
         return {"name": self.name, "type": self.kind.__name__, "default": self.default, "help": self.help,

@@ -1,14 +1,12 @@
 """Make a variant and register it, crash-safely, the way trained models are saved (`train.export`).
 
 The recipe writes into a staging folder under the workspace's models folder; then, in one transaction, the
-folder moves into place and its registry row is written, so a half-made variant is never listed and a save
-killed midway is swept or reclaimed by the next save (`train.export.model_folder`).
+folder moves into place and its registry row is written (`train.export.register_staged`, as for a trained
+model), so a half-made variant is never listed and a save killed midway is swept or reclaimed by the next save.
 """
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 from .. import capabilities, paths, registry, store
 from ..access import Actor
@@ -28,7 +26,7 @@ def check_request(actor: Actor, parent: str, recipe: Recipe, params: dict | None
     actor.require("write", "make model variants")
     params = recipe.resolve(params)
     entry = registry.resolve(actor, parent)
-    common.check_has_weights(entry)
+    common.check_parent(entry)
     head = entry.head if entry.head in capabilities.HEADS else (
         common.load_parent(actor, parent).head if load_head else None)
     if head is not None:
@@ -56,30 +54,10 @@ def make(actor: Actor, parent: str, recipe: Recipe, params: dict | None, name: s
         registry.check_folder(tmp)
         variant = registry.ModelEntry(name, "trained", "", loaded.head, parent=parent,
                                       labels=list(loaded.labels) or None, meta=meta)
-        register(actor, tmp, variant)
+        export.register_staged(actor, tmp, variant)
     registry.forget(name)
     progress(1, 1, f"registered {name}")
     return variant
-
-
-def register(actor: Actor, tmp: Path, entry) -> Path:
-    """Move the complete staging folder into place and record it, in one transaction (train.export's pieces)."""
-    (tmp / export.SAVING).touch()
-    moved = None
-    try:
-        with store.transaction():
-            export.check_name_free(actor, entry.name)
-            folder = export.model_folder(actor, entry.name)
-            os.replace(tmp, folder)
-            moved = folder
-            entry.location = str(folder)
-            registry.register(actor, entry)
-            (folder / export.SAVING).unlink()
-    except BaseException:
-        if moved is not None:
-            export._remove_unregistered(moved)
-        raise
-    return moved
 
 
 def free_name(actor: Actor, name: str) -> str:

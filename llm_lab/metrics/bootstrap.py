@@ -38,19 +38,22 @@ def resampled_sums(stats: np.ndarray, n_resamples: int = 1000, seed: int = 0) ->
 # ---- per-metric: (per-example statistics, value from summed statistics) --------------------------
 
 def _label_stats(predictions, references, labels=None):
+    """One-hot confusion cells per example over every class seen, and which classes the average takes: `labels`
+    (as scikit-learn's `labels=`: a prediction of another class still counts against them), else every class."""
     p = np.asarray(predictions)
     r = np.asarray(references)
-    if labels is None:
-        labels = sorted(set(p.tolist()) | set(r.tolist()))
-    index = {v: i for i, v in enumerate(labels)}
-    k = len(labels)
+    seen = sorted(set(p.tolist()) | set(r.tolist()))
+    averaged = list(labels) if labels is not None else seen
+    classes = averaged + [v for v in seen if v not in set(averaged)]
+    index = {v: i for i, v in enumerate(classes)}
+    k = len(classes)
     cells = np.array([index[a] * k + index[b] for a, b in zip(r.tolist(), p.tolist())])
     onehot = np.zeros((len(cells), k * k))
     onehot[np.arange(len(cells)), cells] = 1.0
-    return onehot, k
+    return onehot, k, len(averaged)
 
 
-def _prf(sums: np.ndarray, k: int, which: str) -> np.ndarray:
+def _prf(sums: np.ndarray, k: int, which: str, averaged: int | None = None) -> np.ndarray:
     cm = sums.reshape(-1, k, k)  # rows true, columns predicted
     tp = np.einsum("bii->bi", cm)
     pred = cm.sum(axis=1)
@@ -59,7 +62,7 @@ def _prf(sums: np.ndarray, k: int, which: str) -> np.ndarray:
         precision = np.where(pred > 0, tp / pred, 0.0)
         recall = np.where(true > 0, tp / true, 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    return {"precision": precision, "recall": recall, "f1": f1}[which].mean(axis=1)
+    return {"precision": precision, "recall": recall, "f1": f1}[which][:, :averaged or k].mean(axis=1)
 
 
 def _bleu_stats(predictions, references):
@@ -103,8 +106,8 @@ def _stats_and_value(name, predictions, references, **kw):
         stats = np.stack([values, np.ones_like(values)], axis=1)
         return stats, lambda s: s[:, 0] / s[:, 1]
     if name in ("precision", "recall", "f1"):
-        stats, k = _label_stats(predictions, references, kw.get("labels"))
-        return stats, lambda s: _prf(s, k, name)
+        stats, k, averaged = _label_stats(predictions, references, kw.get("labels"))
+        return stats, lambda s: _prf(s, k, name, averaged)
     if name in ("perplexity", "bits_per_byte"):
         nll = np.array([-float(np.sum(x)) for x in predictions])
         tokens = np.array([len(x) for x in predictions], dtype=float)

@@ -113,6 +113,9 @@ def _run(args) -> int:
 
         torch.set_num_threads(args.threads)
     loaded = registry.load(args.actor, args.model, head=args.head, device=args.device, dtype=args.dtype)
+    if loaded.capabilities.endpoint:
+        _refuse(f"{args.model} is an OpenAI-compatible endpoint: it is served already, at {loaded.entry.location}. "
+                "Serve a model whose weights LLM Lab loads (a registry model, a folder or a Hub id).")
     import uvicorn
 
     from .app import create_app

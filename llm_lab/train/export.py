@@ -87,25 +87,34 @@ def finish(actor: Actor, cfg: TrainConfig, trained, job_id: str | None) -> dict:
         return {"model": name, "folder": str(folder), "registered": False, **_summary(trained)}
     with store.staged_dir(paths.workspace_dir("models", actor.workspace), name) as tmp:
         _write(tmp, name, cfg, trained, job_id, adapter, model, meta)
-        (tmp / SAVING).touch()
-        moved = None
-        try:
-            with store.transaction():  # registered or nothing
-                check_name_free(actor, name)
-                folder = model_folder(actor, name)
-                os.replace(tmp, folder)
-                moved = folder
-                registry.register(actor, registry.ModelEntry(
-                    name, "trained", str(folder), TASK_HEAD[cfg.task],
-                    parent=None if cfg.task == "pretrain" else cfg.model, labels=trained.prepared.labels,
-                    meta=meta))
-                (folder / SAVING).unlink()
-        except BaseException:
-            if moved is not None:
-                _remove_unregistered(moved)
-            raise
+        folder = register_staged(actor, tmp, registry.ModelEntry(
+            name, "trained", "", TASK_HEAD[cfg.task], parent=None if cfg.task == "pretrain" else cfg.model,
+            labels=trained.prepared.labels, meta=meta))
     registry.forget(name)
     return {"model": name, "folder": str(folder), "registered": True, **_summary(trained)}
+
+
+def register_staged(actor: Actor, tmp: Path, entry: "registry.ModelEntry") -> Path:
+    """Move a complete staging folder (`store.staged_dir` in the workspace's models folder) into place as
+    `entry.name` and record `entry` there, in one transaction: registered or nothing. Marked `SAVING` until the
+    row commits, so a save killed in between leaves a folder the next save of that name reclaims. Used by
+    every model LLM Lab writes (trained models, compressed variants). Returns the folder."""
+    (tmp / SAVING).touch()
+    moved = None
+    try:
+        with store.transaction():
+            check_name_free(actor, entry.name)
+            folder = model_folder(actor, entry.name)
+            os.replace(tmp, folder)
+            moved = folder
+            entry.location = str(folder)
+            registry.register(actor, entry)
+            (folder / SAVING).unlink()
+    except BaseException:
+        if moved is not None:
+            _remove_unregistered(moved)
+        raise
+    return folder
 
 
 def _write(tmp: Path, name: str, cfg: TrainConfig, trained, job_id, adapter, model, meta: dict) -> None:
