@@ -26,8 +26,11 @@ def test_a_bad_or_taken_variant_name_is_refused_before_any_job():
 
     with pytest.raises(ModelError, match="use letters, digits"):
         compress_jobs.submit(LOCAL, "tiny-gpt", "magnitude", {"sparsity": 0.3}, "bad name!")
-    with pytest.raises(ModelError, match="exists already"):
+    with pytest.raises(ModelError, match="is a built-in model name"):
         compress_jobs.submit(LOCAL, "tiny-gpt", "magnitude", {"sparsity": 0.3}, "small-gpt")
+    endpoints.add(LOCAL, "taken", "http://127.0.0.1:9/v1", "m")  # any registered model
+    with pytest.raises(ModelError, match="exists already"):
+        compress_jobs.submit(LOCAL, "tiny-gpt", "magnitude", {"sparsity": 0.3}, "taken")
     with pytest.raises(ModelError, match="applies to classifiers and encoders"):
         compress_jobs.submit(LOCAL, "tiny-gpt", "int8")
     assert jobs.list_jobs(LOCAL) == []
@@ -38,7 +41,7 @@ def test_an_endpoint_model_is_no_parent_to_compress():
     from llm_lab.compress import jobs as compress_jobs
 
     endpoints.add(LOCAL, "hosted", "http://127.0.0.1:9/v1", "m")
-    with pytest.raises(ModelError, match="hosted is an endpoint model"):
+    with pytest.raises(ModelError, match="hosted is an OpenAI-compatible endpoint.*cannot be compressed here"):
         compress_jobs.submit(LOCAL, "hosted", "fp16")
     assert jobs.list_jobs(LOCAL) == []
     at = app_test("pages/compress.py").run()
@@ -93,7 +96,7 @@ def test_an_evaluation_keeps_its_label_when_its_status_changes(monkeypatch):
 
 
 def _report(drifts):
-    from llm_lab.compress.evaluate import ModelReport, Quality, Report, Speed
+    from llm_lab.compress.report import ModelReport, Quality, Report, Speed
 
     models = [ModelReport("p", "parent", size_bytes=100, speed=Speed(latency_p50_ms=2.0),
                           quality=[Quality("t", "classification", "accuracy", 0.9, 0.85, 0.95)])]
@@ -104,7 +107,7 @@ def _report(drifts):
 
 
 def _drift(values):
-    from llm_lab.compress.evaluate import Drift
+    from llm_lab.compress.report import Drift
 
     rows = [{"id": i, "text": f"t{i}", "target": "x", "spearman": v} for i, v in enumerate(values)]
     return Drift("ok", n_steps=4, examples=rows, mean=sum(values) / len(values))
@@ -113,7 +116,7 @@ def _drift(values):
 def test_the_drift_chart_names_its_variant_when_it_is_the_only_one():
     """Plotly hides the legend of a single trace: the chart did not say which variant the bars were of."""
     from llm_lab.compress import plots
-    from llm_lab.compress.evaluate import Drift
+    from llm_lab.compress.report import Drift
 
     report = _report([("pruned", _drift([1.0, 0.5])), ("onnx", Drift("not available", "no gradients (…)"))])
     spec = json.loads(plots.drift_bars(report).to_json())
@@ -127,7 +130,7 @@ def test_the_summary_table_is_one_arrow_table():
     import pyarrow as pa
 
     from llm_lab.compress import tables
-    from llm_lab.compress.evaluate import Drift
+    from llm_lab.compress.report import Drift
 
     report = _report([("pruned", _drift([1.0, 0.5])), ("onnx", Drift("not available", "no gradients (why)"))])
     rows = tables.summary(report)
@@ -210,7 +213,7 @@ def test_an_endpoint_output_without_log_probabilities_does_not_say_none():
 def test_why_a_variant_has_no_attribution_drift_is_said_in_full(monkeypatch):
     """It was a row of the drift table, its reason cut to "not avail" by the column's width."""
     from llm_lab.compress import evaluate
-    from llm_lab.compress.evaluate import Drift
+    from llm_lab.compress.report import Drift
 
     reason = "not available: no gradients (Integrated Gradients does not apply to onnx opened as classifier)"
     report = _report([("pruned", _drift([1.0, 0.5])), ("onnx", Drift("not available", reason))])
