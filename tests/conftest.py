@@ -1,6 +1,7 @@
 """Shared fixtures: an isolated LLM_LAB_HOME per test, tiny models, AppTest and a real browser."""
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -228,3 +229,19 @@ class BrowserLabels:
         widget.set_value(value)
         self.labels[widget.id] = widget.options[widget.index]
         return widget
+
+
+def kill_when_moved_into_place(name_prefix: str, when: str = "before-move") -> None:
+    """Call in a forked child: the process is SIGKILLed when a `.partial-*` folder moves to a folder whose name
+    starts with `name_prefix`, just before the move or (`when="after-move"`) just after it: a crash at the moment a
+    save commits, for the crash-safety tests."""
+    real = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if ".partial-" in str(src) and os.path.basename(str(dst)).startswith(name_prefix):
+            if when == "after-move":
+                real(src, dst, *args, **kwargs)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(src, dst, *args, **kwargs)
+
+    os.replace = replace

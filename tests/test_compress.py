@@ -396,22 +396,14 @@ def _killed_make(parent: str, when: str) -> int:
     import time
 
     from llm_lab import store
+    from tests.conftest import kill_when_moved_into_place
 
     pid = os.fork()
     if pid == 0:  # the child: never returns to pytest
         try:
             torch.set_num_threads(1)  # the parent's OpenMP pool does not survive a fork: run the recipe on one thread
             store._local.conns = {}
-            real = os.replace
-
-            def replace(src, dst, *args, **kwargs):
-                if ".partial-" in str(src) and os.path.basename(str(dst)).startswith("tb-bf16"):
-                    if when == "after-move":
-                        real(src, dst, *args, **kwargs)
-                    os.kill(os.getpid(), signal.SIGKILL)
-                return real(src, dst, *args, **kwargs)
-
-            os.replace = replace
+            kill_when_moved_into_place("tb-bf16", when)
             make_variant(LOCAL, parent, "bf16")
         finally:
             os._exit(1)

@@ -421,24 +421,15 @@ def _killed_save(cfg, trained, when: str) -> int:
     """export.finish in a forked copy of this process (torch already loaded) that SIGKILLs itself when the
     model's folder moves into place (`at-move`) or right after (`after-move`); returns the signal."""
     import os
-    import signal
 
     from llm_lab import store
+    from tests.conftest import kill_when_moved_into_place
 
     pid = os.fork()
     if pid == 0:  # the child: never returns to pytest
         try:
             store._local.conns = {}  # its own connection, not the parent's
-            real = os.replace
-
-            def replace(src, dst, *args, **kwargs):
-                if ".partial-" in str(src) and os.path.basename(str(dst)).startswith("saved"):
-                    if when == "after-move":
-                        real(src, dst, *args, **kwargs)
-                    os.kill(os.getpid(), signal.SIGKILL)
-                return real(src, dst, *args, **kwargs)
-
-            os.replace = replace
+            kill_when_moved_into_place("saved", when)
             export.finish(LOCAL, cfg, trained, None)
         finally:
             os._exit(1)
