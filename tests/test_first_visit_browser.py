@@ -14,7 +14,12 @@ pytestmark = pytest.mark.browser
 def run_comparison(page) -> str:
     wait_idle(page)
     button = page.get_by_role("button", name="Compare", exact=True)
-    button.wait_for(timeout=180_000)  # a busy machine may still be drawing the form
+    try:
+        button.wait_for(timeout=180_000)  # a busy machine may still be drawing the form
+    except Exception as exc:  # say what the page showed instead (an error box, another view), not only "timeout"
+        screenshot(page, "first-visit-no-compare-button")
+        raise AssertionError("no Compare button; the page shows: "
+                             + page.locator("[data-testid='stMain']").inner_text()[:2000]) from exc
     screenshot(page, "first-visit-before-compare")
     button.click(timeout=120_000)
     page.wait_for_url(re.compile(r"comparison=\w+"), timeout=180_000)
