@@ -73,6 +73,12 @@ def wait_rendered(page, url: str, started: float, timeout: float = 120, ready: s
     return time.perf_counter() - started
 
 
+def check_no_exception(page) -> None:
+    box = page.locator("[data-testid='stException']")
+    if box.count():
+        raise RuntimeError("the page shows an exception: " + box.first.inner_text())
+
+
 def one_run(browser, script: str, home: Path, path: str = "", ready: str = "h1", then: str | None = None):
     """Start a server and open one page straight away: seconds from launch to that page rendered (and, with
     `then`, a pair: also the seconds until `then` shows, e.g. the model the page loads in the background)."""
@@ -86,8 +92,7 @@ def one_run(browser, script: str, home: Path, path: str = "", ready: str = "h1",
         if then:
             page.wait_for_selector(then, timeout=120_000)
             seconds = (seconds, time.perf_counter() - started)
-        if page.locator("[data-testid='stException']").count():
-            raise RuntimeError("the page shows an exception: " + page.locator("[data-testid='stException']").first.inner_text())
+        check_no_exception(page)
         return seconds
     finally:
         context.close()
@@ -105,8 +110,7 @@ def home_then_models(browser, home: Path) -> float:
         time.sleep(READ_S)
         seconds = wait_rendered(page, f"http://127.0.0.1:{port}/models?model=minilm", time.perf_counter(),
                                 ready=MODEL_READY)
-        if page.locator("[data-testid='stException']").count():
-            raise RuntimeError("the page shows an exception: " + page.locator("[data-testid='stException']").first.inner_text())
+        check_no_exception(page)
         return seconds
     finally:
         context.close()

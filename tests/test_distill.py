@@ -13,15 +13,7 @@ from llm_lab.access import LOCAL
 from llm_lab.errors import DataError, LabError, ModelError
 from llm_lab.train import TrainConfig, distill
 from tests.conftest import app_test, no_exceptions
-from tests.test_train import add_dataset, sentiment_csv
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.test_train import add_dataset, one_thread, sentiment_csv  # noqa: F401 - one_thread: autouse fixture
 
 
 @pytest.fixture(scope="module")
