@@ -1,4 +1,4 @@
-# LLM Lab for a team: the dashboard (the default command, `serve`) and the job worker (`worker`), one image.
+# LLM Lab for a team: the dashboard (the default command, `dashboard`) and the job worker (`worker`), one image.
 # README, "Hosting for a team", says how to run it; docker-compose.yml runs both.
 #
 #   docker build -t llm-lab .                                  # CPU build of torch (the default)
@@ -40,7 +40,7 @@ RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin lab 
 
 COPY . /app
 
-# hosted mode: `serve` refuses to start until sign-in is configured (exit 2, the reason in the log).
+# hosted mode: `dashboard` refuses to start until sign-in is configured (exit 2, the reason in the log).
 # Streamlit listens on every interface of the container (config.toml's 127.0.0.1 is for a laptop);
 # publish the port only to the reverse proxy (docker-compose.yml: 127.0.0.1:8501).
 ENV LLM_LAB_MODE=hosted \
@@ -61,4 +61,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4)"]
 
 ENTRYPOINT ["python", "-m", "llm_lab"]
-CMD ["serve"]
+CMD ["dashboard"]

@@ -1,6 +1,6 @@
 """Compare throughput: 4 tiny causal LMs x 32 prompts x 32 new tokens, greedy.
 
-ours:     llm_lab.generation.generate(loaded, prompts) per model (batched, left padding, log-probs)
+ours:     llm_lab.inference.generate(loaded, prompts) per model (batched, left padding, log-probs)
 baseline: a loop of single-prompt `model.generate(**tokenizer(prompt))` calls (what a script does)
 
 Both run in the same process on the same loaded models, alternating which side goes first on each
@@ -15,7 +15,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from llm_lab.access import LOCAL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -88,7 +87,9 @@ def main() -> int:
         args.prompts, args.repeats, args.new_tokens = min(args.prompts, 8), 2, min(args.new_tokens, 16)
 
     from llm_lab import registry
-    from llm_lab.generation import GenerationSettings, generate
+    from llm_lab.access import LOCAL
+    from llm_lab.generation import GenerationSettings
+    from llm_lab.inference import generate
 
     with tempfile.TemporaryDirectory(prefix="compare-bench-") as tmp:
         os.environ.setdefault("LLM_LAB_HOME", str(Path(tmp) / "home"))

@@ -63,10 +63,18 @@ def register(subparsers) -> None:
                    or print(f"{a.name} = {json.dumps(settings.get(a.name))}") or 0)
 
 
-    p = subparsers.add_parser("serve", help="start the dashboard (in hosted mode, only once sign-in is configured); "
-                                            "with MODEL, serve that model over an OpenAI-compatible HTTP API")
-    p.add_argument("model", nargs="?", help="a model to serve over HTTP (llm_lab/serve); without it, the dashboard")
-    p.add_argument("--port", type=int, help="default: 8501 for the dashboard, 8000 for a model")
+    p = subparsers.add_parser("dashboard", help="start the dashboard (in hosted mode, only once sign-in is "
+                                                "configured)")
+    p.add_argument("--port", type=int, help="default: 8501")
+    p.add_argument("--address", "--host", dest="address",
+                   help="interface to listen on (default: .streamlit/config.toml's, 127.0.0.1)")
+    p.add_argument("--check", action="store_true", help="only check the configuration, do not start")
+    p.set_defaults(func=dashboard)
+
+    p = subparsers.add_parser("serve", help="serve MODEL over an OpenAI-compatible HTTP API (without MODEL: the "
+                                            "dashboard, as `dashboard` does; kept for existing deployments)")
+    p.add_argument("model", nargs="?", help="a model to serve over HTTP (llm_lab/serve)")
+    p.add_argument("--port", type=int, help="default: 8000 (8501 for the dashboard)")
     p.add_argument("--address", "--host", dest="address",
                    help="interface to listen on (default: .streamlit/config.toml's, 127.0.0.1)")
     p.add_argument("--check", action="store_true", help="only check the configuration, do not start")
@@ -82,11 +90,9 @@ _LAUNCH = ("import sys; from streamlit.runtime.pages_manager import PagesManager
 
 
 def serve(args) -> int:
-    """Refuse to start a hosted server that cannot sign people in; otherwise exec `streamlit run app.py`.
-    With MODEL: serve that model (llm_lab/serve/cli.py)."""
-    import os
+    """Serve MODEL over HTTP (llm_lab/serve/cli.py). Without MODEL: the dashboard (`dashboard`), as images and
+    scripts written before the two were apart still call it."""
     import sys
-    from pathlib import Path
 
     if args.model:
         return serve_cli.run(args)
@@ -94,6 +100,14 @@ def serve(args) -> int:
         print(f"error: {', '.join(serve_cli.model_options_without_model(args))} apply only when serving a model: "
               "python -m llm_lab serve MODEL …", file=sys.stderr)
         return 2
+    return dashboard(args)
+
+
+def dashboard(args) -> int:
+    """Refuse to start a hosted server that cannot sign people in; otherwise exec `streamlit run app.py`."""
+    import os
+    import sys
+    from pathlib import Path
 
     app = Path(__file__).resolve().parent.parent / "app.py"
     named = os.environ.get("LLM_LAB_SECRETS_FILE")

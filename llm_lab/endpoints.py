@@ -32,7 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from urllib.parse import urlsplit
 
-from . import capabilities, settings
+from . import capabilities, loaders, settings
 from .errors import ModelError
 
 SOURCE = "endpoint"
@@ -157,6 +157,11 @@ def load(entry, head: str | None = None):
                             f"returns generated text), not as {head}.")
     caps = capabilities.Capabilities("causal-lm", capabilities.ENDPOINT_PROVIDES, max_context=0, endpoint=True)
     return LoadedModel(entry, EndpointModel(entry), None, "endpoint", "-", caps, 0.0)
+
+
+# the registry opens an endpoint entry with this (llm_lab/loaders.py): nothing loaded, nothing cached
+loaders.register(loaders.Loader("endpoint", opens=lambda entry: entry.source == SOURCE, open=load,
+                                check_entry=check_entry, order=10))
 
 
 # ---------------------------------------------------------------- the client

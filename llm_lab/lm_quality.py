@@ -54,33 +54,23 @@ def held_out_text(max_chars: int = 60_000) -> str:
 
 
 def perplexity(loaded, text: str, window: int | None = None) -> dict:
-    """Token perplexity and bits per byte of `text`, in non-overlapping context-sized windows."""
-    import torch
+    """Token perplexity and bits per byte of `text`, scored as the benchmark's language-modelling task scores it
+    (`inference.loglikelihood_rolling`: a start token in front, context-sized disjoint windows)."""
+    from . import inference
 
-    from .batching import context_length
-
-    tok, model = loaded.tokenizer, loaded.model
-    window = window or context_length(model, tok)
-    ids = tok(text)["input_ids"]
-    if len(ids) < 2:
+    if not text.strip():
         raise ValueError("No held-out text to score: this Python has no standard-library test files.")
-    nll, count = 0.0, 0
-    with loaded.lock, torch.inference_mode():
-        for start in range(0, len(ids) - 1, window):
-            chunk = torch.tensor([ids[start:start + window]], device=model.device)
-            if chunk.shape[1] < 2:
-                break
-            logits = model(input_ids=chunk).logits[0, :-1].float()
-            nll += float(torch.nn.functional.cross_entropy(logits, chunk[0, 1:], reduction="sum"))
-            count += chunk.shape[1] - 1
-    scored_bytes = len(tok.decode(ids[1:count + 1]).encode())  # the tokens that were predicted
-    return {"perplexity": math.exp(nll / count), "bits_per_byte": nll / math.log(2) / max(1, scored_bytes),
+    rolled = inference.loglikelihood_rolling(loaded, [text], max_length=window)[0]
+    count = len(rolled.logprobs)
+    nll = -rolled.logprob
+    return {"perplexity": math.exp(nll / count), "bits_per_byte": nll / math.log(2) / max(1, len(text.encode())),
             "tokens": count}
 
 
 def quality(loaded, prompts: list[str] | None = None, settings=None) -> dict:
     """Greedy continuations (plain, and with the suggested anti-repetition settings) and their statistics."""
-    from .generation import GenerationSettings, generate, suggested
+    from .generation import GenerationSettings, suggested
+    from .inference import generate
 
     prompts = prompts or PROMPTS
     report = {"held_out": perplexity(loaded, held_out_text())}

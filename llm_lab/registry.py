@@ -7,7 +7,9 @@ OpenAI-compatible server: base URL, model name, the name of its key's environmen
 opened with one of three heads: `classifier`, `encoder` or `causal-lm`; which head an
 entry opens with by default, and what a loaded model can do, is decided in
 `capabilities.py`. Loaded models are cached per process and shared by every browser session, except one
-loaded with remote code: that one is kept for the user who loaded it.
+loaded with remote code: that one is kept for the user who loaded it. Which code opens an entry (a plain folder or
+Hub id, an adapter over its base, a compressed variant, an endpoint) is up to the loaders registered in
+`loaders.py`: the registry asks them and imports none of the features that register them.
 
 On a hosted server, what a model may be opened from is the operator's decision (`settings`): a non-admin
 opens the registry's models (their workspace's and the built-in ones), folders under `model_roots`, and Hub
@@ -23,7 +25,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import access, audit, capabilities, paths, settings, store, warmup
+from . import access, audit, capabilities, loaders, paths, settings, store, warmup
 from .access import SYSTEM, Actor, scope
 from .capabilities import HEADS, Capabilities
 from .errors import ModelError
@@ -137,10 +139,9 @@ def register(actor: Actor, entry: ModelEntry) -> ModelEntry:
     """Record a model folder (trained or added by the user) in the actor's workspace. The folder must be complete."""
     actor.require("write", "register models")
     check_name(entry.name)
-    if entry.source == "endpoint":  # URL, model, key variable name; on a hosted server, who may add it
-        from . import endpoints
-
-        endpoints.check_entry(actor, entry)
+    loader = loaders.opening(entry)
+    if loader.check_entry:  # its own checks (an endpoint's: URL, model, key variable; on a hosted server, who)
+        loader.check_entry(actor, entry)
     elif settings.hosted() and not actor.can("server"):
         _check_may_register(actor, entry)
     if entry.source not in ("hub", "endpoint"):
@@ -407,19 +408,16 @@ def load(actor: Actor, name: str, head: str | None = None, device: str | None = 
     if trust_remote_code:
         _check_remote_code(actor)
     entry = resolve(actor, name, allow_bin=allow_bin)
-    if entry.source == "endpoint":  # nothing to load: text over HTTP (endpoints.py)
-        from . import endpoints
-
-        return endpoints.load(entry, head)
+    loader = loaders.opening(entry)
+    if loader.open:  # nothing to load here, e.g. an endpoint: text over HTTP (endpoints.py)
+        return loader.open(entry, head)
     head = head or capabilities.default_head(entry)
     base = adapter_base(actor, entry)
     if head not in HEADS:
         raise ModelError(f"Unknown head {head!r}; choose one of {', '.join(HEADS)}.")
     device = pick_device(device)
     if dtype in (None, "auto"):  # a cast variant (llm_lab.compress) opens in its own dtype
-        from .compress.loading import variant_dtype
-
-        dtype = variant_dtype(entry)
+        dtype = loaders.default_dtype(entry)
     torch_dtype = pick_dtype(device, dtype)
     # remote code is part of the key, with who loaded it: a model that ran its own code is never served to a
     # load without it, nor to another user
@@ -498,8 +496,6 @@ def _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust
     warmup.wait()  # never import transformers beside the dashboard's warm-up thread (see llm_lab/warmup.py)
     import transformers
 
-    from .compress import loading as compress_loading
-
     start = time.perf_counter()
     source = entry.location
     common = {"trust_remote_code": trust_remote_code}
@@ -517,12 +513,9 @@ def _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust
     transformers.utils.logging.disable_progress_bar()
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, **common)
-        if base:
-            model, loading_info = _load_over_base(source, base, head, kwargs)
-        elif entry.source != "hub" and (variant := compress_loading.kind(source)):  # an ONNX export, pruned heads
-            model, loading_info = compress_loading.load(variant, source, head, entry.name, _auto_class(head), kwargs)
-        else:
-            model, loading_info = _auto_class(head).from_pretrained(source, **kwargs)
+        # a folder, an adapter over `base`, an ONNX export or pruned heads (compress): whichever loader opens it
+        request = loaders.LoadRequest(entry, source, head, _auto_class(head), kwargs, base)
+        model, loading_info = loaders.opening(entry).load(request)
     except ValueError as exc:
         if "Unrecognized configuration class" in str(exc) or "does not support" in str(exc):
             raise ModelError(f"{entry.name} cannot be opened as a {head}: its architecture has no such head. "
@@ -560,13 +553,19 @@ def point_adapter_at(folder: Path, base_name: str) -> None:
     path.write_text(json.dumps(config, indent=2))
 
 
+def is_adapter_folder(entry: ModelEntry) -> bool:
+    """Whether `entry` is an adapter-only folder: LoRA weights and a head, no copy of the base."""
+    folder = Path(entry.location)
+    return entry.source != "hub" and (folder / ADAPTER_CONFIG).exists() and not (folder / "model.safetensors").exists()
+
+
 def adapter_base(actor: Actor, entry: ModelEntry) -> str | None:
     """The folder of the base model when `entry` is an adapter-only folder (LoRA weights and a head, no copy of
     the base), else None. The base is a registry name, resolved for the actor like any other."""
     import json
 
     folder = Path(entry.location)
-    if entry.source == "hub" or not (folder / ADAPTER_CONFIG).exists() or (folder / "model.safetensors").exists():
+    if not is_adapter_folder(entry):
         return None
     base_name = json.loads((folder / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path") or ""
     base = resolve(actor, base_name)
@@ -591,6 +590,21 @@ def _load_over_base(folder: str, base: str, head: str, kwargs: dict):
     info["missing_keys"] = [k for k in info.get("missing_keys") or []
                             if not (head_module and k.startswith(head_module) and any(head_module in s for s in saved))]
     return model, info
+
+
+def _load_adapter(request: loaders.LoadRequest):
+    if not request.base:
+        raise ModelError(f"{request.entry.name} is an adapter, but no base model was given to load it over.")
+    return _load_over_base(request.source, request.base, request.head, request.kwargs)
+
+
+def _load_folder(request: loaders.LoadRequest):
+    return request.model_class.from_pretrained(request.source, **request.kwargs)
+
+
+# the registry's own loaders (llm_lab/loaders.py): adapters over their base, and every other folder or Hub id
+loaders.register(loaders.Loader("adapter", opens=is_adapter_folder, load=_load_adapter, order=20))
+loaders.register(loaders.Loader("transformers", opens=lambda entry: True, load=_load_folder, order=100))
 
 
 def _adapter_keys(folder: str) -> list[str]:

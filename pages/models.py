@@ -132,24 +132,30 @@ if loaded.head == "classifier":
     with tabs[0]:
         text = st.text_area("Sentence", "The battery lasts all day and the screen is gorgeous.", key="m_cls_text")
         if st.button("Classify", key="m_classify") and text.strip():
-            from llm_lab import predict
+            from llm_lab import inference
 
-            probs = predict.classify(loaded, [text])[0]
-            labels = loaded.labels or [str(i) for i in range(len(probs))]
+            result = inference.classify(loaded, [text])
+            probs = result.probs[0]
+            labels = result.labels or [str(i) for i in range(len(probs))]
             best = int(probs.argmax())
             st.markdown(f"Prediction: **{plain(labels[best])}** ({probs[best]:.1%})"
                         + (" · the head is untrained, so this is noise" if loaded.head_is_new else ""))
+            if result.tokens.truncated(0):
+                st.caption(result.tokens.note(0))
             st.plotly_chart(data_plots.probabilities(labels, probs), key="m_probs")
 with tabs[-1]:
     e1, e2 = st.columns(2)
     first = e1.text_area("First sentence", "A cat is sleeping on the sofa.", key="m_emb_a")
     second = e2.text_area("Second sentence", "A kitten naps on the couch.", key="m_emb_b")
     if st.button("Embed and compare", key="m_embed") and first.strip() and second.strip():
-        from llm_lab import predict
+        from llm_lab import inference
 
-        vectors = predict.embed(loaded, [first, second])
-        similarity = predict.cosine(vectors[0], vectors[1])
+        embedded = inference.embed(loaded, [first, second])
+        vectors = embedded.vectors
+        similarity = inference.cosine(vectors[0], vectors[1])
         st.metric("Cosine similarity", f"{similarity:.3f}",
                   help="1 = same direction, 0 = unrelated, negative = opposite (mean-pooled embeddings)")
         st.progress(max(0.0, min(1.0, similarity)))
         st.caption(f"Each sentence becomes a vector of {vectors.shape[1]} numbers.")
+        for note in filter(None, embedded.notes()):
+            st.caption(note)

@@ -67,9 +67,9 @@ def hosted(oidc, tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_LAB_")}
     env.update(LLM_LAB_HOME=str(home), LLM_LAB_MODE="hosted", LLM_LAB_ADMINS=ADMIN, LLM_LAB_JOBS_INLINE="0",
                LLM_LAB_SECRETS_FILE=str(secrets_file), PYTHONUNBUFFERED="1")
-    # `python -m llm_lab serve`, the operator's way: it checks the sign-in setup, then runs `streamlit run app.py
+    # `python -m llm_lab dashboard`, the operator's way: it checks the sign-in setup, then runs `streamlit run app.py
     # --secrets.files $LLM_LAB_SECRETS_FILE` (headless etc. from the repository's .streamlit/config.toml)
-    proc = start_streamlit([sys.executable, "-m", "llm_lab", "serve", "--port", str(port)], home, port, env)
+    proc = start_streamlit([sys.executable, "-m", "llm_lab", "dashboard", "--port", str(port)], home, port, env)
     yield {"url": f"http://127.0.0.1:{port}", "home": home, "env": env, "oidc": oidc, "secrets": secrets_file}
     stop_streamlit(proc, home, "hosted-streamlit.log")
 

@@ -5,6 +5,7 @@ import random
 import numpy as np
 import pytest
 
+from llm_lab import inference
 from llm_lab.access import LOCAL
 from llm_lab import generation as G
 from llm_lab import registry, store
@@ -193,7 +194,7 @@ def test_battle_stream_yields_each_answer_as_it_is_generated(tiny_gpt2, gpt_b):
     for side in "ab":
         pieces = [value for kind, value in events if kind == side]
         assert len(pieces) > 1 and all(isinstance(p, str) for p in pieces)  # in pieces, as generated
-        direct = G.generate(registry.load(LOCAL, battle["model_" + side], head="causal-lm"), [prompt], settings)[0]
+        direct = inference.generate(registry.load(LOCAL, battle["model_" + side], head="causal-lm"), [prompt], settings)[0]
         assert "".join(pieces) == direct.text == battle["output_" + side] == stored["output_" + side]
         assert stored["stats"][side]["new_tokens"] == direct.new_tokens
     assert battle["output_a"] != battle["output_b"]  # two different models answered

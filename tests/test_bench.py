@@ -260,7 +260,7 @@ def test_perplexity_matches_direct_computation_and_batch_size(tiny_gpt2, docs):
 
 
 def test_lm_windows_score_every_token_once():
-    from llm_lab.bench.tasks.language_modeling import windows
+    from llm_lab.inference.loglikelihood import windows
 
     ids = list(range(10, 47))
     for context, stride in ((8, 8), (8, 3), (64, 64)):

@@ -10,7 +10,8 @@ import pytest
 
 from llm_lab import lm_quality, registry
 from llm_lab.access import LOCAL
-from llm_lab.generation import GenerationSettings, generate, suggested
+from llm_lab.generation import GenerationSettings, suggested
+from llm_lab.inference import generate
 
 BUILTIN = Path(registry.__file__).parent / "builtin_models"
 UNSEEN = Path(__file__).parent / "data" / "unseen_reviews.csv"
@@ -33,9 +34,9 @@ def test_builtins_are_listed_with_their_heads_and_stay_small():
 
 
 def _accuracy(loaded, texts, labels) -> float:
-    from llm_lab.predict import classify
+    from llm_lab.inference import classify
 
-    preds = [loaded.labels[i] for i in classify(loaded, texts).argmax(1)]
+    preds = [loaded.labels[i] for i in classify(loaded, texts).probs.argmax(1)]
     return sum(p == y for p, y in zip(preds, labels)) / len(labels)
 
 

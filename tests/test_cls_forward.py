@@ -5,7 +5,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from llm_lab.access import LOCAL
 from llm_lab import registry
-from llm_lab.cls_forward import classifier_logits, supported
+from llm_lab.inference.cls_forward import classifier_logits, supported
 
 TEXTS = ["a fine film", "an awful, overlong and badly acted film with a script nobody checked", "ok"]
 

@@ -12,7 +12,7 @@ import torch
 
 from llm_lab.access import LOCAL
 from llm_lab import generation as G
-from llm_lab import jobs, predict, registry
+from llm_lab import jobs, inference, registry
 from llm_lab.compare import diff, live, runs, saved, tables
 from llm_lab.compare import jobs as compare_jobs
 from llm_lab.errors import LabError
@@ -119,7 +119,7 @@ def test_generation_comparison_and_metrics(tiny_gpt2, gpt_b):
     from rouge_score import rouge_scorer
 
     settings = G.GenerationSettings(max_new_tokens=8)
-    a_single = [G.generate(registry.load(LOCAL, str(tiny_gpt2), head="causal-lm"), [p], settings)[0] for p in PROMPTS]
+    a_single = [inference.generate(registry.load(LOCAL, str(tiny_gpt2), head="causal-lm"), [p], settings)[0] for p in PROMPTS]
     # the first reference is model A's own output (exact match 1), the others are unrelated
     refs = [a_single[0].text, "the answer is forty two", "Paris"]
     inputs = runs.make_inputs(PROMPTS, references=refs)
@@ -186,7 +186,7 @@ def test_classification_comparison(tiny_bert, bert_b):
     gold = ["positive", "negative", "positive", "positive", "negative", "negative"]
     models = [str(tiny_bert), str(bert_b)]
     comp = runs.run(LOCAL, "classification", models, runs.make_inputs(texts, labels=gold))
-    direct = {m: predict.classify(registry.load(LOCAL, m, head="classifier"), texts) for m in models}
+    direct = {m: inference.classify(registry.load(LOCAL, m, head="classifier"), texts).probs for m in models}
     names = registry.load(LOCAL, models[0], head="classifier").labels
     for m in models:
         rows = comp.outputs[m].rows

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from llm_lab import capabilities, cli, data, jobs, predict, registry
+from llm_lab import capabilities, cli, data, jobs, inference, registry
 from llm_lab.access import LOCAL
 from llm_lab.bench import fingerprint
 from llm_lab.compress import heads, onnx_export
@@ -81,15 +81,15 @@ def test_onnx_export_matches_torch_and_the_registry_opens_it_without_gradients(t
     loaded = registry.load(LOCAL, "tb-onnx")
     direct = onnx_logits(entry.location, loaded.tokenizer)
     assert np.abs(direct - parent).max() <= 1e-4
-    # predict.classify through the registry gives ONNX Runtime's outputs (rows padded alike, one batch)
-    probs = predict.classify(loaded, TEXTS, batch_size=len(TEXTS))
+    # inference.classify through the registry gives ONNX Runtime's outputs (rows padded alike, one batch)
+    probs = inference.classify(loaded, TEXTS, batch_size=len(TEXTS)).probs
     assert np.abs(probs - torch.softmax(torch.from_numpy(direct), -1).numpy()).max() <= 1e-6
     assert loaded.device == "cpu" and loaded.dtype == "float32" and loaded.labels == ["negative", "positive"]
     # the card counts the graph's weights: the parent's, less what the exporter folded into constants
     assert loaded.info()["parameters"] == pytest.approx(registry.load(LOCAL, tb).info()["parameters"], rel=0.01)
     # a classifier's graph opens as an encoder too: the parent's mean-pooled embeddings
-    embedded = predict.embed(registry.load(LOCAL, "tb-onnx", head="encoder"), TEXTS)
-    assert np.abs(embedded - predict.embed(registry.load(LOCAL, tb, head="encoder"), TEXTS)).max() <= 1e-5
+    embedded = inference.embed(registry.load(LOCAL, "tb-onnx", head="encoder"), TEXTS).vectors
+    assert np.abs(embedded - inference.embed(registry.load(LOCAL, tb, head="encoder"), TEXTS).vectors).max() <= 1e-5
     # the graph is the weights: benchmark results (cached by fingerprint) and loaded models (cached by weights
     # stamp) of two exports with other numbers are never mixed up
     other = tmp_path / "other"
@@ -243,14 +243,15 @@ def test_a_head_pruned_variant_is_rebuilt_at_load(tb):
     enc = loaded.tokenizer(TEXTS, padding=True, return_tensors="pt")
     with torch.inference_mode():
         assert (loaded.model(**enc).logits - expected(**enc).logits).abs().max() <= 1e-6
-        # the benchmark's and predict's packed [CLS]-only forward (cls_forward) takes layers of fewer heads too
+        # the benchmark's and inference.classify's packed [CLS]-only forward (cls_forward) takes layers of fewer heads too
         probs = torch.softmax(expected(**enc).logits, -1).numpy()
-    assert np.abs(predict.classify(loaded, TEXTS, batch_size=len(TEXTS)) - probs).max() <= 1e-5
+    assert np.abs(inference.classify(loaded, TEXTS, batch_size=len(TEXTS)).probs - probs).max() <= 1e-5
     assert not loaded.capabilities.has(capabilities.ATTENTION)  # layers with different head counts
 
 
 def test_a_head_pruned_causal_lm_still_generates(tg):
-    from llm_lab.generation import GenerationSettings, generate
+    from llm_lab.generation import GenerationSettings
+    from llm_lab.inference import generate
 
     entry = make_variant(LOCAL, tg, "heads", {"heads": 1, "samples": 8})
     loaded = registry.load(LOCAL, entry.name, device="cpu", dtype="float32")
@@ -383,7 +384,7 @@ def test_an_onnx_graph_with_external_data_counts_its_weights_file(tb, monkeypatc
     (other / "model.onnx.data").write_bytes(bytes(raw))
     assert fingerprint.folder_fingerprint(str(other)) != fingerprint.folder_fingerprint(str(folder))
     loaded = registry.load(LOCAL, "tb-onnx-x")   # ONNX Runtime reads the data file beside the graph
-    probs = predict.classify(loaded, TEXTS, batch_size=len(TEXTS))
+    probs = inference.classify(loaded, TEXTS, batch_size=len(TEXTS)).probs
     assert np.abs(probs - torch.softmax(torch.from_numpy(torch_logits(tb)), -1).numpy()).max() <= 1e-5
 
 

@@ -245,7 +245,7 @@ def _folder_size(folder: Path) -> int:
 def test_the_evaluation_job_end_to_end(registered):
     from sklearn.metrics import accuracy_score
 
-    from llm_lab import capabilities as caps, data, jobs, predict, registry
+    from llm_lab import capabilities as caps, data, inference, jobs, registry
     from llm_lab.access import LOCAL
     from llm_lab.bench import cache
     from llm_lab.compress import evaluate
@@ -265,7 +265,7 @@ def test_the_evaluation_job_end_to_end(registered):
     predicted = {}
     for m in report.models:
         loaded = registry.load_for(LOCAL, caps.CLASSIFY, m.name)
-        predicted[m.name] = [loaded.labels[i] for i in predict.classify(loaded, texts).argmax(axis=1)]
+        predicted[m.name] = [loaded.labels[i] for i in inference.classify(loaded, texts).probs.argmax(axis=1)]
         q = m.task("quality")
         assert q.rows == len(frame) == 14 and "test split" in q.scored
         rows = cache.get(LOCAL, q.key).per_example

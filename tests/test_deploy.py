@@ -67,9 +67,9 @@ def test_dockerfile_checks_streamlit_health_and_keeps_llm_lab_home_on_a_volume()
     assert env["HF_HOME"].startswith(home + "/")  # Hub downloads persist on the volume
 
 
-def test_dockerfile_entrypoint_is_the_serve_command_that_refuses_an_unconfigured_server():
+def test_dockerfile_entrypoint_is_the_dashboard_command_that_refuses_an_unconfigured_server():
     entry = json.loads(instructions("ENTRYPOINT")[-1]) + json.loads(instructions("CMD")[-1])
-    assert entry == ["python", "-m", "llm_lab", "serve"]
+    assert entry == ["python", "-m", "llm_lab", "dashboard"]
 
 
 def test_dockerfile_installs_the_cpu_torch_unless_told_otherwise():
@@ -106,7 +106,7 @@ def mounts(service: dict) -> list[dict]:
 def test_compose_runs_the_dashboard_and_the_worker_on_one_volume():
     spec = compose()
     dashboard, worker = spec["services"]["dashboard"], spec["services"]["worker"]
-    assert dashboard["command"] == ["serve"] and worker["command"] == ["worker"]
+    assert dashboard["command"] == ["dashboard"] and worker["command"] == ["worker"]
     home = env_of_image()["LLM_LAB_HOME"]
     shared = None
     for service in (dashboard, worker):
@@ -216,7 +216,9 @@ def test_the_entrypoint_refuses_a_hosted_server_without_sign_in_and_starts_a_con
     good.write_text((ROOT / "secrets.toml.example").read_text().replace(
         'cookie_secret = ""', f'cookie_secret = "{secrets.token_urlsafe(32)}"'))
     monkeypatch.setenv("LLM_LAB_SECRETS_FILE", str(good))
-    assert cli.main(["serve", "--check"]) == 0
+    assert cli.main(["dashboard", "--check"]) == 0
+    assert "mode: hosted; sign-in: OpenID Connect" in capsys.readouterr().out
+    assert cli.main(["serve", "--check"]) == 0  # `serve` without a model: the dashboard, for older deployments
     assert "mode: hosted; sign-in: OpenID Connect" in capsys.readouterr().out
 
 

@@ -16,6 +16,7 @@ import uuid
 import httpx
 import pytest
 
+from llm_lab import inference
 from llm_lab import audit, capabilities as caps, endpoints, generation, jobs, registry, settings, store
 from llm_lab import access
 from llm_lab.access import LOCAL, Actor
@@ -133,22 +134,22 @@ def test_greedy_outputs_through_the_endpoint_equal_the_local_models(endpoint):
     assert ep.capabilities.endpoint and ep.capabilities.provides == {caps.GENERATES_TEXT}
     local = registry.load(LOCAL, "local", device="cpu", dtype="float32")
     settings_ = generation.GenerationSettings(max_new_tokens=12)
-    expected = [generation.generate(local, [p], settings_)[0] for p in PROMPTS]  # one prompt at a time
+    expected = [inference.generate(local, [p], settings_)[0] for p in PROMPTS]  # one prompt at a time
     seen = []
-    got = generation.generate(ep, PROMPTS, settings_, progress=lambda done, total: seen.append((done, total)))
+    got = inference.generate(ep, PROMPTS, settings_, progress=lambda done, total: seen.append((done, total)))
     assert _texts(got) == _texts(expected) and any(t.strip() for t in _texts(got))
     assert [r.new_tokens for r in got] == [r.new_tokens for r in expected]
     assert [r.stop_reason for r in got] == [r.stop_reason for r in expected]
     assert all(r.latency_s > 0 and r.mean_logprob is None and r.prompt == p for r, p in zip(got, PROMPTS))
     assert seen[-1] == (3, 3)
     # settings the OpenAI API cannot carry are said, not silently dropped
-    penalised = generation.generate(ep, PROMPTS[:1], generation.suggested(max_new_tokens=4))[0]
+    penalised = inference.generate(ep, PROMPTS[:1], generation.suggested(max_new_tokens=4))[0]
     assert "Not applied by the endpoint" in penalised.note and "repetition_penalty 1.2" in penalised.note
     # a stop string: the server stops there, and the text stops before it
     first = expected[0].text
     cut = next((c for c in first[1:] if c.strip()), None)
     if cut:
-        stopped = generation.generate(ep, PROMPTS[:1], generation.GenerationSettings(max_new_tokens=12, stop=[cut]))[0]
+        stopped = inference.generate(ep, PROMPTS[:1], generation.GenerationSettings(max_new_tokens=12, stop=[cut]))[0]
         assert stopped.text == first[:first.index(cut)]
 
 
@@ -156,10 +157,10 @@ def test_streamed_pieces_add_up_to_the_non_streamed_text(endpoint):
     ep = registry.load(LOCAL, "ep")
     settings_ = generation.GenerationSettings(max_new_tokens=16)
     for prompt in PROMPTS:
-        items = list(generation.stream(ep, prompt, settings_))
+        items = list(inference.stream(ep, prompt, settings_))
         pieces, result = items[:-1], items[-1]
         assert all(isinstance(p, str) for p in pieces) and isinstance(result, generation.GenerationResult)
-        whole = generation.generate(ep, [prompt], settings_)[0]
+        whole = inference.generate(ep, [prompt], settings_)[0]
         assert "".join(pieces) == result.text == whole.text
         assert result.new_tokens == whole.new_tokens
         if pieces:
@@ -169,25 +170,25 @@ def test_streamed_pieces_add_up_to_the_non_streamed_text(endpoint):
 def test_a_wrong_or_missing_key_and_an_unknown_model_say_what_is_wrong(endpoint, monkeypatch):
     monkeypatch.setenv(KEY_ENV, "sk-wrong-" + "x" * 16)
     with pytest.raises(ModelError) as wrong:
-        generation.generate(registry.load(LOCAL, "ep"), ["hello"], generation.GenerationSettings(max_new_tokens=2))
+        inference.generate(registry.load(LOCAL, "ep"), ["hello"], generation.GenerationSettings(max_new_tokens=2))
     text = str(wrong.value)
     assert "refused the API key (HTTP 401)" in text and KEY_ENV in text and "sk-wrong" not in text, text
     monkeypatch.delenv(KEY_ENV)
     with pytest.raises(ModelError, match=f"needs its API key in the environment variable {KEY_ENV}, which is not set"):
-        generation.generate(registry.load(LOCAL, "ep"), ["hello"])
+        inference.generate(registry.load(LOCAL, "ep"), ["hello"])
     monkeypatch.setenv(KEY_ENV, KEY)
     endpoints.add(LOCAL, "ep-nokey", endpoint["base_url"], endpoint["model"])
     with pytest.raises(ModelError, match=r"wants an API key \(HTTP 401\).*--api-key-env"):
-        generation.generate(registry.load(LOCAL, "ep-nokey"), ["hello"])
+        inference.generate(registry.load(LOCAL, "ep-nokey"), ["hello"])
     endpoints.add(LOCAL, "ep-nomodel", endpoint["base_url"], "no-such-model", KEY_ENV)
     with pytest.raises(ModelError, match=r"HTTP 404 \(not found\): .*no-such-model.*Check the model name"):
-        generation.generate(registry.load(LOCAL, "ep-nomodel"), ["hello"])
+        inference.generate(registry.load(LOCAL, "ep-nomodel"), ["hello"])
 
 
 def test_connection_refused_and_a_server_that_never_answers(monkeypatch):
     endpoints.add(LOCAL, "gone", f"http://127.0.0.1:{_free_port()}", "m")
     with pytest.raises(ModelError, match=r"Cannot connect to gone \(http://127.0.0.1:\d+/v1/completions\).*server running"):
-        generation.generate(registry.load(LOCAL, "gone"), ["hello"])
+        inference.generate(registry.load(LOCAL, "gone"), ["hello"])
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(4)  # the kernel accepts the connection; nobody ever answers
@@ -196,7 +197,7 @@ def test_connection_refused_and_a_server_that_never_answers(monkeypatch):
         endpoints.add(LOCAL, "mute", f"http://127.0.0.1:{silent.getsockname()[1]}/v1", "m")
         start = time.perf_counter()
         with pytest.raises(ModelError, match=r"mute .* did not answer within 1 s"):
-            list(generation.stream(registry.load(LOCAL, "mute"), "hello"))
+            list(inference.stream(registry.load(LOCAL, "mute"), "hello"))
         assert time.perf_counter() - start < 10
     finally:
         silent.close()

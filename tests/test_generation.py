@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from llm_lab import inference
 from llm_lab.access import LOCAL
 from llm_lab import generation as G
 from llm_lab import registry
@@ -19,10 +20,10 @@ def lm(tiny_gpt2):
 
 def test_greedy_batched_equals_single(lm):
     settings = G.GenerationSettings(max_new_tokens=12, batch_size=4)
-    batched = G.generate(lm, PROMPTS, settings)
+    batched = inference.generate(lm, PROMPTS, settings)
     assert [r.prompt for r in batched] == PROMPTS  # prompt order kept despite length bucketing
     for prompt, res in zip(PROMPTS, batched):
-        single = G.generate(lm, [prompt], settings)[0]
+        single = inference.generate(lm, [prompt], settings)[0]
         assert res.token_ids == single.token_ids
         assert res.text == single.text
         assert res.mean_logprob == pytest.approx(single.mean_logprob, abs=1e-4)
@@ -32,12 +33,12 @@ def test_greedy_batched_equals_single(lm):
 
 def test_padding_side_restored(lm):
     lm.tokenizer.padding_side = "right"
-    G.generate(lm, PROMPTS[:2], G.GenerationSettings(max_new_tokens=2))
+    inference.generate(lm, PROMPTS[:2], G.GenerationSettings(max_new_tokens=2))
     assert lm.tokenizer.padding_side == "right"
 
 
 def test_mean_logprob_matches_forward_pass(lm):
-    res = G.generate(lm, PROMPTS[:3], G.GenerationSettings(max_new_tokens=8))
+    res = inference.generate(lm, PROMPTS[:3], G.GenerationSettings(max_new_tokens=8))
     for r in res:
         prompt_ids = lm.tokenizer(r.prompt)["input_ids"]
         ids = torch.tensor([prompt_ids + r.token_ids])
@@ -51,28 +52,28 @@ def test_mean_logprob_matches_forward_pass(lm):
 
 def test_logprob_ignores_temperature(lm):
     """Sampling at a low temperature is (almost) greedy; the log-probability is the model's, not the tempered one."""
-    greedy = G.generate(lm, PROMPTS[:1], G.GenerationSettings(max_new_tokens=6))[0]
-    cold = G.generate(lm, PROMPTS[:1], G.GenerationSettings(max_new_tokens=6, do_sample=True, temperature=1e-4))[0]
+    greedy = inference.generate(lm, PROMPTS[:1], G.GenerationSettings(max_new_tokens=6))[0]
+    cold = inference.generate(lm, PROMPTS[:1], G.GenerationSettings(max_new_tokens=6, do_sample=True, temperature=1e-4))[0]
     assert cold.token_ids == greedy.token_ids
     assert cold.mean_logprob == pytest.approx(greedy.mean_logprob, abs=1e-4)
 
 
 def test_sampling_seed_reproducible(lm):
     s = G.GenerationSettings(max_new_tokens=10, do_sample=True, temperature=1.5, top_k=50, top_p=0.95, seed=7)
-    a = G.generate(lm, PROMPTS[:3], s)
-    b = G.generate(lm, PROMPTS[:3], s)
+    a = inference.generate(lm, PROMPTS[:3], s)
+    b = inference.generate(lm, PROMPTS[:3], s)
     assert [r.token_ids for r in a] == [r.token_ids for r in b]
-    c = G.generate(lm, PROMPTS[:3], G.GenerationSettings(**{**s.as_dict(), "seed": 8}))
+    c = inference.generate(lm, PROMPTS[:3], G.GenerationSettings(**{**s.as_dict(), "seed": 8}))
     assert [r.token_ids for r in a] != [r.token_ids for r in c]
 
 
 def test_stop_strings(lm):
-    plain = G.generate(lm, PROMPTS, G.GenerationSettings(max_new_tokens=16))
+    plain = inference.generate(lm, PROMPTS, G.GenerationSettings(max_new_tokens=16))
     # a stop string taken from the middle of one output: that output ends right before it
     target = next(r for r in plain if len(r.text.strip()) > 6)
     stop = target.text[4:7]
     assert stop and stop in target.text
-    stopped = G.generate(lm, PROMPTS, G.GenerationSettings(max_new_tokens=16, stop=[stop]))
+    stopped = inference.generate(lm, PROMPTS, G.GenerationSettings(max_new_tokens=16, stop=[stop]))
     for before, after in zip(plain, stopped):
         if stop in before.text:
             assert after.text == before.text[:before.text.index(stop)]
@@ -82,18 +83,18 @@ def test_stop_strings(lm):
         else:
             assert after.text == before.text and after.stop_reason == before.stop_reason
     # streaming stops at the same place
-    pieces = list(G.stream(lm, target.prompt, G.GenerationSettings(max_new_tokens=16, stop=[stop])))
+    pieces = list(inference.stream(lm, target.prompt, G.GenerationSettings(max_new_tokens=16, stop=[stop])))
     final = pieces[-1]
     assert "".join(pieces[:-1]) == final.text == target.text[:target.text.index(stop)]
 
 
 def test_stream_equals_batched(lm):
     settings = G.GenerationSettings(max_new_tokens=10)
-    pieces = list(G.stream(lm, PROMPTS[1], settings))
+    pieces = list(inference.stream(lm, PROMPTS[1], settings))
     final = pieces[-1]
     assert isinstance(final, G.GenerationResult) and all(isinstance(p, str) for p in pieces[:-1])
     assert len(pieces) > 2  # it really streamed in pieces
-    batched = G.generate(lm, PROMPTS[:2], settings)[1]
+    batched = inference.generate(lm, PROMPTS[:2], settings)[1]
     assert "".join(pieces[:-1]) == final.text == batched.text
     assert final.mean_logprob == pytest.approx(batched.mean_logprob, abs=1e-4)
 
@@ -102,7 +103,7 @@ def test_long_prompt_truncated_from_left(lm):
     context = context_length(lm.model, lm.tokenizer)
     assert context == 128
     long_prompt = " ".join(f"word{i}" for i in range(400))
-    res = G.generate(lm, [long_prompt, "short"], G.GenerationSettings(max_new_tokens=8))
+    res = inference.generate(lm, [long_prompt, "short"], G.GenerationSettings(max_new_tokens=8))
     assert res[0].truncated and "cut from the left" in res[0].note
     assert res[0].prompt_tokens == context - 8
     assert not res[1].truncated and res[1].note == ""
@@ -110,20 +111,20 @@ def test_long_prompt_truncated_from_left(lm):
     tail_ids = lm.tokenizer(long_prompt)["input_ids"][-(context - 8):]
     tail = lm.tokenizer.decode(tail_ids)
     assert lm.tokenizer(tail)["input_ids"] == tail_ids
-    assert G.generate(lm, [tail], G.GenerationSettings(max_new_tokens=8))[0].token_ids == res[0].token_ids
+    assert inference.generate(lm, [tail], G.GenerationSettings(max_new_tokens=8))[0].token_ids == res[0].token_ids
 
 
 def test_bad_input(lm, tiny_bert):
     with pytest.raises(LabError, match="empty"):
-        G.generate(lm, ["fine", "   "], G.GenerationSettings(max_new_tokens=2))
+        inference.generate(lm, ["fine", "   "], G.GenerationSettings(max_new_tokens=2))
     with pytest.raises(LabError, match="No prompts"):
-        G.generate(lm, [], G.GenerationSettings())
+        inference.generate(lm, [], G.GenerationSettings())
     clf = registry.load(LOCAL, str(tiny_bert), head="classifier")
     with pytest.raises(ModelError, match="cannot generate"):
-        G.generate(clf, ["hello"], G.GenerationSettings())
+        inference.generate(clf, ["hello"], G.GenerationSettings())
     bert_as_lm = registry.load(LOCAL, str(tiny_bert), head="causal-lm")  # loads (BertLMHeadModel) but never learnt to generate
     with pytest.raises(ModelError, match="not a language model"):
-        G.generate(bert_as_lm, ["hello"], G.GenerationSettings())
+        inference.generate(bert_as_lm, ["hello"], G.GenerationSettings())
     with pytest.raises(LabError):
         G.GenerationSettings(max_new_tokens=0)
     with pytest.raises(LabError):
@@ -135,21 +136,21 @@ def test_an_empty_continuation_is_explained(lm):
     import dataclasses
     import copy
 
-    first = G.generate(lm, ["The list type"], G.GenerationSettings(max_new_tokens=1))[0].token_ids[0]
+    first = inference.generate(lm, ["The list type"], G.GenerationSettings(max_new_tokens=1))[0].token_ids[0]
     model = copy.deepcopy(lm.model)
     model.generation_config.eos_token_id = first  # the token greedy picks first now ends the text
     ends_at_once = dataclasses.replace(lm, model=model)
-    out = G.generate(ends_at_once, ["The list type"], G.GenerationSettings(max_new_tokens=8))[0]
+    out = inference.generate(ends_at_once, ["The list type"], G.GenerationSettings(max_new_tokens=8))[0]
     assert out.text == "" and out.stop_reason == "eos" and out.new_tokens == 1
     assert "ended the text at once" in out.note
-    normal = G.generate(lm, ["The list type"], G.GenerationSettings(max_new_tokens=8))[0]
+    normal = inference.generate(lm, ["The list type"], G.GenerationSettings(max_new_tokens=8))[0]
     assert "ended the text at once" not in normal.note
 
 
 def test_no_repeat_ngram_size_keeps_every_trigram_unique(lm):
     """With no_repeat_ngram_size=3 no token trigram of prompt + output appears twice (checked on the ids)."""
     s = G.GenerationSettings(max_new_tokens=40, no_repeat_ngram_size=3)
-    out = G.generate(lm, ["the the the"], s)[0]
+    out = inference.generate(lm, ["the the the"], s)[0]
     ids = lm.tokenizer("the the the")["input_ids"] + out.token_ids
     grams = [tuple(ids[i:i + 3]) for i in range(len(ids) - 2)]
     assert len(out.token_ids) > 10 and len(set(grams)) == len(grams)

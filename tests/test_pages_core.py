@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from llm_lab.access import LOCAL
-from llm_lab import capabilities, data, predict, registry
+from llm_lab import capabilities, data, inference, registry
 from tests.conftest import BrowserLabels, app_test, no_exceptions
 
 BAD = Path(__file__).parent / "bad_files"
@@ -148,8 +148,8 @@ def test_models_minilm_card_and_embedding():
     at.text_area(key="m_emb_b").set_value(b)
     at.button(key="m_embed").click().run()
     no_exceptions(at)
-    vectors = predict.embed(registry.load(LOCAL, "minilm"), [a, b])
-    assert _metrics(at)["Cosine similarity"] == f"{predict.cosine(vectors[0], vectors[1]):.3f}"
+    vectors = inference.embed(registry.load(LOCAL, "minilm"), [a, b]).vectors
+    assert _metrics(at)["Cosine similarity"] == f"{inference.cosine(vectors[0], vectors[1]):.3f}"
     assert at.query_params["model"] in ("minilm", ["minilm"])  # a refresh or shared link reloads it
 
 
@@ -167,7 +167,7 @@ def test_models_classifier_from_folder_with_probabilities(tiny_bert):
     no_exceptions(at)
     fig = _figure(at, 0)["data"][0]
     shown = dict(zip(fig["y"], fig["x"]))
-    expected = predict.classify(registry.load(LOCAL, str(tiny_bert), head="classifier"), [text])[0]
+    expected = inference.classify(registry.load(LOCAL, str(tiny_bert), head="classifier"), [text]).probs[0]
     assert shown["negative"] == pytest.approx(expected[0], abs=1e-6)
     assert shown["positive"] == pytest.approx(expected[1], abs=1e-6)
     assert sum(shown.values()) == pytest.approx(1.0, abs=1e-5)

@@ -124,11 +124,8 @@ def test_the_ui_keeps_a_remote_code_model_in_its_session(tiny_bert, monkeypatch)
     """Not in st.cache_resource (process-wide): another browser session of the same user loads its own."""
     from streamlit.testing.v1 import AppTest
 
-    from ui import backend
-
     calls = _fake_loads(monkeypatch)
-    registry.forget()
-    backend._model.clear()  # no model cached by another test; none of these fakes left for the next one
+    registry.forget()  # no model cached by another test; none of these fakes left for the next one
 
     def session(trust: bool):
         script = REMOTE_SCRIPT.replace("MODEL", repr(str(tiny_bert))).replace("TRUST", repr(trust))
@@ -146,11 +143,10 @@ def test_the_ui_keeps_a_remote_code_model_in_its_session(tiny_bert, monkeypatch)
         assert calls == [True, True]
         session(False)
         registry._cache.clear()
-        session(False)  # the process-wide cache (st.cache_resource) serves a plain model to a new session
-        assert calls == [True, True, False]
+        session(False)  # a plain model lives in the registry's bounded cache only: once it is let go, it loads again
+        assert calls == [True, True, False, False]
     finally:
         registry._cache.clear()
-        backend._model.clear()
 
 
 def test_models_page_shows_remote_code_only_to_who_may_use_it(monkeypatch):

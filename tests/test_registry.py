@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from llm_lab.access import LOCAL
-from llm_lab import predict, registry
+from llm_lab import inference, registry
 from llm_lab.device import pick_device, pick_dtype
 from llm_lab.errors import ModelError
 
@@ -52,12 +52,12 @@ def test_minilm_is_listed_and_loads_as_encoder(minilm):
 def test_minilm_embedding_matches_a_direct_transformers_computation(minilm):
     texts = ["A cat is sleeping on the sofa.", "A kitten naps on the couch.",
              "The central bank raised interest rates by half a point."]
-    ours = predict.embed(minilm, texts)
+    ours = inference.embed(minilm, texts).vectors
     direct = _direct_embeddings(texts)
     np.testing.assert_allclose(ours, direct, atol=1e-5)
-    same = predict.cosine(ours[0], ours[1])
+    same = inference.cosine(ours[0], ours[1])
     assert same == pytest.approx(float(direct[0] @ direct[1]), abs=1e-5)
-    assert same > predict.cosine(ours[0], ours[2]) + 0.3  # pretrained: the paraphrase is far closer
+    assert same > inference.cosine(ours[0], ours[2]) + 0.3  # pretrained: the paraphrase is far closer
 
 
 def test_model_is_loaded_once_and_shared_across_threads(monkeypatch):
@@ -101,7 +101,7 @@ def test_minilm_as_classifier_has_a_new_head():
     loaded = registry.load(LOCAL, "minilm", head="classifier", num_labels=3)
     assert loaded.head_is_new
     assert loaded.labels == ["LABEL_0", "LABEL_1", "LABEL_2"]
-    probs = predict.classify(loaded, ["good", "bad"])
+    probs = inference.classify(loaded, ["good", "bad"]).probs
     assert probs.shape == (2, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
@@ -123,7 +123,7 @@ def test_tiny_folder_classifier_keeps_its_labels(tiny_bert):
     texts = ["fine", "not good at all, sadly"]
     with torch.no_grad():
         expected = torch.softmax(model(**tok(texts, padding=True, return_tensors="pt")).logits, -1).numpy()
-    np.testing.assert_allclose(predict.classify(loaded, texts), expected, atol=1e-5)
+    np.testing.assert_allclose(inference.classify(loaded, texts).probs, expected, atol=1e-5)
 
 
 def test_tiny_gpt2_heads(tiny_gpt2):
@@ -131,7 +131,7 @@ def test_tiny_gpt2_heads(tiny_gpt2):
     assert lm.head == "causal-lm" and not lm.head_is_new
     assert lm.tokenizer.pad_token is not None
     assert registry.load(LOCAL, str(tiny_gpt2), head="classifier").head_is_new
-    assert predict.embed(lm, ["def f(x):", "return x"]).shape == (2, 32)
+    assert inference.embed(lm, ["def f(x):", "return x"]).vectors.shape == (2, 32)
 
 
 def test_folder_that_is_not_a_model(tmp_path):
@@ -239,7 +239,7 @@ def test_dtype_override_loads_bfloat16(tiny_bert):
     loaded = registry.load(LOCAL, str(tiny_bert), dtype="bfloat16")
     assert loaded.dtype == "bfloat16"
     assert next(loaded.model.parameters()).dtype == torch.bfloat16
-    assert predict.classify(loaded, ["ok"]).shape == (1, 2)  # probabilities come back as float32
+    assert inference.classify(loaded, ["ok"]).probs.shape == (1, 2)  # probabilities come back as float32
 
 
 def test_hub_id_offline_names_local_models():

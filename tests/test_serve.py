@@ -2,7 +2,7 @@
 
 Two servers for the module: a tiny GPT-2 (key from an environment variable) and a tiny BERT classifier (a
 generated key, read from its log), each registered in a home of its own. Outputs are checked against
-llm_lab.generation / llm_lab.predict run in this process on the same folders.
+llm_lab.inference runs in this process on the same folders.
 """
 import asyncio
 import base64
@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from llm_lab import cli, generation, predict, registry, store
+from llm_lab import cli, generation, inference, registry, store
 from llm_lab.access import LOCAL
 from llm_lab.serve import app as serve_app
 from tests.conftest import ROOT, _free_port, app_test, no_exceptions
@@ -112,7 +112,7 @@ def lm(tiny_gpt2):
 
 def _direct(lm, prompt: str, max_tokens: int, stop=()) -> generation.GenerationResult:
     """Single-prompt greedy generation in this process: the unbatched reference."""
-    return generation.generate(lm, [prompt], generation.GenerationSettings(max_new_tokens=max_tokens,
+    return inference.generate(lm, [prompt], generation.GenerationSettings(max_new_tokens=max_tokens,
                                                                            stop=list(stop)))[0]
 
 
@@ -154,7 +154,7 @@ def test_completion_greedy_equals_direct_generation(lm_server, lm):
     # repetition_penalty (vLLM's extra field) is the generation setting of the same name
     r = lm_server["client"].post("/v1/completions", json={"prompt": PROMPTS[0], "max_tokens": 12, "temperature": 0,
                                                           "repetition_penalty": 1.3})
-    penalised = generation.generate(lm, [PROMPTS[0]], generation.GenerationSettings(max_new_tokens=12,
+    penalised = inference.generate(lm, [PROMPTS[0]], generation.GenerationSettings(max_new_tokens=12,
                                                                                     repetition_penalty=1.3))[0]
     assert r.json()["choices"][0]["text"] == penalised.text != expected.text
     # a list of prompts: one choice each, in order
@@ -352,7 +352,7 @@ def test_classify_and_embeddings_equal_predict(clf_server, tiny_bert):
     r = client.post("/v1/classify", json={"model": "tiny-clf", "input": texts})
     assert r.status_code == 200, r.text
     body = r.json()
-    expected = predict.classify(loaded, texts)
+    expected = inference.classify(loaded, texts).probs
     assert [d["index"] for d in body["data"]] == [0, 1, 2]
     for row, want in zip(body["data"], expected):
         assert list(row["probabilities"]) == ["negative", "positive"]
@@ -363,7 +363,7 @@ def test_classify_and_embeddings_equal_predict(clf_server, tiny_bert):
 
     r = client.post("/v1/embeddings", json={"input": texts})
     vectors = np.array([d["embedding"] for d in r.json()["data"]])
-    assert np.allclose(vectors, predict.embed(loaded, texts), atol=1e-5)
+    assert np.allclose(vectors, inference.embed(loaded, texts).vectors, atol=1e-5)
     r = client.post("/v1/embeddings", json={"input": texts[0], "encoding_format": "base64"})
     packed = np.frombuffer(base64.b64decode(r.json()["data"][0]["embedding"]), dtype="<f4")
     assert np.allclose(packed, vectors[0], atol=1e-6)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from llm_lab.access import LOCAL
-from llm_lab import data, jobs, paths, predict, registry
+from llm_lab import data, jobs, paths, inference, registry
 from llm_lab.errors import DataError, LabError, ModelError
 from llm_lab.train import TrainConfig, data_prep, export, runner
 
@@ -90,7 +90,7 @@ def test_classifier_loss_falls_and_reload_predicts_the_same(tiny_bert, labels):
     assert entry.meta["hyperparameters"]["learning_rate"] == 2e-2 and entry.meta["job_id"] == "job-x"
     loaded = registry.load(LOCAL, result["model"], head="classifier")
     assert loaded.labels == list(labels) and not loaded.head_is_new
-    np.testing.assert_allclose(predict.classify(loaded, texts), before, atol=1e-5)
+    np.testing.assert_allclose(inference.classify(loaded, texts).probs, before, atol=1e-5)
     card = (paths.home() / "models" / result["model"] / "README.md").read_text()
     assert "Reproduce" in card and "--learning-rate 0.02" in card and "eval_accuracy" in card
 
@@ -167,7 +167,7 @@ def test_adapter_only_classifier_is_kilobytes_and_reloads_over_its_base(tiny_ber
     assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == "bert-base-tiny"
     loaded = registry.load(LOCAL, "clf-adapter")
     assert loaded.head == "classifier" and not loaded.head_is_new and loaded.labels == ["neg", "pos"]
-    np.testing.assert_allclose(predict.classify(loaded, texts), before, atol=1e-5)
+    np.testing.assert_allclose(inference.classify(loaded, texts).probs, before, atol=1e-5)
 
 
 def test_a_fine_tune_that_changed_nothing_is_not_registered(tiny_gpt2):

@@ -1,9 +1,9 @@
 """The one place pages get data from: cached calls into llm_lab.
 
-Models are cached once per server process (st.cache_resource around the registry's
-own cache, so the object is a cheap handle), except a model loaded with remote code, which
-stays with the browser session that loaded it; lists are cached for a few seconds so
-a page rerun does not hit the store many times.
+Models are cached once per server process, in the registry's own bounded cache (at most LLM_LAB_MAX_MODELS,
+keyed by folder, weights and settings) and nowhere else, except a model loaded with remote code, which stays
+with the browser session that loaded it; lists are cached for a few seconds so a page rerun does not hit the
+store many times.
 """
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
@@ -22,14 +22,8 @@ def actor() -> Actor:
 
 
 # Every cached call takes the actor as its first argument, so it is part of the cache key: one user's
-# lists, frames or models are never served to another. (Streamlit does not hash arguments whose name
-# starts with "_", so it is called `who`.)
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _model(who: Actor, name: str, where: tuple, head, attention, device_override, dtype, num_labels):
-    # `where` (the folder the name points to now and its weights' stamp) is only part of the key: a name
-    # registered again for another folder, or a folder saved again, is a new entry, never the old weights
-    return registry.load(who, name, head=head, attention=attention, device=device_override, dtype=dtype,
-                         num_labels=num_labels)
+# lists or frames are never served to another. (Streamlit does not hash arguments whose name starts with "_",
+# so it is called `who`.)
 
 
 def model(name: str, head: str | None = None, attention: bool = False, device_override: str = "auto",
@@ -42,15 +36,18 @@ def model(name: str, head: str | None = None, attention: bool = False, device_ov
             kept[key] = registry.load(who, name, head=head, attention=attention, device=device_override,
                                       dtype=dtype, trust_remote_code=True, num_labels=num_labels)
         return kept[key]
-    who = actor()
-    entry = registry.resolve(who, name)
-    where = (entry.source, entry.location, registry.weights_stamp(entry.location),
-             repr(entry.meta) if entry.source == "endpoint" else None)  # an endpoint re-registered for another model
-    return _model(who, name, where, head, attention, device_override, dtype, num_labels)
+    # the registry's cache only: its key holds the folder the name points to now and its weights' stamp (a name
+    # registered again for another folder, or a folder saved again, is never served the old weights), and it
+    # holds at most LLM_LAB_MAX_MODELS, so no page keeps a model alive past that
+    return registry.load(actor(), name, head=head, attention=attention, device=device_override, dtype=dtype,
+                         num_labels=num_labels)
 
 
 # Models loading in the background for the Models page, per (user, name, folder + weights stamp, head, device,
-# dtype); one at a time, so two first visits never import the model stack twice at once
+# dtype); one at a time, so two first visits never import the model stack twice at once. A future says only that
+# its load has ended (its result is None, its error dropped): the model itself stays in the registry's cache,
+# which holds at most LLM_LAB_MAX_MODELS, and is never kept alive here past it (`model(...)` fetches it from there,
+# or loads it again once the cache has let it go; after a failed load it raises the error where it is shown).
 _loads: dict[tuple, Future] = {}
 _loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-lab-load")
 WARMUP_GRACE_S = 10.0
@@ -63,7 +60,11 @@ def _load_in_background(who: Actor, name: str, head, device_override, dtype):
     if not warmup.wait_started(WARMUP_GRACE_S):
         warmup.start()
     warmup.wait()
-    return registry.load(who, name, head=head, device=device_override, dtype=dtype)
+    try:
+        registry.load(who, name, head=head, device=device_override, dtype=dtype)
+    except Exception:  # noqa: BLE001  model(...) loads it again and shows the error; kept, its traceback would
+        pass           # keep the frames of the failed load (and what they hold) alive
+    return None
 
 
 def model_ready(name: str, head: str | None = None, device_override: str = "auto", dtype: str = "auto") -> bool:

@@ -71,11 +71,12 @@ def draw_pair(pool: list[str], rng: random.Random | None = None) -> tuple[str, s
 def battle_stream(actor: Actor, pool: list[str], prompt: str, settings=None, creator: str = "", rng=None,
                   loader=None):
     """Draw two models and let both answer `prompt`, yielding the answers as they are generated: ("a", text
-    piece)… for model A, then ("b", text piece)… for model B (`generation.stream`: the model runs in a thread,
+    piece)… for model A, then ("b", text piece)… for model B (`inference.stream`: the model runs in a thread,
     a `TextIteratorStreamer` hands over its text), and last ("battle", the battle as stored). The battle names
     the models: the page must not show them before the vote. A side that cannot answer raises ArenaError
     without naming its model, and nothing is stored."""
-    from ..generation import GenerationResult, check_prompts, stream, suggested
+    from ..generation import GenerationResult, check_prompts, suggested
+    from ..inference import stream
     from ..registry import load
 
     actor.require("vote", "start arena battles")  # a battle is how a viewer gets something to vote on

@@ -9,7 +9,7 @@ from . import runs
 
 def pieces(loader, model: str, prompt: str, settings, sink: dict):
     """Text pieces of one model's answer as they are generated (str only)."""
-    from ..generation import stream
+    from ..inference import stream
 
     loaded = loader(model, "causal-lm")
     for piece in stream(loaded, prompt, settings):

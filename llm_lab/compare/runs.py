@@ -176,7 +176,7 @@ def run(actor, mode: str, models: list[str], inputs: list[dict], settings=None, 
             caps.require(NEEDS[mode], loaded)
             start = time.perf_counter()  # run time, not load time
             if mode == "generation":
-                from ..generation import generate
+                from ..inference import generate
 
                 rows = [r.as_dict() for r in generate(loaded, texts, settings, progress=report)]
             else:
@@ -197,16 +197,18 @@ def _info(loaded) -> dict:
 
 
 def classify_rows(loaded, texts: list[str], report=None, batch_size: int = 32) -> list[dict]:
-    from ..predict import classify
+    from .. import inference
 
-    labels = loaded.labels or [str(i) for i in range(loaded.model.config.num_labels)]
     rows = []
     for start in range(0, len(texts), batch_size):
-        probs = classify(loaded, texts[start:start + batch_size], batch_size=batch_size)
-        for p in probs:
-            k = int(p.argmax())
-            rows.append({"label": labels[k], "prob": float(p[k]),
-                         "probs": {labels[j]: float(p[j]) for j in range(len(labels))}})
+        result = inference.classify(loaded, texts[start:start + batch_size], batch_size=batch_size)
+        labels = result.labels or [str(j) for j in range(result.probs.shape[1])]
+        for i, p in enumerate(result.probs):
+            label, prob = result.predicted(i)
+            row = {"label": label, "prob": prob, "probs": {labels[j]: float(p[j]) for j in range(len(labels))}}
+            if result.tokens.truncated(i):
+                row["note"] = result.tokens.note(i)
+            rows.append(row)
         if report:
             report(len(rows), len(texts))
     return rows

@@ -8,3 +8,5 @@ bf16) · `magnitude` (global magnitude pruning) · `heads` (head importance and 
 head-pruned model at load) · `loading` (what the registry asks of a variant folder) · `jobs` (the background
 job) · `cli` (`python -m llm_lab compress`).
 """
+
+from . import loading  # noqa: F401  (registers the registry's loader of variant folders)

@@ -9,12 +9,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import inference
+from ..inference.forward import outputs as model_outputs
+
 
 def outputs_of(model, head: str):
     """forward(encoding) -> the output compared for `head`, as float32 numpy."""
     @torch.inference_mode()
     def forward(enc) -> np.ndarray:
-        out = model(**enc)
+        out = model_outputs(model, **enc)
         value = out.last_hidden_state if head == "encoder" else out.logits
         return value.float().cpu().numpy()
 
@@ -30,9 +33,10 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
 
 
-def compare(head: str, parent_fn, variant_fn, tokenizer, texts: list[str], batch_size: int = 8,
-            max_length: int = 128) -> dict:
-    """{"max_abs_diff", "argmax_agreement" (or "min_cosine" for an encoder), "texts"} over `texts`."""
+def compare(head: str, parent_fn, variant_fn, tokenizer, texts: list[str], max_length: int,
+            batch_size: int = 8) -> dict:
+    """{"max_abs_diff", "argmax_agreement" (or "min_cosine" for an encoder), "texts"} over `texts`, each cut at
+    `max_length` tokens (the parent's context, `inference.limit`, as every feature cuts it)."""
     diff, agree, count, cosines = 0.0, 0, 0, []
     for start in range(0, len(texts), batch_size):
         enc = tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=max_length,
@@ -61,4 +65,4 @@ def compare(head: str, parent_fn, variant_fn, tokenizer, texts: list[str], batch
 def check_torch(loaded, variant, texts: list[str]) -> dict:
     """A torch variant (a copy of the parent, changed) against the parent."""
     return compare(loaded.head, outputs_of(loaded.model, loaded.head), outputs_of(variant.eval(), loaded.head),
-                   loaded.tokenizer, texts)
+                   loaded.tokenizer, texts, inference.limit(loaded))

@@ -30,7 +30,9 @@ def load_parent(actor: Actor, name: str):
 def check_parent(entry) -> None:
     """Refuse a parent no recipe can start from: an endpoint (its weights are on another server) or an ONNX
     export (no PyTorch weights)."""
-    if capabilities.is_endpoint(entry):
+    from .recipes import NEEDS
+
+    if not capabilities.entry_fits(NEEDS, entry):  # an endpoint: no weights here
         raise ModelError(f"{entry.name} is an OpenAI-compatible endpoint: its weights are on another server, so it "
                          "cannot be compressed here. Compress a model whose weights LLM Lab loads (a registry model, "
                          "a folder or a Hub id), then serve the variant.")

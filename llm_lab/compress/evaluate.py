@@ -29,7 +29,7 @@
   on different devices.
 
 The record is typed (`report.Report`, stored as the job's result). Models are opened only through the registry
-(`registry.load_for`), the benchmark runner and `predict`: a variant made by any recipe (quantized, pruned,
+(`registry.load_for`), the benchmark runner and `inference`: a variant made by any recipe (quantized, pruned,
 distilled, ONNX) is evaluated like any registry model.
 """
 from __future__ import annotations

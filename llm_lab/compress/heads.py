@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import data
+from .. import data, inference
+from ..inference import forward
 from ..errors import LabError, ModelError
 from . import checks, common
 from .loading import CONFIG_KEY
@@ -100,7 +101,7 @@ def _loss(model, head: str, batches: list, targets: list) -> float:
     total, count = 0.0, 0
     with torch.inference_mode():
         for enc, target in zip(batches, targets):
-            out = model(**enc)
+            out = forward.outputs(model, **enc)
             if head == "classifier":
                 total += float(F.cross_entropy(out.logits.float(), target, reduction="sum"))
                 count += len(target)
@@ -130,17 +131,18 @@ def _targets(model, head: str, batches: list, labels: list[int] | None) -> list:
         return [torch.tensor(labels[s:s + n]) for s, n in zip(starts, sizes)]
     with torch.inference_mode():
         if head == "classifier":
-            return [model(**enc).logits.argmax(-1) for enc in batches]
-        return [_pooled(model(**enc).last_hidden_state.float(), enc["attention_mask"]) for enc in batches]
+            return [forward.outputs(model, **enc).logits.argmax(-1) for enc in batches]
+        return [_pooled(forward.outputs(model, **enc).last_hidden_state.float(), enc["attention_mask"])
+                for enc in batches]
 
 
-def head_importance(loaded, texts: list[str], labels=None, batch_size: int = 16, max_length: int = 128,
+def head_importance(loaded, texts: list[str], labels=None, batch_size: int = 16, max_length: int | None = None,
                     progress=None) -> list[list[float]]:
     """importance[layer][head] = loss with that head masked − loss of the whole model, on `texts` (and `labels`:
     label names or indices of a classifier's outputs; None: its own predictions)."""
     model, head = loaded.model, loaded.head
     found = layers(model)
-    batches = _batches(loaded.tokenizer, list(texts), batch_size, max_length)
+    batches = _batches(loaded.tokenizer, list(texts), batch_size, inference.limit(loaded, max_length))
     total = sum(layer.count for layer in found)
     with loaded.lock:
         targets = _targets(model, head, batches, label_ids(loaded, labels))

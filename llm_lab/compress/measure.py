@@ -22,26 +22,10 @@ MEMPROBE_TIMEOUT_S = 900
 
 # ---------------------------------------------------------------- inference the way every feature runs it
 def infer(loaded, texts: list[str], batch_size: int = 32):
-    """Run `texts` through a loaded model with its head: class probabilities (`predict.classify`), sentence
-    embeddings (`predict.embed`) or a causal LM's forward pass (next-token logits, as the speed task)."""
-    from .. import predict
+    """Run `texts` through a loaded model with its head, as every feature runs it (`inference.infer`)."""
+    from .. import inference
 
-    if loaded.head == "classifier":
-        return predict.classify(loaded, texts, batch_size=batch_size)
-    if loaded.head == "encoder":
-        return predict.embed(loaded, texts, batch_size=batch_size)
-    import torch
-
-    from ..batching import context_length
-
-    limit = context_length(loaded.model, loaded.tokenizer)
-    with torch.inference_mode(), loaded.lock:
-        for start in range(0, len(texts), batch_size):
-            enc = loaded.tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=limit,
-                                   return_tensors="pt").to(loaded.device)
-            loaded.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
-    return None
-
+    return inference.infer(loaded, texts, batch_size=batch_size)
 
 
 # ---------------------------------------------------------------- size on disk

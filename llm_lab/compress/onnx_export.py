@@ -14,6 +14,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from .. import inference
 from ..errors import ModelError
 from . import checks, common
 from .onnx_model import ONNX_FILE, OnnxModel
@@ -103,7 +104,8 @@ def check(loaded, folder: Path, texts: list[str]) -> dict:
     graph = OnnxModel(folder, loaded.head, loaded.entry.name)
     with loaded.lock:
         return checks.compare(loaded.head, checks.outputs_of(loaded.model, loaded.head),
-                              checks.outputs_of(graph, loaded.head), loaded.tokenizer, texts)
+                              checks.outputs_of(graph, loaded.head), loaded.tokenizer, texts,
+                              inference.limit(loaded))
 
 
 def _write_folder(loaded, folder: Path) -> None:

@@ -1,7 +1,7 @@
 """An ONNX export opened by the registry: called like a transformers model, run by ONNX Runtime on the CPU.
 
 `OnnxModel(folder)(input_ids=…, attention_mask=…)` returns `.logits` (an exported classifier) and
-`.last_hidden_state` (classifiers and encoders) as torch tensors, so predict.classify, the benchmark runner
+`.last_hidden_state` (classifiers and encoders) as torch tensors, so inference.classify, the benchmark runner
 and Compare use it as they use any model. It has no gradients and returns no attention weights
 (capabilities.of_model reads `get_input_embeddings()` None and `attention_weights` False), so Attributions and
 Attention refuse it with their usual message. `parameters()` yields shape-only (meta) tensors: the model card's

@@ -12,6 +12,7 @@ import importlib
 import re
 from dataclasses import dataclass
 
+from .. import capabilities as caps
 from ..access import Actor
 from ..errors import ModelError
 
@@ -98,6 +99,10 @@ class Recipe:
 
 
 ALL_HEADS = ("classifier", "encoder", "causal-lm")
+# What every recipe needs of its parent (capabilities decides): weights LLM Lab loads itself, so no endpoint. Which
+# heads a recipe takes is its own `heads`; an ONNX export has no PyTorch weights to start from (common.check_parent).
+NEEDS = caps.needs("Compression", hint="Compress a model whose weights LLM Lab loads (a registry model, a folder or "
+                                       "a Hub id), then serve the variant.")
 DATASET = Param("dataset", str, None, "the dataset whose texts check the variant against its parent (default: "
                                       "built-in sample sentences)")
 RECIPES = {r.method: r for r in [

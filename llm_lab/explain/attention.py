@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
+from ..inference import forward
 from . import text as textmod
 
 MAX_VIEW_TOKENS = 128
@@ -28,15 +29,15 @@ class AttentionResult:
         return self.attentions.shape
 
 
-def compute(loaded, text: str, max_tokens: int | None = 512) -> AttentionResult:
+def compute(loaded, text: str, max_tokens: int | None = None) -> AttentionResult:
     """Attention probabilities for one text: (layers, heads, T, T)."""
     enc = textmod.encode(loaded, text, cap=max_tokens)
     model = loaded.model
     base = getattr(model, "base_model", model) if loaded.head == "classifier" else model
     with loaded.lock, torch.inference_mode():
         try:
-            out = base(input_ids=enc.input_ids, attention_mask=torch.ones_like(enc.input_ids),
-                       output_attentions=True)
+            out = forward.outputs(base, input_ids=enc.input_ids, attention_mask=torch.ones_like(enc.input_ids),
+                                  output_attentions=True)
         except (ValueError, NotImplementedError) as exc:
             raise ModelError(f"{loaded.entry.name} cannot return attention weights ({exc}). Load it with eager "
                              "attention (attention=True).") from exc

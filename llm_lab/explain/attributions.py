@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from ..batching import pad
-from ..cls_forward import classifier_logits
+from ..inference.forward import classifier_logits, outputs
+from .. import inference
 from ..errors import ModelError
 from . import specs, text as textmod
 
@@ -74,7 +75,7 @@ def prob_forward(model, cls_only: bool = True):
         if cls_only:
             logits = classifier_logits(model, input_ids=input_ids, attention_mask=attention_mask)
         else:
-            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+            logits = outputs(model, input_ids=input_ids, attention_mask=attention_mask).logits
         return torch.softmax(logits.float(), dim=-1)
     return forward
 
@@ -119,7 +120,7 @@ def _labels(loaded, n: int) -> list[str]:
 
 # ---------------------------------------------------------------- one text
 def attribute(loaded, text: str, method: str = "ig", target: int | None = None, baseline: str = "pad",
-              n_steps: int = 50, n_samples: int = 200, max_tokens: int | None = 512,
+              n_steps: int = 50, n_samples: int = 200, max_tokens: int | None = None,
               perturbations_per_eval: int = PERTURBATIONS_PER_EVAL, seed: int = 0) -> Attribution:
     spec = specs.get_method(method)
     specs.require(loaded, spec)
@@ -129,12 +130,11 @@ def attribute(loaded, text: str, method: str = "ig", target: int | None = None, 
         raise ModelError(f"{spec.name} does not take the {baseline!r} baseline; choose one of "
                          f"{', '.join(spec.baselines)}.")
     enc = textmod.encode(loaded, text, cap=max_tokens)
-    model = loaded.model
     start = time.perf_counter()
     with loaded.lock:
         try:
-            with torch.inference_mode():
-                probs = torch.softmax(model(input_ids=enc.input_ids).logits.float(), -1)[0].cpu().numpy()
+            # the prediction every page shows for this text (the same call, the same cut)
+            probs = inference.classify(loaded, [str(text)], max_length=max_tokens).probs[0]
             n_labels = probs.shape[0]
             target = int(np.argmax(probs)) if target is None else int(target)
             if not 0 <= target < n_labels:

@@ -5,7 +5,7 @@ matrix products save), so each text runs alone; we integrate in the word-embeddi
 which is layer IG on the embedding layer without the two extra forward passes Captum's layer
 wrapper makes to record the layer's activations. On a GPU texts are sorted by length, padded in
 buckets and run with a large `internal_batch_size`, so thousands of interpolation steps share one
-forward/backward pass. Both paths use the [CLS]-only last layer (`llm_lab.cls_forward`) for BERT
+forward/backward pass. Both paths use the [CLS]-only last layer (`llm_lab.inference.cls_forward`) for BERT
 classifiers, about 1/6 less work for MiniLM; and the weights record no gradients of their own.
 """
 import time
@@ -34,7 +34,7 @@ def choose_strategy(device: str) -> str:
 
 def layer_ig_many(loaded, texts: list[str], targets: list[int] | None = None, n_steps: int = 50,
                   baseline: str = "pad", strategy: str = "auto", token_budget: int = 16384,
-                  max_tokens: int = 512, progress=None, tf32: bool | None = None) -> ManyResult:
+                  max_tokens: int | None = None, progress=None, tf32: bool | None = None) -> ManyResult:
     """Layer IG (embedding layer, Gauss-Legendre, `n_steps`) of the target-class probability.
 
     `tf32=True` lets float32 matrix products use TF32 tensor cores inside this call only: ~1.5x faster
@@ -105,7 +105,7 @@ def layer_ig_many(loaded, texts: list[str], targets: list[int] | None = None, n_
 
 
 def captum_loop(loaded, texts: list[str], targets: list[int], n_steps: int = 50, baseline: str = "pad",
-                max_tokens: int = 512) -> list[np.ndarray]:
+                max_tokens: int | None = None) -> list[np.ndarray]:
     """The baseline: a plain per-example Captum LayerIntegratedGradients loop."""
     from captum.attr import LayerIntegratedGradients
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
+from ..inference import forward
 from . import specs, text as textmod
 from .attributions import input_grads_only, release
 
@@ -53,7 +54,7 @@ class GenerationAttribution:
 def _generate(loaded, ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
     tok = loaded.tokenizer
     with torch.inference_mode():
-        out = loaded.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+        out = forward.generate_ids(loaded.model, input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                     max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
                                     eos_token_id=None)
     return out[0, ids.shape[1]:]
@@ -111,10 +112,10 @@ class _TokenLogProb(torch.nn.Module):
         width = inputs_embeds.shape[1]
         if _keeps_logits(self.model):  # the LM head only where a token is scored, not at every position
             keep = int(width - positions.min())
-            logits = self.model(inputs_embeds=inputs_embeds, logits_to_keep=keep).logits
+            logits = forward.lm_logits(self.model, inputs_embeds=inputs_embeds, logits_to_keep=keep)
             positions = positions - (width - logits.shape[1])
         else:
-            logits = self.model(inputs_embeds=inputs_embeds).logits
+            logits = forward.lm_logits(self.model, inputs_embeds=inputs_embeds)
         rows = torch.arange(logits.shape[0], device=logits.device)
         picked = torch.log_softmax(logits[rows, positions].float(), dim=-1)
         return picked[rows, tokens]
@@ -142,7 +143,7 @@ def _ours(loaded, enc, gen, n_steps, baseline, include_generated, chunk_tokens, 
     matrix = np.zeros((g, p + g))
     with torch.no_grad():
         x_all, b_all = emb(seq), emb(base)
-        logits = loaded.model(input_ids=seq).logits[0].float()
+        logits = forward.lm_logits(loaded.model, input_ids=seq)[0].float()
         logprobs = torch.log_softmax(logits[p - 1:p - 1 + g], -1)[torch.arange(g), gen].cpu().numpy()
         if baseline == "zero":
             b_all = torch.where(base.unsqueeze(-1) == seq.unsqueeze(-1), x_all, torch.zeros_like(x_all))
@@ -203,5 +204,5 @@ def _logprobs(loaded, enc, gen):
     seq = torch.cat([enc.input_ids[0], gen]).unsqueeze(0)
     p = enc.input_ids.shape[1]
     with torch.no_grad():
-        logits = loaded.model(input_ids=seq).logits[0].float()
+        logits = forward.lm_logits(loaded.model, input_ids=seq)[0].float()
     return torch.log_softmax(logits[p - 1:p - 1 + len(gen)], -1)[torch.arange(len(gen)), gen].cpu().numpy()

@@ -37,7 +37,7 @@ def benchmark_errors(actor: Actor, result_key: str) -> dict:
 
 def attribute_dataset(ctx, model: str | None = None, dataset: str | None = None, methods: list[str] | None = None,
                       n: int = 32, split: str | None = None, baseline: str = "pad", n_steps: int = 32,
-                      n_samples: int = 100, seed: int = 0, max_tokens: int = 256,
+                      n_samples: int = 100, seed: int = 0, max_tokens: int | None = None,
                       bench_result: str | None = None) -> dict:
     """Attribute a sample of `dataset`, or (with `bench_result`, a result key) the examples that
     benchmark result got wrong; `model` defaults to the result's model."""

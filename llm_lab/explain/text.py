@@ -3,7 +3,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..batching import context_length
+from .. import inference
 from ..errors import LabError
 
 
@@ -22,9 +22,8 @@ class Encoded:
 
 
 def max_length(loaded, cap: int | None = None) -> int:
-    """The model's context length (`llm_lab.batching.context_length`), at most `cap`."""
-    limit = context_length(loaded.model, loaded.tokenizer)
-    return min(limit, cap) if cap else limit
+    """The model's context length (`inference.limit`, decided once at load), at most `cap`."""
+    return inference.limit(loaded, cap)
 
 
 def readable(tokenizer, ids: list[int]) -> list[str]:
@@ -43,22 +42,15 @@ def encode(loaded, text: str, cap: int | None = None, add_special_tokens: bool =
     if text is None or not str(text).strip():
         raise InputError("The text is empty: type or pick some text to explain.")
     tok = loaded.tokenizer
-    limit = max_length(loaded, cap)
-    full = tok(str(text), add_special_tokens=add_special_tokens)["input_ids"]
-    notes = []
-    truncated = len(full) > limit
-    if truncated:
-        enc = tok(str(text), add_special_tokens=add_special_tokens, truncation=True, max_length=limit)
-        ids = enc["input_ids"]
-        notes.append(f"The text has {len(full)} tokens; the model takes at most {limit}, so only the first "
-                     f"{len(ids)} tokens are used.")
-    else:
-        ids = full
+    tokens = inference.tokenize(loaded, [str(text)], max_length=cap, add_special_tokens=add_special_tokens)
+    ids, truncated = tokens.ids[0], tokens.truncated(0)
+    notes = [tokens.note(0)] if truncated else []
     if not ids:
         raise InputError("The text produced no tokens for this model's tokenizer.")
     special_ids = set(tok.all_special_ids or [])
     specials = [i in special_ids for i in ids] if add_special_tokens else [False] * len(ids)
-    return Encoded(torch.tensor([ids], device=loaded.device), readable(tok, ids), specials, notes, truncated, len(full))
+    return Encoded(torch.tensor([ids], device=loaded.device), readable(tok, ids), specials, notes, truncated,
+                   tokens.original[0])
 
 
 def baseline_token_id(loaded, kind: str) -> int:

@@ -4,7 +4,7 @@
   the response and stream-chunk shapes.
 - `batcher`: dynamic batching: requests that arrive within a short window (or until the batch is full) share
   one `model.generate` (left padding) or one classifier/encoder forward.
-- `app`: the FastAPI application: the endpoints, API-key check, body limit, Prometheus metrics.
+- `app`: the FastAPI application: the routes, API-key check, body limit, Prometheus metrics.
 - `cli`: the command's options and the uvicorn start.
 
 This module stays light (no FastAPI, no torch): the Models and Train pages import `command` from it.

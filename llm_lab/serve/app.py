@@ -1,11 +1,11 @@
-"""The HTTP application: OpenAI-compatible endpoints over one loaded registry model.
+"""The HTTP application: OpenAI-compatible routes over one loaded registry model.
 
 | path | model | what |
 |---|---|---|
 | `POST /v1/completions` | causal LM | OpenAI completions (`prompt`: a string or a list of strings, one choice each) |
 | `POST /v1/chat/completions` | causal LM | OpenAI chat; the tokenizer's chat template, else a "role: content" transcript |
-| `POST /v1/embeddings` | encoder, classifier | mean-pooled, L2-normalised embeddings (`predict.embed`); float or base64 |
-| `POST /v1/classify` | classifier | labels and probabilities per input (`predict.classify`) |
+| `POST /v1/embeddings` | encoder, classifier | mean-pooled, L2-normalised embeddings (`inference.embed`); float or base64 |
+| `POST /v1/classify` | classifier | labels and probabilities per input (`inference.classify`) |
 | `GET /v1/models`, `/v1/models/{id}` | any | the served model |
 | `GET /health` | any | `{"status": "ok"}`, without a key (for load balancers) |
 | `GET /metrics` | any | Prometheus text format |
@@ -13,7 +13,7 @@
 Every path but /health needs `Authorization: Bearer KEY` when the server has a key (compared in constant
 time). Tokenising for the context check happens in the event loop with its own copy of the tokenizer; the
 model and its tokenizer belong to the batcher's worker thread (a Rust tokenizer must not be used from two
-threads while one of them changes its padding or truncation, as `predict` does).
+threads while another tokenises with it).
 """
 from __future__ import annotations
 
@@ -130,7 +130,8 @@ class Server:
         self.created = int(time.time())
 
     # ------------------------------------------------------------ what this model serves
-    def endpoints(self) -> list[str]:
+    def routes(self) -> list[str]:
+        """The HTTP paths this model answers ("endpoint" in LLM Lab is a remote model: endpoints.py)."""
         capability = self.loaded.capabilities
         out = []
         if capability.has(caps.CAUSAL_LM):
@@ -142,9 +143,9 @@ class Server:
         return out + [MODELS, HEALTH, METRICS]
 
     def require(self, path: str) -> None:
-        if path not in self.endpoints():
+        if path not in self.routes():
             raise ApiError(400, f"{self.name} is served as a {self.loaded.head} model: {path} does not apply to it. "
-                                f"This server answers {', '.join(self.endpoints())}.", code="unsupported_endpoint")
+                                f"This server answers {', '.join(self.routes())}.", code="unsupported_endpoint")
 
     def check_model(self, body: dict) -> None:
         model = body.get("model")
@@ -332,7 +333,7 @@ class Server:
 
     def model_card(self) -> dict:
         return {"id": self.name, "object": "model", "created": self.created, "owned_by": "llm-lab",
-                "head": self.loaded.head, "max_context": self.limit, "endpoints": self.endpoints()}
+                "head": self.loaded.head, "max_context": self.limit, "endpoints": self.routes()}
 
 
 def _safe_prefix(text: str, stops: list[str]) -> str:
@@ -373,7 +374,7 @@ def create_app(loaded, api_key: str | None, max_batch: int = 16, window_ms: floa
     async def http_error(request, exc: StarletteHTTPException):
         if exc.status_code == 404:
             return _error_response(ApiError(404, f"No such path: {request.method} {request.url.path}. This server "
-                                                 f"answers {', '.join(server.endpoints())}.", code="not_found"))
+                                                 f"answers {', '.join(server.routes())}.", code="not_found"))
         return _error_response(ApiError(exc.status_code, str(exc.detail), code="http_error"))
 
     @app.exception_handler(Exception)

@@ -8,7 +8,7 @@ queued while the previous batch ran are taken at once). The batch is split into 
   `model.generate` over the group with LEFT padding (position ids follow the attention mask, so every row
   sees the positions it sees alone), run until every row is done. Each row stops by itself (a stopping
   criterion per row: its own max_tokens, its own stop strings, end-of-sequence; a finished row only gets
-  padding afterwards) and is then cut with `generation._finish`, the same cut single-prompt generation makes.
+  padding afterwards) and is then cut the way single-prompt generation cuts (`inference.generate_group`).
   A row's greedy tokens depend only on its own prompt, so its output equals the unbatched one.
 - sampled generations without a seed share a call when their temperature and top_p are equal.
 - a sampled generation with a seed runs alone, seeded (in a forked RNG): the same seed gives the same text
@@ -16,8 +16,8 @@ queued while the previous batch ran are taken at once). The batch is split into 
 - a generation with a repetition_penalty (a vLLM-style extra field; 1 = none) runs alone: transformers'
   penalty counts every id in the row, padding included, so a padded row would be penalised differently.
 - streamed generations run alone (unbatched), token by token through a streamer.
-- classify and embed requests form one group each: their texts go through one `predict.classify` /
-  `predict.embed` call (length-padded forward) and are split back per request.
+- classify and embed requests form one group each: their texts go through one `inference.classify` /
+  `inference.embed` call (length-bucketed forward, cut at the model's context) and are split back per request.
 
 `max_batch=1` (the CLI's `--no-batching`) runs every request alone, through the same code.
 """
@@ -192,42 +192,20 @@ class Batcher:
 
     # ------------------------------------------------------------ generation
     def _generate(self, group: list[Generation]) -> None:
-        import torch
-        from transformers import StoppingCriteriaList
+        from .. import generation, inference
 
-        from .. import generation
-        from ..batching import pad
-
-        loaded = self.loaded
-        tok = loaded.tokenizer
         first = group[0].sampling
         sink = group[0].sink
-        max_new = max(g.max_tokens for g in group)
         settings = generation.GenerationSettings(do_sample=not first.greedy, temperature=first.temperature or 1.0,
-                                                 top_p=first.top_p, max_new_tokens=max_new, seed=first.seed,
-                                                 repetition_penalty=first.repetition_penalty)
-        input_ids, mask = pad([g.ids for g in group], tok.pad_token_id, "left", loaded.device)
-        width = input_ids.shape[1]
-        kwargs = generation._gen_kwargs(loaded, settings, max_new, width)
-        kwargs.update(output_logits=False, return_dict_in_generate=False, stopping_criteria=StoppingCriteriaList(
-            [_RowLimits(tok, width, [g.max_tokens for g in group], [g.sampling.stop for g in group], sink)]))
-        if sink is not None:
-            kwargs["streamer"] = _TokenStreamer(sink)
+                                                 top_p=first.top_p, max_new_tokens=max(g.max_tokens for g in group),
+                                                 seed=first.seed, repetition_penalty=first.repetition_penalty)
+        limits, stops = [g.max_tokens for g in group], [g.sampling.stop for g in group]
         self.on_batch("generate", len(group))
-        seeded = not first.greedy and first.seed is not None
-        devices = [torch.cuda.current_device()] if loaded.device.startswith("cuda") else []
-        t0 = time.perf_counter()
-        with torch.inference_mode(), loaded.lock, torch.random.fork_rng(devices=devices, enabled=seeded):
-            if seeded:
-                generation._seed(first.seed)
-            out = loaded.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
-        latency = time.perf_counter() - t0
-        new = out[:, width:].cpu().tolist()
-        context = loaded.capabilities.max_context
-        for row, g in enumerate(group):
-            own = generation.GenerationSettings(max_new_tokens=g.max_tokens, stop=g.sampling.stop)
-            result = generation._finish(loaded, own, "", new[row][:g.max_tokens], [], latency, False, "",
-                                        len(g.ids), g.max_tokens, context)
+        results = inference.generate_group(
+            self.loaded, [g.ids for g in group], limits, stops, settings,
+            stopping=lambda width: _RowLimits(self.loaded.tokenizer, width, limits, stops, sink),
+            streamer=_TokenStreamer(sink) if sink is not None else None)
+        for g, result in zip(group, results):
             if g.sink is not None:
                 g.sink.send("done", result)
             else:
@@ -235,12 +213,14 @@ class Batcher:
 
     # ------------------------------------------------------------ classify / embed
     def _encode(self, group: list[Encoding]) -> None:
-        from .. import predict
+        from .. import inference
 
         texts = [t for item in group for t in item.texts]
         self.on_batch(group[0].kind, len(group))
-        run = predict.classify if group[0].kind == "classify" else predict.embed
-        values = run(self.loaded, texts, batch_size=64, max_length=self.loaded.capabilities.max_context)
+        if group[0].kind == "classify":
+            values = inference.classify(self.loaded, texts, batch_size=64).probs
+        else:
+            values = inference.embed(self.loaded, texts, batch_size=64).vectors
         start = 0
         for item in group:
             item.future.set_result(values[start:start + len(item.texts)])

@@ -126,7 +126,7 @@ def _run(args) -> int:
     shown_host = f"[{host}]" if ":" in host else host
     print(f"serving {server.name} ({loaded.head}, {loaded.device}, {loaded.dtype}, context {server.limit} tokens) "
           f"at http://{shown_host}:{port}/v1", flush=True)
-    print(f"endpoints: {', '.join(server.endpoints())}", flush=True)
+    print(f"routes: {', '.join(server.routes())}", flush=True)
     print(f"batching: {'off' if max_batch == 1 else f'up to {max_batch} requests, {window_ms:g} ms window'}",
           flush=True)
     if loaded.head_is_new:

@@ -173,6 +173,8 @@ def _trainer_class():
     import torch
     from transformers import Trainer
 
+    from ..inference import forward
+
     class DistillTrainer(Trainer):
         """Trainer whose loss is alpha·T²·KL(teacher‖student at T) + (1 − alpha)·CE(student, gold); the teacher is
         frozen (eval mode, no_grad). `kd_loss` and `ce_loss`, averaged since the last log, go beside `loss`.
@@ -199,7 +201,7 @@ def _trainer_class():
             if next(self.teacher.parameters()).device != device:
                 self.teacher.to(device)
             with torch.no_grad():
-                teacher_logits = self.teacher(**{k: v.to(device) for k, v in features.items()}).logits
+                teacher_logits = forward.outputs(self.teacher, **{k: v.to(device) for k, v in features.items()}).logits
             kd, ce = losses(outputs.logits, teacher_logits, labels.to(device), self.temperature, self.causal)
             if self._evaluating:  # eval_loss (and perplexity) on the gold labels: comparable with any fine-tune's
                 return (ce, outputs) if return_outputs else ce

@@ -165,6 +165,8 @@ def check_changed(actor: Actor, cfg: TrainConfig, model, trained) -> None:
     the run changed nothing (typically a learning rate too low for LoRA) and the user should hear so."""
     import torch
 
+    from ..inference.forward import outputs
+
     rows = trained.prepared.train.rows[:8]
     model.eval()  # no dropout: the comparison must be deterministic
     parent = registry.load(actor, cfg.model, head=TASK_HEAD[cfg.task], device="cpu", dtype="float32")
@@ -174,8 +176,8 @@ def check_changed(actor: Actor, cfg: TrainConfig, model, trained) -> None:
     with parent.lock, torch.inference_mode():
         for row in rows:
             ids = torch.tensor([row["input_ids"]])
-            ours = model(input_ids=ids.to(model.device)).logits.float().cpu()
-            theirs = parent.model(input_ids=ids).logits.float()
+            ours = outputs(model, input_ids=ids.to(model.device)).logits.float().cpu()
+            theirs = outputs(parent.model, input_ids=ids).logits.float()
             if ours.shape != theirs.shape:
                 return  # another set of labels: a new head, a change by itself
             diff = max(diff, float((ours - theirs).abs().max()))

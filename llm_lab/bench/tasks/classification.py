@@ -2,62 +2,30 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from ... import metrics
-from ...cls_forward import classifier_logits
-from ...batching import pad, run_batched
+from ... import inference, metrics
 from ...text_utils import natural_key
 from .common import TaskError, headline, map_labels, render, short
 
 
-def tokenize(tokenizer, texts: list[str], pairs: list[str] | None, max_length: int) -> dict:
-    """Tokenise every text once, in bulk (the fast tokenizer's batch path), without padding."""
-    enc = tokenizer(texts, pairs, truncation=True, max_length=max_length, padding=False,
-                    return_attention_mask=False)
-    return {k: v for k, v in enc.items() if k in ("input_ids", "token_type_ids")}
-
-
-def make_forward(loaded, enc: dict):
-    """forward(positions) -> softmax probabilities (numpy, float32) for those examples."""
-    model, device = loaded.model, loaded.device
-    pad_id = loaded.tokenizer.pad_token_id or 0
-
-    @torch.inference_mode()
-    def forward(batch):
-        ids, mask = pad([enc["input_ids"][p] for p in batch], pad_id)
-        kwargs = {"input_ids": ids.to(device)}
-        if not bool(mask.all()):  # no padding in this bucket: no mask, so SDPA may take its fused path
-            kwargs["attention_mask"] = mask.to(device)
-        if "token_type_ids" in enc:
-            kwargs["token_type_ids"] = pad([enc["token_type_ids"][p] for p in batch], 0)[0].to(device)
-        logits = classifier_logits(model, **kwargs).float()  # the [CLS]-only last layer where it applies
-        return torch.softmax(logits, dim=-1).cpu().numpy()
-
-    return forward
-
-
 def predict_probs(state, texts, pairs=None) -> np.ndarray:
-    """Probabilities for every text, resuming from the partial outputs, batched by length."""
-    loaded = state.loaded
-    enc = tokenize(loaded.tokenizer, texts, pairs, state.max_length)
-    lengths = np.array([len(x) for x in enc["input_ids"]])
-    state.stats["tokens"] = int(lengths.sum())
+    """Probabilities for every text (`inference.classify`), resuming from the partial outputs."""
     todo = state.partial.missing(len(texts))
     done = [len(texts) - len(todo)]
-    forward = make_forward(loaded, enc)
 
     def on_batch(batch, probs):
         state.partial.add(batch, probs.tolist())
         done[0] += len(batch)
         state.progress(done[0], len(texts), f"{done[0]}/{len(texts)} examples")
 
-    with loaded.lock:
-        # short texts share a batch with more of their kind: up to 8x the batch size, within the token
-        # budget of a full batch of the longest texts (so memory use stays that of the plain batch size)
-        budget = state.batch_size * max(1, int(lengths.max()))
-        state.stats["batch_size"] = run_batched(todo, lengths, forward, state.batch_size * 8, loaded.device, on_batch,
-                                                token_budget=budget)
+    result = inference.classify(state.loaded, texts, pairs, max_length=state.spec.max_length,
+                                batch_size=state.batch_size, positions=todo, on_batch=on_batch)
+    state.stats["tokens"] = int(sum(result.tokens.lengths))
+    state.stats["batch_size"] = result.batch_size
+    cut = result.tokens.cut_count()
+    if cut:
+        state.notes.append(f"{cut} of {len(texts)} inputs were longer than {result.tokens.limit} tokens and were cut "
+                           "to that length (the model reads no more).")
     return np.array([state.partial.outputs[i] for i in range(len(texts))], dtype=np.float64)
 
 

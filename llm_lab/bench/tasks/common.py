@@ -24,13 +24,6 @@ class TaskState:
     notes: list = field(default_factory=list)
     stats: dict = field(default_factory=dict)
 
-    @property
-    def max_length(self) -> int:
-        from ...batching import context_length
-
-        limit = context_length(self.loaded.model, self.loaded.tokenizer)
-        return min(self.spec.max_length or limit, limit)
-
 
 def render(template: str | None, frame, default_role: str) -> list[str]:
     """The text each example sends to the model: the template filled with the example's roles."""

@@ -1,10 +1,11 @@
-"""Generation: prompt -> completion with llm_lab.generation, scored against the reference column."""
+"""Generation: prompt -> completion with `inference.generate`, scored against the reference column."""
 from __future__ import annotations
 
 import numpy as np
 
 from ... import metrics
-from ...generation import GenerationSettings, generate
+from ...generation import GenerationSettings
+from ...inference import generate
 from .common import TaskError, headline, render, short
 
 CHUNK = 16  # prompts per call, so progress and partial outputs are saved as the run goes

@@ -14,33 +14,14 @@ import numpy as np
 
 from ... import metrics
 from .common import TaskError, headline, short
-from .lm_scoring import prefix_token, score_requests
-
-
-def windows(ids: list[int], prefix: int, context: int, stride: int) -> list[tuple[list[int], list[int], int]]:
-    tokens = [prefix] + list(ids)
-    out, a = [], 1
-    while a < len(tokens):
-        b = min(a + stride, len(tokens))
-        s = max(0, b - 1 - context)
-        out.append((tokens[s:b - 1], tokens[s + 1:b], b - a))
-        a = b
-    return out
+from ... import inference
+from .lm_scoring import score_requests
 
 
 def run(state) -> dict:
     spec, loaded, frame = state.spec, state.loaded, state.frame
-    tok = loaded.tokenizer
     texts = frame["text"].astype(str).tolist()
-    context = state.max_length
-    stride = min(spec.stride or context, context)
-    prefix = prefix_token(tok)
-    encoded = tok(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
-    requests, owner = [], []
-    for i, ids in enumerate(encoded):
-        for w in windows(ids, prefix, context, stride):
-            requests.append(w)
-            owner.append(i)
+    requests, owner, context, stride = inference.rolling_windows(loaded, texts, spec.max_length, spec.stride)
     if not requests:
         raise TaskError("None of the texts has any tokens to score.")
     state.stats["windows"] = len(requests)

@@ -9,12 +9,12 @@ import numpy as np
 
 from ... import metrics
 from .common import TaskError, headline, render, short
-from .lm_scoring import prefix_token, score_requests
+from ... import inference
+from .lm_scoring import score_requests
 
 
 def run(state) -> dict:
     spec, loaded, frame = state.spec, state.loaded, state.frame
-    tok = loaded.tokenizer
     contexts = render(spec.prompt, frame, "text")
     if spec.choices:
         options = [list(spec.choices) for _ in range(len(frame))]
@@ -30,16 +30,15 @@ def run(state) -> dict:
         else:
             raise TaskError(f"Example {int(frame['id'].iloc[i])}: its label {label!r} is not one of the options "
                             f"({', '.join(map(repr, opts))}); a label must be an option's text or its index.")
-    limit = state.max_length
-    prefix = prefix_token(tok)
-    requests, owner = [], []
+    pairs, owner = [], []
     for i, ctx in enumerate(contexts):
-        ctx_ids = tok(ctx, add_special_tokens=False)["input_ids"] or [prefix]
         for j, opt in enumerate(options[i]):
-            cont = tok(" " + opt, add_special_tokens=False)["input_ids"]
-            whole = (ctx_ids + cont)[-(limit + 1):]
-            requests.append((whole[:-1], whole[1:], len(cont)))
+            pairs.append((ctx, " " + opt))
             owner.append((i, j))
+    requests, cut = inference.pair_requests(loaded, pairs, spec.max_length)
+    if any(cut):
+        state.notes.append(f"{sum(cut)} of {len(pairs)} context + option pairs were longer than the model reads; "
+                           "their contexts were cut from the left.")
     scored = score_requests(state, requests, "options")
     ll = [np.full(len(o), -np.inf) for o in options]
     for (i, j), lps in zip(owner, scored):

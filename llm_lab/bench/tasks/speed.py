@@ -8,7 +8,7 @@ import time
 import numpy as np
 import torch
 
-from ...batching import pad, run_batched
+from ... import inference
 from .common import headline, render
 
 
@@ -19,16 +19,14 @@ def _sync(device):
 
 def run(state) -> dict:
     spec, loaded, frame = state.spec, state.loaded, state.frame
-    tok, model, device = loaded.tokenizer, loaded.model, loaded.device
+    device = loaded.device
     texts = render(spec.prompt, frame, "text")
-    enc = tok(texts, truncation=True, max_length=state.max_length, padding=False, return_attention_mask=False)["input_ids"]
-    lengths = np.array([len(x) for x in enc])
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    tokens = inference.tokenize(loaded, texts, max_length=spec.max_length)  # once: latency is the model's alone
+    lengths = np.array(tokens.lengths)
 
-    @torch.inference_mode()
-    def forward(batch):
-        ids, mask = pad([enc[p] for p in batch], pad_id)
-        model(input_ids=ids.to(device), attention_mask=mask.to(device))
+    def forward(batch, batch_size=1, on_batch=None):
+        """The model's own head over `batch`, as every feature runs it (`inference.infer`)."""
+        inference.infer(loaded, texts, batch_size=batch_size, positions=batch, on_batch=on_batch, tokens=tokens)
         _sync(device)
 
     cuda = str(device).startswith("cuda")
@@ -53,8 +51,8 @@ def run(state) -> dict:
                 step[0] += len(batch)
                 state.progress(step[0], total_steps, f"throughput run {r + 1}/{spec.repeats}")
 
-            state.stats["batch_size"] = run_batched(list(range(len(texts))), lengths, forward, state.batch_size,
-                                                    device, on_batch)
+            forward(list(range(len(texts))), state.batch_size, on_batch)
+            state.stats["batch_size"] = state.batch_size
             rates.append(len(texts) / (time.perf_counter() - t0))
     lat = np.array(latencies) * 1000
     peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda

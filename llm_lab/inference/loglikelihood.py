@@ -1,0 +1,177 @@
+"""loglikelihood: how likely a causal LM finds a continuation after a context, and every token of a long text.
+
+The shapes of lm-evaluation-harness's `LM.loglikelihood` and `LM.loglikelihood_rolling`:
+- `loglikelihood(loaded, [(context, continuation), ...])`: per pair, the summed log-probability of the
+  continuation's tokens and whether greedy decoding would have produced them. The context is cut from the left
+  when context + continuation exceed the model's context (said in the result).
+- `loglikelihood_rolling(loaded, texts)`: per text, the log-probability of every token, a start token (BOS,
+  else EOS) in front so the first token is predicted too; a text longer than the context is scored in windows
+  that predict `stride` new tokens each (default: the whole context, lm-eval's disjoint windows) with the tokens
+  before them as context.
+Both come down to `score_tokens`: requests of (input ids, target ids, n), where the model reads the input, predicts
+the next token at every position, and the last n predictions are scored against the last n targets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import capabilities as caps
+from ..batching import pad, run_batched
+from .forward import lm_logits
+from .inputs import limit, pad_id
+
+DEFAULT_BATCH = 32
+SCORE = caps.needs("Log-likelihood scoring", caps.CAUSAL_LM,
+                   hint="Pick a causal LM whose weights LLM Lab loads (an endpoint returns text only).")
+
+
+@dataclass
+class TokenScores:
+    logprobs: list[float]        # of the scored tokens
+    greedy: bool                 # every scored token was the model's top choice
+
+
+@dataclass
+class Loglikelihood:
+    logprob: float
+    greedy: bool
+    tokens: int                  # continuation tokens scored
+    truncated: bool = False      # the context was cut from the left to fit
+    note: str = ""
+
+
+@dataclass
+class Rolling:
+    logprobs: list[float] = field(default_factory=list)   # one per token of the text
+    windows: int = 0
+
+    @property
+    def logprob(self) -> float:
+        return float(np.sum(self.logprobs))
+
+
+def start_token(tokenizer) -> int:
+    """The token put in front of a text so its first token is predicted: BOS, else EOS, else padding, else 0."""
+    for tid in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id):
+        if tid is not None:
+            return int(tid)
+    return 0
+
+
+def score_tokens(loaded, requests: list[tuple[list[int], list[int], int]], *, batch_size: int | None = None,
+                 positions: list[int] | None = None, on_batch=None) -> list[TokenScores | None]:
+    """Per request, the log-probabilities of its last n targets; longest first, batches halve on out-of-memory.
+    `positions` runs only those requests (the others stay None); `on_batch(rows, scores)` hears of each batch."""
+    import torch
+    import torch.nn.functional as F
+
+    caps.require(SCORE, loaded)
+    model, device, pid = loaded.model, loaded.device, pad_id(loaded.tokenizer)
+    out: list[TokenScores | None] = [None] * len(requests)
+    todo = list(range(len(requests))) if positions is None else list(positions)
+
+    @torch.inference_mode()
+    def forward(batch):
+        ids, mask = pad([requests[p][0] for p in batch], pid)
+        targets, _ = pad([requests[p][1] for p in batch], 0)
+        logits = lm_logits(model, input_ids=ids.to(device), attention_mask=mask.to(device)).float()
+        logp = F.log_softmax(logits, dim=-1)
+        picked = logp.gather(-1, targets.to(device).unsqueeze(-1)).squeeze(-1).cpu().numpy()
+        top = logp.argmax(-1).cpu().numpy()
+        scores = []
+        for row, p in enumerate(batch):
+            length, n = len(requests[p][0]), requests[p][2]
+            target = np.asarray(requests[p][1][length - n:length])
+            scores.append(TokenScores(picked[row, length - n:length].tolist(),
+                                      bool((top[row, length - n:length] == target).all())))
+        return scores
+
+    def collect(batch, scores):
+        for p, s in zip(batch, scores):
+            out[p] = s
+        if on_batch:
+            on_batch(batch, scores)
+
+    if todo:
+        lengths = np.array([len(r[0]) for r in requests])
+        with loaded.lock:
+            run_batched(todo, lengths, forward, int(batch_size or DEFAULT_BATCH), loaded.device, collect)
+    return out
+
+
+def pair_requests(loaded, pairs: list[tuple[str, str]], max_length: int | None = None):
+    """(requests, cut flags) for (context, continuation) pairs, tokenised as lm-eval does: context and
+    continuation apart, without special tokens; an empty context reads the start token."""
+    caps.require(SCORE, loaded)
+    tok = loaded.tokenizer
+    cap = limit(loaded, max_length)
+    first = start_token(tok)
+    requests, cut = [], []
+    for context, continuation in pairs:
+        ctx = tok(str(context), add_special_tokens=False)["input_ids"] or [first]
+        cont = tok(str(continuation), add_special_tokens=False)["input_ids"]
+        whole = (ctx + cont)[-(cap + 1):]
+        requests.append((whole[:-1], whole[1:], min(len(cont), len(whole) - 1)))
+        cut.append(len(ctx) + len(cont) > cap + 1)
+    return requests, cut
+
+
+def loglikelihood(loaded, pairs: list[tuple[str, str]], *, max_length: int | None = None,
+                  batch_size: int | None = None) -> list[Loglikelihood]:
+    """Per (context, continuation): log P(continuation | context), summed over its tokens."""
+    requests, cut = pair_requests(loaded, pairs, max_length)
+    scores = score_tokens(loaded, requests, batch_size=batch_size)
+    cap = limit(loaded, max_length)
+    return [Loglikelihood(float(np.sum(s.logprobs)), s.greedy, len(s.logprobs), c,
+                          f"Context cut from the left to fit the model's {cap} tokens." if c else "")
+            for s, c in zip(scores, cut)]
+
+
+def rolling_windows(loaded, texts: list[str], max_length: int | None = None, stride: int | None = None):
+    """(requests, owner: the text each window belongs to, context, stride) for `loglikelihood_rolling`."""
+    caps.require(SCORE, loaded)
+    tok = loaded.tokenizer
+    context = limit(loaded, max_length)
+    stride = min(stride or context, context)
+    first = start_token(tok)
+    encoded = tok([str(t) for t in texts], add_special_tokens=False, return_attention_mask=False)["input_ids"] \
+        if texts else []
+    requests, owner = [], []
+    for i, ids in enumerate(encoded):
+        for window in windows(ids, first, context, stride):
+            requests.append(window)
+            owner.append(i)
+    return requests, owner, context, stride
+
+
+def windows(ids: list[int], first: int, context: int, stride: int) -> list[tuple[list[int], list[int], int]]:
+    """Score requests covering every token of `ids` once: `first` in front, at most `context` tokens read per
+    window, `stride` new tokens predicted per window with the tokens before them as context."""
+    tokens = [first] + list(ids)
+    out, a = [], 1
+    while a < len(tokens):
+        b = min(a + stride, len(tokens))
+        s = max(0, b - 1 - context)
+        out.append((tokens[s:b - 1], tokens[s + 1:b], b - a))
+        a = b
+    return out
+
+
+def loglikelihood_rolling(loaded, texts: list[str], *, max_length: int | None = None, stride: int | None = None,
+                          batch_size: int | None = None) -> list[Rolling]:
+    """Per text, the log-probability of each of its tokens (see the module's words on windows)."""
+    requests, owner, _, _ = rolling_windows(loaded, texts, max_length, stride)
+    scores = score_tokens(loaded, requests, batch_size=batch_size)
+    out = [Rolling() for _ in texts]
+    for i, s in zip(owner, scores):
+        out[i].logprobs.extend(s.logprobs)
+        out[i].windows += 1
+    return out
+
+
+def perplexity(rolled: list[Rolling]) -> float:
+    """Token perplexity over texts scored by `loglikelihood_rolling` (every token weighs the same)."""
+    total = sum(len(r.logprobs) for r in rolled)
+    return float(np.exp(-sum(r.logprob for r in rolled) / max(1, total)))
