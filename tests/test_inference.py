@@ -285,3 +285,45 @@ def test_features_take_the_context_from_capabilities_not_their_own_numbers():
                  if "train" not in p.parts and pattern.search(p.read_text())]
     assert not offenders, offenders
     assert caps.Capabilities("classifier", frozenset()).max_context == 512  # the fallback, decided in one place
+
+
+def test_compare_shows_which_inputs_were_cut(sentiment):
+    from llm_lab.compare import runs, tables
+
+    texts = ["Great value.", long_review(40)]
+    comparison = runs.run(LOCAL, "classification", ["minilm-sentiment", "minilm"], runs.make_inputs(texts))
+    frame = tables.table(comparison)
+    notes = frame["minilm-sentiment · input"].tolist()
+    assert notes[0] == "" and "only the first 512 tokens are used" in notes[1]
+    assert "only the first 512 tokens are used" in tables.to_html(comparison).decode()
+
+
+def test_trainings_final_evaluation_runs_through_the_inference_layer(tiny_gpt2, monkeypatch):
+    """Training's last evaluation of a language model is `inference.score_tokens` over the held-out rows: the mean
+    log-likelihood of every scored token (checked against plain torch), so its perplexity means what the
+    benchmark's does."""
+    import torch
+
+    from llm_lab import paths
+    from llm_lab.train import TrainConfig, data_prep, runner
+    from tests.test_train import Reporter, fast
+
+    lines = [f"def add_{i}(x): return x + {i}" for i in range(40)]
+    data.import_dataset(LOCAL, "code", "d.csv", ("text\n" + "\n".join(lines)).encode())
+    calls, real = [], inference.score_tokens
+    monkeypatch.setattr(inference, "score_tokens", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
+    cfg = TrainConfig(task="causal-lm", model=str(tiny_gpt2), dataset="code", name="lm-eval", **fast(epochs=1.0))
+    trained = runner.train(LOCAL, cfg, Reporter(), paths.subdir("jobs", "inference-eval"))
+    held = data_prep.causal(LOCAL, cfg, trained.tokenizer).eval.rows
+    assert calls == [len(held)]
+    nll, count = 0.0, 0
+    trained.model.eval()
+    with torch.inference_mode():
+        for row in held:
+            ids = torch.tensor([row["input_ids"]])
+            logits = trained.model(input_ids=ids).logits[0, :-1].float()
+            nll += float(torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum"))
+            count += ids.shape[1] - 1
+    assert trained.metrics["eval_tokens"] == count
+    assert trained.metrics["eval_loss"] == pytest.approx(nll / count, rel=1e-5)
+    assert trained.metrics["eval_perplexity"] == pytest.approx(np.exp(nll / count), rel=1e-5)

@@ -1,4 +1,7 @@
-"""The one place pages get data from: cached calls into llm_lab.
+"""What pages share when they read from llm_lab: the acting user, models, and cached lists and frames.
+
+Pages call llm_lab's typed functions directly for everything else (a feature's own module: `compare.runs`,
+`bench.leaderboard`, `inference`, …), always as `actor()`; what is cached for every session lives here.
 
 Models are cached once per server process, in the registry's own bounded cache (at most LLM_LAB_MAX_MODELS,
 keyed by folder, weights and settings) and nowhere else, except a model loaded with remote code, which stays

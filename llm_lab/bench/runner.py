@@ -80,8 +80,8 @@ def task_frame(actor: Actor, spec: TaskSpec):
     return info, out, split, note
 
 
-def load_for(actor: Actor, spec: TaskSpec, model_name: str, frame, device: str | None, dtype: str | None,
-             label_names: list | None = None):
+def load_for_task(actor: Actor, spec: TaskSpec, model_name: str, frame, device: str | None, dtype: str | None,
+                  label_names: list | None = None):
     """Open the model with the head the task needs; a clear TaskError when it has none."""
     import torch
 
@@ -143,7 +143,7 @@ def run_task(actor: Actor, suite: Suite, spec: TaskSpec, model_name: str, *, use
     progress = progress or (lambda done, total, message="": None)
     t_start = time.time()
     info, frame, split, split_note = task_frame(actor, spec)
-    loaded = load_for(actor, spec, model_name, frame, device, dtype, info.label_names)
+    loaded = load_for_task(actor, spec, model_name, frame, device, dtype, info.label_names)
     model_fp = fingerprint.model_fingerprint(loaded, actor)
     size = default_batch_size(loaded.device, spec.batch_size or batch_size)
     settings = {"device": loaded.device, "dtype": loaded.dtype}

@@ -28,6 +28,8 @@ def table(comparison: Comparison, details: bool = False) -> pd.DataFrame:
         frame[name] = [r["text"] if gen else r["label"] for r in rows]
         if not gen:
             frame[f"{name} · p"] = [round(r["prob"], 4) for r in rows]
+            if any(r.get("note") for r in rows):  # an input longer than the model reads: said beside its answer
+                frame[f"{name} · input"] = [r.get("note", "") for r in rows]
         if details and gen:
             frame[f"{name} · tokens"] = [r["new_tokens"] for r in rows]
             frame[f"{name} · logprob"] = [None if r["mean_logprob"] is None else round(r["mean_logprob"], 4) for r in rows]
@@ -119,7 +121,8 @@ def _output_cell(comparison: Comparison, row: dict, esc) -> str:
         note = f"<br><small>⚠ {esc(row['note'])}</small>" if row.get("note") else ""
         return f"<pre>{esc(row['text']) or '<i>(empty)</i>'}</pre><small>{esc(' · '.join(facts))}</small>{note}"
     probs = ", ".join(f"{label} {number(p)}" for label, p in sorted(row["probs"].items(), key=lambda kv: -kv[1]))
-    return f"<b>{esc(row['label'])}</b> ({row['prob']:.1%})<br><small>{esc(probs)}</small>"
+    note = f"<br><small>⚠ {esc(row['note'])}</small>" if row.get("note") else ""
+    return f"<b>{esc(row['label'])}</b> ({row['prob']:.1%})<br><small>{esc(probs)}</small>{note}"
 
 
 def to_html(comparison: Comparison) -> bytes:

@@ -84,6 +84,10 @@ def wrap(model, tokenizer, head: str, name: str = "model"):
     from .. import capabilities
 
     caps = capabilities.of_model(model, tokenizer, head, head, False, False)
+    if head == "causal-lm":  # the caller says it is one (a model in training, wrapped by peft, may not say so itself)
+        from dataclasses import replace
+
+        caps = replace(caps, provides=caps.provides | {capabilities.CAUSAL_LM, capabilities.GENERATES_TEXT})
     device = str(getattr(model, "device", "cpu"))
     return SimpleNamespace(model=model, tokenizer=tokenizer, device=device, capabilities=caps, head=head,
                            labels=list(caps.labels), head_is_new=False, lock=threading.RLock(),

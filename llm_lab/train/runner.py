@@ -257,5 +257,31 @@ def final_metrics(trainer, prepared, cfg: TrainConfig) -> dict:
     metrics = {k: float(v) for k, v in metrics.items() if k.startswith("eval_") and isinstance(v, (int, float))
                and not k.endswith(("_runtime", "_per_second"))}
     if cfg.task != "classify":
+        metrics.update(held_out_loss(trainer.model, trainer.processing_class, prepared.eval.rows))
         task_metrics.add_perplexity(metrics)
     return metrics
+
+
+def held_out_loss(model, tokenizer, rows: list[dict]) -> dict:
+    """The final evaluation of a language model, through the inference layer (`inference.score_tokens`, what the
+    benchmark's language-modelling and multiple-choice tasks run): the mean negative log-likelihood of every token
+    the held-out rows score (a prompt's tokens are not scored), each token weighing the same. Trainer's `eval_loss`
+    during training is a mean of per-batch means; this is the exact per-token figure."""
+    from .. import inference
+
+    requests = []
+    for row in rows:
+        ids, labels = row["input_ids"], row["labels"]
+        scored = sum(1 for label in labels[1:] if label != -100)  # the scored tokens end each row
+        if scored:
+            requests.append((ids[:-1], ids[1:], scored))
+    if not requests:
+        return {}
+    was_training = model.training
+    model.eval()  # no dropout
+    try:
+        scores = inference.score_tokens(inference.wrap(model, tokenizer, "causal-lm"), requests)
+    finally:
+        model.train(was_training)
+    tokens = sum(len(s.logprobs) for s in scores)
+    return {"eval_loss": -sum(sum(s.logprobs) for s in scores) / tokens, "eval_tokens": float(tokens)}
