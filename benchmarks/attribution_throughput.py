@@ -27,17 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
-
-from llm_lab import registry  # noqa: E402
-from llm_lab.access import LOCAL  # noqa: E402
-from llm_lab.explain import attributions, batching, generation  # noqa: E402
-from llm_lab.corpora import pydoc_corpus  # noqa: E402
-
 TOL = 1e-3  # max relative difference between our attributions and Captum's (see the docstring)
 
 
 def sentences(n: int, quick: bool = False) -> list[str]:
+    from llm_lab.corpora import pydoc_corpus
+
     words = " ".join(pydoc_corpus()[:400]).split()
     lengths = [3, 6, 10, 16] if quick else [4, 8, 12, 16, 24, 32, 48, 64]  # words; mixed lengths, cycled
     out, pos = [], 0
@@ -49,6 +44,8 @@ def sentences(n: int, quick: bool = False) -> list[str]:
 
 
 def sync(device):
+    import torch
+
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
 
@@ -64,6 +61,12 @@ def main() -> int:
     ap.add_argument("--budgets", type=int, nargs="*", default=[8192, 32768],
                     help="GPU only: also time these token budgets, with and without TF32")
     args = ap.parse_args()
+    import torch  # after parsing: --help stays light
+
+    from llm_lab import registry
+    from llm_lab.access import LOCAL
+    from llm_lab.explain import attributions, batching, generation
+
     n = args.n or (8 if args.quick else 64)
     repeats = args.repeats or (2 if args.quick else 3)
     loaded = registry.load(LOCAL, "minilm", head="classifier", device=args.device, dtype="float32")

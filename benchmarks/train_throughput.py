@@ -30,13 +30,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from llm_lab.access import LOCAL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("LLM_LAB_HOME", tempfile.mkdtemp(prefix="train-bench-"))
 os.environ["LLM_LAB_JOBS_INLINE"] = "1"  # the job runs in this process: same machine state for both sides
+
+from llm_lab.access import LOCAL  # noqa: E402  (after sys.path and LLM_LAB_HOME are set)
 
 LOSS_RTOL = {"fp32": 1e-3, "bf16": 2e-2, "fp16": 2e-2}
 POS = "great wonderful excellent lovely superb delightful charming brilliant".split()

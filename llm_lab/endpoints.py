@@ -8,7 +8,7 @@ and never shown (error texts are scrubbed of it).
 
 Loaded, an endpoint is a `registry.LoadedModel` whose `model` is an `EndpointModel` and whose capabilities
 say `endpoint=True` and provide only text generation (`capabilities.GENERATES_TEXT`): Compare, Arena and the
-generation benchmark task use it through `generation.generate` / `generation.stream`, which hand it the
+generation benchmark task use it through `inference.generate` / `inference.stream`, which hand it the
 prompts (`EndpointModel.generate_texts`, `EndpointModel.stream_text`); every feature that needs logits,
 gradients, attention or weights refuses it with the one capability message.
 
@@ -195,7 +195,7 @@ def not_applied(settings_) -> str:
 
 
 class EndpointModel:
-    """A model behind an OpenAI-compatible /v1/completions. `generation.generate` / `generation.stream` call
+    """A model behind an OpenAI-compatible /v1/completions. `inference.generate` / `inference.stream` call
     `generate_texts` / `stream_text`; the results are `generation.GenerationResult`s like a local model's."""
 
     def __init__(self, entry):

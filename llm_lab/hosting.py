@@ -1,4 +1,4 @@
-"""Is this server ready to be hosted for a team? The checks the dashboard and `python -m llm_lab serve` share.
+"""Is this server ready to be hosted for a team? The checks the dashboard and `python -m llm_lab dashboard` share.
 
 A hosted server must know how people sign in: an OpenID Connect provider under `[auth]` in
 `.streamlit/secrets.toml` (Streamlit's st.login), or a trusted reverse proxy that sets an identity header

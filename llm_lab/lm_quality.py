@@ -61,10 +61,8 @@ def perplexity(loaded, text: str, window: int | None = None) -> dict:
     if not text.strip():
         raise ValueError("No held-out text to score: this Python has no standard-library test files.")
     rolled = inference.loglikelihood_rolling(loaded, [text], max_length=window)[0]
-    count = len(rolled.logprobs)
-    nll = -rolled.logprob
-    return {"perplexity": math.exp(nll / count), "bits_per_byte": nll / math.log(2) / max(1, len(text.encode())),
-            "tokens": count}
+    return {"perplexity": inference.perplexity([rolled]),
+            "bits_per_byte": -rolled.logprob / math.log(2) / max(1, len(text.encode())), "tokens": len(rolled.logprobs)}
 
 
 def quality(loaded, prompts: list[str] | None = None, settings=None) -> dict:

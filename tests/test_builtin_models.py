@@ -60,7 +60,7 @@ def held_out() -> str:
     return text
 
 
-@pytest.mark.parametrize("name", ["tiny-gpt", "small-gpt"])
+@pytest.mark.parametrize("name", ["tiny-gpt", pytest.param("small-gpt", marks=pytest.mark.slow)])  # small-gpt: ~35 s
 def test_causal_lm_is_fluent_on_held_out_text(name):
     loaded = registry.load(LOCAL, name, head="causal-lm", device="cpu", dtype="float32")
     held = lm_quality.perplexity(loaded, held_out())

@@ -239,18 +239,34 @@ ALLOWED = {
 }
 
 
+MODULES = {"model", "base", "teacher", "student"}  # names a model object goes by
+NOT_MODELS = {"self", "report", "backend"}  # `report.model(name)` (a report's row), `backend.model(name)` (a load)
+
+
+def _terminal(node) -> str:
+    return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+
+
 def _model_calls(path: Path) -> list[int]:
-    """Lines of calls like `loaded.model(input_ids=…)`, `base(**enc)`, `model.generate(…)`."""
+    """Lines of calls like `loaded.model(input_ids=…)`, `loaded.model(ids)`, `base(**enc)`, `student(ids)`,
+    `model.generate(ids, …)`, `model.forward(ids)`."""
     lines = []
     for node in ast.walk(ast.parse(path.read_text())):
         if not isinstance(node, ast.Call):
             continue
-        func = node.func
-        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
-        if name not in MODEL_NAMES and not name.endswith("_model"):
-            continue
-        keywords = {k.arg for k in node.keywords}
-        if keywords & MODEL_INPUTS or None in keywords:  # None: a **mapping of inputs
+        func, keywords = node.func, {k.arg for k in node.keywords}
+        feeds = bool(keywords & MODEL_INPUTS) or None in keywords  # None: a **mapping of inputs
+        name = _terminal(func)
+        if isinstance(func, ast.Name):
+            hit = name in MODULES or (name.endswith("_model") and feeds)
+        elif name in ("generate", "forward"):
+            owner = _terminal(func.value)
+            hit = owner in MODULES or owner.endswith("model")
+        elif name == "model":
+            hit = feeds or _terminal(func.value) not in NOT_MODELS
+        else:
+            hit = (name in MODEL_NAMES or name.endswith("_model")) and feeds
+        if hit:
             lines.append(node.lineno)
     return lines
 
@@ -273,8 +289,10 @@ def test_no_module_outside_the_inference_layer_calls_a_model():
 def test_the_check_catches_a_model_call(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text("def f(loaded, ids, enc):\n    loaded.model(input_ids=ids)\n    base(**enc)\n"
-                     "    loaded.model.generate(input_ids=ids)\n    report.model('name')\n")
-    assert _model_calls(probe) == [2, 3, 4]
+                     "    loaded.model.generate(input_ids=ids)\n    report.model('name')\n    loaded.model(ids)\n"
+                     "    model.generate(ids, max_new_tokens=3)\n    student(ids)\n    model.forward(ids)\n"
+                     "    server.generate(body)\n    self.model(self.parent)\n")
+    assert _model_calls(probe) == [2, 3, 4, 6, 7, 8, 9]
 
 
 def test_features_take_the_context_from_capabilities_not_their_own_numbers():

@@ -149,6 +149,8 @@ def run_task(actor: Actor, suite: Suite, spec: TaskSpec, model_name: str, *, use
     settings = {"device": loaded.device, "dtype": loaded.dtype}
     if getattr(loaded.model, "batch_dependent", False):  # its outputs depend on the rows batched together (int8
         settings["batch_size"] = size                    # activations quantized per batch): part of the result
+    if getattr(module(spec.type), "VERSION", None):  # a task type whose computation changed: old results do not match
+        settings["task_version"] = module(spec.type).VERSION
     key = result_key(model_fp, info.fingerprint, spec, settings, actor.workspace, split)
     # an endpoint's model may change behind its URL: its results are stored, never served from the cache
     if use_cache and loaded.entry.source != "endpoint" and (hit := cache.get(actor, key)):

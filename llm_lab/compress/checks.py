@@ -12,6 +12,10 @@ import torch
 from .. import inference
 from ..inference.forward import outputs as model_outputs
 
+# A variant is checked against its parent on the same inputs, each cut at this many tokens (or the parent's context
+# when smaller): both models' full outputs (a causal LM's: tokens x vocabulary) are held at once.
+CHECK_TOKENS = 256
+
 
 def outputs_of(model, head: str):
     """forward(encoding) -> the output compared for `head`, as float32 numpy."""
@@ -65,4 +69,4 @@ def compare(head: str, parent_fn, variant_fn, tokenizer, texts: list[str], max_l
 def check_torch(loaded, variant, texts: list[str]) -> dict:
     """A torch variant (a copy of the parent, changed) against the parent."""
     return compare(loaded.head, outputs_of(loaded.model, loaded.head), outputs_of(variant.eval(), loaded.head),
-                   loaded.tokenizer, texts, inference.limit(loaded))
+                   loaded.tokenizer, texts, inference.limit(loaded, CHECK_TOKENS))

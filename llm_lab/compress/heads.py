@@ -136,7 +136,12 @@ def _targets(model, head: str, batches: list, labels: list[int] | None) -> list:
                 for enc in batches]
 
 
-def head_importance(loaded, texts: list[str], labels=None, batch_size: int = 16, max_length: int | None = None,
+# Importance is measured on texts cut at this many tokens: one forward pass per head of every layer, so the cost grows
+# with the length, while the ranking of heads settles on short texts.
+IMPORTANCE_TOKENS = 128
+
+
+def head_importance(loaded, texts: list[str], labels=None, batch_size: int = 16, max_length: int | None = IMPORTANCE_TOKENS,
                     progress=None) -> list[list[float]]:
     """importance[layer][head] = loss with that head masked − loss of the whole model, on `texts` (and `labels`:
     label names or indices of a classifier's outputs; None: its own predictions)."""

@@ -20,14 +20,6 @@ SLOWER_TOLERANCE = 0.05     # a variant is "slower" when its latency p50 or thro
 MEMPROBE_TIMEOUT_S = 900
 
 
-# ---------------------------------------------------------------- inference the way every feature runs it
-def infer(loaded, texts: list[str], batch_size: int = 32):
-    """Run `texts` through a loaded model with its head, as every feature runs it (`inference.infer`)."""
-    from .. import inference
-
-    return inference.infer(loaded, texts, batch_size=batch_size)
-
-
 # ---------------------------------------------------------------- size on disk
 def folder_bytes(folder) -> int:
     root = Path(folder)

@@ -77,7 +77,7 @@ def measure(request: dict) -> dict:
     importlib.import_module("transformers")  # imported before the baseline, like torch
 
     from llm_lab.bench.suite import TASK_TYPES
-    from llm_lab.compress.measure import infer
+    from llm_lab.inference import infer
 
     needs = TASK_TYPES[request.get("task_type") or "speed"].model_needs
     device = request.get("device")
@@ -90,7 +90,7 @@ def measure(request: dict) -> dict:
     loaded = registry.load_for(actor, needs, request["model"], device=device)
     gc.collect()
     loaded_mb = _rss_mb() - baseline
-    infer(loaded, list(request["texts"]), int(request.get("batch_size") or 32))
+    infer(loaded, list(request["texts"]), batch_size=int(request.get("batch_size") or 32))
     peak = _peak_mb(reset) - baseline
     out = {"peak_mb": round(max(peak, loaded_mb), 1), "loaded_mb": round(loaded_mb, 1), "baseline_mb": round(baseline, 1),
            "cuda_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,

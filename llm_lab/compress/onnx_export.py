@@ -105,7 +105,7 @@ def check(loaded, folder: Path, texts: list[str]) -> dict:
     with loaded.lock:
         return checks.compare(loaded.head, checks.outputs_of(loaded.model, loaded.head),
                               checks.outputs_of(graph, loaded.head), loaded.tokenizer, texts,
-                              inference.limit(loaded))
+                              inference.limit(loaded, checks.CHECK_TOKENS))
 
 
 def _write_folder(loaded, folder: Path) -> None:

@@ -15,6 +15,9 @@ from ..inference import forward
 from . import text as textmod
 
 MAX_VIEW_TOKENS = 128
+# Attention weights are layers x heads x tokens x tokens: a long paste on a big model would not fit in memory, so
+# the view reads at most this many tokens (the model's context when smaller), and says so in its notes.
+MAX_ATTENTION_TOKENS = 512
 
 
 @dataclass
@@ -29,7 +32,7 @@ class AttentionResult:
         return self.attentions.shape
 
 
-def compute(loaded, text: str, max_tokens: int | None = None) -> AttentionResult:
+def compute(loaded, text: str, max_tokens: int | None = MAX_ATTENTION_TOKENS) -> AttentionResult:
     """Attention probabilities for one text: (layers, heads, T, T)."""
     enc = textmod.encode(loaded, text, cap=max_tokens)
     model = loaded.model

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ..batching import pad
 from ..inference.forward import classifier_logits, outputs
 from .. import inference
 from ..errors import ModelError
@@ -95,15 +94,13 @@ class EmbedForward(torch.nn.Module):
 
 
 def predict_proba_ids(loaded, ids_list: list[list[int]], batch_size: int = 64) -> np.ndarray:
-    """Class probabilities for already-tokenised inputs (right-padded per batch)."""
-    pad_id = loaded.tokenizer.pad_token_id or 0
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(ids_list), batch_size):
-            ids, mask = pad(ids_list[start:start + batch_size], pad_id, device=loaded.device)
-            logits = classifier_logits(loaded.model, input_ids=ids, attention_mask=mask)
-            out.append(torch.softmax(logits.float(), -1).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0))
+    """Class probabilities for already-tokenised inputs (perturbed copies of an encoded text), through
+    `inference.classify` like every prediction."""
+    if not ids_list:
+        return np.zeros((0, 0))
+    lengths = [len(ids) for ids in ids_list]
+    tokens = inference.Tokens([list(ids) for ids in ids_list], None, lengths, max(lengths))
+    return inference.classify(loaded, [""] * len(ids_list), batch_size=batch_size, tokens=tokens).probs
 
 
 def _embeddings(loaded):

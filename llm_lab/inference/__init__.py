@@ -22,11 +22,11 @@ from .classify import Classified, classify
 from .embed import Embedded, cosine, embed
 from .generate import generate, generate_group, stream
 from .inputs import Tokens, limit, tokenize, wrap
-from .loglikelihood import (Loglikelihood, Rolling, TokenScores, loglikelihood, loglikelihood_rolling, pair_requests,
+from .loglikelihood import (Loglikelihood, Rolling, Scores, TokenScores, loglikelihood, loglikelihood_rolling, pair_requests,
                             perplexity,
                             rolling_windows, score_tokens, start_token)
 from .own_head import infer
 
-__all__ = ["Classified", "Embedded", "Loglikelihood", "Rolling", "TokenScores", "Tokens", "classify", "cosine",
+__all__ = ["Classified", "Embedded", "Loglikelihood", "Rolling", "Scores", "TokenScores", "Tokens", "classify", "cosine",
            "embed", "generate", "generate_group", "infer", "limit", "loglikelihood", "loglikelihood_rolling",
            "pair_requests", "perplexity", "rolling_windows", "score_tokens", "start_token", "stream", "tokenize", "wrap"]

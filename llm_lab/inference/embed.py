@@ -6,11 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import capabilities as caps
 from ..batching import pad, run_batched
 from .forward import hidden_states, last_hidden
 from .inputs import Tokens, pad_id, tokenize
 
 DEFAULT_BATCH = 32
+EMBED = caps.needs("Embeddings", hint="Embed with a model whose weights LLM Lab loads (an encoder or a classifier).")
 
 
 @dataclass
@@ -36,6 +38,7 @@ def embed(loaded, texts: list[str], *, max_length: int | None = None, batch_size
     """Mean-pooled embeddings of every text (the encoder under any head: a classifier's base model too)."""
     import torch
 
+    caps.require(EMBED, loaded)
     texts = list(texts)
     tokens = tokenize(loaded, texts, max_length=max_length)
     model, device, pid = loaded.model, loaded.device, pad_id(loaded.tokenizer)

@@ -21,7 +21,8 @@ class Tokens:
     ids: list[list[int]]
     type_ids: list[list[int]] | None
     original: list[int]          # each row's length before the cut
-    limit: int
+    limit: int                   # the most tokens a row got
+    context: int = 0             # the model's context (0: the same as `limit`)
 
     @property
     def lengths(self) -> list[int]:
@@ -34,6 +35,9 @@ class Tokens:
         """What was done to row i, in words ("" when nothing)."""
         if not self.truncated(i):
             return ""
+        if self.context and self.limit < self.context:  # a shorter cut the caller asked for
+            return (f"The text has {self.original[i]} tokens; only the first {len(self.ids[i])} tokens are used here "
+                    f"(at most {self.limit}; the model reads up to {self.context}).")
         return (f"The text has {self.original[i]} tokens; the model reads at most {self.limit}, so only the first "
                 f"{len(self.ids[i])} tokens are used.")
 
@@ -49,26 +53,28 @@ def tokenize(loaded, texts: list[str], pairs: list[str] | None = None, max_lengt
     """Tokenise every text once, in bulk, without padding; rows over the limit are tokenised again with the
     tokenizer's own truncation (so special tokens stay where the model expects them)."""
     tok = loaded.tokenizer
-    cap = limit(loaded, max_length)
+    cap, context = limit(loaded, max_length), limit(loaded)
     texts = [str(t) for t in texts]
     pairs = None if pairs is None else [str(p) for p in pairs]
     if not texts:
-        return Tokens([], None, [], cap)
-    full = tok(texts, pairs, add_special_tokens=add_special_tokens, truncation=False, padding=False,
-               return_attention_mask=False, verbose=False)
-    ids = [list(row) for row in full["input_ids"]]
-    types = [list(row) for row in full["token_type_ids"]] if "token_type_ids" in full else None
-    original = [len(row) for row in ids]
-    long_rows = [i for i, n in enumerate(original) if n > cap]
-    if long_rows:
-        cut = tok([texts[i] for i in long_rows], None if pairs is None else [pairs[i] for i in long_rows],
-                  add_special_tokens=add_special_tokens, truncation=True, max_length=cap, padding=False,
-                  return_attention_mask=False)
-        for j, i in enumerate(long_rows):
-            ids[i] = list(cut["input_ids"][j])[:cap]
-            if types is not None:
-                types[i] = list(cut["token_type_ids"][j])[:cap]
-    return Tokens(ids, types, original, cap)
+        return Tokens([], None, [], cap, context)
+    # under the model's lock: a truncating call switches the (shared, Rust) tokenizer's truncation on and off again
+    with loaded.lock:
+        full = tok(texts, pairs, add_special_tokens=add_special_tokens, truncation=False, padding=False,
+                   return_attention_mask=False, verbose=False)
+        ids = [list(row) for row in full["input_ids"]]
+        types = [list(row) for row in full["token_type_ids"]] if "token_type_ids" in full else None
+        original = [len(row) for row in ids]
+        long_rows = [i for i, n in enumerate(original) if n > cap]
+        if long_rows:
+            cut = tok([texts[i] for i in long_rows], None if pairs is None else [pairs[i] for i in long_rows],
+                      add_special_tokens=add_special_tokens, truncation=True, max_length=cap, padding=False,
+                      return_attention_mask=False)
+            for j, i in enumerate(long_rows):
+                ids[i] = list(cut["input_ids"][j])[:cap]
+                if types is not None:
+                    types[i] = list(cut["token_type_ids"][j])[:cap]
+    return Tokens(ids, types, original, cap, context)
 
 
 def pad_id(tokenizer) -> int:

@@ -23,6 +23,7 @@ from .forward import lm_logits
 from .inputs import limit, pad_id
 
 DEFAULT_BATCH = 32
+LOGIT_BUDGET_BYTES = 512 * 2**20  # float32 logits of one batch (rows x tokens x vocabulary), before log-softmax
 SCORE = caps.needs("Log-likelihood scoring", caps.CAUSAL_LM,
                    hint="Pick a causal LM whose weights LLM Lab loads (an endpoint returns text only).")
 
@@ -31,6 +32,11 @@ SCORE = caps.needs("Log-likelihood scoring", caps.CAUSAL_LM,
 class TokenScores:
     logprobs: list[float]        # of the scored tokens
     greedy: bool                 # every scored token was the model's top choice
+
+
+class Scores(list):
+    """`score_tokens`'s answer: a TokenScores (or None: not asked for) per request, and the batch size that ran."""
+    batch_size: int = DEFAULT_BATCH
 
 
 @dataclass
@@ -61,15 +67,16 @@ def start_token(tokenizer) -> int:
 
 
 def score_tokens(loaded, requests: list[tuple[list[int], list[int], int]], *, batch_size: int | None = None,
-                 positions: list[int] | None = None, on_batch=None) -> list[TokenScores | None]:
-    """Per request, the log-probabilities of its last n targets; longest first, batches halve on out-of-memory.
+                 positions: list[int] | None = None, on_batch=None) -> Scores:
+    """Per request, the log-probabilities of its last n targets; longest first, batches halve on out-of-memory
+    and hold at most LOGIT_BUDGET_BYTES of logits (a 50k-word vocabulary and 1,024-token windows: two a batch).
     `positions` runs only those requests (the others stay None); `on_batch(rows, scores)` hears of each batch."""
     import torch
     import torch.nn.functional as F
 
     caps.require(SCORE, loaded)
     model, device, pid = loaded.model, loaded.device, pad_id(loaded.tokenizer)
-    out: list[TokenScores | None] = [None] * len(requests)
+    out = Scores([None] * len(requests))
     todo = list(range(len(requests))) if positions is None else list(positions)
 
     @torch.inference_mode()
@@ -96,8 +103,12 @@ def score_tokens(loaded, requests: list[tuple[list[int], list[int], int]], *, ba
 
     if todo:
         lengths = np.array([len(r[0]) for r in requests])
+        config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        vocab = int(getattr(config, "vocab_size", 0) or 50_000)
+        budget = max(1, LOGIT_BUDGET_BYTES // (vocab * 4))  # tokens of logits a batch may hold
         with loaded.lock:
-            run_batched(todo, lengths, forward, int(batch_size or DEFAULT_BATCH), loaded.device, collect)
+            out.batch_size = run_batched(todo, lengths, forward, int(batch_size or DEFAULT_BATCH), loaded.device,
+                                         collect, token_budget=budget)
     return out
 
 
@@ -125,7 +136,8 @@ def loglikelihood(loaded, pairs: list[tuple[str, str]], *, max_length: int | Non
     scores = score_tokens(loaded, requests, batch_size=batch_size)
     cap = limit(loaded, max_length)
     return [Loglikelihood(float(np.sum(s.logprobs)), s.greedy, len(s.logprobs), c,
-                          f"Context cut from the left to fit the model's {cap} tokens." if c else "")
+                          f"Context and continuation are longer than the {cap} tokens read: the context was cut "
+                          "from the left (and the continuation's start too, when it alone is longer)." if c else "")
             for s, c in zip(scores, cut)]
 
 

@@ -257,12 +257,13 @@ def final_metrics(trainer, prepared, cfg: TrainConfig) -> dict:
     metrics = {k: float(v) for k, v in metrics.items() if k.startswith("eval_") and isinstance(v, (int, float))
                and not k.endswith(("_runtime", "_per_second"))}
     if cfg.task != "classify":
-        metrics.update(held_out_loss(trainer.model, trainer.processing_class, prepared.eval.rows))
+        metrics.update(held_out_loss(trainer.model, trainer.processing_class, prepared.eval.rows,
+                                     trainer.args.per_device_eval_batch_size))
         task_metrics.add_perplexity(metrics)
     return metrics
 
 
-def held_out_loss(model, tokenizer, rows: list[dict]) -> dict:
+def held_out_loss(model, tokenizer, rows: list[dict], batch_size: int | None = None) -> dict:
     """The final evaluation of a language model, through the inference layer (`inference.score_tokens`, what the
     benchmark's language-modelling and multiple-choice tasks run): the mean negative log-likelihood of every token
     the held-out rows score (a prompt's tokens are not scored), each token weighing the same. Trainer's `eval_loss`
@@ -280,7 +281,7 @@ def held_out_loss(model, tokenizer, rows: list[dict]) -> dict:
     was_training = model.training
     model.eval()  # no dropout
     try:
-        scores = inference.score_tokens(inference.wrap(model, tokenizer, "causal-lm"), requests)
+        scores = inference.score_tokens(inference.wrap(model, tokenizer, "causal-lm"), requests, batch_size=batch_size)
     finally:
         model.train(was_training)
     tokens = sum(len(s.logprobs) for s in scores)

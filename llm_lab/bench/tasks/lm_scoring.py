@@ -15,5 +15,7 @@ def score_requests(state, requests: list[tuple[list[int], list[int], int]], labe
         done[0] += len(batch)
         state.progress(done[0], len(requests), f"{done[0]}/{len(requests)} {label}")
 
-    inference.score_tokens(state.loaded, requests, batch_size=state.batch_size, positions=todo, on_batch=on_batch)
+    scores = inference.score_tokens(state.loaded, requests, batch_size=state.batch_size, positions=todo,
+                                    on_batch=on_batch)
+    state.stats["batch_size"] = scores.batch_size
     return [state.partial.outputs[i] for i in range(len(requests))]
