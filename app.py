@@ -1,4 +1,5 @@
-"""LLM Lab: the router. Every page lives in pages/; the work is done in llm_lab/.
+"""LLM Lab: the router. Every page lives in views/ (not pages/: a folder of that name next to app.py turns on
+Streamlit's old multipage mode, which runs a page without this router); the work is done in llm_lab/.
 
 In hosted mode (LLM_LAB_MODE=hosted) the gate in ui/auth.py signs the visitor in first: until then no page
 and no data renders.
@@ -13,26 +14,26 @@ st.set_page_config(page_title="LLM Lab", page_icon=":material/science:", layout=
 jobs.own_workers()  # a worker this server starts stops with it (once per process; not an external worker)
 
 PAGES = {
-    "": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
+    "": [st.Page("views/home.py", title="Home", icon=":material/home:", default=True)],
     "Data and models": [
-        st.Page("pages/data.py", title="Datasets", url_path="datasets", icon=":material/table_chart:"),
-        st.Page("pages/models.py", title="Models", icon=":material/psychology:"),
-        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("views/data.py", title="Datasets", url_path="datasets", icon=":material/table_chart:"),
+        st.Page("views/models.py", title="Models", icon=":material/psychology:"),
+        st.Page("views/train.py", title="Train", icon=":material/model_training:"),
     ],
     "Evaluate": [
-        st.Page("pages/benchmarks.py", title="Benchmarks", icon=":material/leaderboard:"),
-        st.Page("pages/compress.py", title="Compress", icon=":material/compress:"),
-        st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
-        st.Page("pages/arena.py", title="Arena", icon=":material/sports_kabaddi:"),
+        st.Page("views/benchmarks.py", title="Benchmarks", icon=":material/leaderboard:"),
+        st.Page("views/compress.py", title="Compress", icon=":material/compress:"),
+        st.Page("views/compare.py", title="Compare", icon=":material/compare:"),
+        st.Page("views/arena.py", title="Arena", icon=":material/sports_kabaddi:"),
     ],
     "Look inside": [
-        st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
-        st.Page("pages/attributions.py", title="Attributions", icon=":material/target:"),
+        st.Page("views/attention.py", title="Attention", icon=":material/visibility:"),
+        st.Page("views/attributions.py", title="Attributions", icon=":material/target:"),
     ],
 }
-SHARED = st.Page("pages/shared.py", title="Shared links", url_path="shared", icon=":material/share:")
+SHARED = st.Page("views/shared.py", title="Shared links", url_path="shared", icon=":material/share:")
 PAGES["Share"] = [SHARED]
-ADMIN = st.Page("pages/admin.py", title="Admin", icon=":material/admin_panel_settings:")
+ADMIN = st.Page("views/admin.py", title="Admin", icon=":material/admin_panel_settings:")
 
 
 def _gate_only() -> None:
@@ -45,7 +46,7 @@ if auth.public_visitor(sharing.is_public):  # an anonymous visitor with a public
 actor = auth.gate()
 if actor is None:
     # A hidden navigation whose pages all show the gate: every page URL answers with the sign-in page (not
-    # "page not found"), and no sidebar lists pages (on a fresh server Streamlit's first run lists pages/).
+    # "page not found"), and no sidebar lists pages.
     every = [page for section in PAGES.values() for page in section] + [ADMIN]
     st.navigation([st.Page(_gate_only, title="LLM Lab", url_path=page.url_path or None, default=not page.url_path)
                    for page in every], position="hidden").run()

@@ -82,13 +82,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=serve)
 
 
-# Starts Streamlit in this process with its old pages/ mode off (LLM Lab routes through app.py's st.navigation):
-# otherwise the first visitor of a fresh server gets pages/ listed in the sidebar and, on /datasets, "page not found".
-_LAUNCH = ("import sys; from streamlit.runtime.pages_manager import PagesManager; "
-           "PagesManager.uses_pages_directory = False; from streamlit.web.cli import main; "
-           "sys.exit(main(sys.argv[1:], prog_name='streamlit'))")
-
-
 def serve(args) -> int:
     """Serve MODEL over HTTP (llm_lab/serve/cli.py). Without MODEL: the dashboard (`dashboard`), as images and
     scripts written before the two were apart still call it."""
@@ -122,7 +115,7 @@ def dashboard(args) -> int:
           f"{'not needed' if not settings.hosted() else settings.get('trusted_proxy_header') or 'OpenID Connect'}")
     if args.check:
         return 0
-    command = [sys.executable, "-c", _LAUNCH, "run", str(app), "--server.port", str(args.port or 8501)]
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port or 8501)]
     if args.address:
         command += ["--server.address", args.address]
     if named:

@@ -242,7 +242,12 @@ def _decode(row: dict) -> dict:
     return row
 
 
+# Job functions that moved: a job queued (or stored) under the old name still runs, and still finds its results.
+RENAMED = {"llm_lab.bench.job:run": "llm_lab.bench.jobs:run"}
+
+
 def _resolve(fn: str):
+    fn = RENAMED.get(fn, fn)
     module_name, _, func_name = fn.partition(":")
     if not module_name.startswith("llm_lab.") or func_name.startswith("_"):
         # a job names one of LLM Lab's own job functions; anything else would be server-side code of the caller's choosing

@@ -1,7 +1,7 @@
 """Share links: a random token that opens a frozen, content-hashed snapshot of a result.
 
 An editor shares what a page shows (a benchmark run, a comparison, an attribution view, a training run) as
-a *snapshot*: a plain dict in one generic format that one viewer (pages/shared.py) renders for every kind
+a *snapshot*: a plain dict in one generic format that one viewer (views/shared.py) renders for every kind
 (`snapshots.py` builds them from the results):
 
     {"kind": "benchmark", "title": "...", "created": "2026-11-23T10:00:00+00:00",

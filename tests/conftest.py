@@ -50,7 +50,7 @@ def tiny_gpt2(tmp_path_factory) -> Path:
 
 
 def app_test(page: str, timeout: float = 120):
-    """AppTest for one page file, e.g. app_test("pages/models.py")."""
+    """AppTest for one page file, e.g. app_test("views/models.py")."""
     from streamlit.testing.v1 import AppTest
 
     return AppTest.from_file(str(ROOT / page), default_timeout=timeout)

@@ -92,7 +92,7 @@ def test_cap_keeps_rows_stochastic_and_bounds_the_browser_payload():
 
 
 def test_attention_page_default_and_long_input():
-    at = app_test("pages/attention.py").run()
+    at = app_test("views/attention.py").run()
     no_exceptions(at)
     charts = at.get("plotly_chart")
     assert len(charts) >= 4

@@ -396,14 +396,14 @@ def test_task_types_and_metric_directions():
 
 # ---------------------------------------------------------------- job, leaderboard, export, CLI
 def test_job_leaderboard_drilldown_and_exports(tiny_bert, binary_reviews):
-    from llm_lab.bench import job, report
+    from llm_lab.bench import jobs as bench_jobs, report
 
     text = f"name: j\ntasks:\n  - {{name: sent, type: classification, dataset: {binary_reviews}}}\n" \
            f"  - {{name: fast, type: speed, dataset: {binary_reviews}, limit: 4, repeats: 1}}\n"
-    job_id = job.submit(LOCAL, text, [str(tiny_bert)])
+    job_id = bench_jobs.submit(LOCAL, text, [str(tiny_bert)])
     done = jobs.get(LOCAL, job_id)
     assert done["status"] == "succeeded", done["error"]
-    keys = job.keys_of(LOCAL, done)
+    keys = bench_jobs.keys_of(LOCAL, done)
     assert cache.runs(LOCAL)[0]["id"] == job_id and len(keys) == 2
     results = leaderboard.full_results(LOCAL, keys)
     wide = leaderboard.wide_table(results)
@@ -438,7 +438,7 @@ def test_cli_bench_writes_results_and_exit_code(tiny_bert, tiny_gpt2, binary_rev
 def test_benchmarks_page_runs_a_suite_and_shows_results(tiny_bert, binary_reviews):
     from tests.conftest import app_test, no_exceptions
 
-    at = app_test("pages/benchmarks.py").run()
+    at = app_test("views/benchmarks.py").run()
     no_exceptions(at)
     assert any("No benchmark results yet" in i.value for i in at.info)
     at.radio(key="b_source").set_value("Build one").run()
@@ -450,9 +450,9 @@ def test_benchmarks_page_runs_a_suite_and_shows_results(tiny_bert, binary_review
     at.multiselect(key="b_models").set_value([str(tiny_bert)]) if str(tiny_bert) in at.multiselect(key="b_models").options else None
     assert at.session_state["b_built"][0]["limit"] == 6
     # run through the job system (inline in tests) with the model given by path
-    from llm_lab.bench import job
+    from llm_lab.bench import jobs as bench_jobs
 
-    job_id = job.submit(LOCAL, suites.to_yaml("page", at.session_state["b_built"]), [str(tiny_bert)])
+    job_id = bench_jobs.submit(LOCAL, suites.to_yaml("page", at.session_state["b_built"]), [str(tiny_bert)])
     at.query_params["bench_job"] = job_id
     at.run()
     no_exceptions(at)
@@ -460,6 +460,6 @@ def test_benchmarks_page_runs_a_suite_and_shows_results(tiny_bert, binary_review
     charts = at.get("plotly_chart")
     assert len(charts) >= 2
     spec = json.loads(charts[0].proto.spec)
-    assert spec["data"][0]["y"][0] == pytest.approx(leaderboard.full_results(LOCAL, job.keys_of(LOCAL, jobs.get(LOCAL, job_id)))[0].metrics["accuracy"])
+    assert spec["data"][0]["y"][0] == pytest.approx(leaderboard.full_results(LOCAL, bench_jobs.keys_of(LOCAL, jobs.get(LOCAL, job_id)))[0].metrics["accuracy"])
     at.radio(key="b_dd_show").set_value("errors").run()
     no_exceptions(at)

@@ -10,7 +10,7 @@ import pytest
 
 from llm_lab import data, jobs, registry
 from llm_lab.access import LOCAL
-from llm_lab.bench import cache, fingerprint, job, leaderboard, plots, report, runner, suite as suites
+from llm_lab.bench import cache, fingerprint, jobs as bench_jobs, leaderboard, plots, report, runner, suite as suites
 from llm_lab.registry import ModelEntry
 from tests.conftest import app_test, no_exceptions
 from tests.test_bench import REVIEWS, _csv, _direct_probs, cls_suite
@@ -46,7 +46,7 @@ def _tiny_run(dataset, models, limit=6, **extra):
     extra = dict(extra, **({"limit": limit} if limit else {}))
     fields = "".join(f", {k}: {v}" for k, v in extra.items())
     text = f"name: t\ntasks:\n  - {{name: sent, type: classification, dataset: {dataset}{fields}}}\n"
-    job_id = job.submit(LOCAL, text, models)
+    job_id = bench_jobs.submit(LOCAL, text, models)
     assert jobs.get(LOCAL, job_id)["status"] == "succeeded", jobs.get(LOCAL, job_id)["error"]
     return job_id
 
@@ -273,7 +273,7 @@ def test_html_report_is_built_when_asked_and_downloaded_without_errors(tiny_bert
     built = []
     real = report.html_report
     monkeypatch.setattr(report, "html_report", lambda *a, **k: built.append(1) or real(*a, **k))
-    at = app_test("pages/benchmarks.py")
+    at = app_test("views/benchmarks.py")
     at.query_params["result"] = job_id
     at.run()
     no_exceptions(at)
@@ -299,7 +299,7 @@ def test_html_report_is_built_when_asked_and_downloaded_without_errors(tiny_bert
 def test_the_run_that_just_finished_is_selected(tiny_bert, binary_reviews):
     registry.register(LOCAL, ModelEntry("tiny-pick", "local", str(tiny_bert), "classifier"))
     first = _tiny_run(binary_reviews, ["tiny-pick"], limit=3)
-    at = app_test("pages/benchmarks.py").run()
+    at = app_test("views/benchmarks.py").run()
     no_exceptions(at)
     assert _selected(at) == first
     at.multiselect(key="b_models").set_value(["tiny-pick"])
@@ -318,7 +318,7 @@ def test_the_run_that_just_finished_is_selected(tiny_bert, binary_reviews):
 
     # a new session on an address that shows an older run and watches a job that has finished since
     # (a reload while it ran): the watched job's run is shown, and the address follows
-    fresh = app_test("pages/benchmarks.py")
+    fresh = app_test("views/benchmarks.py")
     fresh.query_params["result"] = first
     fresh.query_params["bench_job"] = second
     fresh.run()

@@ -63,7 +63,7 @@ def test_a_fresh_server_opens_a_shared_link_through_the_router(browser, tmp_path
         main = page.locator("[data-testid='stMain']").inner_text()
         assert "Load time" in main and "22.7 M" in main and "Loading minilm" not in main, main
         nav = page.locator("[data-testid='stSidebarNav']").inner_text()
-        assert "Data and models" in nav and "app" not in nav.split(), nav  # app.py's navigation, not pages/
+        assert "Data and models" in nav and "app" not in nav.split(), nav  # app.py's navigation, not Streamlit's pages/ mode
         assert_no_exception_box(page)
     finally:
         context.close()

@@ -27,7 +27,7 @@ def _texts(at) -> str:
 
 
 def test_compare_typed_generation(models):
-    at = app_test("pages/compare.py").run()
+    at = app_test("views/compare.py").run()
     no_exceptions(at)
     at.multiselect(key="c_models_generation").set_value(["page-lm-a", "page-lm-b"])
     at.text_area(key="c_texts_generation").set_value("def foo(x):\nclass Bar")
@@ -63,7 +63,7 @@ def test_look_at_one_input_follows_the_comparison_shown(models):
     shows lists that comparison's inputs, at its first row (its key once outlived the comparison: the browser
     kept the old prompt as its label while the page quoted a row of the new one)."""
     browser = BrowserLabels()
-    at = app_test("pages/compare.py").run()
+    at = app_test("views/compare.py").run()
     at.multiselect(key="c_models_generation").set_value(["page-lm-a", "page-lm-b"])
     at.number_input(key="c_max").set_value(2)
     at.text_area(key="c_texts_generation").set_value("alpha one\nalpha two\nalpha three")
@@ -98,7 +98,7 @@ def test_reopened_comparison_fills_the_form_with_its_inputs_and_settings(models)
     comp = runs.run(LOCAL, "generation", ["page-lm-b", "page-lm-a"],
                     runs.make_inputs(["gamma one", "gamma two"], references=["ref one", ""]), settings)
     cid = saved.save(LOCAL, comp)
-    at = app_test("pages/compare.py")
+    at = app_test("views/compare.py")
     at.query_params["comparison"] = cid
     at.run()
     no_exceptions(at)
@@ -136,7 +136,7 @@ def test_reopened_comparison_fills_the_form_with_its_inputs_and_settings(models)
 
 
 def test_switching_kind_offers_that_kinds_models_and_examples(models):
-    at = app_test("pages/compare.py").run()
+    at = app_test("views/compare.py").run()
     lms = {"page-lm-a", "page-lm-b", "tiny-gpt", "small-gpt"}
     assert set(at.multiselect(key="c_models_generation").value) <= lms
     at.radio(key="c_kind").set_value("classification").run()
@@ -149,7 +149,7 @@ def test_switching_kind_offers_that_kinds_models_and_examples(models):
 
 
 def test_compare_reopens_by_link_and_classification(models):
-    at = app_test("pages/compare.py").run()
+    at = app_test("views/compare.py").run()
     at.radio(key="c_kind").set_value("classification").run()
     at.multiselect(key="c_models_classification").set_value(["page-clf-a", "page-clf-b"])
     at.text_area(key="c_texts_classification").set_value("great\nawful\nfine")
@@ -157,7 +157,7 @@ def test_compare_reopens_by_link_and_classification(models):
     at.button(key="c_run").click().run()
     no_exceptions(at)
     cid = saved.list_saved(LOCAL)[0]["id"]
-    again = app_test("pages/compare.py")
+    again = app_test("views/compare.py")
     again.query_params["comparison"] = cid
     again.run()
     no_exceptions(again)
@@ -167,7 +167,7 @@ def test_compare_reopens_by_link_and_classification(models):
     assert any("accuracy" in m.label for m in again.metric)
     frame = again.dataframe[0].value
     assert "page-clf-a · explain" in frame.columns and frame["page-clf-a · explain"].iloc[0].startswith("/attributions?")
-    missing = app_test("pages/compare.py")
+    missing = app_test("views/compare.py")
     missing.query_params["comparison"] = "nope"
     missing.run()
     no_exceptions(missing)
@@ -175,7 +175,7 @@ def test_compare_reopens_by_link_and_classification(models):
 
 
 def test_compare_dataset_job_and_bad_input(models):
-    at = app_test("pages/compare.py").run()
+    at = app_test("views/compare.py").run()
     at.multiselect(key="c_models_generation").set_value(["page-lm-a", "page-lm-b"])
     at.text_area(key="c_texts_generation").set_value("   \n")
     at.button(key="c_run").click().run()
@@ -191,7 +191,7 @@ def test_compare_dataset_job_and_bad_input(models):
 
 
 def test_arena_battle_vote_and_leaderboard(models):
-    at = app_test("pages/arena.py").run()
+    at = app_test("views/arena.py").run()
     no_exceptions(at)
     assert any("No votes yet" in i.value for i in at.info)
     at.multiselect(key="a_pool").set_value(["page-lm-a", "page-lm-b"])

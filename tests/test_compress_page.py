@@ -57,7 +57,7 @@ def test_evaluate_variants_and_reopen_the_report_by_link(models, monkeypatch):
     # timings are what the machine gives: with a negative tolerance every variant counts as slower than its
     # parent, so the warning and its mark on the chart show whatever the timings were
     monkeypatch.setattr(measure, "SLOWER_TOLERANCE", -1.0)
-    at = app_test("pages/compress.py").run()
+    at = app_test("views/compress.py").run()
     no_exceptions(at)
     job_id = _evaluate(at)
     job = jobs.get(LOCAL, job_id)
@@ -85,7 +85,7 @@ def test_evaluate_variants_and_reopen_the_report_by_link(models, monkeypatch):
         assert f"/benchmarks?result={job_id}" in text
 
     check(at)
-    again = app_test("pages/compress.py")   # a refresh, or the permalink in another browser
+    again = app_test("views/compress.py")   # a refresh, or the permalink in another browser
     again.query_params["ceval_job"] = job_id
     again.run()
     no_exceptions(again)
@@ -98,7 +98,7 @@ def test_make_a_variant_through_a_background_job(models):
     recipe's declared parameters; a bad value is refused in the page; the new variant is picked for evaluation."""
     from llm_lab.compress import recipes
 
-    at = app_test("pages/compress.py").run()
+    at = app_test("views/compress.py").run()
     at.selectbox(key="cz_parent").set_value("tiny-parent").run()
     at.selectbox(key="cz_method").set_value("magnitude").run()
     described = recipes.recipe_for("magnitude").description
@@ -126,7 +126,7 @@ def test_without_the_recipes_the_page_still_evaluates(models, monkeypatch):
     from ui import compress
 
     monkeypatch.setattr(compress, "recipes", lambda: (None, None))
-    at = app_test("pages/compress.py").run()
+    at = app_test("views/compress.py").run()
     no_exceptions(at)
     assert "Making variants needs the compression recipes" in _texts(at)
     at.selectbox(key="cz_parent").set_value("tiny-parent").run()

@@ -350,7 +350,7 @@ def test_the_cli_flag_and_the_reproduce_command():
 
 def test_the_train_page_offers_distillation_and_submits_it(monkeypatch):
     monkeypatch.setattr(jobs, "_enqueue", lambda job_id: None)  # queued, not run: the config is what is checked
-    at = app_test("pages/train.py").run()
+    at = app_test("views/train.py").run()
     at.toggle(key="t_distill").set_value(True).run()
     no_exceptions(at)
     assert at.selectbox(key="t_model_classify_distill").value == "minilm-sentiment"  # the teacher by default

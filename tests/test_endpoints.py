@@ -288,7 +288,7 @@ def test_cli_adds_an_endpoint_and_checks_it(endpoint_server, capsys):
 
 # ---------------------------------------------------------------- pages
 def test_models_page_adds_an_endpoint_and_shows_its_card(endpoint_server):
-    at = app_test("pages/models.py").run()
+    at = app_test("views/models.py").run()
     no_exceptions(at)
     at.text_input(key="ep_name").set_value("page-ep")
     at.text_input(key="ep_url").set_value(endpoint_server["base_url"])
@@ -307,7 +307,7 @@ def test_models_page_adds_an_endpoint_and_shows_its_card(endpoint_server):
 
 
 def test_compare_page_runs_a_local_model_against_an_endpoint(endpoint):
-    at = app_test("pages/compare.py").run()
+    at = app_test("views/compare.py").run()
     no_exceptions(at)
     at.multiselect(key="c_models_generation").set_value(["local", "ep"])
     at.number_input(key="c_rep").set_value(1.0)  # settings an endpoint can carry: plain greedy

@@ -16,7 +16,7 @@ def models(tiny_bert, tiny_gpt2):
 
 
 def test_classification_methods_side_by_side(models):
-    at = app_test("pages/attributions.py")
+    at = app_test("views/attributions.py")
     at.query_params["model"] = "tb-page"
     at.query_params["text"] = "a dull and boring plot"
     at.run()
@@ -50,7 +50,7 @@ def sharp_bert(tiny_bert, tmp_path):
 def test_delta_advice_per_method(sharp_bert):
     """IG's delta: converged (or raise the steps); DeepLift's: its rules are approximate here, use IG for
     completeness. Never DeepLift told to raise steps it does not have."""
-    at = app_test("pages/attributions.py")
+    at = app_test("views/attributions.py")
     at.query_params.update({"model": "tb-sharp", "text": "a remarkably good and moving film"})
     at.run()
     at.multiselect(key="attr_methods").set_value(["Integrated Gradients (layer IG on embeddings)",
@@ -67,7 +67,7 @@ def test_delta_advice_per_method(sharp_bert):
 
 
 def test_two_models_side_by_side_and_bad_input(models):
-    at = app_test("pages/attributions.py").run()
+    at = app_test("views/attributions.py").run()
     at.selectbox(key="attr_model").set_value("tb-page")
     at.selectbox(key="attr_model2").set_value("tb-page-2")
     at.multiselect(key="attr_methods").set_value(["Saliency"])
@@ -82,7 +82,7 @@ def test_two_models_side_by_side_and_bad_input(models):
 
 
 def test_generation_mode(models):
-    at = app_test("pages/attributions.py")
+    at = app_test("views/attributions.py")
     at.query_params["model"] = "tg-page"
     at.run()
     no_exceptions(at)
@@ -102,7 +102,7 @@ def test_dataset_example_link_and_job(models):
     info = data.import_dataset(LOCAL, "page-reviews", "r.csv", rows.encode())
     frame = data.load_frame(LOCAL, "page-reviews")
     row = frame.iloc[3]
-    at = app_test("pages/attributions.py")
+    at = app_test("views/attributions.py")
     at.query_params.update({"model": "tb-page", "dataset": "page-reviews", "example": str(row["id"])})
     at.run()
     no_exceptions(at)
@@ -118,7 +118,7 @@ def test_dataset_example_link_and_job(models):
 def test_dataset_mode_attributes_the_errors_of_a_benchmark_result(models):
     from llm_lab.bench import runner, suite as suites
 
-    at = app_test("pages/attributions.py")
+    at = app_test("views/attributions.py")
     at.run()
     at.radio(key="attr_mode").set_value("Dataset (background job)").run()
     at.radio(key="ds_source").set_value("The errors of a benchmark result").run()
@@ -133,7 +133,7 @@ def test_dataset_mode_attributes_the_errors_of_a_benchmark_result(models):
     errors = sum(not r["correct"] for r in result.per_example)
     assert errors > 0
     __import__("streamlit").cache_data.clear()  # lists are cached for 3 s; the test does not wait
-    at = app_test("pages/attributions.py")
+    at = app_test("views/attributions.py")
     at.run()
     at.radio(key="attr_mode").set_value("Dataset (background job)").run()
     at.radio(key="ds_source").set_value("The errors of a benchmark result").run()

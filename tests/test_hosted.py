@@ -205,7 +205,7 @@ def test_local_mode_listens_on_this_machine_only():
 def test_a_viewer_gets_no_upload_form(hosted):
     """Read-only users are told so on the Datasets page instead of a form the backend would refuse."""
     accounts.sign_in("val@example.com")
-    at = app_test("pages/data.py", timeout=60)
+    at = app_test("views/data.py", timeout=60)
     at.session_state["lab_actor"] = accounts.actor_for("val@example.com")
     at.run()
     assert not at.exception
@@ -262,13 +262,13 @@ def test_a_viewer_cannot_run_comparisons_but_can_start_a_battle_to_vote_on(hoste
     with pytest.raises(PermissionDenied, match="may not run comparisons"):
         runs.run(val, "generation", ["tiny-gpt", str(tiny_gpt2)], runs.make_inputs(["hi"]),
                  loader=lambda *a: pytest.fail("a model was loaded for a viewer"))
-    for page in ("pages/compare.py", "pages/benchmarks.py", "pages/train.py"):
+    for page in ("views/compare.py", "views/benchmarks.py", "views/train.py"):
         at = app_test(page, timeout=60)
         at.session_state["lab_actor"] = val
         at.run()
         assert not at.exception, page
         start = [b for b in at.button if b.key in ("c_run", "b_run", "t_start")]
-        assert all(b.disabled for b in start) and (start or page == "pages/train.py"), page  # Train: no data, no form
+        assert all(b.disabled for b in start) and (start or page == "views/train.py"), page  # Train: no data, no form
     from llm_lab import registry
     from llm_lab.generation import GenerationSettings
 
@@ -334,7 +334,7 @@ def test_server_settings_are_for_admins(capsys):
 def test_admin_page_for_an_admin_and_refusals_for_anyone_else(hosted):
     accounts.sign_in("root@example.com")
     accounts.sign_in("eve@example.com", {"groups": ["llm-lab-editor"]})
-    at = app_test("pages/admin.py", timeout=60)
+    at = app_test("views/admin.py", timeout=60)
     at.session_state["lab_actor"] = accounts.actor_for("root@example.com")
     at.run()
     assert not at.exception
@@ -348,7 +348,7 @@ def test_admin_page_for_an_admin_and_refusals_for_anyone_else(hosted):
     audit_rows = [d.value for d in at.dataframe if "action" in d.value.columns][0]
     assert list(audit_rows["action"]) == ["role.change"] and list(audit_rows["target"]) == ["eve@example.com"]
     # the page is not in an editor's navigation; opened anyway, the backend refuses users, audit and settings
-    at = app_test("pages/admin.py", timeout=60)
+    at = app_test("views/admin.py", timeout=60)
     at.session_state["lab_actor"] = accounts.actor_for("eve@example.com")
     at.run()
     assert not at.exception

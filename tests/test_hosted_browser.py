@@ -61,7 +61,7 @@ def assert_sign_in_page_only(page, unknown_url: bool = False) -> None:
 
 
 def test_anonymous_visitors_see_only_the_sign_in_page_on_every_url(browser, hosted):
-    """The first request of the module opens /datasets on the fresh server: Streamlit's pages/ listing must
+    """The first request of the module opens /datasets on the fresh server: Streamlit's views/ listing must
     not show up either."""
     context = browser.new_context(viewport={"width": 1200, "height": 800})
     try:

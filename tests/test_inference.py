@@ -88,7 +88,7 @@ def test_a_long_review_gets_the_same_label_and_probability_everywhere(sentiment)
     assert explained.predicted[0] == label and explained.predicted[1] == pytest.approx(prob, abs=1e-5)
     assert explained.target_label == label  # "Why?" explains the prediction Compare shows
 
-    at = app_test("pages/models.py")
+    at = app_test("views/models.py")
     at.query_params["model"] = "minilm-sentiment"
     at.run()
     at.text_area(key="m_cls_text").set_value(text)
@@ -279,7 +279,7 @@ def test_no_module_outside_the_inference_layer_calls_a_model():
             continue
         if lines := _model_calls(path):
             found[rel] = lines
-    for folder in ("pages", "ui"):
+    for folder in ("views", "ui"):
         for path in sorted((ROOT / folder).glob("*.py")):
             if lines := _model_calls(path):
                 found[path.relative_to(ROOT).as_posix()] = lines

@@ -186,3 +186,11 @@ def test_the_job_panel_says_where_a_job_runs_and_what_stopping_the_dashboard_doe
     assert job_panel.worker_note(job).startswith("Runs in the background worker (process 42) that this dashboard "
                                                  "started")
     assert job_panel.worker_note({"status": "succeeded"}) is None
+
+
+def test_a_job_queued_under_a_moved_functions_old_name_still_runs():
+    from llm_lab import jobs as queue
+    from llm_lab.bench import jobs as bench_jobs
+
+    assert queue._resolve("llm_lab.bench.job:run") is bench_jobs.run  # bench/job.py became bench/jobs.py
+    assert queue._resolve(bench_jobs.JOB_FN) is bench_jobs.run

@@ -71,7 +71,7 @@ def test_a_merge_key_is_an_alias_too(no_expansion):
 
 
 def test_a_benchmark_job_with_the_bomb_is_not_queued(no_expansion):
-    from llm_lab.bench import job as bench_job
+    from llm_lab.bench import jobs as bench_job
 
     with pytest.raises(suites.SuiteError, match="aliases"):
         bench_job.submit(LOCAL, BOMB, ["minilm"])
@@ -450,7 +450,7 @@ def test_uploads_deletes_and_models_are_audited(tiny_bert):
 
 def test_jobs_are_audited_with_what_they_do(held_queue):
     from llm_lab import train
-    from llm_lab.bench import job as bench_job
+    from llm_lab.bench import jobs as bench_job
     from llm_lab.compare import jobs as compare_jobs
     from llm_lab.explain import jobs as explain_jobs
 
@@ -487,7 +487,7 @@ def _open_data_page():
     from tests.conftest import app_test, no_exceptions
 
     at = app_test("app.py").run()
-    at.switch_page("pages/data.py").run()
+    at.switch_page("views/data.py").run()
     no_exceptions(at)
     return at
 
@@ -528,7 +528,7 @@ def test_train_page_disables_start_for_a_run_too_big_for_the_device(monkeypatch)
     from tests.conftest import app_test, no_exceptions
 
     monkeypatch.setattr(resources, "device_memory", lambda device: 16 * 2**30)
-    at = app_test("pages/train.py").run()
+    at = app_test("views/train.py").run()
     at.radio(key="t_task").set_value("pretrain").run()
     at.selectbox(key="t_preset").set_value("1M").run()
     at.number_input(key="t_bs_pretrain").set_value(1024)

@@ -16,7 +16,7 @@ DEMO = Path(data.__file__).parent / "demo_data"
 def _open(page: str):
     at = app_test("app.py").run()
     no_exceptions(at)
-    if page != "pages/home.py":
+    if page != "views/home.py":
         at.switch_page(page).run()
         no_exceptions(at)
     return at
@@ -36,7 +36,7 @@ def _figure(at, index: int) -> dict:
 
 
 def test_home_shows_device_counts_and_links():
-    at = _open("pages/home.py")
+    at = _open("views/home.py")
     metrics = _metrics(at)
     assert metrics["Device"] == "CPU"
     assert metrics["Models"] == str(len(registry.list_models(LOCAL)))
@@ -48,7 +48,7 @@ def test_home_shows_device_counts_and_links():
 
 
 def test_datasets_upload_preview_and_save():
-    at = _open("pages/data.py")
+    at = _open("views/data.py")
     raw = (DEMO / "reviews.csv").read_bytes()
     at.file_uploader(key="ds_upload").set_value(("shop reviews.csv", raw, "text/csv")).run()
     no_exceptions(at)
@@ -78,7 +78,7 @@ def test_datasets_upload_preview_and_save():
 
 
 def test_datasets_changed_mapping_and_split_reach_the_saved_dataset():
-    at = _open("pages/data.py")
+    at = _open("views/data.py")
     raw = b"body,stars,extra\n" + b"".join(f"text {i},{'ab'[i % 2]},{i}\n".encode() for i in range(40))
     at.file_uploader(key="ds_upload").set_value(("t.csv", raw, "text/csv")).run()
     assert _by_label(at.selectbox, "text").value == "body"
@@ -95,7 +95,7 @@ def test_datasets_changed_mapping_and_split_reach_the_saved_dataset():
     ("latin1.csv", "not UTF-8"), ("ragged_long_row.csv", "line 3 has 4 fields"),
     ("one_class.csv", "single class"), ("empty.csv", "is empty"), ("spreadsheet.xlsx", "unsupported file type")])
 def test_datasets_bad_upload_shows_its_message(filename, fragment):
-    at = _open("pages/data.py")
+    at = _open("views/data.py")
     at.file_uploader(key="ds_upload").set_value((filename, (BAD / filename).read_bytes(), "text/csv")).run()
     no_exceptions(at)
     assert any(fragment in e.value for e in at.error), [e.value for e in at.error]
@@ -105,7 +105,7 @@ def test_datasets_bad_upload_shows_its_message(filename, fragment):
 
 def test_datasets_delete_needs_confirmation():
     data.import_dataset(LOCAL, "to-delete", "t.csv", b"text,label\na,x\nb,y\nc,x\nd,y\n")
-    at = _open("pages/data.py")
+    at = _open("views/data.py")
     at.selectbox(key="ds_pick").set_value("to-delete").run()
     assert at.button(key="ds_delete_to-delete").disabled
     at.checkbox(key="ds_sure_to-delete").check().run()
@@ -120,7 +120,7 @@ def test_datasets_look_at_forgets_a_deleted_dataset():
     are shown (the page once dropped the stale value on the server only, and the browser kept the label)."""
     data.import_dataset(LOCAL, "to-delete", "t.csv", b"text,label\na,x\nb,y\nc,x\nd,y\n")
     browser = BrowserLabels()
-    at = _open("pages/data.py")
+    at = _open("views/data.py")
     browser.see(at, at.selectbox(key="ds_pick"))
     browser.choose(at.selectbox(key="ds_pick"), "to-delete").run()
     assert browser.see(at, at.selectbox(key="ds_pick")) == "to-delete"
@@ -135,7 +135,7 @@ def test_datasets_look_at_forgets_a_deleted_dataset():
 
 
 def test_models_minilm_card_and_embedding():
-    at = _open("pages/models.py")
+    at = _open("views/models.py")
     assert at.info and "Load model" in at.info[0].value
     at.button(key="m_load").click().run()
     no_exceptions(at)
@@ -154,7 +154,7 @@ def test_models_minilm_card_and_embedding():
 
 
 def test_models_classifier_from_folder_with_probabilities(tiny_bert):
-    at = _open("pages/models.py")
+    at = _open("views/models.py")
     at.radio(key="m_source").set_value("Folder or Hub id").run()
     at.text_input(key="m_path").set_value(str(tiny_bert)).run()
     assert at.selectbox(key="m_head").value == "classifier"  # its config.json names a sequence classifier
@@ -174,7 +174,7 @@ def test_models_classifier_from_folder_with_probabilities(tiny_bert):
 
 
 def test_models_new_head_warning_and_bad_folder(tmp_path):
-    at = _open("pages/models.py")
+    at = _open("views/models.py")
     at.selectbox(key="m_head").set_value("classifier")
     at.button(key="m_load").click().run()
     no_exceptions(at)
@@ -188,7 +188,7 @@ def test_models_new_head_warning_and_bad_folder(tmp_path):
 
 def test_models_folder_source_in_a_new_session():
     """No ?model= in the address: the folder box starts empty (it once raised AttributeError on None.strip())."""
-    at = _open("pages/models.py")
+    at = _open("views/models.py")
     at.radio(key="m_source").set_value("Folder or Hub id").run()
     no_exceptions(at)
     assert at.text_input(key="m_path").value == ""
@@ -196,7 +196,7 @@ def test_models_folder_source_in_a_new_session():
 
 
 def test_models_head_follows_the_picked_model(tiny_bert):
-    at = _open("pages/models.py")
+    at = _open("views/models.py")
     assert at.selectbox(key="m_name").value == "minilm" and at.selectbox(key="m_head").value == "encoder"
     at.selectbox(key="m_name").set_value("tiny-gpt").run()
     no_exceptions(at)
@@ -221,7 +221,7 @@ def test_models_head_follows_the_picked_model(tiny_bert):
 
 def test_models_link_head_wins_over_the_model_default():
     """A shared link names its head: /models?model=tiny-gpt&head=encoder opens tiny-gpt's hidden states."""
-    at = app_test("pages/models.py")
+    at = app_test("views/models.py")
     at.query_params["model"], at.query_params["head"] = "tiny-gpt", "encoder"
     at.run()
     no_exceptions(at)

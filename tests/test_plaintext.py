@@ -74,11 +74,11 @@ def test_plotly_text_is_escaped_by_layout():
 def test_permalink_carries_the_workspace_only_when_not_default(monkeypatch):
     from ui import backend, common
 
-    assert common.permalink("pages/data.py", dataset="my set") == "/datasets?dataset=my%20set"
-    assert common.permalink("pages/home.py") == "/"
-    assert common.permalink("pages/arena.py", pool=["a", "b"], empty=None) == "/arena?pool=a&pool=b"
+    assert common.permalink("views/data.py", dataset="my set") == "/datasets?dataset=my%20set"
+    assert common.permalink("views/home.py") == "/"
+    assert common.permalink("views/arena.py", pool=["a", "b"], empty=None) == "/arena?pool=a&pool=b"
     monkeypatch.setattr(backend, "actor", lambda: Actor("ann@example.org", "editor", "team-a", ("team-a",)))
-    assert common.permalink("pages/compare.py", comparison="abc") == "/compare?comparison=abc&ws=team-a"
+    assert common.permalink("views/compare.py", comparison="abc") == "/compare?comparison=abc&ws=team-a"
     assert common.local_link("/attributions?model=m&text=a+b&ws=other") == "/attributions?model=m&text=a%20b&ws=team-a"
 
 
@@ -90,8 +90,8 @@ def test_permalink_under_a_base_path():
     before = config.get_option("server.baseUrlPath")
     config.set_option("server.baseUrlPath", "/lab/")
     try:
-        assert common.permalink("pages/models.py", model="minilm", head="encoder") == "/lab/models?model=minilm&head=encoder"
-        assert common.permalink("pages/home.py") == "/lab"
+        assert common.permalink("views/models.py", model="minilm", head="encoder") == "/lab/models?model=minilm&head=encoder"
+        assert common.permalink("views/home.py") == "/lab"
     finally:
         config.set_option("server.baseUrlPath", before)
 
@@ -99,7 +99,7 @@ def test_permalink_under_a_base_path():
 # ---------------------------------------------------------------- AppTest: pages escape, permalinks open their item
 def test_dataset_permalink_opens_it_and_its_description_is_plain():
     data.import_dataset(LOCAL, "md-set", "r.csv", REVIEWS.encode(), description=EVIL)
-    at = app_test("pages/data.py")
+    at = app_test("views/data.py")
     at.query_params["dataset"] = "md-set"
     at.run()
     no_exceptions(at)
@@ -107,7 +107,7 @@ def test_dataset_permalink_opens_it_and_its_description_is_plain():
     assert plain(EVIL) in [c.value for c in at.caption]
     assert all(not _unescaped(b) for b in _bodies(at) if "evil" in b), [b for b in _bodies(at) if "evil" in b]
     assert "/datasets?dataset=md-set" in _codes(at)
-    missing = app_test("pages/data.py")
+    missing = app_test("views/data.py")
     missing.query_params["dataset"] = LINK
     missing.run()
     no_exceptions(missing)
@@ -115,7 +115,7 @@ def test_dataset_permalink_opens_it_and_its_description_is_plain():
 
 
 def test_models_url_value_shows_as_plain_text_in_the_error_box():
-    at = app_test("pages/models.py")
+    at = app_test("views/models.py")
     at.query_params["model"] = "[x](http://evil.example)"
     at.run()
     no_exceptions(at)
@@ -125,7 +125,7 @@ def test_models_url_value_shows_as_plain_text_in_the_error_box():
 
 
 def test_model_card_has_its_permalink():
-    at = app_test("pages/models.py")
+    at = app_test("views/models.py")
     at.query_params.update({"model": "minilm", "head": "encoder"})
     at.run()
     no_exceptions(at)
@@ -134,20 +134,20 @@ def test_model_card_has_its_permalink():
 
 def _bench_run(model_path: str) -> tuple[str, str, list[str]]:
     """Two benchmark runs; the first has a task named in Markdown and HTML, and a task that fails."""
-    from llm_lab.bench import job, suite as suites
+    from llm_lab.bench import jobs as bench_jobs, suite as suites
 
     data.import_dataset(LOCAL, "md-reviews", "r.csv", REVIEWS.encode(), recipe=data.Recipe(train=1.0, validation=0.0))
     names = [f"{LINK} <a href='http://evil.example/p'>p</a>", f"{IMAGE} {HTML}"]
     tasks = [{"name": names[0], "type": "classification", "dataset": "md-reviews"},
              {"name": names[1], "type": "classification", "dataset": "no-such-dataset"}]
-    first = job.submit(LOCAL, suites.to_yaml("md-suite", tasks), [model_path])  # jobs run inline in tests
-    second = job.submit(LOCAL, suites.to_yaml("other-suite", tasks[:1]), [model_path])
+    first = bench_jobs.submit(LOCAL, suites.to_yaml("md-suite", tasks), [model_path])  # jobs run inline in tests
+    second = bench_jobs.submit(LOCAL, suites.to_yaml("other-suite", tasks[:1]), [model_path])
     return first, second, names
 
 
 def test_benchmark_result_permalink_and_plain_task_names(tiny_bert):
     first, second, names = _bench_run(str(tiny_bert))
-    at = app_test("pages/benchmarks.py")
+    at = app_test("views/benchmarks.py")
     at.query_params["result"] = first  # not the newest run: the permalink picks it
     at.run()
     no_exceptions(at)
@@ -177,7 +177,7 @@ def page_models(tiny_bert, tiny_gpt2):
 
 
 def test_attention_permalink_opens_model_text_layer_and_head(page_models):
-    at = app_test("pages/attention.py")
+    at = app_test("views/attention.py")
     at.query_params.update({"model": "pl-clf", "text": "a [b](http://evil.example) c", "layer": "1", "head": "1"})
     at.run()
     no_exceptions(at)
@@ -187,7 +187,7 @@ def test_attention_permalink_opens_model_text_layer_and_head(page_models):
 
 
 def test_attribution_permalink_runs_the_result_again(page_models):
-    at = app_test("pages/attributions.py")
+    at = app_test("views/attributions.py")
     at.query_params.update({"model": "pl-clf", "text": "a dull and boring plot", "method": ["saliency", "ablation"],
                             "baseline": "mask"})
     at.run()
@@ -196,7 +196,7 @@ def test_attribution_permalink_runs_the_result_again(page_models):
     assert titles[:2] == ["**Saliency** · pl-clf", "**Feature Ablation** · pl-clf"], titles
     link = next(c.value for c in at.code if "/attributions?" in c.value)
     assert "method=saliency&method=ablation" in link and "baseline=mask" in link and "text=a%20dull" in link
-    gen = app_test("pages/attributions.py")
+    gen = app_test("views/attributions.py")
     gen.query_params.update({"model": "pl-lm-a", "text": "A list is", "method": "gen_ig", "new": "3", "steps": "4"})
     gen.run()
     no_exceptions(gen)
@@ -207,7 +207,7 @@ def test_attribution_permalink_runs_the_result_again(page_models):
 
 
 def test_arena_leaderboard_permalink_names_its_pool(page_models):
-    at = app_test("pages/arena.py")
+    at = app_test("views/arena.py")
     at.query_params["pool"] = ["pl-lm-a", "pl-lm-b"]
     at.run()
     no_exceptions(at)

@@ -152,11 +152,11 @@ def test_the_ui_keeps_a_remote_code_model_in_its_session(tiny_bert, monkeypatch)
 def test_models_page_shows_remote_code_only_to_who_may_use_it(monkeypatch):
     from ui import backend
 
-    at = app_test("pages/models.py").run()
+    at = app_test("views/models.py").run()
     no_exceptions(at)
     assert [c.key for c in at.checkbox] == ["m_trust"]  # the local user is an admin
     monkeypatch.setattr(backend, "actor", lambda: EDITOR)
-    at = app_test("pages/models.py").run()
+    at = app_test("views/models.py").run()
     no_exceptions(at)
     assert "m_trust" not in [c.key for c in at.checkbox]
 
@@ -244,7 +244,7 @@ def test_models_page_link_loads_only_what_the_visitor_could_open(hosted, tiny_be
     monkeypatch.setattr(backend, "actor", lambda: EDITOR)
     calls = _fake_loads(monkeypatch)
     for link in (str(outside), "/root/.bashrc"):
-        at = app_test("pages/models.py")
+        at = app_test("views/models.py")
         at.query_params["model"] = link
         at.run()
         no_exceptions(at)

@@ -378,7 +378,7 @@ def test_classify_and_embeddings_equal_predict(clf_server, tiny_bert):
 # ---------------------------------------------------------------- pages
 def test_models_page_shows_the_serve_command():
     at = app_test("app.py").run()  # through the router: the page links to Compare
-    at.switch_page("pages/models.py").run()
+    at.switch_page("views/models.py").run()
     at.selectbox(key="m_name").set_value("tiny-gpt").run()
     at.button(key="m_load").click().run()
     no_exceptions(at)
@@ -401,7 +401,7 @@ def test_train_page_offers_the_serve_command_of_the_finished_model(monkeypatch, 
     result = {"model": "served-run", "folder": str(tiny_bert), "registered": True, "metrics": {}}
     scope(SYSTEM).update("jobs", {"status": "succeeded", "finished_at": time.time(), "result": store.to_json(result)},
                          "id=?", (job_id,))
-    at = app_test("pages/train.py")
+    at = app_test("views/train.py")
     at.query_params["train_job"] = job_id
     at.run()
     no_exceptions(at)

@@ -249,7 +249,7 @@ def test_training_snapshot():
 
 # ---------------------------------------------------------------- the Shared page
 def _shared_page(token=None):
-    at = app_test("pages/shared.py")
+    at = app_test("views/shared.py")
     if token:
         at.query_params["token"] = token
     return at.run()
@@ -392,7 +392,7 @@ def test_compare_page_shares_the_comparison_it_shows():
 
     comp = runs.Comparison.from_dict(dict(OLD_SAVED, id=None))
     cid = saved.save(LOCAL, comp)
-    at = app_test("pages/compare.py")
+    at = app_test("views/compare.py")
     at.query_params["comparison"] = cid
     at.run()
     no_exceptions(at)
@@ -411,7 +411,7 @@ def test_benchmarks_page_shares_the_run_it_shows():
     for r in results:
         cache.put(LOCAL, r)
     cache.record_run(LOCAL, "run1", "demo", ["tiny-a", "tiny-b"], [r.key for r in results])
-    at = app_test("pages/benchmarks.py").run()
+    at = app_test("views/benchmarks.py").run()
     no_exceptions(at)
     at.text_input(key="b_share_run1_title").set_value("Demo run")
     at.button(key="b_share_run1_create").click().run()

@@ -27,7 +27,7 @@ def _plotly_titles(at) -> list[str]:
 
 
 def test_page_defaults_estimate_and_every_task_renders():
-    at = app_test("pages/train.py").run()
+    at = app_test("views/train.py").run()
     no_exceptions(at)
     captions = " ".join(c.value for c in at.caption)
     assert "Estimate:" in captions and "22.7M parameters" in captions  # MiniLM on the demo reviews
@@ -41,7 +41,7 @@ def test_page_defaults_estimate_and_every_task_renders():
 
 def test_start_a_run_see_curves_and_history(tiny_bert):
     registry.register(LOCAL, registry.ModelEntry("tiny-bert-page", "local", str(tiny_bert), "classifier"))
-    at = app_test("pages/train.py").run()
+    at = app_test("views/train.py").run()
     at.selectbox(key="t_model_classify").set_value("tiny-bert-page")
     at.number_input(key="t_ep_classify").set_value(1.0)
     at.number_input(key="t_lr_classify").set_value(1e-3)
@@ -94,7 +94,7 @@ def _tiles(at) -> list[tuple[str, str]]:
 def test_a_running_job_is_shown_when_coming_back_through_the_sidebar(monkeypatch):
     job_id = _running_run(monkeypatch)
     at = app_test("app.py").run()
-    at.switch_page("pages/train.py").run()  # the sidebar's Train link: no ?train_job= in the address
+    at.switch_page("views/train.py").run()  # the sidebar's Train link: no ?train_job= in the address
     no_exceptions(at)
     assert at.segmented_control(key="t_view").value == "Live"
     title = jobs.get(LOCAL, job_id)["title"]
@@ -106,7 +106,7 @@ def test_a_running_job_is_shown_when_coming_back_through_the_sidebar(monkeypatch
 def test_open_in_the_live_panel_switches_to_the_live_view(monkeypatch):
     job_id = _queued_run(monkeypatch, "to-open")
     jobs.cancel(LOCAL, job_id)
-    at = app_test("pages/train.py").run()
+    at = app_test("views/train.py").run()
     assert at.segmented_control(key="t_view").value == "New run"  # nothing active: the form
     at.segmented_control(key="t_view").set_value("History").run()
     at.selectbox(key="t_hist_one").set_value(job_id).run()
@@ -120,11 +120,11 @@ def test_open_in_the_live_panel_switches_to_the_live_view(monkeypatch):
     # a refresh stays on the view it was on (?view=), a permalink (no view) opens the run in the live view
     for view in ("New run", "History", "Live"):
         at.segmented_control(key="t_view").set_value(view).run()
-        refreshed = app_test("pages/train.py")
+        refreshed = app_test("views/train.py")
         refreshed.query_params.update(dict(at.query_params))
         refreshed.run()
         assert refreshed.segmented_control(key="t_view").value == view
-    link = app_test("pages/train.py")
+    link = app_test("views/train.py")
     link.query_params["train_job"] = job_id
     assert link.run().segmented_control(key="t_view").value == "Live"
 
@@ -134,7 +134,7 @@ def test_live_tiles_keep_their_places_and_show_this_steps_numbers(monkeypatch):
     ctx = jobs.JobContext(id=job_id, params={})
     ctx.progress(1, 20, "epoch 0.05 · step 1/20", force=True, step=1, epoch=0.05,
                  **{"samples/s": 12.5, "tokens/s": 3200})  # the first step: no loss logged yet
-    at = app_test("pages/train.py")
+    at = app_test("views/train.py")
     at.query_params["train_job"] = job_id
     at.run()
     no_exceptions(at)
@@ -145,7 +145,7 @@ def test_live_tiles_keep_their_places_and_show_this_steps_numbers(monkeypatch):
     at.run()
     assert _tiles(at) == [("step", "4"), ("epoch", "0.2"), ("loss", "2.5"), ("lr", "0.002"), ("samples/s", "13"),
                           ("tokens/s", "3328")]
-    # train.job's last report (no lr): the same six tiles, one per stat, in the same places
+    # train.jobs's last report (no lr): the same six tiles, one per stat, in the same places
     ctx.progress(20, 20, "Saving the model…", force=True, step=20, epoch=1.0, loss=2.25,
                  **{"samples/s": 13.1, "tokens/s": 3354.0})
     at.run()
@@ -156,7 +156,7 @@ def test_live_tiles_keep_their_places_and_show_this_steps_numbers(monkeypatch):
 
 def test_the_run_picker_does_not_keep_a_stale_status(monkeypatch):
     job_id = _running_run(monkeypatch, "status-run")
-    at = app_test("pages/train.py").run()
+    at = app_test("views/train.py").run()
     at.segmented_control(key="t_view").set_value("History").run()
     options = list(at.selectbox(key="t_hist_one").options)
     assert any("running" in t for t in _figure_titles(at))
@@ -171,7 +171,7 @@ def test_the_run_picker_does_not_keep_a_stale_status(monkeypatch):
 
 
 def test_epochs_show_as_typed():
-    at = app_test("pages/train.py").run()
+    at = app_test("views/train.py").run()
     epochs = at.number_input(key="t_ep_classify")
     assert epochs.proto.format % epochs.value == "8"  # the default, as the browser shows it (sprintf), not 8.00
     epochs.set_value(2.5).run()
@@ -180,7 +180,7 @@ def test_epochs_show_as_typed():
 
 def test_refresh_and_page_switch_keep_the_form():
     at = app_test("app.py").run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("views/train.py").run()
     at.radio(key="t_task").set_value("causal-lm").run()
     at.number_input(key="t_ep_causal-lm").set_value(2.5)
     at.number_input(key="t_bs_causal-lm").set_value(4)
@@ -199,11 +199,11 @@ def test_refresh_and_page_switch_keep_the_form():
 
     assert shown(at) == expected
     address = dict(at.query_params)
-    at.switch_page("pages/home.py").run()  # a page switch: Streamlit drops the widgets' state
-    at.switch_page("pages/train.py").run()
+    at.switch_page("views/home.py").run()  # a page switch: Streamlit drops the widgets' state
+    at.switch_page("views/train.py").run()
     no_exceptions(at)
     assert shown(at) == expected
-    refreshed = app_test("pages/train.py")  # a refresh: a new session with the same address
+    refreshed = app_test("views/train.py")  # a refresh: a new session with the same address
     refreshed.query_params.update(address)
     refreshed.run()
     no_exceptions(refreshed)
@@ -212,14 +212,14 @@ def test_refresh_and_page_switch_keep_the_form():
 
 
 def test_a_form_in_the_address_that_does_not_fit_is_ignored():
-    at = app_test("pages/train.py")
+    at = app_test("views/train.py")
     at.query_params["form"] = json.dumps({"t_task": "no-such-task", "t_ep_classify": "abc", "t_bs_classify": 10**9,
                                           "t_name": 7, "t_lora": "yes"})
     at.run()
     no_exceptions(at)
     assert at.radio(key="t_task").value == "classify" and at.number_input(key="t_ep_classify").value == 8.0
     assert at.text_input(key="t_name").value == ""
-    broken = app_test("pages/train.py")
+    broken = app_test("views/train.py")
     broken.query_params["form"] = "{not json"
     broken.run()
     no_exceptions(broken)
@@ -242,7 +242,7 @@ def test_the_model_is_zipped_only_when_the_download_is_asked_for(monkeypatch, ti
         return marshall(coordinates, data, proto, mimetype, file_name, **kwargs)
 
     monkeypatch.setattr(button_module, "marshall_file", spy)
-    at = app_test("pages/train.py")
+    at = app_test("views/train.py")
     at.query_params["train_job"] = job_id
     at.run()
     at.run()

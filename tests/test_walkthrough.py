@@ -44,7 +44,7 @@ def test_an_endpoint_model_is_no_parent_to_compress():
     with pytest.raises(ModelError, match="hosted is an OpenAI-compatible endpoint.*cannot be compressed here"):
         compress_jobs.submit(LOCAL, "hosted", "fp16")
     assert jobs.list_jobs(LOCAL) == []
-    at = app_test("pages/compress.py").run()
+    at = app_test("views/compress.py").run()
     no_exceptions(at)
     assert "hosted" not in at.selectbox(key="cz_parent").options
     assert "tiny-gpt" in at.selectbox(key="cz_parent").options
@@ -53,7 +53,7 @@ def test_an_endpoint_model_is_no_parent_to_compress():
 def test_the_make_panel_says_what_was_made_and_what_a_causal_lm_is_not_offered():
     """The finished job said "Done." and nothing else: the sizes and the checks were in its log only. For a
     causal LM, int8 and ONNX were missing from the list without a word."""
-    at = app_test("pages/compress.py").run()
+    at = app_test("views/compress.py").run()
     at.selectbox(key="cz_parent").set_value("tiny-gpt").run()
     no_exceptions(at)
     assert "int8" not in at.selectbox(key="cz_method").options
@@ -86,7 +86,7 @@ def test_an_evaluation_keeps_its_label_when_its_status_changes(monkeypatch):
     row = {"id": "20260101-000000-abcdef", "title": "Compress-then-evaluate p vs v on d", "status": "queued",
            "created_at": 0.0}
     monkeypatch.setattr(evaluate, "history", lambda actor, limit=50: [dict(row)])
-    at = app_test("pages/compress.py")
+    at = app_test("views/compress.py")
     at.query_params["ceval_job"] = row["id"]
     at.run()
     before = at.selectbox(key="cz_history").options
@@ -141,12 +141,12 @@ def test_the_summary_table_is_one_arrow_table():
 # ---------------------------------------------------------------- the Benchmarks page
 def test_a_classification_result_without_a_confusion_matrix_opens(tiny_bert):
     """The evaluation's link to its benchmark run ended in a PlotlyError: its task had no confusion_matrix metric."""
-    from llm_lab.bench import job, suite as suites
+    from llm_lab.bench import jobs as bench_jobs, suite as suites
 
     task = {"name": "q", "type": "classification", "dataset": "demo-reviews", "metrics": ["accuracy"], "limit": 8,
             "label_map": {"neutral": "negative"}}   # the tiny BERT knows two labels
-    run = job.submit(LOCAL, suites.to_yaml("no-cm", [task]), [str(tiny_bert)])   # inline in tests
-    at = app_test("pages/benchmarks.py")
+    run = bench_jobs.submit(LOCAL, suites.to_yaml("no-cm", [task]), [str(tiny_bert)])   # inline in tests
+    at = app_test("views/benchmarks.py")
     at.query_params["result"] = run
     at.run()
     no_exceptions(at)
@@ -163,7 +163,7 @@ def test_compress_then_evaluate_asks_for_the_confusion_matrix():
 # ---------------------------------------------------------------- endpoints, serve, compare
 def test_adding_an_endpoint_whose_key_is_not_set_here_warns_at_once(monkeypatch):
     monkeypatch.delenv("WALK_NOT_SET_KEY", raising=False)
-    at = app_test("pages/models.py").run()
+    at = app_test("views/models.py").run()
     at.text_input(key="ep_name").set_value("hosted")
     at.text_input(key="ep_url").set_value("http://127.0.0.1:9/v1")
     at.text_input(key="ep_model").set_value("m")
@@ -201,7 +201,7 @@ def test_an_endpoint_output_without_log_probabilities_does_not_say_none():
                                    "mean_latency_s": 0.5, "mean_logprob": lp, "truncated": 0}
                                for m, lp in (("tiny-gpt", -1.25), ("hosted", None))})
     cid = saved.save(LOCAL, comp)
-    at = app_test("pages/compare.py")
+    at = app_test("views/compare.py")
     at.query_params["comparison"] = cid
     at.run()
     no_exceptions(at)
@@ -221,7 +221,7 @@ def test_why_a_variant_has_no_attribution_drift_is_said_in_full(monkeypatch):
     monkeypatch.setattr(evaluate, "history", lambda actor, limit=50: [
         {"id": job_id, "title": "Compress-then-evaluate", "status": "succeeded", "created_at": 0.0}])
     monkeypatch.setattr(evaluate, "report_of", lambda actor, job: report)
-    at = app_test("pages/compress.py")
+    at = app_test("views/compress.py")
     at.query_params["ceval_job"] = job_id
     at.run()
     no_exceptions(at)
@@ -241,7 +241,7 @@ def test_a_failed_job_says_its_error_once(monkeypatch):
     error = "The parent's weights are not readable."
     scope(SYSTEM).update("jobs", {"status": "failed", "error": error, "message": error, "finished_at": store.now()},
                          "id=?", (job_id,))
-    at = app_test("pages/compress.py")
+    at = app_test("views/compress.py")
     at.query_params["cmake_job"] = job_id
     at.run()
     no_exceptions(at)

@@ -71,11 +71,11 @@ def header(title: str, caption: str) -> None:
 
 # ---------------------------------------------------------------- permalinks
 # url paths that differ from the file name (app.py's st.Page(..., url_path=…)); "" is the home page
-URL_PATHS = {"pages/home.py": "", "pages/data.py": "datasets"}
+URL_PATHS = {"views/home.py": "", "views/data.py": "datasets"}
 
 
 def url_path(page: str) -> str:
-    """The address of a page file of app.py's navigation, e.g. "pages/data.py" -> "datasets"."""
+    """The address of a page file of app.py's navigation, e.g. "views/data.py" -> "datasets"."""
     return URL_PATHS.get(page, Path(page).stem)
 
 
@@ -105,7 +105,7 @@ def local_link(link: str) -> str:
     """A link the backend built ("/attributions?model=…") as a permalink: under the server's base
     path, with the workspace (for links that open in a new tab, a new session)."""
     parts = urlsplit(link)
-    page = next((p for p, u in URL_PATHS.items() if u == parts.path.strip("/")), "pages/" + parts.path.strip("/") + ".py")
+    page = next((p for p, u in URL_PATHS.items() if u == parts.path.strip("/")), "views/" + parts.path.strip("/") + ".py")
     return permalink(page, **{k: v if len(v) > 1 else v[0] for k, v in parse_qs(parts.query).items() if k != "ws"})
 
 

@@ -93,7 +93,7 @@ def make_section(parent: str, job_key: str) -> None:
             backend.clear()
     job_id = job_panel.current(job_key)
     if job_id:
-        job_panel.show(job_id, extra=_made, key="cmake", link=permalink("pages/compress.py", cmake_job=job_id))
+        job_panel.show(job_id, extra=_made, key="cmake", link=permalink("views/compress.py", cmake_job=job_id))
 
 
 def _not_offered(module, parent: str, head: str) -> None:
@@ -242,4 +242,4 @@ def show_report(report: evaluate.Report, job_id: str) -> None:
         st.caption("Attribution drift applies to classifiers (layer Integrated Gradients).")
     if report.run_id:
         st.caption("Per-example predictions of every model: the benchmark run of this evaluation.")
-        show_permalink(permalink("pages/benchmarks.py", result=report.run_id))
+        show_permalink(permalink("views/benchmarks.py", result=report.run_id))

@@ -6,7 +6,7 @@
 
 Files: suite.py (YAML, validation), fingerprint.py
 (model fingerprint, environment), cache.py (results and partial progress in the store), tasks/ (one
-module per task type), runner.py (runs a suite), job.py (the background job), leaderboard.py
+module per task type), runner.py (runs a suite), jobs.py (the background job), leaderboard.py
 (tables, drill-down, export), plots.py and report.py (plotly charts, the HTML report), cli.py (`python -m
 llm_lab bench`).
 """

@@ -1,4 +1,4 @@
-"""Links to the Attributions page (`pages/attributions.py` reads model, text, dataset, example)."""
+"""Links to the Attributions page (`views/attributions.py` reads model, text, dataset, example)."""
 from __future__ import annotations
 
 import numbers

@@ -2,18 +2,18 @@
 
     from llm_lab import train
     cfg = train.TrainConfig(task="classify", model="minilm", dataset="reviews")
-    job_id = train.submit(actor, cfg)      # the worker runs JOB_FN, llm_lab.train:run (job.run), as `actor`
+    job_id = train.submit(actor, cfg)      # the worker runs JOB_FN, llm_lab.train:run (jobs.run), as `actor`
     train.estimate(actor, cfg)             # memory and time before starting; `refusal` says why it may not start
 
 Modules, one idea each: config (what a run is), data_prep (dataset → tokenized sets),
 modeling (base model, LoRA, GPT-2 from scratch), callback (Trainer → JobContext), resources
 runner (Trainer, OOM/NaN/disk-full handling), export (atomic save, model card, registry,
-zip), history (past runs), plots (plotly curves), job (the job functions), cli (`python -m llm_lab train`).
+zip), history (past runs), plots (plotly curves), jobs (the job functions), cli (`python -m llm_lab train`).
 Importing this package does not import torch.
 """
 from ..corpora import CORPORA  # noqa: F401
 from .config import NEEDS, PRESETS, TASKS, TINY_GPT, TrainConfig, task_defaults  # noqa: F401
-from .job import run  # noqa: F401  the job function the worker calls
+from .jobs import run  # noqa: F401  the job function the worker calls
 
 JOB_FN = "llm_lab.train:run"
 

@@ -3,7 +3,7 @@
     accelerate launch --multi_gpu --num_processes 4 -m llm_lab.train classify --model minilm --data reviews
     torchrun --nproc_per_node 4 -m llm_lab.train pretrain --preset 30M
 
-Same flags as `python -m llm_lab train TASK`, same code path (llm_lab.train.job.run_direct):
+Same flags as `python -m llm_lab train TASK`, same code path (llm_lab.train.jobs.run_direct):
 every process trains its shard under DDP (set up by Trainer/accelerate from the launcher's
 environment) and the main process saves and registers the model.
 """
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from .job import run_direct
+    from .jobs import run_direct
 
     try:
         result = run_direct(config_from_args(args, args.task))

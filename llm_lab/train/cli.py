@@ -99,7 +99,7 @@ def train_command(args, task: str) -> int:
         print(json.dumps(train.estimate(args.actor, cfg), indent=2))
         return 0
     if args.inline:  # no job record: this process trains and prints its progress
-        from .job import run_direct
+        from .jobs import run_direct
 
         result = run_direct(cfg, resume=args.resume, actor=args.actor)
         print(json.dumps(result, indent=2, default=str))

@@ -5,7 +5,7 @@ from .. import jobs
 from ..access import Actor
 from .config import TrainConfig
 
-# The live panel's tiles, in this order: the stats a running job reports (train.callback, train.job)
+# The live panel's tiles, in this order: the stats a running job reports (train.callback, train.jobs)
 LIVE_STATS = ("step", "epoch", "loss", "lr", "samples/s", "tokens/s")
 
 

@@ -123,7 +123,7 @@ if mode == "Classification":
             row = ({"dataset": qp["dataset"], "example": qp["example"]} if qp.get("dataset") and qp.get("example")
                    and text == example else {"text": text})  # a dataset row is named by its id while unedited
             st.session_state["attr_link"] = permalink(
-                "pages/attributions.py", model=name, **row, method=[by_name[p].key for p in picked[:1 if other != "—" else 4]],
+                "views/attributions.py", model=name, **row, method=[by_name[p].key for p in picked[:1 if other != "—" else 4]],
                 **{"with": None if other == "—" else other}, target=target, baseline=baseline, steps=n_steps,
                 samples=n_samples)
     results = st.session_state.get("attr_results") or []
@@ -167,7 +167,7 @@ elif mode == "Generation":
                 g = attribute_generation(loaded, prompt, int(max_new), methods[method], target=target or None,
                                          n_steps=int(n_steps))
             st.session_state["gen_result"] = g.to_dict()
-            st.session_state["gen_link"] = permalink("pages/attributions.py", model=name, text=prompt,
+            st.session_state["gen_link"] = permalink("views/attributions.py", model=name, text=prompt,
                                                      method=methods[method], new=int(max_new), steps=int(n_steps),
                                                      target=target)
     if st.session_state.get("gen_result"):
@@ -230,4 +230,4 @@ else:
 
     if job_panel.current("attr_job"):
         job_panel.show(job_panel.current("attr_job"), extra=show_result, key="attr_job",
-                       link=permalink("pages/attributions.py", attr_job=job_panel.current("attr_job")))
+                       link=permalink("views/attributions.py", attr_job=job_panel.current("attr_job")))

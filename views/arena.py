@@ -95,7 +95,7 @@ if battle_id:
 st.divider()
 st.subheader("Leaderboard")
 only_pool = st.toggle("Only battles between models of the pool", bool(url_pool), key="a_only_pool")
-show_permalink(permalink("pages/arena.py", pool=pool if only_pool else None))
+show_permalink(permalink("views/arena.py", pool=pool if only_pool else None))
 with user_errors():
     votes = arena.votes(backend.actor(), pool if only_pool else None)
     if not votes:

@@ -45,7 +45,7 @@ if st.session_state.get("cz_history") not in labels:
 job_id = st.selectbox("Evaluation", list(labels), format_func=labels.get, key="cz_history")
 if job_id != current:
     job_panel.remember(EVAL_KEY, job_id)  # the address follows the choice: it is the permalink
-job_panel.show(job_id, key="ceval", link=permalink("pages/compress.py", ceval_job=job_id),
+job_panel.show(job_id, key="ceval", link=permalink("views/compress.py", ceval_job=job_id),
                tiles=("phase", "models"))
 with user_errors():
     report = evaluate.report_of(backend.actor(), job_id)

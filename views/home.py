@@ -33,26 +33,26 @@ q1, q2, q3 = st.columns(3)
 with q1.container(border=True):
     st.markdown("**1 · Pick data**  \nUse a demo dataset (reviews, prompts, docs) or upload your own "
                 "CSV, JSON, Parquet or text file.")
-    st.page_link("pages/data.py", label="Datasets", icon=":material/table_chart:")
+    st.page_link("views/data.py", label="Datasets", icon=":material/table_chart:")
 with q2.container(border=True):
     st.markdown("**2 · Load a model**  \nOpen the built-in MiniLM, a local folder or a Hub id; classify a "
                 "sentence or compare two sentences.")
-    st.page_link("pages/models.py", label="Models", icon=":material/psychology:")
+    st.page_link("views/models.py", label="Models", icon=":material/psychology:")
 with q3.container(border=True):
     st.markdown("**3 · Train and evaluate**  \nFine-tune on your data, then benchmark, compare and look "
                 "inside the result.")
-    st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
+    st.page_link("views/train.py", label="Train", icon=":material/model_training:")
 
 st.subheader("Every page")
 PAGES = [
-    ("pages/data.py", "Datasets", ":material/table_chart:", "upload, map columns, clean, split"),
-    ("pages/models.py", "Models", ":material/psychology:", "registry, model cards, try a model"),
-    ("pages/train.py", "Train", ":material/model_training:", "fine-tune in the background"),
-    ("pages/benchmarks.py", "Benchmarks", ":material/leaderboard:", "run suites, drill into examples"),
-    ("pages/compare.py", "Compare", ":material/compare:", "outputs of models side by side"),
-    ("pages/arena.py", "Arena", ":material/sports_kabaddi:", "blind pairwise votes"),
-    ("pages/attention.py", "Attention", ":material/visibility:", "attention maps and rollout"),
-    ("pages/attributions.py", "Attributions", ":material/target:", "which tokens drove a prediction"),
+    ("views/data.py", "Datasets", ":material/table_chart:", "upload, map columns, clean, split"),
+    ("views/models.py", "Models", ":material/psychology:", "registry, model cards, try a model"),
+    ("views/train.py", "Train", ":material/model_training:", "fine-tune in the background"),
+    ("views/benchmarks.py", "Benchmarks", ":material/leaderboard:", "run suites, drill into examples"),
+    ("views/compare.py", "Compare", ":material/compare:", "outputs of models side by side"),
+    ("views/arena.py", "Arena", ":material/sports_kabaddi:", "blind pairwise votes"),
+    ("views/attention.py", "Attention", ":material/visibility:", "attention maps and rollout"),
+    ("views/attributions.py", "Attributions", ":material/target:", "which tokens drove a prediction"),
 ]
 cols = st.columns(4)
 for i, (path, label, icon, what) in enumerate(PAGES):

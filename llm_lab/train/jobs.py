@@ -1,4 +1,4 @@
-"""The training job: `llm_lab.train.job:run(ctx, **config)` runs in the worker; `run_direct` without it.
+"""The training job: `llm_lab.train.jobs:run(ctx, **config)` (queued as llm_lab.train:run) runs in the worker; `run_direct` without it.
 
 Inside the worker the JobContext is the reporter (progress, curves, log, cancel),
 `ctx.workdir` holds checkpoints, and `ctx.resume` continues from the last one.

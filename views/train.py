@@ -172,7 +172,7 @@ def live() -> None:
     if not watching:
         st.info("No training run to follow. Start one under **New run**, or open one from **History**.")
     for job_id in watching:
-        job_panel.show(job_id, extra=finished, key="train", link=permalink("pages/train.py", train_job=job_id),
+        job_panel.show(job_id, extra=finished, key="train", link=permalink("views/train.py", train_job=job_id),
                        tiles=history.LIVE_STATS)
 
 
@@ -191,7 +191,7 @@ def past_runs() -> None:
     one = st.selectbox("Curves of run", list(labels), format_func=labels.get, key="t_hist_one")
     title = f"{by_id[one]['name']} · {by_id[one]['status']} · {one}"
     st.plotly_chart(plots.run_curves(history.curves(backend.actor(), one), title), key="t_hist_curves")
-    show_permalink(permalink("pages/train.py", train_job=one))
+    show_permalink(permalink("views/train.py", train_job=one))
     share.control("training", f"Training run {labels[one]}", lambda: snapshots.training(backend.actor(), one),
                   key=f"t_share_{one}")
     st.button("Open in the live panel", key="t_hist_open", on_click=open_live, args=(one,))

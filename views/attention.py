@@ -56,7 +56,7 @@ url_choice("head", "att_head", range(heads), int)
 for key, n in (("att_layer", layers), ("att_head", heads)):
     if st.session_state.get(key, 0) >= n:
         st.session_state[key] = 0
-show_permalink(permalink("pages/attention.py", model=name, text=text, layer=st.session_state.get("att_layer", 0),
+show_permalink(permalink("views/attention.py", model=name, text=text, layer=st.session_state.get("att_layer", 0),
                          head=st.session_state.get("att_head", 0)))
 
 tab_head, tab_model, tab_rollout, tab_types = st.tabs(["Head view", "Model view", "Rollout", "Head types"])

@@ -100,7 +100,7 @@ info = loaded.info()
 st.subheader(plain(f"{info['name']} · {info['architecture']}"))
 if loaded.entry.description:
     st.caption(plain(loaded.entry.description))
-show_permalink(permalink("pages/models.py", model=spec["model"], head=spec["head"]))
+show_permalink(permalink("views/models.py", model=spec["model"], head=spec["head"]))
 if info["head_is_new"]:
     st.warning(f"The {plain(info['head'])} head of this model is freshly initialised: its predictions mean nothing "
                "until it is fine-tuned (Train page). Embeddings from the encoder are meaningful.", icon=":material/warning:")
@@ -125,7 +125,7 @@ with st.expander("Serve it over HTTP (OpenAI-compatible API)"):
 st.subheader("Try it")
 if loaded.head == "causal-lm":
     st.info("This is a causal LM: generate text with it on the Compare and Arena pages.")
-    st.page_link("pages/compare.py", label="Compare outputs", icon=":material/compare:")
+    st.page_link("views/compare.py", label="Compare outputs", icon=":material/compare:")
     st.stop()
 tabs = st.tabs(["Classify", "Embed and compare"] if loaded.head == "classifier" else ["Embed and compare"])
 if loaded.head == "classifier":

@@ -1,11 +1,11 @@
-"""The background job: `job.submit(actor, suite_text, models)`, which queues `JOB_FN` with
+"""The background job: `jobs.submit(actor, suite_text, models)`, which queues `JOB_FN` with
 `{"suite_text": ..., "models": [...]}`. The job runs with the rights of the actor who submitted it."""
 from __future__ import annotations
 
 from ..access import Actor
 from . import suite as suites
 
-JOB_FN = "llm_lab.bench.job:run"
+JOB_FN = "llm_lab.bench.jobs:run"
 
 
 def run(ctx, suite_text: str, models: list[str], use_cache: bool = True, device: str | None = None,

@@ -161,7 +161,7 @@ with user_errors():
             st.query_params["dataset"] = info.name  # the address follows the choice: it is the permalink
         if info.description:
             st.caption(plain(info.description))
-        show_permalink(permalink("pages/data.py", dataset=info.name))
+        show_permalink(permalink("views/data.py", dataset=info.name))
         stored = backend.dataset_frame(info.name, info.fingerprint)
         tab_rows, tab_profile, tab_recipe = st.tabs(["Rows", "Profile", "Recipe and hash"])
         with tab_rows:

@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from llm_lab.bench import job, leaderboard, plots, report, suite as suites
+from llm_lab.bench import jobs as bench_jobs, leaderboard, plots, report, suite as suites
 from llm_lab.bench.suite import TASK_TYPES
 from llm_lab import snapshots
 from ui import backend, job_panel, share
@@ -85,12 +85,12 @@ limit = r3.number_input("Examples per task (0 = as the suite says)", 0, 1_000_00
 if r2.button("Run benchmark", type="primary", disabled=not (models and suite_text) or bool(cannot_run()), key="b_run",
              help=cannot_run()):
     with user_errors():
-        job_panel.remember(JOB_KEY, job.submit(backend.actor(), suite_text, models, use_cache,
+        job_panel.remember(JOB_KEY, bench_jobs.submit(backend.actor(), suite_text, models, use_cache,
                                                    limit=int(limit) or None))
 
 job_id = job_panel.current(JOB_KEY)
 if job_id:
-    job_panel.show(job_id, key="bench", link=permalink("pages/benchmarks.py", bench_job=job_id))
+    job_panel.show(job_id, key="bench", link=permalink("views/benchmarks.py", bench_job=job_id))
 
 # ---------------------------------------------------------------- which results
 st.divider()
@@ -115,7 +115,7 @@ if st.session_state.get("b_run_pick") not in labels:  # nothing picked yet (or t
 run_id = st.selectbox("Results of run", list(labels), format_func=labels.get, key="b_run_pick")
 if wanted and wanted != run_id:
     st.query_params["result"] = run_id  # the address follows the choice: it is the permalink
-show_permalink(permalink("pages/benchmarks.py", result=run_id))
+show_permalink(permalink("views/benchmarks.py", result=run_id))
 run = next(r for r in runs if r["id"] == run_id)
 results = leaderboard.distinct_models(leaderboard.run_results(backend.actor(), run))  # one name per model row
 summaries = [r.summary() for r in results]

@@ -142,7 +142,7 @@ def show(comp: runs.Comparison) -> None:
     st.divider()
     st.subheader(plain(comp.title or "Comparison"))
     st.caption(f"Comparison `{comp.id}`")
-    show_permalink(permalink("pages/compare.py", comparison=comp.id))
+    show_permalink(permalink("views/compare.py", comparison=comp.id))
     share.control("comparison", comp.title or "Comparison", lambda: snapshots.comparison(comp),
                   key=f"c_share_{comp.id}")
     model_cards(comp)
@@ -227,14 +227,14 @@ if job_id:
             if st.query_params.get("comparison") != cid and st.button("Show the results", key=f"c_open_{job_id}"):
                 st.query_params["comparison"] = cid
                 st.rerun()
-    job_panel.show(job_id, extra=open_result, key="compare", link=permalink("pages/compare.py", compare_job=job_id))
+    job_panel.show(job_id, extra=open_result, key="compare", link=permalink("views/compare.py", compare_job=job_id))
 
 with st.expander("Saved comparisons"):
     rows = backend.saved_comparisons()
     if not rows:
         st.caption("None yet: every comparison you run is saved here.")
     for r in rows[:30]:
-        st.markdown(f"[{plain(r['title'])}]({permalink('pages/compare.py', comparison=r['id'])}) · `{r['id']}`")
+        st.markdown(f"[{plain(r['title'])}]({permalink('views/compare.py', comparison=r['id'])}) · `{r['id']}`")
 
 if opened is not None:
     with user_errors():
