@@ -68,11 +68,33 @@ class _Connection(sqlite3.Connection):
     _lab_read_only = False
 
 
+WAL_WAIT_S = 30.0
+
+
+def _wal(conn: sqlite3.Connection) -> None:
+    """Put the database in WAL mode, waiting while another process does the same.
+
+    Switching a new database to WAL takes an exclusive lock, and SQLite answers "database is locked" at once,
+    without its busy handler, when two processes (torchrun's ranks, a worker and the dashboard) open a fresh
+    database together. Once one has switched it, the mode is stored in the file and the others only read it."""
+    deadline = time.monotonic() + WAL_WAIT_S
+    delay = 0.01
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 def _open(path: str) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False, factory=_Connection)
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
+        _wal(conn)
     except sqlite3.OperationalError as exc:
         # Opening a WAL database nobody has open creates its -shm and -wal files: on a full disk that fails
         # ("disk I/O error"), although reading needs no room. With no WAL content every committed change is in

@@ -246,3 +246,27 @@ def test_staging_folders_of_killed_saves_are_swept_and_live_ones_kept(tmp_path):
     assert os.path.isdir(live_dir)  # killed too: nothing removed it
     assert [p.name for p in store.sweep_partials(parent, grace_s=0)] == [os.path.basename(live_dir)]
     assert list(parent.iterdir()) == []
+
+
+
+def test_connections_opening_a_fresh_database_together_all_get_in(tmp_path):
+    """torchrun's ranks open a new LLM_LAB_HOME together. Two connections switching a fresh database to WAL at
+    once deadlock, and SQLite answers one "database is locked" at once, without waiting (CI saw it on torchrun;
+    with the bare PRAGMA about a quarter of these trials failed)."""
+    for trial in range(100):
+        path = str(tmp_path / f"fresh{trial}.db")
+        barrier, errors = threading.Barrier(6), []
+
+        def opener():
+            barrier.wait()
+            try:
+                store._open(path).close()
+            except Exception as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=opener) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, f"trial {trial}: {errors}"
