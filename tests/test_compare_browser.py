@@ -95,7 +95,7 @@ def test_compare_two_models_then_vote(page, lab_server, server_models):
     prompts.fill("def add(a, b):\nThe list type")
     page.get_by_text("References, one per line").click()  # blur: the text area sends its value
     wait_idle(page)
-    page.get_by_role("button", name="Compare", exact=True).click()
+    page.locator(".st-key-c_run button").click()
     page.wait_for_url(re.compile(r"comparison=\w+"), timeout=120_000)
     wait_idle(page)
     page.get_by_text("Word-level differences", exact=True).wait_for(timeout=60_000)

@@ -351,7 +351,7 @@ def test_browser_compares_a_local_model_with_an_endpoint(page, lab_server, endpo
         from tests.conftest import wait_idle
 
         wait_idle(page)
-        page.get_by_role("button", name="Compare", exact=True).click()
+        page.locator(".st-key-c_run button").click()
         page.wait_for_url(re.compile(r"comparison=\w+"), timeout=120_000)
         wait_idle(page)
         main = page.locator("[data-testid='stMain']")
