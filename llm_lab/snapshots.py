@@ -61,21 +61,27 @@ def figure(fig) -> dict | None:
 def benchmark(results: list, title: str, examples: bool = True) -> dict:
     """A benchmark run: leaderboard, every (model, task) result, the page's charts and (cut) per-example rows.
     `results`: bench.result.TaskResult records (with per-example rows for the examples tables)."""
-    from .bench import leaderboard, plots
+    from .bench import calibration_view, compare, leaderboard, plots
 
     results = leaderboard.distinct_models(results)
     summaries = [r.summary() for r in results]
-    wide = leaderboard.wide_table(summaries)
+    comparisons = compare.compare_run(results)
+    wide = leaderboard.wide_table(summaries, leaderboard.available_metrics(summaries),
+                                  compare.tier_table(comparisons))
     shown = wide[[c for c in wide.columns if not c.endswith("(value)")]] if not wide.empty else wide
     long = leaderboard.long_table(summaries)
-    long = long[["model", "task", "type", "status", "metric", "value", "low", "high", "lower_is_better",
-                 "seconds", "error", "split", "rows"]]
+    long = long[["model", "task", "type", "status", "metric", "value", "low", "high", "n", "interval",
+                 "lower_is_better", "seconds", "error", "split", "rows"]]
     lower = list(dict.fromkeys(r.headline.name for r in results if r.headline and r.headline.lower_is_better))
     text = [f"Suites: {', '.join(sorted({r.suite for r in results}))} · models: "
             f"{', '.join(dict.fromkeys(r.model for r in results))} · {len(results)} results",
-            "Cells: headline metric ± half-width of its 95% bootstrap interval (speed: min–max over repeats). "
+            "Cells: value [95% interval] n = examples behind it, for every metric computed (speed: min–max over "
+            "repeats). "
             + (f"Lower is better for {', '.join(lower)}; higher for the others." if lower else "Higher is better.")]
     text += [f"Rows scored by {task}: {scored}" for task, scored in leaderboard.scored_rows(results).items()]
+    text += [f"{t.task} · {t.metric}: {compare.paired.verdict(p)}" for t in comparisons for p in t.pairs]
+    text += ["Tier: 1 + the number of models significantly better on the task (paired test, Holm-adjusted "
+             "across pairs and tasks); one tier cannot be told apart."] if any(t.tiers for t in comparisons) else []
     text += [f"{r.label}: {r.error}" for r in results if not r.ok]
     text += [f"{r.label}: {n}" for r in results for n in r.notes or []]
     figures = [plots.task_bars(summaries), plots.accuracy_latency(summaries)]
@@ -83,6 +89,12 @@ def benchmark(results: list, title: str, examples: bool = True) -> dict:
     figures += [plots.confusion(r) for r in cls[:8]]
     figures += [plots.per_class_f1(results, task) for task in dict.fromkeys(r.task for r in cls)]
     tables = [table("Leaderboard", shown), table("All results", long)]
+    pairs = compare.pairs_table(comparisons)
+    if not pairs.empty:
+        tables.append(table("Is the difference real? (paired comparisons)", pairs))
+    calibration = calibration_view.table(results)
+    if not calibration.empty:
+        tables.append(table("Calibration", calibration))
     if examples:
         for task in dict.fromkeys(r.task for r in results if r.ok and r.per_example):
             frame = leaderboard.drilldown(results, task, "all")
@@ -98,24 +110,38 @@ def benchmark(results: list, title: str, examples: bool = True) -> dict:
 
 
 # ---------------------------------------------------------------- comparison
-def comparison(comp) -> dict:
-    """A comparison (compare.runs.Comparison): per-model numbers, its chart, and the results table."""
-    from .compare import plots, runs, tables as ctables
+def comparison(comp, margin: float | None = None) -> dict:
+    """A comparison (compare.runs.Comparison): per-model numbers with their intervals and n, the paired
+    comparison of its models (or why there is none), its chart, and the results table."""
+    from .compare import plots, runs, statistics, tables as ctables
 
     gen = comp.mode == "generation"
     ok = comp.ok_models()
     text = [f"{comp.mode.capitalize()} comparison of {', '.join(comp.models)} on {len(comp.inputs)} inputs.",
             f"Settings: {json.dumps(comp.settings or {}, sort_keys=True, default=str)}" if comp.settings else ""]
     text += [f"{m}: {comp.outputs[m].error}" for m in comp.models if comp.outputs[m].error]
-    summary = [{"model": m, **{k: v for k, v in (comp.summary.get(m) or {}).items() if not isinstance(v, (dict, list))}}
+    found = statistics.model_intervals(comp)
+    summary = [{"model": m, **{k: v for k, v in (comp.summary.get(m) or {}).items() if not isinstance(v, (dict, list))},
+                # a score is shown as "value [95% interval] n=…" (the value alone stays in its own column)
+                **{f"{statistics.LABELS[k]} [95% CI] n": ci.text() for k, ci in found.get(m, {}).items()}}
                for m in comp.models]
+    text.append("Intervals: Wilson for accuracy, exact match and agreement; BCa bootstrap over the inputs for "
+                "the others.")
     figures = []
     if gen and ok:
         figures.append(plots.generation_summary(comp))
     elif not gen and len(ok) >= 2:
-        text.append(f"All models agree on {comp.agreement.rate:.0%} of the inputs." if comp.agreement else "")
+        agree = statistics.agreement_intervals(comp)
+        text.append(f"All models agree on {agree['all'].value:.0%} of the inputs ({agree['all'].text()}, "
+                    f"95% {agree['all'].method}).")
         figures.append(plots.confusion_between(runs.confusion_between(comp, ok[0], ok[1])))
-    tables = [table("Per model", summary), table("Results", ctables.table(comp, details=gen))]
+    pairs = statistics.pair_rows(statistics.paired_comparisons(comp, margin))
+    reason = statistics.no_paired_reason(comp)
+    text += [reason] if reason else [row["verdict"] for row in pairs]
+    tables = [table("Per model", summary)]
+    if pairs:
+        tables.append(table("Paired comparisons (McNemar exact, Holm-adjusted)", pairs))
+    tables.append(table("Results", ctables.table(comp, details=gen)))
     meta = {"comparison_id": comp.id, "mode": comp.mode, "models": list(comp.models), "settings": comp.settings,
             "source": comp.source}
     return new("comparison", comp.title or "Comparison", created=comp.created_at, text=text, tables=tables,
@@ -141,12 +167,17 @@ def attribution(results: list[tuple[dict, dict]], text: str, title: str | None =
                             [{"token": t, "score": s, "special": sp} for t, s, sp in
                              zip(a.tokens, a.scores, a.special or [False] * len(a.tokens))]))
         if faith:
-            rows.append({"method": f"{a.model} · {a.method_name}", "comprehensiveness": faith["comprehensiveness"],
-                         "sufficiency": faith["sufficiency"]})
+            rows.append({"method": f"{a.model} · {a.method_name}", **faith})
     if rows:
-        figures.append(plots.faithfulness_bar(rows))
-        tables.insert(0, table("Faithfulness", rows))
-        lines.append(f"Most faithful here (comprehensiveness − sufficiency): {faithfulness.most_faithful(rows)}")
+        try:  # a winner only when its lead is beyond the noise of the deletion steps
+            ranking = faithfulness.rank_rows(rows)
+        except ValueError:  # faithfulness stored without its per-step curves: no interval, no winner
+            ranking = {"rows": rows, "verdict": "The methods cannot be ranked: their faithfulness was stored "
+                                                "without the per-step values an interval needs."}
+        shown = [{k: v for k, v in r.items() if not isinstance(v, (list, dict))} for r in ranking["rows"]]
+        figures.append(plots.faithfulness_bar(ranking["rows"]))
+        tables.insert(0, table("Faithfulness", shown))
+        lines.append(ranking["verdict"])
     models = list(dict.fromkeys(a["model"] for a, _ in results))
     methods = list(dict.fromkeys(a["method_name"] for a, _ in results))
     return new("attribution", title or f"Attributions: {', '.join(models)} · {', '.join(methods)}", text=lines,
@@ -170,8 +201,9 @@ def attribution_job(res: dict, title: str | None = None) -> dict:
     """The dataset job's result: faithfulness per method and the tokens that matter per class."""
     from .explain import plots
 
-    text = [f"Most faithful method for {res.get('model')} on this {res.get('source', 'sample')} "
-            f"({res.get('n')} examples): {res.get('most_faithful')}"]
+    ranking = res.get("ranking") or {}
+    text = [f"{res.get('model')} on this {res.get('source', 'sample')} ({res.get('n')} examples): "
+            + (ranking.get("verdict") or "faithfulness stored without intervals (rerun the job to rank the methods).")]
     figures = [plots.faithfulness_bar(res.get("faithfulness") or [])]
     figures += [plots.class_tokens_bar(agg) for agg in (res.get("class_tokens") or {}).values()]
     tables = [table("Faithfulness per method", res.get("faithfulness") or [])]
@@ -186,7 +218,8 @@ def attribution_job(res: dict, title: str | None = None) -> dict:
 def training(actor: Actor, job_id: str, title: str | None = None) -> dict:
     """A training run: its configuration, final metrics and the metric curves (jobs.metrics)."""
     from . import jobs
-    from .train import history, plots
+    from .stats.intervals import Interval
+    from .train import evaluation, history, plots
     from .train.config import TrainConfig
 
     job = jobs.get(actor, job_id)
@@ -199,7 +232,12 @@ def training(actor: Actor, job_id: str, title: str | None = None) -> dict:
         text.append(f"Error: {job['error']}")
     config = [{"setting": k, "value": json.dumps(v, default=str) if isinstance(v, (dict, list)) else v}
               for k, v in cfg.as_dict().items()]
-    metrics = [{"metric": k.removeprefix("eval_"), "value": v} for k, v in (result.get("metrics") or {}).items()]
+    found = (result.get("evaluation") or {}).get("intervals") or {}
+    metrics = [{"metric": k.removeprefix("eval_"), "value": v,
+                "95% interval and n": Interval.from_dict(found[k]).text() if k in found else "",
+                "interval": found[k]["method"] if k in found else ""}
+               for k, v in (result.get("metrics") or {}).items()]
+    text += evaluation.lines(result.get("evaluation"))[len(found):]  # the comparison with the base, or why none
     tables = [table("Final metrics", metrics), table("Configuration", config)]
     return new("training", title or f"Training run {name}", created=job.get("finished_at") or job["created_at"],
                text=text, tables=tables, figures=[plots.run_curves(frame, str(name))],

@@ -82,7 +82,7 @@ def test_bootstrap_and_leaderboard():
     assert [r["model"] for r in board] == list("FEDCBA")
     for row in board:
         assert row["ci_low"] < row["rating"] < row["ci_high"]
-        assert row["wins"] + row["ties"] + row["losses"] == row["battles"]
+        assert row["wins"] + row["ties"] + row["both_bad"] + row["losses"] == row["battles"]
     assert sum(r["battles"] for r in board) == 2 * len(battles)
     assert board[0]["rank"] == 1
     names, rate, counts = rating.pair_matrices(battles)
@@ -215,6 +215,10 @@ def test_leaderboard_from_votes(pool):
     direct = rating.bradley_terry(expected)
     assert {r["model"]: r["rating"] for r in board} == pytest.approx(direct)
     assert sum(r["both_bad"] for r in board) == 2  # one both-bad vote, counted for both models
+    assert sum(r["ties"] for r in board) == 2  # one tie vote, counted for both models; both-bad is not a tie
+    claims = arena.head_to_head(LOCAL)
+    assert len(claims) == 1 and claims[0]["ties"] == 1 and claims[0]["both_bad"] == 1
+    assert claims[0]["decided"] == 4 and claims[0]["wins_a"] + claims[0]["wins_b"] == 4
     assert arena.leaderboard(LOCAL, pool=["arena-a", "other"]) == []
 
 
@@ -251,3 +255,99 @@ def test_dropped_battle_does_not_reveal_the_failing_model(pool, tiny_bert):
     with pytest.raises(LabError, match="could not answer") as info:
         arena.new_battle(LOCAL, ["arena-a", "arena-clf"], "hi", G.GenerationSettings(max_new_tokens=2), rng=random.Random(0))
     assert "arena-clf" not in str(info.value)
+
+
+# ---------------------------------------------------------------- ties apart from both-bad; head to head
+def test_ties_and_both_bad_are_counted_apart():
+    battles = [("A", "B", "a"), ("A", "B", "tie"), ("B", "A", "tie"), ("A", "B", "both_bad"), ("B", "A", "b")]
+    rows = {r["model"]: r for r in rating.leaderboard(battles, rounds=50)}
+    assert (rows["A"]["wins"], rows["A"]["ties"], rows["A"]["both_bad"], rows["A"]["losses"]) == (2, 2, 1, 0)
+    assert (rows["B"]["wins"], rows["B"]["ties"], rows["B"]["both_bad"], rows["B"]["losses"]) == (0, 2, 1, 2)
+    # the rating still counts both as half a win each: 2 + 1.5 of 5 for A
+    assert rows["A"]["win_rate"] == pytest.approx(3.5 / 5)
+
+
+def _wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson score interval by its formula (independent of scipy's proportion_ci)."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+def test_head_to_head_against_scipy_and_statsmodels():
+    from scipy.stats import binomtest
+    from statsmodels.stats.multitest import multipletests
+
+    battles = ([("A", "B", "a")] * 10 + [("B", "A", "a")] * 4 + [("B", "A", "b")] * 4 + [("A", "B", "b")] * 2
+               + [("A", "B", "tie")] * 3 + [("B", "A", "both_bad")] * 2      # A 14, B 6 of 20 decided
+               + [("A", "C", "a")] * 30 + [("C", "A", "a")] * 3                # A 30, C 3
+               + [("B", "C", "b")] * 9 + [("B", "C", "a")] * 11                # B 11, C 9
+               + [("C", "D", "tie")] * 2)                                      # none decided
+    claims = {(c["model_a"], c["model_b"]): c for c in rating.pair_claims(battles)}
+    assert set(claims) == {("A", "B"), ("A", "C"), ("B", "C"), ("C", "D")}
+    expected = {("A", "B"): (14, 20, 3, 2), ("A", "C"): (30, 33, 0, 0), ("B", "C"): (11, 20, 0, 0)}
+    for key, (k, n, ties, both_bad) in expected.items():
+        c = claims[key]
+        assert (c["wins_a"], c["decided"], c["wins_b"], c["ties"], c["both_bad"]) == (k, n, n - k, ties, both_bad)
+        assert c["p_value"] == pytest.approx(binomtest(k, n, 0.5, alternative="two-sided").pvalue, rel=1e-12)
+        assert (c["low"], c["high"]) == pytest.approx(_wilson(k, n), abs=1e-9)
+    keys = list(expected)
+    holm = multipletests([claims[k]["p_value"] for k in keys], method="holm")[1]
+    assert [claims[k]["p_adjusted"] for k in keys] == pytest.approx(list(holm), rel=1e-12)
+    assert claims[("A", "C")]["significant"] and not claims[("A", "B")]["significant"]
+    assert claims[("A", "C")]["verdict"].startswith("A wins more often than C: 30 of 33 decided votes, 95% CI 0.76–0.97")
+    ab = claims[("A", "B")]["verdict"]
+    assert ab.startswith("Not enough votes to tell A and B apart: A won 14 of 20 decided votes, 95% CI 0.48–0.85; "
+                         f"sign test p = {binomtest(14, 20).pvalue:.3g}, Holm-adjusted")
+    assert "3 ties and 2 both bad" in ab
+    cd = claims[("C", "D")]
+    assert cd["p_value"] is None and cd["p_adjusted"] is None and not cd["significant"]
+    assert cd["verdict"].startswith("Not enough votes to tell C and D apart: no vote picked either")
+    bh = {(c["model_a"], c["model_b"]): c for c in rating.pair_claims(battles, adjust="bh")}
+    ref = multipletests([claims[k]["p_value"] for k in keys], method="fdr_bh")[1]
+    assert [bh[k]["p_adjusted"] for k in keys] == pytest.approx(list(ref), rel=1e-12)
+
+
+def test_decided_votes_needed_detects_at_the_planned_power():
+    """At the returned number of decided votes, a model winning 70% is called in about 80% of simulated arenas."""
+    from scipy.stats import binom, binomtest
+
+    n = rating.decided_votes_needed(0.7)
+    assert rating.decided_votes_needed(0.5) is None
+    reject = [k for k in range(n + 1) if binomtest(k, n, 0.5).pvalue < 0.05]
+    power = binom.pmf(reject, n, 0.7).sum()  # exact power of the two-sided sign test at n
+    assert 0.75 <= power <= 0.9, (n, power)
+
+
+def _plant(battles):
+    """Battles and votes stored directly (no generation): one voter per battle."""
+    from llm_lab.access import scope
+
+    for i, (a, b, vote) in enumerate(battles):
+        bid = f"planted{i:04d}"
+        scope(LOCAL).insert("arena_battles", dict(id=bid, created_at=store.now(), pool=store.to_json([a, b]),
+                                                  model_a=a, model_b=b, prompt="p", output_a="x", output_b="y",
+                                                  stats="{}", settings="{}", creator=""), action="vote")
+        scope(LOCAL).insert("arena_votes", dict(battle_id=bid, vote=vote, voter="v", created_at=store.now()),
+                            action="vote")
+
+
+def test_arena_page_shows_ties_apart_and_the_head_to_head(pool):
+    from tests.conftest import app_test, no_exceptions
+
+    _plant([("arena-a", "arena-b", "a")] * 18 + [("arena-b", "arena-a", "a")] * 2
+           + [("arena-a", "arena-b", "tie")] * 3 + [("arena-a", "arena-b", "both_bad")] * 4)
+    at = app_test("views/arena.py").run()
+    no_exceptions(at)
+    board = at.dataframe[0].value.set_index("model")
+    assert board.loc["arena-a", "ties"] == 3 and board.loc["arena-a", "both bad"] == 4
+    assert board.loc["arena-a", "wins"] == 18 and board.loc["arena-a", "losses"] == 2
+    pairs = at.dataframe[1].value
+    row = pairs.iloc[0]
+    assert (row["A (more wins)"], row["B"], row["A wins"], row["B wins"]) == ("arena-a", "arena-b", 18, 2)
+    low, high = _wilson(18, 20)
+    assert row["A's win share [95% CI] n"] == f"0.90 [{low:.2f}, {high:.2f}] n=20"
+    assert row["claim"] == "A wins more often"
+    said = " ".join(m.value for m in at.markdown).replace("\\", "")  # plain() escapes Markdown's characters
+    assert "arena-a wins more often than arena-b: 18 of 20 decided votes, 95% CI 0.70–0.97; sign test p = " in said

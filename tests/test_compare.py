@@ -276,16 +276,20 @@ def test_html_export_is_a_readable_page(tiny_gpt2, gpt_b):
     assert html.escape(evil) in page and "&lt;b&gt;ref&lt;/b&gt;" in page and "&lt;script&gt;x" in page
     assert not re.search(r"\d\.\d{7,}", page)  # no float with more than 6 decimals anywhere
     found = _Tables(page).tables
-    model_table, settings_table, outputs = found[0], found[1], found[2]
+    model_table, settings_table, outputs = found[0], found[1], found[-1]
+    assert found[2][0][:2] == ["A", "B"]  # the paired comparison (exact match on the referenced input)
     assert [row[0] for row in model_table[1:]] == models  # the model names, as they are
     heads = model_table[0]
     for m, row in zip(models, model_table[1:]):
         cells = dict(zip(heads, row))
         s = comp.summary[m]
         # 4 significant digits; thousands with a separator (a fast machine passes 1,000 tokens/s)
-        assert cells["tokens / s"] == tables.number(s["tokens_per_s"]) and cells["BLEU"] == f"{s['bleu']:.4g}"
+        assert cells["tokens / s"] == tables.number(s["tokens_per_s"])
+        # a score is "value [95% interval] n=inputs": BLEU over the one input with a reference
+        assert cells["BLEU"].startswith(f"{s['bleu']:.3f} [") and cells["BLEU"].endswith(" n=1")
         assert float(cells["tokens / s"].replace(",", "")) == pytest.approx(s["tokens_per_s"], rel=1e-3)
-        assert float(cells["mean log-prob"]) == pytest.approx(s["mean_logprob"], rel=1e-3)  # 4 significant digits
+        assert float(cells["mean log-prob"].split()[0]) == pytest.approx(s["mean_logprob"], abs=6e-4)
+        assert cells["mean log-prob"].endswith(" n=2")
         assert cells["new tokens"] == str(s["new_tokens"]) and cells["device"] == "cpu"
     assert dict(settings_table)["max new tokens"] == "6" and dict(settings_table)["decoding"] == "greedy"
     assert dict(settings_table)["stop strings"] == "'<END>'"
@@ -320,3 +324,88 @@ def test_dataset_job(tiny_gpt2, gpt_b):
     assert [r["id"] for r in again] == [r["id"] for r in comp.inputs]
     with pytest.raises(LabError):
         compare_jobs.submit(LOCAL, "generation", [str(tiny_gpt2), str(gpt_b)], "no-such-dataset", None, 5)
+
+
+# ---------------------------------------------------------------- intervals and the paired claim
+def _classified(labels_per_model: dict, gold=None, prob=0.8) -> runs.Comparison:
+    n = len(next(iter(labels_per_model.values())))
+    inputs = runs.make_inputs([f"text {i}" for i in range(n)], labels=gold)
+    outputs = {m: runs.ModelOutput(rows=[{"label": lab, "prob": prob, "probs": {lab: prob}} for lab in labels])
+               for m, labels in labels_per_model.items()}
+    return runs.assemble("classification", list(labels_per_model), inputs, outputs)
+
+
+def test_every_compare_number_has_an_honest_interval_and_its_n():
+    from scipy.stats import binomtest
+    from statsmodels.stats.proportion import proportion_confint
+
+    from llm_lab.compare import statistics
+    from llm_lab import snapshots
+
+    gold = ["pos"] * 10
+    b = ["pos"] * 6 + ["neg"] * 4
+    comp = _classified({"A": ["pos"] * 10, "B": b, "C": ["pos"] * 9 + ["neg"]}, gold)
+    found = statistics.model_intervals(comp)
+    assert found["A"]["accuracy"].text() == "1.000 [0.722, 1.000] n=10"
+    for m, k in (("A", 10), ("B", 6), ("C", 9)):
+        low, high = proportion_confint(k, 10, method="wilson")
+        assert (found[m]["accuracy"].low, found[m]["accuracy"].high) == (pytest.approx(low), pytest.approx(high))
+    assert found["B"]["mean_prob"].value == pytest.approx(0.8) and found["B"]["mean_prob"].n == 10
+    agree = statistics.agreement_intervals(comp)
+    assert agree["all"].value == pytest.approx(0.6) and agree["A | C"].value == pytest.approx(0.9)
+    assert agree["all"].low == pytest.approx(proportion_confint(6, 10, method="wilson")[0])
+    pairs = statistics.paired_comparisons(comp, margin=0.05)
+    assert [(p.model_a, p.model_b) for p in pairs] == [("A", "B"), ("A", "C"), ("B", "C")]
+    ab = pairs[0]
+    assert (ab.a_right_b_wrong, ab.a_wrong_b_right) == (4, 0)
+    assert ab.p_value == pytest.approx(binomtest(0, 4, 0.5).pvalue)
+    bc = pairs[2]  # B wrong on 6..9, C wrong on 9: B right→C wrong 0, B wrong→C right 3
+    assert (bc.a_right_b_wrong, bc.a_wrong_b_right) == (0, 3)
+    assert bc.p_value == pytest.approx(binomtest(0, 3, 0.5).pvalue)
+    assert all(p.adjustment == "holm" and p.p_adjusted >= p.p_value for p in pairs)
+    rows = statistics.pair_rows(pairs)
+    assert rows[0]["B − A (points)"] == -40.0 and "Not enough examples" in rows[0]["verdict"]
+    page = tables.to_html(comp, margin=0.05).decode()
+    assert "1.000 [0.722, 1.000] n=10" in page and "Which model is better?" in page
+    assert html.escape(rows[0]["verdict"]) in page
+    numbers = pd.read_csv(io.BytesIO(tables.to_csv(tables.numbers_frame(comp))))
+    assert "1.000 [0.722, 1.000] n=10" in set(numbers["shown"])
+    assert len(tables.pairs_frame(comp)) == 3
+    stats = json.loads(tables.to_json(comp))["statistics"]
+    assert len(stats["paired"]) == 3 and stats["paired"][0]["a_right_b_wrong"] == 4
+    snap = snapshots.comparison(comp)
+    assert any("1.000 [0.722, 1.000] n=10" in str(row) for t in snap["tables"] for row in t["rows"])
+    assert not any("±" in line for line in snap["text"])
+
+
+def test_without_gold_labels_the_claim_is_agreement_only():
+    from llm_lab.compare import statistics
+
+    comp = _classified({"A": ["pos", "neg", "pos", "pos"], "B": ["pos", "pos", "pos", "neg"]})
+    assert statistics.paired_comparisons(comp) == []
+    reason = statistics.no_paired_reason(comp)
+    assert "No gold labels" in reason and "agree" in reason
+    assert "accuracy" not in statistics.model_intervals(comp)["A"]
+    assert statistics.agreement_intervals(comp)["all"].text() == "0.500 [0.150, 0.850] n=4"
+    assert reason in tables.to_html(comp).decode().replace("&#x27;", "'")
+
+
+def test_generation_scores_have_intervals_and_exact_match_is_paired():
+    from llm_lab import metrics
+    from llm_lab.compare import statistics
+
+    texts = ["a b c d e", "one two three four", "x y z", "hello there world", "red green blue"]
+    refs = ["a b c d e", "one two three five", "x y z", "hello world", "red green blue"]
+    outputs = {}
+    for m, preds in (("A", texts), ("B", refs)):
+        rows = [{"text": p, "new_tokens": 3, "latency_s": 0.1, "tokens_per_s": 30.0, "mean_logprob": -1.0 - i / 10,
+                 "truncated": False, "stop_reason": "eos", "note": ""} for i, p in enumerate(preds)]
+        outputs[m] = runs.ModelOutput(rows=rows, wall_s=1.0)
+    comp = runs.assemble("generation", ["A", "B"], runs.make_inputs(texts, references=refs), outputs)
+    found = statistics.model_intervals(comp)
+    assert found["A"]["bleu"].value == pytest.approx(metrics.compute("bleu", texts, refs)["bleu"])
+    assert found["A"]["exact_match"].value == pytest.approx(0.6) and found["B"]["exact_match"].text().startswith("1.000 [0.566")
+    assert found["A"]["rougeL"].low <= found["A"]["rougeL"].value <= found["A"]["rougeL"].high
+    assert found["A"]["mean_logprob"].value == pytest.approx(-1.2)
+    pair = statistics.paired_comparisons(comp)[0]
+    assert pair.metric == "exact_match" and (pair.a_right_b_wrong, pair.a_wrong_b_right) == (0, 2)

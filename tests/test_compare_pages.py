@@ -165,7 +165,14 @@ def test_compare_reopens_by_link_and_classification(models):
     assert f"/compare?comparison={cid}" in " ".join(c.value for c in again.code)  # its permalink
     assert any("agree" in m.label for m in again.metric)
     assert any("accuracy" in m.label for m in again.metric)
-    frame = again.dataframe[0].value
+    # every number with its interval and n: 3 labelled inputs, Wilson intervals
+    shown = _texts(again)
+    assert "n=3 · 95% Wilson score interval" in shown and "BCa bootstrap" in shown
+    # the same weights under two names: no flips, and the paired table says so
+    pairs = next(d.value for d in again.dataframe if "McNemar p" in d.value.columns)
+    assert list(pairs["A right → B wrong"]) == [0] and list(pairs["McNemar p"]) == [1.0]
+    assert any("page-clf-a and page-clf-b" in t.value for t in again.text)
+    frame = next(d.value for d in again.dataframe if "input" in d.value.columns)
     assert "page-clf-a · explain" in frame.columns and frame["page-clf-a · explain"].iloc[0].startswith("/attributions?")
     missing = app_test("views/compare.py")
     missing.query_params["comparison"] = "nope"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llm_lab.compress import stats
+from llm_lab.stats import equivalence as stats
 
 Z90 = 1.6448536269514722   # the 95% quantile of the standard normal: the two-sided 90% interval
 
@@ -490,3 +490,27 @@ def test_the_cli_evaluates_and_prints_the_table_and_the_report(registered, capsy
     assert lines[3].startswith("tiny-copy") and "100.0%" in lines[3]  # a copy predicts what its parent does
     with pytest.raises(SystemExit, match="percentage between 50 and 100"):
         cli(["compress", "eval", "tiny-parent", "tiny-copy", "--dataset", "demo-reviews", "--confidence", "0.95"])
+
+
+def test_a_perfect_headline_gets_a_wilson_interval_and_its_n():
+    """10 of 10 right: the report's accuracy is [0.722, 1.000] (Wilson, as statsmodels computes it) with n=10,
+    not a bootstrap's collapsed [1.000, 1.000]; a result stored before `n` existed still reads back."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    from llm_lab.bench.result import Headline, TaskResult
+    from llm_lab.compress import evaluate
+    from llm_lab.compress.report import ModelReport
+
+    rows = [{"id": i, "label": "pos", "prediction": "pos", "correct": True} for i in range(10)]
+    result = TaskResult(key="k", model="m", suite="s", task="t", type="classification", status="ok",
+                        per_example=rows, metrics={"accuracy": 1.0},
+                        headline=Headline(name="accuracy", value=1.0, low=1.0, high=1.0))
+    q = evaluate._quality(result)
+    low, high = proportion_confint(10, 10, method="wilson")
+    assert (q.low, q.high) == (pytest.approx(low), pytest.approx(high)) and q.n == 10
+    assert q.text() == "1.000 [0.722, 1.000] n=10" and q.method == "Wilson score interval"
+    assert q.intervals["accuracy"]["n"] == 10 and "[" in q.text("f1")
+    back = ModelReport.from_dict({"name": "m", "role": "parent", "quality": [
+        {"task": "t", "type": "classification", "metric": "accuracy", "value": 0.5, "low": 0.3, "high": 0.7,
+         "rows": 20}]})
+    assert back.quality[0].text() == "0.500 [0.300, 0.700] n=20"

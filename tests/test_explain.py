@@ -269,6 +269,87 @@ def test_faithfulness_on_a_constructed_case():
     assert faithfulness.most_faithful(rows) == "good"
 
 
+def _units(comp, suff):
+    return {"comprehensiveness": np.asarray(comp, dtype=float), "sufficiency": np.asarray(suff, dtype=float)}
+
+
+def test_faithfulness_ranking_names_a_winner_only_beyond_the_noise():
+    rng = np.random.default_rng(0)
+    n = 40  # examples
+    clear = {"good": _units(0.5 + rng.normal(0, 0.05, n), 0.1 + rng.normal(0, 0.05, n)),
+             "bad": _units(0.2 + rng.normal(0, 0.05, n), 0.3 + rng.normal(0, 0.05, n)),
+             "random": _units(0.25 + rng.normal(0, 0.05, n), 0.25 + rng.normal(0, 0.05, n))}
+    r = faithfulness.rank(clear, faithfulness.EXAMPLES)
+    assert r["winner"] == "good" and r["runner_up"] == "random" and r["n"] == n
+    lead = (clear["good"]["comprehensiveness"] - clear["good"]["sufficiency"]
+            - clear["random"]["comprehensiveness"] + clear["random"]["sufficiency"])
+    assert r["lead"] == pytest.approx(lead.mean()) and r["lead_low"] > 0
+    assert r["verdict"].startswith("Most faithful (comprehensiveness − sufficiency): good, ahead of random")
+    # identical methods: a lead of exactly zero, whatever the spread
+    same = {"a": clear["good"], "b": clear["good"]}
+    r = faithfulness.rank(same, faithfulness.EXAMPLES)
+    assert r["winner"] is None and r["lead"] == 0 and r["lead_low"] <= 0 <= r["lead_high"]
+    assert r["verdict"].startswith("The methods cannot be told apart on these examples")
+    # the reported case: every method near 1e-4, differences of noise
+    noise = {m: _units(1e-4 + rng.normal(0, 3e-5, 5), 1e-4 + rng.normal(0, 3e-5, 5)) for m in ("IG", "SHAP", "LIME")}
+    r = faithfulness.rank(noise)
+    assert r["winner"] is None and r["leader"] in noise and r["unit"] == faithfulness.STEPS
+    assert r["verdict"].startswith("The methods cannot be told apart on this input")
+    assert "e-0" in r["verdict"]  # shown with its digits, never as 0.000
+
+
+def test_faithfulness_noise_names_a_winner_rarely():
+    """Three methods of pure noise over 30 examples: a winner in at most 5% of 100 draws."""
+    named = 0
+    for seed in range(100):
+        rng = np.random.default_rng(seed)
+        units = {m: _units(1e-4 + rng.normal(0, 3e-5, 30), 1e-4 + rng.normal(0, 3e-5, 30)) for m in "abc"}
+        named += faithfulness.rank(units, faithfulness.EXAMPLES)["winner"] is not None
+    assert named <= 5
+
+
+def test_faithfulness_intervals_against_scipy():
+    from scipy.stats import bootstrap
+
+    rng = np.random.default_rng(3)
+    x = rng.gamma(2.0, 0.1, 60)
+    point, low, high = faithfulness.mean_interval(x)
+    ref = bootstrap((x,), np.mean, n_resamples=20000, method="BCa", random_state=1).confidence_interval
+    assert point == pytest.approx(x.mean())
+    assert low == pytest.approx(ref.low, abs=0.006) and high == pytest.approx(ref.high, abs=0.006)
+    # the lead's interval is the paired one: the bootstrap of the per-unit differences
+    units = {"a": _units(x + 0.05, np.zeros(60)), "b": _units(x, np.zeros(60))}
+    r = faithfulness.rank(units, faithfulness.EXAMPLES)
+    assert r["lead"] == pytest.approx(0.05) and r["lead_low"] == pytest.approx(0.05)  # every unit leads by 0.05
+    row = next(row for row in r["rows"] if row["method"] == "b")
+    assert (row["faithfulness"], row["faithfulness_low"], row["faithfulness_high"]) == pytest.approx((point, low, high))
+
+
+def test_faithfulness_ranking_edge_cases():
+    one = faithfulness.rank({"ig": _units([0.1, 0.2, 0.3], [0, 0, 0])})
+    assert one["winner"] is None and "nothing to compare" in one["verdict"]
+    few = faithfulness.rank({"a": _units([0.9, 0.9], [0, 0]), "b": _units([0, 0], [0, 0])}, faithfulness.EXAMPLES)
+    assert few["winner"] is None and "too few" in few["verdict"]
+    with pytest.raises(ValueError, match="same"):
+        faithfulness.rank({"a": _units([1, 2, 3], [0, 0, 0]), "b": _units([1, 2], [0, 0])})
+    assert faithfulness.most_faithful([{"method": "a", "comprehensiveness": 0.3, "sufficiency": 0.1}]) is None
+    assert [faithfulness.number(x) for x in (0.1234, 1.2e-4, 0.0, -3e-5, None)] == \
+        ["0.123", "1.20e-04", "0.000", "-3.00e-05", "—"]
+
+
+def test_dataset_summary_pairs_the_examples():
+    from llm_lab.explain.jobs import summarise
+
+    rec = lambda i, m, c, s: {"id": str(i), "method": m, "comprehensiveness": c, "sufficiency": s, "predicted": "p",
+                              "tokens": [], "scores": [], "special": []}
+    records = [rec(i, "ig", 0.5 + 0.01 * i, 0.1) for i in range(8)] + [rec(i, "saliency", 0.1, 0.3) for i in range(7)]
+    res = summarise(records, ["ig", "saliency"], model="m", n=8)
+    rows = {r["method"]: r for r in res["faithfulness"]}
+    assert rows["ig"]["n"] == rows["saliency"]["n"] == 7  # example 7 has no saliency: left out of both
+    assert rows["ig"]["comprehensiveness"] == pytest.approx(np.mean([0.5 + 0.01 * i for i in range(7)]))
+    assert res["most_faithful"] == res["ranking"]["winner"] == "ig" and res["ranking"]["n"] == 7
+
+
 def test_faithfulness_for_planted_model(planted):
     ig = A.attribute(planted, PLANTED_TEXT, "ig", target=1)
     f = faithfulness.for_attribution(planted, ig)
@@ -352,7 +433,11 @@ def test_dataset_job_aggregates_per_class(tiny_bert, lab_home):
     assert job["status"] == "succeeded", job["error"]
     res = job["result"]
     assert {r["method"] for r in res["faithfulness"]} == {"ig", "ablation"}
-    assert res["most_faithful"] in ("ig", "ablation")
+    assert res["most_faithful"] in ("ig", "ablation", None)
+    ranking = res["ranking"]
+    assert ranking["unit"] == "examples" and ranking["n"] == 6 and ranking["verdict"]
+    assert res["most_faithful"] == ranking["winner"]
+    assert all(r["faithfulness_low"] <= r["faithfulness"] <= r["faithfulness_high"] for r in res["faithfulness"])
     for cls, toks in res["class_tokens"]["ig"].items():
         assert toks == sorted(toks, key=lambda r: -r["mean"])
 

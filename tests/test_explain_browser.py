@@ -49,7 +49,9 @@ def test_attributions_classification_and_generation(page, lab_server):
     page.get_by_role("button", name="Explain").click()
     wait_idle(page)
     assert_no_exception_box(page)
-    assert page.get_by_text("Most faithful here").count() == 1
+    verdict = page.get_by_text("Most faithful (comprehensiveness − sufficiency)").count() + \
+        page.get_by_text("The methods cannot be told apart on this input").count()
+    assert verdict >= 1  # a winner only when its lead is beyond the noise, else said so
     assert page.get_by_text("Convergence delta").count() == 1
     screenshot(page, "explain-attributions-classification")
     page.get_by_text("Generation", exact=True).click()

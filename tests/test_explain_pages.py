@@ -1,6 +1,7 @@
 """AppTest for the Attributions page: classification side by side, two models, generation, dataset job, links."""
 import json
 
+import numpy as np
 import pytest
 
 from tests.conftest import app_test, no_exceptions
@@ -29,8 +30,19 @@ def test_classification_methods_side_by_side(models):
     assert not at.error
     bars = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert sum("Top tokens" in (b["layout"].get("title", {}).get("text") or "") for b in bars) == 3
-    assert any("Most faithful" in s.value for s in at.success)
+    assert_faithfulness_verdict(at, "deletion steps")
     assert any("Convergence delta" in c.value for c in at.caption)
+
+
+def assert_faithfulness_verdict(at, unit: str) -> None:
+    """Either a most faithful method (its lead beyond the noise) or "cannot be told apart", never both, and a
+    table of each method's faithfulness with its interval and n."""
+    named = [s.value for s in at.success if "Most faithful" in s.value]
+    tied = [i.value for i in at.info if "cannot be told apart" in i.value]
+    assert len(named) + len(tied) == 1, (named, tied)
+    table = next(d.value for d in at.dataframe if "faithfulness (comp. − suff.) ↑" in d.value.columns)
+    assert all(f"] n=" in v and v.endswith(unit) for v in table["faithfulness (comp. − suff.) ↑"])
+    assert all(" [" in v for v in table["comprehensiveness ↑"]) and all(" [" in v for v in table["sufficiency ↓"])
 
 
 @pytest.fixture
@@ -112,7 +124,7 @@ def test_dataset_example_link_and_job(models):
     at.multiselect(key="ds_methods").set_value(["Saliency", "Feature Ablation"])
     at.button(key="ds_run").click().run()  # jobs run inline in tests
     no_exceptions(at)
-    assert any("Most faithful method" in s.value for s in at.success)
+    assert_faithfulness_verdict(at, "examples")
 
 
 def test_dataset_mode_attributes_the_errors_of_a_benchmark_result(models):
@@ -141,4 +153,41 @@ def test_dataset_mode_attributes_the_errors_of_a_benchmark_result(models):
     at.multiselect(key="ds_methods").set_value(["Saliency"])
     at.button(key="ds_run").click().run()
     no_exceptions(at)
-    assert any(f"errors of pg/sent ({errors} examples)" in s.value for s in at.success), [s.value for s in at.success]
+    said = [c.value.replace("\\", "") for c in at.caption]  # plain() escapes Markdown's characters
+    assert any(f"tb-page on the errors of pg/sent ({errors} examples)" in c for c in said), said
+    assert any("nothing to compare" in i.value for i in at.info)  # one method: no "most faithful"
+
+
+def _faith(comp, suff):
+    return {"comprehensiveness": float(np.mean(comp)), "sufficiency": float(np.mean(suff)),
+            "curves": {"comprehensiveness": list(comp), "sufficiency": list(suff)},
+            "fractions": [0.1, 0.2, 0.3, 0.4, 0.5], "p_full": 0.5}
+
+
+@pytest.mark.parametrize("case", ["clear", "noise"])
+def test_page_names_the_most_faithful_only_beyond_the_noise(models, monkeypatch, case):
+    """A clear lead at every deletion step names a winner; scores of 1e-4 that differ by noise name none,
+    and are shown with their digits (never 0.000)."""
+    from llm_lab.explain import faithfulness
+
+    clear = {"ig": _faith([0.40, 0.45, 0.50, 0.55, 0.60], [0.05, 0.04, 0.03, 0.02, 0.01]),
+             "ablation": _faith([0.10, 0.12, 0.15, 0.18, 0.20], [0.30, 0.25, 0.20, 0.15, 0.10])}
+    noise = {"ig": _faith([1.1e-4, 0.9e-4, 1.2e-4, 0.8e-4, 1.0e-4], [1.0e-4] * 5),
+             "ablation": _faith([0.9e-4, 1.1e-4, 0.8e-4, 1.2e-4, 1.05e-4], [1.0e-4] * 5)}
+    monkeypatch.setattr(faithfulness, "for_attribution",
+                        lambda loaded, a, fractions=None: (clear if case == "clear" else noise)[a.method])
+    at = app_test("views/attributions.py")
+    at.query_params.update({"model": "tb-page", "text": "a dull and boring plot"})
+    at.run()
+    at.multiselect(key="attr_methods").set_value(["Integrated Gradients (layer IG on embeddings)", "Feature Ablation"])
+    at.button(key="attr_run").click().run()
+    no_exceptions(at)
+    assert_faithfulness_verdict(at, "deletion steps")
+    if case == "clear":
+        assert any("Most faithful" in s.value and "Integrated Gradients" in s.value for s in at.success)
+    else:
+        assert any("cannot be told apart on this input" in i.value for i in at.info)
+        assert not any("Most faithful" in s.value for s in at.success)
+        metrics = [m.value for m in at.metric]
+        assert "1.00e-04" in metrics and "0.000" not in metrics
+        assert any(c.value.startswith("95% CI [") and "n=5 deletion steps" in c.value for c in at.caption)

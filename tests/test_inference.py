@@ -333,7 +333,9 @@ def test_trainings_final_evaluation_runs_through_the_inference_layer(tiny_gpt2, 
     cfg = TrainConfig(task="causal-lm", model=str(tiny_gpt2), dataset="code", name="lm-eval", **fast(epochs=1.0))
     trained = runner.train(LOCAL, cfg, Reporter(), paths.subdir("jobs", "inference-eval"))
     held = data_prep.causal(LOCAL, cfg, trained.tokenizer).eval.rows
-    assert calls == [len(held)]
+    # the fine-tuned model, then its base on the same held-out rows (the paired comparison with the base)
+    assert calls == [len(held), len(held)]
+    assert trained.evaluation["base"]["n"] == len(held)
     nll, count = 0.0, 0
     trained.model.eval()
     with torch.inference_mode():

@@ -93,6 +93,20 @@ def test_classifier_loss_falls_and_reload_predicts_the_same(tiny_bert, labels):
     np.testing.assert_allclose(inference.classify(loaded, texts).probs, before, atol=1e-5)
     card = (paths.home() / "models" / result["model"] / "README.md").read_text()
     assert "Reproduce" in card and "--learning-rate 0.02" in card and "eval_accuracy" in card
+    # the held-out accuracy with its Wilson interval (as statsmodels computes it) and n, kept with the model
+    from statsmodels.stats.proportion import proportion_confint
+
+    acc = trained.evaluation["intervals"]["eval_accuracy"]
+    n = len(trained.prepared.eval)
+    assert acc["n"] == n and acc["value"] == pytest.approx(trained.metrics["eval_accuracy"])
+    low, high = proportion_confint(round(acc["value"] * n), n, method="wilson")
+    assert (acc["low"], acc["high"]) == (pytest.approx(low), pytest.approx(high))
+    f1 = trained.evaluation["intervals"]["eval_f1"]
+    assert f1["value"] == pytest.approx(trained.metrics["eval_f1"])
+    # BCa, or where every resample agrees (all right) the Wilson fallback: never a collapsed [1.000, 1.000]
+    assert f1["method"] in ("BCa bootstrap", "Wilson interval (every resample equal)") and f1["low"] < f1["high"]
+    assert "head is new" in trained.evaluation["note"] and entry.meta["evaluation"] == trained.evaluation
+    assert f"n={n}" in card and "Wilson" in card
 
 
 def test_prompt_completion_masks_the_prompt(tiny_gpt2):
@@ -120,6 +134,16 @@ def test_causal_lm_full_finetune_loss_falls(tiny_gpt2):
     trained = runner.train(LOCAL, cfg, rep, paths.subdir("jobs", "t2"))
     assert falls(rep.series("train_loss"))
     assert math.isclose(trained.metrics["eval_perplexity"], math.exp(trained.metrics["eval_loss"]), rel_tol=1e-6)
+    # perplexity's BCa interval over the held-out rows, and the base on the same rows (paired)
+    ppl = trained.evaluation["intervals"]["eval_perplexity"]
+    assert ppl["value"] == pytest.approx(trained.metrics["eval_perplexity"]) and ppl["n"] == len(trained.prepared.eval)
+    assert ppl["low"] < ppl["value"] < ppl["high"] and ppl["method"] == "BCa bootstrap"
+    base = trained.evaluation["base"]
+    loaded = registry.load(LOCAL, str(tiny_gpt2), head="causal-lm", device="cpu", dtype="float32")
+    base_loss = runner.held_out_loss(loaded.model, loaded.tokenizer, trained.prepared.eval.rows)["eval_loss"]
+    assert base["value_a"] == pytest.approx(math.exp(base_loss), rel=1e-5)
+    assert base["value_b"] == pytest.approx(ppl["value"]) and base["test"] == "paired permutation"
+    assert base["model_a"] == str(tiny_gpt2) and base["verdict"]
 
 
 def test_lora_trains_adapters_and_merges_on_export(tiny_gpt2):

@@ -53,6 +53,10 @@ def test_start_a_run_see_curves_and_history(tiny_bert):
     assert job["status"] == "succeeded", job["error"]
     assert at.query_params["train_job"] == [job["id"]] or at.query_params["train_job"] == job["id"]
     assert any("page-run** is in the registry" in s.value for s in at.success)
+    # the held-out accuracy with its Wilson interval and the rows behind it; the base is not compared (new head)
+    held_out = [t.value for t in at.text]
+    assert any(t.startswith("accuracy: ") and " n=" in t and "Wilson" in t for t in held_out), held_out
+    assert any("head is new" in t for t in held_out)
     assert at.get("plotly_chart")  # the run's curves
     assert any(f"/train?train_job={job['id']}" in c.value for c in at.code)  # the run's permalink
     assert registry.resolve(LOCAL, "page-run").parent == "tiny-bert-page"

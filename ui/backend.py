@@ -234,3 +234,14 @@ def size_ladder() -> None:
         st.caption("Held-out text: source files of the Python standard library's own tests, which the models never "
                    "saw. Bits per byte compares models with different tokenizers; distinct-2 and repetition are "
                    "measured on greedy continuations with the suggested settings. Each model's card has the rest.")
+
+
+@st.cache_resource(max_entries=32, show_spinner="Comparing the models example by example…")
+def bench_comparisons(workspace: str | None, view: str, result_keys: tuple, metric: str | None, adjust: str,
+                      margin: float | None, _results: list):
+    """`bench.compare.compare_run` of a run (or a slice of it), kept per (workspace, run or slice, the stored
+    results it holds, metric, adjustment, margin): the permutation tests of many models take a second or more,
+    and every widget on the Benchmarks page reruns it. Kept as returned (comparisons are not changed later)."""
+    from llm_lab.bench import compare
+
+    return compare.compare_run(_results, metric, adjust=adjust, margin=margin)

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from llm_lab.compress import evaluate, plots, tables
-from llm_lab.compress.stats import BETTER, EQUIVALENT, WORSE
+from llm_lab.stats.equivalence import BETTER, EQUIVALENT, WORSE
 from llm_lab.endpoints import SOURCE as ENDPOINT_SOURCE
 from llm_lab.plotting import CONFIG
 from ui import backend, job_panel
@@ -195,6 +195,18 @@ def _verdict_box(name: str, comparison) -> None:
         st.info(text, icon=":material/help:")
 
 
+def headline_lines(report: evaluate.Report) -> None:
+    """Each model's quality on the main task as "metric value [95% interval] n=…", with how the interval was made
+    (Wilson for accuracy: 10 of 10 right is [0.722, 1.000], not a collapsed 1.000 ± 0.000)."""
+    for m in report.models:
+        q = m.task(report.main_task) if report.main_task else None
+        if q is None or q.error or q.value is None:
+            continue
+        parts = [f"{q.metric} {q.text()}"] + [f"{name} {q.text(name)}" for name in q.intervals if name != q.metric]
+        method = f" (95% {q.method})" if q.method else ""
+        st.text(f"{m.name}: " + " · ".join(parts) + method)
+
+
 def show_report(report: evaluate.Report, job_id: str) -> None:
     src = report.source
     where = (f"dataset {src.get('dataset')}, split {src.get('split')}" if src.get("dataset")
@@ -213,6 +225,7 @@ def show_report(report: evaluate.Report, job_id: str) -> None:
         comparison = m.paired.get(report.main_task)
         if comparison:
             _verdict_box(m.name, comparison)
+    headline_lines(report)
     st.dataframe(tables.summary(report), hide_index=True, width="stretch")
     notes = [f"{m.name}: size {m.size_note}" for m in report.models if m.size_note]
     notes += [f"{m.name}: peak memory not measured: {m.memory.error}" for m in report.models if m.memory and m.memory.error]
@@ -220,7 +233,8 @@ def show_report(report: evaluate.Report, job_id: str) -> None:
     st.caption("Size: every file of the model's folder. Peak memory: a fresh process loads the model and runs the "
                "timed texts at batch 32; the resident-set high-water mark above that process before loading. "
                "Latency p50/p95 at batch 1 and throughput at batch 32 on the same texts: medians over interleaved "
-               "rounds after a warm-up. Intervals: 95% bootstrap." + "".join(f" {plain(n)}." for n in notes))
+               "rounds after a warm-up. Intervals (95%): Wilson for accuracy, BCa bootstrap for macro-F1, "
+               "the benchmark's for other headlines." + "".join(f" {plain(n)}." for n in notes))
     fig = plots.pareto(report)
     if fig is not None:
         st.plotly_chart(fig, config=CONFIG, key=f"cz_pareto_{job_id}")

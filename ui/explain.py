@@ -33,9 +33,7 @@ def attribution_block(attr: dict, faith: dict | None, key: str, narrow: bool = F
         else:
             st.caption(plain(f"{advice.numbers} {advice.verdict}"), help=advice.meaning)
     if faith:
-        m1, m2 = (st.container(), st.container()) if narrow else st.columns(2)
-        m1.metric("Comprehensiveness ↑", f"{faith['comprehensiveness']:.3f}")
-        m2.metric("Sufficiency ↓", f"{faith['sufficiency']:.3f}")
+        faithfulness_metrics(faith, narrow)
     st.plotly_chart(plots.top_tokens_bar(a), width="stretch", key=f"bar-{key}", config=CONFIG)
     with st.expander("Numbers"):
         st.dataframe(pd.DataFrame({"token": a.tokens, "score": a.scores, "special": a.special}), width="stretch")
@@ -44,6 +42,22 @@ def attribution_block(attr: dict, faith: dict | None, key: str, narrow: bool = F
                        "application/json", key=f"json-{key}")
     d2.download_button("HTML", html.attribution_document(a, faith), f"{a.model}-{a.method}.html", "text/html",
                        key=f"html-{key}")
+
+
+def faithfulness_metrics(faith: dict, narrow: bool) -> None:
+    """Comprehensiveness and sufficiency with digits enough for 1e-4, each with its interval over the deletion
+    steps and n beside it."""
+    from llm_lab.explain import faithfulness
+
+    units = faithfulness.step_units(faith)
+    numbers = faithfulness.summary(units) if units is not None else None
+    m1, m2 = (st.container(), st.container()) if narrow else st.columns(2)
+    for col, kind, label in ((m1, "comprehensiveness", "Comprehensiveness ↑"), (m2, "sufficiency", "Sufficiency ↓")):
+        col.metric(label, faithfulness.number(faith[kind]))
+        if numbers is not None:
+            col.caption(f"{faithfulness.CONFIDENCE:.0%} CI "
+                        f"[{faithfulness.number(numbers[kind + '_low'])}, {faithfulness.number(numbers[kind + '_high'])}]"
+                        f" · n={numbers['n']} {faithfulness.STEPS}")
 
 
 def generation_block(gen: dict, key: str) -> None:

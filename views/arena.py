@@ -9,6 +9,7 @@ from llm_lab import capabilities
 from llm_lab.compare import arena, plots, rating
 from llm_lab.generation import GenerationSettings
 from llm_lab.generation_defaults import SUGGESTED
+from llm_lab.stats import intervals
 from ui import backend
 from ui.common import header, permalink, plain, show_permalink, user_errors
 
@@ -92,6 +93,26 @@ if battle_id:
             st.success(f"Vote recorded: **{arena.VOTES[battle['vote']]}**. Model A was **{plain(battle['model_a'])}**, "
                        f"model B was **{plain(battle['model_b'])}**. Start a new battle to vote again.")
 
+
+def head_to_head(claims: list[dict]) -> None:
+    """Per pair: who wins more often among the votes that picked a side (sign test, Wilson interval, Holm), in
+    a table and in words; model names are plain text."""
+    st.markdown("**Head to head** (the votes that picked a side)")
+    st.dataframe(pd.DataFrame([{
+        "A (more wins)": c["model_a"], "B": c["model_b"], "A wins": c["wins_a"], "B wins": c["wins_b"],
+        "A's win share [95% CI] n": intervals.fmt(c["share"], c["low"], c["high"], c["decided"], digits=2),
+        "ties": c["ties"], "both bad": c["both_bad"],
+        "sign test p": "—" if c["p_value"] is None else f"{c['p_value']:.3g}",
+        "Holm p": "—" if c["p_adjusted"] is None else f"{c['p_adjusted']:.3g}",
+        "claim": ("A wins more often" if c["significant"] else "not enough votes to tell")} for c in claims]),
+        hide_index=True, key="a_pairs")
+    for c in claims:
+        st.markdown(plain(c["verdict"]))
+    st.caption("Per pair, A's wins among the decided votes (A better or B better) against a fair coin: the "
+               "two-sided exact binomial (sign) test, the Wilson interval of A's win share, p-values "
+               "Holm-adjusted across the pairs (family-wise error 5%). Ties and both-bad votes pick no side.")
+
+
 st.divider()
 st.subheader("Leaderboard")
 only_pool = st.toggle("Only battles between models of the pool", bool(url_pool), key="a_only_pool")
@@ -107,12 +128,14 @@ with user_errors():
         frame = pd.DataFrame([{
             "rank": r["rank"], "model": r["model"], "rating": round(r["rating"]),
             "95% CI": rating.interval_text(r),
-            "battles": r["battles"], "wins": r["wins"], "ties": r["ties"], "losses": r["losses"],
-            "both bad": r["both_bad"], "win rate": f"{r['win_rate']:.0%}"} for r in board])
+            "battles": r["battles"], "wins": r["wins"], "ties": r["ties"], "both bad": r["both_bad"],
+            "losses": r["losses"], "win rate": f"{r['win_rate']:.0%}"} for r in board])
         st.dataframe(frame, hide_index=True, key="a_board")
         st.caption(f"{len(votes)} votes · Bradley–Terry ratings on the Elo scale (mean 1000), ties and "
-                   f"'both bad' count half a win each · 1000 bootstrap resamples (a model's interval once it has "
+                   f"'both bad' count half a win each (the columns count them apart: ties are 'Tie' votes, both "
+                   f"bad 'Both are bad' votes) · 1000 bootstrap resamples (a model's interval once it has "
                    f"{rating.MIN_VOTES_FOR_INTERVAL} votes) · computed in {took * 1000:.0f} ms")
+        head_to_head(arena.head_to_head(backend.actor(), pool if only_pool else None))
         battles = [(v["model_a"], v["model_b"], v["vote"]) for v in votes]
         t1, t2, t3 = st.tabs(["Ratings", "Win rates", "Battle counts"])
         t1.plotly_chart(plots.leaderboard(board), key="a_fig_board")

@@ -67,6 +67,26 @@ def example_text() -> tuple[str, str | None]:
     return text, None
 
 
+def faithfulness_verdict(ranking: dict, advice: str = "") -> None:
+    """Most faithful only when the lead is beyond the noise, else that the methods cannot be told apart; and each
+    method's faithfulness with its interval and n (a table: the method names are plain text)."""
+    if ranking["winner"]:
+        st.success(plain(ranking["verdict"] + (" " + advice if advice else "")), icon=":material/verified:")
+    else:
+        st.info(plain(ranking["verdict"] + (" " + advice if advice else "")), icon=":material/balance:")
+    unit = ranking["unit"]
+    st.dataframe([{"method": r["method"],
+                   "faithfulness (comp. − suff.) ↑": faithfulness.interval_text(
+                       r["faithfulness"], r["faithfulness_low"], r["faithfulness_high"], r["n"], unit),
+                   "comprehensiveness ↑": faithfulness.interval_text(
+                       r["comprehensiveness"], r["comprehensiveness_low"], r["comprehensiveness_high"], r["n"]),
+                   "sufficiency ↓": faithfulness.interval_text(
+                       r["sufficiency"], r["sufficiency_low"], r["sufficiency_high"], r["n"])}
+                  for r in ranking["rows"]], hide_index=True, width="stretch")
+    st.caption(f"{ranking['confidence']:.0%} intervals: {ranking['interval']}. A method is named most faithful "
+               "only when the interval of its lead over the runner-up lies above zero.")
+
+
 default_mode = 2 if qp.get("attr_job") else 1 if qp.get("model") in lm_models else 0
 mode = st.radio("What to explain", ["Classification", "Generation", "Dataset (background job)"],
                 index=default_mode, horizontal=True, key="attr_mode")
@@ -134,11 +154,9 @@ if mode == "Classification":
         for i, (col, (a, f)) in enumerate(zip(cols, results)):
             with col:
                 attribution_block(a, f, key=str(i), narrow=len(results) > 2)
-        rows = [{"method": f"{a['model']} · {a['method_name']}", "comprehensiveness": f["comprehensiveness"],
-                 "sufficiency": f["sufficiency"]} for a, f in results]
-        st.plotly_chart(plots.faithfulness_bar(rows), width="stretch", config=CONFIG, key="attr_faith")
-        st.success(f"Most faithful here (comprehensiveness − sufficiency): **{plain(faithfulness.most_faithful(rows))}**. "
-                   "Run the dataset job for an answer over many examples.")
+        ranking = faithfulness.rank_rows([{"method": f"{a['model']} · {a['method_name']}", **f} for a, f in results])
+        st.plotly_chart(plots.faithfulness_bar(ranking["rows"]), width="stretch", config=CONFIG, key="attr_faith")
+        faithfulness_verdict(ranking, "Run the dataset job for an answer over many examples.")
         share.control("attribution", f"Attributions: {results[0][0]['model']}",
                       lambda: snapshots.attribution(results, text), key=f"attr_share_{id(results)}")
 
@@ -220,8 +238,12 @@ else:
         if job["status"] != "succeeded" or not res:
             return
         st.plotly_chart(plots.faithfulness_bar(res["faithfulness"]), width="stretch", config=CONFIG, key="ds_faith")
-        st.success(f"Most faithful method for {plain(res['model'])} on this {plain(res.get('source', 'sample'))} "
-                   f"({res['n']} examples): **{plain(res['most_faithful'])}**")
+        if res.get("ranking"):
+            st.caption(plain(f"{res['model']} on the {res.get('source', 'sample')} ({res['n']} examples):"))
+            faithfulness_verdict({**res["ranking"], "rows": res["faithfulness"]})
+        else:  # saved before faithfulness carried intervals: its "most faithful" may be a ranking of noise
+            st.info("This result has no intervals on its faithfulness, so it cannot say whether one method is more "
+                    "faithful than the others. Run the job again.")
         for method, agg in res["class_tokens"].items():
             st.markdown(f"**{plain(method)}**")
             st.plotly_chart(plots.class_tokens_bar(agg), width="stretch", config=CONFIG, key=f"ds_cls_{method}")

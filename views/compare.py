@@ -1,7 +1,7 @@
 """Compare: 2-4 models side by side on typed inputs or a dataset sample; saved comparisons reopen by link."""
 import streamlit as st
 
-from llm_lab.compare import diff, live, plots, runs, saved, tables
+from llm_lab.compare import diff, live, plots, runs, saved, statistics, tables
 from llm_lab.compare import jobs as compare_jobs
 from llm_lab.errors import LabError, failure_message
 from llm_lab.explain.links import attribution_link
@@ -45,28 +45,53 @@ def stream_run(models: list[str], inputs: list[dict], settings: GenerationSettin
     return live.collect(models, inputs, results, errors, settings)
 
 
+def interval_caption(col, ci) -> None:
+    """Beside a number: its 95% interval, the inputs behind it and how the interval was made."""
+    col.caption(f"{ci.text()} · 95% {ci.method}")
+
+
 def model_cards(comp: runs.Comparison) -> None:
     gen = comp.mode == "generation"
+    found = statistics.model_intervals(comp)
     for col, m in zip(st.columns(len(comp.models)), comp.models):
         s = comp.summary[m]
         col.markdown(f"**{plain(m)}**")
         if "error" in s:
             col.error(plain(s["error"]))
             continue
+        numbers = found.get(m, {})
         if gen:
             col.metric("tokens / s", f"{s['tokens_per_s']:.1f}", help="new tokens over the model's whole run time")
-            col.metric("mean log-prob", "–" if s["mean_logprob"] is None else f"{s['mean_logprob']:.3f}")
-            if "bleu" in s:
-                col.caption(f"vs reference: exact match {s['exact_match']:.0%} · BLEU {s['bleu']:.1f} · "
-                            f"ROUGE-L {s['rougeL']:.3f}")
-            if s["truncated"]:
-                col.warning(f"{s['truncated']} prompt(s) cut from the left to fit the context.")
-        else:
-            if "accuracy" in s:
-                col.metric("accuracy (gold labels)", f"{s['accuracy']:.1%}")
-            col.metric("mean confidence", f"{s['mean_prob']:.1%}")
-            if s["head_is_new"]:
-                col.warning("Its classification head is untrained (random): fine-tune it on the Train page.")
+        for k, ci in numbers.items():  # every score with its interval and n
+            col.metric(statistics.LABELS[k], f"{ci.value:.1%}" if k in ("accuracy", "exact_match") else
+                       f"{ci.value:.3f}" if abs(ci.value) < 10 else f"{ci.value:.1f}")
+            interval_caption(col, ci)
+        if gen and s["truncated"]:
+            col.warning(f"{s['truncated']} prompt(s) cut from the left to fit the context.")
+        if not gen and s["head_is_new"]:
+            col.warning("Its classification head is untrained (random): fine-tune it on the Train page.")
+
+
+def paired_section(comp: runs.Comparison) -> float:
+    """Which model is better: every pair on the labelled inputs (or why there is no test). Returns the
+    equivalence margin set here (a fraction), which the exports use too."""
+    st.markdown("**Which model is better?**")
+    reason = statistics.no_paired_reason(comp)
+    margin = st.number_input("Equivalence margin (points)", 0.1, 50.0, 2.0, 0.5, key=key(comp, "c_margin"),
+                             help="Two models are called equivalent when the 90% interval of their difference "
+                                  "lies inside ± this many points (two one-sided tests).") / 100
+    if reason:
+        st.info(reason)
+        return margin
+    found = statistics.paired_comparisons(comp, margin)
+    rows = statistics.pair_rows(found)
+    for row in rows:
+        st.text(row["verdict"])  # model names inside: plain text
+    st.dataframe(rows, hide_index=True, key=key(comp, "c_pairs"))
+    st.caption(f"Paired on the same {found[0].n} labelled inputs. Test: McNemar's exact test of the flips; p-values "
+               f"{found[0].adjustment}-adjusted across the {len(found)} pair(s). Interval of B − A: paired bootstrap "
+               "over the inputs. Detectable: the smallest difference these inputs detect at 80% power.")
+    return margin
 
 
 def key(comp: runs.Comparison, name: str) -> str:
@@ -75,7 +100,7 @@ def key(comp: runs.Comparison, name: str) -> str:
     return f"{name}_{comp.id}"
 
 
-def results_table(comp: runs.Comparison) -> None:
+def results_table(comp: runs.Comparison, margin: float | None = None) -> None:
     gen = comp.mode == "generation"
     f1, f2, f3 = st.columns([2, 1, 1])
     search = f1.text_input("Show rows containing", key=key(comp, "c_search"))
@@ -93,10 +118,17 @@ def results_table(comp: runs.Comparison) -> None:
     st.dataframe(tables.highlight_disagreements(frame), hide_index=True, column_config=config, key=key(comp, "c_table"))
     st.caption(f"{len(frame)} of {len(comp.inputs)} rows" + ("" if gen else "; rows where the models disagree "
                "are tinted") + ". Click a column header to sort.")
-    d1, d2, d3, _ = st.columns([1, 1, 1, 3])
+    d1, d2, d3, d4, d5, _ = st.columns([1, 1, 1, 1, 1, 1])
     d1.download_button("CSV", tables.to_csv(frame), f"comparison-{comp.id}.csv", "text/csv", on_click="ignore")
-    d2.download_button("JSON", tables.to_json(comp), f"comparison-{comp.id}.json", "application/json", on_click="ignore")
-    d3.download_button("HTML", tables.to_html(comp), f"comparison-{comp.id}.html", "text/html", on_click="ignore")
+    d2.download_button("Numbers CSV", tables.to_csv(tables.numbers_frame(comp)), f"comparison-{comp.id}-numbers.csv",
+                       "text/csv", on_click="ignore", help="Every model's numbers with their 95% interval and n")
+    pairs = tables.pairs_frame(comp, margin)
+    d3.download_button("Pairs CSV", tables.to_csv(pairs), f"comparison-{comp.id}-pairs.csv", "text/csv",
+                       on_click="ignore", disabled=pairs.empty, help="The paired comparison of every two models")
+    d4.download_button("JSON", tables.to_json(comp, margin), f"comparison-{comp.id}.json", "application/json",
+                       on_click="ignore")
+    d5.download_button("HTML", tables.to_html(comp, margin), f"comparison-{comp.id}.html", "text/html",
+                       on_click="ignore")
 
 
 def one_input(comp: runs.Comparison) -> None:
@@ -150,13 +182,16 @@ def show(comp: runs.Comparison) -> None:
     if comp.mode == "generation" and ok:
         st.plotly_chart(plots.generation_summary(comp), key="c_summary")
     elif len(ok) >= 2:
-        agree = comp.agreement
-        st.metric("all models agree on", f"{agree.rate:.0%} of the inputs")
+        agree = statistics.agreement_intervals(comp)
+        st.metric("all models agree on", f"{agree['all'].value:.0%} of the inputs")
+        st.caption(f"{agree['all'].text()} · 95% {agree['all'].method}"
+                   + "".join(f"; {plain(pair)}: {ci.text()}" for pair, ci in agree.items() if pair != "all"))
         b1, b2 = st.columns(2)
         ma = b1.selectbox("Rows: model", ok, index=0, key=key(comp, "c_conf_a"))
         mb = b2.selectbox("Columns: model", ok, index=1, key=key(comp, "c_conf_b"))
         st.plotly_chart(plots.confusion_between(runs.confusion_between(comp, ma, mb)), key="c_conf")
-    results_table(comp)
+    margin = paired_section(comp) if len(ok) >= 2 else None
+    results_table(comp, margin)
     one_input(comp)
 
 

@@ -3,6 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from llm_lab import train
+from llm_lab.train import evaluation as train_evaluation
 from llm_lab.train import export, history, plots, resources
 from llm_lab import snapshots
 from llm_lab.serve import command as serve_command
@@ -30,10 +31,10 @@ def finished(job: dict) -> None:
         share.control("training", f"Training run {result.get('model') or job['title']}",
                       lambda: snapshots.training(backend.actor(), job["id"]), key=f"t_share_live_{job['id']}")
     if job["status"] == "succeeded" and result.get("model"):
-        shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4g}" for k, v in (result.get("metrics") or {}).items())
-        st.success(f"**{plain(result['model'])}** is in the registry ({plain(shown or 'no evaluation split')}). "
-                   "Use it on the Models, Benchmarks, Compare, Attention and Attributions pages, or serve it over "
-                   "HTTP (an OpenAI-compatible API) with:")
+        st.success(f"**{plain(result['model'])}** is in the registry. Use it on the Models, Benchmarks, Compare, "
+                   "Attention and Attributions pages, or serve it over HTTP (an OpenAI-compatible API) with the "
+                   "command below.")
+        held_out(result)
         # a model saved to a folder of its own (--out) is not registered: it is served from that folder
         st.code(serve_command(result["model"] if result.get("registered") else result.get("folder") or result["model"]),
                 language="bash")
@@ -42,6 +43,20 @@ def finished(job: dict) -> None:
             st.download_button("Download the model (zip)", lambda: export.zip_bytes(who, name),
                                file_name=f"{name}.zip", mime="application/zip", key=f"zip-{job['id']}",
                                on_click="ignore")
+
+
+def held_out(result: dict) -> None:
+    """The final evaluation: each metric with its 95% interval and the held-out rows behind it, and the model
+    against its base on the same rows (or why not)."""
+    lines = train_evaluation.lines(result.get("evaluation"))
+    if not lines:  # a run without a held-out split, or one trained before intervals were kept
+        shown = ", ".join(f"{k.removeprefix('eval_')} {v:.4g}" for k, v in (result.get("metrics") or {}).items())
+        st.caption(plain(f"Held-out metrics (no intervals stored for this run): {shown}" if shown else
+                         "No evaluation split: no held-out metrics."))
+        return
+    st.markdown("**Held-out evaluation**")
+    for line in lines:
+        st.text(line)  # model names inside: plain text
 
 
 def open_live(job_id: str) -> None:

@@ -16,6 +16,57 @@ def register(subparsers) -> None:
     p.add_argument("--limit", type=int, default=None, help="at most this many examples per task (a quick look)")
     p.add_argument("--list", action="store_true", help="list the suites and exit")
     p.set_defaults(func=bench)
+    sub = p.add_subparsers(dest="bench_command", required=False, metavar="compare")
+    c = sub.add_parser("compare", help="is the difference between models real? (paired tests on a results file)",
+                       description="Paired comparison of models from a results JSON (`bench --out`, or the "
+                                   "Benchmarks page's Download JSON): per task, the difference with its paired "
+                                   "bootstrap interval, McNemar's exact test (a paired permutation test for other "
+                                   "metrics), flips, the minimum detectable effect and a verdict in words.")
+    c.add_argument("results", help="a results JSON file")
+    c.add_argument("--model", action="append", default=[], help="a model to compare (repeat; default: all)")
+    c.add_argument("--metric", default=None, help="the metric (default: each task's headline)")
+    c.add_argument("--task", action="append", default=[], help="only this task (repeat)")
+    c.add_argument("--margin", type=float, default=None,
+                   help="equivalence margin in the metric's units (0.01 = 1 point of accuracy)")
+    c.add_argument("--adjust", choices=["holm", "bh", "none"], default="holm",
+                   help="p-value adjustment across pairs and tasks (default holm)")
+    c.add_argument("--json", action="store_true", help="print every figure as JSON")
+    c.set_defaults(func=compare_cmd)
+
+
+def compare_cmd(args) -> int:
+    import json
+
+    from ..errors import LabError
+    from . import compare
+    from .result import TaskResult
+
+    try:
+        data = json.loads(Path(args.results).read_text())
+        results = [TaskResult.from_dict(r) for r in data["results"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(f"error: {args.results} is not a results JSON file of LLM Lab ({e}); write one with "
+              "`python -m llm_lab bench ... --out results.json`.", file=sys.stderr)
+        return 2
+    names = list(dict.fromkeys(r.model for r in results))
+    unknown = [m for m in args.model if m not in names]
+    if unknown:
+        print(f"error: no results for {', '.join(map(repr, unknown))} in {args.results}; its models are "
+              f"{', '.join(names)}.", file=sys.stderr)
+        return 2
+    if args.task:
+        results = [r for r in results if r.task in args.task]
+    try:
+        found = compare.compare_run(results, args.metric, models=args.model or None, margin=args.margin,
+                                    adjust=args.adjust)
+    except (LabError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"adjustment": args.adjust, "tasks": [t.to_dict() for t in found]}, indent=1, default=str))
+    else:
+        print(compare.text(found))
+    return 0
 
 
 def bench(args) -> int:
@@ -43,10 +94,11 @@ def bench(args) -> int:
             last[0] = time.time()
             print(f"[{done / max(total, 1):6.1%}] {message[:100]}", file=sys.stderr, flush=True)
 
+    run_id = time.strftime("cli-%Y%m%d-%H%M%S")
     results = runner.run_suite(actor, suite, args.model, use_cache=not args.no_cache, device=args.device,
-                               batch_size=args.batch_size, progress=progress, run_id=time.strftime("cli-%Y%m%d-%H%M%S"), limit=args.limit,
+                               batch_size=args.batch_size, progress=progress, run_id=run_id, limit=args.limit,
                                log=lambda line: print("\n" + line.splitlines()[0], file=sys.stderr))
-    print(file=sys.stderr)
+    print(f"\nrun {run_id}: on the Benchmarks page, /benchmarks?result={run_id}", file=sys.stderr)
     summaries = [r.summary() for r in results]
     print(leaderboard.text_table(summaries))
     if args.out:

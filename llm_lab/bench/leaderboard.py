@@ -12,14 +12,44 @@ from . import cache
 from .result import TaskResult
 
 
-def fmt(value, low=None, high=None) -> str:
-    if value is None:
-        return "—"
-    digits = 3 if abs(value) < 10 else 1
-    text = f"{value:.{digits}f}"
-    if low is not None and high is not None:
-        text += f" ± {max(value - low, high - value):.{digits}f}"
+def fmt(value, low=None, high=None, n=None) -> str:
+    """"0.900 [0.596, 0.982] n=10": a value with its interval and the examples behind it."""
+    from ..stats.intervals import fmt as interval_text
+
+    text = interval_text(value, low, high, n)
+    if value is not None and (low is None or high is None) and text != "—":
+        text += " (no interval stored)"
     return text
+
+
+ONE_MEASUREMENT = "one measurement"
+NO_SPREAD = "no interval: every resample gives the same value (too few examples)"  # stats.intervals.NO_SPREAD
+
+
+def cell(result: TaskResult, metric: str) -> str:
+    """One leaderboard cell: the metric of a result with its interval and n, "error", or "" (not computed)."""
+    if not result.ok:
+        return "error"
+    i = result.interval(metric)
+    if i.get("value") is None:
+        return ""
+    if i.get("method") == ONE_MEASUREMENT:  # peak memory, load time: measured once, no spread to show
+        return f"{fmt(i['value'])} (one measurement)"
+    if i.get("method") == NO_SPREAD:
+        return f"{fmt(i['value'], n=i.get('n'))} (too few examples for an interval)"
+    return fmt(i["value"], i.get("low"), i.get("high"), i.get("n"))
+
+
+def available_metrics(summaries: list[TaskResult]) -> list[str]:
+    """Every metric the results computed, headlines first (what the leaderboard's metric picker offers)."""
+    names = [r.headline.name for r in summaries if r.ok and r.headline]
+    for r in summaries:
+        if r.ok:
+            names += [k for k, v in (r.metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                      and k not in ("tokens",)]
+    names = list(dict.fromkeys(names))
+    # "f1_macro" is stored beside "f1" (the same number under the name the suite asked for): show one
+    return [n for n in names if not (n.endswith("_macro") and n.removesuffix("_macro") in names)]
 
 
 def distinct_models(results: list[TaskResult]) -> list[TaskResult]:
@@ -54,51 +84,81 @@ def scored_rows(results: list[TaskResult]) -> dict[str, str]:
 
 
 def long_table(summaries: list[TaskResult]) -> pd.DataFrame:
-    """One row per (model, task): headline metric, interval, status, timing, cache hit, the rows scored."""
-    rows = []
+    """One row per (model, task): headline metric, interval, n, status, timing, cache hit, the rows scored, and
+    then every metric the task computed with its interval (`<metric>`, `<metric> low`, `<metric> high`)."""
+    rows, metric_names = [], available_metrics(summaries)
     for s in distinct_models(summaries):
         h, repro = s.headline, s.repro
-        rows.append({"model": s.model, "task": s.task, "type": s.type, "status": s.status,
-                     "metric": h and h.name, "value": h and h.value, "low": h and h.low, "high": h and h.high,
-                     "lower_is_better": h.lower_is_better if h else False, "seconds": s.seconds,
-                     "cached": s.cached, "error": s.error, "key": s.key, "notes": " ".join(s.notes or []),
-                     "split": (repro.split or "all") if repro else None, "rows": repro.rows if repro else None})
-    return pd.DataFrame(rows, columns=["model", "task", "type", "status", "metric", "value", "low", "high",
-                                       "lower_is_better", "seconds", "cached", "error", "key", "notes", "split",
-                                       "rows"])
+        row = {"model": s.model, "task": s.task, "type": s.type, "status": s.status,
+               "metric": h and h.name, "value": h and h.value, "low": h and h.low, "high": h and h.high,
+               "n": s.n if s.ok else None, "interval": (h.method if h else None),
+               "lower_is_better": h.lower_is_better if h else False, "seconds": s.seconds,
+               "cached": s.cached, "error": s.error, "key": s.key, "notes": " ".join(s.notes or []),
+               "split": (repro.split or "all") if repro else None, "rows": repro.rows if repro else None}
+        for m in metric_names:
+            i = s.interval(m) if s.ok else {}
+            row.update({m: i.get("value"), f"{m} low": i.get("low"), f"{m} high": i.get("high")})
+        rows.append(row)
+    base = ["model", "task", "type", "status", "metric", "value", "low", "high", "n", "interval", "lower_is_better",
+            "seconds", "cached", "error", "key", "notes", "split", "rows"]
+    return pd.DataFrame(rows, columns=base + [c for m in metric_names for c in (m, f"{m} low", f"{m} high")])
 
 
-def _task_columns(long: pd.DataFrame):
-    """Per task of the long table: (task, its rows by model, column name, whether higher is better)."""
-    for task in dict.fromkeys(long["task"]):
-        sub = long[long["task"] == task].set_index("model")
-        metric = next((m for m in sub["metric"] if isinstance(m, str) and m), "")
-        lower = bool(next((lb for m, lb in zip(sub["metric"], sub["lower_is_better"]) if m == metric), False))
-        yield task, sub, (f"{task} · {metric}" if metric else task), not lower
+def _columns(summaries: list[TaskResult], metrics: list[str] | None = None):
+    """Per task and metric shown: (task, metric, column name, whether higher is better). Without `metrics`,
+    each task's headline; with them, each of them that the task computed (in the order given)."""
+    from .. import metrics as metric_table
+
+    results = distinct_models(summaries)
+    for task in dict.fromkeys(r.task for r in results):
+        mine = [r for r in results if r.task == task]
+        head = next((r.headline.name for r in mine if r.ok and r.headline), "")
+        computed = set(available_metrics(mine))
+        names = [m for m in metrics if m in computed] if metrics else [head]
+        for m in names:
+            yield task, m, (f"{task} · {m}" if m else task), metric_table.higher_is_better(m)
 
 
-def wide_table(summaries: list[TaskResult]) -> pd.DataFrame:
-    """Models × tasks: "value ± half-width" per cell (or the error), plus the numbers for sorting."""
-    long = long_table(summaries)  # one row per (model, task): distinct_models names each model apart
-    if long.empty:
+def wide_table(summaries: list[TaskResult], metrics: list[str] | None = None,
+               tiers: dict[str, dict[str, int]] | None = None) -> pd.DataFrame:
+    """Models × (task, metric): "value [low, high] n=…" per cell (or "error"), the numbers for sorting, and
+    per task with paired comparisons its significance tier (`tiers`: {task: {model: tier}})."""
+    results = distinct_models(summaries)
+    if not results:
         return pd.DataFrame()
-    out = pd.DataFrame({"model": sorted(long["model"].unique(), key=list(long["model"]).index)})
-    for task, sub, col, _ in _task_columns(long):
-        out[col] = [fmt(sub.at[m, "value"], sub.at[m, "low"], sub.at[m, "high"]) if m in sub.index and
-                    sub.at[m, "status"] == "ok" else ("error" if m in sub.index else "") for m in out["model"]]
-        out[f"{col} (value)"] = [sub.at[m, "value"] if m in sub.index else None for m in out["model"]]
+    models = list(dict.fromkeys(r.model for r in results))
+    out = pd.DataFrame({"model": models})
+    done_tiers = set()
+    for task, metric, col, _ in _columns(results, metrics):
+        by_model = {r.model: r for r in results if r.task == task}
+        if task not in done_tiers:
+            done_tiers.add(task)
+            if tiers and task in tiers:
+                out[f"{task} · tier"] = [tiers[task].get(m) for m in models]
+            if any((r.details or {}).get("contamination") for r in by_model.values()):
+                out[f"{task} · leaked"] = [_leak(by_model.get(m)) for m in models]
+        out[col] = [cell(by_model[m], metric) if m in by_model else "" for m in models]
+        out[f"{col} (value)"] = [by_model[m].interval(metric).get("value") if m in by_model and by_model[m].ok
+                                 else None for m in models]
     return out
 
 
-def higher_is_better(summaries: list[TaskResult]) -> dict[str, bool]:
-    """For each "(value)" column of `wide_table`: whether a higher value ranks first (from the headlines)."""
-    long = long_table(summaries)
-    return {f"{col} (value)": higher for _, _, col, higher in _task_columns(long)}
+def _leak(result: TaskResult | None) -> str:
+    """"2 exact + 1 near of 50": evaluation rows found in the training data (the result's first check)."""
+    found = ((result.details or {}).get("contamination") if result and result.ok else None) or {}
+    if not found:
+        return "not checked (no training data known)"
+    return f"{found.get('exact', 0)} exact + {found.get('near', 0)} near of {found.get('checked', 0)}"
 
 
-def text_table(summaries: list[TaskResult]) -> str:
+def higher_is_better(summaries: list[TaskResult], metrics: list[str] | None = None) -> dict[str, bool]:
+    """For each "(value)" column of `wide_table`: whether a higher value ranks first."""
+    return {f"{col} (value)": higher for _, _, col, higher in _columns(summaries, metrics)}
+
+
+def text_table(summaries: list[TaskResult], metrics: list[str] | None = None, tiers: dict | None = None) -> str:
     """The leaderboard as plain text (the CLI prints it)."""
-    wide = wide_table(summaries)
+    wide = wide_table(summaries, metrics, tiers)
     if wide.empty:
         return "(no results)"
     shown = wide[[c for c in wide.columns if not c.endswith("(value)")]]
@@ -108,7 +168,9 @@ def text_table(summaries: list[TaskResult]) -> str:
     lines += ["  ".join(str(v).ljust(widths[c]) for c, v in row.items()) for _, row in shown.iterrows()]
     scored = [f"  {task}: {text}" for task, text in scored_rows(summaries).items()]
     errors = [f"  {s.model} / {s.task}: {s.error}" for s in distinct_models(summaries) if not s.ok]
-    return "\n".join(lines + (["", "rows scored:"] + scored if scored else [])
+    intervals = sorted({r.headline.method for r in summaries if r.ok and r.headline and r.headline.method})
+    legend = ["", "Cells: value [95% interval] n=examples (robustness: perturbed cases)" + (f" ({'; '.join(intervals)})" if intervals else "")]
+    return "\n".join(lines + legend + (["", "rows scored:"] + scored if scored else [])
                      + (["", "errors:"] + errors if errors else []))
 
 
@@ -119,20 +181,29 @@ def drilldown(results: list[TaskResult], task: str, show: str = "all") -> pd.Dat
     if not picked:
         return pd.DataFrame()
     base = None
+    shared = ("id", "kind", "expect", "text", "perturbed", "label")  # the example's, not a model's
     for r in picked:
         dataset = r.repro.dataset if r.repro else ""
         frame = pd.DataFrame(r.per_example)
-        keep = [c for c in ("id", "text", "label") if c in frame.columns]
+        if "slice" in frame.columns:  # {name: value} per row: one column per slice, shared by the models
+            slices = pd.DataFrame([s if isinstance(s, dict) else {} for s in frame.pop("slice")])
+            frame = pd.concat([frame, slices.add_prefix("slice: ")], axis=1)
+        keep = [c for c in frame.columns if c in shared or c.startswith("slice: ")]
+        on = [c for c in ("id", "kind") if c in frame.columns]
         cols = {c: f"{r.model}: {c}" for c in frame.columns if c not in keep}
         part = frame.rename(columns=cols)
         part[f"{r.model}: attributions"] = [attribution_link(r.model, dataset=dataset, example=i)
                                                  for i in frame["id"]]
-        base = part if base is None else base.merge(part.drop(columns=[c for c in ("text", "label") if c in part]),
-                                                    on="id", how="outer")
+        base = part if base is None else base.merge(
+            part.drop(columns=[c for c in keep if c not in on and c in base.columns]), on=on, how="outer")
     pred_cols = [c for c in base.columns if c.endswith(": prediction")]
     correct_cols = [c for c in base.columns if c.endswith(": correct")]
+    bad_cols = [c for c in base.columns if c.endswith(": flipped") or c.endswith(": failed")]
     if show == "errors":  # tasks without right/wrong (perplexity, speed) have no errors to show
-        base = base[~base[correct_cols].fillna(False).astype(bool).all(axis=1)] if correct_cols else base.iloc[:0]
+        if bad_cols:  # robustness: a flip or a failed direction is the error
+            base = base[base[bad_cols].fillna(False).astype(bool).any(axis=1)]
+        else:
+            base = base[~base[correct_cols].fillna(False).astype(bool).all(axis=1)] if correct_cols else base.iloc[:0]
     elif show == "disagreements":  # needs predictions of at least two models
         base = base[base[pred_cols].astype(str).nunique(axis=1) > 1] if len(pred_cols) > 1 else base.iloc[:0]
     return base.reset_index(drop=True)

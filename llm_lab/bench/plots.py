@@ -31,20 +31,23 @@ def task_bars(summaries: list[TaskResult]):
             fig.add_trace(go.Bar(name=model, x=[model], y=[v], error_y=err, legendgroup=model, showlegend=model not in shown,
                                  marker_color=color(m_i)), row=1, col=col)
             shown.add(model)
-    return layout(fig, "Headline metric per task (error bars: 95% bootstrap interval; speed: min–max)", 420,
+    return layout(fig, "Headline metric per task (error bars: its 95% interval; speed: min–max of repeats)", 420,
                   margin={"t": 90, "b": 40}, legend_title="model", bargap=0.3)
 
 
 def accuracy_latency(summaries: list[TaskResult]):
-    """Scatter: each model's quality (first classification-like task) against its speed."""
+    """Scatter: each model's quality (first classification-like task, with its 95% interval as an error bar)
+    against its speed. A proportion's axis is [0, 1] (padded); labels are never clipped (`plot_axes`)."""
     import plotly.graph_objects as go
+
+    from ..plot_axes import label_position, latency_range, quality_range
 
     summaries = distinct_models(summaries)
     long = long_table(summaries)
     ok = long[long["status"] == "ok"]
     quality = ok[ok["type"].isin(["classification", "multiple_choice", "generation"])]
     speed = {s.model: s for s in summaries if s.type == "speed" and s.ok}
-    fig = go.Figure()
+    pts, xlabel = [], "latency"
     for model in dict.fromkeys(quality["model"]):
         q = quality[quality["model"] == model].iloc[0]
         s = speed.get(model)
@@ -53,11 +56,31 @@ def accuracy_latency(summaries: list[TaskResult]):
         else:
             row = next(x for x in summaries if x.key == q["key"])
             x, xlabel = 1000 / max(row.stats.get("examples_per_s") or 1e-9, 1e-9), "ms per example (batched)"
-        fig.add_scatter(x=[x], y=[q["value"]], mode="markers+text", text=[plain(model)], textposition="top center",
-                        name=model, marker=dict(size=14))
-        fig.update_xaxes(title=xlabel)
+        pts.append({"model": model, "x": x, "y": q["value"], "low": _number(q["low"]), "high": _number(q["high"]),
+                    "n": q.get("n")})
     metric = quality["metric"].iloc[0] if len(quality) else "quality"
-    return layout(fig, f"{metric} against latency (up and left is better)", 420, legend=False, yaxis_title=metric)
+    x_range = latency_range([p["x"] for p in pts])
+    fig = go.Figure()
+    for p in pts:
+        err = None
+        if p["low"] is not None and p["high"] is not None and p["y"] is not None:
+            err = dict(type="data", array=[p["high"] - p["y"]], arrayminus=[p["y"] - p["low"]], visible=True)
+        fig.add_scatter(x=[p["x"]], y=[p["y"]], error_y=err, mode="markers+text", text=[plain(p["model"])],
+                        textposition=label_position(p["x"], x_range), cliponaxis=False, name=p["model"],
+                        marker=dict(size=14))
+    y_range = quality_range(metric, [p["y"] for p in pts], [p["low"] for p in pts], [p["high"] for p in pts])
+    return layout(fig, f"{metric} against latency (up and left is better; error bars: 95% interval)", 420,
+                  legend=False, yaxis_title=metric, xaxis_title=xlabel, yaxis_range=y_range,
+                  **({"xaxis_range": x_range} if x_range else {}))
+
+
+def _number(v):
+    """A table cell as a float, or None when it is missing (None or NaN)."""
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if v == v else None
 
 
 def confusion(result: TaskResult):

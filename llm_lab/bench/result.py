@@ -27,6 +27,8 @@ class Headline:
     higher_is_better: bool = True
     confidence: float | str | None = None   # 0.95, or "min-max" for speed repeats
     n_resamples: int | None = None
+    n: int | None = None                    # examples behind the value (repeats for speed)
+    method: str | None = None               # how the interval was made ("Wilson score interval", "BCa bootstrap", ...)
 
     @property
     def lower_is_better(self) -> bool:
@@ -106,6 +108,7 @@ class TaskResult:
     labels: list | None = None
     notes: list = field(default_factory=list)
     stats: dict = field(default_factory=dict)
+    intervals: dict = field(default_factory=dict)   # metric -> stats.intervals.Interval as a dict
     seconds: float | None = None
     created_at: float = 0.0
     cached: bool = False
@@ -131,6 +134,25 @@ class TaskResult:
         count = f"{r.rows} of {r.dataset_rows} rows" if r.dataset_rows else f"{r.rows} rows"
         return f"{r.dataset}: {what}, {count}"
 
+    @property
+    def n(self) -> int | None:
+        """How many examples the result scored (None when not recorded)."""
+        if self.headline and self.headline.n:
+            return self.headline.n
+        if self.repro and self.repro.rows:
+            return self.repro.rows
+        return len(self.per_example) or None
+
+    def interval(self, metric: str) -> dict:
+        """{value, low, high, n, method} of one metric: its stored interval, the headline's, or the value alone
+        (results stored before every metric had one)."""
+        if metric in (self.intervals or {}):
+            return dict(self.intervals[metric])
+        h = self.headline
+        if h and h.name == metric:
+            return {"value": h.value, "low": h.low, "high": h.high, "n": self.n, "method": h.method}
+        return {"value": (self.metrics or {}).get(metric), "low": None, "high": None, "n": self.n, "method": None}
+
     def summary(self) -> "TaskResult":
         """The same result without its per-example rows (what the store's summary column holds)."""
         return replace(self, per_example=[])
@@ -149,7 +171,7 @@ class TaskResult:
         known.pop("extra", None)
         known["headline"] = Headline.from_dict(values.get("headline"))
         known["repro"] = Repro.from_dict(values.get("repro"))
-        for name in ("metrics", "details", "stats", "per_example", "notes"):
+        for name in ("metrics", "details", "stats", "per_example", "notes", "intervals"):
             if known.get(name) is None:
                 known.pop(name, None)
         return cls(**known, extra=extra)

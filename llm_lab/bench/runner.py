@@ -13,7 +13,7 @@ from .. import capabilities as caps
 from .. import data, registry
 from ..access import DEFAULT_WORKSPACE, Actor
 from ..errors import JobCancelled, LabError, ModelError, failure_message
-from . import cache, fingerprint
+from . import cache, contamination, fingerprint, slices
 from .result import Repro, TaskResult
 from .suite import TASK_TYPES, Suite, TaskSpec
 from .tasks import module
@@ -80,6 +80,75 @@ def task_frame(actor: Actor, spec: TaskSpec):
     return info, out, split, note
 
 
+def text_role(spec: TaskSpec) -> str:
+    """The role holding the text a task reads: text, or prompt for generation."""
+    return "text" if "text" in TASK_TYPES[spec.type].roles else "prompt"
+
+
+def slice_rows(actor: Actor, spec: TaskSpec, frame) -> dict[int, dict]:
+    """{row id: {slice name: value}} for the task's `slices`, over every column of the dataset (not only the
+    task's roles); {} without slices. A slice naming a column the dataset lacks is a TaskError, before any model
+    is loaded."""
+    if not spec.slices:
+        return {}
+    full = data.load_frame(actor, spec.dataset).set_index("id").loc[frame["id"].tolist()].reset_index()
+    try:
+        values = slices.slice_values(full, spec.slices, text_column=spec.column(text_role(spec)))
+    except slices.SliceError as exc:
+        raise TaskError(f"`slices`: {exc}") from exc
+    return dict(zip(frame["id"].astype(int).tolist(), values))
+
+
+def add_slices(rows: list[dict], by_id: dict[int, dict]) -> None:
+    """Each per-example row gets `slice`: its example's {slice name: value} (rows of one example share it)."""
+    if by_id:
+        for row in rows:
+            row["slice"] = dict(by_id.get(int(row["id"]), {}))
+
+
+def contamination_checks(actor: Actor, spec: TaskSpec, entry, frame, split: str) -> tuple[list, list[str]]:
+    """The scored rows checked against the training rows of a model LLM Lab trained (from what training
+    recorded) and against the dataset the task names in `contamination`: (report dicts, notes).
+
+    A named dataset that cannot be read is the task's error; a trained model whose training data cannot be
+    reproduced any more (dataset deleted) gets a note instead."""
+    role = text_role(spec)
+    if spec.type == "speed" or role not in frame.columns:  # a speed task measures time: nothing to leak
+        return [], []
+    ids, texts = frame["id"].astype(int).tolist(), frame[role].astype(str).tolist()
+    settings = dict(n=spec.contamination_n or contamination.DEFAULT_N,
+                    threshold=spec.contamination_threshold or contamination.DEFAULT_THRESHOLD)
+    rows_word = "evaluation rows" if split == "all" else f"{split} rows"
+    reports, notes = [], []
+    try:
+        trained = contamination.training_rows(actor, entry)
+    except contamination.ContaminationError as exc:
+        trained, notes = None, [str(exc)]
+    if trained:
+        train_ids, train_texts, what, caveats = trained
+        report = contamination.check(ids, texts, train_ids, train_texts, training=what, source="trained", **settings)
+        report.caveats = caveats
+        reports.append(report)
+        notes.append(report.note(entry.name, rows_word))
+    if spec.contamination:
+        try:
+            named = contamination.named_rows(actor, spec.contamination, spec.contamination_split, spec.column(role))
+        except contamination.ContaminationError as exc:
+            raise TaskError(str(exc)) from exc
+        report = contamination.check(ids, texts, named[0], named[1], training=named[2], source="named", **settings)
+        reports.append(report)
+        notes.append(report.note("", rows_word))
+    return [r.to_dict() for r in reports], notes
+
+
+def with_contamination(details: dict, reports: list) -> dict:
+    """`details` with the checks: `contamination` the first (the model's own training data when LLM Lab trained
+    it, else the named dataset), `contamination_checks` all of them."""
+    if not reports:
+        return details
+    return dict(details, contamination=reports[0], contamination_checks=reports)
+
+
 def load_for_task(actor: Actor, spec: TaskSpec, model_name: str, frame, device: str | None, dtype: str | None,
                   label_names: list | None = None):
     """Open the model with the head the task needs; a clear TaskError when it has none."""
@@ -143,6 +212,7 @@ def run_task(actor: Actor, suite: Suite, spec: TaskSpec, model_name: str, *, use
     progress = progress or (lambda done, total, message="": None)
     t_start = time.time()
     info, frame, split, split_note = task_frame(actor, spec)
+    slice_of = slice_rows(actor, spec, frame)
     loaded = load_for_task(actor, spec, model_name, frame, device, dtype, info.label_names)
     model_fp = fingerprint.model_fingerprint(loaded, actor)
     size = default_batch_size(loaded.device, spec.batch_size or batch_size)
@@ -155,11 +225,19 @@ def run_task(actor: Actor, suite: Suite, spec: TaskSpec, model_name: str, *, use
     # an endpoint's model may change behind its URL: its results are stored, never served from the cache
     if use_cache and loaded.entry.source != "endpoint" and (hit := cache.get(actor, key)):
         progress(len(frame), len(frame), "from cache")
-        return as_cached(hit, model_name, loaded)
+        served = as_cached(hit, model_name, loaded)
+        if "contamination" not in (served.details or {}):  # stored before the check existed: run it now (cheap)
+            reports, notes = contamination_checks(actor, spec, loaded.entry, frame, split)
+            from dataclasses import replace
+
+            served = replace(served, details=with_contamination(served.details or {}, reports),
+                             notes=list(served.notes or []) + notes)
+        return served
+    reports, contamination_notes = contamination_checks(actor, spec, loaded.entry, frame, split)
     partial = cache.Partial(key)
     if partial.resumed and log:
         log(f"{model_name} / {spec.name}: resuming, {partial.resumed} outputs already done")
-    state = TaskState(spec, loaded, frame, partial, progress, size, loaded.device)
+    state = TaskState(spec, loaded, frame, partial, progress, size, loaded.device, actor=actor)
     if split_note:
         state.notes.append(split_note)
     if loaded.head_is_new and spec.type != "speed":
@@ -170,11 +248,15 @@ def run_task(actor: Actor, suite: Suite, spec: TaskSpec, model_name: str, *, use
     except BaseException:
         partial.flush()  # keep what was done so a rerun resumes from here
         raise
+    add_slices(out["per_example"], slice_of)
+    state.notes.extend(contamination_notes)
     seconds = time.time() - t_start
     result = TaskResult(
         key=key, model=model_name, suite=suite.name, suite_version=suite.version, suite_digest=suite.digest(),
         task=spec.name, type=spec.type, status="ok", error=None, metrics=out["metrics"],
-        details=out.get("details", {}), headline=out["headline"], per_example=out["per_example"],
+        details=with_contamination(out.get("details", {}), reports), headline=out["headline"],
+        per_example=out["per_example"],
+        intervals=out.get("intervals", {}),
         labels=out.get("labels"), notes=state.notes,
         stats=dict(state.stats, examples=len(frame), seconds=round(seconds, 3),
                    examples_per_s=round(len(frame) / max(seconds, 1e-9), 2), resumed_outputs=partial.resumed),

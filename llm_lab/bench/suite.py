@@ -12,6 +12,21 @@
         prompt: "Review: {text}"   # optional template over the task roles
         metrics: [accuracy, f1]
         limit: 200                 # optional: first N rows (in id order)
+        slices: [{column: label}, {length: [50, 200]}]   # optional: groups to cut results by (bench/slices.py)
+        contamination: my-train-set  # optional: check the scored rows against this dataset (contamination_split,
+                                     # contamination_threshold, contamination_n); a model LLM Lab trained is
+                                     # always checked against its own training rows
+
+Robustness (CheckList-style) tasks of a classifier, deterministic under `seed` (bench/perturb.py):
+
+      - name: robust
+        type: invariance           # the prediction should not change: flip rate per perturbation
+        dataset: demo-reviews
+        perturbations: [typo, casing, {find: good, replace: great}]   # default: every built-in kind
+      - name: moves
+        type: directional          # the expected label's probability should rise
+        dataset: demo-reviews
+        directional: [{append: " I hated it.", expect: negative}]
 
 Parsing keeps each node's line, so an invalid file gets a message naming the line and the field.
 """
@@ -61,9 +76,21 @@ TASK_TYPES = {t.name: t for t in (
     TaskType("multiple_choice", ("text", "label"), ("choices",), ("accuracy", "f1"), ("accuracy", "f1"), "accuracy",
              caps.needs("A multiple_choice task", caps.CAUSAL_LM)),
     TaskType("speed", ("text",), (), (), (), "examples_per_s", caps.needs("A speed task")),
+    TaskType("invariance", ("text",), ("label", "text_pair"), (), (), "flip_rate",
+             caps.needs("An invariance task", caps.CLASSIFIER, hint="It perturbs a classifier's inputs; fine-tune a "
+                                                                    "classifier first.")),
+    TaskType("directional", ("text",), ("label", "text_pair"), (), (), "failure_rate",
+             caps.needs("A directional task", caps.CLASSIFIER, hint="It edits a classifier's inputs; fine-tune a "
+                                                                    "classifier first.")),
 )}
+# Fields added after results were first stored: left out of a task's definition (its hash, the cache key) while
+# they hold these defaults, so results stored before they existed keep their keys.
+LATER_FIELDS = {"perturbations": [], "directional": [], "slices": [], "contamination": None,
+                "contamination_split": None, "contamination_threshold": None, "contamination_n": None}
 TASK_FIELDS = {"name", "type", "dataset", "split", "columns", "prompt", "metrics", "limit", "max_length", "stride",
-               "batch_size", "generation", "choices", "choices_sep", "label_map", "seed", "description", "repeats"}
+               "batch_size", "generation", "choices", "choices_sep", "label_map", "seed", "description",
+               "repeats"} | set(LATER_FIELDS)
+ROBUSTNESS_TYPES = ("invariance", "directional")
 SUITE_FIELDS = {"name", "version", "description", "tasks"}
 
 
@@ -91,6 +118,13 @@ class TaskSpec:
     seed: int = 0
     description: str = ""
     repeats: int = 3
+    perturbations: list = field(default_factory=list)   # invariance: built-in kinds and/or find/regex templates
+    directional: list = field(default_factory=list)     # directional: templates with the label they `expect`
+    slices: list = field(default_factory=list)          # slice definitions (bench/slices.py)
+    contamination: str | None = None                   # a dataset to check the scored rows against
+    contamination_split: str | None = None
+    contamination_threshold: float | None = None        # None: contamination.DEFAULT_THRESHOLD
+    contamination_n: int | None = None                  # None: contamination.DEFAULT_N
     line: int = 0
 
     @property
@@ -108,6 +142,9 @@ class TaskSpec:
         out = asdict(self)
         out.pop("line")
         out.pop("description")
+        for name, default in LATER_FIELDS.items():
+            if out[name] == default:
+                out.pop(name)
         return out
 
     def definition_hash(self) -> str:
@@ -264,8 +301,10 @@ def _task(task, i: int, fail, seen: set) -> TaskSpec:
         except LabError:
             key = None
         if key not in allowed:
-            fail(base + ("metrics", j), f"metric {m!r} does not apply to a {task['type']} task; "
-                                        f"choose from {', '.join(allowed) or 'none (speed tasks measure time)'}.")
+            nothing = ("none (speed tasks measure time)" if task["type"] == "speed" else
+                       f"none ({_a(task['type'])} task reports {task_type.headline} and its parts)")
+            fail(base + ("metrics", j), f"metric {m!r} does not apply to {_a(task['type'])} task; "
+                                        f"choose from {', '.join(allowed) or nothing}.")
     for key in ("limit", "max_length", "stride", "batch_size", "repeats"):
         value = task.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -305,6 +344,7 @@ def _task(task, i: int, fail, seen: set) -> TaskSpec:
     label_map = task.get("label_map", {}) or {}
     if not isinstance(label_map, dict):
         fail(base + ("label_map",), "`label_map` maps dataset labels to model labels, e.g. {pos: POSITIVE}.")
+    later = _later_fields(task, base, fail)
     return TaskSpec(
         name=task["name"], type=task["type"], dataset=task["dataset"], columns={str(k): v for k, v in columns.items()},
         split=task.get("split"), prompt=prompt, metrics=[metrics.canonical(str(m)) for m in metric_list],
@@ -312,7 +352,92 @@ def _task(task, i: int, fail, seen: set) -> TaskSpec:
         batch_size=task.get("batch_size"), generation=dict(gen), choices=[str(c) for c in choices] if choices else None,
         choices_sep=str(task.get("choices_sep", "|")), label_map={str(k): str(v) for k, v in label_map.items()},
         seed=int(task.get("seed", 0)), description=str(task.get("description", "")), repeats=int(task.get("repeats", 3)),
-        line=0)
+        line=0, **later)
+
+
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
+def _later_fields(task: dict, base: tuple, fail) -> dict:
+    """The robustness, slice and contamination fields, checked; each problem names its field."""
+    from . import perturb, slices
+
+    kind = task["type"]
+    out = {}
+    for key in ("perturbations", "directional"):
+        if key in task and kind != key.replace("perturbations", "invariance"):
+            fail(base + (key,), f"`{key}` belongs to {_a(key.replace('perturbations', 'invariance'))} task, not "
+                                f"{_a(kind)} task.")
+    items = task.get("perturbations")
+    if items is not None:
+        if not isinstance(items, list) or not items:
+            fail(base + ("perturbations",), f"`perturbations` is a non-empty list of built-in kinds "
+                                            f"({', '.join(perturb.KINDS)}) and/or templates such as "
+                                            "{find: good, replace: great}.")
+        for j, item in enumerate(items):
+            if isinstance(item, str):
+                if item not in perturb.KINDS:
+                    fail(base + ("perturbations", j), f"unknown perturbation {item!r}; built-in kinds are "
+                                                      f"{', '.join(perturb.KINDS)}.")
+                continue
+            try:
+                perturb.check_spec(item)
+            except perturb.PerturbError as exc:
+                fail(base + ("perturbations", j), str(exc))
+        seen = {}
+        for j, item in enumerate(items):  # rows are paired by (example, kind): each kind once
+            name = item if isinstance(item, str) else (perturb.Template.from_spec(item).name
+                                                       if isinstance(item, dict) else None)
+            if name is not None and name in seen:
+                fail(base + ("perturbations", j), f"the perturbation {name!r} is listed twice (also item "
+                                                  f"{seen[name] + 1}); give a template its own `name`.")
+            seen.setdefault(name, j)
+        out["perturbations"] = [i if isinstance(i, str) else dict(i) for i in items]
+    if kind == "directional":
+        items = task.get("directional")
+        if not isinstance(items, list) or not items:
+            fail(base + ("directional",), "a directional task needs `directional: [{append: \" I hated it.\", "
+                                          "expect: negative}, ...]` (append, prepend, find/replace or regex/replace, "
+                                          "and the label the edit should make more likely).")
+        for j, item in enumerate(items):
+            try:
+                perturb.check_spec(item, extra_keys={"expect"})
+            except perturb.PerturbError as exc:
+                fail(base + ("directional", j), str(exc))
+            if not isinstance(item.get("expect"), (str, int)) or isinstance(item.get("expect"), bool) \
+                    or str(item["expect"]) == "":
+                fail(base + ("directional", j), "each directional template needs `expect`: the label it should "
+                                                "make more likely.")
+        out["directional"] = [dict(i, expect=str(i["expect"])) for i in items]
+    if task.get("slices") is not None:
+        try:
+            slices.check(task["slices"])
+        except slices.SliceError as exc:
+            fail(base + ("slices",), str(exc))
+        out["slices"] = [dict(s) for s in task["slices"]]  # as written: the definition hashes what the user wrote
+    for key in ("contamination", "contamination_split"):
+        value = task.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            fail(base + (key,), f"`{key}` names a " + ("dataset" if key == "contamination" else "split") + ".")
+        if value is not None:
+            out[key] = value
+    if task.get("contamination_split") is not None and task.get("contamination") is None:
+        fail(base + ("contamination_split",), "`contamination_split` goes with `contamination: DATASET`.")
+    threshold = task.get("contamination_threshold")
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+            fail(base + ("contamination_threshold",), "`contamination_threshold` is a share in (0, 1], e.g. 0.5: "
+                                                      "a row is a near duplicate when that share of its n-grams "
+                                                      "occur in the training data.")
+        out["contamination_threshold"] = float(threshold)
+    n = task.get("contamination_n")
+    if n is not None:
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 50:
+            fail(base + ("contamination_n",), "`contamination_n` is the n-gram size in words, a whole number "
+                                              "from 1 to 50 (default 8).")
+        out["contamination_n"] = n
+    return out
 
 
 # ---------------------------------------------------------------- finding suites

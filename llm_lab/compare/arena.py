@@ -192,13 +192,11 @@ def battles_for_rating(rows: list[dict]) -> list[tuple[str, str, str]]:
 
 
 def leaderboard(actor: Actor, pool: list[str] | None = None, rounds: int = 1000, seed: int = 0) -> list[dict]:
-    rows = votes(actor, pool)
-    board = rating.leaderboard(battles_for_rating(rows), rounds=rounds, seed=seed)
-    both_bad = {}
-    for r in rows:
-        if r["vote"] == "both_bad":
-            for m in (r["model_a"], r["model_b"]):
-                both_bad[m] = both_bad.get(m, 0) + 1
-    for row in board:
-        row["both_bad"] = both_bad.get(row["model"], 0)
-    return board
+    """`rating.leaderboard` of the votes the actor sees: "tie" and "both bad" votes counted apart."""
+    return rating.leaderboard(battles_for_rating(votes(actor, pool)), rounds=rounds, seed=seed)
+
+
+def head_to_head(actor: Actor, pool: list[str] | None = None, adjust: str = "holm") -> list[dict]:
+    """`rating.pair_claims` of the votes the actor sees: per pair, who wins more often among the decided votes
+    (sign test, Wilson interval, p-values adjusted across the pairs) or that the votes cannot tell."""
+    return rating.pair_claims(battles_for_rating(votes(actor, pool)), adjust=adjust)

@@ -75,15 +75,25 @@ def compare_run(args) -> int:
 
 
 def _print_summary(comp) -> None:
+    """Per model its numbers ("value [95% interval] n=…" where they have one), then the paired verdicts."""
+    from . import statistics
+
+    found = statistics.model_intervals(comp)
     rows = []
     for m, s in comp.summary.items():
         row = {"model": m}
         row.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items() if k != "error"})
+        row.update({k: ci.text() for k, ci in found.get(m, {}).items()})
         row["error"] = s.get("error", "")
         rows.append(row)
     cols = ["model"] + [c for c in ("tokens_per_s", "mean_logprob", "exact_match", "bleu", "rougeL", "accuracy",
                                     "mean_prob") if any(c in r for r in rows)] + ["error"]
     print(table(rows, cols))
+    for pair, ci in statistics.agreement_intervals(comp).items():
+        print(f"agreement {'of all models' if pair == 'all' else pair}: {ci.text()}")
+    reason = statistics.no_paired_reason(comp)
+    for line in [reason] if reason else [r["verdict"] for r in statistics.pair_rows(statistics.paired_comparisons(comp))]:
+        print(line)
 
 
 def compare_list(args) -> int:

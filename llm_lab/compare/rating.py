@@ -121,7 +121,9 @@ def interval_text(row: dict) -> str:
 
 
 def leaderboard(battles, rounds: int = 1000, seed: int = 0, l2: float = 1.0, ci: float = 0.95) -> list[dict]:
-    """Rows sorted by rating: model, rating, ci_low, ci_high, battles, wins, ties, losses, win_rate, rank.
+    """Rows sorted by rating: model, rating, ci_low, ci_high, battles, wins, ties, both_bad, losses, win_rate,
+    rank. `ties` counts "tie" votes only and `both_bad` the "both are bad" ones (the rating counts either as
+    half a win each; the counts keep them apart, since "both bad" says something about both models).
 
     A model with fewer than `MIN_VOTES_FOR_INTERVAL` votes has ci_low = ci_high = None (not enough votes)."""
     battles = [tuple(b) for b in battles]
@@ -134,13 +136,15 @@ def leaderboard(battles, rounds: int = 1000, seed: int = 0, l2: float = 1.0, ci:
     lo, hi = np.quantile(samples, [(1 - ci) / 2, 1 - (1 - ci) / 2], axis=0) if len(samples) else (rating, rating)
     games = np.bincount(a, minlength=m) + np.bincount(b, minlength=m)
     wins = np.bincount(a, weights=(s == 1), minlength=m) + np.bincount(b, weights=(s == 0), minlength=m)
-    ties = np.bincount(a, weights=(s == 0.5), minlength=m) + np.bincount(b, weights=(s == 0.5), minlength=m)
+    kind = np.array([o for _, _, o in battles])
+    ties, both_bad = (np.bincount(a, weights=(kind == k), minlength=m) + np.bincount(b, weights=(kind == k), minlength=m)
+                      for k in ("tie", "both_bad"))
     known = [has_interval(int(g)) for g in games]
     rows = [{"model": models[i], "rating": float(rating[i]),
              "ci_low": float(lo[i]) if known[i] else None, "ci_high": float(hi[i]) if known[i] else None,
-             "battles": int(games[i]), "wins": int(wins[i]), "ties": int(ties[i]),
-             "losses": int(games[i] - wins[i] - ties[i]),
-             "win_rate": float((wins[i] + 0.5 * ties[i]) / games[i]) if games[i] else 0.0} for i in range(m)]
+             "battles": int(games[i]), "wins": int(wins[i]), "ties": int(ties[i]), "both_bad": int(both_bad[i]),
+             "losses": int(games[i] - wins[i] - ties[i] - both_bad[i]),
+             "win_rate": float((wins[i] + 0.5 * (ties[i] + both_bad[i])) / games[i]) if games[i] else 0.0} for i in range(m)]
     rows.sort(key=lambda r: -r["rating"])
     # rank as Chatbot Arena does: 1 + number of models whose lower bound beats this one's upper bound (a
     # model without an interval is beaten by no one and beats no one: its rating could be anything)
@@ -161,3 +165,82 @@ def pair_matrices(battles) -> tuple[list[str], np.ndarray, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(counts > 0, W / counts, np.nan)
     return models, rate, counts
+
+
+# ---------------------------------------------------------------- head to head: who wins more often?
+# Per pair of models, the votes that picked a side ("decided": A better or B better) are the evidence; ties
+# and both-bad say neither is better and are counted beside it. Under "neither wins more often" each decided
+# vote is a fair coin, so the claim is the two-sided exact binomial (sign) test of one model's wins among the
+# decided votes, with the Wilson interval of its win share; the p-values of all pairs are adjusted together
+# (Holm by default: the page shows every pair, and a reader reads every claim).
+CONFIDENCE = 0.95
+ALPHA = 0.05
+POWER = 0.8
+
+
+def decided_votes_needed(share: float, alpha: float = ALPHA, power: float = POWER) -> int | None:
+    """Decided votes a two-sided sign test needs to detect a win share of `share` at `power` (normal
+    approximation to the binomial); None when the share is one half (nothing to detect)."""
+    from scipy.stats import norm
+
+    if abs(share - 0.5) < 1e-12:
+        return None
+    z = norm.ppf(1 - alpha / 2) * 0.5 + norm.ppf(power) * math.sqrt(share * (1 - share))
+    return int(math.ceil((z / (share - 0.5)) ** 2))
+
+
+def pair_claims(battles, confidence: float = CONFIDENCE, alpha: float = ALPHA, adjust: str = "holm") -> list[dict]:
+    """Per pair of models that met: the one with more wins first (`model_a`), wins of each among the decided
+    votes, ties, both_bad, A's win share with its Wilson interval, the sign test's p-value, the p-value
+    adjusted across the pairs, and the verdict in words. Pairs with no decided vote have p_value None."""
+    from scipy.stats import binomtest
+
+    from ..stats import intervals, multiple
+
+    counts: dict[tuple[str, str], dict] = {}
+    for a, b, outcome in battles:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"Unknown outcome {outcome!r}; expected one of {OUTCOMES}")
+        key = tuple(sorted((a, b)))
+        c = counts.setdefault(key, {m: 0 for m in (*key, "tie", "both_bad")})
+        c[a if outcome == "a" else b if outcome == "b" else outcome] += 1
+    claims = []
+    for (x, y), c in sorted(counts.items()):
+        first, second = (x, y) if c[x] >= c[y] else (y, x)  # the one with more wins reads first
+        wins, losses = c[first], c[second]
+        decided = wins + losses
+        low, high = intervals.wilson(wins, decided, confidence) if decided else (None, None)
+        claims.append({"model_a": first, "model_b": second, "wins_a": wins, "wins_b": losses, "decided": decided,
+                       "ties": c["tie"], "both_bad": c["both_bad"], "share": wins / decided if decided else None,
+                       "low": low, "high": high, "confidence": confidence, "alpha": alpha,
+                       "test": "two-sided exact binomial (sign) test",
+                       "p_value": float(binomtest(wins, decided, 0.5).pvalue) if decided else None})
+    tested = [c for c in claims if c["p_value"] is not None]
+    for c, p in zip(tested, multiple.adjust([c["p_value"] for c in tested], adjust)):
+        c["p_adjusted"] = float(p)
+    for c in claims:
+        c.setdefault("p_adjusted", None)
+        c["adjustment"], c["adjustment_name"] = adjust, multiple.NAMES[adjust]
+        c["significant"] = c["p_adjusted"] is not None and c["p_adjusted"] < alpha
+        c["verdict"] = claim_text(c)
+    return claims
+
+
+def claim_text(c: dict) -> str:
+    """"A wins more often than B: 14 of 20 decided votes, 95% CI 0.48–0.85; sign test p = …" or "not enough
+    votes to tell"."""
+    a, b = c["model_a"], c["model_b"]
+    aside = f"{c['ties']} tie{'s' if c['ties'] != 1 else ''} and {c['both_bad']} both bad beside them"
+    if not c["decided"]:
+        return f"Not enough votes to tell {a} and {b} apart: no vote picked either ({aside})."
+    p = f"sign test p = {c['p_value']:.3g}"
+    if c["adjustment"] != "none":
+        p += f", {c['adjustment_name'].split(' (')[0]}-adjusted {c['p_adjusted']:.3g}"
+    numbers = (f"{c['wins_a']} of {c['decided']} decided votes, {c['confidence']:.0%} CI "
+               f"{c['low']:.2f}–{c['high']:.2f}; {p}; {aside}")
+    if c["significant"]:
+        return f"{a} wins more often than {b}: {numbers}."
+    need = decided_votes_needed(c["share"], c["alpha"])
+    more = (f" About {need} decided votes would tell a win share of {c['share']:.2f} from even."
+            if need and need > c["decided"] else "")
+    return f"Not enough votes to tell {a} and {b} apart: {a} won {numbers}.{more}"

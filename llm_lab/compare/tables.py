@@ -6,7 +6,7 @@ import time
 
 import pandas as pd
 
-from . import diff
+from . import diff, statistics
 from .runs import Comparison
 
 
@@ -56,8 +56,25 @@ def to_csv(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False).encode("utf-8")
 
 
-def to_json(comparison: Comparison) -> bytes:
-    return json.dumps(comparison.to_dict(), indent=1, default=str).encode("utf-8")
+def to_json(comparison: Comparison, margin: float | None = None) -> bytes:
+    """The whole comparison, plus its "statistics": every number with its interval and n, and the paired
+    comparisons (computed from the rows; a saved comparison does not store them)."""
+    out = comparison.to_dict()
+    out["statistics"] = {"numbers": statistics.model_rows(comparison),
+                         "paired": [c.to_dict() for c in statistics.paired_comparisons(comparison, margin)],
+                         "no_paired_test": statistics.no_paired_reason(comparison)}
+    return json.dumps(out, indent=1, default=str).encode("utf-8")
+
+
+def numbers_frame(comparison: Comparison) -> pd.DataFrame:
+    """Every model's numbers with their 95% interval, n and how the interval was made (a CSV export)."""
+    return pd.DataFrame(statistics.model_rows(comparison),
+                        columns=["model", "metric", "value", "low", "high", "n", "interval", "shown"])
+
+
+def pairs_frame(comparison: Comparison, margin: float | None = None) -> pd.DataFrame:
+    """The paired comparison of every two models on the labelled inputs (empty without labels)."""
+    return pd.DataFrame(statistics.pair_rows(statistics.paired_comparisons(comparison, margin)))
 
 
 def number(value) -> str:
@@ -125,7 +142,28 @@ def _output_cell(comparison: Comparison, row: dict, esc) -> str:
     return f"<b>{esc(row['label'])}</b> ({row['prob']:.1%})<br><small>{esc(probs)}</small>{note}"
 
 
-def to_html(comparison: Comparison) -> bytes:
+INTERVALS_NOTE = ("<p><small>Numbers: value [95% interval] n = inputs behind it. Accuracy, exact match and "
+                  "agreement: Wilson score interval; mean confidence, log-prob, BLEU and ROUGE: BCa bootstrap over "
+                  "the inputs.</small></p>")
+
+
+def _paired_html(comp: Comparison, margin: float | None, esc) -> str:
+    """The paired comparison of every two models (or why there is none), as a section of the HTML report."""
+    reason = statistics.no_paired_reason(comp)
+    if reason:
+        return f"<h2>Which model is better?</h2><p>{esc(reason)}</p>"
+    found = statistics.paired_comparisons(comp, margin)
+    rows = statistics.pair_rows(found)
+    head = "".join(f"<th>{esc(h)}</th>" for h in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{esc(number(v))}</td>" for v in row.values()) + "</tr>" for row in rows)
+    verdicts = "".join(f"<li>{esc(row['verdict'])}</li>" for row in rows)
+    return (f"<h2>Which model is better?</h2><p>Paired on the same {found[0].n} labelled inputs: McNemar's exact "
+            f"test of the flips, p-values {esc(found[0].adjustment)}-adjusted across the pairs; interval of B − A: "
+            f"paired bootstrap.</p><ul>{verdicts}</ul><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+            "</table>")
+
+
+def to_html(comparison: Comparison, margin: float | None = None) -> bytes:
     """A standalone, readable page: what was compared (models, settings, where the inputs came from), each
     model's numbers, and a table of inputs × models with every output and its numbers (rounded to 4
     significant digits). Every text a user or a model wrote is HTML-escaped. For two generation models
@@ -138,8 +176,10 @@ def to_html(comparison: Comparison) -> bytes:
     meta = " · ".join(x for x in (f"comparison {comp.id}" if comp.id else "", comp.mode,
                                   f"{len(comp.inputs)} inputs from {_source_text(comp)}", when) if x)
 
-    # the models and their numbers
-    keys = [k for k in _SUMMARY[comp.mode] if any(k in (comp.summary.get(m) or {}) for m in models)]
+    # the models and their numbers (those with an interval: "value [low, high] n=…")
+    found = statistics.model_intervals(comp)
+    keys = [k for k in _SUMMARY[comp.mode]
+            if any(k in (comp.summary.get(m) or {}) or k in found.get(m, {}) for m in models)]
     info_keys = [k for k in ("device", "dtype") if any(comp.outputs[m].info.get(k) for m in models)]
     head = "".join(f"<th>{esc(h)}</th>" for h in ["model", *info_keys, *(_SUMMARY[comp.mode][k] for k in keys)])
     body = []
@@ -150,7 +190,8 @@ def to_html(comparison: Comparison) -> bytes:
                         f"error: {esc(out.error)}</td></tr>")
             continue
         cells = [f"<td>{esc(out.info.get(k, ''))}</td>" for k in info_keys]
-        cells += [f"<td class='n'>{esc(number(s.get(k)))}</td>" for k in keys]
+        shown = found.get(m, {})
+        cells += [f"<td class='n'>{esc(shown[k].text() if k in shown else number(s.get(k)))}</td>" for k in keys]
         body.append(f"<tr><td>{esc(m)}</td>{''.join(cells)}</tr>")
     model_table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -161,10 +202,12 @@ def to_html(comparison: Comparison) -> bytes:
                        for k, label in _SETTINGS.items() if k in comp.settings)
         settings = f"<h2>Generation settings (shared by all models)</h2><table>{rows}</table>"
     agreement = ""
-    if comp.agreement is not None and len(comp.ok_models()) >= 2:
-        pairs = "".join(f"<li>{esc(pair)}: {comp.agreement.pairwise[pair]:.0%}</li>" for pair in comp.agreement.pairwise)
-        agreement = (f"<p>All models agree on {comp.agreement.rate:.0%} of the inputs (rows where they disagree are "
-                     f"tinted).</p><ul>{pairs}</ul>")
+    agree = statistics.agreement_intervals(comp)
+    if agree:
+        pairs = "".join(f"<li>{esc(pair)}: {esc(ci.text())}</li>" for pair, ci in agree.items() if pair != "all")
+        agreement = (f"<p>All models agree on {agree['all'].value:.0%} of the inputs ({esc(agree['all'].text())}; rows "
+                     f"where they disagree are tinted). Each pair:</p><ul>{pairs}</ul>")
+    paired_section = _paired_html(comp, margin, esc)
 
     # inputs x models
     gold = "reference" if gen else "label"
@@ -190,7 +233,8 @@ def to_html(comparison: Comparison) -> bytes:
     outputs = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>{diff.STYLE}{_STYLE}"
-           f"</head><body><h1>{esc(title)}</h1><p>{esc(meta)}</p><h2>Models</h2>{model_table}{settings}{agreement}"
+           f"</head><body><h1>{esc(title)}</h1><p>{esc(meta)}</p><h2>Models</h2>{model_table}{INTERVALS_NOTE}{settings}"
+           f"{agreement}{paired_section}"
            f"<h2>Outputs</h2>{outputs}<p><small>Made by LLM Lab. Numbers are rounded to 4 significant digits; "
            "the JSON export has them in full.</small></p></body></html>")
     return doc.encode("utf-8")

@@ -38,11 +38,14 @@ import re
 import time
 from dataclasses import replace
 
+import numpy as np
+
 from .. import capabilities as caps
 from .. import data, registry
 from ..access import Actor
 from ..errors import JobCancelled, LabError
-from . import measure, stats
+from ..stats import equivalence as stats
+from . import measure
 from .drift import attribution_drift
 from .measure import disk_size, larger_warning, mixed_devices, probe_memory, slower_warning, speeds
 from .report import Drift, ModelReport, Quality, Report
@@ -114,11 +117,13 @@ def paired_for(parent_result, variant_result, margin: float, alpha: float) -> st
 
 
 def _intervals(result) -> dict:
-    """95% bootstrap intervals of accuracy and macro-F1 from a classification-like result's per-example rows, of
-    the figures the task reports: a row is scored against the model output its label maps to (by name, case,
-    position or label_map: a right row says under which name the output is shown), and macro-F1 averages over
-    the classes the scored labels map to, not over a label the model predicted that the data lacks."""
-    from .. import metrics
+    """95% intervals of accuracy (Wilson: honest at 100% and at a few rows) and macro-F1 (BCa bootstrap) from a
+    classification-like result's per-example rows, of the figures the task reports, with the rows behind them:
+    a row is scored against the model output its label maps to (by name, case, position or label_map: a right
+    row says under which name the output is shown), and macro-F1 averages over the classes the scored labels map
+    to, not over a label the model predicted that the data lacks."""
+    from ..metrics import intervals as metric_intervals
+    from ..stats import intervals
 
     rows = [r for r in result.per_example or [] if r.get("prediction") is not None and r.get("label") is not None]
     if result.type not in ("classification", "multiple_choice") or not rows:
@@ -131,22 +136,27 @@ def _intervals(result) -> dict:
     preds = [str(r["prediction"]) for r in rows]
     index = {name: i for i, name in enumerate(sorted(set(refs) | set(preds)))}
     preds, refs = [index[p] for p in preds], [index[r] for r in refs]
-    out = {}
-    for name in INTERVAL_METRICS:
-        kw = {"labels": sorted(set(refs))} if name == "f1" else {}
-        ci = metrics.bootstrap_ci(name, preds, refs, seed=0, **kw)
-        if ci:
-            out[name] = {"value": ci["value"], "low": ci["low"], "high": ci["high"]}
-    return out
+    out = {"accuracy": intervals.of_proportion(np.asarray(preds) == np.asarray(refs)).to_dict()}
+    # the bootstrap module's per-example confusion cells: macro-F1 is a function of their sums
+    # BCa, with the Wilson fallback when every resample agrees (all right: never [1.000, 1.000])
+    out["f1"] = metric_intervals.of_labels("f1", preds, refs, sorted(set(refs)), seed=0).to_dict()
+    return {k: v for k, v in out.items() if k in INTERVAL_METRICS}
 
 
 def _quality(result) -> Quality:
     head = result.headline
-    return Quality(task=result.task, type=result.type, metric=head and head.name, value=head and head.value,
-                   low=head and head.low, high=head and head.high,
-                   higher_is_better=head.higher_is_better if head else True, metrics=dict(result.metrics or {}),
-                   intervals=_intervals(result) if result.ok else {}, rows=len(result.per_example or []),
-                   scored=result.scored, key=result.key, error=result.error, notes=list(result.notes or []))
+    found = _intervals(result) if result.ok else {}
+    quality = Quality(task=result.task, type=result.type, metric=head and head.name, value=head and head.value,
+                      low=head and head.low, high=head and head.high,
+                      higher_is_better=head.higher_is_better if head else True, metrics=dict(result.metrics or {}),
+                      intervals=found, rows=len(result.per_example or []), n=getattr(head, "n", None),
+                      method=getattr(head, "method", None) or "", scored=result.scored, key=result.key,
+                      error=result.error, notes=list(result.notes or []))
+    own = found.get(quality.metric or "")
+    if own:  # the headline's interval from the per-example rows (Wilson for accuracy: never [1.000, 1.000])
+        quality.value, quality.low, quality.high = own["value"], own["low"], own["high"]
+        quality.n, quality.method = own["n"], own["method"]
+    return quality
 
 
 # ---------------------------------------------------------------- the settings, checked before any work

@@ -47,14 +47,18 @@ def _marker_size(size, largest) -> float:
 def pareto(report, task: str | None = None):
     """Quality (the task's headline, with its 95% interval) against latency p50 at batch 1; marker area in
     proportion to the size on disk; the parent a star; the Pareto front a dashed staircase; a variant slower
-    than its parent outlined in red, with a note. None when no model has both numbers."""
+    than its parent outlined in red, with a note. A proportion's axis is [0, 1] (padded) and no label is
+    clipped (`plot_axes`). None when no model has both numbers."""
     import plotly.graph_objects as go
+
+    from ..plot_axes import label_position, latency_range, quality_range
 
     pts = points(report, task)
     if not pts:
         return None
     largest = max((p["size"] or 0) for p in pts)
     front = pareto_front(pts)
+    x_range = latency_range([p["latency"] for p in pts])
     fig = go.Figure()
     if len(front) > 1:
         fig.add_scatter(x=[p["latency"] for p in front], y=[p["value"] for p in front], mode="lines",
@@ -70,7 +74,8 @@ def pareto(report, task: str | None = None):
                        color=color(i), thickness=1.2)
         fig.add_scatter(x=[p["latency"]], y=[p["value"]], error_y=err, mode="markers+text", name=p["name"],
                         text=[plain(p["name"] + (" (parent)" if p["role"] == "parent" else ""))],
-                        textposition="top center", hovertemplate=hover + "<extra></extra>",
+                        textposition=label_position(p["latency"], x_range), cliponaxis=False,
+                        hovertemplate=hover + "<extra></extra>",
                         marker=dict(size=_marker_size(p["size"], largest), color=color(i), opacity=0.8,
                                     symbol="star" if p["role"] == "parent" else "circle",
                                     line=dict(width=3 if p["slower"] else 1, color=NEGATIVE if p["slower"] else "white")))
@@ -82,7 +87,9 @@ def pareto(report, task: str | None = None):
     task_name = task or report.main_task or ""
     return layout(fig, f"{metric} ({task_name}) against latency p50 at batch 1 — marker area: size on disk; "
                        f"{better} and left is better", 460, legend="below", xaxis_title="latency p50 (ms, batch 1)",
-                  yaxis_title=metric)
+                  yaxis_title=metric, xaxis_range=x_range,
+                  yaxis_range=quality_range(metric, [p["value"] for p in pts], [p["low"] for p in pts],
+                                            [p["high"] for p in pts]))
 
 
 def drift_bars(report):

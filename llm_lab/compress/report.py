@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from . import stats
+from ..stats import equivalence as stats
 
 
 def _build(cls, values):
@@ -21,7 +21,8 @@ def _build(cls, values):
 
 @dataclass
 class Quality:
-    """One task's outcome for one model: its headline with the 95% bootstrap interval, all metric values."""
+    """One task's outcome for one model: its headline with its 95% interval (Wilson for accuracy, else the
+    benchmark's), all metric values."""
 
     task: str
     type: str
@@ -31,12 +32,23 @@ class Quality:
     high: float | None = None
     higher_is_better: bool = True
     metrics: dict = field(default_factory=dict)
-    intervals: dict = field(default_factory=dict)   # metric -> {"value", "low", "high"} (95% bootstrap)
+    intervals: dict = field(default_factory=dict)   # metric -> stats.intervals.Interval.to_dict() (95%)
     rows: int = 0
+    n: int | None = None                             # examples behind the headline (None: as many as rows)
+    method: str = ""                                 # how the headline's interval was made
     scored: str = ""                                 # which rows, in words
     key: str = ""                                    # the benchmark result (per-example rows)
     error: str | None = None
     notes: list = field(default_factory=list)
+
+    def text(self, metric: str | None = None) -> str:
+        """"0.900 [0.596, 0.982] n=10": the headline (or `metric`'s interval) with its interval and n."""
+        from ..stats.intervals import fmt
+
+        if metric and metric != self.metric:
+            ci = self.intervals.get(metric) or {}
+            return fmt(ci.get("value", self.metrics.get(metric)), ci.get("low"), ci.get("high"), ci.get("n") or self.rows)
+        return fmt(self.value, self.low, self.high, self.n or self.rows)
 
 
 @dataclass

@@ -37,13 +37,14 @@ def summary(report) -> list[dict]:
                "peak memory (MB)": mem.peak_mb if mem else None,
                "latency p50 (ms)": _r(s and s.latency_p50_ms, 3), "latency p95 (ms)": _r(s and s.latency_p95_ms, 3),
                "throughput (examples/s)": _r(s and s.throughput, 1)}
-        if q:
-            row[q.metric or "quality"] = _r(q.value)
-            row["95% interval"] = _interval(q.low, q.high)
-            for name, ci in (q.intervals or {}).items():
+        if q:  # each metric as "value [low, high] n=…" (95%), with how the interval was made
+            row[q.metric or "quality"] = q.text()
+            for name in (q.intervals or {}):
                 if name != q.metric:
-                    row[name] = _r(ci["value"])
-                    row[f"{name} 95% interval"] = _interval(ci["low"], ci["high"])
+                    row[name] = q.text(name)
+            methods = {q.metric: getattr(q, "method", None)} | {
+                name: ci.get("method") for name, ci in (q.intervals or {}).items() if name != q.metric}
+            row["intervals (95%)"] = "; ".join(f"{name}: {m}" for name, m in methods.items() if name and m)
         row.update({"identical predictions": None if p is None or p.identical_share is None else f"{p.identical_share:.1%}",
                     "right→wrong": p and p.right_to_wrong, "wrong→right": p and p.wrong_to_right,
                     "McNemar p": _r(p and p.mcnemar_p), "verdict": p.verdict if p else ("(reference)" if m.role == "parent" else ""),

@@ -39,12 +39,25 @@ def generation_heatmap(gen) -> go.Figure:
 
 
 def faithfulness_bar(rows: list[dict]) -> go.Figure:
+    """Comprehensiveness and sufficiency per method, with their intervals as error bars when the rows carry
+    them (`faithfulness.rank`'s rows: `<kind>_low`, `<kind>_high`, n)."""
     import plotly.graph_objects as go
 
     names = [r["method"] for r in rows]
-    fig = go.Figure([go.Bar(name="comprehensiveness ↑", x=names, y=[r["comprehensiveness"] for r in rows]),
-                     go.Bar(name="sufficiency ↓", x=names, y=[r["sufficiency"] for r in rows])])
-    return layout(fig, "Faithfulness (AOPC over deleting the top 10–50% tokens)", 300, legend="top",
+
+    def bar(kind: str, label: str) -> go.Bar:
+        values = [r[kind] for r in rows]
+        errors = None
+        if rows and all(r.get(f"{kind}_low") is not None for r in rows):
+            errors = dict(type="data", symmetric=False, array=[r[f"{kind}_high"] - r[kind] for r in rows],
+                          arrayminus=[r[kind] - r[f"{kind}_low"] for r in rows])
+        return go.Bar(name=label, x=names, y=values, error_y=errors,
+                      customdata=[r.get("n") for r in rows],
+                      hovertemplate="%{x}<br>%{y:.3g}" + (" (n=%{customdata})" if errors else "") + "<extra></extra>")
+
+    fig = go.Figure([bar("comprehensiveness", "comprehensiveness ↑"), bar("sufficiency", "sufficiency ↓")])
+    interval = " · bars: 95% interval" if rows and rows[0].get("comprehensiveness_low") is not None else ""
+    return layout(fig, f"Faithfulness (AOPC over deleting the top 10–50% tokens){interval}", 300, legend="top",
                   showlegend=True, barmode="group")
 
 

@@ -29,7 +29,8 @@ LABEL_METRICS = {"accuracy", "precision", "recall", "f1", "confusion_matrix"}
 # beside them: bits per byte, speed). Anything not listed here is higher-is-better.
 LOWER_IS_BETTER = frozenset({
     "perplexity", "bits_per_byte", "byte_perplexity", "word_perplexity", "nll",
-    "latency_p50_ms", "latency_p95_ms", "peak_memory_mb", "load_seconds",
+    "latency_p50_ms", "latency_p95_ms", "peak_memory_mb", "load_seconds", "flip_rate", "failure_rate",
+    "ece", "ece_adaptive", "brier", "log_loss",
 })
 
 

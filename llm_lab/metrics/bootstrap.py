@@ -27,11 +27,14 @@ def resampled_sums(stats: np.ndarray, n_resamples: int = 1000, seed: int = 0) ->
     rng = np.random.default_rng(seed)
     out = np.empty((n_resamples, stats.shape[1]))
     chunk = max(1, _CHUNK_CELLS // max(n, 1))
+    # small whole numbers (right/wrong, one-hot cells, counts) sum exactly in float32, at twice the speed
+    exact32 = n < 2**24 and np.all(stats == np.round(stats)) and np.abs(stats).max(initial=0) * n < 2**24
+    right = stats.astype(np.float32) if exact32 else stats
     for start in range(0, n_resamples, chunk):
         b = min(chunk, n_resamples - start)
         idx = rng.integers(0, n, size=(b, n))
         counts = np.bincount((idx + n * np.arange(b)[:, None]).ravel(), minlength=b * n).reshape(b, n)
-        out[start:start + b] = counts @ stats
+        out[start:start + b] = counts.astype(right.dtype) @ right
     return out
 
 

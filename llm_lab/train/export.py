@@ -79,6 +79,8 @@ def finish(actor: Actor, cfg: TrainConfig, trained, job_id: str | None) -> dict:
         check_changed(actor, cfg, model, trained)
     meta = {"dataset": trained.prepared.info, "hyperparameters": cfg.as_dict(), "metrics": trained.metrics,
             "train": trained.stats, "job_id": job_id, "command": cfg.to_cli()}
+    if getattr(trained, "evaluation", None):
+        meta["evaluation"] = trained.evaluation  # the held-out intervals and the comparison with the base
     if getattr(trained, "distillation", None):
         meta["distillation"] = trained.distillation  # teacher (also the parent), layers kept, T, alpha
     if cfg.out:
@@ -189,11 +191,24 @@ def check_changed(actor: Actor, cfg: TrainConfig, model, trained) -> None:
 
 
 def _summary(trained) -> dict:
-    return {"metrics": trained.metrics, "stats": trained.stats}
+    return {"metrics": trained.metrics, "stats": trained.stats, "evaluation": getattr(trained, "evaluation", None) or {}}
 
 
 def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _result(value, interval: dict | None) -> str:
+    from ..stats.intervals import Interval
+
+    return Interval.from_dict(interval).text() + f" (95% {interval['method']})" if interval else _fmt(value)
+
+
+def _evaluation_notes(evaluation: dict | None) -> list[str]:
+    from .evaluation import base_line
+
+    line = base_line(evaluation)
+    return ["", line] if line else []
 
 
 def model_card(name: str, cfg: TrainConfig, trained, job_id: str | None) -> str:
@@ -223,8 +238,11 @@ def model_card(name: str, cfg: TrainConfig, trained, job_id: str | None) -> str:
     if job_id:
         lines.append(f"| job | `{job_id}` |")
     lines += ["", "## Results", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(trained.metrics.items())]
+    found = (getattr(trained, "evaluation", None) or {}).get("intervals") or {}
+    # a held-out metric with its interval: "value [95% interval] n=rows"
+    lines += [f"| {k} | {_result(v, found.get(k))} |" for k, v in sorted(trained.metrics.items())]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in trained.stats.items()]
+    lines += _evaluation_notes(getattr(trained, "evaluation", None))
     lines += ["", "## Recipe", "", "| setting | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in cfg.relevant().items()]
     lines += ["", "## Reproduce", "", "```bash", cfg.to_cli() + (f" --name {name}" if not cfg.name else ""), "```", "",

@@ -30,10 +30,19 @@ def runs(actor: Actor, limit: int = 200) -> list[dict]:
             "dataset": cfg.dataset or ("pydoc" if cfg.task == "pretrain" else ""),
             "epochs": cfg.epochs, "lr": cfg.learning_rate, "batch": cfg.batch_size,
             **{k.removeprefix("eval_"): round(v, 4) for k, v in metrics.items() if k != "eval_epoch"},
+            "held-out result": _headline_text(cfg.task, result.get("evaluation")),
             "created": pd.to_datetime(job["created_at"], unit="s").strftime("%Y-%m-%d %H:%M"),
             "title": job["title"],
         })
     return rows
+
+
+def _headline_text(task: str, evaluation: dict | None) -> str:
+    """The headline metric as "name value [95% interval] n=rows", or "—" for a run that stored none."""
+    from .evaluation import headline
+
+    found = headline(task, evaluation)
+    return f"{found[0]} {found[1].text()}" if found else "—"
 
 
 def curves(actor: Actor, job_id: str) -> pd.DataFrame:

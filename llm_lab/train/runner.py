@@ -11,9 +11,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..device import free_memory, is_out_of_memory, pick_device, pick_dtype
-from ..errors import LabError, ModelError, disk_full_message, is_disk_full
-from . import data_prep, modeling, task_metrics
+from ..errors import LabError, disk_full_message, failure_message, is_disk_full
+from . import data_prep, evaluation, modeling, task_metrics
 from ..access import Actor
 from .config import TrainConfig
 
@@ -32,6 +34,7 @@ class Trained:
     metrics: dict
     stats: dict = field(default_factory=dict)
     distillation: dict = field(default_factory=dict)  # teacher, layers kept, T, alpha (a distilled student)
+    evaluation: dict = field(default_factory=dict)    # evaluation.Evaluation.to_dict(): intervals, vs the base
 
 
 # ---------------------------------------------------------------- inputs
@@ -232,7 +235,7 @@ def train(actor: Actor, cfg: TrainConfig, reporter, workdir: Path, resume: bool 
     model = trainer.model
     if any(not torch.isfinite(p).all() for p in model.parameters()):
         raise TrainingError("The weights contain NaN/inf after training; no model was saved. Lower the learning rate.")
-    metrics = final_metrics(trainer, prepared, cfg)
+    metrics, held_out = final_metrics(trainer, prepared, cfg, actor, reporter)
     wall = time.perf_counter() - started
     stats = {"steps": trainer.state.global_step, "epochs": round(trainer.state.epoch or 0, 3),
              "train_loss": round(output.training_loss, 5), "train_runtime_s": round(output.metrics["train_runtime"], 2),
@@ -241,14 +244,16 @@ def train(actor: Actor, cfg: TrainConfig, reporter, workdir: Path, resume: bool 
              "wall_s": round(wall, 2), "batch_size": batch, "grad_accum": accum, "parameters": total,
              "trainable_parameters": trainable, "device": args.device.type,
              "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"}
-    (workdir / "train_stats.json").write_text(json.dumps({"stats": stats, "metrics": metrics}, indent=2))
-    return Trained(model, tokenizer, prepared, metrics, stats, distillation)
+    (workdir / "train_stats.json").write_text(json.dumps({"stats": stats, "metrics": metrics,
+                                                          "evaluation": held_out}, indent=2))
+    return Trained(model, tokenizer, prepared, metrics, stats, distillation, held_out)
 
 
-def final_metrics(trainer, prepared, cfg: TrainConfig) -> dict:
-    """The last evaluation if it was at the final step, else one more evaluation."""
+def final_metrics(trainer, prepared, cfg: TrainConfig, actor: Actor | None = None, reporter=None) -> tuple[dict, dict]:
+    """The last evaluation if it was at the final step, else one more evaluation; and the held-out intervals
+    with the comparison against the base (`evaluation`), as a dict to store."""
     if prepared.eval is None:
-        return {}
+        return {}, {}
     history = [h for h in trainer.state.log_history if "eval_loss" in h]
     if history and history[-1].get("step") == trainer.state.global_step:
         metrics = dict(history[-1])
@@ -256,18 +261,62 @@ def final_metrics(trainer, prepared, cfg: TrainConfig) -> dict:
         metrics = trainer.evaluate()
     metrics = {k: float(v) for k, v in metrics.items() if k.startswith("eval_") and isinstance(v, (int, float))
                and not k.endswith(("_runtime", "_per_second"))}
-    if cfg.task != "classify":
-        metrics.update(held_out_loss(trainer.model, trainer.processing_class, prepared.eval.rows,
-                                     trainer.args.per_device_eval_batch_size))
+    held_out = evaluation.Evaluation()
+    if cfg.task == "classify":
+        # the per-row predictions behind accuracy and F1 (Trainer's metrics keep only the averages)
+        predicted = trainer.predict(prepared.eval)
+        logits = predicted.predictions[0] if isinstance(predicted.predictions, tuple) else predicted.predictions
+        found = evaluation.classification(logits, predicted.label_ids)
+        held_out.note = ("The base model was not evaluated: a fine-tuned classifier's head is new (or its labels "
+                         "differ), so the base has no accuracy on these labels to compare with.")
+    else:
+        batch = trainer.args.per_device_eval_batch_size
+        scores = held_out_scores(trainer.model, trainer.processing_class, prepared.eval.rows, batch)
+        if scores is None:
+            return metrics, {}
+        nll, tokens = scores
+        metrics.update({"eval_loss": float(nll.sum() / tokens.sum()), "eval_tokens": float(tokens.sum())})
         task_metrics.add_perplexity(metrics)
-    return metrics
+        found = {"eval_perplexity": evaluation.perplexity(nll, tokens)}
+        held_out.base, held_out.note = _against_base(actor, cfg, prepared.eval.rows, scores, batch, reporter)
+    held_out.intervals = {k: ci.to_dict() for k, ci in found.items()}
+    return metrics, held_out.to_dict()
 
 
-def held_out_loss(model, tokenizer, rows: list[dict], batch_size: int | None = None) -> dict:
+def _against_base(actor, cfg: TrainConfig, rows, scores, batch_size, reporter) -> tuple[dict | None, str]:
+    """The base model's perplexity on the same held-out rows, paired with the fine-tuned one's (a causal-LM
+    fine-tune whose held-out split is cheap to score; else why not)."""
+    if cfg.task != "causal-lm" or cfg.distill or actor is None:
+        return None, ("No base model to compare with." if cfg.task == "pretrain" else
+                      "The base (teacher) was not evaluated on the held-out rows.")
+    if _rank() != 0:
+        return None, ""  # one process scores the base; only it saves the model
+    if not evaluation.is_cheap(scores[1]):
+        return None, (f"The base model was not evaluated: {int(scores[1].sum()):,} held-out tokens is more than the "
+                      f"{evaluation.BASE_TOKEN_LIMIT:,} scored on CPU after training.")
+    from .. import registry
+    from .export import TASK_HEAD
+
+    try:
+        # as export.check_changed loads it: CPU, float32, kept by the registry for that check
+        base = registry.load(actor, cfg.model, head=TASK_HEAD[cfg.task], device="cpu", dtype="float32")
+        base_scores = held_out_scores(base.model, base.tokenizer, rows, batch_size)
+    except Exception as exc:  # the comparison is extra: a base that cannot score the rows must not lose the model
+        return None, f"The base model was not evaluated: {failure_message(exc)}"
+    if base_scores is None:
+        return None, "The base model scored no held-out tokens."
+    comparison = evaluation.against_base(cfg.model, cfg.name or cfg.default_name(), base_scores, scores)
+    if reporter is not None:
+        reporter.log(f"Against the base: {comparison.to_dict()['verdict']}")
+    return comparison.to_dict(), ""
+
+
+def held_out_scores(model, tokenizer, rows: list[dict], batch_size: int | None = None):
     """The final evaluation of a language model, through the inference layer (`inference.score_tokens`, what the
-    benchmark's language-modelling and multiple-choice tasks run): the mean negative log-likelihood of every token
-    the held-out rows score (a prompt's tokens are not scored), each token weighing the same. Trainer's `eval_loss`
-    during training is a mean of per-batch means; this is the exact per-token figure."""
+    benchmark's language-modelling and multiple-choice tasks run): per held-out row, the summed negative
+    log-likelihood of the tokens it scores (a prompt's tokens are not scored) and their count, as two arrays
+    (None: no row scores a token). Their ratio of sums is the exact per-token loss; Trainer's `eval_loss` during
+    training is a mean of per-batch means."""
     from .. import inference
 
     requests = []
@@ -277,12 +326,22 @@ def held_out_loss(model, tokenizer, rows: list[dict], batch_size: int | None = N
         if scored:
             requests.append((ids[:-1], ids[1:], scored))
     if not requests:
-        return {}
+        return None
     was_training = model.training
     model.eval()  # no dropout
     try:
         scores = inference.score_tokens(inference.wrap(model, tokenizer, "causal-lm"), requests, batch_size=batch_size)
     finally:
         model.train(was_training)
-    tokens = sum(len(s.logprobs) for s in scores)
-    return {"eval_loss": -sum(sum(s.logprobs) for s in scores) / tokens, "eval_tokens": float(tokens)}
+    nll = np.array([-float(sum(s.logprobs)) for s in scores])
+    tokens = np.array([float(len(s.logprobs)) for s in scores])
+    return nll, tokens
+
+
+def held_out_loss(model, tokenizer, rows: list[dict], batch_size: int | None = None) -> dict:
+    """The mean negative log-likelihood of every held-out token (`held_out_scores`), each token weighing the same."""
+    scores = held_out_scores(model, tokenizer, rows, batch_size)
+    if scores is None:
+        return {}
+    nll, tokens = scores
+    return {"eval_loss": float(nll.sum() / tokens.sum()), "eval_tokens": float(tokens.sum())}

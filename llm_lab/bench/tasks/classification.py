@@ -4,8 +4,13 @@ from __future__ import annotations
 import numpy as np
 
 from ... import inference, metrics
+from ...metrics import intervals
+from ...stats import calibration as cal
 from ...text_utils import natural_key
 from .common import TaskError, headline, map_labels, render, short
+
+# 2: every metric with its interval, the full probability vector per example, calibration
+VERSION = 2
 
 
 def predict_probs(state, texts, pairs=None) -> np.ndarray:
@@ -69,11 +74,98 @@ def run(state) -> dict:
     head_name = next((m for m in spec.metrics if m in values), "accuracy")
     if head_name not in values:
         values["accuracy"] = metrics.compute("accuracy", preds.tolist(), refs.tolist())["accuracy"]
-    ci = metrics.bootstrap_ci(head_name, preds, refs, seed=spec.seed, **({"labels": eval_labels} if head_name in ("f1", "precision", "recall") else {}))
+    ref_pos = np.searchsorted(eval_labels, refs)
+    intervals = _intervals(values, probs, preds, refs, eval_labels, ref_pos, spec.seed)
+    calibration = _calibration(state, probs, refs, texts, pairs, mapping)
+    values.update({k: v for k, v in calibration.pop("values").items()})
+    intervals.update(calibration.pop("intervals"))
+    extra["calibration"] = calibration
     rows = []
     for i in range(len(frame)):
         rows.append({"id": int(frame["id"].iloc[i]), "text": short(texts[i]), "label": str(frame["label"].iloc[i]),
-                     "prediction": shown[int(preds[i])], "confidence": round(float(probs[i, preds[i]]), 4),
-                     "p_label": round(float(probs[i, refs[i]]), 4), "correct": bool(preds[i] == refs[i])})
-    return {"metrics": values, "details": extra, "headline": headline(head_name, values, ci), "per_example": rows,
-            "labels": shown}
+                     "prediction": shown[int(preds[i])], "confidence": float(probs[i, preds[i]]),
+                     "p_label": float(probs[i, refs[i]]), "correct": bool(preds[i] == refs[i]),
+                     "probs": [float(p) for p in probs[i]]})
+    return {"metrics": values, "details": extra, "headline": headline(head_name, values, intervals.get(head_name)),
+            "per_example": rows, "labels": shown, "intervals": {k: v.to_dict() for k, v in intervals.items()}}
+
+
+def _intervals(values, probs, preds, refs, eval_labels, ref_pos, seed) -> dict:
+    """An interval for every metric computed: Wilson for accuracy, BCa for macro P/R/F1, bootstrap for AUC."""
+    out = {}
+    for name in values:
+        if name == "accuracy":
+            out[name] = intervals.of_hits(preds == refs)
+        elif name.split("_")[0] in ("precision", "recall", "f1"):
+            out[name] = intervals.of_labels(name.split("_")[0], preds, refs, eval_labels, seed=seed)
+        elif name == "roc_auc" and values[name] is not None:
+            out[name] = intervals.of_roc_auc(probs[:, eval_labels], ref_pos, seed=seed)
+    return out
+
+
+def _calibration(state, probs, refs, texts, pairs, mapping) -> dict:
+    """ECE, adaptive ECE, Brier and NLL with intervals, the reliability diagram's bins, and temperature scaling
+    fitted on the dataset's validation split (when it has one and this task does not score it)."""
+    seed = state.spec.seed
+    found = intervals.of_calibration(probs, refs, seed=seed)
+    out = {"values": {k: v.value for k, v in found.items()}, "intervals": found,
+           "reliability": cal.reliability(probs, refs), "bins": cal.BINS}
+    fitted = _fit_temperature(state, mapping)
+    if fitted:
+        temperature, n_fit = fitted
+        after = cal.scaled(probs, temperature)
+        scaled = intervals.of_calibration(after, refs, seed=seed)
+        out.update(temperature=temperature, temperature_rows=n_fit, temperature_split="validation",
+                   after={k: v.to_dict() for k, v in scaled.items()},
+                   reliability_after=cal.reliability(after, refs))
+    else:
+        out["temperature_note"] = _no_temperature_reason(state)
+    return out
+
+
+VALIDATION_ROWS = 2000  # at most this many validation rows fit the temperature (one extra pass over them)
+
+
+def _validation_frame(state):
+    """The validation rows of the task's dataset (id + roles), or None when there are none to use."""
+    from dataclasses import replace
+
+    from ... import data
+    from ..runner import scored_split, task_frame
+
+    spec = state.spec
+    if getattr(state, "actor", None) is None:
+        return None
+    # the rows scored must not be the rows the temperature is fitted on: a task scoring every row (split: all,
+    # or a dataset without a test split) or the validation split itself gets no temperature
+    if scored_split(spec, data.get(state.actor, spec.dataset))[1] in ("all", "validation"):
+        return None
+    try:
+        info, frame, _, _ = task_frame(state.actor, replace(spec, split="validation", limit=VALIDATION_ROWS))
+    except TaskError:
+        return None
+    return frame
+
+
+def _fit_temperature(state, mapping):
+    frame = _validation_frame(state)
+    if frame is None or frame.empty:
+        return None
+    labels = frame["label"].astype(str)
+    known = labels.isin(list(mapping))
+    if known.sum() < 2:
+        return None
+    frame = frame[known.values]
+    texts = render(state.spec.prompt, frame, "text")
+    pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame.columns else None
+    probs = inference.classify(state.loaded, texts, pairs, max_length=state.spec.max_length,
+                               batch_size=state.batch_size).probs
+    refs = np.array([mapping[v] for v in frame["label"].astype(str)])
+    return cal.fit_temperature(np.asarray(probs, dtype=np.float64), refs), len(frame)
+
+
+def _no_temperature_reason(state) -> str:
+    if state.spec.split in ("validation", "all") or state.notes and any("no test split" in n for n in state.notes):
+        return ("Not fitted: temperature scaling is fitted on the validation split, and this task scores those "
+                "rows too.")
+    return "Not fitted: the dataset has no validation split to fit a temperature on."

@@ -23,6 +23,7 @@ class TaskState:
     device: str
     notes: list = field(default_factory=list)
     stats: dict = field(default_factory=dict)
+    actor: object = None    # who runs it (a task that reads another split of the dataset needs it)
 
 
 def render(template: str | None, frame, default_role: str) -> list[str]:
@@ -71,13 +72,17 @@ def map_labels(dataset_labels: list[str], model_labels: list[str], label_map: di
         "or fine-tune the model on this dataset.")
 
 
-def headline(name: str, values: dict, ci: dict | None) -> Headline:
-    """The task's headline metric with its interval; which way is better comes from the metrics table."""
+def headline(name: str, values: dict, ci=None) -> Headline:
+    """The task's headline metric with its interval (a `stats.intervals.Interval`, or a dict with low/high and
+    how it was made); which way is better comes from the metrics table."""
     from ... import metrics
 
     out = Headline(name, values.get(name), higher_is_better=metrics.higher_is_better(name))
+    if ci is not None and not isinstance(ci, dict):
+        ci = ci.to_dict()
     if ci:
-        out = replace(out, low=ci["low"], high=ci["high"], confidence=ci["confidence"], n_resamples=ci["n_resamples"])
+        out = replace(out, low=ci.get("low"), high=ci.get("high"), confidence=ci.get("confidence"),
+                      n_resamples=ci.get("n_resamples"), n=ci.get("n"), method=ci.get("method"))
     return out
 
 

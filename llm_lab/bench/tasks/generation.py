@@ -4,10 +4,12 @@ from __future__ import annotations
 import numpy as np
 
 from ... import metrics
+from ...metrics import intervals
 from ...generation import GenerationSettings
 from ...inference import generate
 from .common import TaskError, headline, render, short
 
+VERSION = 2  # 2: every metric with its interval
 CHUNK = 16  # prompts per call, so progress and partial outputs are saved as the run goes
 
 
@@ -41,7 +43,7 @@ def run(state) -> dict:
                                                      if name == "exact_match" else {}))
         if name == "rouge":
             values.update({k: out[k] for k in ("rouge1", "rouge2", "rougeL")})
-            per["rougeL"] = out["rougeL_per_example"]
+            per.update({k: out[f"{k}_per_example"] for k in ("rouge1", "rouge2", "rougeL")})
         else:
             values[name] = out[name]
             if name == "exact_match":
@@ -49,14 +51,7 @@ def run(state) -> dict:
     head_name = spec.metrics[0] if spec.metrics else "exact_match"
     if head_name == "rouge":
         head_name = "rougeL"
-    if head_name == "exact_match":
-        ci = metrics.bootstrap_ci("mean", per["exact_match"], seed=spec.seed)
-    elif head_name == "rougeL":
-        ci = metrics.bootstrap_ci("mean", per["rougeL"], seed=spec.seed)
-    elif head_name == "bleu":
-        ci = metrics.bootstrap_ci("bleu", texts, refs, seed=spec.seed)
-    else:
-        ci = None
+    found = _intervals(values, per, texts, refs, spec.seed)
     tokens = sum(o["new_tokens"] for o in outs)
     state.stats["tokens"] = tokens
     state.stats["mean_latency_s"] = float(np.mean([o["latency_s"] for o in outs]))
@@ -64,5 +59,19 @@ def run(state) -> dict:
              "correct": bool(per["exact_match"][i]) if "exact_match" in per else None,
              "rougeL": round(per["rougeL"][i], 4) if "rougeL" in per else None,
              "new_tokens": outs[i]["new_tokens"], "truncated": outs[i]["truncated"]} for i in range(len(prompts))]
-    return {"metrics": values, "details": {"generation": settings.as_dict()}, "headline": headline(head_name, values, ci),
+    return {"metrics": values, "details": {"generation": settings.as_dict()}, "headline": headline(head_name, values, found.get(head_name)),
+            "intervals": {k: v.to_dict() for k, v in found.items()},
             "per_example": rows}
+
+
+def _intervals(values, per, texts, refs, seed) -> dict:
+    """Exact match: Wilson; ROUGE: BCa of the per-example mean; BLEU and chrF: BCa of sacrebleu's statistics."""
+    out = {}
+    for name in values:
+        if name == "exact_match":
+            out[name] = intervals.of_hits(per["exact_match"])
+        elif name in ("rouge1", "rouge2", "rougeL"):
+            out[name] = intervals.of_mean(per[name], seed=seed)
+        elif name in ("bleu", "chrf"):
+            out[name] = intervals.of_sacrebleu(name, texts, refs, seed=seed)
+    return out

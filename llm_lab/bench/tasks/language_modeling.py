@@ -13,9 +13,12 @@ import re
 import numpy as np
 
 from ... import metrics
+from ...metrics import intervals
 from .common import TaskError, headline, short
 from ... import inference
 from .lm_scoring import score_requests
+
+VERSION = 2  # 2: perplexity, bits per byte and byte perplexity with BCa intervals
 
 
 def run(state) -> dict:
@@ -37,10 +40,11 @@ def run(state) -> dict:
     values = {"perplexity": out["perplexity"], "bits_per_byte": out["bits_per_byte"],
               "byte_perplexity": math.exp(-total_ll / sum(num_bytes)),
               "word_perplexity": math.exp(-total_ll / max(1, sum(words))), "nll": out["nll"], "tokens": out["tokens"]}
-    ci = metrics.bootstrap_ci("perplexity", per_text, seed=spec.seed)
+    found = intervals.of_perplexity(per_text, seed=spec.seed, num_bytes=num_bytes, num_words=words)
     rows = [{"id": int(frame["id"].iloc[i]), "text": short(texts[i]), "tokens": len(per_text[i]),
              "nll": round(-float(np.sum(per_text[i])), 4),
              "perplexity": round(float(out["perplexities"][i]), 4) if out["perplexities"][i] is not None else None}
             for i in range(len(texts))]
     return {"metrics": values, "details": {"context": context, "stride": stride},
-            "headline": headline("perplexity", values, ci), "per_example": rows}
+            "headline": headline("perplexity", values, found["perplexity"]), "per_example": rows,
+            "intervals": {k: v.to_dict() for k, v in found.items()}}

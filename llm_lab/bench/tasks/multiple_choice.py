@@ -8,9 +8,12 @@ from __future__ import annotations
 import numpy as np
 
 from ... import metrics
+from ...metrics import intervals
 from .common import TaskError, headline, render, short
 from ... import inference
 from .lm_scoring import score_requests
+
+VERSION = 2  # 2: every metric with its interval (Wilson for accuracy and acc_norm)
 
 
 def run(state) -> dict:
@@ -51,8 +54,12 @@ def run(state) -> dict:
     values = {"accuracy": float((preds == refs).mean()), "acc_norm": float((norm == refs).mean())}
     if "f1" in spec.metrics:
         values["f1"] = metrics.compute("f1", names(preds), names(refs))["f1"]
-    ci = metrics.bootstrap_ci("accuracy", preds, refs, seed=spec.seed)
+    found = {"accuracy": intervals.of_hits(preds == refs), "acc_norm": intervals.of_hits(norm == refs)}
+    if "f1" in values:
+        found["f1"] = intervals.of_labels("f1", preds, refs, seed=spec.seed)
     rows = [{"id": int(frame["id"].iloc[i]), "text": short(contexts[i]), "label": options[i][refs[i]],
              "prediction": options[i][preds[i]], "correct": bool(preds[i] == refs[i]),
+             "correct_norm": bool(norm[i] == refs[i]),
              "loglik": {o: round(float(v), 3) for o, v in zip(options[i], ll[i])}} for i in range(len(frame))]
-    return {"metrics": values, "details": {}, "headline": headline("accuracy", values, ci), "per_example": rows}
+    return {"metrics": values, "details": {}, "headline": headline("accuracy", values, found["accuracy"]), "per_example": rows,
+            "intervals": {k: v.to_dict() for k, v in found.items()}}

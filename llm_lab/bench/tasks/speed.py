@@ -14,7 +14,7 @@ from .common import headline, render
 
 # What the timings mean changed (version 2: the forward every feature runs for the head, `inference.infer`, in
 # batches of exactly the size asked for): results measured the old way are another computation (runner.result_key).
-VERSION = 2
+VERSION = 3  # 2: exact batches of the own forward; 3: intervals for rates and latencies
 
 
 def run(state) -> dict:
@@ -62,8 +62,33 @@ def run(state) -> dict:
               "peak_memory_mb": float(peak), "load_seconds": float(loaded.load_seconds)}
     state.notes.append("Peak memory is " + ("CUDA memory allocated by torch during the task." if cuda else
                        "the process's resident-set high-water mark (CPU)."))
-    head = headline("examples_per_s", values, {"low": float(min(rates)), "high": float(max(rates)),
-                                              "confidence": "min-max", "n_resamples": spec.repeats})
+    rate_range = {"value": eps, "low": float(min(rates)), "high": float(max(rates)), "confidence": "min-max",
+                  "n_resamples": spec.repeats, "n": spec.repeats, "method": f"min–max of {spec.repeats} repeats"}
+    found = {"examples_per_s": rate_range,
+             "tokens_per_s": {**rate_range, "value": values["tokens_per_s"],
+                              "low": rate_range["low"] * float(lengths.mean()),
+                              "high": rate_range["high"] * float(lengths.mean())},
+             **_latency_intervals(lat, spec.seed),
+             **{name: {"value": values[name], "low": None, "high": None, "n": 1, "method": "one measurement"}
+                for name in ("peak_memory_mb", "load_seconds")}}
+    head = headline("examples_per_s", values, rate_range)
     rows = [{"id": int(frame["id"].iloc[i]), "text": texts[i][:200], "tokens": int(lengths[i]),
              "latency_ms": round(float(lat[i]), 3)} for i in range(len(texts))]
-    return {"metrics": values, "details": {"rates": rates}, "headline": head, "per_example": rows}
+    return {"metrics": values, "details": {"rates": rates}, "headline": head, "per_example": rows,
+            "intervals": found}
+
+
+def _latency_intervals(lat_ms, seed: int, n_resamples: int = 1000) -> dict:
+    """Median and 95th-percentile latency with percentile-bootstrap intervals over the examples timed."""
+    lat_ms = np.asarray(lat_ms, dtype=float)
+    n = len(lat_ms)
+    if n == 0:
+        return {}
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+    out = {}
+    for name, q in (("latency_p50_ms", 50), ("latency_p95_ms", 95)):
+        boot = np.percentile(lat_ms[idx], q, axis=1)
+        low, high = np.quantile(boot, [0.025, 0.975])
+        out[name] = {"value": float(np.percentile(lat_ms, q)), "low": float(low), "high": float(high), "n": n,
+                     "method": "percentile bootstrap", "confidence": 0.95, "n_resamples": n_resamples}
+    return out
