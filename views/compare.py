@@ -62,6 +62,8 @@ def model_cards(comp: runs.Comparison) -> None:
         numbers = found.get(m, {})
         if gen:
             col.metric("tokens / s", f"{s['tokens_per_s']:.1f}", help="new tokens over the model's whole run time")
+            col.caption(f"one timed run over {len(comp.inputs)} inputs (no spread measured: see Benchmarks' "
+                        "speed task for repeats)")
         for k, ci in numbers.items():  # every score with its interval and n
             col.metric(statistics.LABELS[k], f"{ci.value:.1%}" if k in ("accuracy", "exact_match") else
                        f"{ci.value:.3f}" if abs(ci.value) < 10 else f"{ci.value:.1f}")
