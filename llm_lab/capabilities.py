@@ -28,6 +28,7 @@ LOCAL_WEIGHTS = "local-weights"     # weights loaded here; lacking only for endp
 ENCODER = "encoder"                 # hidden states (mean-pooled sentence embeddings)
 GRADIENTS = "gradients"             # a differentiable torch model with an input-embedding layer
 ATTENTION = "attention-weights"     # eager attention: returns attention probabilities
+CHAT = "chat"                       # a chat template in its tokenizer: conversations go through it (inference/chat.py)
 
 DESCRIPTIONS = {
     CLASSIFIER: "a classifier head (an encoder gets a new one when opened as a classifier; a causal LM without "
@@ -42,6 +43,7 @@ DESCRIPTIONS = {
     ENCODER: "an encoder (hidden states)",
     GRADIENTS: "gradients through an input-embedding layer",
     ATTENTION: "attention weights (eager attention)",
+    CHAT: "a chat template (an instruction-tuned model such as smollm2-chat; a base model takes raw prompts)",
 }
 
 # The heads a model can be opened with; a registry entry records the one it was made for.
@@ -167,6 +169,8 @@ def of_model(model, tokenizer, head: str, entry_head: str, head_is_new: bool, at
         caps.add(TRAINED_HEAD)
     if CAUSAL_LM in caps:
         caps.add(GENERATES_TEXT)
+        if getattr(tokenizer, "chat_template", None):
+            caps.add(CHAT)
     try:
         if model.get_input_embeddings() is not None:
             caps.add(GRADIENTS)

@@ -23,6 +23,11 @@ def register(subparsers) -> None:
     p.add_argument("--card", action="store_true", help="a model folder you may write: store the numbers "
                    "(llm_lab_quality.json) and add them to its README.md (how the built-ins' cards are made)")
     p.set_defaults(func=models_quality)
+    p = models.add_parser("add", help="register a model folder or a GGUF file (llama.cpp) under a name")
+    p.add_argument("name", help="the registry name to give it")
+    p.add_argument("path", help="a Hugging Face model folder, a .gguf file, or a folder holding one .gguf file")
+    p.add_argument("--convert", action="store_true", help="a GGUF: dequantize it now (else on first load)")
+    p.set_defaults(func=models_add)
     p = models.add_parser("add-endpoint", help="register a model served by an OpenAI-compatible server (vLLM, TGI, "
                                                "Ollama, llama.cpp, `serve`); its key stays in an environment variable")
     p.add_argument("name", help="the registry name to give it")
@@ -116,6 +121,32 @@ def models_quality(args) -> int:
         print(f"{label:>9}: distinct-2 {r['distinct_2']:.3f}, repetition {r['repetition_4']:.3f}")
         for prompt, text in r["samples"].items():
             print(f"    {prompt!r} → {text!r}")
+    return 0
+
+
+def models_add(args) -> int:
+    from pathlib import Path
+
+    from . import gguf
+
+    path = Path(args.path).expanduser().resolve()
+    if not path.exists():
+        print(f"error: {args.path} does not exist", file=sys.stderr)
+        return 2
+    found = gguf.gguf_path(path)
+    head = "causal-lm" if found else registry._head_of(path)
+    entry = registry.register(args.actor, registry.ModelEntry(args.name, "local", str(path), head))
+    if found:
+        described = gguf.describe(found)
+        print(f"registered {entry.name}: {found.name} ({described.architecture}, {described.quantization}, "
+              f"{described.parameters / 1e6:.1f}M parameters; float32 in memory: "
+              f"{described.float32_bytes / 2**20:.0f} MiB)")
+        if args.convert:
+            t0 = __import__("time").perf_counter()
+            folder = gguf.materialize(found)
+            print(f"dequantized in {__import__('time').perf_counter() - t0:.1f} s: {folder}")
+    else:
+        print(f"registered {entry.name}: {head} at {path}")
     return 0
 
 

@@ -332,14 +332,15 @@ _ROLE_NAMES = {
 
 def guess_roles(frame: pd.DataFrame) -> dict[str, str]:
     """Guess which column plays which role, from names first, then from types."""
-    lower = {c.lower().strip(): c for c in frame.columns}
+    given = split_column(frame)
+    lower = {c.lower().strip(): c for c in frame.columns if c != given}  # a split column plays no role
     roles: dict[str, str] = {}
     for role, names in _ROLE_NAMES.items():
         for n in names:
             if n in lower and lower[n] not in roles.values():
                 roles[role] = lower[n]
                 break
-    free = [c for c in frame.columns if c not in roles.values()]
+    free = [c for c in frame.columns if c not in roles.values() and c != given]
     if "text" not in roles and "prompt" not in roles and free:
         lengths = {c: frame[c].astype(str).str.len().mean() for c in free}
         roles["text"] = max(lengths, key=lengths.get)
@@ -365,7 +366,35 @@ def apply_roles(frame: pd.DataFrame, roles: dict[str, str], filename: str = "the
     if "text" not in roles and "prompt" not in roles:
         raise DataError("Map a column to 'text' (or to 'prompt' for generation data): "
                         "LLM Lab needs to know which column holds the text.")
-    return pd.DataFrame({role: frame[col].values for role, col in roles.items()})
+    out = pd.DataFrame({role: frame[col].values for role, col in roles.items()})
+    given = split_column(frame)
+    if given is not None and given not in roles.values():  # a column mapped to a role is that role's, not a split
+        out["split"] = given_splits(frame[given], given, filename).values
+    return out
+
+
+SPLITS = ("train", "validation", "test")
+
+
+def split_column(frame: pd.DataFrame) -> str | None:
+    """The file's column named `split` (any case), which says each row's split instead of a random draw."""
+    return next((c for c in frame.columns if str(c).strip().lower() == "split"), None)
+
+
+def given_splits(values: pd.Series, column: str, filename: str = "the file") -> pd.Series:
+    """A `split` column's values, lower-cased, or a DataError when one is not train/validation/test.
+
+    Refused rather than ignored: a column named `split` says the author chose the splits, and a random split
+    in its place would put their test rows into training without a word."""
+    text = values.map(lambda v: "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v).strip().lower())
+    odd = text[~text.isin(SPLITS)]
+    if len(odd):
+        shown = ", ".join(repr(v) if v else "(empty)" for v in sorted(set(odd))[:5])
+        first = int(odd.index[0]) + 1
+        raise DataError(f"{filename}: its column {column!r} gives each row's split, but {len(odd)} row(s) have "
+                        f"other values ({shown}; the first is data row {first}). Use only train, validation and "
+                        "test there, or rename the column to let LLM Lab draw a random split.")
+    return text
 
 
 # ---------------------------------------------------------------- cleaning and splitting
@@ -415,8 +444,11 @@ def clean(frame: pd.DataFrame, recipe: Recipe) -> tuple[pd.DataFrame, dict]:
 
 
 def split(frame: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
-    """Deterministic train/validation/test split, stratified by label when every class allows it."""
-    from sklearn.model_selection import train_test_split
+    """Deterministic train/validation/test split, stratified by label when every class allows it; a `split`
+    column the file gave (`apply_roles`) is kept as it is, and the recipe's fractions are not used."""
+    if "split" in frame.columns:
+        return frame.copy()
+    from sklearn.model_selection import train_test_split  # ~1 s to import: only for a split drawn here
 
     if not 0 < recipe.train <= 1 or recipe.validation < 0 or recipe.train + recipe.validation > 1:
         raise DataError("Split fractions must satisfy 0 < train ≤ 1 and train + validation ≤ 1.")
@@ -538,6 +570,9 @@ def prepare(filename: str, data: bytes, roles: dict | None = None, recipe: Recip
         only = frame["label"].iloc[0]
         raise DataError(f"The label column {roles['label']!r} has a single class ({only!r}). A classifier needs "
                         "at least two classes: map another column to 'label', or leave 'label' unmapped.")
+    given = split_column(raw)
+    if given is not None and given not in roles.values():
+        report["split_column"] = given  # the splits are the file's: the recipe's fractions were not used
     frame = split(frame, recipe)
     frame.insert(0, "id", range(len(frame)))
     return frame, roles, report
@@ -749,13 +784,26 @@ def profile(frame: pd.DataFrame) -> dict:
 
 
 # ---------------------------------------------------------------- demo datasets
+FIRST_DEMOS = ("demo-docs", "demo-prompts", "demo-reviews")  # what an empty marker (older versions) stands for
+
+
 def ensure_demos() -> None:
     """Import the demo datasets shipped in llm_lab/demo_data once per home folder."""
     marker = paths.home() / ".demos-imported"
-    if marker.exists() or not DEMO_DIR.exists():
+    if not DEMO_DIR.exists():
         return
-    for spec_file in sorted(DEMO_DIR.glob("*.json")):
-        spec = json.loads(spec_file.read_text())
+    shipped = demo_names()
+    # the marker lists what was imported (an empty one, from before it did, the first three demos): a home made
+    # before a demo shipped gets that one, and only that one
+    recorded = set(marker.read_text().split() or FIRST_DEMOS) if marker.exists() else set()
+    if set(shipped) <= recorded:
+        return
+    specs = [json.loads(f.read_text()) for f in sorted(DEMO_DIR.glob("*.json"))]
+    # imported in their `order` (then by name): lists show demos in import order, and pickers default to the
+    # first that fits, so a later demo never displaces an earlier default (demo-prompts for generation tasks)
+    for spec in sorted(specs, key=lambda spec: (spec.get("order", 0), spec["name"])):
+        if spec["name"] in recorded:
+            continue
         data_file = DEMO_DIR / spec["file"]
         row = scope(SYSTEM).one("datasets", "name=? AND workspace=?", (spec["name"], LOCAL.workspace))
         if row and _complete(row):
@@ -766,4 +814,4 @@ def ensure_demos() -> None:
         except DataError as exc:
             if "exists already" not in str(exc):
                 raise
-    marker.touch()
+    marker.write_text("\n".join(sorted(recorded | set(shipped))) + "\n")

@@ -28,6 +28,8 @@ class GenerationSettings:
     seed: int | None = 0
     stop: list[str] = field(default_factory=list)
     batch_size: int = 16
+    chat: bool = True                  # apply the model's chat template when it has one; False: the raw prompt
+    system: str = ""                   # the system turn a chat template gets ("" : the template's own default)
 
     def __post_init__(self):
         self.stop = [s for s in (self.stop or []) if s]
@@ -81,13 +83,21 @@ def check_can_generate(loaded) -> None:
     caps.require(caps.GENERATE, loaded)
 
 
-def check_prompts(prompts) -> list[str]:
+def check_prompts(prompts) -> list:
+    """Prompts as a list: each a non-empty string, or a conversation (a list of {"role", "content"} turns
+    ending with a user turn; see inference/chat.py)."""
     if isinstance(prompts, str):
         prompts = [prompts]
     prompts = list(prompts)
     if not prompts:
         raise GenerationError("No prompts given: type at least one prompt.")
-    empty = [i + 1 for i, p in enumerate(prompts) if not isinstance(p, str) or not p.strip()]
+    if prompts and isinstance(prompts[0], dict):  # one conversation given on its own
+        prompts = [prompts]
+    from .inference.chat import check_conversation, is_conversation
+
+    prompts = [check_conversation(p, f"Conversation {i + 1}") if is_conversation(p) else p
+               for i, p in enumerate(prompts)]
+    empty = [i + 1 for i, p in enumerate(prompts) if not is_conversation(p) and (not isinstance(p, str) or not p.strip())]
     if empty:
         raise GenerationError(f"Prompt{'s' if len(empty) > 1 else ''} {', '.join(map(str, empty))} "
                               f"{'are' if len(empty) > 1 else 'is'} empty: type some text, or remove "

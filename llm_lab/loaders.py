@@ -4,11 +4,14 @@ A `Loader` says whether it `opens` an entry and how: `load` reads the weights of
 registry then caches it and picks its device and dtype), while `open` makes a model whose weights are elsewhere
 (an endpoint: nothing is loaded or cached). Optional hooks: `dtype`, the dtype an entry opens in when nobody
 asks for one (a cast variant's), and `check_entry`, what `registry.register` checks of an entry the loader
-opens, in place of the registry's own checks (the folder, and on a hosted server where a non-admin may point).
+opens, in place of the registry's own checks (the folder, and on a hosted server where a non-admin may point);
+`prepare`, for an entry that must become a folder before anything reads it (a GGUF file, dequantized once into
+a cached folder): `registry.resolve` hands back the prepared entry, so every feature sees a plain folder.
 
 The registry asks the loaders in `order` (lowest first); the first that opens an entry opens it. Shipped:
 
     10  endpoint     llm_lab/endpoints.py        a model behind an OpenAI-compatible server
+    15  gguf         llm_lab/gguf.py             a llama.cpp GGUF file, dequantized once into a cached folder
     20  adapter      llm_lab/registry.py         an adapter-only folder (LoRA weights and a head) over its base
     30  compressed   llm_lab/compress/loading.py an ONNX export, or a model with pruned attention heads
     100 transformers llm_lab/registry.py         any other Hugging Face folder or Hub id
@@ -27,7 +30,7 @@ from typing import Any, Callable
 from .errors import ModelError
 
 # the modules that register loaders, imported on first use (the registry's own two: adapters, plain folders)
-PLUGINS = ("llm_lab.registry", "llm_lab.endpoints", "llm_lab.compress.loading")
+PLUGINS = ("llm_lab.registry", "llm_lab.endpoints", "llm_lab.gguf", "llm_lab.compress.loading")
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Loader:
     open: Callable[[Any, str | None], Any] | None = None      # open(entry, head) -> LoadedModel, nothing cached
     dtype: Callable[[Any], str | None] | None = None          # dtype(entry): its dtype when none is asked
     check_entry: Callable[[Any, Any], None] | None = None     # check_entry(actor, entry): before it is registered
+    prepare: Callable[[Any], Any] | None = None               # prepare(entry) -> the entry of a folder to open
     order: int = 50
 
     def __post_init__(self):
@@ -97,6 +101,15 @@ def opening(entry) -> Loader:
         if loader.opens(entry):
             return loader
     raise ModelError(f"Nothing here opens {entry.name} (source {entry.source}, {entry.location}).")
+
+
+def prepared(entry):
+    """`entry` as the folder it opens from: what the first loader with a `prepare` hook that opens it makes of
+    it (a GGUF file's cached folder), else `entry` itself."""
+    for loader in registered():
+        if loader.prepare is not None and loader.opens(entry):
+            return loader.prepare(entry)
+    return entry
 
 
 def default_dtype(entry) -> str | None:

@@ -52,6 +52,8 @@ def _first(config: dict, *names: str):
 def card(actor: Actor, entry: ModelEntry, head: str) -> dict | None:
     """The card's numbers for a local folder, read from its files; None when they are not on disk (a Hub id)."""
     folder = Path(entry.location)
+    if entry.source != "hub" and (gguf_card := _gguf_card(entry, head)):
+        return gguf_card
     config_path = folder / "config.json"
     if entry.source == "hub" or not config_path.is_file():
         return None
@@ -73,3 +75,25 @@ def card(actor: Actor, entry: ModelEntry, head: str) -> dict | None:
         "max_positions": _first(config, "max_position_embeddings", "n_positions"),
         "labels": labels if head == "classifier" else [],
     }
+
+
+def _gguf_card(entry: ModelEntry, head: str) -> dict | None:
+    """A GGUF file's card before it is loaded: from its converted folder when the cache has it, else from the
+    file's header (which says less: no layer sizes)."""
+    from dataclasses import replace
+
+    from . import gguf
+
+    try:
+        path = gguf.gguf_path(entry.location)
+    except Exception:  # noqa: BLE001  several GGUF files: loading says which
+        return None
+    if path is None:
+        return None
+    if gguf.is_cached(path):
+        return card(None, replace(entry, location=str(gguf.cached_folder(path))), head)
+    described = gguf.describe(path)
+    return {"name": entry.name, "source": entry.source, "head": head,
+            "architecture": f"{described.architecture} (GGUF {described.quantization})",
+            "model_type": described.architecture, "parameters": described.parameters, "layers": None, "heads": None,
+            "hidden_size": None, "vocab_size": None, "max_positions": described.context_length, "labels": []}

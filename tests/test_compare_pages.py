@@ -1,8 +1,8 @@
 """AppTest for the Compare and Arena pages."""
 import pytest
 
-from llm_lab.access import LOCAL
 from llm_lab import registry
+from llm_lab.access import LOCAL
 from llm_lab.compare import arena, runs, saved
 from llm_lab.generation import GenerationSettings
 from llm_lab.registry import ModelEntry
@@ -136,16 +136,20 @@ def test_reopened_comparison_fills_the_form_with_its_inputs_and_settings(models)
 
 
 def test_switching_kind_offers_that_kinds_models_and_examples(models):
+    from ui.compare_form import EXAMPLES
+
     at = app_test("views/compare.py").run()
-    lms = {"page-lm-a", "page-lm-b", "tiny-gpt", "small-gpt"}
+    lms = {"page-lm-a", "page-lm-b", "tiny-gpt", "small-gpt", registry.CHAT_MODEL}
     assert set(at.multiselect(key="c_models_generation").value) <= lms
     at.radio(key="c_kind").set_value("classification").run()
     no_exceptions(at)
     chosen = at.multiselect(key="c_models_classification").value
     assert chosen and not set(chosen) & lms
-    assert "def fibonacci" not in at.text_area(key="c_texts_classification").value
+    assert at.text_area(key="c_texts_classification").value == EXAMPLES["classification"]
     at.radio(key="c_kind").set_value("generation").run()
-    assert "def fibonacci" in at.text_area(key="c_texts_generation").value
+    # the generation examples: questions when the chat model is in the first pair, Python openings otherwise
+    chat = registry.CHAT_MODEL in at.multiselect(key="c_models_generation").value
+    assert at.text_area(key="c_texts_generation").value == EXAMPLES["chat" if chat else "generation"]
 
 
 def test_compare_reopens_by_link_and_classification(models):

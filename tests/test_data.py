@@ -362,3 +362,18 @@ def test_a_failed_commit_leaves_no_folder_and_says_the_disk_is_full(monkeypatch)
     assert not store.connect().in_transaction
     _nothing_stored("full")
     assert data.import_dataset(LOCAL, "full", "t.csv", _rows_csv(6)).location == "datasets/full"
+
+
+def test_a_home_from_before_a_demo_shipped_gets_that_demo_only():
+    from llm_lab import paths
+
+    (paths.home() / ".demos-imported").touch()  # an older version's marker: the first three demos were imported
+    names = [d.name for d in data.list_datasets(LOCAL)]
+    assert names == ["demo-instructions"]  # the three are not imported again (a user may have deleted them)
+    assert set((paths.home() / ".demos-imported").read_text().split()) == set(data.demo_names())
+    assert [d.name for d in data.list_datasets(LOCAL)] == ["demo-instructions"]  # and only once
+
+
+def test_demos_are_listed_in_their_order_so_defaults_stay():
+    names = [d.name for d in data.list_datasets(LOCAL)]
+    assert names == ["demo-docs", "demo-prompts", "demo-reviews", "demo-instructions"]

@@ -191,3 +191,26 @@ def test_page_names_the_most_faithful_only_beyond_the_noise(models, monkeypatch,
         metrics = [m.value for m in at.metric]
         assert "1.00e-04" in metrics and "0.000" not in metrics
         assert any(c.value.startswith("95% CI [") and "n=5 deletion steps" in c.value for c in at.caption)
+
+
+def test_generation_of_a_chat_model_attributes_its_template_unless_raw(tmp_path):
+    from llm_lab import registry
+    from tests.gguf_tiny import write_tiny_llama
+
+    info = write_tiny_llama(tmp_path / "chat.gguf")
+    registry.register(LOCAL, registry.ModelEntry("chat-page", "local", str(info["path"]), "causal-lm"))
+    at = app_test("views/attributions.py")
+    at.query_params.update({"model": "chat-page", "text": "hi", "system": "Be brief."})
+    at.run()
+    no_exceptions(at)
+    assert at.toggle(key="gen_raw").value is False and at.text_input(key="gen_system").value == "Be brief."
+    at.number_input(key="gen_new").set_value(2)
+    at.number_input(key="gen_steps").set_value(4)
+    at.button(key="gen_run").click().run()
+    no_exceptions(at)
+    prompt_tokens = at.session_state["gen_result"]["prompt_tokens"]
+    assert "<|im_start|>" in prompt_tokens and "system" in "".join(prompt_tokens)
+    at.toggle(key="gen_raw").set_value(True).run()
+    at.button(key="gen_run").click().run()
+    no_exceptions(at)
+    assert "<|im_start|>" not in at.session_state["gen_result"]["prompt_tokens"]

@@ -3,9 +3,15 @@ import re
 
 import pytest
 
-from llm_lab import lm_quality
+from llm_lab import lm_quality, registry
 from llm_lab.access import LOCAL
-from tests.conftest import assert_no_exception_box, open_page, screenshot, wait_for, wait_idle
+from tests.conftest import (
+    assert_no_exception_box,
+    open_page,
+    screenshot,
+    wait_for,
+    wait_idle,
+)
 from tests.test_compare_browser import pick
 
 pytestmark = pytest.mark.browser
@@ -43,20 +49,28 @@ def test_first_visit_compares_built_in_models(page, lab_server, monkeypatch):
     store.reset_connections()
     open_page(page, lab_server, "compare")
     main = page.locator("[data-testid='stMain']")
-    # a newcomer's generation comparison starts with the two built-in LMs and the size ladder
+    # a newcomer's generation comparison starts with the chat model against tiny-gpt (the two built-in base LMs
+    # without it), and the size ladder
+    chat = registry.chat_model_missing() is None
+    pair = [registry.CHAT_MODEL, "tiny-gpt"] if chat else ["tiny-gpt", "small-gpt"]
     picker = page.locator("[data-testid='stMultiSelect']").filter(has_text="Models (two to four)")
-    assert "tiny-gpt" in picker.inner_text() and "small-gpt" in picker.inner_text()
+    assert all(m in picker.inner_text() for m in pair), picker.inner_text()
     assert "Size ladder: tiny-gpt < small-gpt" in main.inner_text()
     cid = run_comparison(page)
     screenshot(page, "first-visit-compare-lms")
     comp = saved.get(LOCAL, cid)
-    assert sorted(comp.models) == ["small-gpt", "tiny-gpt"]
+    assert sorted(comp.models) == sorted(pair)
     texts = {m: [r["text"] for r in comp.outputs[m].rows] for m in comp.models}
     assert all(t.strip() for m in texts for t in texts[m])          # no empty continuations
-    assert texts["tiny-gpt"] != texts["small-gpt"]                 # two models, two answers
-    for m in comp.models:                                          # words, not loops
-        assert lm_quality.distinct_n(texts[m]) > 0.6, texts[m]
-    assert comp.settings["repetition_penalty"] > 1 and comp.settings["no_repeat_ngram_size"] == 3  # shown defaults
+    assert texts[pair[0]] != texts[pair[1]]                        # two models, two answers
+    if chat:  # plain greedy (the shown defaults for a chat model): it answers the first question
+        assert comp.inputs[0]["text"] == "What is the capital of France?" and comp.settings["chat"]
+        assert "Paris" in texts[registry.CHAT_MODEL][0], texts[registry.CHAT_MODEL]
+        assert comp.settings["repetition_penalty"] == 1 and comp.settings["no_repeat_ngram_size"] == 0
+    else:
+        for m in comp.models:                                      # words, not loops
+            assert lm_quality.distinct_n(texts[m]) > 0.6, texts[m]
+        assert comp.settings["repetition_penalty"] > 1 and comp.settings["no_repeat_ngram_size"] == 3  # shown defaults
 
     # two classifiers: the shipped sentiment model and minilm with its new head
     open_page(page, lab_server, "compare")

@@ -47,7 +47,7 @@ def test_loaders_imports_nothing_of_llm_lab_but_errors():
 
 @pytest.mark.parametrize("first", ["llm_lab.registry", "llm_lab.loaders", "llm_lab.compress.loading",
                                    "llm_lab.compress.heads", "llm_lab.compress.common", "llm_lab.endpoints",
-                                   "llm_lab.compress"])
+                                   "llm_lab.compress", "llm_lab.gguf"])
 def test_no_import_cycle_whichever_module_comes_first(first):
     script = (f"import {first}\n"
               "import sys\n"
@@ -57,8 +57,8 @@ def test_no_import_cycle_whichever_module_comes_first(first):
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     names, torch_imported = done.stdout.splitlines()[-2:]
-    assert names == "['endpoint', 'adapter', 'compressed', 'transformers']"
-    if first in ("llm_lab.registry", "llm_lab.loaders", "llm_lab.endpoints", "llm_lab.compress.loading"):
+    assert names == "['endpoint', 'gguf', 'adapter', 'compressed', 'transformers']"
+    if first in ("llm_lab.registry", "llm_lab.loaders", "llm_lab.endpoints", "llm_lab.gguf", "llm_lab.compress.loading"):
         assert torch_imported == "False"  # the loader table costs no heavy import
 
 

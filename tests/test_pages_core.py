@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from llm_lab.access import LOCAL
 from llm_lab import capabilities, data, inference, registry
+from llm_lab.access import LOCAL
 from tests.conftest import BrowserLabels, app_test, no_exceptions
 
 BAD = Path(__file__).parent / "bad_files"
@@ -40,7 +40,7 @@ def test_home_shows_device_counts_and_links():
     metrics = _metrics(at)
     assert metrics["Device"] == "CPU"
     assert metrics["Models"] == str(len(registry.list_models(LOCAL)))
-    assert metrics["Datasets"] == str(len(data.list_datasets(LOCAL))) == "3"
+    assert metrics["Datasets"] == str(len(data.list_datasets(LOCAL))) == "4"
     links = {link.proto.page for link in at.get("page_link")}
     for page in ("datasets", "models", "train", "benchmarks", "compare", "arena", "attention", "attributions"):
         assert any(page in link for link in links), (page, links)
@@ -100,7 +100,8 @@ def test_datasets_bad_upload_shows_its_message(filename, fragment):
     no_exceptions(at)
     assert any(fragment in e.value for e in at.error), [e.value for e in at.error]
     assert not any(b.key == "ds_save" for b in at.button)
-    assert [d.name for d in data.list_datasets(LOCAL)] == ["demo-docs", "demo-prompts", "demo-reviews"]
+    assert [d.name for d in data.list_datasets(LOCAL)] == ["demo-docs", "demo-prompts", "demo-reviews",
+                                                           "demo-instructions"]
 
 
 def test_datasets_delete_needs_confirmation():
@@ -204,7 +205,7 @@ def test_models_head_follows_the_picked_model(tiny_bert):
     assert own == "causal-lm" and at.selectbox(key="m_head").value == own
     at.button(key="m_load").click().run()
     no_exceptions(at)
-    assert any("This is a causal LM" in i.value for i in at.info)  # opened as a causal LM, not a bare GPT2Model
+    assert at.chat_input(key="m_chat_input")  # opened as a causal LM (its chat), not a bare GPT2Model
     # a head picked by hand stays while the model stays, and follows the next model picked
     at.selectbox(key="m_head").set_value("encoder").run()
     assert at.selectbox(key="m_head").value == "encoder"

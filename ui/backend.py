@@ -77,7 +77,7 @@ def model_ready(name: str, head: str | None = None, device_override: str = "auto
     if st_config.get_option("global.appTest") or not warmup.enabled():
         return True
     who = actor()
-    entry = registry.resolve(who, name)
+    entry = registry.resolve(who, name, prepare=False)  # a GGUF converts in the background load, not here
     key = (who, name, entry.source, entry.location, registry.weights_stamp(entry.location), head, device_override,
            dtype)
     if key not in _loads:
@@ -88,7 +88,20 @@ def model_ready(name: str, head: str | None = None, device_override: str = "auto
 
 def model_preview(name: str, head: str) -> dict | None:
     """The model card's numbers read from the folder's files (no weights loaded); None for a Hub id."""
-    return model_files.card(actor(), registry.resolve(actor(), name), head)
+    return model_files.card(actor(), registry.resolve(actor(), name, prepare=False), head)
+
+
+def gguf_converting(name: str) -> bool:
+    """Whether opening `name` first dequantizes a GGUF file (not in the conversion cache yet: ~25 s for the
+    135M chat model on 2 cores), so the page can say why the load takes longer."""
+    from llm_lab import gguf
+
+    try:
+        entry = registry.resolve(actor(), name, prepare=False)
+        path = gguf.gguf_path(entry.location) if entry.source != "hub" else None
+        return bool(path) and not gguf.is_cached(path)
+    except LabError:
+        return False
 
 
 def may_trust_remote_code() -> bool:
@@ -98,7 +111,7 @@ def may_trust_remote_code() -> bool:
 
 def check_model(name: str):
     """The registry entry `name` opens for this user, or the error saying why it cannot (registry.resolve)."""
-    return registry.resolve(actor(), name)
+    return registry.resolve(actor(), name, prepare=False)
 
 
 @st.cache_data(ttl=3, show_spinner=False)
@@ -118,7 +131,7 @@ def model_names(needs=None) -> list[str]:
 
 def head_for(name: str, needs=None) -> str:
     """The head to open a registry model (or a typed folder / Hub id) with for `needs`."""
-    entry = next((e for e in model_entries() if e.name == name), None) or registry.resolve(actor(), name)
+    entry = next((e for e in model_entries() if e.name == name), None) or registry.resolve(actor(), name, prepare=False)
     return capabilities.head_for(needs or capabilities.needs("Opening a model"), entry)
 
 

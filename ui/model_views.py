@@ -36,6 +36,11 @@ def preview(spec: dict) -> None:
 def _wait_for(spec: dict) -> None:
     if backend.model_ready(spec["model"], spec["head"], spec["device"], spec["dtype"]):
         st.rerun()
+    if backend.gguf_converting(spec["model"]):
+        st.info(f"{plain(spec['model'])} is a GGUF file: its first load dequantizes it to float32 and caches the "
+                "result (about half a minute for a 135M model on a small CPU); later loads take seconds.",
+                icon=":material/hourglass_top:")
+        return
     st.info(f"Loading {plain(spec['model'])} as {plain(spec['head'])}… The first model a server opens imports "
             "PyTorch and transformers (a few seconds on a small CPU); later ones open in about a second. The card "
             "above is read from the model's files.", icon=":material/hourglass_top:")

@@ -1,7 +1,10 @@
-"""Parts of the Train page's New run form kept out of the page: the "Distil into a smaller student" choice."""
+"""Parts of the Train page kept out of the page: the "Distil into a smaller student" choice, the chat model's
+defaults and raw-prompt switch, and a finished fine-tune's answers before and after."""
+import pandas as pd
 import streamlit as st
 
-from llm_lab import train
+from llm_lab import registry, train
+from llm_lab.train import before_after as answers
 from llm_lab.train.distill import plan_text
 from ui import backend
 from ui.common import plain
@@ -43,3 +46,39 @@ def distill_options(form, task: str, values: dict) -> None:
                                                 "student what the teacher does beyond the training texts."))
     if values.get("model"):
         st.caption(plain(plan_text(backend.actor(), values["model"], values["student_layers"], task)))
+
+
+CHAT = "_chat"
+
+
+def chat_variant(task: str, distill: bool, model: str) -> str:
+    """The widget-key suffix of the chat model's defaults (`train.task_defaults(..., model=)`), so picking it
+    starts from its own measured settings and picking another model gives that one's back."""
+    return CHAT if task == "causal-lm" and not distill and model == registry.CHAT_MODEL else ""
+
+
+def chat_only(variant: str) -> str:
+    """The chat part of a variant, for the settings whose defaults do not depend on LoRA."""
+    return CHAT if variant.endswith(CHAT) else ""
+
+
+def raw_prompts(form, values: dict) -> None:
+    """The switch that trains prompt/completion pairs as plain text instead of through the chat template."""
+    raw = st.toggle("Raw prompts (no chat template)", key=form.key("t_raw", bool),
+                    help="Off: prompt/completion pairs are laid out with the base model's chat template, as the "
+                         "model is asked at inference (a model without one takes plain text either way). On: the "
+                         "prompt, a space and the completion as plain text.")
+    values["chat_template"] = not raw
+
+
+def before_after(result: dict) -> None:
+    """The base model's and the fine-tuned model's answers to the held-out prompts, side by side (the summary
+    line with chrF is among the held-out evaluation's lines)."""
+    found = (result.get("evaluation") or {}).get("before_after")
+    table = answers.rows(found)
+    if not table:
+        return
+    st.markdown("**Before and after** (greedy answers to held-out prompts)")
+    frame = pd.DataFrame(table).rename(columns={"before": f"before ({found['base']})",
+                                                "after": f"after ({found['model']})"})
+    st.dataframe(frame, hide_index=True, key=f"t_before_after_{found['model']}")

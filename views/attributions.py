@@ -3,7 +3,7 @@
 Query parameters: model, dataset, example (row id), text — links from Benchmarks and Compare land here.
 A permalink of a result adds what produced it, and opening it runs it again: classification `method`
 (repeated), `with` (a second model), `target`, `baseline`, `steps`, `samples`; generation `method`, `new`,
-`steps`, `target`; a dataset job is `attr_job`.
+`steps`, `target`, `raw` (1: no chat template), `system`; a dataset job is `attr_job`.
 """
 import streamlit as st
 
@@ -11,7 +11,7 @@ from llm_lab.explain import attributions as attr_mod
 from llm_lab.explain import faithfulness, plots, specs
 from llm_lab.explain.generation import attribute_generation
 from llm_lab.explain.jobs import JOB_FN as DATASET_JOB
-from llm_lab import snapshots
+from llm_lab import capabilities, snapshots
 from llm_lab.plotting import CONFIG
 from ui import backend, job_panel, share
 from ui.common import cannot_run, header, permalink, plain, show_permalink, user_errors
@@ -179,15 +179,26 @@ elif mode == "Generation":
         n_steps = c5.number_input("IG steps", 4, 100, url_int("steps", 20, 4, 100), key="gen_steps")
         target = st.text_input("Target continuation (optional; empty: the model's greedy output)",
                                qp.get("target", ""), key="gen_target")
+        has_template = loaded.capabilities.has(capabilities.CHAT)
+        if has_template:  # a chat model reads its prompt through its template, as on Compare and Arena
+            t1, t2 = st.columns([1, 2])
+            raw = t1.toggle("Raw prompt (no chat template)", qp.get("raw") == "1", key="gen_raw",
+                            help="On: attribute the prompt as typed. Off: the model's chat template wraps it, and "
+                                 "its tokens (<|im_start|>, the role) are attributed too.")
+            system = t2.text_input("System prompt (empty: the template's default)", qp.get("system", ""),
+                                   key="gen_system", disabled=raw)
+        else:
+            raw, system = True, ""
         if st.button("Generate and attribute", type="primary", key="gen_run") or run_from_link("gen"):
             st.session_state.pop("gen_result", None)
             with st.spinner("Attributing each generated token…"):
                 g = attribute_generation(loaded, prompt, int(max_new), methods[method], target=target or None,
-                                         n_steps=int(n_steps))
+                                         n_steps=int(n_steps), chat_template=not raw, system=system)
             st.session_state["gen_result"] = g.to_dict()
             st.session_state["gen_link"] = permalink("views/attributions.py", model=name, text=prompt,
                                                      method=methods[method], new=int(max_new), steps=int(n_steps),
-                                                     target=target)
+                                                     target=target, **({"raw": "1"} if has_template and raw else {}),
+                                                     **({"system": system} if system and not raw else {}))
     if st.session_state.get("gen_result"):
         if st.session_state.get("gen_link"):
             show_permalink(st.session_state["gen_link"])

@@ -1,21 +1,37 @@
 """Compare: 2-4 models side by side on typed inputs or a dataset sample; saved comparisons reopen by link."""
 import streamlit as st
 
+from llm_lab import snapshots
 from llm_lab.compare import diff, live, plots, runs, saved, statistics, tables
 from llm_lab.compare import jobs as compare_jobs
 from llm_lab.errors import LabError, failure_message
 from llm_lab.explain.links import attribution_link
 from llm_lab.generation import GenerationSettings
-from llm_lab import snapshots
 from ui import backend, job_panel, share
-from ui.compare_form import SOURCES, prefill, settings_form
-from ui.common import cannot_run, header, local_link, permalink, plain, show_permalink, user_errors
+from ui.common import (
+    cannot_run,
+    header,
+    local_link,
+    permalink,
+    plain,
+    show_permalink,
+    user_errors,
+)
+from ui.compare_form import (
+    CONVERSATION,
+    SOURCES,
+    TYPED,
+    conversation_box,
+    default_models,
+    example_prompts,
+    first_settings,
+    prefill,
+    settings_form,
+)
 
 header(":material/compare: Compare", "Run two to four models on the same prompts or texts: outputs side by side, their numbers, "
        "word-level differences, and a table you can filter, sort, export and share by link.")
 MODES = {"generation": "Generation (causal LMs)", "classification": "Classification"}
-EXAMPLES = {"generation": "A list in Python is\ndef fibonacci(n):\nAn exception is raised when",
-            "classification": "I loved it, works perfectly\nBroke after one day\nThe box contains two cables"}
 def loader(name: str, head: str):
     return backend.model(name, head=head)
 
@@ -25,6 +41,7 @@ def stream_run(models: list[str], inputs: list[dict], settings: GenerationSettin
     the finished comparison shows it)."""
     results, errors = {m: [] for m in models}, {}
     for row in inputs:
+        earlier_turns(row)
         st.markdown(f"**{row['id']}.** {plain(row['text'])}")
         for col, m in zip(st.columns(len(models)), models):
             with col:
@@ -34,7 +51,7 @@ def stream_run(models: list[str], inputs: list[dict], settings: GenerationSettin
                     continue
                 sink, box, text = {}, st.empty(), ""
                 try:
-                    for piece in live.pieces(loader, m, row["text"], settings, sink):
+                    for piece in live.pieces(loader, m, runs.prompt_of(row), settings, sink):
                         text += piece
                         box.code(text, language=None, wrap_lines=True)
                     results[m].append(sink["result"])
@@ -43,6 +60,26 @@ def stream_run(models: list[str], inputs: list[dict], settings: GenerationSettin
                     errors[m] = failure_message(exc)
                     st.error(plain(errors[m]))
     return live.collect(models, inputs, results, errors, settings)
+
+
+def earlier_turns(row: dict) -> None:
+    """A conversation's turns before the one the models answer (the prompt shown is that last user turn)."""
+    for turn in (row.get("conversation") or [])[:-1]:
+        st.caption(f"{turn['role']}: {plain(turn['content'])}")
+
+
+def run_typed(models: list[str], inputs: list[dict], settings: GenerationSettings | None) -> None:
+    """Run typed inputs (or a conversation) here, save the comparison and open it."""
+    backend.actor().require("run", "run comparisons")  # the streamed path runs the models here
+    models = runs.check_models(models)
+    if settings is not None:
+        comp = stream_run(models, inputs, settings)
+    else:
+        with st.spinner("Classifying…"):
+            comp = runs.run(backend.actor(), "classification", models, inputs, loader=loader)
+    st.query_params["comparison"] = saved.save(backend.actor(), comp)
+    backend.clear()
+    st.rerun()
 
 
 def interval_caption(col, ci) -> None:
@@ -138,6 +175,7 @@ def one_input(comp: runs.Comparison) -> None:
     ok = [m for m in models if not comp.outputs[m].error]
     i = st.selectbox("Look at one input", range(len(inputs)), key=key(comp, "c_row"),
                      format_func=lambda k: f"{inputs[k]['id']}: {inputs[k]['text'][:90]}")
+    earlier_turns(inputs[i])
     st.markdown(f"> {plain(inputs[i]['text'])}")
     if inputs[i].get("reference") or inputs[i].get("label"):
         st.caption(f"Reference: {plain(inputs[i].get('reference') or inputs[i].get('label'))}")
@@ -216,33 +254,31 @@ with user_errors():
     if len(names) < 2:
         st.info("Fewer than two models of this kind are registered. Add one on the Models page (a local folder "
                 "or a Hub id), fine-tune one on the Train page, or type a folder path below.")
-    models = st.multiselect("Models (two to four)", names, default=names[:2], max_selections=4, key=f"c_models_{mode}",
-                            accept_new_options=True)
+    models = st.multiselect("Models (two to four)", names, default=default_models(mode, names), max_selections=4,
+                            key=f"c_models_{mode}", accept_new_options=True)
     if gen:
         backend.size_ladder()
     source = st.radio("Inputs", SOURCES, horizontal=True, key="c_source")
-    settings = settings_form() if gen else None
-    if source == SOURCES[0]:
+    settings = settings_form(first_settings(default_models(mode, names))) if gen else None
+    if source == TYPED:
         t1, t2 = st.columns(2)
-        example = EXAMPLES["generation" if gen else "classification"]
+        example = example_prompts(mode, default_models(mode, names))
         texts = t1.text_area("One prompt per line" if gen else "One text per line", example, key=f"c_texts_{mode}")
         refs = t2.text_area("References, one per line (optional)" if gen else "Gold labels, one per line (optional)",
                             key=f"c_refs_{mode}", help="Line k belongs to input k; leave a line empty for none.")
         if st.button("Compare", type="primary", key="c_run", disabled=bool(cannot_run()), help=cannot_run()):
-            backend.actor().require("run", "run comparisons")  # the streamed path runs the models here
             lines = [l for l in texts.splitlines() if l.strip()]
             golds = refs.splitlines() + [""] * len(lines)
-            inputs = runs.make_inputs(lines, references=golds[:len(lines)] if gen else None,
-                                      labels=None if gen else golds[:len(lines)])
-            models = runs.check_models(models)
-            if gen:
-                comp = stream_run(models, inputs, settings)
-            else:
-                with st.spinner("Classifying…"):
-                    comp = runs.run(backend.actor(), "classification", models, inputs, loader=loader)
-            st.query_params["comparison"] = saved.save(backend.actor(), comp)
-            backend.clear()
-            st.rerun()
+            run_typed(models, runs.make_inputs(lines, references=golds[:len(lines)] if gen else None,
+                                               labels=None if gen else golds[:len(lines)]), settings)
+    elif source == CONVERSATION:
+        if not gen:
+            st.info("A conversation is for generation: pick \"Generation\" above, or type texts to classify.")
+        else:
+            conversation, reference = conversation_box()
+            if st.button("Compare", type="primary", key="c_run", disabled=bool(cannot_run()), help=cannot_run()):
+                turns = runs.parse_conversation(conversation)
+                run_typed(models, [runs.conversation_input(turns, reference)], settings)
     else:
         roles = ("prompt",) if gen else ("text",)
         ds_names = sorted(set(backend.dataset_names(*roles)) | (set(backend.dataset_names("text")) if gen else set()))

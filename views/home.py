@@ -1,8 +1,27 @@
 """Home: what LLM Lab is, the device found, what is available, links to every page, a quick start."""
 import streamlit as st
 
+from llm_lab import registry
 from ui import backend
 from ui.common import plain, user_errors
+
+# What each built-in model is for (its registry description says what it is); a built-in missing here shows its
+# description alone.
+PURPOSES = {
+    registry.CHAT_MODEL: "A real chat model: ask it questions in Compare, Arena and the Models page's chat, or "
+                         "fine-tune it on instructions.",
+    "minilm": "Encoder: sentence embeddings and similarity, attention maps, and the base to fine-tune a classifier on.",
+    "minilm-sentiment": "Sentiment classifier (negative / neutral / positive): classify, compare, benchmark, explain.",
+    "tiny-gpt": "Tiny base GPT trained on Python docs: training and size-ladder experiments. It continues text; "
+                "it does not chat.",
+    "small-gpt": "The next size of tiny-gpt (same data): size-ladder experiments. It continues text; it does not chat.",
+}
+
+
+def builtin_rows(entries) -> list[dict]:
+    """One row per built-in model: its name, what it is for, and its registry description."""
+    return [{"model": e.name, "for": PURPOSES.get(e.name, ""), "about": e.description or ""}
+            for e in entries if e.source == "builtin"]
 
 st.title(":material/science: LLM Lab")
 st.markdown(
@@ -27,6 +46,14 @@ with user_errors():
     c2.caption(plain(", ".join(m.name for m in models[:4]) + (" …" if len(models) > 4 else "")))
     c3.metric("Datasets", len(sets))
     c3.caption(plain(", ".join(d.name for d in sets[:4]) + (" …" if len(sets) > 4 else "")))
+
+st.subheader("Built-in models")
+with user_errors():
+    for row in builtin_rows(backend.model_entries()):  # a list, not a table: the descriptions wrap in full
+        st.markdown(f"**{plain(row['model'])}**" + (f" · {plain(row['for'])}" if row["for"] else ""))
+        st.caption(plain(row["about"]))
+    if missing := registry.chat_model_missing():
+        st.info(missing)
 
 st.subheader("Quick start")
 q1, q2, q3 = st.columns(3)

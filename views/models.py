@@ -4,8 +4,9 @@ import streamlit as st
 
 from llm_lab import capabilities, data_plots
 from llm_lab.serve import command as serve_command
-from ui import backend, model_views
+from ui import backend, chat, model_views
 from ui import endpoints as endpoint_ui
+from ui import gguf_upload as gguf_ui
 from ui.common import header, permalink, plain, show_permalink, user_errors
 
 header(":material/psychology: Models", "Open a model from the registry, a local Hugging Face folder or a Hub id, with the head you "
@@ -16,6 +17,7 @@ params = st.query_params
 
 # ---------------------------------------------------------------- registry
 endpoint_ui.add_form()  # first: a model added here is in the lists below at once
+gguf_ui.add_form()
 with user_errors():
     entries = backend.model_entries()
     admin = backend.actor().can("server")  # where models lie on the server is for admins to see
@@ -115,6 +117,14 @@ m[4].metric("Source", plain(info["source"]))
 m[5].metric("Labels", len(info["labels"]) or "—")
 if info["labels"]:
     st.caption("Labels: " + plain(", ".join(map(str, info["labels"]))))
+if info.get("gguf"):  # a GGUF file: what it was, and that it runs dequantized
+    g = info["gguf"]
+    st.caption(plain(f"From the GGUF file {g['file']} ({g['architecture']}, {g['quantization']}): runs dequantized "
+                     f"to float32 ({g['float32_mb']} MB of weights), converted once and cached by the file's content "
+                     f"(sha256 {g['sha256']}…)."))
+if info.get("licence") or info.get("origin"):
+    st.caption(plain(" · ".join(filter(None, [f"Licence: {info.get('licence')}" if info.get("licence") else "",
+                                              f"Source: {info.get('origin')}" if info.get("origin") else ""]))))
 
 with st.expander("Serve it over HTTP (OpenAI-compatible API)"):
     own_head = capabilities.default_head(loaded.entry)
@@ -124,8 +134,9 @@ with st.expander("Serve it over HTTP (OpenAI-compatible API)"):
 # ---------------------------------------------------------------- try it
 st.subheader("Try it")
 if loaded.head == "causal-lm":
-    st.info("This is a causal LM: generate text with it on the Compare and Arena pages.")
-    st.page_link("views/compare.py", label="Compare outputs", icon=":material/compare:")
+    st.caption("Chat with it: each message goes with the conversation so far. Compare and Arena put it beside "
+               "other models.")
+    chat.chat_box(loaded, key="m_chat", owner=spec["model"])
     st.stop()
 tabs = st.tabs(["Classify", "Embed and compare"] if loaded.head == "classifier" else ["Embed and compare"])
 if loaded.head == "classifier":

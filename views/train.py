@@ -2,11 +2,10 @@
 import pandas as pd
 import streamlit as st
 
-from llm_lab import train
+from llm_lab import snapshots, train
+from llm_lab.serve import command as serve_command
 from llm_lab.train import evaluation as train_evaluation
 from llm_lab.train import export, history, plots, resources
-from llm_lab import snapshots
-from llm_lab.serve import command as serve_command
 from ui import backend, job_panel, share, train_form, views
 from ui.common import cannot_run, header, permalink, plain, show_permalink, user_errors
 from ui.form_state import KeptForm
@@ -57,6 +56,7 @@ def held_out(result: dict) -> None:
     st.markdown("**Held-out evaluation**")
     for line in lines:
         st.text(line)  # model names inside: plain text
+    train_form.before_after(result)
 
 
 def open_live(job_id: str) -> None:
@@ -90,6 +90,8 @@ def new_run() -> None:
         want = defaults.get("model", "minilm")
         values["model"] = c1.selectbox("Base model", models, index=models.index(want) if want in models else 0,
                                        key=k(f"t_model_{task}{'_distill' if distill else ''}"))  # a teacher
+        defaults = train.task_defaults(task, lora, distill, model=values["model"])
+        variant += train_form.chat_variant(task, distill, values["model"])  # the chat model's defaults its own
         roles = ("text", "label") if task == "classify" else ()
         names = backend.dataset_names(*roles) if roles else [d.name for d in backend.datasets()]
         values["dataset"] = c2.selectbox("Dataset", names, key=k(f"t_data_{task}"),
@@ -108,12 +110,13 @@ def new_run() -> None:
             formats = ["auto", "text", "prompt-completion"]
             values["lm_format"] = c3.selectbox("Format", formats, key=k("t_format"), help="text: continue the text "
                                                "column; prompt-completion: prompt → reference, loss on the completion")
+            train_form.raw_prompts(form, values)
         train_form.distill_options(form, task, values)
     b1, b2, b3, b4 = st.columns(4)
     values["epochs"] = b1.number_input("Epochs", 0.1, 100.0, float(defaults["epochs"]), 0.5, format="%g",
                                        key=k(f"t_ep_{task}{variant.replace('_lora', '')}", float))  # 3, or 2.5
     values["batch_size"] = b2.number_input("Batch size", 1, 1024, int(defaults["batch_size"]),
-                                           key=k(f"t_bs_{task}", int))
+                                           key=k(f"t_bs_{task}{train_form.chat_only(variant)}", int))
     values["learning_rate"] = b3.number_input("Learning rate", 1e-7, 1.0, float(defaults["learning_rate"]),
                                               format="%.1e", key=k(f"t_lr_{task}{variant}", float),
                                               help="LoRA runs start from a rate ten times a full fine-tune's.")
@@ -122,10 +125,11 @@ def new_run() -> None:
     with st.expander("Advanced"):
         a1, a2, a3, a4 = st.columns(4)
         values["max_length"] = a1.number_input("Max length (tokens)", 8, 4096, int(defaults.get("max_length", 128)),
-                                               key=k(f"t_len_{task}", int), disabled=task == "pretrain")
+                                               key=k(f"t_len_{task}{train_form.chat_only(variant)}", int),
+                                               disabled=task == "pretrain")
         values["grad_accum"] = a2.number_input("Gradient accumulation", 1, 256, 1, key=k("t_ga", int))
         values["warmup"] = a3.number_input("Warmup (fraction or steps)", 0.0, 10000.0, float(defaults["warmup"]),
-                                           format="%g", key=k(f"t_wu_{task}", float))
+                                           format="%g", key=k(f"t_wu_{task}{train_form.chat_only(variant)}", float))
         values["scheduler"] = a4.selectbox("Scheduler", ["linear", "cosine", "constant", "constant_with_warmup"],
                                            index=1 if task == "pretrain" else 0, key=k(f"t_sched_{task}"))
         values["weight_decay"] = a1.number_input("Weight decay", 0.0, 1.0, float(defaults.get("weight_decay", 0.01)),

@@ -18,7 +18,9 @@ PACKAGES = ("torch", "transformers", "numpy", "pandas", "scikit-learn", "evaluat
 # files that decide what a model computes besides its weights (config, tokenizer, adapter settings)
 CONFIG_FILES = ("config.json", "generation_config.json", "tokenizer.json", "vocab.txt", "vocab.json", "merges.txt",
                 "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.model",
-                "spiece.model", "sentencepiece.bpe.model", "adapter_config.json")
+                "spiece.model", "sentencepiece.bpe.model", "adapter_config.json",
+                # transformers 5 keeps a chat template beside the tokenizer: it decides what a chat model reads
+                "chat_template.jinja", "chat_template.json")
 # (an ONNX graph's weights may lie in the external data file beside it: model.onnx.data)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".onnx", ".onnx.data")
 # what a Trainer leaves beside the weights (pickles of settings and optimizer state): not part of the model

@@ -17,6 +17,12 @@
                                      # contamination_threshold, contamination_n); a model LLM Lab trained is
                                      # always checked against its own training rows
 
+A generation task sends each prompt through a chat model's chat template (as one user turn), like Compare and
+`serve`'s /v1/chat/completions; a model without one gets the prompt as it is:
+
+        chat: false                # optional: the raw prompt even to a chat model (default true)
+        system: "Answer in one word."  # optional: the system turn ("" : the template's own default)
+
 Robustness (CheckList-style) tasks of a classifier, deterministic under `seed` (bench/perturb.py):
 
       - name: robust
@@ -86,7 +92,9 @@ TASK_TYPES = {t.name: t for t in (
 # Fields added after results were first stored: left out of a task's definition (its hash, the cache key) while
 # they hold these defaults, so results stored before they existed keep their keys.
 LATER_FIELDS = {"perturbations": [], "directional": [], "slices": [], "contamination": None,
-                "contamination_split": None, "contamination_threshold": None, "contamination_n": None}
+                "contamination_split": None, "contamination_threshold": None, "contamination_n": None,
+                "chat": True, "system": ""}
+CHAT_FIELDS = ("chat", "system")  # a generation task's prompts and the model's chat template (inference/chat.py)
 TASK_FIELDS = {"name", "type", "dataset", "split", "columns", "prompt", "metrics", "limit", "max_length", "stride",
                "batch_size", "generation", "choices", "choices_sep", "label_map", "seed", "description",
                "repeats"} | set(LATER_FIELDS)
@@ -125,6 +133,8 @@ class TaskSpec:
     contamination_split: str | None = None
     contamination_threshold: float | None = None        # None: contamination.DEFAULT_THRESHOLD
     contamination_n: int | None = None                  # None: contamination.DEFAULT_N
+    chat: bool = True                                   # generation: prompts go through a chat model's template
+    system: str = ""                                    # generation: the system turn ("": the template's default)
     line: int = 0
 
     @property
@@ -326,6 +336,9 @@ def _task(task, i: int, fail, seen: set) -> TaskSpec:
 
         known = set(GenerationSettings.__dataclass_fields__)
         for key in gen:
+            if key in CHAT_FIELDS:
+                fail(base + ("generation", key), f"`{key}` is a field of the task itself: write `{key}: ...` "
+                                                 "beside `generation`, not inside it.")
             if key not in known:
                 fail(base + ("generation", key), f"unknown generation setting; use {', '.join(sorted(known))}.")
         try:
@@ -357,6 +370,25 @@ def _task(task, i: int, fail, seen: set) -> TaskSpec:
 
 def _a(word: str) -> str:
     return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
+def _chat_fields(task: dict, base: tuple, fail) -> dict:
+    """`chat` (true: a chat model reads each prompt through its chat template; false: the raw prompt) and
+    `system` (the system turn), checked; they belong to a generation task."""
+    out = {}
+    for key in CHAT_FIELDS:
+        if key not in task:
+            continue
+        if task["type"] != "generation":
+            fail(base + (key,), f"`{key}` belongs to a generation task, not {_a(task['type'])} task.")
+        value = task[key]
+        if key == "chat" and not isinstance(value, bool):
+            fail(base + (key,), "`chat` is true (apply the model's chat template when it has one) or false "
+                                "(send the prompts as they are).")
+        if key == "system" and not isinstance(value, str):
+            fail(base + (key,), "`system` is the text of the system turn, e.g. \"Answer in one word.\".")
+        out[key] = value
+    return out
 
 
 def _later_fields(task: dict, base: tuple, fail) -> dict:
@@ -410,6 +442,7 @@ def _later_fields(task: dict, base: tuple, fail) -> dict:
                 fail(base + ("directional", j), "each directional template needs `expect`: the label it should "
                                                 "make more likely.")
         out["directional"] = [dict(i, expect=str(i["expect"])) for i in items]
+    out.update(_chat_fields(task, base, fail))
     if task.get("slices") is not None:
         try:
             slices.check(task["slices"])

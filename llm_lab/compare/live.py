@@ -7,8 +7,9 @@ The page iterates `pieces(...)` with `st.write_stream`; the final `GenerationRes
 from . import runs
 
 
-def pieces(loader, model: str, prompt: str, settings, sink: dict):
-    """Text pieces of one model's answer as they are generated (str only)."""
+def pieces(loader, model: str, prompt, settings, sink: dict):
+    """Text pieces of one model's answer as they are generated (str only). `prompt` is a string or a conversation
+    (a list of role/content turns; inference/chat.py)."""
     from ..inference import stream
 
     loaded = loader(model, "causal-lm")

@@ -3,12 +3,15 @@
 A comparison is a `Comparison` (saved as JSON with `to_dict`, read back with `from_dict`, see `saved`):
 
     Comparison(mode="generation" | "classification", models=[...], settings={...}, source={...},
-               inputs=[{"id", "text", "reference"?, "label"?}],
+               inputs=[{"id", "text", "reference"?, "label"?, "conversation"?}],
                outputs={model: ModelOutput(error, rows, wall_s, info, corpus)},
                summary={model: {...}}, agreement=Agreement(...) (classification), id, title)
 
 Generation rows hold the `GenerationResult` fields plus reference metrics (exact match, BLEU,
-ROUGE via `llm_lab.metrics`) when the input has a reference. Classification rows hold the
+ROUGE via `llm_lab.metrics`) when the input has a reference. An input made from a conversation keeps its turns
+in "conversation" (the models answer its last user turn with the earlier turns as context) and that last user
+turn in "text", which is what tables and exports show as the prompt; comparisons saved before have no
+"conversation" and load as they are. Classification rows hold the
 predicted label, its probability and all class probabilities. A model that fails keeps
 its error in `outputs[model].error`; the other models' outputs are kept.
 """
@@ -107,19 +110,80 @@ class Comparison:
 
 def form(comparison: Comparison) -> dict:
     """What a new comparison like this one starts from (the Compare page's form, when it is reopened): its
-    mode and models, its dataset sample (`dataset`, `split`, `limit`) or its typed inputs (`texts`, one per
-    line) with their references or gold labels (`golds`, line k for input k), and its generation settings."""
-    from ..generation import GenerationSettings
-
+    mode and models, its dataset sample (`dataset`, `split`, `limit`), its conversation (`conversation`, the
+    text `format_conversation` writes, with its `reference`) or its typed inputs (`texts`, one per line) with
+    their references or gold labels (`golds`, line k for input k), and its generation settings."""
     src = comparison.source or {}
     gen = comparison.mode == "generation"
     golds = [str(row.get("reference" if gen else "label") or "") for row in comparison.inputs]
-    typed = not src.get("dataset")
+    turns = next((row["conversation"] for row in comparison.inputs if row.get("conversation")), None)
+    typed = not src.get("dataset") and turns is None
     return {"mode": comparison.mode, "models": list(comparison.models),
             "dataset": src.get("dataset"), "split": src.get("split"), "limit": src.get("limit"),
             "texts": "\n".join(row["text"] for row in comparison.inputs) if typed else None,
             "golds": "\n".join(golds).rstrip("\n") if typed else None,
-            "settings": GenerationSettings.from_dict(comparison.settings) if gen else None}
+            "conversation": format_conversation(turns) if turns else None,
+            "reference": golds[0] if turns else None,
+            "settings": saved_settings(comparison.settings) if gen else None}
+
+
+def saved_settings(values: dict | None):
+    """The GenerationSettings a comparison ran with. One saved before chat templates existed ran every prompt
+    raw: it reopens with the raw-prompt switch on, so running it again gives the same kind of answers."""
+    from ..generation import GenerationSettings
+
+    values = dict(values or {})
+    if values and "chat" not in values:
+        values["chat"] = False
+    return GenerationSettings.from_dict(values)
+
+
+# ---------------------------------------------------------------- conversations
+ROLE_PREFIXES = ("system", "user", "assistant")
+
+
+def parse_conversation(text: str) -> list[dict]:
+    """A conversation typed as text: a line starting with "user:", "assistant:" or "system:" begins a turn;
+    any other line (code, a list, a blank line) goes on with the turn above it. It must end with a user turn,
+    the one the models answer."""
+    from ..inference.chat import check_conversation
+
+    turns = []
+    for number, line in enumerate((text or "").splitlines(), 1):
+        role, sep, rest = line.partition(":")
+        if sep and role.strip().lower() in ROLE_PREFIXES:
+            turns.append({"role": role.strip().lower(), "content": rest.strip()})
+        elif turns:
+            turns[-1]["content"] += "\n" + line
+        elif line.strip():
+            raise LabError(f"Conversation line {number} ({line.strip()[:40]!r}) belongs to no turn: start each "
+                           "turn with \"user:\", \"assistant:\" or \"system:\".")
+    for turn in turns:
+        turn["content"] = turn["content"].strip()
+    if not turns:
+        raise LabError("The conversation is empty: write at least one line starting with \"user:\".")
+    return check_conversation(turns)
+
+
+def format_conversation(turns: list[dict]) -> str:
+    """The text `parse_conversation` reads back as `turns`."""
+    return "\n".join(f"{t['role']}: {t['content']}" for t in turns)
+
+
+def conversation_input(turns: list[dict], reference: str | None = None) -> dict:
+    """The one input of a conversation: the models get the turns, tables show the last user turn as its text."""
+    from ..inference.chat import check_conversation
+
+    turns = check_conversation(turns)
+    row = {"id": "1", "text": turns[-1]["content"], "conversation": turns}
+    if reference not in (None, ""):
+        row["reference"] = str(reference)
+    return row
+
+
+def prompt_of(row: dict):
+    """What the models answer for an input: its conversation (the earlier turns as context), else its text."""
+    return row.get("conversation") or row["text"]
 
 
 def check_models(models: list[str]) -> list[str]:
@@ -164,7 +228,7 @@ def run(actor, mode: str, models: list[str], inputs: list[dict], settings=None, 
 
         loader = lambda name, head: load(actor, name, head=head)  # noqa: E731
     settings = settings or GenerationSettings()
-    texts = [row["text"] for row in inputs]
+    prompts = [prompt_of(row) for row in inputs]
     n, total = len(inputs), len(models) * len(inputs)
     outputs = {}
     for mi, name in enumerate(models):
@@ -178,9 +242,9 @@ def run(actor, mode: str, models: list[str], inputs: list[dict], settings=None, 
             if mode == "generation":
                 from ..inference import generate
 
-                rows = [r.as_dict() for r in generate(loaded, texts, settings, progress=report)]
+                rows = [r.as_dict() for r in generate(loaded, prompts, settings, progress=report)]
             else:
-                rows = classify_rows(loaded, texts, report)
+                rows = classify_rows(loaded, [row["text"] for row in inputs], report)
             outputs[name] = ModelOutput(None, rows, time.perf_counter() - start, _info(loaded))
         except JobCancelled:
             raise

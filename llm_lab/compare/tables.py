@@ -101,7 +101,7 @@ _SUMMARY = {
 }
 _SETTINGS = {"do_sample": "decoding", "max_new_tokens": "max new tokens", "temperature": "temperature",
              "top_p": "top-p", "top_k": "top-k (0 = off)", "repetition_penalty": "repetition penalty", "seed": "seed",
-             "stop": "stop strings", "batch_size": "batch size"}
+             "stop": "stop strings", "batch_size": "batch size", "chat": "chat template", "system": "system prompt"}
 _STYLE = ("<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
           "margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}"
           "th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}"
@@ -124,7 +124,18 @@ def _setting_text(key: str, value, sampling: bool) -> str:
         return "sampling" if value else "greedy"
     if key == "stop":
         return ", ".join(repr(s) for s in value) if value else "none"
+    if key == "chat":
+        return "applied when the model has one" if value else "off: raw prompts"
+    if key == "system":
+        return value or "the template's own default"
     return number(value)
+
+
+def _input_cell(row: dict, esc) -> str:
+    """An input as the HTML report shows it: a conversation's earlier turns above the prompt the models answer."""
+    earlier = "".join(f"<small>{esc(t['role'])}: {esc(t['content'])}</small><br>"
+                      for t in (row.get("conversation") or [])[:-1])
+    return f"{earlier}<pre>{esc(row['text'])}</pre>"
 
 
 def _output_cell(comparison: Comparison, row: dict, esc) -> str:
@@ -217,7 +228,7 @@ def to_html(comparison: Comparison, margin: float | None = None) -> bytes:
     show_diff = gen and len(models) >= 2 and not any(comp.outputs[m].error for m in models[:2])
     body = []
     for i, row in enumerate(comp.inputs):
-        cells = [f"<td>{esc(row['id'])}</td>", f"<td><pre>{esc(row['text'])}</pre></td>"]
+        cells = [f"<td>{esc(row['id'])}</td>", f"<td>{_input_cell(row, esc)}</td>"]
         if has_gold:
             cells.append(f"<td><pre>{esc(row.get(gold, ''))}</pre></td>")
         for m in models:

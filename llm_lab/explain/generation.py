@@ -9,6 +9,11 @@ tokens followed by generated tokens; NaN where a column is not before the row's 
 - `gen_captum_ig`: Captum's `LLMGradientAttribution(LayerIntegratedGradients)`: one run per
   output token, prompt tokens only.
 - `gen_ablation`: Captum's `LLMAttribution(FeatureAblation)`: prompt tokens only.
+
+The prompt's tokens are the ones generation reads (inference/chat.py): a chat model's prompt goes through its
+chat template unless `chat_template=False`, so the columns include the template's own tokens (`<|im_start|>`, the
+role names) and a chat model's answer stops at its end-of-turn token. Special tokens stay in every baseline,
+so their attribution is 0 in all three methods.
 """
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,8 +22,10 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from ..inference import forward
-from . import specs, text as textmod
+from ..generation import GenerationSettings
+from ..inference import chat, forward
+from . import specs
+from . import text as textmod
 from .attributions import input_grads_only, release
 
 
@@ -34,6 +41,7 @@ class GenerationAttribution:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     prompt: str = ""
+    chat_template: bool = False        # the prompt went through the model's chat template
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,19 +59,44 @@ class GenerationAttribution:
         return rows
 
 
-def _generate(loaded, ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+def _generate(loaded, ids: torch.Tensor, max_new_tokens: int, stop_at_eos: bool = False) -> torch.Tensor:
+    """Greedy tokens after `ids`: `max_new_tokens` of them, or up to the end-of-turn token (kept) when
+    `stop_at_eos` (a chat model's answer ends there)."""
     tok = loaded.tokenizer
     with torch.inference_mode():
         out = forward.generate_ids(loaded.model, input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                     max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                                    eos_token_id=None)
+                                    eos_token_id=tok.eos_token_id if stop_at_eos else None)
     return out[0, ids.shape[1]:]
 
 
-def attribute_generation(loaded, prompt: str, max_new_tokens: int = 16, method: str = "gen_ig",
+def encode_prompt(loaded, prompt, cap: int, settings: GenerationSettings) -> textmod.Encoded:
+    """The prompt's tokens as generation reads them: through the chat template when it applies (the ids of
+    `chat.prompt_ids`, cut from the left to `cap` so the assistant's turn stays, as inference.generate cuts);
+    otherwise the raw text (`textmod.encode`)."""
+    if isinstance(prompt, str) and not chat.applies(loaded, prompt, settings):
+        return textmod.encode(loaded, prompt, cap=cap)
+    if isinstance(prompt, str) and not prompt.strip():
+        raise textmod.InputError("The text is empty: type or pick some text to explain.")
+    ids, _ = chat.prompt_ids(loaded, prompt, settings)
+    notes = []
+    if len(ids) > cap:
+        notes.append(f"The prompt has {len(ids)} tokens with the chat template; only the last {cap} are used (the "
+                     "model's context minus the tokens to generate).")
+    kept = ids[-cap:]
+    special_ids = set(loaded.tokenizer.all_special_ids or [])
+    return textmod.Encoded(torch.tensor([kept], device=loaded.device), textmod.readable(loaded.tokenizer, kept),
+                           [i in special_ids for i in kept], notes, len(ids) > cap, len(ids))
+
+
+def attribute_generation(loaded, prompt, max_new_tokens: int = 16, method: str = "gen_ig",
                          target: str | None = None, n_steps: int = 20, baseline: str = "pad",
                          include_generated: bool = True, chunk_tokens: int = 8,
-                         token_budget: int = 32768) -> GenerationAttribution:
+                         token_budget: int = 32768, chat_template: bool = True,
+                         system: str = "") -> GenerationAttribution:
+    """Attribute the tokens generated after `prompt` (a string, or a conversation; see inference/chat.py).
+    `chat_template=False` attributes the raw prompt even for a chat model; `system` is the system turn a chat
+    template gets."""
     spec = specs.get_method(method)
     specs.require(loaded, spec)
     if spec.key not in specs.GENERATION_METHODS:
@@ -71,8 +104,10 @@ def attribute_generation(loaded, prompt: str, max_new_tokens: int = 16, method: 
     limit = textmod.max_length(loaded)
     if max_new_tokens < 1:
         raise ModelError("Generate at least one token to attribute.")
-    enc = textmod.encode(loaded, prompt, cap=max(1, limit - max_new_tokens))
-    notes = list(enc.notes)
+    settings = GenerationSettings(chat=chat_template, system=system)
+    templated = chat.applies(loaded, prompt, settings)
+    enc = encode_prompt(loaded, prompt, max(1, limit - max_new_tokens), settings)
+    notes = list(enc.notes) + _template_notes(loaded, templated, chat_template)
     start = time.perf_counter()
     with loaded.lock, input_grads_only(loaded):
         try:
@@ -82,7 +117,7 @@ def attribute_generation(loaded, prompt: str, max_new_tokens: int = 16, method: 
                 if len(gen) == 0:
                     raise ModelError("The target text produced no tokens.")
             else:
-                gen = _generate(loaded, enc.input_ids, max_new_tokens)
+                gen = _generate(loaded, enc.input_ids, max_new_tokens, stop_at_eos=templated)
             if spec.key == "gen_ig":
                 matrix, logprobs = _ours(loaded, enc, gen, n_steps, baseline, include_generated, chunk_tokens,
                                          token_budget)
@@ -100,7 +135,18 @@ def attribute_generation(loaded, prompt: str, max_new_tokens: int = 16, method: 
     out_tokens = textmod.readable(loaded.tokenizer, gen.tolist())
     rows = [[None if np.isnan(v) else float(v) for v in row] for row in full]
     return GenerationAttribution(loaded.entry.name, spec.key, spec.name, enc.tokens, out_tokens, rows,
-                                 [float(x) for x in logprobs], notes, time.perf_counter() - start, prompt)
+                                 [float(x) for x in logprobs], notes, time.perf_counter() - start,
+                                 chat.last_user_text(prompt) if chat.is_conversation(prompt) else prompt, templated)
+
+
+def _template_notes(loaded, templated: bool, asked: bool) -> list[str]:
+    if templated:
+        return [f"The prompt went through {loaded.entry.name}'s chat template, as generation sends it: its own "
+                "tokens (such as <|im_start|> and the role names) are columns too, and the answer stops at the "
+                "end-of-turn token. Switch the chat template off to attribute the raw prompt."]
+    if not asked and chat.has_template(loaded):
+        return [f"The raw prompt, without {loaded.entry.name}'s chat template."]
+    return []
 
 
 class _TokenLogProb(torch.nn.Module):
@@ -162,13 +208,13 @@ def _ours(loaded, enc, gen, n_steps, baseline, include_generated, chunk_tokens, 
 
 
 def _captum_ig(loaded, enc, gen, n_steps, baseline):
-    from captum.attr import LayerIntegratedGradients, LLMGradientAttribution, TextTokenInput
+    from captum.attr import LayerIntegratedGradients, LLMGradientAttribution
 
     inp = _token_input(loaded, enc, baseline)
     llm = LLMGradientAttribution(LayerIntegratedGradients(loaded.model, loaded.model.get_input_embeddings()),
                                  loaded.tokenizer)
     res = llm.attribute(inp, target=gen, n_steps=n_steps)
-    return res.token_attr.float().cpu().numpy(), _logprobs(loaded, enc, gen)
+    return _every_column(res.token_attr.float().cpu().numpy(), enc), _logprobs(loaded, enc, gen)
 
 
 def _captum_ablation(loaded, enc, gen, baseline):
@@ -178,7 +224,18 @@ def _captum_ablation(loaded, enc, gen, baseline):
     llm = LLMAttribution(FeatureAblation(loaded.model), loaded.tokenizer)
     with torch.no_grad():
         res = llm.attribute(inp, target=gen, forward_in_tokens=False)
-    return res.token_attr.float().cpu().numpy(), _logprobs(loaded, enc, gen)
+    return _every_column(res.token_attr.float().cpu().numpy(), enc), _logprobs(loaded, enc, gen)
+
+
+def _every_column(matrix: np.ndarray, enc) -> np.ndarray:
+    """Captum's columns are the non-special prompt tokens only: put them back at their positions, with 0 for
+    the special tokens (kept in the baseline, as in ours), so column j is prompt token j again."""
+    keep = ~np.array(enc.special, dtype=bool)
+    if keep.all():
+        return matrix
+    full = np.zeros((matrix.shape[0], len(enc.special)))
+    full[:, keep] = matrix
+    return full
 
 
 def _token_input(loaded, enc, baseline):

@@ -19,17 +19,23 @@ import torch
 
 from ..batching import length_buckets, pad
 from ..errors import ModelError
-from ..generation import (GenerationError, GenerationResult, GenerationSettings, check_can_generate,
-                          check_prompts)
+from ..generation import (
+    GenerationError,
+    GenerationResult,
+    GenerationSettings,
+    check_can_generate,
+    check_prompts,
+)
+from . import chat
 from .forward import generate_ids
 
 _LOGIT_BUDGET_BYTES = 512 * 2**20  # raw logits kept during one batch (batch x steps x vocab x 4 bytes)
 
 
 # ---------------------------------------------------------------- encoding
-def _encode(loaded, prompts: list[str], settings: GenerationSettings):
-    """Token ids per prompt, cut from the left to fit the context; returns (ids, notes, max_new)."""
-    tok = loaded.tokenizer
+def _encode(loaded, prompts: list, settings: GenerationSettings):
+    """Token ids per prompt (a string, or a conversation; the chat template applied as inference/chat.py says),
+    cut from the left to fit the context; returns (ids, truncated, notes, max_new)."""
     context = loaded.capabilities.max_context
     max_new = settings.max_new_tokens
     notes = [""] * len(prompts)
@@ -41,7 +47,7 @@ def _encode(loaded, prompts: list[str], settings: GenerationSettings):
     encoded = []
     truncated = []
     for i, prompt in enumerate(prompts):
-        ids = tok(prompt, add_special_tokens=True)["input_ids"]
+        ids, _ = chat.prompt_ids(loaded, prompt, settings)
         if not ids:
             raise GenerationError(f"Prompt {i + 1} gives no tokens with {loaded.entry.name}'s tokenizer.")
         cut = len(ids) > room
@@ -130,7 +136,7 @@ def _finish(loaded, settings, prompt, new_ids, logprobs, latency, truncated, not
                  "is empty. Try a longer prompt, sampling, or another model.")
     lp = logprobs[:len(kept)]
     mean_lp = float(sum(lp) / len(lp)) if lp else None
-    return GenerationResult(prompt=prompt, text=text, new_tokens=len(kept), latency_s=latency,
+    return GenerationResult(prompt=chat.last_user_text(prompt), text=text, new_tokens=len(kept), latency_s=latency,
                             tokens_per_s=len(kept) / latency if latency > 0 else 0.0, mean_logprob=mean_lp,
                             truncated=truncated, stop_reason=reason, note=note.strip(),
                             prompt_tokens=prompt_len, token_ids=list(kept))
@@ -141,6 +147,21 @@ def _seed(seed: int | None) -> None:
         torch.manual_seed(int(seed))
         if torch.cuda.is_available():
             torch.cuda.manual_seed_all(int(seed))
+
+
+def _with_implied_stops(loaded, prompts: list, settings: GenerationSettings) -> GenerationSettings:
+    """A conversation given to a model without a chat template is a transcript: it stops before the user's
+    next turn (chat.TRANSCRIPT_STOP), as the server does."""
+    transcript = any(chat.is_conversation(p) for p in prompts) and (
+        loaded.capabilities.endpoint or not chat.has_template(loaded))
+    if transcript and chat.TRANSCRIPT_STOP not in settings.stop:
+        return GenerationSettings.from_dict(dict(settings.as_dict(), stop=settings.stop + [chat.TRANSCRIPT_STOP]))
+    return settings
+
+
+def _endpoint_prompt(prompt, settings: GenerationSettings) -> str:
+    """An endpoint gets text: a conversation as its transcript (its server's own template is not known here)."""
+    return chat.transcript(chat.messages(prompt, settings)) if chat.is_conversation(prompt) else prompt
 
 
 # ---------------------------------------------------------------- public API
@@ -154,8 +175,9 @@ def generate(loaded, prompts, settings: GenerationSettings | None = None, progre
     settings = settings or GenerationSettings()
     check_can_generate(loaded)
     prompts = check_prompts(prompts)
+    settings = _with_implied_stops(loaded, prompts, settings)
     if loaded.capabilities.endpoint:  # text over HTTP: no tokenizer or weights here
-        return loaded.model.generate_texts(prompts, settings, progress)
+        return loaded.model.generate_texts([_endpoint_prompt(p, settings) for p in prompts], settings, progress)
     tok = loaded.tokenizer
     if tok.pad_token_id is None:
         raise ModelError(f"{loaded.entry.name}'s tokenizer has neither a padding nor an end-of-sequence token; "
@@ -210,8 +232,9 @@ def stream(loaded, prompt: str, settings: GenerationSettings | None = None, time
     settings = settings or GenerationSettings()
     check_can_generate(loaded)
     prompt = check_prompts([prompt])[0]
+    settings = _with_implied_stops(loaded, [prompt], settings)
     if loaded.capabilities.endpoint:  # text over HTTP: no tokenizer or weights here
-        yield from loaded.model.stream_text(prompt, settings)
+        yield from loaded.model.stream_text(_endpoint_prompt(prompt, settings), settings)
         return
     tok = loaded.tokenizer
     encoded, truncated, notes, max_new = _encode(loaded, [prompt], settings)

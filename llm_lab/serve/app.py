@@ -28,10 +28,17 @@ from contextlib import asynccontextmanager
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import capabilities as caps
+from ..inference import chat
 from . import protocol
 from .batcher import Batcher, Encoding, Generation, Sink
 from .protocol import ApiError, Envelope
@@ -39,14 +46,8 @@ from .protocol import ApiError, Envelope
 COMPLETIONS, CHAT, EMBEDDINGS, CLASSIFY = "/v1/completions", "/v1/chat/completions", "/v1/embeddings", "/v1/classify"
 MODELS, HEALTH, METRICS = "/v1/models", "/health", "/metrics"
 OPEN_PATHS = {HEALTH}
-TRANSCRIPT_STOP = "\nuser:"  # a model without a chat template stops before writing the user's next turn
-
-
-def transcript(messages: list[dict]) -> str:
-    """The chat prompt of a tokenizer without a chat template: one "role: content" line per message, then
-    "assistant:" for the model to continue (a developer message is a system one)."""
-    lines = [f"{'system' if m['role'] == 'developer' else m['role']}: {m['content']}" for m in messages]
-    return "\n".join(lines + ["assistant:"])
+TRANSCRIPT_STOP = chat.TRANSCRIPT_STOP  # a model without a chat template stops before writing the user's next turn
+transcript = chat.transcript            # its "role: content" lines, then "assistant:" (inference/chat.py)
 
 
 class Metrics:
@@ -198,9 +199,9 @@ class Server:
 
     def chat_ids(self, messages: list[dict]) -> tuple[list[int], list[str]]:
         """The chat prompt's token ids and the stop strings it implies."""
-        if getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            return self.prompt_ids(text, special=False), []  # the template writes the special tokens itself
+        if getattr(self.tokenizer, "chat_template", None):  # the ids Compare, Arena and the Models chat use too
+            return chat.template_ids(self.tokenizer, [dict(m, role="system" if m["role"] == "developer" else m["role"])
+                                                      for m in messages]), []
         return self.prompt_ids(transcript(messages)), [TRANSCRIPT_STOP]
 
     def counted(self, texts: list[str]) -> int:

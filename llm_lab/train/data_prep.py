@@ -117,39 +117,92 @@ def lm_format(actor: Actor, cfg: TrainConfig) -> str:
 
 
 def causal(actor: Actor, cfg: TrainConfig, tokenizer) -> Prepared:
-    """A text column, or prompt/completion pairs with the loss on the completion only."""
+    """A text column, or prompt/completion pairs with the loss on the completion only: through the base model's
+    chat template when it has one (`uses_chat_template`), else the prompt's text followed by the completion's."""
     fmt = lm_format(actor, cfg)
     roles = ("prompt", "reference") if fmt == "prompt-completion" else (cfg.text_col,)
     train, val, meta = _frames(actor, cfg, roles)
     eos = tokenizer.eos_token_id
     meta["format"] = fmt
+    templated = fmt == "prompt-completion" and uses_chat_template(cfg, tokenizer)
+    if fmt == "prompt-completion":
+        meta["chat_template"] = templated
 
     def encode(frame):
         if frame is None:
             return None
-        rows = []
         if fmt == "text":
+            rows = []
             for ids in tokenizer(frame[cfg.text_col].astype(str).tolist())["input_ids"]:
                 ids = (ids + ([eos] if eos is not None else []))[:cfg.max_length]
                 if len(ids) >= 2:
                     rows.append({"input_ids": ids, "labels": list(ids)})
-        else:
-            prompts = tokenizer(frame["prompt"].astype(str).tolist())["input_ids"]
-            completions = tokenizer([" " + str(c).lstrip() for c in frame["reference"]])["input_ids"]
-            for p, c in zip(prompts, completions):
-                c = c + ([eos] if eos is not None else [])
-                p = p[-max(1, cfg.max_length - len(c)):] if len(p) + len(c) > cfg.max_length else p
-                ids = (p + c)[:cfg.max_length]
-                labels = ([-100] * len(p) + c)[:cfg.max_length]
-                if any(l != -100 for l in labels[1:]):
-                    rows.append({"input_ids": ids, "labels": labels})
-        return ListDataset(rows)
+            return ListDataset(rows)
+        pairs = (chat_pairs if templated else raw_pairs)(tokenizer, frame["prompt"].astype(str).tolist(),
+                                                         frame["reference"].astype(str).tolist())
+        return ListDataset([row for p, c in pairs if (row := completion_example(p, c, cfg.max_length))])
 
     train_ds, eval_ds = encode(train), encode(val)
     if len(train_ds) < MIN_TRAIN_ROWS:
         raise DataError(f"Only {len(train_ds)} usable training rows in {cfg.dataset!r} after tokenizing "
                         f"(texts must give at least 2 tokens). Check the {', '.join(roles)} column(s).")
     return Prepared(train_ds, eval_ds if eval_ds else None, None, _mean_len(train_ds), meta)
+
+
+def uses_chat_template(cfg: TrainConfig, tokenizer) -> bool:
+    """Prompt/completion pairs go through the chat template when the tokenizer has one and the config does not
+    ask for raw text (`chat_template=False`): a chat model then learns in the shape it is asked in."""
+    return bool(cfg.chat_template and getattr(tokenizer, "chat_template", None))
+
+
+def raw_pairs(tokenizer, prompts: list[str], completions: list[str]) -> list[tuple[list, list]]:
+    """(prompt ids, completion ids) as plain text: the prompt, then " completion" and EOS."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    p_ids = tokenizer(prompts)["input_ids"]
+    c_ids = tokenizer([" " + c.lstrip() for c in completions])["input_ids"]
+    return [(p, c + eos) for p, c in zip(p_ids, c_ids)]
+
+
+def chat_pairs(tokenizer, prompts: list[str], completions: list[str]) -> list[tuple[list, list]]:
+    """(prompt ids, completion ids) through the chat template: the prompt as one user turn ready for the
+    assistant's answer (`chat.template_ids`, the ids inference generates from), then the answer and the
+    template's end-of-turn token (SmolLM2's <|im_end|>, its EOS), so the model learns where to stop."""
+    from ..inference.chat import template_ids
+
+    end = end_of_turn(tokenizer)
+    c_ids = tokenizer(completions, add_special_tokens=False)["input_ids"]
+    return [(template_ids(tokenizer, [{"role": "user", "content": p}]), c + end) for p, c in zip(prompts, c_ids)]
+
+
+ANSWER_MARK = "LLM-LAB-ANSWER-7F3C"
+
+
+def end_of_turn(tokenizer) -> list[int]:
+    """The tokens the chat template closes an assistant turn with, found by rendering one: what follows the
+    answer, without the line break after it (ChatML: <|im_end|>). EOS when the template adds nothing there."""
+    turns = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": ANSWER_MARK}]
+    try:
+        text = tokenizer.apply_chat_template(turns, tokenize=False)
+    except Exception:  # a template that refuses this shape: EOS is what generation stops at anyway
+        text = ""
+    tail = text[text.rfind(ANSWER_MARK) + len(ANSWER_MARK):].strip() if ANSWER_MARK in text else ""
+    ids = tokenizer(tail, add_special_tokens=False)["input_ids"] if tail else []
+    if ids:
+        return list(ids)
+    return [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+
+
+def completion_example(prompt: list[int], completion: list[int], max_length: int) -> dict | None:
+    """One training row: the loss on the completion's tokens only (labels -100 on the prompt). A row too long
+    loses the start of its prompt (inference cuts a long prompt the same way), keeping at least one prompt
+    token; None when no completion token would be scored."""
+    if len(prompt) + len(completion) > max_length:
+        prompt = prompt[-max(1, max_length - len(completion)):]
+    ids = (prompt + completion)[:max_length]
+    labels = ([-100] * len(prompt) + completion)[:max_length]
+    if not any(label != -100 for label in labels[1:]):
+        return None
+    return {"input_ids": ids, "labels": labels}
 
 
 def pretrain_texts(actor: Actor, cfg: TrainConfig) -> tuple[list[str], dict]:

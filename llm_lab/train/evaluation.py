@@ -10,6 +10,9 @@
   difference with its paired bootstrap interval, the paired permutation test and the smallest detectable
   difference. A classifier's base is not compared: its head is new (random) or its labels are others.
 
+- Before and after (causal LM fine-tunes on prompt/completion pairs): both models' greedy answers to held-out
+  prompts with chrF against the references (`before_after.py`), in `Evaluation.before_after`.
+
 `Evaluation.to_dict()` is stored with the training result and the model's metadata, so pages and the model card
 show the intervals without the per-example numbers.
 """
@@ -34,9 +37,11 @@ class Evaluation:
     intervals: dict = field(default_factory=dict)     # metric (eval_accuracy, …) -> Interval.to_dict()
     base: dict | None = None                          # PairComparison.to_dict() of fine-tuned (B) vs base (A)
     note: str = ""                                    # why there is no base comparison
+    before_after: dict = field(default_factory=dict)  # before_after.compare(): held-out answers of base and model
 
     def to_dict(self) -> dict:
-        return {"intervals": self.intervals, "base": self.base, "note": self.note}
+        out = {"intervals": self.intervals, "base": self.base, "note": self.note}
+        return dict(out, before_after=self.before_after) if self.before_after else out
 
 
 def classification(logits, labels) -> dict[str, Interval]:
@@ -87,9 +92,12 @@ def lines(evaluation: dict | None) -> list[str]:
     """The evaluation in words: each metric "value [low, high] n=…" and the comparison with the base."""
     if not evaluation:
         return []
+    from .before_after import summary
+
     out = [f"{name.removeprefix('eval_')}: {Interval.from_dict(ci).text()} (95% {ci['method']} over the held-out "
            "rows)" for name, ci in (evaluation.get("intervals") or {}).items()]
-    return out + ([base_line(evaluation)] if base_line(evaluation) else [])
+    answers = summary(evaluation.get("before_after"))
+    return out + ([base_line(evaluation)] if base_line(evaluation) else []) + ([answers] if answers else [])
 
 
 def base_line(evaluation: dict | None) -> str:

@@ -212,6 +212,8 @@ def _evaluation_notes(evaluation: dict | None) -> list[str]:
 
 
 def model_card(name: str, cfg: TrainConfig, trained, job_id: str | None) -> str:
+    from . import before_after
+
     info = trained.prepared.info
     base = f"GPT-2 `{cfg.preset}` from scratch ({_fmt(trained.stats.get('parameters'))} parameters)" \
         if cfg.task == "pretrain" else f"`{cfg.model}`"
@@ -243,6 +245,7 @@ def model_card(name: str, cfg: TrainConfig, trained, job_id: str | None) -> str:
     lines += [f"| {k} | {_result(v, found.get(k))} |" for k, v in sorted(trained.metrics.items())]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in trained.stats.items()]
     lines += _evaluation_notes(getattr(trained, "evaluation", None))
+    lines += before_after.card_lines((getattr(trained, "evaluation", None) or {}).get("before_after"))
     lines += ["", "## Recipe", "", "| setting | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in cfg.relevant().items()]
     lines += ["", "## Reproduce", "", "```bash", cfg.to_cli() + (f" --name {name}" if not cfg.name else ""), "```", "",

@@ -279,6 +279,11 @@ def final_metrics(trainer, prepared, cfg: TrainConfig, actor: Actor | None = Non
         task_metrics.add_perplexity(metrics)
         found = {"eval_perplexity": evaluation.perplexity(nll, tokens)}
         held_out.base, held_out.note = _against_base(actor, cfg, prepared.eval.rows, scores, batch, reporter)
+        if actor is not None and _rank() == 0:  # the base's and this model's answers to held-out prompts
+            from . import before_after
+
+            held_out.before_after = before_after.compare(actor, cfg, trainer.model, trainer.processing_class,
+                                                         reporter)
     held_out.intervals = {k: ci.to_dict() for k, ci in found.items()}
     return metrics, held_out.to_dict()
 

@@ -1,15 +1,21 @@
-"""Generation: prompt -> completion with `inference.generate`, scored against the reference column."""
+"""Generation: prompt -> completion with `inference.generate`, scored against the reference column.
+
+A chat model reads each prompt through its chat template (one user turn, after the task's `system` turn), as
+Compare and `serve`'s /v1/chat/completions send it; `chat: false` on the task sends the raw prompt. The result
+says which it was: `details["chat_template"]`, the text the model read for the first prompt, a note, and a
+`chat_template` column in the drill-down.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from ... import metrics
-from ...metrics import intervals
 from ...generation import GenerationSettings
-from ...inference import generate
+from ...inference import chat, generate
+from ...metrics import intervals
 from .common import TaskError, headline, render, short
 
-VERSION = 2  # 2: every metric with its interval
+VERSION = 3  # 2: every metric with its interval; 3: a chat model's prompts go through its chat template
 CHUNK = 16  # prompts per call, so progress and partial outputs are saved as the run goes
 
 
@@ -17,7 +23,10 @@ def run(state) -> dict:
     spec, loaded, frame = state.spec, state.loaded, state.frame
     prompts = render(spec.prompt, frame, "prompt")
     refs = frame["reference"].astype(str).tolist()
-    settings = GenerationSettings.from_dict({"seed": spec.seed, **spec.generation})
+    settings = GenerationSettings.from_dict({"seed": spec.seed, **spec.generation, "chat": spec.chat,
+                                             "system": spec.system})
+    templated = chat.applies(loaded, prompts[0], settings) if prompts else False
+    state.notes.extend(_template_notes(loaded, settings, templated))
     todo = state.partial.missing(len(prompts))
     done = len(prompts) - len(todo)
     with loaded.lock:
@@ -58,10 +67,27 @@ def run(state) -> dict:
     rows = [{"id": int(frame["id"].iloc[i]), "text": short(prompts[i]), "label": refs[i], "prediction": texts[i],
              "correct": bool(per["exact_match"][i]) if "exact_match" in per else None,
              "rougeL": round(per["rougeL"][i], 4) if "rougeL" in per else None,
-             "new_tokens": outs[i]["new_tokens"], "truncated": outs[i]["truncated"]} for i in range(len(prompts))]
-    return {"metrics": values, "details": {"generation": settings.as_dict()}, "headline": headline(head_name, values, found.get(head_name)),
+             "new_tokens": outs[i]["new_tokens"], "truncated": outs[i]["truncated"], "chat_template": templated}
+            for i in range(len(prompts))]
+    details = {"generation": settings.as_dict(), "chat_template": templated,
+               "prompt_read": chat.prompt_text(loaded, prompts[0], settings) if prompts else ""}
+    return {"metrics": values, "details": details, "headline": headline(head_name, values, found.get(head_name)),
             "intervals": {k: v.to_dict() for k, v in found.items()},
             "per_example": rows}
+
+
+def _template_notes(loaded, settings: GenerationSettings, templated: bool) -> list[str]:
+    """What the model read, in words: its chat template applied or not, and why."""
+    name = loaded.entry.name
+    if templated:
+        system = f" after the system turn {settings.system.strip()!r}" if settings.system.strip() else ""
+        return [f"Each prompt went through {name}'s chat template as one user turn{system}; `chat: false` on the "
+                "task sends the raw prompt."]
+    if chat.has_template(loaded):
+        return [f"`chat: false`: the prompts went to {name} as they are, without its chat template."]
+    if settings.system.strip():
+        return [f"{name} has no chat template: the prompts went as they are and `system` was not used."]
+    return []
 
 
 def _intervals(values, per, texts, refs, seed) -> dict:
