@@ -104,8 +104,14 @@ def _field(reader, key: str):
     field = reader.fields.get(key)
     if field is None:
         return None
-    value = field.contents()
-    return value
+    return field.contents()
+
+
+def _version_key(path: Path) -> tuple:
+    """What tells one version of a file from another without reading it: its path, size and modification time
+    (what `describe` and `file_hash` remember their answers by)."""
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
 
 _descriptions: dict[tuple, Description] = {}
@@ -114,8 +120,7 @@ _descriptions: dict[tuple, Description] = {}
 def describe(path: str | Path) -> Description:
     """The header of a GGUF file: architecture, quantization, parameters, context length, chat template."""
     path = Path(path)
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = _version_key(path)
     if key in _descriptions:
         return _descriptions[key]
     try:
@@ -139,7 +144,7 @@ def describe(path: str | Path) -> Description:
     params = sum(int(t.n_elements) for t in reader.tensors)
     context = _field(reader, f"{arch}.context_length")
     described = Description(
-        file=str(path), size_bytes=stat.st_size, architecture=arch, name=str(_field(reader, "general.name") or path.stem),
+        file=str(path), size_bytes=key[1], architecture=arch, name=str(_field(reader, "general.name") or path.stem),
         license=str(_field(reader, "general.license") or ""), quantization=quant, parameters=params,
         context_length=int(context) if context is not None else None,
         chat_template=_field(reader, "tokenizer.chat_template") is not None)
@@ -154,8 +159,7 @@ _hashes: dict[tuple, str] = {}
 def file_hash(path: str | Path) -> str:
     """sha256 of the file (remembered per path, size and modification time: hashing 100 MB takes ~0.2 s)."""
     path = Path(path)
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = _version_key(path)
     if key not in _hashes:
         digest = hashlib.sha256()
         with open(path, "rb") as handle:
