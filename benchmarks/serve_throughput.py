@@ -9,7 +9,9 @@ next request when the previous one is answered), greedy, the same max_tokens; th
 (ours, baseline, baseline, ours, …) and each side's figures are the median over its phases. Reported: requests/s
 and generated tokens/s, latency p50/p95 per request (as a client sees it), and the mean batch size from ours'
 /metrics. The greedy outputs of the two servers must be identical, prompt by prompt; otherwise the script
-exits with status 1. Prints `ratio=<ours requests/s / baseline requests/s>` last (higher is better).
+exits with status 1. `--logprobs K` asks for the top-K log-probabilities of every generated token on both
+sides (then the log-probabilities must agree within 1e-4 too). Prints `ratio=<ours requests/s / baseline
+requests/s>` last (higher is better).
 """
 import argparse
 import asyncio
@@ -73,12 +75,14 @@ def wait_ready(server: dict, timeout: float = 180) -> None:
     raise SystemExit(f"the server did not start:\n{server['log'].read_text()}")
 
 
-async def load(url: str, prompts: list[str], clients: int, max_tokens: int) -> dict:
+async def load(url: str, prompts: list[str], clients: int, max_tokens: int, logprobs: int | None = None) -> dict:
     """Each client sends prompts[c::clients] one after another. Returns texts by prompt, latencies, wall time."""
     import httpx
 
     texts: list = [None] * len(prompts)
+    values: list = [None] * len(prompts)
     tokens = [0] * len(prompts)
+    extra = {} if logprobs is None else {"logprobs": logprobs}
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
@@ -88,17 +92,19 @@ async def load(url: str, prompts: list[str], clients: int, max_tokens: int) -> d
             for i in range(c, len(prompts), clients):
                 t0 = time.perf_counter()
                 r = await http.post("/v1/completions", json={"prompt": prompts[i], "max_tokens": max_tokens,
-                                                             "temperature": 0})
+                                                             "temperature": 0, **extra})
                 latencies.append(time.perf_counter() - t0)
                 r.raise_for_status()
                 body = r.json()
                 texts[i] = body["choices"][0]["text"]
+                if logprobs is not None:
+                    values[i] = body["choices"][0]["logprobs"]["token_logprobs"]
                 tokens[i] = body["usage"]["completion_tokens"]
 
         t0 = time.perf_counter()
         await asyncio.gather(*(client(c) for c in range(clients)))
         wall = time.perf_counter() - t0
-    return {"texts": texts, "latencies": latencies, "wall": wall, "tokens": sum(tokens)}
+    return {"texts": texts, "values": values, "latencies": latencies, "wall": wall, "tokens": sum(tokens)}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -128,6 +134,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="phases per side")
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--window-ms", type=float, default=10.0)
+    parser.add_argument("--logprobs", type=int, help="ask for the top-K log-probabilities of each token (0..5)")
     parser.add_argument("--threads", type=int, default=1, help="serve --threads for both servers (0: torch's "
                         "default; intra-op threads only slow a model this small, and much on a shared machine)")
     args = parser.parse_args()
@@ -151,7 +158,8 @@ def main() -> int:
             for r in range(args.repeats):  # alternate which side goes first: neither gets a warmer machine
                 for side in (("ours", "baseline") if r % 2 == 0 else ("baseline", "ours")):
                     server = ours if side == "ours" else base
-                    runs[side].append(asyncio.run(load(server["url"], prompts, args.clients, args.new_tokens)))
+                    runs[side].append(asyncio.run(load(server["url"], prompts, args.clients, args.new_tokens,
+                                                       args.logprobs)))
             sum1, count1 = batch_sizes(ours["url"])
         finally:
             for server in (ours, base):
@@ -165,7 +173,8 @@ def main() -> int:
     n = len(prompts)
     print(f"{args.model}: {args.clients} concurrent clients x {args.requests} requests, {args.new_tokens} new tokens, "
           f"greedy; {args.repeats} phase(s) per side; batching up to {args.max_batch}, {args.window_ms:g} ms window; "
-          f"torch threads per server: {args.threads or 'default'}")
+          f"torch threads per server: {args.threads or 'default'}"
+          + ("" if args.logprobs is None else f"; logprobs={args.logprobs} asked"))
     rates = {}
     for side, label in (("ours", "ours (dynamic batching)"), ("baseline", "baseline (--no-batching)")):
         walls = [run["wall"] for run in runs[side]]
@@ -180,6 +189,11 @@ def main() -> int:
     reference = runs["baseline"][0]["texts"]
     mismatches = sum(run["texts"][i] != reference[i] for side in runs for run in runs[side] for i in range(n))
     total = n * sum(len(v) for v in runs.values())
+    if args.logprobs is not None:  # the same tokens: their log-probabilities agree within 1e-4
+        ref = runs["baseline"][0]["values"]
+        mismatches += sum(len(run["values"][i]) != len(ref[i]) or any(abs(a - b) > 1e-4 for a, b in
+                                                                        zip(run["values"][i], ref[i]))
+                          for side in runs for run in runs[side] for i in range(n))
     print(f"identical greedy outputs:  {total - mismatches}/{total}")
     if mismatches:
         print(f"FAIL: {mismatches} outputs differ between the batched and unbatched servers (tolerance: 0)",

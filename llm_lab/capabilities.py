@@ -8,10 +8,13 @@ decides, and `require(needs, model)` raises the one message every feature shows.
 Before a model is loaded, pickers ask `entry_fits(needs, entry)`: can this registry entry be
 opened so that it meets the needs? `head_for(needs, entry)` says with which head.
 
-An endpoint model (registry source `endpoint`, see `endpoints.py`: an OpenAI-compatible server) only
-returns text: it provides GENERATES_TEXT and nothing else, and it fits only needs made with
-`endpoint_ok=True` (text generation, the generation benchmark task). Any other feature, even one that
-needs no named capability (a speed task, pretraining), refuses it with the same one message.
+An endpoint model (registry source `endpoint`, see `endpoints.py`: an OpenAI-compatible server) returns
+text: it provides GENERATES_TEXT, and SCORES_TEXT when the probe made at its registration found that its
+server returns prompt log-probabilities with `echo` (the verdict is in the entry's meta, `endpoint_provides`).
+It fits only needs made with `endpoint_ok=True` (text generation and the generation task; log-likelihood
+scoring, the multiple-choice and language-modelling tasks when it scores). Any other feature, even one that
+needs no named capability (a speed task, pretraining), refuses it with the same one message; a scoring need
+on an endpoint whose server does not score says why, in the probe's words.
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ ENCODER = "encoder"                 # hidden states (mean-pooled sentence embedd
 GRADIENTS = "gradients"             # a differentiable torch model with an input-embedding layer
 ATTENTION = "attention-weights"     # eager attention: returns attention probabilities
 CHAT = "chat"                       # a chat template in its tokenizer: conversations go through it (inference/chat.py)
+SCORES_TEXT = "scores-text"         # log-probabilities of a given text: a local causal LM, or an endpoint whose server
+                                    # returns prompt log-probabilities with echo (inference/loglikelihood.py)
 
 DESCRIPTIONS = {
     CLASSIFIER: "a classifier head (an encoder gets a new one when opened as a classifier; a causal LM without "
@@ -38,12 +43,14 @@ DESCRIPTIONS = {
                "language-model head trained to write, so it cannot generate text)",
     GENERATES_TEXT: "a causal language model such as tiny-gpt, or an OpenAI-compatible endpoint model (this one is "
                     "not a language model: it has no language-model head trained to write, so it cannot generate text)",
-    LOCAL_WEIGHTS: "a model whose weights LLM Lab loads itself (an OpenAI-compatible endpoint returns only generated "
-                   "text: no logits, perplexity, gradients, attention or training)",
+    LOCAL_WEIGHTS: "a model whose weights LLM Lab loads itself (an OpenAI-compatible endpoint returns generated text "
+                   "and, when its server gives them, log-probabilities: no logits, gradients, attention or training)",
     ENCODER: "an encoder (hidden states)",
     GRADIENTS: "gradients through an input-embedding layer",
     ATTENTION: "attention weights (eager attention)",
     CHAT: "a chat template (an instruction-tuned model such as smollm2-chat; a base model takes raw prompts)",
+    SCORES_TEXT: "log-probabilities of a given text (a causal LM such as tiny-gpt, or an OpenAI-compatible endpoint "
+                 "whose server returns prompt log-probabilities with echo)",
 }
 
 # The heads a model can be opened with; a registry entry records the one it was made for.
@@ -76,7 +83,7 @@ class Needs:
     @property
     def head(self) -> str | None:
         """The head these needs imply (None: any head will do, the entry's default)."""
-        if CAUSAL_LM in self.caps or GENERATES_TEXT in self.caps:
+        if self.caps & {CAUSAL_LM, GENERATES_TEXT, SCORES_TEXT}:
             return "causal-lm"
         if CLASSIFIER in self.caps or TRAINED_HEAD in self.caps:
             return "classifier"
@@ -94,6 +101,8 @@ def needs(what: str, *caps: str, hint: str = "", endpoint_ok: bool = False) -> N
 GENERATE = needs("Text generation", GENERATES_TEXT, endpoint_ok=True,
                  hint="Pick a causal LM (e.g. tiny-gpt or a GPT-2 style model), or compare it as a classifier.")
 CLASSIFY = needs("Classification", CLASSIFIER)
+SCORE = needs("Log-likelihood scoring", SCORES_TEXT, endpoint_ok=True,
+              hint="Pick a causal LM, or an endpoint whose server returns prompt log-probabilities (vLLM, `serve`).")
 
 
 # ---------------------------------------------------------------- registry entries (before loading)
@@ -120,7 +129,7 @@ def _entry_provides(entry_head: str, head: str) -> frozenset:
     if head == "causal-lm" and entry_head not in ("causal-lm", "unknown"):
         caps.discard(CAUSAL_LM)  # an encoder with an LM head bolted on was never trained to write
     if CAUSAL_LM in caps:
-        caps.add(GENERATES_TEXT)
+        caps.update((GENERATES_TEXT, SCORES_TEXT))
     return frozenset(caps)
 
 
@@ -131,10 +140,22 @@ def is_endpoint(entry) -> bool:
     return getattr(entry, "source", None) == "endpoint"
 
 
+def endpoint_probe(entry) -> dict:
+    """The verdict of the probe stored in an endpoint entry's meta (endpoints.probe): {"scores", "reason", ...},
+    or {} for an entry registered before endpoints were probed."""
+    probe = (getattr(entry, "meta", None) or {}).get("probe")
+    return probe if isinstance(probe, dict) else {}
+
+
+def endpoint_provides(entry) -> frozenset:
+    """What an endpoint offers: text, and scoring when its probe found prompt log-probabilities."""
+    return ENDPOINT_PROVIDES | ({SCORES_TEXT} if endpoint_probe(entry).get("scores") is True else set())
+
+
 def _entry_options(entry) -> list[tuple[str, frozenset]]:
     """(head, what it provides) for each head the entry can be opened with, its default first."""
     if is_endpoint(entry):
-        return [("causal-lm", ENDPOINT_PROVIDES)]
+        return [("causal-lm", endpoint_provides(entry))]
     return [(h, _entry_provides(entry.head, h)) for h in entry_heads(entry.head)]
 
 
@@ -168,7 +189,7 @@ def of_model(model, tokenizer, head: str, entry_head: str, head_is_new: bool, at
     if head == "classifier" and not head_is_new:
         caps.add(TRAINED_HEAD)
     if CAUSAL_LM in caps:
-        caps.add(GENERATES_TEXT)
+        caps.update((GENERATES_TEXT, SCORES_TEXT))
         if getattr(tokenizer, "chat_template", None):
             caps.add(CHAT)
     try:
@@ -209,15 +230,28 @@ def require(needs_: Needs, model) -> None:
     """Raise the one message every feature shows when a model does not fit."""
     lacking = missing(needs_, model)
     if lacking:
-        name = getattr(getattr(model, "entry", None), "name", "this model")
-        raise ModelError(message(needs_, name, _caps_of(model).head, lacking))
+        entry = getattr(model, "entry", None)
+        name = getattr(entry, "name", "this model")
+        raise ModelError(message(needs_, name, _caps_of(model).head, lacking, entry))
 
 
-def message(needs_: Needs, name: str, head: str, lacking) -> str:
+def not_scoring(entry) -> str:
+    """Why an endpoint does not score, in its probe's words."""
+    probe = endpoint_probe(entry)
+    reason = probe.get("reason") or ("it has not been probed (it was registered before LLM Lab probed endpoints)"
+                                     if not probe else "no reason recorded")
+    return (f"the server at {entry.location} did not return prompt log-probabilities with echo: "
+            f"{str(reason).rstrip('.')}. If the server has changed, probe it again (the Models page's "
+            f"\"Probe again\", or `python -m llm_lab models probe {entry.name}`)")
+
+
+def message(needs_: Needs, name: str, head: str, lacking, entry=None) -> str:
     """The one wording of "this model does not fit this feature"."""
     if LOCAL_WEIGHTS in lacking:  # an endpoint model: the rest follows from it
         text = f"{needs_.what} does not apply to {name}, an OpenAI-compatible endpoint: it needs {DESCRIPTIONS[LOCAL_WEIGHTS]}."
         return f"{text} {needs_.hint}" if needs_.hint else text
+    if SCORES_TEXT in lacking and is_endpoint(entry):  # the probe said no: say why, not what a scorer is
+        return f"{needs_.what} does not apply to {name}, an OpenAI-compatible endpoint: {not_scoring(entry)}."
     text = (f"{needs_.what} does not apply to {name} opened as {head}: it needs "
             + ", ".join(DESCRIPTIONS[c] for c in sorted(lacking)) + ".")
     return f"{text} {needs_.hint}" if needs_.hint else text
@@ -227,5 +261,5 @@ def require_entry(needs_: Needs, entry) -> str:
     """Before loading: the head to open `entry` with for `needs_`, or the same message as `require`."""
     if not entry_fits(needs_, entry):
         head, provides = _entry_options(entry)[0]
-        raise ModelError(message(needs_, entry.name, head, _lacking(needs_, provides, is_endpoint(entry))))
+        raise ModelError(message(needs_, entry.name, head, _lacking(needs_, provides, is_endpoint(entry)), entry))
     return head_for(needs_, entry)

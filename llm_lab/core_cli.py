@@ -36,7 +36,21 @@ def register(subparsers) -> None:
     p.add_argument("--api-key-env", metavar="VAR", help="the NAME of the environment variable holding the API key "
                    "(never the key itself); leave out for a server that needs none")
     p.add_argument("--check", action="store_true", help="send one tiny request and print its latency")
+    p.add_argument("--no-probe", action="store_true", help="do not probe whether the server returns prompt "
+                   "log-probabilities (echo + logprobs); the endpoint then generates text only until `models probe`")
     p.set_defaults(func=models_add_endpoint)
+    p = models.add_parser("probe", help="ask an endpoint's server again whether it returns prompt log-probabilities "
+                                        "(echo + logprobs), which loglikelihood, perplexity and multiple-choice "
+                                        "tasks need, and store the answer")
+    p.add_argument("name", help="the endpoint's registry name")
+    p.set_defaults(func=models_probe)
+    p = models.add_parser("export", help="write a model as a folder any tool opens (transformers, peft, onnxruntime)"
+                                         " with a Hugging Face model card")
+    p.add_argument("name", help="registry name, folder path or Hub id")
+    p.add_argument("--out", required=True, metavar="DIR", help="a new (or empty) folder to write")
+    p.add_argument("--keep-adapter", action="store_true", help="an adapter-only model: write the PEFT adapter over "
+                   "its base (a Hub id or absolute folder) instead of the merged model")
+    p.set_defaults(func=models_export)
 
     ds = subparsers.add_parser("data", help="import and list datasets").add_subparsers(dest="sub", metavar="SUB")
     p = ds.add_parser("import", help="import a CSV/TSV/JSON/JSONL/Parquet/TXT file")
@@ -159,9 +173,35 @@ def models_add_endpoint(args) -> int:
         endpoints.check_entry(args.actor, entry)
         latency = endpoints.EndpointModel(entry).check()
         print(f"check: {entry.name} answered in {latency * 1000:.0f} ms")
-    registry.register(args.actor, entry)
+    entry = endpoints.add(args.actor, entry.name, entry.location, entry.meta["model"], entry.meta.get("api_key_env"),
+                          probe_it=not args.no_probe)
     key = f"key from ${entry.meta['api_key_env']}" if entry.meta.get("api_key_env") else "no key"
     print(f"registered {entry.name}: {entry.meta['model']} at {entry.location} ({key})")
+    if "probe" in entry.meta:
+        print(probe_line(entry.name, entry.meta["probe"]))
+    return 0
+
+
+def probe_line(name: str, verdict: dict) -> str:
+    if verdict["scores"]:
+        return f"probe: {name} scores (loglikelihood, perplexity, multiple choice): {verdict['reason']}"
+    return f"probe: {name} generates text only: no prompt log-probabilities with echo: {verdict['reason']}"
+
+
+def models_probe(args) -> int:
+    from . import endpoints
+
+    verdict = endpoints.probe_again(args.actor, args.name)
+    print(probe_line(args.name, verdict))
+    return 0
+
+
+def models_export(args) -> int:
+    from . import export_folder
+
+    done = export_folder.export(args.actor, args.name, args.out, keep_adapter=args.keep_adapter)
+    print(f"exported {done['model']} ({done['kind']}, {done['bytes'] / 2**20:.1f} MiB) to {done['folder']}: "
+          f"{', '.join(done['files'])}")
     return 0
 
 

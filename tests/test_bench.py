@@ -205,7 +205,7 @@ tasks:
     assert "'neutral'" in by["unknown-labels"].error and "label_map" in by["unknown-labels"].error
     assert "has no label (column 'label')" in by["no-column"].error
     assert "no rows in split 'test'" in by["empty-split"].error
-    assert "no language-model head" in by["no-lm-head"].error
+    assert "needs log-probabilities of a given text" in by["no-lm-head"].error
     assert "No dataset named 'nope'" in by["missing-dataset"].error
     (gpt_cls,) = runner.run_suite(LOCAL, cls_suite(binary_reviews), [str(tiny_gpt2)])
     assert "causal LM without a sequence-classification head" in gpt_cls.error
@@ -386,7 +386,7 @@ def test_task_types_and_metric_directions():
     assert TASK_TYPES["classification"].roles_needed == ("text", "label") and TASK_TYPES["classification"].headline == "accuracy"
     assert TASK_TYPES["generation"].default_metrics == ("exact_match", "chrf", "rouge")
     assert {n for n, t in TASK_TYPES.items() if t.model_needs.head == "causal-lm"} == {"language_modeling", "generation",
-                                                                                  "multiple_choice"}
+                                                                                  "multiple_choice", "lm_eval"}
     assert all(name == t.name for name, t in TASK_TYPES.items())
     with pytest.raises(Exception):
         TASK_TYPES["speed"].headline = "x"  # frozen

@@ -16,11 +16,21 @@ import uuid
 import httpx
 import pytest
 
-from llm_lab import inference
-from llm_lab import audit, capabilities as caps, endpoints, generation, jobs, registry, settings, store
-from llm_lab import access
+from llm_lab import (
+    access,
+    audit,
+    endpoints,
+    generation,
+    inference,
+    jobs,
+    registry,
+    settings,
+    store,
+)
+from llm_lab import capabilities as caps
 from llm_lab.access import LOCAL, Actor
-from llm_lab.bench import runner, suite as suites
+from llm_lab.bench import runner
+from llm_lab.bench import suite as suites
 from llm_lab.cli import main as cli
 from llm_lab.errors import ModelError
 from tests.conftest import ROOT, _free_port, app_test, no_exceptions
@@ -83,7 +93,8 @@ def _texts(results) -> list[str]:
 
 
 # ---------------------------------------------------------------- entries and policy
-def test_an_entry_is_checked_and_keeps_only_the_key_variables_name():
+def test_an_entry_is_checked_and_keeps_only_the_key_variables_name(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ModelError, match="http:// or https://"):
         endpoints.add(LOCAL, "e1", "ftp://example.com/v1", "m")
     with pytest.raises(ModelError, match="user name or password"):
@@ -94,10 +105,12 @@ def test_an_entry_is_checked_and_keeps_only_the_key_variables_name():
         endpoints.add(LOCAL, "e1", "https://example.com/v1", "m", "sk-abc-123")
     entry = endpoints.add(LOCAL, "e1", "https://example.com/v1/", "m", "$OPENAI_API_KEY")
     (row,) = [e for e in registry.list_models(LOCAL) if e.name == "e1"]
-    assert (row.source, row.location, row.head, row.meta) == (
-        "endpoint", "https://example.com/v1", "causal-lm", {"model": "m", "api_key_env": "OPENAI_API_KEY"})
-    assert entry.meta == row.meta
-    # the one capability check: text generation yes, everything that needs weights no
+    assert (row.source, row.location, row.head, row.meta["model"], row.meta["api_key_env"]) == (
+        "endpoint", "https://example.com/v1", "causal-lm", "m", "OPENAI_API_KEY")
+    assert entry.meta == row.meta and set(row.meta) == {"model", "api_key_env", "probe"}
+    # the probe could not ask (the key variable is not set here): it does not score, and says why
+    assert row.meta["probe"]["scores"] is False and "OPENAI_API_KEY" in row.meta["probe"]["reason"]
+    # the one capability check: text generation yes, scoring not (the probe said no), weights never
     assert caps.entry_fits(caps.GENERATE, row) and caps.default_head(row) == "causal-lm"
     assert caps.entry_fits(suites.TASK_TYPES["generation"].model_needs, row)
     for needs in [suites.TASK_TYPES[t].model_needs for t in ("language_modeling", "multiple_choice", "speed",
@@ -131,7 +144,8 @@ def test_hosted_server_lets_non_admins_add_only_allowed_hosts_and_key_variables(
 # ---------------------------------------------------------------- against the real server
 def test_greedy_outputs_through_the_endpoint_equal_the_local_models(endpoint):
     ep = registry.load(LOCAL, "ep")
-    assert ep.capabilities.endpoint and ep.capabilities.provides == {caps.GENERATES_TEXT}
+    # serve returns prompt log-probabilities with echo: the probe at registration said it scores
+    assert ep.capabilities.endpoint and ep.capabilities.provides == {caps.GENERATES_TEXT, caps.SCORES_TEXT}
     local = registry.load(LOCAL, "local", device="cpu", dtype="float32")
     settings_ = generation.GenerationSettings(max_new_tokens=12)
     expected = [inference.generate(local, [p], settings_)[0] for p in PROMPTS]  # one prompt at a time
@@ -203,14 +217,14 @@ def test_connection_refused_and_a_server_that_never_answers(monkeypatch):
         silent.close()
 
 
-def test_perplexity_and_other_weight_features_refuse_an_endpoint_with_the_one_message(endpoint):
+def test_weight_features_refuse_an_endpoint_with_the_one_message_and_perplexity_runs(endpoint):
     from llm_lab.explain import specs
     from llm_lab.train import config as train_config
 
     message = "does not apply to ep, an OpenAI-compatible endpoint: it needs a model whose weights LLM Lab loads"
     entry = registry.resolve(LOCAL, "ep")
-    with pytest.raises(ModelError, match="A language_modeling task " + message):
-        caps.require_entry(suites.TASK_TYPES["language_modeling"].model_needs, entry)
+    with pytest.raises(ModelError, match="A speed task " + message):
+        caps.require_entry(suites.TASK_TYPES["speed"].model_needs, entry)
     with pytest.raises(ModelError, match="The attention views " + message):
         registry.load_for(LOCAL, specs.ATTENTION_NEEDS, "ep")
     with pytest.raises(ModelError, match="is an OpenAI-compatible endpoint: it opens only as causal-lm"):
@@ -225,7 +239,7 @@ def test_perplexity_and_other_weight_features_refuse_an_endpoint_with_the_one_me
                          "  - {name: answers, type: generation, dataset: demo-prompts, limit: 3,"
                          " generation: {max_new_tokens: 4}}\n", "test")
     ppl, speed, answers = runner.run_suite(LOCAL, suite, ["ep"])
-    assert ppl.status == "error" and ppl.error.startswith("A language_modeling task " + message)
+    assert ppl.status == "ok", ppl.error  # its server scores (tests/test_endpoint_scoring.py checks the numbers)
     assert speed.status == "error" and speed.error.startswith("A speed task " + message)
     assert answers.status == "ok", answers.error
     assert answers.repro.model_source == "endpoint" and answers.stats["mean_latency_s"] > 0
@@ -275,6 +289,7 @@ def test_cli_adds_an_endpoint_and_checks_it(endpoint_server, capsys):
                 endpoint_server["model"], "--api-key-env", KEY_ENV, "--check"]) == 0
     out = capsys.readouterr().out
     assert f"registered cli-ep: {endpoint_server['model']} at {endpoint_server['base_url']} (key from ${KEY_ENV})" in out
+    assert "probe: cli-ep scores (loglikelihood, perplexity, multiple choice)" in out
     assert re.search(r"check: cli-ep answered in \d+ ms", out) and KEY not in out
     assert cli(["models", "add-endpoint", "bad", "--base-url", "file:///etc", "--model", "m"]) == 1
     assert "http:// or https://" in capsys.readouterr().err
@@ -297,13 +312,19 @@ def test_models_page_adds_an_endpoint_and_shows_its_card(endpoint_server):
     at.button(key="ep_add").click().run()
     no_exceptions(at)
     assert any("Added page-ep" in s.value for s in at.success), [e.value for e in at.error]
+    assert any("page-ep scores" in s.value and "returns prompt log-probabilities" in s.value for s in at.success)
     assert registry.resolve(LOCAL, "page-ep").source == "endpoint"
+    registry_probe_time = registry.resolve(LOCAL, "page-ep").meta["probe"]["checked_at"]
     at.selectbox(key="m_name").set_value("page-ep").run()
     at.button(key="m_load").click().run()
     no_exceptions(at)
     assert "OpenAI-compatible endpoint" in " ".join(h.value for h in at.subheader)
     at.button(key="ep_check").click().run()
     assert any("It answered in" in s.value for s in at.success), [e.value for e in at.error]
+    at.button(key="ep_probe").click().run()  # probe again: the verdict is stored anew
+    no_exceptions(at)
+    assert any("page-ep scores" in s.value for s in at.success)
+    assert registry.resolve(LOCAL, "page-ep").meta["probe"]["checked_at"] > registry_probe_time
 
 
 def test_compare_page_runs_a_local_model_against_an_endpoint(endpoint):

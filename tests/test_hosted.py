@@ -356,3 +356,23 @@ def test_admin_page_for_an_admin_and_refusals_for_anyone_else(hosted):
     refused = sorted({e.value.split(" may not ")[1].split(".")[0] for e in at.error})
     assert refused == ["list users", "read server settings", "read the audit log"]
     assert [list(d.value["name"]) for d in at.dataframe] == [["eve@example.com"]]  # only their own workspace
+
+
+def test_the_default_workspace_cannot_register_a_model_trained_into_another_workspace(hosted, tiny_bert):
+    """The default workspace's models folder holds every other workspace's (<home>/models/@NAME/…): a member of
+    the default workspace registering such a folder as "trained" would read another team's model."""
+    import shutil
+
+    from llm_lab import paths, registry
+    from llm_lab.access import Actor
+    from llm_lab.errors import ModelError
+
+    accounts.sign_in("root@example.com")
+    theirs = paths.workspace_dir("models", "eve@example.com") / "secret-model"
+    ours = paths.workspace_dir("models", "default") / "own-model"
+    for folder in (theirs, ours):
+        shutil.copytree(tiny_bert, folder)
+    editor = Actor("ed@example.com", "editor", "default", ("default",))
+    with pytest.raises(ModelError):
+        registry.register(editor, registry.ModelEntry("stolen", "trained", str(theirs), "classifier"))
+    assert registry.register(editor, registry.ModelEntry("mine", "trained", str(ours), "classifier")).name == "mine"

@@ -267,7 +267,7 @@ def test_a_request_whose_client_left_does_not_spoil_its_batch(lm):
     assert items[1].future.cancel()  # queued, not started: the client went away
     batcher.start()
     try:
-        texts = [items[i].future.result(timeout=60).text for i in (0, 2)]
+        texts = [items[i].future.result(timeout=60)[0].result.text for i in (0, 2)]
     finally:
         batcher.stop()
     assert texts == [_direct(lm, PROMPTS[i], 6).text for i in (0, 2)]
@@ -306,8 +306,11 @@ def test_bad_requests_get_openai_style_errors(lm_server):
     assert error["param"] == "temperature"
     assert _error(client.post("/v1/completions", json={"prompt": "hi", "max_tokens": 0}), 400)["param"] == "max_tokens"
     assert _error(client.post("/v1/chat/completions", json={"messages": []}), 400)["param"] == "messages"
-    error = _error(client.post("/v1/completions", json={"prompt": "hi", "n": 2}), 422)
-    assert error["param"] == "n" and "n=1" in error["message"]
+    error = _error(client.post("/v1/completions", json={"prompt": "hi", "n": 200}), 400)
+    assert error["param"] == "n" and "at most 128" in error["message"]
+    error = _error(client.post("/v1/completions", json={"prompt": "hi", "tools": []}),
+                   400)  # unknown to completions: refused by name, never ignored
+    assert error["param"] == "tools" and error["code"] == "unknown_parameter"
     # the context: the tiny GPT-2 takes 128 tokens
     error = _error(client.post("/v1/completions", json={"prompt": "one two three", "max_tokens": 127}), 400)
     assert error["code"] == "context_length_exceeded" and "maximum context length is 128 tokens" in error["message"]

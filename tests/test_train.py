@@ -188,7 +188,9 @@ def test_adapter_only_classifier_is_kilobytes_and_reloads_over_its_base(tiny_ber
     result = export.finish(LOCAL, cfg, trained, None)
     folder = Path(result["folder"])
     assert not (folder / "model.safetensors").exists()
-    assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == "bert-base-tiny"
+    # other tools read adapter_config.json: the base's folder; LLM Lab keeps its registry name in llm_lab.json
+    assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_bert.resolve())
+    assert json.loads((folder / "llm_lab.json").read_text())["adapter_base"] == "bert-base-tiny"
     loaded = registry.load(LOCAL, "clf-adapter")
     assert loaded.head == "classifier" and not loaded.head_is_new and loaded.labels == ["neg", "pos"]
     np.testing.assert_allclose(inference.classify(loaded, texts).probs, before, atol=1e-5)

@@ -5,8 +5,14 @@ The dataset box starts on a dataset that has the roles the task type needs (a la
 the split box on its test split, and each role on the column of the same name. A stored dataset's columns are
 the roles it was imported with (llm_lab.data), which a task's `columns` can map to other roles (the runner reads
 `spec.column(role)`). Several splits make one task per split.
+
+An lm_eval task names a task of lm-evaluation-harness's catalogue (searchable, cached) or a task YAML uploaded
+with its data files into the workspace's lm-eval folder, plus the few-shot count and a limit.
 """
 from __future__ import annotations
+
+import hashlib
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -14,6 +20,8 @@ import streamlit as st
 from llm_lab import data
 from llm_lab.bench import suite as suites
 from llm_lab.bench.suite import TASK_TYPES
+from llm_lab.bench.tasks import lm_eval_task
+from llm_lab.errors import LabError
 from llm_lab.stats import power
 from ui import backend
 from ui.common import plain
@@ -22,6 +30,8 @@ ALL_ROWS = "all rows"                  # the split box's choice for every row (`
 SPLIT_ORDER = ("test", "validation", "train")
 PROPORTION_HEADLINES = {"accuracy", "exact_match"}   # right/wrong per example: the paired-accuracy MDE applies
 NO_COLUMN = "(none)"
+LM_EVAL = "lm_eval"                    # an lm-evaluation-harness task: a catalogue name or an uploaded YAML
+CATALOGUE, UPLOADED = "catalogue", "uploaded YAML"
 # task types that need fields the builder does not draw: written in YAML (Upload YAML)
 YAML_ONLY = {"directional": "its templates (`directional: [{append: ..., expect: ...}]`)"}
 
@@ -209,6 +219,12 @@ def _built_table(tasks: list[dict], infos: list, run_cap: int) -> pd.DataFrame:
     by_name = {d.name: d for d in infos}
     rows = []
     for t in tasks:
+        if t["type"] == LM_EVAL:
+            rows.append({"task": t["name"], "dataset": f"lm-eval: {t.get('task') or t.get('yaml')}",
+                         "split": "the task's own", "columns": "",
+                         "examples": f"first {t['limit']:,}" if t.get("limit") else "all",
+                         "smallest detectable difference": "—", "one model": "—"})
+            continue
         info = by_name.get(t["dataset"])
         split = ALL_ROWS if t.get("split") == "all" else t.get("split")
         n = examples(info, split, t.get("limit", 0), run_cap) if info else None
@@ -224,14 +240,35 @@ def build() -> str | None:
     """Draw the builder; return the built suite's YAML text, or None while it has no task."""
     tasks = st.session_state.setdefault("b_built", [])
     infos = backend.datasets()
-    if not infos:
-        st.info("No datasets yet: import one on the Datasets page to build a suite on it.")
-        return None
     f1, f2, f3 = st.columns(3)
     name = f1.text_input("Suite name", "my-suite", key="b_name")
     task_type = f2.selectbox("Task type", buildable_types(), key="b_type",
                              help="".join(f"A {t} task needs {what}: write it in YAML and upload it. "
                                           for t, what in YAML_ONLY.items()) or None)
+    if task_type == LM_EVAL:
+        _lm_eval_form(tasks, f3)
+    elif not infos:
+        st.info("No datasets yet: import one on the Datasets page to build a suite on it (an lm_eval task needs "
+                "none).")
+    else:
+        _dataset_form(tasks, infos, task_type, f3)
+    if not tasks:
+        return None
+    run_cap = int(st.session_state.get("b_limit_run") or 0)
+    st.dataframe(_built_table(tasks, infos, run_cap), hide_index=True)
+    suite_text = suites.to_yaml(name, tasks)
+    b1, b2 = st.columns(2)
+    if b2.button("Clear tasks", key="b_clear"):  # drawn before the check, so a suite that fails it can be cleared
+        st.session_state["b_built"] = []
+        st.rerun()
+    suites.parse(suite_text, "built", "the suite you built")  # a bad suite name: the page shows why
+    if b1.button("Save suite", key="b_save_built"):
+        st.success(f"Saved suite {plain(repr(suites.save(backend.actor(), suite_text).name))}.")
+    return suite_text
+
+
+def _dataset_form(tasks: list, infos: list, task_type: str, f3) -> None:
+    """A task of LLM Lab's own types: dataset, split(s), columns, metrics; "Add task" appends to `tasks`."""
     dataset = _pick_dataset(infos, task_type, f3)
     info = next(d for d in infos if d.name == dataset)
     g1, g2 = st.columns([2, 1])
@@ -265,15 +302,80 @@ def build() -> str | None:
         tasks.extend(new_tasks(dataset=dataset, task_type=task_type, splits=splits, columns=mapped,
                                metrics=metric_choice, limit=int(limit), prompt=prompt, choices=choices,
                                taken={t["name"] for t in tasks}))
-    if not tasks:
-        return None
-    st.dataframe(_built_table(tasks, infos, run_cap), hide_index=True)
-    suite_text = suites.to_yaml(name, tasks)
-    b1, b2 = st.columns(2)
-    if b2.button("Clear tasks", key="b_clear"):  # drawn before the check, so a suite that fails it can be cleared
-        st.session_state["b_built"] = []
-        st.rerun()
-    suites.parse(suite_text, "built", "the suite you built")  # a bad suite name: the page shows why
-    if b1.button("Save suite", key="b_save_built"):
-        st.success(f"Saved suite {plain(repr(suites.save(backend.actor(), suite_text).name))}.")
-    return suite_text
+
+
+# ---------------------------------------------------------------- lm-evaluation-harness tasks
+@st.cache_data(show_spinner="Reading lm-eval's task catalogue…", ttl=3600)
+def lm_eval_catalogue() -> list[str]:
+    """lm-eval's task, group and tag names (indexing its YAML files takes seconds: cached)."""
+    return lm_eval_task.catalogue()
+
+
+def lm_eval_task_spec(*, source: str, task: str | None, yaml_file: str | None, num_fewshot: int, limit: int,
+                      taken: set) -> dict:
+    """One lm_eval task as a suite YAML mapping (num_fewshot < 0: the task's own)."""
+    base = (task if source == CATALOGUE else Path(yaml_file or "task").stem) or "lm-eval"
+    name, k = f"lm-eval-{base}", 2
+    while name in taken:
+        name, k = f"lm-eval-{base}-{k}", k + 1
+    out = {"name": name, "type": LM_EVAL}
+    if source == CATALOGUE:
+        out["task"] = task
+    else:
+        out["yaml"] = yaml_file
+    if num_fewshot >= 0:
+        out["num_fewshot"] = int(num_fewshot)
+    if limit:
+        out["limit"] = int(limit)
+    return out
+
+
+def _lm_eval_uploads() -> None:
+    """A task YAML and its data files, kept in the workspace's lm-eval folder (what `yaml:` and `data_files` name)."""
+    u1, u2 = st.columns(2)
+    up = u1.file_uploader("Task YAML", type=["yaml", "yml"], key="b_lm_yaml_up",
+                          help="An lm-eval task YAML: Jinja templates over the data's columns; no !function, "
+                               "include or Python. Its data: `dataset_path: json` and `dataset_kwargs: "
+                               "{data_files: {test: FILE}}`, FILE uploaded beside it.")
+    data_up = u2.file_uploader("Data files", type=["jsonl", "json", "csv", "parquet", "txt"],
+                               accept_multiple_files=True, key="b_lm_data_up")
+    for item in ([up] if up is not None else []) + list(data_up or []):
+        # once per content, not on every rerun: a corrected file of the same name and size is stored too
+        token = hashlib.sha256(item.getvalue()).hexdigest()
+        if st.session_state.get(f"_b_lm_stored:{item.name}") != token:
+            lm_eval_task.store_upload(backend.actor(), item.name, item.getvalue())
+            st.session_state[f"_b_lm_stored:{item.name}"] = token
+            st.caption(plain(f"Stored {item.name} in your workspace's lm-eval folder."))
+
+
+def _lm_eval_form(tasks: list, f3) -> None:
+    """An lm-evaluation-harness task: a catalogue name or an uploaded YAML, few-shot count and limit."""
+    source = f3.radio("lm-eval task from", [CATALOGUE, UPLOADED], key="b_lm_source", horizontal=True)
+    task = yaml_file = None
+    if source == CATALOGUE:
+        names = lm_eval_catalogue()
+        task = st.selectbox("lm-eval task", names, key="b_lm_task", index=None, placeholder="type to search",
+                            help="A task, group or tag of lm-eval's catalogue. Tasks whose data is on the Hugging "
+                                 "Face Hub need it reachable (or already downloaded).")
+    else:
+        _lm_eval_uploads()
+        stored = [f for f in lm_eval_task.stored_files(backend.actor()) if f.endswith((".yaml", ".yml"))]
+        yaml_file = st.selectbox("Stored task YAML to run", stored, key="b_lm_yaml_pick", index=None,
+                                 placeholder="pick an uploaded task YAML")
+        if yaml_file:  # checked now (fields, data files, nothing that runs code), not first at run time
+            try:
+                lm_eval_task.prepare_yaml(backend.actor(), yaml_file)
+            except LabError as exc:
+                st.error(plain(str(exc)), icon=":material/error:")
+                yaml_file = None
+    g1, g2 = st.columns(2)
+    shots = g1.number_input("Few-shot examples (-1 = the task's own)", -1, 50, -1, key="b_lm_fewshot")
+    limit = g2.number_input("Examples (0 = all)", 0, 100_000, 200, key="b_limit",
+                            help="Score the first N documents of the task (each task of a group).")
+    missing = not (task if source == CATALOGUE else yaml_file)
+    if missing:
+        st.warning("Pick a catalogue task." if source == CATALOGUE else "Upload and pick a task YAML.",
+                   icon=":material/rule:")
+    if st.button("Add task", key="b_add", disabled=missing):
+        tasks.append(lm_eval_task_spec(source=source, task=task, yaml_file=yaml_file, num_fewshot=int(shots),
+                                       limit=int(limit), taken={t["name"] for t in tasks}))

@@ -45,7 +45,7 @@ with user_errors():
     if suite_text:
         parsed = suites.parse(suite_text, "selected", "the suite")
         with st.expander(plain(f"Suite {parsed.name} v{parsed.version}: {len(parsed.tasks)} tasks — {parsed.description}")):
-            st.dataframe(pd.DataFrame([{"task": t.name, "type": t.type, "dataset": t.dataset, "split": t.split_shown,
+            st.dataframe(pd.DataFrame([{"task": t.name, "type": t.type, "dataset": t.dataset or f"lm-eval: {t.task or 'uploaded YAML'}", "split": t.split_shown,
                                         "limit": str(t.limit or "all"), "metrics": ", ".join(t.metrics)} for t in parsed.tasks]),
                          hide_index=True)
             st.code(suite_text, language="yaml")
@@ -256,10 +256,17 @@ if task_names:
     links = {c: st.column_config.LinkColumn(c, display_text="open ↗") for c in table.columns if c.endswith("attributions")}
     for c in links:  # they open in a new tab, a new session: the workspace goes along
         table[c] = table[c].map(lambda link: local_link(link) if isinstance(link, str) else link)
-    st.caption(f"{len(table)} examples. 'open ↗' shows the example on the Attributions page.")
+    st.caption(f"{len(table)} examples." + (" 'open ↗' shows the example on the Attributions page." if links else ""))
     if table.empty and show != "all":
-        st.info("Nothing to show: errors need a task with right/wrong answers; disagreements need the "
-                "predictions of two or more models.")
+        every = leaderboard.drilldown(results, task, "all")
+        predicting = [c for c in every.columns if c.endswith(": prediction")]
+        if show == "disagreements" and len(predicting) >= 2:
+            st.info(f"The {len(predicting)} models agree on every one of the {len(every)} examples.")
+        elif show == "errors" and not every.empty and any(c.endswith(": correct") for c in every.columns):
+            st.info(f"No model is wrong on any of the {len(every)} examples.")
+        else:
+            st.info("Nothing to show: errors need a task with right/wrong answers; disagreements need the "
+                    "predictions of two or more models.")
     st.dataframe(table, hide_index=True, column_config=links, width="stretch", height=360)
 
 # ---------------------------------------------------------------- export and reproducibility

@@ -148,6 +148,19 @@ def _outcomes(metric: str, results: list[TaskResult], by_id: list[dict], shared:
     return out, ""
 
 
+def _scored_apart(results: list[TaskResult]) -> str:
+    """Why these results cannot be compared example by example, or "": an endpoint scores a text without its first
+    token (echo gives it no log-probability), a local model with it, so their perplexities are over different
+    tokens and a paired test would call that a model difference."""
+    unscored = {r.model: int(r.stats.get("unscored_tokens", 0) or 0) for r in results}
+    without = sorted(m for m, n in unscored.items() if n)
+    if not without or len(without) == len(results):
+        return ""
+    return (f"Not compared: {', '.join(without)} scored each text without its first token (an endpoint's echo gives "
+            "it no log-probability), the others with it, so their values are over different tokens. Compare "
+            "endpoints with endpoints (or serve the local model and add it as an endpoint).")
+
+
 def compare_task(results: list[TaskResult], metric: str | None = None, *, margin: float | None = None,
                  n_resamples: int = 1000, seed: int = 0) -> TaskComparison:
     """Every pair of the (ok) results of one task on `metric` (its headline by default), not yet adjusted.
@@ -163,6 +176,9 @@ def compare_task(results: list[TaskResult], metric: str | None = None, *, margin
     metric = metric or next((r.headline.name for r in results if r.headline), "accuracy")
     if len(results) < 2:
         return TaskComparison(task, metric, 0, note="Fewer than two models have per-example results on this task.")
+    apart = _scored_apart(results)
+    if apart:
+        return TaskComparison(task, metric, 0, note=apart)
     if metric not in paired.POINT_METRICS:
         margin = None  # a margin in points of a 0–1 metric means nothing for perplexity, Brier, ...
     by_id = [_rows_by_id(r) for r in results]

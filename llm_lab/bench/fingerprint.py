@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 PACKAGES = ("torch", "transformers", "numpy", "pandas", "scikit-learn", "evaluate", "sacrebleu", "rouge-score",
-            "accelerate", "tokenizers", "datasets")
+            "accelerate", "tokenizers", "datasets", "lm_eval")
 
 
 # files that decide what a model computes besides its weights (config, tokenizer, adapter settings)

@@ -174,6 +174,13 @@ def text_table(summaries: list[TaskResult], metrics: list[str] | None = None, ti
                      + (["", "errors:"] + errors if errors else []))
 
 
+def _explainable(result: TaskResult) -> bool:
+    """Whether 'open ↗' can show this result's examples on the Attributions page: not an lm-eval task (its
+    documents are not an LLM Lab dataset) nor an endpoint model (no weights here to attribute)."""
+    repro = result.repro
+    return bool(repro and repro.dataset) and result.type != "lm_eval" and repro.model_source != "endpoint"
+
+
 def drilldown(results: list[TaskResult], task: str, show: str = "all") -> pd.DataFrame:
     """Per-example rows of one task across models: show "all", "errors" (any model wrong) or
     "disagreements" (models predict differently). Each model gets prediction, correct and a link."""
@@ -192,8 +199,9 @@ def drilldown(results: list[TaskResult], task: str, show: str = "all") -> pd.Dat
         on = [c for c in ("id", "kind") if c in frame.columns]
         cols = {c: f"{r.model}: {c}" for c in frame.columns if c not in keep}
         part = frame.rename(columns=cols)
-        part[f"{r.model}: attributions"] = [attribution_link(r.model, dataset=dataset, example=i)
-                                                 for i in frame["id"]]
+        if _explainable(r):  # the Attributions page opens the example from its LLM Lab dataset, on loaded weights
+            part[f"{r.model}: attributions"] = [attribution_link(r.model, dataset=dataset, example=i)
+                                                     for i in frame["id"]]
         base = part if base is None else base.merge(
             part.drop(columns=[c for c in keep if c not in on and c in base.columns]), on=on, how="outer")
     pred_cols = [c for c in base.columns if c.endswith(": prediction")]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import time
 import traceback
+from pathlib import Path
 
 from .. import capabilities as caps
 from .. import data, registry
@@ -210,6 +211,9 @@ def _error_result(suite: Suite, spec: TaskSpec, model: str, message: str) -> Tas
 def run_task(actor: Actor, suite: Suite, spec: TaskSpec, model_name: str, *, use_cache: bool = True, device: str | None = None,
              dtype: str | None = None, batch_size: int | None = None, progress=None, log=None) -> TaskResult:
     progress = progress or (lambda done, total, message="": None)
+    if spec.type == "lm_eval":
+        return run_lm_eval_task(actor, suite, spec, model_name, use_cache=use_cache, device=device, dtype=dtype,
+                                batch_size=batch_size, progress=progress)
     t_start = time.time()
     info, frame, split, split_note = task_frame(actor, spec)
     slice_of = slice_rows(actor, spec, frame)
@@ -268,6 +272,68 @@ def run_task(actor: Actor, suite: Suite, spec: TaskSpec, model_name: str, *, use
             split=split, rows=len(frame), dataset_rows=info.rows, task_definition=spec.definition(),
             task_hash=spec.definition_hash(), suite=suite.name, suite_version=suite.version,
             suite_digest=suite.digest(), seed=spec.seed, settings=settings,
+            environment=fingerprint.environment(loaded.device)),
+    )
+    cache.put(actor, result)
+    return result
+
+
+def lm_eval_needs(prepared) -> caps.Needs:
+    """What an lm-eval task needs of a model: scoring when it sends loglikelihood requests (multiple choice,
+    perplexity), else text generation (endpoint models too)."""
+    return caps.SCORE if prepared.output_types - {"generate_until"} else caps.GENERATE
+
+
+def run_lm_eval_task(actor: Actor, suite: Suite, spec: TaskSpec, model_name: str, *, use_cache: bool = True,
+                     device: str | None = None, dtype: str | None = None, batch_size: int | None = None,
+                     progress=None) -> TaskResult:
+    """An lm-evaluation-harness task (bench/tasks/lm_eval_task.py) on one model: checked and hashed before the
+    model loads (a Hub dataset offline fails here), cached by the model, lm-eval's version, the task's config and
+    its data files' content, and run through the inference layer (`bench.lm_eval_model.LabLM`)."""
+    from .tasks import lm_eval_task
+
+    t_start = time.time()
+    prepared = lm_eval_task.prepare(actor, spec)
+    entry = registry.resolve(actor, model_name)
+    needs = lm_eval_needs(prepared)
+    try:
+        head = caps.require_entry(needs, entry)
+    except ModelError as exc:
+        raise TaskError(str(exc)) from exc
+    loaded = registry.load(actor, model_name, head=head, device=device, dtype=dtype)
+    model_fp = fingerprint.model_fingerprint(loaded, actor)
+    size = default_batch_size(loaded.device, spec.batch_size or batch_size)
+    settings = {"device": loaded.device, "dtype": loaded.dtype, "task_version": lm_eval_task.VERSION,
+                "lm_eval": prepared.version, "lm_eval_config": prepared.config_hash}
+    key = result_key(model_fp, prepared.fingerprint(), spec, settings, actor.workspace, "lm_eval")
+    if use_cache and loaded.entry.source != "endpoint" and (hit := cache.get(actor, key)):
+        progress(1, 1, "from cache")
+        return as_cached(hit, model_name, loaded)
+    partial = cache.Partial(key)
+    state = TaskState(spec, loaded, None, partial, progress, size, loaded.device, actor=actor)
+    try:
+        out = lm_eval_task.run(state, prepared)
+    except BaseException:
+        partial.flush()  # keep the answered requests so a rerun resumes from here
+        raise
+    seconds = time.time() - t_start
+    rows = len(out["per_example"])
+    files = ", ".join(f"{Path(p).name} sha256 {d[:12]}" for p, d in prepared.data_files.items())
+    result = TaskResult(
+        key=key, model=model_name, suite=suite.name, suite_version=suite.version, suite_digest=suite.digest(),
+        task=spec.name, type=spec.type, status="ok", error=None, metrics=out["metrics"], details=out["details"],
+        headline=out["headline"], per_example=out["per_example"], intervals=out["intervals"], notes=state.notes,
+        stats=dict(state.stats, examples=rows, seconds=round(seconds, 3),
+                   examples_per_s=round(rows / max(seconds, 1e-9), 2), resumed_outputs=partial.resumed),
+        seconds=seconds, created_at=time.time(), cached=False,
+        repro=Repro(
+            model=model_name, model_source=loaded.entry.source, model_location=loaded.entry.location,
+            model_fingerprint=model_fp, head=loaded.head, head_is_new=loaded.head_is_new,
+            dataset=f"lm-eval:{prepared.label}", dataset_hash=files or ", ".join(prepared.hub_datasets),
+            dataset_fingerprint=prepared.fingerprint(), split="all", rows=rows, dataset_rows=rows,
+            task_definition=spec.definition(), task_hash=spec.definition_hash(), suite=suite.name,
+            suite_version=suite.version, suite_digest=suite.digest(), seed=spec.seed,
+            settings=dict(settings, lm_eval_task_hashes=out["details"]["lm_eval"]["task_hashes"]),
             environment=fingerprint.environment(loaded.device)),
     )
     cache.put(actor, result)

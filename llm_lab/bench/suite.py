@@ -5,6 +5,7 @@
     tasks:
       - name: sentiment            # unique in the suite
         type: classification       # classification | language_modeling | generation | multiple_choice | speed
+                                   # | invariance | directional | lm_eval
         dataset: demo-reviews      # a dataset in the store (demo-* are built in)
         split: test                # optional: one split, or `all` for every row; default the test split
                                    # (every row when the dataset has none; a speed task: every row)
@@ -33,6 +34,16 @@ Robustness (CheckList-style) tasks of a classifier, deterministic under `seed` (
         type: directional          # the expected label's probability should rise
         dataset: demo-reviews
         directional: [{append: " I hated it.", expect: negative}]
+
+An lm-evaluation-harness task (bench/tasks/lm_eval_task.py) names a task of lm-eval's catalogue or a task YAML
+(stored in the workspace's lm-eval folder, or its text), instead of a dataset:
+
+      - name: arc
+        type: lm_eval
+        task: arc_easy             # or  yaml: my_task.yaml
+        num_fewshot: 0             # optional: lm-eval's few-shot count (default: the task's own)
+        limit: 100                 # optional: the first N documents
+        seed: 0                    # optional: lm-eval's seeds
 
 Parsing keeps each node's line, so an invalid file gets a message naming the line and the field.
 """
@@ -75,12 +86,12 @@ TASK_TYPES = {t.name: t for t in (
              "accuracy", caps.needs("A classification task", caps.CLASSIFIER, hint="Score a causal LM with a "
                                     "multiple_choice task, or fine-tune a classifier first.")),
     TaskType("language_modeling", ("text",), (), ("perplexity",), ("perplexity",), "perplexity",
-             caps.needs("A language_modeling task", caps.CAUSAL_LM)),
+             caps.needs("A language_modeling task", caps.SCORES_TEXT, endpoint_ok=True)),
     TaskType("generation", ("prompt", "reference"), (), ("exact_match", "bleu", "chrf", "rouge"),
              ("exact_match", "chrf", "rouge"), "exact_match", caps.needs("A generation task", caps.GENERATES_TEXT,
                                                      endpoint_ok=True)),  # endpoint models too
     TaskType("multiple_choice", ("text", "label"), ("choices",), ("accuracy", "f1"), ("accuracy", "f1"), "accuracy",
-             caps.needs("A multiple_choice task", caps.CAUSAL_LM)),
+             caps.needs("A multiple_choice task", caps.SCORES_TEXT, endpoint_ok=True)),
     TaskType("speed", ("text",), (), (), (), "examples_per_s", caps.needs("A speed task")),
     TaskType("invariance", ("text",), ("label", "text_pair"), (), (), "flip_rate",
              caps.needs("An invariance task", caps.CLASSIFIER, hint="It perturbs a classifier's inputs; fine-tune a "
@@ -88,12 +99,16 @@ TASK_TYPES = {t.name: t for t in (
     TaskType("directional", ("text",), ("label", "text_pair"), (), (), "failure_rate",
              caps.needs("A directional task", caps.CLASSIFIER, hint="It edits a classifier's inputs; fine-tune a "
                                                                     "classifier first.")),
+    # lm-eval's task decides its metrics and requests; the runner asks for scoring when it has loglikelihood ones
+    TaskType("lm_eval", (), (), (), (), "accuracy", caps.needs("An lm_eval task", caps.GENERATES_TEXT,
+                                                                endpoint_ok=True)),
 )}
 # Fields added after results were first stored: left out of a task's definition (its hash, the cache key) while
 # they hold these defaults, so results stored before they existed keep their keys.
 LATER_FIELDS = {"perturbations": [], "directional": [], "slices": [], "contamination": None,
                 "contamination_split": None, "contamination_threshold": None, "contamination_n": None,
-                "chat": True, "system": ""}
+                "chat": True, "system": "", "task": None, "yaml": None, "num_fewshot": None}
+LM_EVAL_FIELDS = ("task", "yaml", "num_fewshot")  # an lm_eval task's own fields (bench/tasks/lm_eval_task.py)
 CHAT_FIELDS = ("chat", "system")  # a generation task's prompts and the model's chat template (inference/chat.py)
 TASK_FIELDS = {"name", "type", "dataset", "split", "columns", "prompt", "metrics", "limit", "max_length", "stride",
                "batch_size", "generation", "choices", "choices_sep", "label_map", "seed", "description",
@@ -135,6 +150,9 @@ class TaskSpec:
     contamination_n: int | None = None                  # None: contamination.DEFAULT_N
     chat: bool = True                                   # generation: prompts go through a chat model's template
     system: str = ""                                    # generation: the system turn ("": the template's default)
+    task: str | None = None                             # lm_eval: a task (or group) of lm-eval's catalogue
+    yaml: str | None = None                             # lm_eval: a task YAML (a stored file's name, or its text)
+    num_fewshot: int | None = None                      # lm_eval: few-shot examples (None: the task's own)
     line: int = 0
 
     @property
@@ -146,6 +164,8 @@ class TaskSpec:
         """The split as a suite table shows it: the named one, or what is scored without one."""
         if self.split:
             return self.split
+        if self.type == "lm_eval":
+            return "the lm-eval task's own"
         return "all (speed)" if self.type == "speed" else "test (default; all rows if none)"
 
     def definition(self) -> dict:
@@ -285,6 +305,11 @@ def _task(task, i: int, fail, seen: set) -> TaskSpec:
     for key in task:
         if key not in TASK_FIELDS:
             fail(base + (key,), f"unknown task field; task fields are {', '.join(sorted(TASK_FIELDS))}.")
+    if task.get("type") == "lm_eval":
+        return _lm_eval_task(task, base, fail, seen)
+    for key in LM_EVAL_FIELDS:
+        if key in task:
+            fail(base + (key,), f"`{key}` belongs to an lm_eval task.")
     for key in ("name", "type", "dataset"):
         if not isinstance(task.get(key), str) or not task[key].strip():
             fail(base + (key,), f"every task needs a `{key}` (text).")
@@ -366,6 +391,41 @@ def _task(task, i: int, fail, seen: set) -> TaskSpec:
         choices_sep=str(task.get("choices_sep", "|")), label_map={str(k): str(v) for k, v in label_map.items()},
         seed=int(task.get("seed", 0)), description=str(task.get("description", "")), repeats=int(task.get("repeats", 3)),
         line=0, **later)
+
+
+def _lm_eval_task(task: dict, base: tuple, fail, seen: set) -> TaskSpec:
+    """An lm_eval task: `task` (a catalogue name) or `yaml`, with num_fewshot, limit, seed and description; the
+    fields of LLM Lab's own task types (dataset, columns, metrics, ...) do not apply to it."""
+    allowed = {"name", "type", "description", "limit", "seed", "batch_size"} | set(LM_EVAL_FIELDS)
+    for key in task:
+        if key not in allowed:
+            fail(base + (key,), f"an lm_eval task takes {', '.join(sorted(allowed))}; lm-eval's task decides "
+                                "the data, prompts and metrics.")
+    if not isinstance(task.get("name"), str) or not task["name"].strip():
+        fail(base + ("name",), "every task needs a `name` (text).")
+    if task["name"] in seen:
+        fail(base + ("name",), f"task name {task['name']!r} is used twice; names must be unique.")
+    seen.add(task["name"])
+    if ("task" in task) == ("yaml" in task):
+        fail(base + ("task",), "an lm_eval task names either `task: NAME` (lm-eval's catalogue) or `yaml: ...` "
+                               "(an uploaded task YAML), one of the two.")
+    for key in ("task", "yaml"):
+        if key in task and (not isinstance(task[key], str) or not task[key].strip()):
+            fail(base + (key,), f"`{key}` is text: " + ("a catalogue task name such as arc_easy." if key == "task"
+                                                        else "the file name of an uploaded YAML, or its text."))
+    for key in ("limit", "batch_size"):
+        value = task.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            fail(base + (key,), f"`{key}` must be a whole number of at least 1.")
+    shots = task.get("num_fewshot")
+    if shots is not None and (not isinstance(shots, int) or isinstance(shots, bool) or shots < 0):
+        fail(base + ("num_fewshot",), "`num_fewshot` is a whole number of at least 0.")
+    seed = task.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        fail(base + ("seed",), "`seed` is a whole number.")
+    return TaskSpec(name=task["name"], type="lm_eval", dataset="", limit=task.get("limit"), seed=seed,
+                    batch_size=task.get("batch_size"), description=str(task.get("description", "")),
+                    task=task.get("task"), yaml=task.get("yaml"), num_fewshot=shots, metrics=[])
 
 
 def _a(word: str) -> str:

@@ -109,8 +109,14 @@ def check(loaded, folder: Path, texts: list[str]) -> dict:
 
 
 def _write_folder(loaded, folder: Path) -> None:
-    """config.json and the tokenizer beside the graph: what the registry needs to open it."""
-    loaded.model.config.save_pretrained(folder)
+    """config.json and the tokenizer beside the graph: what the registry, onnxruntime users and Optimum's
+    ORTModelFor… need to open it. The config names the class the graph was exported from (a classifier over
+    an encoder's config would still say "BertModel"), on a copy: the loaded model is shared."""
+    import copy
+
+    config = copy.deepcopy(loaded.model.config)
+    config.architectures = [type(loaded.model).__name__]
+    config.save_pretrained(folder)
     loaded.tokenizer.save_pretrained(folder)
 
 

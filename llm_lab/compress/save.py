@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from .. import capabilities, paths, registry, store
+from .. import capabilities, hf_card, paths, registry, store
 from ..access import Actor
 from ..train import export
 from . import common
@@ -49,7 +49,7 @@ def make(actor: Actor, parent: str, recipe: Recipe, params: dict | None, name: s
     with store.staged_dir(paths.workspace_dir("models", actor.workspace), name) as tmp:
         meta.update(recipe.run(actor, parent, params, tmp, progress))
         meta["bytes"] = common.weights_bytes(tmp)
-        (tmp / "README.md").write_text(model_card(name, parent, recipe, meta))
+        (tmp / "README.md").write_text(hf_card.render(card_facts(actor, name, parent, recipe, meta, loaded)))
         common.write_json(tmp / VARIANT_FILE, meta)
         registry.check_folder(tmp)
         variant = registry.ModelEntry(name, "trained", "", loaded.head, parent=parent,
@@ -76,14 +76,26 @@ def fingerprint(actor: Actor, loaded) -> str:
     return model_fingerprint(loaded, actor)
 
 
+def card_facts(actor: Actor, name: str, parent: str, recipe: Recipe, meta: dict, loaded) -> hf_card.CardFacts:
+    """The Hugging Face card's facts (`hf_card`): licence and Hub base from the parent, LLM Lab's card as record."""
+    from .. import model_files
+
+    entry = registry.ModelEntry(name, "trained", "", loaded.head, parent=parent)
+    details = model_card(name, parent, recipe, meta).split("\n", 1)[1]  # without its title: the card has one
+    details = "\n".join("#" + line if line.startswith("## ") else line for line in details.splitlines())
+    return hf_card.facts_from_variant(name, loaded.head, parent, meta, title=recipe.title, description="",
+                                      labels=list(loaded.labels) or None, base_model=model_files.hub_base(actor, parent),
+                                      licence=model_files.licence_of(actor, entry), details=details)
+
+
 def _mb(n: int) -> str:
     return f"{n / 2**20:.1f} MB"
 
 
 def model_card(name: str, parent: str, recipe: Recipe, meta: dict) -> str:
     params = meta["recipe"]["params"]
-    lines = [f"# {name}", "", f"A {recipe.title} variant of `{parent}`, made by LLM Lab on "
-             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "", recipe.description, "",
+    lines = [f"# {name}", "", (f"A {recipe.title} variant of `{parent}`, made by LLM Lab on "
+                               f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."), "", recipe.description, "",
              "| | |", "|---|---|", f"| parent | `{parent}` (fingerprint `{meta['parent_fingerprint']}`) |",
              f"| method | {recipe.method} |"]
     lines += [f"| {k} | {v} |" for k, v in params.items() if v is not None]

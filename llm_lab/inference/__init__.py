@@ -22,11 +22,27 @@ from .classify import Classified, classify
 from .embed import Embedded, cosine, embed
 from .generate import generate, generate_group, stream
 from .inputs import Tokens, limit, tokenize, wrap
-from .loglikelihood import (Loglikelihood, Rolling, Scores, TokenScores, loglikelihood, loglikelihood_rolling, pair_requests,
+from .loglikelihood import (  # an endpoint's text-level scoring (echo + logprobs)
+                            Loglikelihood,
+                            Rolling,
+                            Scores,
+                            TokenScores,
+                            encode_pair,
+                            loglikelihood,
+                            loglikelihood_rolling,
+                            pair_requests,
                             perplexity,
-                            rolling_windows, score_tokens, start_token)
+                            rolling_windows,
+                            score_texts,
+                            score_tokens,
+                            start_token,
+                            text_requests,
+)
+from .logprobs import PromptLogprobs, StepLogprobs, prompt_logprobs
 from .own_head import infer
 
 __all__ = ["Classified", "Embedded", "Loglikelihood", "Rolling", "Scores", "TokenScores", "Tokens", "classify", "cosine",
-           "embed", "generate", "generate_group", "infer", "limit", "loglikelihood", "loglikelihood_rolling",
+           "embed", "encode_pair", "generate", "generate_group", "infer", "limit", "loglikelihood", "loglikelihood_rolling",
            "pair_requests", "perplexity", "rolling_windows", "score_tokens", "start_token", "stream", "tokenize", "wrap"]
+__all__ += ["PromptLogprobs", "StepLogprobs", "prompt_logprobs"]
+__all__ += ["score_texts", "text_requests"]

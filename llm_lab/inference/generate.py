@@ -10,7 +10,8 @@ prompt as they are produced, then the final `GenerationResult`. `generate_group`
 batcher runs: prompts already tokenised, each with its own token limit and stop strings, in one call.
 
 An endpoint model (`capabilities.endpoint`, see endpoints.py) has no weights here: both functions hand
-its prompts to `loaded.model.generate_texts` / `loaded.model.stream_text`, which return the same results.
+its prompts to `loaded.model.generate_texts` / `loaded.model.stream_text`, which return the same results (a
+conversation goes to the server's chat endpoint, which applies the model's own template).
 """
 import threading
 import time
@@ -153,15 +154,16 @@ def _with_implied_stops(loaded, prompts: list, settings: GenerationSettings) -> 
     """A conversation given to a model without a chat template is a transcript: it stops before the user's
     next turn (chat.TRANSCRIPT_STOP), as the server does."""
     transcript = any(chat.is_conversation(p) for p in prompts) and (
-        loaded.capabilities.endpoint or not chat.has_template(loaded))
+        not loaded.capabilities.endpoint and not chat.has_template(loaded))
     if transcript and chat.TRANSCRIPT_STOP not in settings.stop:
         return GenerationSettings.from_dict(dict(settings.as_dict(), stop=settings.stop + [chat.TRANSCRIPT_STOP]))
     return settings
 
 
-def _endpoint_prompt(prompt, settings: GenerationSettings) -> str:
-    """An endpoint gets text: a conversation as its transcript (its server's own template is not known here)."""
-    return chat.transcript(chat.messages(prompt, settings)) if chat.is_conversation(prompt) else prompt
+def _endpoint_prompt(prompt, settings: GenerationSettings):
+    """What an endpoint gets: a string as it is (to /v1/completions); a conversation as its messages, with the
+    settings' system turn (to /v1/chat/completions, where the server applies the model's own chat template)."""
+    return chat.messages(prompt, settings) if chat.is_conversation(prompt) else prompt
 
 
 # ---------------------------------------------------------------- public API
@@ -283,12 +285,18 @@ def stream(loaded, prompt: str, settings: GenerationSettings | None = None, time
 
 
 def generate_group(loaded, rows: list[list[int]], limits: list[int], stops: list[list[str]],
-                   settings: GenerationSettings, *, stopping=None, streamer=None) -> list[GenerationResult]:
+                   settings: GenerationSettings, *, stopping=None, streamer=None,
+                   processors: list | None = None) -> list[GenerationResult]:
     """One `generate` over prompts already tokenised, each with its own token limit and stop strings (the serve
     batcher's group). Left padding: a row's greedy tokens depend on its own prompt only, so each output equals
     the unbatched one. `stopping(width)` builds the per-row stopping criterion; `streamer` gets tokens as made.
-    A sampled group with a seed runs in a forked RNG, so the same seed gives the same text whatever else runs."""
-    from transformers import StoppingCriteriaList
+    A sampled group with a seed runs in a forked RNG, so the same seed gives the same text whatever else runs.
+    `processors`: logits processors run before temperature and top-p (transformers puts a caller's processors
+    after its own penalties and before its sampling warpers); when the first is a `logprobs.StepLogprobs`, it
+    records every step and each result's mean_logprob is the mean over its kept tokens."""
+    from transformers import LogitsProcessorList, StoppingCriteriaList
+
+    from .logprobs import StepLogprobs
 
     tok = loaded.tokenizer
     max_new = max(limits)
@@ -300,6 +308,9 @@ def generate_group(loaded, rows: list[list[int]], limits: list[int], stops: list
         kwargs["stopping_criteria"] = StoppingCriteriaList([stopping(width)])
     if streamer is not None:
         kwargs["streamer"] = streamer
+    if processors:
+        kwargs["logits_processor"] = LogitsProcessorList(processors)
+    recorder = processors[0] if processors and isinstance(processors[0], StepLogprobs) else None
     seeded = settings.do_sample and settings.seed is not None
     devices = [torch.cuda.current_device()] if loaded.device.startswith("cuda") else []
     t0 = time.perf_counter()
@@ -308,11 +319,14 @@ def generate_group(loaded, rows: list[list[int]], limits: list[int], stops: list
             _seed(settings.seed)
         out = generate_ids(loaded.model, input_ids=input_ids, attention_mask=mask, **kwargs)
     latency = time.perf_counter() - t0
+    if recorder is not None:
+        recorder.finish(out[:, width:])
     new = out[:, width:].cpu().tolist()
     context = loaded.capabilities.max_context
     results = []
     for row, (ids, own_limit, own_stops) in enumerate(zip(rows, limits, stops)):
         own = GenerationSettings(max_new_tokens=own_limit, stop=own_stops)
-        results.append(_finish(loaded, own, "", new[row][:own_limit], [], latency, False, "", len(ids), own_limit,
-                               context))
+        logprobs = [lp for lp, _ in recorder.rows(row, own_limit)] if recorder is not None else []
+        results.append(_finish(loaded, own, "", new[row][:own_limit], logprobs, latency, False, "", len(ids),
+                               own_limit, context))
     return results

@@ -10,6 +10,15 @@ The shapes of lm-evaluation-harness's `LM.loglikelihood` and `LM.loglikelihood_r
   before them as context.
 Both come down to `score_tokens`: requests of (input ids, target ids, n), where the model reads the input, predicts
 the next token at every position, and the last n predictions are scored against the last n targets.
+
+An endpoint model (`capabilities.endpoint`) whose server scores (`capabilities.SCORES_TEXT`, decided by the probe
+in endpoints.py) has no tokenizer here: both calls go through `score_texts`, text-level requests of (text, start)
+sent with echo + logprobs. A pair is `context + continuation` with start = len(context) after lm-eval's move of
+the context's trailing spaces (`text_requests`); the tokens after those of the context alone are scored, with
+the server's own tokenizer (lm-eval's split; endpoints.py says why not character offsets). A whole text (rolling) is one request with start 0:
+its first token has no log-probability over echo (nothing precedes it, and the server's start token is not
+known here), so it is left out of the sum and of the token count (`Rolling.unscored` says how many); windows and
+`max_length` are the server's business (a text longer than its context is refused by it, in its words).
 """
 from __future__ import annotations
 
@@ -19,19 +28,24 @@ import numpy as np
 
 from .. import capabilities as caps
 from ..batching import pad, run_batched
+from ..errors import ModelError
 from .forward import lm_logits
 from .inputs import limit, pad_id
 
 DEFAULT_BATCH = 32
 LOGIT_BUDGET_BYTES = 512 * 2**20  # float32 logits of one batch (rows x tokens x vocabulary), before log-softmax
-SCORE = caps.needs("Log-likelihood scoring", caps.CAUSAL_LM,
-                   hint="Pick a causal LM whose weights LLM Lab loads (an endpoint returns text only).")
+SCORE = caps.needs("Log-likelihood scoring of token ids", caps.CAUSAL_LM,
+                   hint="Pick a causal LM whose weights LLM Lab loads (an endpoint scores text through "
+                        "inference.loglikelihood instead).")
+SCORE_TEXT = caps.SCORE  # loglikelihood / loglikelihood_rolling: a local causal LM, or an endpoint that scores
 
 
 @dataclass
 class TokenScores:
     logprobs: list[float]        # of the scored tokens
     greedy: bool                 # every scored token was the model's top choice
+    unscored: int = 0            # an endpoint's tokens without a log-probability (a text's first), left out
+    unscored_chars: int = 0      # the characters of those tokens
 
 
 class Scores(list):
@@ -52,6 +66,8 @@ class Loglikelihood:
 class Rolling:
     logprobs: list[float] = field(default_factory=list)   # one per token of the text
     windows: int = 0
+    unscored: int = 0            # tokens without a log-probability (an endpoint's first token), not in logprobs
+    unscored_chars: int = 0      # the characters of those tokens (at the text's start)
 
     @property
     def logprob(self) -> float:
@@ -112,26 +128,89 @@ def score_tokens(loaded, requests: list[tuple[list[int], list[int], int]], *, ba
     return out
 
 
+def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """(context ids, continuation ids) exactly as lm-evaluation-harness's causal `_encode_pair` makes them, so
+    our scores equal lm-eval's `hf` backend (and lm-eval's clients against `serve`): spaces at the end of the
+    context move to the continuation; the whole text is encoded with the tokenizer's own special tokens (a
+    tokenizer that adds BOS gets it, as in lm-eval) and the continuation is what follows the context's own
+    encoding — so a token spanning the boundary belongs to the continuation. An empty context reads the start
+    token (BOS, else EOS), unless the continuation itself begins with it."""
+    context, continuation = str(context), str(continuation)
+    if not context:
+        cont = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        first = start_token(tokenizer)
+        return ([first], cont) if not cont or cont[0] != first else (cont[:1], cont[1:])
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole = tokenizer(context + continuation)["input_ids"]
+    ctx = tokenizer(context)["input_ids"]
+    return ctx, whole[len(ctx):]
+
+
 def pair_requests(loaded, pairs: list[tuple[str, str]], max_length: int | None = None):
-    """(requests, cut flags) for (context, continuation) pairs, tokenised as lm-eval does: context and
-    continuation apart, without special tokens; an empty context reads the start token."""
+    """(requests, cut flags) for (context, continuation) pairs, tokenised as lm-eval does (`encode_pair`)."""
     caps.require(SCORE, loaded)
     tok = loaded.tokenizer
     cap = limit(loaded, max_length)
-    first = start_token(tok)
     requests, cut = [], []
     for context, continuation in pairs:
-        ctx = tok(str(context), add_special_tokens=False)["input_ids"] or [first]
-        cont = tok(str(continuation), add_special_tokens=False)["input_ids"]
+        ctx, cont = encode_pair(tok, context, continuation)
         whole = (ctx + cont)[-(cap + 1):]
         requests.append((whole[:-1], whole[1:], min(len(cont), len(whole) - 1)))
         cut.append(len(ctx) + len(cont) > cap + 1)
     return requests, cut
 
 
+def text_requests(pairs: list[tuple[str, str]]) -> list[tuple[str, int]]:
+    """An endpoint's (text, start) per (context, continuation): the context's trailing spaces move to the
+    continuation (as lm-eval's `_encode_pair` does), start is where the continuation begins."""
+    out = []
+    for i, (context, continuation) in enumerate(pairs):
+        context, continuation = str(context), str(continuation)
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        if not context:
+            raise ModelError(f"Pair {i + 1} has an empty context: over an endpoint the first token of a text has no "
+                             "log-probability (echo gives none), so a continuation needs a context before it.")
+        out.append((context + continuation, len(context)))
+    return out
+
+
+def score_texts(loaded, requests: list[tuple[str, int]], *, positions: list[int] | None = None,
+                on_done=None) -> list[TokenScores | None]:
+    """An endpoint's answer to text-level requests (text, start): per request the TokenScores of the text's tokens
+    after those of `text[:start]` (see endpoints.score_texts); `positions` and `on_done(position, scores)` as
+    `score_tokens`'s."""
+    caps.require(SCORE_TEXT, loaded)
+    if not loaded.capabilities.endpoint:
+        raise ModelError(f"{loaded.entry.name} is loaded here: score it by tokens (score_tokens), not over HTTP.")
+
+    def scores(answer) -> TokenScores:
+        logprobs, greedy, unscored, chars = answer
+        return TokenScores(logprobs, greedy, unscored, chars)
+
+    def heard(position, answer) -> None:
+        if on_done:
+            on_done(position, scores(answer))
+
+    answers = loaded.model.score_texts(requests, positions, heard)
+    return [None if a is None else scores(a) for a in answers]
+
+
+def _endpoint_loglikelihood(loaded, pairs, max_length) -> list[Loglikelihood]:
+    note = (f"max_length {max_length} is not applied over an endpoint: the server reads the whole text (its own "
+            "context limit applies)." if max_length else "")
+    scored = score_texts(loaded, text_requests(pairs))
+    return [Loglikelihood(float(np.sum(s.logprobs)), s.greedy, len(s.logprobs), False, note) for s in scored]
+
+
 def loglikelihood(loaded, pairs: list[tuple[str, str]], *, max_length: int | None = None,
                   batch_size: int | None = None) -> list[Loglikelihood]:
     """Per (context, continuation): log P(continuation | context), summed over its tokens."""
+    if loaded.capabilities.endpoint:  # text over HTTP: the server's tokenizer, echo + logprobs
+        return _endpoint_loglikelihood(loaded, pairs, max_length)
     requests, cut = pair_requests(loaded, pairs, max_length)
     scores = score_tokens(loaded, requests, batch_size=batch_size)
     cap = limit(loaded, max_length)
@@ -173,7 +252,14 @@ def windows(ids: list[int], first: int, context: int, stride: int) -> list[tuple
 
 def loglikelihood_rolling(loaded, texts: list[str], *, max_length: int | None = None, stride: int | None = None,
                           batch_size: int | None = None) -> list[Rolling]:
-    """Per text, the log-probability of each of its tokens (see the module's words on windows)."""
+    """Per text, the log-probability of each of its tokens (see the module's words on windows; an endpoint's
+    first token of each text is left out, `Rolling.unscored`)."""
+    if loaded.capabilities.endpoint:
+        kept = [i for i, t in enumerate(texts) if str(t)]  # an empty text has no tokens to score
+        out = [Rolling() for _ in texts]
+        for i, s in zip(kept, score_texts(loaded, [(str(texts[i]), 0) for i in kept])):
+            out[i] = Rolling(list(s.logprobs), 1, s.unscored, s.unscored_chars)
+        return out
     requests, owner, _, _ = rolling_windows(loaded, texts, max_length, stride)
     scores = score_tokens(loaded, requests, batch_size=batch_size)
     out = [Rolling() for _ in texts]

@@ -15,7 +15,20 @@ queued while the previous batch ran are taken at once). The batch is split into 
   whatever else the server is doing.
 - a generation with a repetition_penalty (a vLLM-style extra field; 1 = none) runs alone: transformers'
   penalty counts every id in the row, padding included, so a padded row would be penalised differently.
+- a generation whose logits are changed before choosing (presence/frequency penalty, logit_bias; see
+  `Penalties`, `LogitBias`) runs alone too: the counts are its own.
+- a constrained generation (response_format, a tool call: `inference.structured`) shares its group's call:
+  the grammar's logits processor, last of the call's processors, masks each row by its own constraint (or
+  none), so a row's greedy tokens are the ones it gets alone.
 - streamed generations run alone (unbatched), token by token through a streamer.
+- `n` and `best_of` are one item with that many rows: a greedy item runs once and is copied (greedy rows are
+  equal), a sampled one samples its rows in one call, so a seeded request with n > 1 gives the same n texts
+  again.
+- log-probabilities (`logprobs`, ranking `best_of`) come from `inference.StepLogprobs`, the first logits
+  processor of the call: the raw model's, one step's vocabulary at a time; a streamed token's go out with it.
+- prompt scoring (`Scoring`: echo with logprobs, `max_tokens: 0`, and a greedy echo request of one new token,
+  whose token is the forward's greedy next token) forms one group: every prompt of the group through one
+  `inference.prompt_logprobs` call (length-ordered right-padded forwards), split back per request.
 - classify and embed requests form one group each: their texts go through one `inference.classify` /
   `inference.embed` call (length-bucketed forward, cut at the model's context) and are split back per request.
 
@@ -26,27 +39,56 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .protocol import Sampling
 
 
 @dataclass
 class Generation:
-    """One prompt to continue. `sink` set: stream its tokens (run alone)."""
+    """One prompt to continue, `copies` times (n or best_of). `sink` set: stream its tokens (run alone).
+    The future's result: a list of `Made`, one per copy."""
     ids: list[int]
     max_tokens: int
     sampling: Sampling
-    sink: "Sink | None" = None
+    sink: Sink | None = None
     future: Future = field(default_factory=Future)
+    copies: int = 1
 
     def key(self) -> tuple:
         s = self.sampling
-        if self.sink is not None or (not s.greedy and s.seed is not None) or s.repetition_penalty != 1:
+        if self.sink is not None or (not s.greedy and s.seed is not None) or s.processed:
             return ("alone", id(self))
         return ("greedy",) if s.greedy else ("sample", s.temperature, s.top_p)
+
+    @property
+    def rows(self) -> int:
+        return 1 if self.sampling.greedy else self.copies
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return self.sampling.logprobs is not None or self.copies > self.sampling.n
+
+
+@dataclass
+class Made:
+    """One generated choice: the result and, when asked for, per kept token (logprob, [(id, logprob), ...])."""
+    result: object
+    logprobs: list | None = None
+
+
+@dataclass
+class Scoring:
+    """Token lists to read in one forward: per token its log-probability and `top_k` alternatives, and the
+    greedy next token (`inference.prompt_logprobs`). The future's result: a list of PromptLogprobs."""
+    rows: list[list[int]]
+    top_k: int = 0
+    future: Future = field(default_factory=Future)
+
+    def key(self) -> tuple:
+        return ("score",)
 
 
 @dataclass
@@ -71,19 +113,55 @@ class Sink:
 
 
 class _TokenStreamer:
-    """transformers' streamer protocol: `put` gets the prompt first, then each step's new token."""
+    """transformers' streamer protocol: `put` gets the prompt first, then each step's new token. Sends
+    ("tokens", (ids, logprob entries or None)) to the sink."""
 
-    def __init__(self, sink: Sink):
-        self.sink, self.prompt_seen = sink, False
+    def __init__(self, sink: Sink, recorder=None):
+        self.sink, self.recorder, self.prompt_seen = sink, recorder, False
 
     def put(self, value) -> None:
         if not self.prompt_seen:
             self.prompt_seen = True
             return
-        self.sink.send("tokens", value.reshape(-1).tolist())
+        entries = self.recorder.settle(value) if self.recorder is not None else None
+        self.sink.send("tokens", (value.reshape(-1).tolist(), entries))
 
     def end(self) -> None:
         pass
+
+
+class Penalties:
+    """OpenAI's presence and frequency penalties as a logits processor: a token's logit goes down by
+    count * frequency_penalty + (count > 0) * presence_penalty, counting the tokens generated so far (not the
+    prompt's: the first call's width is where generation starts)."""
+
+    def __init__(self, presence: float, frequency: float):
+        self.presence, self.frequency, self.start = presence, frequency, None
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if self.start is None:
+            self.start = input_ids.shape[1]
+        made = input_ids[:, self.start:]
+        counts = torch.zeros_like(scores)
+        if made.shape[1]:
+            counts.scatter_add_(1, made, torch.ones_like(made, dtype=scores.dtype))
+        return scores - counts * self.frequency - (counts > 0).to(scores.dtype) * self.presence
+
+
+class LogitBias:
+    """OpenAI's logit_bias: the bias added to each named token's logit before choosing."""
+
+    def __init__(self, bias: dict[int, float]):
+        self.ids, self.values = list(bias), list(bias.values())
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        scores = scores.clone()
+        scores[:, self.ids] += torch.tensor(self.values, dtype=scores.dtype, device=scores.device)
+        return scores
 
 
 class _RowLimits:
@@ -181,9 +259,11 @@ class Batcher:
         try:
             if isinstance(group[0], Encoding):
                 self._encode(group)
+            elif isinstance(group[0], Scoring):
+                self._score(group)
             else:
                 self._generate(group)
-        except Exception as exc:  # every waiting request hears of it; the worker goes on
+        except Exception as exc:  # noqa: BLE001 - every waiting request hears of it; the worker goes on
             for item in group:
                 if getattr(item, "sink", None) is not None:
                     item.sink.send("error", exc)
@@ -196,20 +276,42 @@ class Batcher:
 
         first = group[0].sampling
         sink = group[0].sink
+        rows = [g for g in group for _ in range(g.rows)]
+        recorder = None
+        if any(g.wants_logprobs for g in group):
+            recorder = inference.StepLogprobs(max(g.sampling.logprobs or 0 for g in group))
+        processors = [p for p in (recorder, *_processors(first), _grammar(rows)) if p is not None]
         settings = generation.GenerationSettings(do_sample=not first.greedy, temperature=first.temperature or 1.0,
                                                  top_p=first.top_p, max_new_tokens=max(g.max_tokens for g in group),
-                                                 seed=first.seed, repetition_penalty=first.repetition_penalty)
-        limits, stops = [g.max_tokens for g in group], [g.sampling.stop for g in group]
+                                                 seed=first.seed, repetition_penalty=1.0)
+        limits, stops = [g.max_tokens for g in rows], [g.sampling.stop for g in rows]
         self.on_batch("generate", len(group))
         results = inference.generate_group(
-            self.loaded, [g.ids for g in group], limits, stops, settings,
+            self.loaded, [g.ids for g in rows], limits, stops, settings,
             stopping=lambda width: _RowLimits(self.loaded.tokenizer, width, limits, stops, sink),
-            streamer=_TokenStreamer(sink) if sink is not None else None)
-        for g, result in zip(group, results):
+            streamer=_TokenStreamer(sink, recorder) if sink is not None else None, processors=processors)
+        made = [Made(r, recorder.rows(i, r.new_tokens) if recorder is not None else None)
+                for i, r in enumerate(results)]
+        start = 0
+        for g in group:
+            own = made[start:start + g.rows] * (g.copies if g.rows == 1 else 1)
+            start += g.rows
             if g.sink is not None:
-                g.sink.send("done", result)
+                g.sink.send("done", own[0])
             else:
-                g.future.set_result(result)
+                g.future.set_result(own)
+
+    # ------------------------------------------------------------ scoring
+    def _score(self, group: list[Scoring]) -> None:
+        from .. import inference
+
+        rows = [ids for item in group for ids in item.rows]
+        self.on_batch("score", len(group))
+        scored = inference.prompt_logprobs(self.loaded, rows, max(item.top_k for item in group), batch_size=64)
+        start = 0
+        for item in group:
+            item.future.set_result(scored[start:start + len(item.rows)])
+            start += len(item.rows)
 
     # ------------------------------------------------------------ classify / embed
     def _encode(self, group: list[Encoding]) -> None:
@@ -225,3 +327,29 @@ class Batcher:
         for item in group:
             item.future.set_result(values[start:start + len(item.texts)])
             start += len(item.texts)
+
+
+def _processors(s: Sampling) -> list:
+    """The request's own logits processors, after the log-probability recorder (which must see raw logits):
+    transformers' repetition penalty (the same class `generate` builds for it), OpenAI's penalties, logit_bias."""
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    out = []
+    if s.repetition_penalty != 1:
+        out.append(RepetitionPenaltyLogitsProcessor(s.repetition_penalty))
+    if s.presence_penalty or s.frequency_penalty:
+        out.append(Penalties(s.presence_penalty, s.frequency_penalty))
+    if s.logit_bias:
+        out.append(LogitBias(s.logit_bias))
+    return out
+
+
+def _grammar(rows: list[Generation]):
+    """The grammar processor of a call whose rows carry constraints (one per row, None: free), or None.
+    Last, so it masks what the penalties and logit_bias left (its own fallback keeps a row in the grammar)."""
+    constraints = [g.sampling.constraint for g in rows]
+    if not any(c is not None for c in constraints):
+        return None
+    from ..inference import structured
+
+    return structured.logits_processor(constraints)

@@ -16,7 +16,7 @@ from . import DEFAULT_PORT
 
 KEY_ENV = "LLM_LAB_SERVE_API_KEY"
 MODEL_ONLY = ("api_key", "api_key_env", "no_auth", "max_batch", "batch_window_ms", "no_batching", "head", "device",
-              "dtype", "max_request_kb", "threads")
+              "dtype", "max_request_kb", "threads", "max_prompts", "max_request_tokens")
 
 
 def add_arguments(p) -> None:
@@ -35,6 +35,10 @@ def add_arguments(p) -> None:
     g.add_argument("--device", help="auto (default), cpu, cuda, mps")
     g.add_argument("--dtype", help="auto (default), float32, bfloat16, float16")
     g.add_argument("--max-request-kb", type=int, help="largest request body (default 1024 KB)")
+    g.add_argument("--max-prompts", type=int, help="most prompts in one completions request (default 256); more "
+                                                    "are refused with a 400 naming 'prompt'")
+    g.add_argument("--max-request-tokens", type=int, help="most tokens one request may ask for: its prompt tokens "
+                   "plus best_of (or n) x max_tokens per prompt (default 262144)")
     g.add_argument("--threads", type=int, help="CPU threads per matrix operation (torch.set_num_threads; default: "
                                                "torch's). 1 suits a small model on a busy or small machine")
 
@@ -104,6 +108,9 @@ def _run(args) -> int:
     window_ms = 0.0 if args.no_batching else (10.0 if args.batch_window_ms is None else args.batch_window_ms)
     if window_ms < 0:
         _refuse("--batch-window-ms must be 0 or more.")
+    for flag, value in (("--max-prompts", args.max_prompts), ("--max-request-tokens", args.max_request_tokens)):
+        if value is not None and value < 1:
+            _refuse(f"{flag} must be at least 1.")
     key, key_source = api_key(args)
     host, port = args.address or "127.0.0.1", args.port or DEFAULT_PORT
     if args.threads is not None:
@@ -118,10 +125,12 @@ def _run(args) -> int:
                 "Serve a model whose weights LLM Lab loads (a registry model, a folder or a Hub id).")
     import uvicorn
 
-    from .app import create_app
+    from .app import DEFAULT_MAX_PROMPTS, DEFAULT_MAX_REQUEST_TOKENS, create_app
 
     app = create_app(loaded, key, max_batch=max_batch, window_ms=window_ms,
-                     max_body=(args.max_request_kb or 1024) * 1024, names=[args.model])
+                     max_body=(args.max_request_kb or 1024) * 1024, names=[args.model],
+                     max_prompts=args.max_prompts or DEFAULT_MAX_PROMPTS,
+                     max_request_tokens=args.max_request_tokens or DEFAULT_MAX_REQUEST_TOKENS)
     server = app.state.server
     shown_host = f"[{host}]" if ":" in host else host
     print(f"serving {server.name} ({loaded.head}, {loaded.device}, {loaded.dtype}, context {server.limit} tokens) "
@@ -129,6 +138,8 @@ def _run(args) -> int:
     print(f"routes: {', '.join(server.routes())}", flush=True)
     print(f"batching: {'off' if max_batch == 1 else f'up to {max_batch} requests, {window_ms:g} ms window'}",
           flush=True)
+    print(f"limits per request: {server.max_prompts} prompts, {server.max_request_tokens} tokens (--max-prompts, "
+          "--max-request-tokens)", flush=True)
     if loaded.head_is_new:
         print(f"warning: {server.name}'s {loaded.head} head is freshly initialised: its outputs mean nothing until "
               "it is fine-tuned.", flush=True)

@@ -5,20 +5,20 @@ into place and the registry row is written, so no half-written model is ever lis
 leaves a staging folder (swept by a later save) or, between the move and the commit, a folder still marked
 `SAVING` that no row names: the next save of that name reclaims it instead of moving to `NAME~2`. LoRA runs
 are merged into the base weights (the registry loads full models); the adapter is kept beside them in
-`adapter/`.
+`adapter/`, or alone (`adapter_only`). Files other tools read name the base as they resolve it (a Hub id or the
+base's absolute folder); LLM Lab's registry name for it stays in llm_lab.json. README.md is a Hugging Face
+model card (`hf_card`) whose record section is LLM Lab's own card (results, recipe, reproduce command).
 """
-import io
 import json
 import os
 import shutil
 import sqlite3
 import time
-import zipfile
 from pathlib import Path
 
-from .. import paths, registry, settings, store
-from ..errors import ModelError
+from .. import hf_card, model_files, paths, registry, settings, store
 from ..access import Actor
+from ..errors import ModelError
 from .config import TrainConfig
 
 TASK_HEAD = {"classify": "classifier", "causal-lm": "causal-lm", "pretrain": "causal-lm"}
@@ -85,10 +85,10 @@ def finish(actor: Actor, cfg: TrainConfig, trained, job_id: str | None) -> dict:
         meta["distillation"] = trained.distillation  # teacher (also the parent), layers kept, T, alpha
     if cfg.out:
         with store.atomic_dir(folder) as tmp:
-            _write(tmp, name, cfg, trained, job_id, adapter, model, meta)
+            _write(actor, tmp, name, cfg, trained, job_id, adapter, model, meta)
         return {"model": name, "folder": str(folder), "registered": False, **_summary(trained)}
     with store.staged_dir(paths.workspace_dir("models", actor.workspace), name) as tmp:
-        _write(tmp, name, cfg, trained, job_id, adapter, model, meta)
+        _write(actor, tmp, name, cfg, trained, job_id, adapter, model, meta)
         folder = register_staged(actor, tmp, registry.ModelEntry(
             name, "trained", "", TASK_HEAD[cfg.task], parent=None if cfg.task == "pretrain" else cfg.model,
             labels=trained.prepared.labels, meta=meta))
@@ -119,20 +119,40 @@ def register_staged(actor: Actor, tmp: Path, entry: "registry.ModelEntry") -> Pa
     return folder
 
 
-def _write(tmp: Path, name: str, cfg: TrainConfig, trained, job_id, adapter, model, meta: dict) -> None:
+def _write(actor: Actor, tmp: Path, name: str, cfg: TrainConfig, trained, job_id, adapter, model,
+           meta: dict) -> None:
+    """The folder's files. Other tools read config.json, adapter_config.json and README.md's YAML, so these name
+    the base as they resolve it (`model_files.resolvable_base`: a Hub id or an absolute folder), never by
+    registry name, which LLM Lab keeps in llm_lab.json."""
+    base = None if cfg.task == "pretrain" else model_files.resolvable_base(actor, cfg.model)
     if adapter is not None and cfg.adapter_only:  # kilobytes over the base instead of a copy of it
         _write_files(adapter, tmp)
-        registry.point_adapter_at(tmp, cfg.model)
+        registry.point_adapter_at(tmp, cfg.model, base)
+        # the config of the model the adapter makes (its head class, labels), not the base's ("BertModel")
+        model.config.architectures = [type(model).__name__]
         model.config.save_pretrained(tmp)
     elif adapter is not None:
         _write_files(adapter, tmp / "adapter")
+        registry.point_adapter_at(tmp / "adapter", cfg.model, base)
         model.save_pretrained(tmp, safe_serialization=True)
     else:
         model.save_pretrained(tmp, safe_serialization=True)
     trained.tokenizer.save_pretrained(tmp)
-    (tmp / "README.md").write_text(model_card(name, cfg, trained, job_id))
+    (tmp / "README.md").write_text(hf_card.render(card_facts(actor, name, cfg, trained, job_id, meta, base)))
     (tmp / "llm_lab_training.json").write_text(json.dumps(meta, indent=2, default=str))
     registry.check_folder(tmp)
+
+
+def card_facts(actor: Actor, name: str, cfg: TrainConfig, trained, job_id, meta: dict, base: str | None):
+    """The Hugging Face card's facts (`hf_card`), LLM Lab's own card kept as its record."""
+    parent = registry.ModelEntry(name, "trained", "", TASK_HEAD[cfg.task],
+                                 parent=None if cfg.task == "pretrain" else cfg.model)
+    details = model_card(name, cfg, trained, job_id).split("\n", 1)[1]  # without its title: the card has one
+    details = "\n".join("#" + line if line.startswith("## ") else line for line in details.splitlines())
+    return hf_card.facts_from_training(
+        name, TASK_HEAD[cfg.task], json.loads(json.dumps(meta, default=str)), labels=trained.prepared.labels,
+        base_model=model_files.hub_base(actor, parent.parent), licence=model_files.licence_of(actor, parent),
+        details=details, adapter_base=base if cfg.adapter_only else None)
 
 
 def _remove_unregistered(folder: Path) -> None:
@@ -220,8 +240,8 @@ def model_card(name: str, cfg: TrainConfig, trained, job_id: str | None) -> str:
     what = {"classify": "text classifier", "causal-lm": "causal language model", "pretrain": "causal language model"}[cfg.task]
     lines = [f"# {name}", "", f"A {what} trained by LLM Lab on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
              "| | |", "|---|---|", f"| task | {cfg.task} |", f"| base | {base} |",
-             f"| data | `{info.get('dataset')}` (fingerprint `{str(info.get('fingerprint', ''))[:16]}`), "
-             f"{info.get('train_rows')} train / {info.get('eval_rows', 0)} eval rows |"]
+             (f"| data | `{info.get('dataset')}` (fingerprint `{str(info.get('fingerprint', ''))[:16]}`), "
+              f"{info.get('train_rows')} train / {info.get('eval_rows', 0)} eval rows |")]
     if cfg.task == "pretrain":
         arch = cfg.architecture()
         lines.append("| architecture | " + ", ".join(f"{k}={v}" for k, v in arch.items())
@@ -249,20 +269,14 @@ def model_card(name: str, cfg: TrainConfig, trained, job_id: str | None) -> str:
     lines += ["", "## Recipe", "", "| setting | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in cfg.relevant().items()]
     lines += ["", "## Reproduce", "", "```bash", cfg.to_cli() + (f" --name {name}" if not cfg.name else ""), "```", "",
-              "Runs the same code path (`llm_lab.train`) as the dashboard's Train page; with a fixed seed the "
-              "result is reproducible on the same hardware and library versions.", ""]
+              ("Runs the same code path (`llm_lab.train`) as the dashboard's Train page; with a fixed seed the "
+               "result is reproducible on the same hardware and library versions."), ""]
     return "\n".join(lines)
 
 
 def zip_bytes(actor: Actor, name: str) -> bytes:
-    """The model's Hugging Face folder as a zip (for the download button and the CLI)."""
-    entry = registry.resolve(actor, name)
-    folder = Path(entry.location)
-    if not folder.is_dir():
-        raise ModelError(f"{name} is not a local model folder; nothing to zip.")
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                zf.write(path, f"{name}/{path.relative_to(folder)}")
-    return buffer.getvalue()
+    """The model as a zip any tool opens (the download button and the CLI): the folder `models export` writes
+    (an adapter merged into its base, a Hugging Face card), not the registry's folder as it is."""
+    from ..export_folder import zip_bytes as exported_zip
+
+    return exported_zip(actor, name)

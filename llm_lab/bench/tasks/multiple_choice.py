@@ -1,23 +1,50 @@
 """Multiple choice by log-likelihood: the option the causal LM finds most likely after the prompt.
 
-Like lm-evaluation-harness: each option is scored as a continuation " option" of the context;
-`accuracy` takes the highest total log-likelihood, `acc_norm` the highest per byte of the option.
+As lm-evaluation-harness's `multiple_choice` output type: each option is scored as the continuation
+" option" of the context (the target delimiter " ", then the option); `accuracy` takes the highest total
+log-likelihood, `acc_norm` the highest log-likelihood divided by the option's length in characters, without the
+delimiter (lm-eval's `acc_norm`: `lls / len(choice)`). A model loaded here is scored by tokens (lm-eval's
+tokenisation, `inference.pair_requests`); an endpoint whose server returns prompt log-probabilities is scored
+over HTTP with echo (`inference.text_requests`, one request per option).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ... import metrics
+from ... import inference, metrics
 from ...metrics import intervals
 from .common import TaskError, headline, render, short
-from ... import inference
-from .lm_scoring import score_requests
+from .lm_scoring import score_requests, score_text_requests
 
-VERSION = 2  # 2: every metric with its interval (Wilson for accuracy and acc_norm)
+# 2: every metric with its interval (Wilson for accuracy and acc_norm)
+# 3: acc_norm divides by the option's characters (lm-eval's definition), no longer the UTF-8 bytes of " " + option;
+#    pairs tokenised as lm-eval does (the whole text, then split)
+VERSION = 3
+
+
+def normalised(logliks, options: list[str]) -> np.ndarray:
+    """lm-eval's acc_norm scores: each option's log-likelihood over its length in characters (an empty option
+    counts as one)."""
+    return np.asarray(logliks, dtype=float) / np.array([max(1, len(o)) for o in options], dtype=float)
+
+
+def score_options(state, pairs: list[tuple[str, str]]) -> list[list[float]]:
+    """Per (context, " option") pair, its tokens' log-probabilities: by tokens here, or over HTTP for an endpoint."""
+    spec, loaded = state.spec, state.loaded
+    if loaded.capabilities.endpoint:
+        if spec.max_length:
+            state.notes.append(f"max_length {spec.max_length} is not applied over an endpoint: its server reads each "
+                               "whole context and option (its own context limit applies).")
+        return [s["logprobs"] for s in score_text_requests(state, inference.text_requests(pairs), "options")]
+    requests, cut = inference.pair_requests(loaded, pairs, spec.max_length)
+    if any(cut):
+        state.notes.append(f"{sum(cut)} of {len(pairs)} context + option pairs were longer than the model reads; "
+                           "their contexts were cut from the left.")
+    return score_requests(state, requests, "options")
 
 
 def run(state) -> dict:
-    spec, loaded, frame = state.spec, state.loaded, state.frame
+    spec, frame = state.spec, state.frame
     contexts = render(spec.prompt, frame, "text")
     if spec.choices:
         options = [list(spec.choices) for _ in range(len(frame))]
@@ -38,17 +65,12 @@ def run(state) -> dict:
         for j, opt in enumerate(options[i]):
             pairs.append((ctx, " " + opt))
             owner.append((i, j))
-    requests, cut = inference.pair_requests(loaded, pairs, spec.max_length)
-    if any(cut):
-        state.notes.append(f"{sum(cut)} of {len(pairs)} context + option pairs were longer than the model reads; "
-                           "their contexts were cut from the left.")
-    scored = score_requests(state, requests, "options")
+    scored = score_options(state, pairs)
     ll = [np.full(len(o), -np.inf) for o in options]
     for (i, j), lps in zip(owner, scored):
         ll[i][j] = float(np.sum(lps))
     preds = np.array([int(np.argmax(x)) for x in ll])
-    norm = np.array([int(np.argmax(x / np.array([max(1, len((" " + o).encode())) for o in options[i]])))
-                     for i, x in enumerate(ll)])
+    norm = np.array([int(np.argmax(normalised(x, options[i]))) for i, x in enumerate(ll)])
     refs = np.array(answers)
     names = lambda idx: [options[i][k] for i, k in enumerate(idx)]
     values = {"accuracy": float((preds == refs).mean()), "acc_norm": float((norm == refs).mean())}
