@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import sqlite3
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -102,7 +101,22 @@ def _too_much_data(filename: str, size: int, limit: int, how: str, at_least: boo
                      f"{_size(limit)} (setting upload_max_mb). Upload a sample, or ask an admin to raise upload_max_mb.")
 
 
+def _file_too_large(filename: str, size: int, limit: int) -> DataError:
+    return DataError(f"{filename} is {_size(size)}; the limit is {_size(limit)} (setting upload_max_mb). "
+                     "Upload a sample, or ask an admin to raise upload_max_mb.")
+
+
 # ---------------------------------------------------------------- reading
+def read_file(path: str | Path) -> bytes:
+    """The bytes of a file to import (`data import`), refused by its size on disk before a byte is read: a 3 GB
+    file is not read into memory only to be refused."""
+    path = Path(path)
+    size, limit = path.stat().st_size, max_upload_bytes()
+    if size > limit:
+        raise _file_too_large(path.name, size, limit)
+    return path.read_bytes()
+
+
 def read_table(filename: str, data: bytes) -> pd.DataFrame:
     """Parse an uploaded file into a DataFrame, or raise DataError saying what is wrong."""
     suffix = Path(filename).suffix.lower()
@@ -112,8 +126,7 @@ def read_table(filename: str, data: bytes) -> pd.DataFrame:
     fmt = FORMATS[suffix]
     max_bytes, max_rows = max_upload_bytes(), max_upload_rows()
     if len(data) > max_bytes:
-        raise DataError(f"{filename} is {_size(len(data))}; the limit is {_size(max_bytes)} (setting upload_max_mb). "
-                        "Upload a sample, or ask an admin to raise upload_max_mb.")
+        raise _file_too_large(filename, len(data), max_bytes)
     if not data.strip():
         raise DataError(f"{filename} is empty. Upload a file with a header row and at least one example.")
     if fmt == "parquet":
@@ -273,6 +286,51 @@ def _read_lines(filename: str, text: str, fmt: str, max_rows: int) -> pd.DataFra
     return pd.DataFrame({"text": lines}, dtype=object)
 
 
+# bytes per value once decoded, by Parquet physical type; a byte array counts its 4-byte offset (its text is
+# counted as it is decoded, below)
+_DECODED_WIDTH = {"BOOLEAN": 1, "INT32": 4, "INT64": 8, "INT96": 12, "FLOAT": 4, "DOUBLE": 8, "BYTE_ARRAY": 4}
+
+
+def _decoded_floor(meta) -> int:
+    """The least a Parquet file decodes to, from its metadata alone: every column chunk's value count times the
+    width of one value. A list column is counted by its values (its chunk's num_values counts every element),
+    not by its offsets: a 15 KB file of repeated list elements that decodes to 1.8 GB is caught here."""
+    total = 0
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        for j in range(group.num_columns):
+            chunk = group.column(j)
+            width = (meta.schema.column(j).length if chunk.physical_type == "FIXED_LEN_BYTE_ARRAY"
+                     else _DECODED_WIDTH.get(chunk.physical_type, 8))
+            total += chunk.num_values * max(int(width or 0), 1)
+            if chunk.physical_type == "BYTE_ARRAY":
+                total += _text_floor(chunk)
+    return total
+
+
+def _text_floor(chunk) -> int:
+    """The least text a byte-array column chunk holds: every value lies between the chunk's min and max, so it
+    starts with their common prefix (a million copies of one long string: min == max, the whole string each)."""
+    stats = chunk.statistics if chunk.is_stats_set else None
+    if stats is None or not stats.has_min_max or stats.min is None or stats.max is None:
+        return 0
+    low, high = (v.encode() if isinstance(v, str) else bytes(v) for v in (stats.min, stats.max))
+    prefix = len(os.path.commonprefix([low, high]))
+    return prefix * max(chunk.num_values - (stats.null_count or 0), 0)
+
+
+def _refuse_nested(filename: str, schema) -> None:
+    """A column of lists, structs or maps plays no role (every role is one value per cell): refuse the file,
+    naming the columns, instead of decoding them (they can be huge) or dropping them unsaid."""
+    import pyarrow as pa
+
+    nested = [f"{field.name} ({field.type})" for field in schema if pa.types.is_nested(field.type)]
+    if nested:
+        raise DataError(f"{filename} has columns that hold lists or records, not one value per cell: "
+                        f"{', '.join(nested)}. LLM Lab reads one value per cell; drop those columns or turn them "
+                        "into text (e.g. join a list into one string) and upload again.")
+
+
 def _read_parquet(filename: str, data: bytes, max_rows: int, max_bytes: int) -> pd.DataFrame:
     """Parquet compresses well: a few MB can hold a hundred million rows. The row count and the data's
     uncompressed size come from the file's metadata, checked before anything is decoded; then it is decoded
@@ -291,31 +349,46 @@ def _read_parquet(filename: str, data: bytes, max_rows: int, max_bytes: int) -> 
         stored = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
         if stored > max_bytes:
             raise _too_much_data(filename, stored, max_bytes, "uncompressed")
+        floor = _decoded_floor(meta)
+        if floor > max_bytes:
+            raise _too_much_data(filename, floor, max_bytes, "once decoded", at_least=True)
         schema = meta.schema.to_arrow_schema()
+        _refuse_nested(filename, schema)
         text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
                 or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
         file = pq.ParquetFile(io.BytesIO(data), read_dictionary=text)
-        batches, decoded = [], 0
+        batches, decoded, pool = [], 0, pa.default_memory_pool()
         for batch in file.iter_batches(batch_size=8192):
+            columns = []
             for column in batch.columns:
                 if pa.types.is_dictionary(column.type) and (pa.types.is_string(column.type.value_type)
                                                             or pa.types.is_binary(column.type.value_type)):
                     lengths = pc.binary_length(column.dictionary)
                     decoded += (pc.sum(pc.take(lengths, column.indices)).as_py() or 0) + 4 * len(column)
+                    if decoded > max_bytes:  # counted before the text is materialized
+                        raise _too_much_data(filename, decoded, max_bytes, "once decoded", at_least=True)
+                    # plain text now, within the cap: the reader hands each batch a dictionary of every value
+                    # seen so far, so keeping the batches dictionary-encoded costs O(rows²) (20 MB of distinct
+                    # text held 470 MB); the decoded batch keeps only its own values
+                    column = column.dictionary_decode()
                 else:
                     decoded += column.nbytes
+                columns.append(column)
             if decoded > max_bytes:
                 raise _too_much_data(filename, decoded, max_bytes, "once decoded", at_least=True)
-            batches.append(batch)
-        table = pa.Table.from_batches(batches, schema=file.schema_arrow) if batches else file.schema_arrow.empty_table()
+            batches.append(pa.RecordBatch.from_arrays(columns, names=batch.schema.names))
+            del batch
+            pool.release_unused()  # the previous batch's dictionary, freed, is not kept by the allocator
+        table = pa.Table.from_batches(batches) if batches else file.schema_arrow.empty_table()
+        del batches
         frame = table.to_pandas()
     except DataError:
         raise
     except Exception as exc:
         raise DataError(f"{filename} could not be read as Parquet; it may be damaged or cut short, "
                         f"so export it again. ({exc})") from exc
-    for column in frame.columns:  # dictionary-encoded text comes back categorical: plain values, as from CSV
-        if isinstance(frame[column].dtype, pd.CategoricalDtype):
+    for column in frame.columns:  # text as plain Python values, as from CSV
+        if isinstance(frame[column].dtype, pd.CategoricalDtype) or str(frame[column].dtype) in ("str", "string"):
             frame[column] = frame[column].astype(object)
     return frame
 
@@ -589,7 +662,7 @@ def import_dataset(actor: Actor, name: str, filename: str, data: bytes, roles: d
         audit.record(actor, "dataset.upload", info.name, {"file": info.source_file, "bytes": len(data),
                                                           "rows": info.rows, "content_hash": info.content_hash,
                                                           "replaced": bool(replace)})
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, *store.DatabaseError) as exc:
         if isinstance(exc, DiskFullError) or not store.is_storage_full(exc):
             raise
         raise DiskFullError(store.storage_full_message(f"{Path(filename).name} was not saved")) from exc
@@ -647,7 +720,7 @@ def _import(actor: Actor, name: str, filename: str, data: bytes, roles: dict | N
                         recipe=store.to_json(info.recipe), rows=info.rows, splits=store.to_json(info.splits),
                         label_names=store.to_json(labels), report=store.to_json(report), description=description,
                         folder=info.location), conn=conn)
-                except sqlite3.IntegrityError as exc:  # replace=True on a dataset the actor may not delete
+                except store.IntegrityError as exc:  # replace=True on a dataset the actor may not delete
                     raise DataError(f"A dataset named {name!r} exists already and is not yours to replace. "
                                     "Choose another name.") from exc
                 os.replace(tmp, folder)  # the last step before COMMIT
@@ -667,7 +740,7 @@ def _remove_unnamed(folder: Path) -> None:
         with store.transaction():
             if not scope(SYSTEM).one("datasets", "folder=?", (_relative(folder),), columns="name"):
                 shutil.rmtree(folder, ignore_errors=True)
-    except (OSError, sqlite3.Error):
+    except (OSError, *store.DatabaseError):
         pass  # the next save of this name reclaims it
 
 

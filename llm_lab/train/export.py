@@ -11,7 +11,6 @@ import io
 import json
 import os
 import shutil
-import sqlite3
 import time
 import zipfile
 from pathlib import Path
@@ -141,7 +140,7 @@ def _remove_unregistered(folder: Path) -> None:
         with store.transaction():
             if not registry.location_registered(str(folder)):
                 shutil.rmtree(folder, ignore_errors=True)
-    except (OSError, sqlite3.Error):
+    except (OSError, *store.DatabaseError):
         pass  # still marked SAVING: the next save of this name reclaims it
 
 
