@@ -70,12 +70,26 @@ def _use_postgres(request, monkeypatch):
             store.close_pools()
 
 
+# These files' tests run twice in the one test command: on SQLite and with every table on PostgreSQL
+# (LLM_LAB_TEST_BACKEND=postgres puts every other test on PostgreSQL too).
+BOTH_BACKENDS = {"test_store.py", "test_data.py", "test_registry.py", "test_access.py", "test_sharing.py",
+                 "test_hosted.py", "test_arena.py", "test_jobs.py"}
+
+
+def pytest_generate_tests(metafunc):
+    if Path(str(metafunc.definition.path)).name in BOTH_BACKENDS and "backend" not in metafunc.fixturenames \
+            and TEST_BACKEND != "postgres":
+        metafunc.fixturenames.append("engine")
+        metafunc.parametrize("engine", ["sqlite", "postgres"])
+
+
 @pytest.fixture(autouse=True)
 def store_backend(lab_home, request, monkeypatch):
-    """With LLM_LAB_TEST_BACKEND=postgres, every test runs its store on a fresh PostgreSQL database (how CI
-    runs the store, data, registry, jobs and hosted tests a second time); otherwise SQLite, as always.
-    A test that names `backend` picks its own engine instead."""
-    if TEST_BACKEND != "postgres" or "backend" in request.fixturenames:
+    """The engine of this test's store: SQLite under LLM_LAB_HOME as always, or a fresh PostgreSQL database for
+    the BOTH_BACKENDS files' second run (and every test with LLM_LAB_TEST_BACKEND=postgres). A test that names
+    `backend` picks its own engine instead."""
+    engine = request.node.callspec.params.get("engine") if hasattr(request.node, "callspec") else None
+    if "backend" in request.fixturenames or (engine or TEST_BACKEND) != "postgres":
         yield "sqlite"
         return
     if f"{Path(request.node.path).name}::{request.node.originalname}" in SQLITE_ONLY:
