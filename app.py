@@ -9,6 +9,7 @@ from streamlit import config as st_config
 
 from llm_lab import jobs, sharing, warmup
 from ui import auth
+from ui.common import plain
 
 st.set_page_config(page_title="LLM Lab", page_icon=":material/science:", layout="wide")
 jobs.own_workers()  # a worker this server starts stops with it (once per process; not an external worker)
@@ -40,6 +41,15 @@ def _gate_only() -> None:
     """The page behind every URL until the gate lets the visitor in: what the gate showed, nothing else."""
 
 
+def _admins_only() -> None:
+    """/admin for a signed-in editor or viewer: say why there is no Admin page, instead of landing on Home."""
+    who = auth.current()
+    st.title("Admin")
+    st.error(plain(f"The Admin page is for admins. You are signed in as {who.user} with the {who.role} role. "
+                   "Ask an admin of this LLM Lab if you need users, roles or settings changed."))
+    st.page_link(PAGES[""][0], label="Go to Home", icon=":material/home:")
+
+
 if auth.public_visitor(sharing.is_public):  # an anonymous visitor with a public link sees only that snapshot
     st.navigation([SHARED], position="hidden").run()
     st.stop()
@@ -55,6 +65,8 @@ auth.sidebar(actor)
 pages = dict(PAGES)
 if actor.can("admin"):
     pages["Server"] = [ADMIN]
+else:  # the same URL answers with a refusal that says so; the sidebar does not list it
+    pages[""] = PAGES[""] + [st.Page(_admins_only, title="Admin", url_path="admin", visibility="hidden")]
 try:
     st.navigation(pages).run()
 finally:

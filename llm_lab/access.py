@@ -99,7 +99,7 @@ class Scope:
         marks = ",".join("?" * len(self.actor.workspaces))
         return f"({where}) AND workspace IN ({marks})", tuple(params) + tuple(self.actor.workspaces)
 
-    def select(self, table: str, where: str = "1", params=(), order: str = "", limit: int | None = None,
+    def select(self, table: str, where: str = "1=1", params=(), order: str = "", limit: int | None = None,
                columns: str = "*") -> list[dict]:
         self.actor.require("read", "read stored things")
         clause, args = self._where(table, where, params)
@@ -120,14 +120,14 @@ class Scope:
         if table not in OWNED_TABLES:
             raise ValueError(f"{table} is not a workspace-owned table")
         values = dict(values, workspace=self.actor.workspace, created_by=self.actor.user)
-        cols = ",".join(values)
-        sql = f"INSERT {'OR REPLACE ' if replace else ''}INTO {table} ({cols}) VALUES ({','.join('?' * len(values))})"
+        # replace: the row with the same primary key is overwritten (portable ON CONFLICT, not INSERT OR REPLACE)
+        sql = store.insert_sql(table, values, "replace" if replace else "", store.primary_key(table) if replace else ())
         (conn or store.connect()).execute(sql, tuple(values.values()))
 
     def _owned_clause(self, action: str) -> tuple[str, tuple]:
         """Admins change anything they see; others only what they made."""
         if self.actor.can("admin") or action in ("vote",):
-            return "1", ()
+            return "1=1", ()
         return "created_by=?", (self.actor.user,)
 
     def update(self, table: str, values: dict, where: str, params=(), action: str = "write", conn=None) -> int:

@@ -62,8 +62,8 @@ def get_user(email: str) -> dict | None:
 
 def _ensure_personal(email: str, by: str) -> None:
     now = store.now()
-    store.execute("INSERT OR IGNORE INTO workspaces VALUES (?, 'personal', ?, ?)", (email, now, by))
-    store.execute("INSERT OR IGNORE INTO members VALUES (?, ?, ?)", (email, email, now))
+    store.execute("INSERT INTO workspaces VALUES (?, 'personal', ?, ?) ON CONFLICT DO NOTHING", (email, now, by))
+    store.execute("INSERT INTO members VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (email, email, now))
 
 
 def _role_from_claims(claims: dict | None) -> str | None:
@@ -114,7 +114,7 @@ def sign_in(email: str, claims: dict | None = None) -> dict:
 def _sign_in_recorded(email: str, issued) -> bool:
     """Whether this sign-in is in the audit log already: the one whose ID token was issued at `issued`; behind a
     signing-in proxy (no token) one sign-in per session_max_hours."""
-    last = store.query_one("SELECT at, detail FROM audit_log WHERE user=? AND action='sign-in' ORDER BY id DESC "
+    last = store.query_one("SELECT at, detail FROM audit_log WHERE \"user\"=? AND action='sign-in' ORDER BY id DESC "
                            "LIMIT 1", (email,))
     if not last:
         return False
@@ -250,7 +250,7 @@ def add_member(actor: Actor, workspace: str, email: str) -> None:
     email = normalize(email)
     if get_user(email) is None:
         raise NotFound(f"No user {email!r}; add the user first.")
-    store.execute("INSERT OR IGNORE INTO members VALUES (?, ?, ?)", (workspace, email, store.now()))
+    store.execute("INSERT INTO members VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (workspace, email, store.now()))
     audit.record(actor, "workspace.add-member", email, workspace=workspace)
 
 

@@ -115,7 +115,8 @@ def dashboard(args) -> int:
           f"{'not needed' if not settings.hosted() else settings.get('trusted_proxy_header') or 'OpenID Connect'}")
     if args.check:
         return 0
-    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port or 8501)]
+    # Streamlit's own CLI, through ui/streamlit_server.py: in hosted mode it closes /_stcore/metrics first
+    command = [sys.executable, "-m", "ui.streamlit_server", "run", str(app), "--server.port", str(args.port or 8501)]
     if args.address:
         command += ["--server.address", args.address]
     if named:

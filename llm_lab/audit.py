@@ -6,20 +6,18 @@ Triggers in the database refuse UPDATE and DELETE on the log: not even an admin 
 """
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime, timezone
 
-from . import store
+from . import csv_safe, store
 from .errors import LabError
 
 store.register_schema("audit", [
     """
-    CREATE TABLE audit_log (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, user TEXT NOT NULL,
+    CREATE TABLE audit_log (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, "user" TEXT NOT NULL,
         action TEXT NOT NULL, target TEXT NOT NULL DEFAULT '', workspace TEXT NOT NULL DEFAULT '',
         detail TEXT NOT NULL DEFAULT '{}');
     CREATE INDEX audit_at ON audit_log(at);
-    CREATE INDEX audit_user ON audit_log(user, at);
+    CREATE INDEX audit_user ON audit_log("user", at);
     CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END
     """,
@@ -32,7 +30,7 @@ def record(actor, action: str, target: str = "", detail: dict | None = None, wor
     """Append one entry. `actor` is an access.Actor (or a plain user name for events before one exists)."""
     user = getattr(actor, "user", None) or str(actor)
     ws = workspace if workspace is not None else getattr(actor, "workspace", "")
-    store.execute("INSERT INTO audit_log (at, user, action, target, workspace, detail) VALUES (?, ?, ?, ?, ?, ?)",
+    store.execute('INSERT INTO audit_log (at, "user", action, target, workspace, detail) VALUES (?, ?, ?, ?, ?, ?)',
                   (store.now(), user, action, str(target), ws, store.to_json(detail or {})))
 
 
@@ -58,9 +56,9 @@ def entries(actor, user: str | None = None, since: float | None = None, action: 
             workspace: str | None = None, limit: int = 5000) -> list[dict]:
     """The newest entries first, filtered; admins only."""
     actor.require("admin", "read the audit log")
-    where, args = ["1"], []
+    where, args = ["1=1"], []
     if user:
-        where.append("user = ?")
+        where.append('"user" = ?')
         args.append(user.strip().lower())  # addresses are stored lower-case
     if workspace:
         where.append("workspace = ?")
@@ -80,9 +78,6 @@ def entries(actor, user: str | None = None, since: float | None = None, action: 
 
 
 def to_csv(rows: list[dict]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["time"] + COLUMNS)
-    for row in rows:
-        writer.writerow([row.get("time")] + [row.get(c) for c in COLUMNS])
-    return out.getvalue()
+    """The rows as CSV, safe to open in a spreadsheet (targets and details hold names anyone typed)."""
+    return csv_safe.rows_to_csv(["time"] + COLUMNS, ([row.get("time")] + [row.get(c) for c in COLUMNS]
+                                                     for row in rows))

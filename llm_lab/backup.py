@@ -7,6 +7,8 @@ is in the archive. Left out: SQLite's side files, the worker's lock and pid, ear
 Face download cache (downloaded again on demand) unless `--with-cache`.
 
 Restore: stop the server and the worker, unpack the archive into an empty LLM_LAB_HOME, start them again.
+With LLM_LAB_DATABASE_URL (PostgreSQL) the tables are not in LLM_LAB_HOME: take `pg_dump` first, then this
+archive, and restore both (the command says so).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import paths
+from . import paths, store
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SKIPPED_NAMES = {"worker.lock", "worker.pid", "worker.json"}
@@ -45,6 +47,10 @@ def run(args) -> int:
         paths.subdir(BACKUP_DIR) / time.strftime("llm-lab-%Y%m%d-%H%M%S.tar.gz")
     names = write(sys.stdout.buffer if to_stdout else out, with_cache=args.with_cache)
     print(f"backed up {len(names)} files of {paths.home()}" + ("" if to_stdout else f" to {out}"), file=sys.stderr)
+    if store.database_url():  # the tables are not under LLM_LAB_HOME: PostgreSQL's own tools back them up
+        print(f"note: the tables are on PostgreSQL ({store.redact(store.database_url())}), not in this archive: "
+              "back them up with `pg_dump --format=custom` taken BEFORE this archive (then every file a row names "
+              "is in it), and restore both.", file=sys.stderr)
     return 0
 
 

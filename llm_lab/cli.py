@@ -8,7 +8,6 @@ The root's own commands (models, data, jobs, worker) live in core_cli; each feat
 """
 import argparse
 import importlib
-import sqlite3
 import sys
 
 from . import accounts, store
@@ -25,6 +24,7 @@ COMMAND_MODULES = [
     "llm_lab.compress.cli",
     "llm_lab.admin_cli",
     "llm_lab.backup",
+    "llm_lab.db_cli",
 ]
 
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, *store.DatabaseError) as exc:
         if not store.is_storage_full(exc):
             raise
         print(f"error: {store.storage_full_message()} ({type(exc).__name__}: {exc})", file=sys.stderr)

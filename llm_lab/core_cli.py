@@ -1,5 +1,6 @@
 """CLI: the root modules' commands: models (registry), data, jobs and the worker."""
 import json
+import os
 import sys
 
 from . import capabilities, data, jobs, registry
@@ -87,7 +88,27 @@ def register(subparsers) -> None:
     p.add_argument("--parent-pid", type=int, metavar="PID",
                    help="stop when process PID ends (the dashboard passes its own); a running job then ends "
                         "interrupted, to be resumed. Ignored with LLM_LAB_EXTERNAL_WORKER=1")
-    p.set_defaults(func=lambda a: jobs.run_worker(parent_pid=a.parent_pid))
+    p.add_argument("--gpus", default="", metavar="0,1",
+                   help="the GPUs this worker uses (indices as nvidia-smi lists them); it then takes GPU jobs "
+                        "whose memory estimate fits them. Without it: a CPU worker")
+    p.add_argument("--queue", choices=jobs.QUEUES,
+                   help="team workers (LLM_LAB_QUEUE_URL): take only GPU or only CPU jobs. Default: a GPU "
+                        "worker takes GPU jobs first, then CPU jobs; a CPU worker takes CPU jobs")
+    p.set_defaults(func=worker)
+
+
+def worker(args) -> int:
+    gpus = ",".join(g.strip() for g in args.gpus.split(",") if g.strip())
+    if gpus and not all(g.isdigit() for g in gpus.split(",")):
+        raise jobs.JobError(f"--gpus {args.gpus!r}: give GPU indices separated by commas, e.g. --gpus 0,1.")
+    if jobs.team_mode():
+        return jobs.run_team_worker(queue=args.queue, gpus=gpus)
+    if args.queue:
+        raise jobs.JobError(f"--queue {args.queue} sorts jobs between the team's workers: it needs "
+                            "LLM_LAB_QUEUE_URL=redis://… (a laptop has one worker, which takes every job).")
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus  # before CUDA starts: the jobs see only these
+    return jobs.run_worker(parent_pid=args.parent_pid)
 
 
 def models_list(args) -> int:
@@ -214,7 +235,7 @@ def data_import(args) -> int:
         return 1
     roles = {r: getattr(args, r) for r in data.ROLES if getattr(args, r)}
     recipe = data.Recipe(seed=args.seed, max_chars=args.max_chars, drop_duplicates=not args.keep_duplicates)
-    info = data.import_dataset(args.actor, args.name or path.stem, path.name, path.read_bytes(), roles or None, recipe)
+    info = data.import_dataset(args.actor, args.name or path.stem, path.name, data.read_file(path), roles or None, recipe)
     print(f"imported {info.name}: {info.rows} rows {info.splits}, roles {info.roles}, hash {info.content_hash[:12]}")
     return 0
 

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import sqlite3
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -71,6 +70,12 @@ store.register_schema("datasets", [
 
 
 MAX_JSON_DEPTH = 32  # records are 2 levels deep (the list, an object); nested values add a few
+# A dataset uses a few columns (its roles: text, label, text_pair, prompt, reference, and some to keep); a frame
+# of a million columns costs gigabytes in pandas whatever it holds (a 15 MB JSON object of 1M keys: 3.3 GB)
+MAX_COLUMNS = 1_000
+# What one text cell costs once read, beyond its characters: the Python string object (about 50 bytes) and the
+# frame's pointer to it. A 30 MB CSV of 6M short distinct cells took 470 MB: counted against upload_max_mb.
+CELL_BYTES = 64
 
 
 def max_upload_bytes() -> int:
@@ -102,7 +107,22 @@ def _too_much_data(filename: str, size: int, limit: int, how: str, at_least: boo
                      f"{_size(limit)} (setting upload_max_mb). Upload a sample, or ask an admin to raise upload_max_mb.")
 
 
+def _file_too_large(filename: str, size: int, limit: int) -> DataError:
+    return DataError(f"{filename} is {_size(size)}; the limit is {_size(limit)} (setting upload_max_mb). "
+                     "Upload a sample, or ask an admin to raise upload_max_mb.")
+
+
 # ---------------------------------------------------------------- reading
+def read_file(path: str | Path) -> bytes:
+    """The bytes of a file to import (`data import`), refused by its size on disk before a byte is read: a 3 GB
+    file is not read into memory only to be refused."""
+    path = Path(path)
+    size, limit = path.stat().st_size, max_upload_bytes()
+    if size > limit:
+        raise _file_too_large(path.name, size, limit)
+    return path.read_bytes()
+
+
 def read_table(filename: str, data: bytes) -> pd.DataFrame:
     """Parse an uploaded file into a DataFrame, or raise DataError saying what is wrong."""
     suffix = Path(filename).suffix.lower()
@@ -112,8 +132,7 @@ def read_table(filename: str, data: bytes) -> pd.DataFrame:
     fmt = FORMATS[suffix]
     max_bytes, max_rows = max_upload_bytes(), max_upload_rows()
     if len(data) > max_bytes:
-        raise DataError(f"{filename} is {_size(len(data))}; the limit is {_size(max_bytes)} (setting upload_max_mb). "
-                        "Upload a sample, or ask an admin to raise upload_max_mb.")
+        raise _file_too_large(filename, len(data), max_bytes)
     if not data.strip():
         raise DataError(f"{filename} is empty. Upload a file with a header row and at least one example.")
     if fmt == "parquet":
@@ -140,6 +159,56 @@ def read_table(filename: str, data: bytes) -> pd.DataFrame:
     return frame
 
 
+def _check_shape(filename: str, rows: int, columns: int, text_columns: int | None = None,
+                 exact: bool = True) -> None:
+    """Refuse a table wider than MAX_COLUMNS, or whose text cells would cost more than upload_max_mb once read
+    (CELL_BYTES each), before the frame is built. `exact` False: `rows` is an upper bound (lines of a file)."""
+    if columns > MAX_COLUMNS:
+        raise DataError(f"{filename} has {columns:,} columns; LLM Lab reads at most {MAX_COLUMNS:,} (a dataset uses "
+                        "a few: text, label, ...). Keep the columns you need and upload again.")
+    cells = rows * (columns if text_columns is None else text_columns)
+    if cells * CELL_BYTES > max_upload_bytes():
+        raise _too_much_data(filename, cells * CELL_BYTES, max_upload_bytes(),
+                             f"once read ({cells:,} cells: {rows:,} rows x {columns:,} columns, about {CELL_BYTES} "
+                             "bytes a cell)", at_least=not exact)
+
+
+def _check_delimited_shape(filename: str, text: str, sep: str, max_rows: int) -> None:
+    """Rows x columns of a CSV/TSV before pandas reads it: first from its lines and its header's separators
+    (upper bounds, nearly free); only when those are over a limit, exactly, with the csv module one row at a time
+    (a quoted field may hold separators and line breaks)."""
+    import csv
+
+    end = text.find("\n")
+    header = text if end < 0 else text[:end]
+    columns = header.count(sep) + 1
+    lines = min(text.count("\n") + 1, max_rows + 1)
+    if columns <= MAX_COLUMNS and lines * columns * CELL_BYTES <= max_upload_bytes():
+        return
+    if len(header) > 2**20:  # a megabyte of column names is no header: not worth splitting to count them
+        raise DataError(f"{filename}: its first line, the header, is {_size(len(header))} long. The header names the "
+                        f"columns (at most {MAX_COLUMNS:,}); check the file, or that it is {sep!r}-separated.")
+    reader = csv.reader(_physical_lines(text), delimiter=sep)
+    columns = len(next(reader, []))
+    rows = 0
+    for fields in reader:
+        rows += bool(fields)
+        if rows > max_rows:
+            break
+    _check_shape(filename, rows, columns)
+
+
+def _physical_lines(text: str):
+    """The lines of `text`, each with its line break, one at a time: what the csv module reads (a quoted field
+    may span lines) without io.StringIO, which holds 4 bytes per character (120 MB for a 30 MB file)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
+
+
 def _check_rows(filename: str, frame: pd.DataFrame, max_rows: int) -> pd.DataFrame:
     if len(frame) > max_rows:  # each reader stops soon past the cap; this is the exact count, after any reader
         raise _too_many_rows(filename, None, max_rows)
@@ -149,13 +218,16 @@ def _check_rows(filename: str, frame: pd.DataFrame, max_rows: int) -> pd.DataFra
 def _read_delimited(filename: str, text: str, fmt: str, max_rows: int) -> pd.DataFrame:
     import warnings
 
+    _check_delimited_shape(filename, text, "\t" if fmt == "tsv" else ",", max_rows)
     try:
         with warnings.catch_warnings():  # pandas only warns when the first data row is the ragged one
             warnings.simplefilter("error", pd.errors.ParserWarning)
             # nrows: the parser stops one row past the cap instead of reading a file of any length
-            frame = pd.read_csv(io.StringIO(text), sep="\t" if fmt == "tsv" else ",", dtype=object, index_col=False,
-                                keep_default_na=False, on_bad_lines="error", skip_blank_lines=True,
-                                nrows=max_rows + 1)
+            # bytes, not io.StringIO(text), which holds 4 bytes a character: a 68 MB file of 1M rows read with
+            # 550 MB more than before it, 360 MB from bytes
+            frame = pd.read_csv(io.BytesIO(text.encode("utf-8")), encoding="utf-8", sep="\t" if fmt == "tsv" else ",",
+                                dtype=object, index_col=False, keep_default_na=False, on_bad_lines="error",
+                                skip_blank_lines=True, nrows=max_rows + 1)
     except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
         match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
         where = (f": line {match.group(2)} has {match.group(3)} fields, the header has {match.group(1)}"
@@ -176,7 +248,7 @@ def _check_short_rows(filename: str, text: str, fmt: str, frame: pd.DataFrame) -
 
     if frame.empty or not (frame.iloc[:, -1] == "").any():
         return
-    reader = csv.reader(io.StringIO(text), delimiter="\t" if fmt == "tsv" else ",")
+    reader = csv.reader(_physical_lines(text), delimiter="\t" if fmt == "tsv" else ",")
     width = None
     for fields in reader:
         if not fields:
@@ -194,29 +266,38 @@ _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _LINE = re.compile("[^\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]+")
 
 
-def _json_shape(text: str) -> tuple[int, int]:
-    """(deepest nesting, rows) of JSON text, from a scan of its brackets and commas outside strings, before
-    json.loads builds anything. Rows: the items of a top-level list, or the mean length of the columns of an
-    object of lists (an estimate; the frame's length is checked exactly afterwards)."""
+def _json_shape(text: str) -> tuple[int, int, float]:
+    """(deepest nesting, rows, keys per record) of JSON text, from a scan of its brackets, commas and colons
+    outside strings, before json.loads builds anything. Rows: the items of a top-level list, or the mean length
+    of the columns of an object of lists (an estimate; the frame's length is checked exactly afterwards). Keys
+    per record: the mean over the records (objects in a top-level list, or top-level objects as in JSON Lines),
+    or the keys of a top-level object: a record of a million keys is refused before json.loads builds it."""
     import numpy as np
 
-    marks = re.sub(r"[^\[\]{},]+", "", _JSON_STRING.sub("", text))
+    marks = re.sub(r"[^\[\]{},:]+", "", _JSON_STRING.sub("", text))
     codes = np.frombuffer(marks.encode("ascii"), dtype=np.uint8)
     if not len(codes):
-        return 0, 0
+        return 0, 0, 0.0
     step = np.isin(codes, (ord("["), ord("{"))).astype(np.int64) - np.isin(codes, (ord("]"), ord("}")))
     depth = np.cumsum(step)  # a bracket's own depth counts its opening; a comma sits at its container's depth
-    commas = codes == ord(",")
+    commas, colons = codes == ord(","), codes == ord(":")
     top = int((commas & (depth == 1)).sum()) + 1
     rows = top if codes[0] == ord("[") else -(-(int((commas & (depth == 2)).sum()) + top) // top)
-    return int(depth.max()), rows
+    record_depth = 2 if codes[0] == ord("[") else 1
+    records = int(((codes == ord("{")) & (depth == record_depth)).sum())
+    keys = int((colons & (depth == record_depth)).sum()) / max(records, 1)
+    return int(depth.max()), rows, keys
 
 
 def _read_json(filename: str, text: str, fmt: str, max_rows: int) -> pd.DataFrame:
     lines = fmt == "jsonl" or (not text.lstrip().startswith(("[", "{")) or _looks_like_jsonl(text))
-    depth, rows = _json_shape(text)
+    depth, rows, keys = _json_shape(text)
     if depth > MAX_JSON_DEPTH:
         raise _too_deep(filename, depth)
+    if keys > MAX_COLUMNS:  # the mean: some record has more keys than that, so the frame more columns
+        raise DataError(f"{filename} has records of more than {MAX_COLUMNS:,} fields ({keys:,.0f} on average); "
+                        f"LLM Lab reads at most {MAX_COLUMNS:,} columns (a dataset uses a few: text, label, ...). "
+                        "Keep the fields you need and upload again.")
     if not lines and rows > max_rows:
         raise _too_many_rows(filename, rows, max_rows)
     try:
@@ -234,10 +315,28 @@ def _read_json(filename: str, text: str, fmt: str, max_rows: int) -> pd.DataFram
                         f"at line {exc.lineno}, column {exc.colno}.") from exc
     except RecursionError as exc:  # nesting the scan above did not see: never a RecursionError for the user
         raise _too_deep(filename, None) from exc
+    _check_records_shape(filename, records)
     try:
         return _records_frame(filename, records)
     except RecursionError as exc:
         raise _too_deep(filename, None) from exc
+
+
+def _check_records_shape(filename: str, records) -> None:
+    """Rows x columns of parsed JSON records before pandas makes a frame of them: a frame has a column for every
+    key any record has, and a cell for every row in each (a small file of records with distinct keys is a huge
+    frame)."""
+    if isinstance(records, dict):
+        first = next(iter(records.values()), [])
+        _check_shape(filename, len(first) if isinstance(first, list) else 1, len(records))
+    elif isinstance(records, list):
+        keys: set = set()
+        for record in records:
+            if isinstance(record, dict):
+                keys.update(record)
+                if len(keys) > MAX_COLUMNS:
+                    break
+        _check_shape(filename, len(records), len(keys))
 
 
 def _records_frame(filename: str, records) -> pd.DataFrame:
@@ -273,6 +372,102 @@ def _read_lines(filename: str, text: str, fmt: str, max_rows: int) -> pd.DataFra
     return pd.DataFrame({"text": lines}, dtype=object)
 
 
+# bytes per value once decoded, by Parquet physical type; a byte array counts its 4-byte offset (its text is
+# counted as it is decoded, below)
+_DECODED_WIDTH = {"BOOLEAN": 1, "INT32": 4, "INT64": 8, "INT96": 12, "FLOAT": 4, "DOUBLE": 8, "BYTE_ARRAY": 4}
+
+
+def _decoded_floor(meta) -> int:
+    """The least a Parquet file decodes to, from its metadata alone: every column chunk's value count times the
+    width of one value. A list column is counted by its values (its chunk's num_values counts every element),
+    not by its offsets: a 15 KB file of repeated list elements that decodes to 1.8 GB is caught here."""
+    total = 0
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        for j in range(group.num_columns):
+            chunk = group.column(j)
+            width = (meta.schema.column(j).length if chunk.physical_type == "FIXED_LEN_BYTE_ARRAY"
+                     else _DECODED_WIDTH.get(chunk.physical_type, 8))
+            total += chunk.num_values * max(int(width or 0), 1)
+            if chunk.physical_type == "BYTE_ARRAY":
+                total += _text_floor(chunk)
+    return total
+
+
+def _text_floor(chunk) -> int:
+    """The least text a byte-array column chunk holds: every value lies between the chunk's min and max, so it
+    starts with their common prefix (a million copies of one long string: min == max, the whole string each)."""
+    stats = chunk.statistics if chunk.is_stats_set else None
+    if stats is None or not stats.has_min_max or stats.min is None or stats.max is None:
+        return 0
+    low, high = (v.encode() if isinstance(v, str) else bytes(v) for v in (stats.min, stats.max))
+    prefix = len(os.path.commonprefix([low, high]))
+    return prefix * max(chunk.num_values - (stats.null_count or 0), 0)
+
+
+def _refuse_nested(filename: str, schema) -> None:
+    """A column of lists, structs or maps plays no role (every role is one value per cell): refuse the file,
+    naming the columns, instead of decoding them (they can be huge) or dropping them unsaid."""
+    import pyarrow as pa
+
+    nested = [f"{field.name} ({field.type})" for field in schema if pa.types.is_nested(field.type)]
+    if nested:
+        raise DataError(f"{filename} has columns that hold lists or records, not one value per cell: "
+                        f"{', '.join(nested)}. LLM Lab reads one value per cell; drop those columns or turn them "
+                        "into text (e.g. join a list into one string) and upload again.")
+
+
+def _textual(kind) -> bool:
+    """Text or bytes of any Arrow layout (offsets, large offsets, views: a file's stored Arrow schema picks)."""
+    import pyarrow as pa
+
+    return (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
+            or pa.types.is_large_binary(kind) or pa.types.is_string_view(kind) or pa.types.is_binary_view(kind))
+
+
+def _object_columns(schema) -> list[str]:
+    """The columns whose cells become Python objects in the frame: text and bytes, dictionary-encoded or not
+    (a file written from pandas categoricals stores its text as dictionaries). All of them are read as
+    dictionaries: a view column (string_view) read as it is holds every value at once, so 20,000 copies of one
+    100 KB text in a 440-byte file took 926 MB before the first count."""
+    import pyarrow as pa
+
+    return [f.name for f in schema
+            if _textual(f.type) or (pa.types.is_dictionary(f.type) and _textual(f.type.value_type))]
+
+
+def check_parquet_size(filename: str, data: bytes) -> None:
+    """The checks read_table makes from a Parquet file's metadata alone (rows, uncompressed size, decoded size
+    with list columns counted by their values), for a file another reader decodes: an lm-eval task's data file,
+    whose list columns (choices) are legitimate there. Raises DataError."""
+    try:
+        _parquet_metadata(filename, data, max_upload_rows(), max_upload_bytes())
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{filename} could not be read as Parquet; it may be damaged or cut short, "
+                        f"so export it again. ({exc})") from exc
+
+
+def _parquet_metadata(filename: str, data: bytes, max_rows: int, max_bytes: int):
+    """The file's metadata, once its rows, its uncompressed size and the least it decodes to are within limits."""
+    import pyarrow.parquet as pq
+
+    if not data.startswith(b"PAR1"):
+        raise DataError(f"{filename} is not a Parquet file (it lacks the PAR1 header). "
+                        "Check the file type, or upload CSV/JSON instead.")
+    meta = pq.ParquetFile(io.BytesIO(data)).metadata
+    if meta.num_rows > max_rows:
+        raise _too_many_rows(filename, meta.num_rows, max_rows)
+    stored = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if stored > max_bytes:
+        raise _too_much_data(filename, stored, max_bytes, "uncompressed")
+    floor = _decoded_floor(meta)
+    if floor > max_bytes:
+        raise _too_much_data(filename, floor, max_bytes, "once decoded", at_least=True)
+    return meta
+
+
 def _read_parquet(filename: str, data: bytes, max_rows: int, max_bytes: int) -> pd.DataFrame:
     """Parquet compresses well: a few MB can hold a hundred million rows. The row count and the data's
     uncompressed size come from the file's metadata, checked before anything is decoded; then it is decoded
@@ -281,41 +476,44 @@ def _read_parquet(filename: str, data: bytes, max_rows: int, max_bytes: int) -> 
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    if not data.startswith(b"PAR1"):
-        raise DataError(f"{filename} is not a Parquet file (it lacks the PAR1 header). "
-                        "Check the file type, or upload CSV/JSON instead.")
     try:
-        meta = pq.ParquetFile(io.BytesIO(data)).metadata
-        if meta.num_rows > max_rows:
-            raise _too_many_rows(filename, meta.num_rows, max_rows)
-        stored = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-        if stored > max_bytes:
-            raise _too_much_data(filename, stored, max_bytes, "uncompressed")
+        meta = _parquet_metadata(filename, data, max_rows, max_bytes)
         schema = meta.schema.to_arrow_schema()
-        text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-                or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+        _refuse_nested(filename, schema)
+        text = _object_columns(schema)
+        _check_shape(filename, meta.num_rows, len(schema), text_columns=len(text))  # text cells become objects
         file = pq.ParquetFile(io.BytesIO(data), read_dictionary=text)
-        batches, decoded = [], 0
+        batches, decoded, pool = [], 0, pa.default_memory_pool()
         for batch in file.iter_batches(batch_size=8192):
+            columns = []
             for column in batch.columns:
-                if pa.types.is_dictionary(column.type) and (pa.types.is_string(column.type.value_type)
-                                                            or pa.types.is_binary(column.type.value_type)):
+                if pa.types.is_dictionary(column.type) and _textual(column.type.value_type):
                     lengths = pc.binary_length(column.dictionary)
                     decoded += (pc.sum(pc.take(lengths, column.indices)).as_py() or 0) + 4 * len(column)
+                    if decoded > max_bytes:  # counted before the text is materialized
+                        raise _too_much_data(filename, decoded, max_bytes, "once decoded", at_least=True)
+                    # plain text now, within the cap: the reader hands each batch a dictionary of every value
+                    # seen so far, so keeping the batches dictionary-encoded costs O(rows²) (20 MB of distinct
+                    # text held 470 MB); the decoded batch keeps only its own values
+                    column = column.dictionary_decode()
                 else:
                     decoded += column.nbytes
+                columns.append(column)
             if decoded > max_bytes:
                 raise _too_much_data(filename, decoded, max_bytes, "once decoded", at_least=True)
-            batches.append(batch)
-        table = pa.Table.from_batches(batches, schema=file.schema_arrow) if batches else file.schema_arrow.empty_table()
+            batches.append(pa.RecordBatch.from_arrays(columns, names=batch.schema.names))
+            del batch
+            pool.release_unused()  # the previous batch's dictionary, freed, is not kept by the allocator
+        table = pa.Table.from_batches(batches) if batches else file.schema_arrow.empty_table()
+        del batches
         frame = table.to_pandas()
     except DataError:
         raise
     except Exception as exc:
         raise DataError(f"{filename} could not be read as Parquet; it may be damaged or cut short, "
                         f"so export it again. ({exc})") from exc
-    for column in frame.columns:  # dictionary-encoded text comes back categorical: plain values, as from CSV
-        if isinstance(frame[column].dtype, pd.CategoricalDtype):
+    for column in frame.columns:  # text as plain Python values, as from CSV
+        if isinstance(frame[column].dtype, pd.CategoricalDtype) or str(frame[column].dtype) in ("str", "string"):
             frame[column] = frame[column].astype(object)
     return frame
 
@@ -589,7 +787,7 @@ def import_dataset(actor: Actor, name: str, filename: str, data: bytes, roles: d
         audit.record(actor, "dataset.upload", info.name, {"file": info.source_file, "bytes": len(data),
                                                           "rows": info.rows, "content_hash": info.content_hash,
                                                           "replaced": bool(replace)})
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, *store.DatabaseError) as exc:
         if isinstance(exc, DiskFullError) or not store.is_storage_full(exc):
             raise
         raise DiskFullError(store.storage_full_message(f"{Path(filename).name} was not saved")) from exc
@@ -647,7 +845,7 @@ def _import(actor: Actor, name: str, filename: str, data: bytes, roles: dict | N
                         recipe=store.to_json(info.recipe), rows=info.rows, splits=store.to_json(info.splits),
                         label_names=store.to_json(labels), report=store.to_json(report), description=description,
                         folder=info.location), conn=conn)
-                except sqlite3.IntegrityError as exc:  # replace=True on a dataset the actor may not delete
+                except store.IntegrityError as exc:  # replace=True on a dataset the actor may not delete
                     raise DataError(f"A dataset named {name!r} exists already and is not yours to replace. "
                                     "Choose another name.") from exc
                 os.replace(tmp, folder)  # the last step before COMMIT
@@ -667,7 +865,7 @@ def _remove_unnamed(folder: Path) -> None:
         with store.transaction():
             if not scope(SYSTEM).one("datasets", "folder=?", (_relative(folder),), columns="name"):
                 shutil.rmtree(folder, ignore_errors=True)
-    except (OSError, sqlite3.Error):
+    except (OSError, *store.DatabaseError):
         pass  # the next save of this name reclaims it
 
 

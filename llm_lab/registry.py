@@ -188,8 +188,8 @@ def register(actor: Actor, entry: ModelEntry) -> ModelEntry:
         scope(actor).insert("models", dict(
             name=entry.name, source=entry.source, location=entry.location, head=entry.head, parent=entry.parent,
             created_at=entry.created_at, labels=store.to_json(entry.labels), meta=store.to_json(entry.meta)))
-    except Exception as exc:
-        if "UNIQUE" in str(exc):
+    except store.IntegrityError as exc:
+        if store.is_unique_violation(exc):
             raise ModelError(f"A model named {entry.name!r} exists already; choose another name.") from exc
         raise
     audit.record(actor, "model.register", entry.name, {"source": entry.source, "location": entry.location,

@@ -285,7 +285,7 @@ def list_links(actor: Actor, now: float | None = None) -> list[dict]:
     """The actor's links (an admin's: every link in the workspaces they see), newest first, each with its
     status (active, expired, revoked) and view count. Tokens are not among them: they are not stored."""
     now = store.now() if now is None else float(now)
-    where, params = ("1", ()) if actor.can("admin") else ("created_by=?", (actor.user,))
+    where, params = ("1=1", ()) if actor.can("admin") else ("created_by=?", (actor.user,))
     rows = scope(actor).select("shares", where, params, order="created_at DESC",
                                columns="id, kind, title, snapshot, public, created_at, expires_at, revoked_at, "
                                        "revoked_by, views, last_viewed_at, workspace, created_by")

@@ -20,6 +20,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("LLM_LAB_GGUF_CACHE", str(Path(__import__("tempfile").gettempdir()) / "llm-lab-test-gguf-cache"))
 
 
+_PYTEST_MAIN = sys.modules["__main__"]
+
+
+@pytest.fixture(autouse=True)
+def _real_main():
+    """An AppTest runs a page as `__main__` and may leave it there: a later `torch.multiprocessing.spawn` would
+    then re-run that page in each child (spawn re-imports the main module). Each test starts with pytest's."""
+    sys.modules["__main__"] = _PYTEST_MAIN
+    yield
+
+
 @pytest.fixture(autouse=True)
 def lab_home(tmp_path, monkeypatch):
     """Each test gets its own store; jobs run inline unless a test starts a real worker."""
@@ -33,6 +44,79 @@ def lab_home(tmp_path, monkeypatch):
         sys.modules["streamlit"].cache_data.clear()
     yield home
     store.reset_connections()
+
+
+# ---------------------------------------------------------------- the store on both engines (issue 22)
+from tests.servers import postgres_database, postgres_server, redis_server  # noqa: F401  (session fixtures)
+
+TEST_BACKEND = os.environ.get("LLM_LAB_TEST_BACKEND", "sqlite")  # "postgres": every test's store on PostgreSQL
+# Tests of SQLite itself (WAL files, PRAGMAs, a database built with sqlite3 by hand, SQLite's full-disk error):
+# the PostgreSQL pass skips them; tests/test_store_backends.py holds their PostgreSQL counterparts.
+SQLITE_ONLY = {
+    "test_store.py::test_wal_mode_and_home_folder", "test_store.py::test_home_moves_with_the_environment",
+    "test_store.py::test_failed_migration_rolls_back_and_keeps_the_version",
+    "test_store.py::test_concurrent_writers_threads_and_processes_lose_nothing",
+    "test_store.py::test_a_read_only_command_takes_no_write_lock",
+    "test_store.py::test_connections_opening_a_fresh_database_together_all_get_in",
+    "test_sharing.py::test_the_token_is_not_stored", "test_sharing.py::test_old_votes_survive_the_migration",
+    "test_arena.py::test_votes_from_before_several_turns_still_load",
+    "test_access.py::test_existing_rows_migrate_into_the_default_workspace",
+    "test_data.py::test_a_failed_commit_leaves_no_folder_and_says_the_disk_is_full",
+    "test_store.py::test_appended_migration_upgrades_an_existing_database_without_losing_rows",
+    "test_store.py::test_migrations_run_once",
+}
+
+
+def _use_postgres(request, monkeypatch):
+    """A fresh PostgreSQL database (on the session's private server) for this test, dropped afterwards."""
+    from llm_lab import store
+
+    server = request.getfixturevalue("postgres_server")
+    with postgres_database(server) as url:
+        monkeypatch.setenv("LLM_LAB_DATABASE_URL", url)
+        store.close_pools()
+        try:
+            yield url
+        finally:
+            store.close_pools()
+
+
+# These files' tests run twice in the one test command: on SQLite and with every table on PostgreSQL
+# (LLM_LAB_TEST_BACKEND=postgres puts every other test on PostgreSQL too).
+BOTH_BACKENDS = {"test_store.py", "test_data.py", "test_registry.py", "test_access.py", "test_sharing.py",
+                 "test_hosted.py", "test_arena.py", "test_jobs.py"}
+
+
+def pytest_generate_tests(metafunc):
+    if Path(str(metafunc.definition.path)).name in BOTH_BACKENDS and "backend" not in metafunc.fixturenames \
+            and TEST_BACKEND != "postgres":
+        metafunc.fixturenames.append("engine")
+        metafunc.parametrize("engine", ["sqlite", "postgres"])
+
+
+@pytest.fixture(autouse=True)
+def store_backend(lab_home, request, monkeypatch):
+    """The engine of this test's store: SQLite under LLM_LAB_HOME as always, or a fresh PostgreSQL database for
+    the BOTH_BACKENDS files' second run (and every test with LLM_LAB_TEST_BACKEND=postgres). A test that names
+    `backend` picks its own engine instead."""
+    engine = request.node.callspec.params.get("engine") if hasattr(request.node, "callspec") else None
+    if "backend" in request.fixturenames or (engine or TEST_BACKEND) != "postgres":
+        yield "sqlite"
+        return
+    if f"{Path(request.node.path).name}::{request.node.originalname}" in SQLITE_ONLY:
+        pytest.skip("tests SQLite itself (conftest.SQLITE_ONLY); its PostgreSQL counterpart is in test_store_backends")
+    yield from _use_postgres(request, monkeypatch)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request, lab_home, monkeypatch):
+    """Run the test on both engines: SQLite under LLM_LAB_HOME, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        monkeypatch.delenv("LLM_LAB_DATABASE_URL", raising=False)
+        yield "sqlite"
+        return
+    for _ in _use_postgres(request, monkeypatch):
+        yield "postgres"
 
 
 @pytest.fixture(scope="session")

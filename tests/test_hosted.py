@@ -354,7 +354,7 @@ def test_admin_page_for_an_admin_and_refusals_for_anyone_else(hosted):
     at.run()
     assert not at.exception
     refused = sorted({e.value.split(" may not ")[1].split(".")[0] for e in at.error})
-    assert refused == ["list users", "read server settings", "read the audit log"]
+    assert refused == ["list users", "read server settings", "read the audit log", "see the workers"]
     assert [list(d.value["name"]) for d in at.dataframe] == [["eve@example.com"]]  # only their own workspace
 
 

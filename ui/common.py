@@ -1,6 +1,5 @@
 """Small UI pieces every page uses: user errors, headers, text a user supplied shown as plain text, permalinks."""
 import re
-import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
@@ -58,7 +57,7 @@ def user_errors():
         yield
     except LabError as exc:
         st.error(plain(exc), icon=":material/error:")
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, *store.DatabaseError) as exc:
         if not store.is_storage_full(exc):
             raise
         st.error(plain(store.storage_full_message()), icon=":material/error:")

@@ -65,6 +65,11 @@ def worker_note(job: dict) -> str | None:
     """Where a queued or running job runs, and what stopping the dashboard does to it."""
     if job["status"] not in jobs.ACTIVE or jobs.inline_mode():
         return None
+    if jobs.team_mode():  # the team's workers (Admin → Workers lists them)
+        worker = job.get("worker_id")
+        return (f"Runs on worker {worker}; if it stops beating its heart the job ends interrupted, to be resumed "
+                "on any worker." if job["status"] == jobs.RUNNING and worker else
+                f"Waits in the team's {job.get('queue') or 'cpu'} queue for a worker that fits it.")
     info = jobs.worker_info()
     if info["external"]:
         return ("Runs in the server's own worker (LLM_LAB_EXTERNAL_WORKER): it keeps running when the dashboard "

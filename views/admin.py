@@ -1,11 +1,12 @@
-"""Admin: users and roles, team workspaces, the audit log and server settings (admins only; the backend checks)."""
+"""Admin: users and roles, team workspaces, the audit log, server settings, and the workers with their queue
+(admins only; the backend checks)."""
 import json
 from datetime import date, datetime, timezone
 
 import pandas as pd
 import streamlit as st
 
-from llm_lab import accounts, audit, settings
+from llm_lab import accounts, audit, jobs, settings
 from ui import backend
 from ui.common import user_errors
 
@@ -16,7 +17,8 @@ if not settings.hosted():
             "workspaces take effect when the server runs hosted (LLM_LAB_MODE=hosted; see the README).")
 actor = backend.actor()
 
-users_tab, spaces_tab, audit_tab, settings_tab = st.tabs(["Users", "Workspaces", "Audit log", "Settings"])
+users_tab, spaces_tab, audit_tab, settings_tab, workers_tab = st.tabs(
+    ["Users", "Workspaces", "Audit log", "Settings", "Workers"])
 
 with users_tab, user_errors():
     users = accounts.list_users(actor)
@@ -98,3 +100,21 @@ with settings_tab, user_errors():
     if s3.button("Save", key="adm_set_save") and value:
         settings.put(actor, name, value)
         st.rerun()
+
+with workers_tab, user_errors():
+    overview = jobs.workers_overview(actor)
+    st.caption("Team workers on Redis (LLM_LAB_QUEUE_URL): each beats every few seconds; one silent past the "
+               "timeout is lost and its job interrupted, to be resumed on any worker." if overview["team"] else
+               "Laptop mode: one local worker takes every job. Set LLM_LAB_QUEUE_URL=redis://… for team workers.")
+    if overview["workers"]:
+        st.dataframe(pd.DataFrame(overview["workers"]), hide_index=True, width="stretch",
+                     column_order=["host", "pid", "queue", "gpus", "gpu_memory_gb", "status", "seen_s_ago",
+                                   "current_job", "job_title"])
+    else:
+        st.warning("No worker is running: queued jobs wait until one starts (`python -m llm_lab worker`).")
+    waiting = ", ".join(f"{name}: {count}" for name, count in overview["pending"].items())
+    st.caption(f"{len(overview['queue'])} job(s) queued (messages on the queue: {waiting}).")
+    if overview["queue"]:
+        st.dataframe(pd.DataFrame(overview["queue"]), hide_index=True, width="stretch",
+                     column_order=["id", "title", "created_by", "workspace", "queue", "needs_gpu", "gpu_memory_gb",
+                                   "waiting_s", "message"])

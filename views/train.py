@@ -2,7 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from llm_lab import snapshots, train
+from llm_lab import jobs, snapshots, train
 from llm_lab.serve import command as serve_command
 from llm_lab.train import evaluation as train_evaluation
 from llm_lab.train import export, history, plots, resources
@@ -17,7 +17,9 @@ NEW, LIVE, HISTORY = "New run", "Live", "History"
 
 
 @st.cache_data(ttl=600, show_spinner="Estimating memory and time…")
-def cached_estimate(who, values: dict) -> dict:
+def cached_estimate(who, values: dict, workers: tuple = ()) -> dict:
+    """`workers`: on a team server the plan is judged against the live GPU workers (jobs.fleet), so it is part of
+    the key: a worker starting or leaving gives a new plan, not a stale refusal."""
     return train.estimate(who, train.TrainConfig(**values))
 
 
@@ -168,7 +170,7 @@ def new_run() -> None:
         st.info("Pick a base model and a dataset (import one on the Datasets page).")
         return
     cfg = train.TrainConfig(**values)
-    est = cached_estimate(backend.actor(), cfg.as_dict())
+    est = cached_estimate(backend.actor(), cfg.as_dict(), jobs.fleet())
     mem = est["memory_mb"]
     st.caption("**Estimate:** " + resources.describe(est) + f" · weights {mem['weights']:.0f} MB, "
                f"gradients+optimizer {mem['gradients_and_optimizer']:.0f} MB, "

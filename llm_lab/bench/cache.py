@@ -87,7 +87,7 @@ def load_result(actor: Actor, key: str) -> TaskResult | None:
     return TaskResult.from_dict(json.loads(path.read_text())) if path.exists() else None
 
 
-def _row(actor: Actor, key: str, where: str = "1") -> dict | None:
+def _row(actor: Actor, key: str, where: str = "1=1") -> dict | None:
     """The result row `key` the actor sees, its current workspace's first."""
     rows = scope(actor).select("bench_results", f"key=? AND {where}", (key,), columns="key, workspace")
     return next((r for r in rows if r["workspace"] == actor.workspace), rows[0] if rows else None)

@@ -1,4 +1,9 @@
-"""CLI: `python -m llm_lab bench --suite NAME --model A --model B --out results.json` (runs inline)."""
+"""CLI: `python -m llm_lab bench --suite NAME --model A --model B --out results.json` (runs inline).
+
+Data-parallel: `accelerate launch --num_processes N -m llm_lab.bench …` or `torchrun --nproc_per_node N -m
+llm_lab.bench …` with the same flags: the processes share each task's examples (distributed.py), each on its own
+GPU when there are GPUs; the main process alone prints and writes.
+"""
 import sys
 from pathlib import Path
 
@@ -70,12 +75,34 @@ def compare_cmd(args) -> int:
 
 
 def bench(args) -> int:
+    from . import distributed
+
+    if distributed.launched():
+        distributed.init()
+        try:
+            return _bench(args, distributed.device(args.device), main=distributed.is_main())
+        finally:
+            _leave_group()
+    return _bench(args, args.device, main=True)
+
+
+def _leave_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _bench(args, device: str | None, main: bool) -> int:
+    """The benchmark run; `main` is False on the other processes of a data-parallel run: they print nothing
+    and write nothing (the main process does both, with every process's outputs)."""
     from .. import access
-    from . import leaderboard, runner, suite as suites
+    from . import leaderboard, runner
+    from . import suite as suites
 
     actor = getattr(args, "actor", access.LOCAL)
     if args.list:
-        for s in suites.list_suites(actor):
+        for s in suites.list_suites(actor) if main else []:
             print(f"{s['name']:<24} {s['source']:<8} {s['path']}")
         return 0
     if not args.suite or not args.model:
@@ -95,9 +122,12 @@ def bench(args) -> int:
             print(f"[{done / max(total, 1):6.1%}] {message[:100]}", file=sys.stderr, flush=True)
 
     run_id = time.strftime("cli-%Y%m%d-%H%M%S")
-    results = runner.run_suite(actor, suite, args.model, use_cache=not args.no_cache, device=args.device,
+    results = runner.run_suite(actor, suite, args.model, use_cache=not args.no_cache, device=device,
                                batch_size=args.batch_size, progress=progress, run_id=run_id, limit=args.limit,
                                log=lambda line: print("\n" + line.splitlines()[0], file=sys.stderr))
+    failed = 1 if any(not r.ok for r in results) else 0
+    if not main:
+        return failed
     print(f"\nrun {run_id}: on the Benchmarks page, /benchmarks?result={run_id}", file=sys.stderr)
     summaries = [r.summary() for r in results]
     print(leaderboard.text_table(summaries))
@@ -110,4 +140,4 @@ def bench(args) -> int:
         from .report import html_report
 
         Path(args.html).write_text(html_report(results, f"{suite.name} on {', '.join(args.model)}"))
-    return 1 if any(not r.ok for r in results) else 0
+    return failed

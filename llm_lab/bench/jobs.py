@@ -31,8 +31,10 @@ def submit(actor: Actor, suite_text: str, models: list[str], use_cache: bool = T
     if not models:
         raise suites.SuiteError("Pick at least one model to benchmark.")
     title = f"Benchmark {suite.name} on {', '.join(models)}" + (f" (≤ {limit} examples per task)" if limit else "")
+    # evaluated one model at a time, on a GPU when a GPU worker is up (the runner picks the device)
+    needs = jobs.Resources.for_device(None, jobs.inference_memory_gb(actor, list(models)))
     return jobs.submit(actor, JOB_FN, {"suite_text": suite_text, "models": list(models), "use_cache": use_cache,
-                                       "batch_size": batch_size, "limit": limit or None}, title)
+                                       "batch_size": batch_size, "limit": limit or None}, title, resources=needs)
 
 
 def keys_of(actor: Actor, job: dict) -> list[str]:

@@ -240,7 +240,10 @@ def run_results(actor: Actor, run: dict) -> list[TaskResult]:
 
 
 def export_csv(summaries: list[TaskResult]) -> bytes:
-    return long_table(summaries).to_csv(index=False).encode()
+    """The long table as CSV, safe to open in a spreadsheet (model and task names are anyone's text)."""
+    from ..csv_safe import frame_to_csv
+
+    return frame_to_csv(long_table(summaries))
 
 
 def export_json(results: list[TaskResult]) -> bytes:

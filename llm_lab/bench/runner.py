@@ -2,6 +2,9 @@
 
 A problem with one task (model without the needed head, missing columns, unknown labels, empty
 dataset, empty generations) becomes an error result for that task; the rest of the suite runs.
+
+Under `accelerate launch` / torchrun the processes share each task's examples and gather the outputs
+(distributed.py): every process gets the same results, the main process alone reports and writes them.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from .. import capabilities as caps
 from .. import data, registry
 from ..access import DEFAULT_WORKSPACE, Actor
 from ..errors import JobCancelled, LabError, ModelError, failure_message
-from . import cache, contamination, fingerprint, slices
+from . import cache, contamination, distributed, fingerprint, slices
 from .result import Repro, TaskResult
 from .suite import TASK_TYPES, Suite, TaskSpec
 from .tasks import module
@@ -208,13 +211,10 @@ def _error_result(suite: Suite, spec: TaskSpec, model: str, message: str) -> Tas
                       type=spec.type, status="error", error=message, created_at=time.time())
 
 
-def run_task(actor: Actor, suite: Suite, spec: TaskSpec, model_name: str, *, use_cache: bool = True, device: str | None = None,
-             dtype: str | None = None, batch_size: int | None = None, progress=None, log=None) -> TaskResult:
-    progress = progress or (lambda done, total, message="": None)
-    if spec.type == "lm_eval":
-        return run_lm_eval_task(actor, suite, spec, model_name, use_cache=use_cache, device=device, dtype=dtype,
-                                batch_size=batch_size, progress=progress)
-    t_start = time.time()
+def _prepare(actor: Actor, spec: TaskSpec, model_name: str, device: str | None, dtype: str | None,
+             batch_size: int | None) -> dict:
+    """What a task needs before the model runs: its rows, slices, the loaded model, batch size, settings and
+    the result key."""
     info, frame, split, split_note = task_frame(actor, spec)
     slice_of = slice_rows(actor, spec, frame)
     loaded = load_for_task(actor, spec, model_name, frame, device, dtype, info.label_names)
@@ -223,22 +223,58 @@ def run_task(actor: Actor, suite: Suite, spec: TaskSpec, model_name: str, *, use
     settings = {"device": loaded.device, "dtype": loaded.dtype}
     if getattr(loaded.model, "batch_dependent", False):  # its outputs depend on the rows batched together (int8
         settings["batch_size"] = size                    # activations quantized per batch): part of the result
+        if distributed.active():  # each process batches only its share: other batches than one process makes
+            settings["data_parallel"] = distributed.world()
     if getattr(module(spec.type), "VERSION", None):  # a task type whose computation changed: old results do not match
         settings["task_version"] = module(spec.type).VERSION
     key = result_key(model_fp, info.fingerprint, spec, settings, actor.workspace, split)
+    return {"info": info, "frame": frame, "split": split, "split_note": split_note, "slice_of": slice_of,
+            "loaded": loaded, "model_fp": model_fp, "size": size, "settings": settings, "key": key}
+
+
+def _cached(actor: Actor, key: str, loaded, use_cache: bool) -> TaskResult | None:
+    """The stored result for `key`, if it may be served (decided by the main process when distributed)."""
     # an endpoint's model may change behind its URL: its results are stored, never served from the cache
-    if use_cache and loaded.entry.source != "endpoint" and (hit := cache.get(actor, key)):
+    if not use_cache or loaded.entry.source == "endpoint":
+        return None
+    return distributed.from_main(lambda: cache.get(actor, key))
+
+
+def _run_module(spec: TaskSpec, state: TaskState, partial) -> dict:
+    """The task type's `run(state)`; data-parallel, the processes share the examples (distributed.py), and a
+    speed task runs on the main process alone (timings of N processes at once measure their contention)."""
+    run = module(spec.type).run
+    if spec.type == "speed" and distributed.active():
+        return distributed.from_main(lambda: run(state))
+    return distributed.agreed(lambda: distributed.run_guarded(partial, lambda: run(state)))
+
+
+def run_task(actor: Actor, suite: Suite, spec: TaskSpec, model_name: str, *, use_cache: bool = True, device: str | None = None,
+             dtype: str | None = None, batch_size: int | None = None, progress=None, log=None) -> TaskResult:
+    progress = progress or (lambda done, total, message="": None)
+    if spec.type == "lm_eval":  # lm-eval's own evaluator runs the task; data-parallel, on the main process alone
+        return distributed.from_main(lambda: run_lm_eval_task(
+            actor, suite, spec, model_name, use_cache=use_cache, device=device, dtype=dtype,
+            batch_size=batch_size, progress=progress))
+    t_start = time.time()
+    ready = distributed.agreed(lambda: _prepare(actor, spec, model_name, device, dtype, batch_size),
+                               same=lambda r: r["key"])
+    info, frame, split, split_note = ready["info"], ready["frame"], ready["split"], ready["split_note"]
+    slice_of, loaded, model_fp, size = ready["slice_of"], ready["loaded"], ready["model_fp"], ready["size"]
+    settings, key = ready["settings"], ready["key"]
+    if hit := _cached(actor, key, loaded, use_cache):
         progress(len(frame), len(frame), "from cache")
         served = as_cached(hit, model_name, loaded)
         if "contamination" not in (served.details or {}):  # stored before the check existed: run it now (cheap)
-            reports, notes = contamination_checks(actor, spec, loaded.entry, frame, split)
+            reports, notes = distributed.agreed(lambda: contamination_checks(actor, spec, loaded.entry, frame, split))
             from dataclasses import replace
 
             served = replace(served, details=with_contamination(served.details or {}, reports),
                              notes=list(served.notes or []) + notes)
         return served
-    reports, contamination_notes = contamination_checks(actor, spec, loaded.entry, frame, split)
-    partial = cache.Partial(key)
+    reports, contamination_notes = distributed.agreed(
+        lambda: contamination_checks(actor, spec, loaded.entry, frame, split))
+    partial = distributed.partial(key)
     if partial.resumed and log:
         log(f"{model_name} / {spec.name}: resuming, {partial.resumed} outputs already done")
     state = TaskState(spec, loaded, frame, partial, progress, size, loaded.device, actor=actor)
@@ -248,7 +284,7 @@ def run_task(actor: Actor, suite: Suite, spec: TaskSpec, model_name: str, *, use
         state.notes.append(f"{model_name}'s {loaded.head} head is newly initialised (seed {spec.seed}): "
                            "its predictions are not meaningful until it is fine-tuned.")
     try:
-        out = module(spec.type).run(state)
+        out = _run_module(spec, state, partial)
     except BaseException:
         partial.flush()  # keep what was done so a rerun resumes from here
         raise
@@ -274,7 +310,8 @@ def run_task(actor: Actor, suite: Suite, spec: TaskSpec, model_name: str, *, use
             suite_digest=suite.digest(), seed=spec.seed, settings=settings,
             environment=fingerprint.environment(loaded.device)),
     )
-    cache.put(actor, result)
+    if distributed.is_main():  # data-parallel: one result, written once
+        cache.put(actor, result)
     return result
 
 
@@ -352,6 +389,8 @@ def run_suite(actor: Actor, suite: Suite, models: list[str], *, use_cache: bool 
     `limit` caps the examples of every task (a quick look). `progress(done, total, message, **stats)`
     may raise JobCancelled to stop (partial work is kept)."""
     actor.require("run", "run benchmarks")
+    if not distributed.is_main():  # data-parallel: the main process reports (and alone may cancel)
+        progress, log = None, None
     log = log or (lambda line: None)
     if limit:
         from dataclasses import replace
@@ -381,17 +420,19 @@ def run_suite(actor: Actor, suite: Suite, models: list[str], *, use_cache: bool 
             raise
         except LabError as exc:
             result = _error_result(suite, spec, model, str(exc))
-            cache.put(actor, result)
+            if distributed.is_main():
+                cache.put(actor, result)
             log(f"{label}: error — {exc}")
         except Exception as exc:  # a bug or the machine: this task fails, the suite goes on
             message = failure_message(exc, oom_advice="Out of memory even with batch size 1: use a shorter "
                                                       "max_length or a smaller model.")
             result = _error_result(suite, spec, model, message)
-            cache.put(actor, result)
+            if distributed.is_main():
+                cache.put(actor, result)
             log(f"{label}: failed — {message}\n{traceback.format_exc()}")
         results.append(result)
     if progress:
         progress(len(pairs), len(pairs), "done", force=True)
-    if run_id:
+    if run_id and distributed.is_main():
         cache.record_run(actor, run_id, suite.name, models, [r.key for r in results])
     return results

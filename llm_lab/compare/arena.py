@@ -18,7 +18,6 @@ team can vote once on a battle they see; anonymous voting exists only in local m
 one local user votes once per battle, as an anonymous id of the browser session.
 """
 import random
-import sqlite3
 import uuid
 
 from .. import access, settings, store
@@ -309,7 +308,7 @@ def vote(actor: Actor, battle_id: str, choice: str, voter: str | None = None, tu
     try:
         scope(actor).insert("arena_votes", dict(battle_id=battle_id, vote=choice, voter=voter_for(actor, voter),
                                                 created_at=store.now(), turns=turns), action="vote")
-    except sqlite3.IntegrityError as exc:
+    except store.IntegrityError as exc:
         raise ArenaError("This battle has been voted on already by you: each user votes once per battle and "
                          "the first vote stands. Start a new battle to vote again.") from exc
     return get_battle(actor, battle_id)

@@ -39,8 +39,9 @@ def submit(actor: Actor, mode: str, models: list[str], dataset: str, split: str 
     runs.check_models(models)
     data.get(actor, dataset)  # fail now, in the page, if it does not exist
     title = f"Compare {', '.join(models)} on {dataset} ({limit} rows)"
+    needs = jobs.Resources.for_device(None, jobs.inference_memory_gb(actor, models))  # one model at a time
     return jobs.submit(actor, JOB_FN, {"mode": mode, "models": models, "dataset": dataset, "split": split,
-                              "limit": limit, "seed": seed, "settings": settings or {}}, title)
+                              "limit": limit, "seed": seed, "settings": settings or {}}, title, resources=needs)
 
 
 def run_comparison(ctx, models: list[str], dataset: str, split: str | None = None, limit: int = 50,

@@ -70,11 +70,15 @@ def list_saved(actor: Actor, limit: int = 100) -> list[dict]:
 
 
 def delete(actor: Actor, comparison_id: str) -> None:
+    """Delete a saved comparison and its file. An id the actor cannot see (unknown, or of another workspace)
+    is "not found", the answer `load` gives: never a silent success that deleted nothing."""
     row = scope(actor).one("comparisons", "id=?", (comparison_id,), columns="path")
-    if row and not scope(actor).delete("comparisons", "id=?", (comparison_id,)):
+    if row is None:
+        raise ComparisonNotFound(f"No saved comparison with id {comparison_id!r}. The Compare page lists the saved "
+                                 "ones.")
+    if not scope(actor).delete("comparisons", "id=?", (comparison_id,)):
         raise access.PermissionDenied(f"{actor.user} may not delete comparison {comparison_id}: only its creator "
                                       "or an admin can.")
-    if row:
-        from pathlib import Path
+    from pathlib import Path
 
-        Path(row["path"]).unlink(missing_ok=True)
+    Path(row["path"]).unlink(missing_ok=True)

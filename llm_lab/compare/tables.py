@@ -53,7 +53,10 @@ def filter_rows(frame: pd.DataFrame, search: str = "", disagreements_only: bool 
 
 
 def to_csv(frame: pd.DataFrame) -> bytes:
-    return frame.to_csv(index=False).encode("utf-8")
+    """The table as CSV, safe to open in a spreadsheet (prompts and outputs are anyone's text)."""
+    from ..csv_safe import frame_to_csv
+
+    return frame_to_csv(frame)
 
 
 def to_json(comparison: Comparison, margin: float | None = None) -> bytes:

@@ -369,7 +369,9 @@ def submit(actor: Actor, parent: str, variants: list[str], *, dataset: str | Non
               "split": split, "limit": limit, "suite_text": suite_text, "margin": margin, "alpha": alpha,
               "device": device, "speed_examples": speed_examples, "repeats": repeats, "batch_size": batch_size,
               "drift_examples": drift_examples, "ig_steps": ig_steps, "memory": memory}
-    return jobs.submit(actor, JOB_FN, params, title)
+    # the parent and one variant at a time are compared side by side
+    needs = jobs.Resources.for_device(device, jobs.inference_memory_gb(actor, [parent, *variants], at_once=2))
+    return jobs.submit(actor, JOB_FN, params, title, resources=needs)
 
 
 def report_of(actor: Actor, job_id: str) -> Report | None:

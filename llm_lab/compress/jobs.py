@@ -16,7 +16,10 @@ def submit(actor: Actor, parent: str, method: str, params: dict | None = None, n
 
     params = check_request(actor, parent, recipe_for(method), params, name)
     title = f"Compress {parent}: {method}" + (f" → {name}" if name else "")
-    return jobs.submit(actor, JOB_FN, {"parent": parent, "method": method, "params": params, "name": name}, title)
+    # the parent and the variant made from it are in memory together
+    needs = jobs.Resources.for_device(None, 2 * jobs.inference_memory_gb(actor, [parent]))
+    return jobs.submit(actor, JOB_FN, {"parent": parent, "method": method, "params": params, "name": name}, title,
+                       resources=needs)
 
 
 def make(ctx, parent: str, method: str, params: dict | None = None, name: str | None = None) -> dict:

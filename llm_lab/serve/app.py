@@ -195,6 +195,9 @@ class Server:
             body = json.loads(b"".join(chunks))
         except (ValueError, UnicodeDecodeError) as exc:
             raise protocol.bad(f"The request body is not valid JSON ({exc}).", code="invalid_json") from exc
+        except RecursionError as exc:  # the parser recurses once per level: thousands of [[[[ exhaust the stack
+            raise protocol.bad("The request body is not valid JSON: it is nested too deeply to be read. Send an "
+                               "object a few levels deep.", code="invalid_json") from exc
         if not isinstance(body, dict):
             raise protocol.bad("The request body must be a JSON object.", code="invalid_json")
         return body

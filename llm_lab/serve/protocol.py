@@ -393,7 +393,7 @@ def _calls_text(calls, where: str) -> list[str]:
             arguments = json.loads(function["arguments"])
             if not isinstance(function["name"], str) or not isinstance(arguments, dict):
                 raise TypeError
-        except (TypeError, KeyError, ValueError):
+        except (TypeError, KeyError, ValueError, RecursionError):
             raise bad(f"{param}[{j}] must be {{\"type\": \"function\", \"function\": {{\"name\": ..., \"arguments\": "
                       "a JSON object as text}}}.", param, "invalid_value") from None
         lines.append(json.dumps({"name": function["name"], "arguments": arguments}, ensure_ascii=False))

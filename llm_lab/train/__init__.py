@@ -22,14 +22,18 @@ def submit(actor, cfg: TrainConfig) -> str:
     """Validate, give the run a name, and queue it as `actor`. Returns the job id."""
     from .. import jobs
 
-    check(actor, cfg)
+    plan = check(actor, cfg)
+    # the team's workers take it where it fits: its device setting and the planned memory (weights, optimizer,
+    # activations), on one GPU
+    needs = jobs.Resources.for_device(cfg.device, plan["memory_mb"]["total"] / 1024 + jobs.CUDA_CONTEXT_GB)
     # a second click with the same settings is the same run, whatever name it was given
-    return jobs.submit(actor, JOB_FN, cfg.to_params(), cfg.title(), ignore_in_identity=("name",))
+    return jobs.submit(actor, JOB_FN, cfg.to_params(), cfg.title(), ignore_in_identity=("name",), resources=needs)
 
 
-def check(actor, cfg: TrainConfig) -> None:
+def check(actor, cfg: TrainConfig) -> dict:
     """Everything a run must pass before it starts, queued or in this process: the actor's rights, the config,
-    the output, the dataset and model the actor can reach, and what the device and this server allow."""
+    the output, the dataset and model the actor can reach, and what the device and this server allow.
+    Returns the plan (train.resources: memory and steps)."""
     actor.require("run", "start training jobs")
     from .export import check_name_free, check_out
 
@@ -49,7 +53,7 @@ def check(actor, cfg: TrainConfig) -> None:
             check_distill(actor, cfg)       # …or a student no smaller than its teacher, or labelled otherwise
     from .resources import check as check_resources
 
-    check_resources(actor, cfg)  # …or a run the device cannot hold, or longer than this server allows
+    return check_resources(actor, cfg)  # …or a run the device cannot hold, or longer than this server allows
 
 
 def estimate(actor, cfg: TrainConfig) -> dict:

@@ -12,7 +12,6 @@ model card (`hf_card`) whose record section is LLM Lab's own card (results, reci
 import json
 import os
 import shutil
-import sqlite3
 import time
 from pathlib import Path
 
@@ -161,7 +160,7 @@ def _remove_unregistered(folder: Path) -> None:
         with store.transaction():
             if not registry.location_registered(str(folder)):
                 shutil.rmtree(folder, ignore_errors=True)
-    except (OSError, sqlite3.Error):
+    except (OSError, *store.DatabaseError):
         pass  # still marked SAVING: the next save of this name reclaims it
 
 

@@ -9,7 +9,7 @@ import shutil
 
 from .. import jobs, paths
 from ..access import LOCAL, Actor
-from . import export, resources, runner
+from . import export, launch, resources, runner
 from .config import TrainConfig
 
 
@@ -22,6 +22,9 @@ def run(ctx, **params) -> dict:
         # curves after the checkpoint are recomputed by the resumed run
         jobs.drop_metrics_after(ctx.id, step)
     ctx.progress(0, 1, "Preparing data and model…", force=True)
+    gpus = launch.worker_gpus()
+    if launch.should_launch(gpus):  # a multi-GPU worker: one process per GPU under torchrun (train/launch.py)
+        return launch.run_job(ctx, gpus)
     trained = runner.train(ctx.actor, cfg, ctx, ctx.workdir, resume=ctx.resume)
     steps = trained.stats["steps"]
     st = trained.stats

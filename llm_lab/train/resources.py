@@ -133,10 +133,15 @@ def device_memory(device: str) -> int | None:
 
 def _plan(actor: Actor, cfg: TrainConfig) -> dict:
     """Memory and steps: what a run needs, without timing anything."""
+    from .. import jobs
     from ..device import pick_device
 
     cfg.validate()
-    device = "cpu" if cfg.device == "cpu" else pick_device(None if cfg.device == "auto" else cfg.device)
+    team = jobs.runs_elsewhere()  # a team worker runs it, not this (dashboard) machine: judged by the workers
+    if team:
+        device = jobs.worker_device(cfg.device)
+    else:
+        device = "cpu" if cfg.device == "cpu" else pick_device(None if cfg.device == "auto" else cfg.device)
     labels = len(data.get(actor, cfg.dataset).label_names or []) if cfg.task == "classify" else 0
     model = _meta_model(actor, cfg, labels)
     params = sum(p.numel() for p in model.parameters())
@@ -159,7 +164,7 @@ def _plan(actor: Actor, cfg: TrainConfig) -> dict:
     total = weights + optimizer + activations
     steps_per_epoch = max(1, math.ceil(rows / cfg.batch_size) // cfg.grad_accum)
     steps = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    have = device_memory(device)
+    have = jobs.worker_memory_bytes(device) if team else device_memory(device)
     plan = {"device": device, "parameters": params, "trainable_parameters": trainable, "train_rows": rows,
             "tokens_per_example": round(float(tokens), 1), "steps": steps, "steps_per_epoch": steps_per_epoch,
             "memory_mb": {"weights": weights / 2**20, "gradients_and_optimizer": optimizer / 2**20,
@@ -218,14 +223,28 @@ def estimate(actor: Actor, cfg: TrainConfig) -> dict:
         if cfg.lora:
             flops_per_token += 2 * params  # backward through frozen weights for the activations
         flops = flops_per_token * seq * samples_per_step
+        if not _can_probe(device):  # a GPU on a worker, not here: nothing here to time it by
+            return dict(plan, step_seconds=None, seconds=None,
+                        time_basis=f"time unknown: the {device} is on a worker; the first run measures it")
         step_s = flops / (device_flops(device) * TRAIN_EFFICIENCY.get(device, 0.3))
         basis = f"assumed from FLOPs and this {device}'s measured matmul speed"
     return dict(plan, step_seconds=step_s, seconds=plan["steps"] * step_s, time_basis=basis)
 
 
+def _can_probe(device: str) -> bool:
+    """Whether this machine has `device` to time (a dashboard without a GPU plans runs for GPU workers)."""
+    import torch
+
+    return not str(device).startswith("cuda") or torch.cuda.is_available()
+
+
 def describe(est: dict) -> str:
     """One line for the page and CLI."""
     secs = est["seconds"]
+    if secs is None:
+        return (f"{est['parameters'] / 1e6:.1f}M parameters ({est['trainable_parameters'] / 1e6:.2f}M trained) · "
+                f"about {est['memory_mb']['total'] / 1024:.2f} GB on {est['device']} · {est['steps']} steps "
+                f"({est['time_basis']})")
     when = f"{secs:.0f} s" if secs < 120 else f"{secs / 60:.1f} min" if secs < 7200 else f"{secs / 3600:.1f} h"
     teacher = f" + a {est['teacher_parameters'] / 1e6:.1f}M-parameter teacher" if est.get("teacher_parameters") else ""
     return (f"{est['parameters'] / 1e6:.1f}M parameters ({est['trainable_parameters'] / 1e6:.2f}M trained){teacher} · "

@@ -139,20 +139,39 @@ def _rank() -> int:
 
 
 # ---------------------------------------------------------------- checkpoints
+def _complete(path: Path) -> bool:
+    """Whether a checkpoint folder was written to the end: the Trainer writes trainer_state.json last, after the
+    weights, the optimizer and the random state, so a whole, readable one means the rest is there too."""
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return any(path.glob("*.safetensors"))
+
+
 def checkpoints(folder: Path) -> list[Path]:
-    """Complete checkpoints (trainer state and weights written), newest first."""
+    """Complete checkpoints (trainer state and weights written), newest first. Half-written ones (the process
+    killed, or the disk full, mid-save) are removed, so a resume never starts from one."""
     if not folder.exists():
         return []
     found = []
     for path in folder.iterdir():
         m = CKPT_RE.match(path.name)
         if m and path.is_dir():
-            complete = (path / "trainer_state.json").exists() and any(path.glob("*.safetensors"))
-            if complete:
+            if _complete(path):
                 found.append((int(m.group(1)), path))
             else:
                 shutil.rmtree(path, ignore_errors=True)  # half-written (killed or disk full mid-save)
     return [p for _, p in sorted(found, reverse=True)]
+
+
+def _resume_note(out_dir: Path) -> str:
+    """What resuming does after a failure, said truthfully: from the newest whole checkpoint, or from the start
+    when none was saved. Looking removes the half-written one the failure left."""
+    good = checkpoints(out_dir)
+    if good:
+        return f"it continues from its last checkpoint ({good[0].name})"
+    return "no checkpoint was saved before the disk filled up, so it starts from the beginning"
 
 
 # ---------------------------------------------------------------- the run
@@ -213,7 +232,7 @@ def train(actor: Actor, cfg: TrainConfig, reporter, workdir: Path, resume: bool 
             break
         except BaseException as exc:
             if is_disk_full(exc):
-                raise TrainingError(disk_full_message(workdir.parent, exc, "it continues from its last checkpoint")) from exc
+                raise TrainingError(disk_full_message(workdir.parent, exc, _resume_note(out_dir))) from exc
             if not is_out_of_memory(exc):
                 raise
             del trainer, model

@@ -105,9 +105,27 @@ def store_upload(actor: Actor, filename: str, content: bytes) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,119}", name) or not name.lower().endswith(UPLOAD_SUFFIXES):
         raise LmEvalTaskError(f"File name {name!r}: use letters, digits, '.', '_' or '-' and one of "
                               f"{', '.join(UPLOAD_SUFFIXES)}.")
+    _check_upload_size(name, content)
     path = workspace_folder(actor.workspace) / name
     store.atomic_write_bytes(path, bytes(content))
     return path
+
+
+def _check_upload_size(name: str, content: bytes) -> None:
+    """The limits every dataset upload has (datasets decodes the whole file later): its size, and for Parquet
+    what it decodes to, refused before anything is stored."""
+    from ... import data
+    from ...errors import DataError
+
+    limit = data.max_upload_bytes()
+    if len(content) > limit:
+        raise LmEvalTaskError(f"{name} is {len(content) / 2**20:.1f} MB; the limit is {limit / 2**20:.1f} MB "
+                              "(setting upload_max_mb). Upload a sample, or ask an admin to raise upload_max_mb.")
+    if name.lower().endswith(".parquet"):
+        try:
+            data.check_parquet_size(name, bytes(content))  # list columns allowed: lm-eval reads them
+        except DataError as exc:
+            raise LmEvalTaskError(str(exc)) from exc
 
 
 def stored_files(actor: Actor) -> list[str]:
